@@ -1,0 +1,125 @@
+"""Configuration: every environment variable the runtime reads, named once.
+
+The Pulumi components set these names on the functions and the local stack
+sets them for the entry points it calls; both import them from here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+CONNECTIONS_TABLE = "STREAMER_CONNECTIONS_TABLE"
+REQUESTS_TABLE = "STREAMER_REQUESTS_TABLE"
+SUBSCRIPTIONS_TABLE = "STREAMER_SUBSCRIPTIONS_TABLE"
+APP_MODULE = "STREAMER_APP"
+ASYNC_THRESHOLD_MS = "STREAMER_ASYNC_THRESHOLD_MS"
+SYNC_TIMEOUT_MS = "STREAMER_SYNC_TIMEOUT_MS"
+PROGRESS_FLUSH_MS = "STREAMER_PROGRESS_FLUSH_MS"
+PROGRESS_IMMEDIATE_PERCENT = "STREAMER_PROGRESS_IMMEDIATE_PERCENT"
+PROGRESS_PERSIST_MS = "STREAMER_PROGRESS_PERSIST_MS"
+REQUEST_RETENTION_S = "STREAMER_REQUEST_RETENTION_S"
+MAX_ATTEMPTS = "STREAMER_MAX_ATTEMPTS"
+LEASE_MARGIN_S = "STREAMER_LEASE_MARGIN_S"
+PROCESSOR_CONCURRENCY = "STREAMER_PROCESSOR_CONCURRENCY"
+MANAGEMENT_ENDPOINT = "STREAMER_MANAGEMENT_ENDPOINT"
+JWT_PUBLIC_KEY = "STREAMER_JWT_PUBLIC_KEY"
+JWT_JWKS_URL = "STREAMER_JWT_JWKS_URL"
+JWT_ISSUER = "STREAMER_JWT_ISSUER"
+JWT_AUDIENCE = "STREAMER_JWT_AUDIENCE"
+JWT_LEEWAY_S = "STREAMER_JWT_LEEWAY_S"
+ALLOWED_TENANTS = "STREAMER_ALLOWED_TENANTS"
+TRACING = "STREAMER_TRACING"
+LOG_LEVEL = "STREAMER_LOG_LEVEL"
+# Set by Lambda itself; the origin region of requests and the stream filter.
+REGION = "AWS_REGION"
+
+#: Every variable a function may be given, for the components' tests.
+ALL = (
+    CONNECTIONS_TABLE, REQUESTS_TABLE, SUBSCRIPTIONS_TABLE, APP_MODULE, ASYNC_THRESHOLD_MS,
+    SYNC_TIMEOUT_MS, PROGRESS_FLUSH_MS, PROGRESS_IMMEDIATE_PERCENT, PROGRESS_PERSIST_MS,
+    REQUEST_RETENTION_S, MAX_ATTEMPTS, LEASE_MARGIN_S, PROCESSOR_CONCURRENCY, MANAGEMENT_ENDPOINT,
+    JWT_PUBLIC_KEY, JWT_JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_LEEWAY_S, ALLOWED_TENANTS,
+    TRACING, LOG_LEVEL,
+)
+
+DEFAULT_APP = "streamer.demo"
+
+#: API Gateway refuses WebSocket frames over 128 KiB.
+MAX_MESSAGE_BYTES = 128 * 1024
+#: A handler's serialised result must leave room for the envelope under 128 KiB.
+MAX_RESULT_BYTES = 100 * 1024
+#: Connection records outlive API Gateway's 2-hour maximum by a margin.
+CONNECTION_TTL_S = 2 * 3600 + 600
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime's configuration, read from the environment once per process."""
+
+    connections_table: str
+    requests_table: str
+    subscriptions_table: str
+    region: str
+    app_module: str = DEFAULT_APP
+    async_threshold_ms: int = 5000
+    sync_timeout_ms: int = 25000
+    progress_flush_ms: int = 200
+    progress_immediate_percent: float = 90.0
+    progress_persist_ms: int = 1000
+    request_retention_s: int = 7 * 24 * 3600
+    max_attempts: int = 3
+    lease_margin_s: int = 30
+    processor_concurrency: int = 8
+    management_endpoint: str | None = None
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: int = 30
+    allowed_tenants: frozenset[str] | None = None
+    tracing: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `env` (default `os.environ`); missing names take defaults."""
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default: int) -> int:
+            value = text(name)
+            return int(value) if value is not None else default
+
+        tenants = text(ALLOWED_TENANTS)
+        return cls(
+            connections_table=text(CONNECTIONS_TABLE) or "streamer-connections",
+            requests_table=text(REQUESTS_TABLE) or "streamer-requests",
+            subscriptions_table=text(SUBSCRIPTIONS_TABLE) or "streamer-subscriptions",
+            region=text(REGION) or text("AWS_DEFAULT_REGION") or "us-east-1",
+            app_module=text(APP_MODULE) or DEFAULT_APP,
+            async_threshold_ms=number(ASYNC_THRESHOLD_MS, 5000),
+            sync_timeout_ms=number(SYNC_TIMEOUT_MS, 25000),
+            progress_flush_ms=number(PROGRESS_FLUSH_MS, 200),
+            progress_immediate_percent=float(text(PROGRESS_IMMEDIATE_PERCENT) or 90.0),
+            progress_persist_ms=number(PROGRESS_PERSIST_MS, 1000),
+            request_retention_s=number(REQUEST_RETENTION_S, 7 * 24 * 3600),
+            max_attempts=number(MAX_ATTEMPTS, 3),
+            lease_margin_s=number(LEASE_MARGIN_S, 30),
+            processor_concurrency=number(PROCESSOR_CONCURRENCY, 8),
+            management_endpoint=text(MANAGEMENT_ENDPOINT),
+            jwt_public_key=text(JWT_PUBLIC_KEY),
+            jwt_jwks_url=text(JWT_JWKS_URL),
+            jwt_issuer=text(JWT_ISSUER),
+            jwt_audience=text(JWT_AUDIENCE),
+            jwt_leeway_s=number(JWT_LEEWAY_S, 30),
+            allowed_tenants=(
+                frozenset(t.strip() for t in tenants.split(",") if t.strip()) if tenants else None
+            ),
+            tracing=(text(TRACING) or "").lower() in {"1", "true", "yes", "on"},
+            log_level=(text(LOG_LEVEL) or "INFO").upper(),
+        )

@@ -1,0 +1,81 @@
+"""Table layouts, defined once for the runtime models and the Pulumi components.
+
+Plain data with no AWS imports, so the infrastructure code can read it without
+pulling in the runtime's dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index: name, hash key and optional range key."""
+
+    name: str
+    hash_key: str
+    range_key: str | None = None
+    projection: str = "ALL"
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Key schema of one table. Key attributes are strings (`S`) unless named in `numeric_keys`."""
+
+    logical_name: str
+    hash_key: str
+    range_key: str | None = None
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+    ttl_attribute: str = "ttl"
+    stream_view_type: str | None = None
+    numeric_keys: frozenset[str] = frozenset()
+
+    def attribute_type(self, name: str) -> str:
+        """DynamoDB scalar type of a key attribute: `N` or `S`."""
+        return "N" if name in self.numeric_keys else "S"
+
+    @property
+    def key_attributes(self) -> tuple[str, ...]:
+        """Every attribute named by the table's or an index's key, once each."""
+        names: list[str] = []
+        for name in (self.hash_key, self.range_key) + tuple(
+            key for index in self.indexes for key in (index.hash_key, index.range_key)
+        ):
+            if name and name not in names:
+                names.append(name)
+        return tuple(names)
+
+
+CONNECTIONS_BY_USER = "by_user"
+SUBSCRIPTIONS_BY_CONNECTION = "by_connection"
+REQUESTS_BY_DUE = "by_due"
+
+CONNECTIONS = TableSchema(
+    logical_name="connections",
+    hash_key="connection_id",
+    indexes=(Index(CONNECTIONS_BY_USER, hash_key="user_key"),),
+)
+
+# Requests are keyed by owner (tenant and user), so a request id of another
+# tenant or user cannot even be addressed, and client ids are idempotency keys
+# scoped to that owner.
+REQUESTS = TableSchema(
+    logical_name="requests",
+    hash_key="owner",
+    range_key="request_id",
+    # Sparse index for the sweeper: only PROCESSING and RETRYING requests carry
+    # `due_region` (their origin region) and `due_at` (lease expiry or retry time).
+    indexes=(Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at"),),
+    stream_view_type="NEW_AND_OLD_IMAGES",
+    numeric_keys=frozenset({"due_at"}),
+)
+
+SUBSCRIPTIONS = TableSchema(
+    logical_name="subscriptions",
+    hash_key="request_key",
+    range_key="connection_id",
+    indexes=(Index(SUBSCRIPTIONS_BY_CONNECTION, hash_key="connection_id", projection="KEYS_ONLY"),),
+)
+
+TABLES: tuple[TableSchema, ...] = (CONNECTIONS, REQUESTS, SUBSCRIPTIONS)
