@@ -79,3 +79,41 @@ SUBSCRIPTIONS = TableSchema(
 )
 
 TABLES: tuple[TableSchema, ...] = (CONNECTIONS, REQUESTS, SUBSCRIPTIONS)
+
+
+def create_table_request(schema: TableSchema, table_name: str) -> dict:
+    """Keyword arguments for DynamoDB `CreateTable` (on-demand) from a schema.
+
+    Used where tables are made outside Pulumi: the local stack and tests.
+    """
+
+    def key_schema(hash_key: str, range_key: str | None) -> list[dict]:
+        keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            keys.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        return keys
+
+    request: dict = {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": schema.attribute_type(name)}
+            for name in schema.key_attributes
+        ],
+        "KeySchema": key_schema(schema.hash_key, schema.range_key),
+    }
+    if schema.indexes:
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": key_schema(index.hash_key, index.range_key),
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in schema.indexes
+        ]
+    if schema.stream_view_type:
+        request["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": schema.stream_view_type,
+        }
+    return request
