@@ -39,8 +39,10 @@ class TableSchema:
     def key_attributes(self) -> tuple[str, ...]:
         """Every attribute named by the table's or an index's key, once each."""
         names: list[str] = []
-        for name in (self.hash_key, self.range_key) + tuple(
-            key for index in self.indexes for key in (index.hash_key, index.range_key)
+        for name in (
+            self.hash_key,
+            self.range_key,
+            *tuple(key for index in self.indexes for key in (index.hash_key, index.range_key)),
         ):
             if name and name not in names:
                 names.append(name)

@@ -1,0 +1,108 @@
+"""Posting messages to connections through API Gateway's management API.
+
+A connection that is gone (HTTP 410, `GoneException`) is forgotten: its
+record and subscriptions are deleted, and that is not an error of the request.
+Throttling (`LimitExceededException`) and 5xx answers are retried by botocore's
+standard retry mode: exponential backoff with full jitter, bounded attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from streamer.protocol import encode
+
+log = logging.getLogger(__name__)
+
+#: Attempts per message, first try included (botocore "standard" mode).
+MAX_ATTEMPTS = 5
+
+
+class Sent(Enum):
+    """What became of one message."""
+
+    DELIVERED = "delivered"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+class Delivery:
+    """Sends server messages to connections, one cached client per endpoint."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        endpoint_override: str | None = None,
+        on_gone: Callable[[str], None] | None = None,
+        client_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._region = region
+        self._override = endpoint_override.rstrip("/") if endpoint_override else None
+        self._on_gone = on_gone
+        self._client_factory = client_factory or self._make_client
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _make_client(self, endpoint: str) -> Any:
+        import botocore.session
+        from botocore.config import Config
+
+        session = botocore.session.get_session()
+        return session.create_client(
+            "apigatewaymanagementapi",
+            region_name=self._region,
+            endpoint_url=endpoint,
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                connect_timeout=2,
+                read_timeout=5,
+                max_pool_connections=32,
+            ),
+        )
+
+    def _client(self, endpoint: str) -> Any:
+        endpoint = self._override or endpoint
+        with self._lock:
+            client = self._clients.get(endpoint)
+            if client is None:
+                # botocore client creation is not thread-safe; the lock covers it.
+                client = self._clients[endpoint] = self._client_factory(endpoint)
+            return client
+
+    def send(self, connection_id: str, endpoint: str, message: dict[str, Any]) -> Sent:
+        """Post one message.
+
+        Never raises: a gone connection is forgotten, other failures are logged.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        data = encode(message).encode("utf-8")
+        try:
+            self._client(endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
+            return Sent.DELIVERED
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "GoneException":
+                log.info("connection gone", extra={"fields": {"target": connection_id}})
+                if self._on_gone is not None:
+                    try:
+                        self._on_gone(connection_id)
+                    except Exception:
+                        log.exception("could not forget a gone connection")
+                return Sent.GONE
+            log.warning(
+                "message not delivered",
+                extra={"fields": {"target": connection_id, "error_code": code}},
+            )
+            return Sent.FAILED
+        except BotoCoreError as error:
+            log.warning(
+                "message not delivered",
+                extra={"fields": {"target": connection_id, "error_code": type(error).__name__}},
+            )
+            return Sent.FAILED

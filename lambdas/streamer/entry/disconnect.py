@@ -1,0 +1,25 @@
+"""`$disconnect`: forget the connection and its subscriptions.
+
+API Gateway delivers this on a best-effort basis; connection records also
+expire by TTL and are removed when a post answers 410.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streamer import runtime, store
+from streamer.events import WebSocketEvent
+from streamer.logs import log_context
+
+log = logging.getLogger("streamer.disconnect")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    runtime.current()
+    ws = WebSocketEvent(event)
+    with log_context(connection_id=ws.connection_id):
+        store.forget_connection(ws.connection_id)
+        log.info("disconnected")
+    return {"statusCode": 200}

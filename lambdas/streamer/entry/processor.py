@@ -1,0 +1,45 @@
+"""DynamoDB Streams consumer of the requests table."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from streamer import runtime
+from streamer.events import stream_records
+from streamer.processor import Processor
+
+log = logging.getLogger("streamer.processor")
+_processor: Processor | None = None
+_lock = threading.Lock()
+
+
+def _current_processor() -> Processor:
+    global _processor
+    with _lock:
+        rt = runtime.current()
+        if _processor is None or _processor.settings is not rt.settings:
+            _processor = Processor(rt.settings, rt.app, rt.delivery, lease_ms=_lease_ms)
+        return _processor
+
+
+_context = threading.local()
+
+
+def _lease_ms() -> int:
+    """This invocation's remaining time plus a margin: past it, the worker is dead."""
+    context = getattr(_context, "value", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    base = int(remaining()) if callable(remaining) else 900_000
+    return base + runtime.current().settings.lease_margin_s * 1000
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    processor = _current_processor()
+    _context.value = context
+    records = stream_records(event)
+    failures = processor.process_batch(records)
+    if failures:
+        log.warning("batch item failures", extra={"fields": {"count": len(failures)}})
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in failures]}

@@ -1,0 +1,175 @@
+"""PynamoDB models of the three tables, keyed as `streamer.schema` says.
+
+Table names come from configuration at run time (`bind_models`), not at
+import, so tests and the local stack can point them anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from streamer import schema
+
+PENDING = "PENDING"
+PROCESSING = "PROCESSING"
+RETRYING = "RETRYING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+SYNC = "sync"
+ASYNC = "async"
+
+
+def owner_key(tenant_id: str, user_id: str) -> str:
+    """The requests table's hash key: a request is addressable only through its owner."""
+    return f"{tenant_id}#{user_id}"
+
+
+class ConnectionsByUser(GlobalSecondaryIndex):
+    class Meta:
+        index_name = schema.CONNECTIONS_BY_USER
+        projection = AllProjection()
+
+    user_key = UnicodeAttribute(hash_key=True)
+
+
+class Connection(Model):
+    """An open WebSocket connection and the identity the authorizer gave it."""
+
+    class Meta:
+        table_name = "streamer-connections"
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    user_key = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    permissions = UnicodeSetAttribute(null=True)
+    endpoint = UnicodeAttribute()
+    connected_at = NumberAttribute()
+    last_seen = NumberAttribute()
+    ttl = NumberAttribute()
+
+    by_user = ConnectionsByUser()
+
+
+class RequestsByDue(GlobalSecondaryIndex):
+    class Meta:
+        index_name = schema.REQUESTS_BY_DUE
+        projection = AllProjection()
+
+    due_region = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class RequestItem(Model):
+    """A client request: its state machine, progress, and outcome."""
+
+    class Meta:
+        table_name = "streamer-requests"
+
+    owner = UnicodeAttribute(hash_key=True)
+    request_id = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    action = UnicodeAttribute()
+    kind = UnicodeAttribute(default=ASYNC)
+    payload = JSONAttribute(default=dict)
+    metadata = JSONAttribute(null=True)
+    status = UnicodeAttribute()
+    connection_id = UnicodeAttribute()
+    endpoint = UnicodeAttribute()
+    origin_region = UnicodeAttribute()
+    estimated_duration_ms = NumberAttribute(default=0)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    progress = NumberAttribute(default=0)
+    progress_message = UnicodeAttribute(null=True)
+    seq = NumberAttribute(default=0)
+    result = JSONAttribute(null=True)
+    error = JSONAttribute(null=True)
+    attempt = NumberAttribute(default=0)
+    max_attempts = NumberAttribute(default=3)
+    lease_expires_at = NumberAttribute(null=True)
+    retry_after = NumberAttribute(null=True)
+    checkpoint = JSONAttribute(null=True)
+    cancel_requested = BooleanAttribute(null=True)
+    # Present only while PROCESSING or RETRYING: the sweeper's sparse index.
+    due_region = UnicodeAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    ttl = NumberAttribute()
+
+    by_due = RequestsByDue()
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def snapshot(self) -> dict[str, Any]:
+        """The protocol's request snapshot (`status` answers)."""
+        snap: dict[str, Any] = {
+            "request_id": self.request_id,
+            "action": self.action,
+            "status": self.status,
+            "progress": self.progress,
+            "progress_message": self.progress_message or "",
+            "created_at": int(self.created_at),
+            "updated_at": int(self.updated_at),
+        }
+        if self.status == COMPLETED:
+            snap["result"] = self.result
+        elif self.is_terminal:
+            snap["error"] = self.error
+        return snap
+
+
+class SubscriptionsByConnection(GlobalSecondaryIndex):
+    class Meta:
+        index_name = schema.SUBSCRIPTIONS_BY_CONNECTION
+        projection = KeysOnlyProjection()
+
+    connection_id = UnicodeAttribute(hash_key=True)
+
+
+class Subscription(Model):
+    """A connection that receives a request's updates besides its owner."""
+
+    class Meta:
+        table_name = "streamer-subscriptions"
+
+    request_key = UnicodeAttribute(hash_key=True)
+    connection_id = UnicodeAttribute(range_key=True)
+    endpoint = UnicodeAttribute(null=True)
+    ttl = NumberAttribute(null=True)
+
+    by_connection = SubscriptionsByConnection()
+
+
+def request_key(owner: str, request_id: str) -> str:
+    """The subscriptions table's hash key for one request."""
+    return f"{owner}#{request_id}"
+
+
+def bind_models(
+    connections_table: str, requests_table: str, subscriptions_table: str, region: str
+) -> None:
+    """Point the models at these tables; drops any cached connection."""
+    for model, table in (
+        (Connection, connections_table),
+        (RequestItem, requests_table),
+        (Subscription, subscriptions_table),
+    ):
+        model.Meta.table_name = table
+        model.Meta.region = region
+        model._connection = None

@@ -1,0 +1,223 @@
+"""The stream processor: claim PENDING requests from stream records and run them.
+
+Records are acted on only if their new image is PENDING and was written in
+this region (global-table replicas carry every region's writes). A claim is
+one conditional update, so a redelivered record runs nothing twice. Records
+of one batch run concurrently, bounded, except records of the same item,
+which keep their order. Handler failures are recorded on the request and
+never fail the batch; only records that could not be claimed because DynamoDB
+was unavailable are returned as batch item failures, to be retried.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streamer import store
+from streamer.audience import Audience
+from streamer.config import Settings
+from streamer.errors import ErrorCode, StreamerError
+from streamer.events import StreamRecord
+from streamer.execution import RETRY, Outcome, run_handler
+from streamer.handlers import App, Request
+from streamer.logs import Timer, copy_context, log_context
+from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, RequestItem
+from streamer.progress import ProgressReporter, Snapshot
+from streamer.protocol import complete_message, now_ms, progress_message
+
+log = logging.getLogger(__name__)
+
+#: Backoff of handler retries: base * 2^(attempt-1), capped, with full jitter.
+RETRY_BASE_MS = 1_000
+RETRY_CAP_MS = 60_000
+
+
+def is_actionable(record: StreamRecord, region: str) -> bool:
+    """Whether this record asks this region's processor to run a request.
+
+    The same test as the event source mapping's filter, repeated here so an
+    unfiltered or redelivered record is harmless.
+    """
+    return (
+        record.event_name in ("INSERT", "MODIFY")
+        and record.new_value("status") == PENDING
+        and record.new_value("origin_region") == region
+    )
+
+
+def retry_delay_ms(attempt: int, rng: Callable[[], float] = random.random) -> int:
+    """Exponential backoff with full jitter for the retry after `attempt`."""
+    ceiling = min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** max(0, attempt - 1))
+    return int(ceiling * rng())
+
+
+class Processor:
+    def __init__(
+        self, settings: Settings, app: App, delivery: Any, *, lease_ms: Callable[[], int]
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.delivery = delivery
+        self._lease_ms = lease_ms
+
+    def process_batch(self, records: Sequence[StreamRecord]) -> list[str]:
+        """Run a batch; return the sequence numbers to report as batch item failures."""
+        groups: dict[tuple, list[StreamRecord]] = {}
+        for record in records:
+            groups.setdefault(record.item_key, []).append(record)
+        failures: list[str] = []
+        workers = max(1, min(self.settings.processor_concurrency, len(groups)))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [
+                pool.submit(copy_context().run, self._run_group, group) for group in groups.values()
+            ]
+            for future in futures:
+                failures.extend(future.result())
+        # Lambda retries from the lowest failed sequence number; report in stream order.
+        order = {r.sequence_number: i for i, r in enumerate(records)}
+        return sorted(failures, key=lambda s: order.get(s, 0))
+
+    def _run_group(self, group: list[StreamRecord]) -> list[str]:
+        for index, record in enumerate(group):
+            try:
+                self.run_record(record)
+            except store.StoreUnavailable as error:
+                log.warning(
+                    "record not claimed; returned for retry",
+                    extra={
+                        "fields": {
+                            "sequence_number": record.sequence_number,
+                            "error_code": str(error),
+                        }
+                    },
+                )
+                # Later records of the same item must not overtake this one.
+                return [r.sequence_number for r in group[index:]]
+        return []
+
+    def run_record(self, record: StreamRecord) -> None:
+        """Claim and run the request of one record (a no-op if not ours or taken)."""
+        if not is_actionable(record, self.settings.region):
+            return
+        item = RequestItem.from_raw_data(dict(record.new_image or {}))
+        with log_context(
+            request_id=item.request_id,
+            connection_id=item.connection_id,
+            tenant_id=item.tenant_id,
+            action=item.action,
+        ):
+            now = now_ms()
+            if not store.claim_request(item, now, now + self._lease_ms()):
+                log.info("request already claimed or no longer pending")
+                return
+            self._run(item)
+
+    def _run(self, item: RequestItem) -> None:
+        timer = Timer()
+        attempt = int(item.attempt)
+        audience = Audience(item, self.delivery)
+        handler = self.app.get(item.action)
+        if handler is None:
+            error = StreamerError(
+                ErrorCode.INVALID_ACTION, f"no handler for action {item.action!r}"
+            )
+            self._finish(
+                item, attempt, Outcome(FAILED, error=error.to_dict()), int(item.seq), audience
+            )
+            return
+        settings = self.settings
+        reporter = ProgressReporter(
+            item.request_id,
+            publish=audience.send,
+            persist=lambda snap: self._persist(item, attempt, snap),
+            is_cancelled=lambda: store.cancel_requested(item.owner, item.request_id),
+            flush_interval_s=settings.progress_flush_ms / 1000,
+            immediate_percent=settings.progress_immediate_percent,
+            persist_interval_s=settings.progress_persist_ms / 1000,
+            start_seq=int(item.seq),
+        )
+        request = Request(
+            request_id=item.request_id,
+            action=item.action,
+            payload=dict(item.payload or {}),
+            user_id=item.user_id,
+            tenant_id=item.tenant_id,
+            metadata=dict(item.metadata or {}),
+            attempt=attempt,
+            checkpoint=item.checkpoint,
+        )
+        log.info("request started", extra={"fields": {"attempt": attempt}})
+        outcome = run_handler(handler, request, reporter)
+        last_seq = reporter.close()
+        if reporter.cancelled and outcome.status != CANCELLED:
+            # Cancelled while the handler was finishing: the cancel wins.
+            outcome = Outcome(
+                CANCELLED,
+                error=StreamerError(ErrorCode.CANCELLED, "the request was cancelled").to_dict(),
+            )
+        self._finish(item, attempt, outcome, last_seq, audience)
+        log.info(
+            "request ended",
+            extra={"fields": {"status": outcome.status, "duration_ms": timer.elapsed_ms}},
+        )
+
+    def _persist(self, item: RequestItem, attempt: int, snap: Snapshot) -> bool:
+        return store.save_progress(
+            item,
+            attempt,
+            percentage=snap.percentage,
+            message=snap.message,
+            seq=snap.seq,
+            checkpoint=snap.checkpoint,
+            now_ms=now_ms(),
+        )
+
+    def _finish(
+        self, item: RequestItem, attempt: int, outcome: Outcome, last_seq: int, audience: Audience
+    ) -> None:
+        now = now_ms()
+        seq = last_seq + 1
+        if outcome.status == RETRY and attempt < int(item.max_attempts):
+            retry_after = now + retry_delay_ms(attempt)
+            if store.schedule_retry(
+                item,
+                attempt,
+                retry_after=retry_after,
+                seq=seq,
+                error=outcome.error or {},
+                now_ms=now,
+            ):
+                audience.send(
+                    progress_message(
+                        item.request_id,
+                        seq,
+                        float(item.progress),
+                        f"attempt {attempt} failed; retrying",
+                        {"retry_after": retry_after},
+                        now,
+                    )
+                )
+            return
+        if outcome.status == RETRY:
+            outcome = Outcome(FAILED, error=outcome.error)
+        final = {"result": outcome.result} if outcome.error is None else {"error": outcome.error}
+        if not store.finish_request(
+            item,
+            from_statuses=(PROCESSING,),
+            attempt=attempt,
+            status=outcome.status,
+            seq=seq,
+            now_ms=now,
+            progress=100.0 if outcome.error is None else None,
+            **final,
+        ):
+            log.warning("request changed hands before it ended; its outcome is dropped")
+            return
+        audience.send(
+            complete_message(item.request_id, seq, outcome.status, timestamp=now, **final),
+            refresh=True,
+        )

@@ -1,0 +1,352 @@
+"""The `$default` route: validate a frame, answer system actions, run or queue work.
+
+Every answer is returned to the caller as the route response; nothing here
+posts through the management API except `complete` messages of a cancel.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from streamer import store
+from streamer.config import CONNECTION_TTL_S, PICKUP_TIMEOUT_MS, Settings
+from streamer.errors import ErrorCode, StreamerError
+from streamer.events import Identity
+from streamer.execution import Outcome, run_handler
+from streamer.handlers import App, Handler, Request
+from streamer.logs import bind
+from streamer.models import (
+    ASYNC,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    RETRYING,
+    SYNC,
+    RequestItem,
+    owner_key,
+)
+from streamer.protocol import (
+    CANCEL,
+    PING,
+    STATUS,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    ClientMessage,
+    acknowledgment_message,
+    client_id_of,
+    complete_message,
+    error_message,
+    now_ms,
+    parse_client_message,
+    pong_message,
+    progress_message,
+    response_message,
+    status_message,
+    unsubscribed_message,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The connection a frame came from and who is behind it (from the authorizer)."""
+
+    connection_id: str
+    identity: Identity
+    endpoint: str
+
+    @property
+    def owner(self) -> str:
+        return owner_key(self.identity.tenant_id, self.identity.user_id)
+
+
+class _SyncProgress:
+    """Sync handlers answer once; their progress reports go nowhere."""
+
+    cancelled = False
+
+    def report(self, percentage: float, message: str = "", metadata: Any = None) -> None:
+        return None
+
+    def checkpoint(self, state: Any) -> None:
+        return None
+
+
+def runs_async(handler: Handler, threshold_ms: int) -> bool:
+    """The sync/async decision: work estimated over the threshold is queued."""
+    return handler.estimated_duration_ms > threshold_ms
+
+
+def not_found(request_id: str) -> StreamerError:
+    # The same answer for unknown ids and ids of other tenants or users.
+    return StreamerError(ErrorCode.NOT_FOUND, "no such request", details={"request_id": request_id})
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        app: App,
+        *,
+        sync_pool: concurrent.futures.ThreadPoolExecutor,
+        delivery: Callable[[], Any],
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self._sync_pool = sync_pool
+        self._delivery = delivery
+
+    def handle(self, body: str | None, caller: Caller, remaining_ms: int) -> dict[str, Any]:
+        """Answer one frame with the server message to return to the caller."""
+        client_id = None
+        try:
+            message = parse_client_message(body)
+            client_id = message.id
+            bind(action=message.action, client_id=client_id)
+            if message.is_system:
+                return self._system(message, caller)
+            return self._application(message, caller, remaining_ms)
+        except StreamerError as error:
+            if client_id is None:
+                client_id = client_id_of(body)
+            return error_message(error, client_id)
+
+    # System actions
+
+    def _system(self, message: ClientMessage, caller: Caller) -> dict[str, Any]:
+        if message.action == PING:
+            now = now_ms()
+            store.touch_connection(caller.connection_id, now, now // 1000 + CONNECTION_TTL_S)
+            return pong_message()
+        request_id = message.request_id or ""
+        item = store.get_request(caller.owner, request_id)
+        if message.action == SUBSCRIBE:
+            if item is None:
+                raise not_found(request_id)
+            store.subscribe(
+                caller.owner, request_id, caller.connection_id, caller.endpoint, int(item.ttl)
+            )
+            # Read again after subscribing: a `complete` written in between is
+            # either in this snapshot or sent to the new subscriber.
+            item = store.get_request(caller.owner, request_id) or item
+            return snapshot_message(item)
+        if item is None:
+            raise not_found(request_id)
+        if message.action == STATUS:
+            return status_message(item.snapshot())
+        if message.action == UNSUBSCRIBE:
+            store.unsubscribe(caller.owner, request_id, caller.connection_id)
+            return unsubscribed_message(request_id)
+        if message.action == CANCEL:
+            return self._cancel(item)
+        raise StreamerError(ErrorCode.INVALID_ACTION, f"unknown system action {message.action!r}")
+
+    def _cancel(self, item: RequestItem) -> dict[str, Any]:
+        now = now_ms()
+        if item.status in (PENDING, RETRYING):
+            from streamer.audience import end_request
+
+            end_request(
+                item,
+                CANCELLED,
+                StreamerError(ErrorCode.CANCELLED, "the request was cancelled"),
+                self._delivery(),
+                from_statuses=(PENDING, RETRYING),
+                now=now,
+            )
+        elif item.status == PROCESSING:
+            # The running worker sees the flag within a flush interval and ends it.
+            store.request_cancel(item, now)
+        fresh = store.get_request(item.owner, item.request_id) or item
+        return status_message(fresh.snapshot())
+
+    # Application actions
+
+    def _application(
+        self, message: ClientMessage, caller: Caller, remaining_ms: int
+    ) -> dict[str, Any]:
+        handler = self.app.get(message.action)
+        if handler is None:
+            raise StreamerError(
+                ErrorCode.INVALID_ACTION,
+                f"no handler for action {message.action!r}",
+                details={"action": message.action},
+            )
+        payload = handler.validate(dict(message.payload))
+        if runs_async(handler, self.settings.async_threshold_ms):
+            return self._queue(message, payload, handler, caller)
+        return self._run_sync(message, payload, handler, caller, remaining_ms)
+
+    def _new_item(
+        self,
+        message: ClientMessage,
+        payload: dict,
+        handler: Handler,
+        caller: Caller,
+        *,
+        kind: str,
+        status: str,
+    ) -> RequestItem:
+        now = now_ms()
+        identity = caller.identity
+        item = RequestItem(
+            caller.owner,
+            message.id or f"req-{uuid.uuid4().hex}",
+            tenant_id=identity.tenant_id,
+            user_id=identity.user_id,
+            action=message.action,
+            kind=kind,
+            payload=payload,
+            metadata=dict(message.metadata) or None,
+            status=status,
+            connection_id=caller.connection_id,
+            endpoint=caller.endpoint,
+            origin_region=self.settings.region,
+            estimated_duration_ms=handler.estimated_duration_ms,
+            created_at=now,
+            updated_at=now,
+            progress=0,
+            seq=0,
+            attempt=0,
+            max_attempts=self.settings.max_attempts,
+            ttl=now // 1000 + self.settings.request_retention_s,
+        )
+        if kind == ASYNC:
+            item.due_region = self.settings.region
+            item.due_at = now + PICKUP_TIMEOUT_MS
+        return item
+
+    def _existing(self, message: ClientMessage, payload: dict, caller: Caller) -> RequestItem:
+        """The request an idempotent repeat refers to, or CONFLICT."""
+        existing = store.get_request(caller.owner, message.id or "")
+        if existing is None:
+            # Taken and gone (expired) between the write and this read: rare.
+            raise StreamerError(ErrorCode.CONFLICT, "request id is in use; retry", retryable=True)
+        if existing.action != message.action or existing.payload != payload:
+            raise StreamerError(
+                ErrorCode.CONFLICT,
+                "request id was already used with a different action or payload",
+                details={"request_id": existing.request_id},
+            )
+        return existing
+
+    def _queue(
+        self, message: ClientMessage, payload: dict, handler: Handler, caller: Caller
+    ) -> dict[str, Any]:
+        item = self._new_item(message, payload, handler, caller, kind=ASYNC, status=PENDING)
+        bind(request_id=item.request_id)
+        if not store.create_request(item):
+            item = self._existing(message, payload, caller)
+            if item.kind != ASYNC:
+                return replay_response(item)
+            if item.connection_id != caller.connection_id:
+                # The repeat comes from a new connection: let it follow the run too.
+                store.subscribe(
+                    caller.owner,
+                    item.request_id,
+                    caller.connection_id,
+                    caller.endpoint,
+                    int(item.ttl),
+                )
+        log.info("request queued")
+        return acknowledgment_message(item.request_id, int(item.estimated_duration_ms))
+
+    def _run_sync(
+        self,
+        message: ClientMessage,
+        payload: dict,
+        handler: Handler,
+        caller: Caller,
+        remaining_ms: int,
+    ) -> dict[str, Any]:
+        timeout_ms = max(0, min(self.settings.sync_timeout_ms, remaining_ms - 1000))
+        item = None
+        if message.id is not None:
+            # A client id makes the answer retrievable and the run idempotent.
+            item = self._new_item(message, payload, handler, caller, kind=SYNC, status=PROCESSING)
+            stale_before = now_ms() - self.settings.sync_timeout_ms - 5000
+            if not store.create_request(item, stale_sync_before_ms=stale_before):
+                existing = self._existing(message, payload, caller)
+                return replay_response(existing)
+        request_id = item.request_id if item else f"req-{uuid.uuid4().hex}"
+        bind(request_id=request_id)
+        request = Request(
+            request_id=request_id,
+            action=message.action,
+            payload=payload,
+            user_id=caller.identity.user_id,
+            tenant_id=caller.identity.tenant_id,
+            permissions=caller.identity.permissions,
+            metadata=dict(message.metadata),
+        )
+        future = self._sync_pool.submit(run_handler, handler, request, _SyncProgress())
+        try:
+            outcome = future.result(timeout=timeout_ms / 1000)
+        except concurrent.futures.TimeoutError:
+            outcome = Outcome(
+                FAILED,
+                error=StreamerError(
+                    ErrorCode.TIMEOUT,
+                    f"the handler ran past its {timeout_ms} ms deadline",
+                    retryable=True,
+                ).to_dict(),
+            )
+        if outcome.status != COMPLETED and outcome.status != FAILED:
+            outcome = Outcome(FAILED, error=outcome.error)
+        if item is not None:
+            store.finish_request(
+                item,
+                from_statuses=(PROCESSING,),
+                attempt=None,
+                status=outcome.status,
+                seq=0,
+                now_ms=now_ms(),
+                result=outcome.result,
+                error=outcome.error,
+            )
+        if outcome.status == COMPLETED:
+            return response_message(request_id, data=outcome.result)
+        return response_message(request_id, error=outcome.error)
+
+
+def replay_response(item: RequestItem) -> dict[str, Any]:
+    """The answer a repeated sync request gets: the stored response, or CONFLICT while running."""
+    if item.status == COMPLETED:
+        return response_message(item.request_id, data=item.result)
+    if item.status == FAILED:
+        return response_message(item.request_id, error=item.error)
+    raise StreamerError(
+        ErrorCode.CONFLICT,
+        "a request with this id is still running",
+        details={"request_id": item.request_id},
+        retryable=True,
+    )
+
+
+def snapshot_message(item: RequestItem) -> dict[str, Any]:
+    """A subscriber's first message: the `complete` if terminal, else the latest `progress`."""
+    if item.is_terminal:
+        return complete_message(
+            item.request_id,
+            int(item.seq),
+            item.status,
+            result=item.result,
+            error=item.error,
+            timestamp=int(item.updated_at),
+        )
+    return progress_message(
+        item.request_id,
+        int(item.seq),
+        float(item.progress),
+        item.progress_message or "",
+        None,
+        int(item.updated_at),
+    )

@@ -1,0 +1,301 @@
+"""Reads and conditional writes of connections, requests and subscriptions.
+
+Every status change is one conditional update on the request item, so two
+workers racing on a request cannot both win; a lost race is reported as a
+`False`/`None` return, never as an exception. Anything else DynamoDB raises
+(throttling past the client's retries, network failure) surfaces as
+`StoreUnavailable` so callers can ask to be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pynamodb.exceptions import PynamoDBException
+
+from streamer.models import (
+    CANCELLED,
+    PENDING,
+    PROCESSING,
+    RETRYING,
+    Connection,
+    RequestItem,
+    Subscription,
+    request_key,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """DynamoDB could not be reached or refused the call (e.g. throttling)."""
+
+
+def _condition_failed(error: PynamoDBException) -> bool:
+    return error.cause_response_code == "ConditionalCheckFailedException"
+
+
+def _guard(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except PynamoDBException as error:
+        raise StoreUnavailable(error.cause_response_code or type(error).__name__) from error
+
+
+def _conditional(call: Callable[[], Any]) -> bool:
+    """Run a conditional write: True if it applied, False if its condition failed."""
+    try:
+        call()
+    except PynamoDBException as error:
+        if _condition_failed(error):
+            return False
+        raise StoreUnavailable(error.cause_response_code or type(error).__name__) from error
+    return True
+
+
+# Connections
+
+
+def save_connection(connection: Connection) -> bool:
+    """Store a new connection; False if one with this id exists already."""
+    return _conditional(
+        lambda: connection.save(condition=Connection.connection_id.does_not_exist())
+    )
+
+
+def get_connection(connection_id: str) -> Connection | None:
+    return _guard(lambda: _get_or_none(Connection, connection_id))
+
+
+def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
+    """Refresh `last_seen` and the expiry of an existing connection record."""
+    connection = Connection(connection_id=connection_id)
+    return _conditional(
+        lambda: connection.update(
+            actions=[Connection.last_seen.set(now_ms), Connection.ttl.set(ttl)],
+            condition=Connection.connection_id.exists(),
+        )
+    )
+
+
+def forget_connection(connection_id: str) -> None:
+    """Delete a connection and every subscription it holds (idempotent)."""
+
+    def delete() -> None:
+        Connection(connection_id=connection_id).delete()
+        for key in Subscription.by_connection.query(connection_id):
+            Subscription(request_key=key.request_key, connection_id=connection_id).delete()
+
+    _guard(delete)
+
+
+# Subscriptions
+
+
+def subscribe(owner: str, request_id: str, connection_id: str, endpoint: str, ttl: int) -> None:
+    subscription = Subscription(
+        request_key=request_key(owner, request_id),
+        connection_id=connection_id,
+        endpoint=endpoint,
+        ttl=ttl,
+    )
+    _guard(subscription.save)
+
+
+def unsubscribe(owner: str, request_id: str, connection_id: str) -> None:
+    subscription = Subscription(
+        request_key=request_key(owner, request_id), connection_id=connection_id
+    )
+    _guard(subscription.delete)
+
+
+def subscribers(owner: str, request_id: str) -> list[Subscription]:
+    return _guard(lambda: list(Subscription.query(request_key(owner, request_id))))
+
+
+# Requests
+
+
+def _get_or_none(model: type[T], *keys: str, consistent: bool = False) -> T | None:
+    try:
+        return model.get(*keys, consistent_read=consistent)  # type: ignore[attr-defined]
+    except model.DoesNotExist:  # type: ignore[attr-defined]
+        return None
+
+
+def get_request(owner: str, request_id: str, *, consistent: bool = True) -> RequestItem | None:
+    return _guard(lambda: _get_or_none(RequestItem, owner, request_id, consistent=consistent))
+
+
+def create_request(item: RequestItem, *, stale_sync_before_ms: int | None = None) -> bool:
+    """Insert a new request; False if its id is taken.
+
+    With `stale_sync_before_ms`, a sync request still PROCESSING since before
+    that time (its router died mid-run) may be taken over.
+    """
+    condition = RequestItem.request_id.does_not_exist()
+    if stale_sync_before_ms is not None:
+        condition = condition | (
+            (RequestItem.kind == "sync")
+            & (RequestItem.status == PROCESSING)
+            & (RequestItem.updated_at < stale_sync_before_ms)
+        )
+    return _conditional(lambda: item.save(condition=condition))
+
+
+def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
+    """PENDING -> PROCESSING for the attempt after the one `item` shows.
+
+    On success `item` holds the new state. False if another worker claimed it,
+    it was cancelled, or it is not PENDING any more.
+    """
+    return _conditional(
+        lambda: item.update(
+            actions=[
+                RequestItem.status.set(PROCESSING),
+                RequestItem.attempt.add(1),
+                RequestItem.lease_expires_at.set(lease_expires_at),
+                RequestItem.due_region.set(item.origin_region),
+                RequestItem.due_at.set(lease_expires_at),
+                RequestItem.updated_at.set(now_ms),
+            ],
+            condition=(RequestItem.status == PENDING) & (RequestItem.attempt == item.attempt),
+        )
+    )
+
+
+def _running(item: RequestItem, attempt: int) -> Any:
+    return (RequestItem.status == PROCESSING) & (RequestItem.attempt == attempt)
+
+
+def save_progress(
+    item: RequestItem,
+    attempt: int,
+    *,
+    percentage: float,
+    message: str,
+    seq: int,
+    checkpoint: Any,
+    now_ms: int,
+) -> bool:
+    """Persist the latest progress (and checkpoint) of a running attempt.
+
+    False once the attempt no longer owns the request or it was asked to cancel.
+    """
+    actions = [
+        RequestItem.progress.set(percentage),
+        RequestItem.progress_message.set(message),
+        RequestItem.seq.set(seq),
+        RequestItem.updated_at.set(now_ms),
+    ]
+    if checkpoint is not None:
+        actions.append(RequestItem.checkpoint.set(checkpoint))
+    condition = _running(item, attempt) & (
+        RequestItem.cancel_requested.does_not_exist() | (RequestItem.cancel_requested == False)  # noqa: E712
+    )
+    copy = RequestItem(item.owner, item.request_id)
+    return _conditional(lambda: copy.update(actions=actions, condition=condition))
+
+
+def finish_request(
+    item: RequestItem,
+    *,
+    from_statuses: tuple[str, ...],
+    attempt: int | None,
+    status: str,
+    seq: int,
+    now_ms: int,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+    progress: float | None = None,
+) -> bool:
+    """Move a request to a terminal status, if it is still in one of `from_statuses`.
+
+    `attempt`, when given, must still be the request's attempt (the caller's
+    lease). On success `item` holds the final state.
+    """
+    actions = [
+        RequestItem.status.set(status),
+        RequestItem.seq.set(seq),
+        RequestItem.updated_at.set(now_ms),
+        RequestItem.due_region.remove(),
+        RequestItem.due_at.remove(),
+        RequestItem.lease_expires_at.remove(),
+    ]
+    if result is not None:
+        actions.append(RequestItem.result.set(result))
+    if error is not None:
+        actions.append(RequestItem.error.set(error))
+    if progress is not None:
+        actions.append(RequestItem.progress.set(progress))
+    condition = RequestItem.status.is_in(*from_statuses)
+    if attempt is not None:
+        condition = condition & (RequestItem.attempt == attempt)
+    return _conditional(lambda: item.update(actions=actions, condition=condition))
+
+
+def schedule_retry(
+    item: RequestItem, attempt: int, *, retry_after: int, seq: int, error: dict, now_ms: int
+) -> bool:
+    """PROCESSING -> RETRYING: the sweeper puts it back to PENDING at `retry_after`."""
+    return _conditional(
+        lambda: item.update(
+            actions=[
+                RequestItem.status.set(RETRYING),
+                RequestItem.retry_after.set(retry_after),
+                RequestItem.due_at.set(retry_after),
+                RequestItem.seq.set(seq),
+                RequestItem.error.set(error),
+                RequestItem.lease_expires_at.remove(),
+                RequestItem.updated_at.set(now_ms),
+            ],
+            condition=_running(item, attempt),
+        )
+    )
+
+
+def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int) -> bool:
+    """Put a due request back to PENDING (a MODIFY the stream filter picks up).
+
+    Conditional on the request being unchanged since the sweeper read it.
+    """
+    return _conditional(
+        lambda: item.update(
+            actions=[
+                RequestItem.status.set(PENDING),
+                RequestItem.due_at.set(next_due_at),
+                RequestItem.lease_expires_at.remove(),
+                RequestItem.retry_after.remove(),
+                RequestItem.updated_at.set(now_ms),
+            ],
+            condition=(RequestItem.status == item.status)
+            & (RequestItem.attempt == item.attempt)
+            & (RequestItem.due_at == item.due_at),
+        )
+    )
+
+
+def request_cancel(item: RequestItem, now_ms: int) -> bool:
+    """Ask the worker running a PROCESSING request to stop."""
+    return _conditional(
+        lambda: item.update(
+            actions=[RequestItem.cancel_requested.set(True), RequestItem.updated_at.set(now_ms)],
+            condition=RequestItem.status == PROCESSING,
+        )
+    )
+
+
+def cancel_requested(owner: str, request_id: str) -> bool:
+    """Whether a request was asked to stop or is already CANCELLED (consistent read)."""
+    item = get_request(owner, request_id)
+    return item is None or bool(item.cancel_requested) or item.status == CANCELLED
+
+
+def due_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
+    """Requests of this region whose lease, retry time or pickup time has passed."""
+    return _guard(
+        lambda: list(RequestItem.by_due.query(region, RequestItem.due_at <= now_ms, limit=limit))
+    )

@@ -1,0 +1,62 @@
+"""The sweeper: re-drives requests whose lease, retry time or pickup time passed.
+
+Runs on a schedule. It reads the sparse `by_due` index (only PROCESSING,
+RETRYING and PENDING requests are in it), never scans the table. A PROCESSING
+request whose lease expired means its worker died or timed out: it goes back
+to PENDING, or ends FAILED with TIMEOUT once it used all its attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamer import store
+from streamer.audience import end_request
+from streamer.config import PICKUP_TIMEOUT_MS
+from streamer.errors import ErrorCode, StreamerError
+from streamer.models import FAILED, PENDING, PROCESSING, RETRYING, RequestItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    redriven: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"redriven": len(self.redriven), "timed_out": len(self.timed_out)}
+
+
+def sweep_decision(item: RequestItem) -> str:
+    """What to do with a due request: "redrive", "time_out" or "skip"."""
+    if item.status == PROCESSING:
+        return "time_out" if int(item.attempt) >= int(item.max_attempts) else "redrive"
+    if item.status in (RETRYING, PENDING):
+        return "redrive"
+    return "skip"
+
+
+def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> SweepReport:
+    report = SweepReport()
+    for item in store.due_requests(region, now, limit=max_items):
+        decision = sweep_decision(item)
+        if decision == "redrive":
+            if store.redrive_request(item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS):
+                report.redriven.append(item.request_id)
+        elif decision == "time_out":
+            error = StreamerError(
+                ErrorCode.TIMEOUT,
+                f"the request did not finish in {int(item.attempt)} attempts",
+                details={"attempts": int(item.attempt)},
+            )
+            if end_request(item, FAILED, error, delivery, from_statuses=(PROCESSING,), now=now):
+                report.timed_out.append(item.request_id)
+    if report.redriven or report.timed_out:
+        log.info("sweep", extra={"fields": report.to_dict()})
+    return report
+
+
+__all__ = ["SweepReport", "sweep", "sweep_decision"]

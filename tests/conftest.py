@@ -1,0 +1,179 @@
+"""Fixtures shared by the unit tests: AWS mocked in-process with moto.
+
+No network: moto's `mock_aws` intercepts botocore, the tables are made from
+the same schema the Pulumi components use, and the management API is a fake
+client that records what would have been posted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from streamer import config, runtime, schema
+from streamer.entry import authorizer as authorizer_entry
+
+EVENTS = Path(__file__).parent / "unit" / "events"
+REGION = "us-east-1"
+TABLES = {
+    config.CONNECTIONS_TABLE: "test-connections",
+    config.REQUESTS_TABLE: "test-requests",
+    config.SUBSCRIPTIONS_TABLE: "test-subscriptions",
+}
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event as AWS documents it, from tests/unit/events."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+class FakeContext:
+    """The parts of Lambda's context object the entry points use."""
+
+    function_name = "streamer-test"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:streamer-test"
+
+    def __init__(self, remaining_ms: int = 30_000) -> None:
+        self.aws_request_id = "req-ctx-1"
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
+
+
+class FakeManagementApi:
+    """Stands in for `apigatewaymanagementapi` clients: records posts per connection."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, dict[str, Any]]] = []
+        self.gone: set[str] = set()
+        self.throttle_next: int = 0
+
+    def factory(self, endpoint: str) -> Any:
+        api = self
+
+        class Client:
+            def post_to_connection(self, ConnectionId: str, Data: bytes) -> dict:
+                if ConnectionId in api.gone:
+                    raise ClientError(
+                        {
+                            "Error": {"Code": "GoneException", "Message": ""},
+                            "ResponseMetadata": {"HTTPStatusCode": 410},
+                        },
+                        "PostToConnection",
+                    )
+                api.posts.append((endpoint, ConnectionId, json.loads(Data)))
+                return {}
+
+        return Client()
+
+    def messages(self, connection_id: str | None = None) -> list[dict[str, Any]]:
+        return [m for _, c, m in self.posts if connection_id in (None, c)]
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        # botocore 1.44 routes DynamoDB to account-based hosts moto does not know.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        config.PROGRESS_FLUSH_MS: "50",
+        config.PROGRESS_PERSIST_MS: "100",
+        **TABLES,
+    }
+    for name in config.ALL:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def aws(aws_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Mocked DynamoDB with Streamer's three tables; a fresh runtime per test."""
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        for table in schema.TABLES:
+            name = TABLES[f"STREAMER_{table.logical_name.upper()}_TABLE"]
+            client.create_table(**schema.create_table_request(table, name))
+        runtime.reset()
+        authorizer_entry.reset()
+        yield aws_env
+        runtime.reset()
+        authorizer_entry.reset()
+
+
+@pytest.fixture
+def management(aws: dict[str, str]) -> FakeManagementApi:
+    """The fake management API, wired into this test's runtime."""
+    from streamer import store
+    from streamer.delivery import Delivery
+
+    api = FakeManagementApi()
+    rt = runtime.current()
+    rt.__dict__["delivery"] = Delivery(
+        rt.settings.region, on_gone=store.forget_connection, client_factory=api.factory
+    )
+    return api
+
+
+def stream_event(since: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Lambda event for every record written to the requests table so far.
+
+    Reads moto's stream with GetRecords and shapes the records as the Lambda
+    event source mapping does (epoch-seconds `ApproximateCreationDateTime`,
+    `eventSourceARN`, `awsRegion`). `since` maps shard ids to the iterator
+    position to continue from; the second value returned is the new position.
+    """
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    arn = dynamodb.describe_table(TableName=TABLES[config.REQUESTS_TABLE])["Table"][
+        "LatestStreamArn"
+    ]
+    streams = boto3.client("dynamodbstreams", region_name=REGION)
+    position = dict(since or {})
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        shard_id = shard["ShardId"]
+        if shard_id in position:
+            iterator = streams.get_shard_iterator(
+                StreamArn=arn,
+                ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                SequenceNumber=position[shard_id],
+            )["ShardIterator"]
+        else:
+            iterator = streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+        for record in streams.get_records(ShardIterator=iterator)["Records"]:
+            data = dict(record["dynamodb"])
+            created = data.get("ApproximateCreationDateTime")
+            if isinstance(created, datetime):
+                data["ApproximateCreationDateTime"] = created.timestamp()
+            records.append(
+                {
+                    "eventID": record["eventID"],
+                    "eventName": record["eventName"],
+                    "eventVersion": record.get("eventVersion", "1.1"),
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": REGION,
+                    "dynamodb": data,
+                    "eventSourceARN": arn,
+                }
+            )
+            position[shard_id] = data["SequenceNumber"]
+    return {"Records": records}, position
