@@ -1,0 +1,218 @@
+"""Build the Lambda archives: `python -m components.package [--out DIR] [--code-only]`.
+
+Writes into DIR (default build/lambda):
+
+- `code.zip`: the runtime, entry points and demo app: the contents of `lambdas/`
+  (so `streamer/` is at the archive root), without caches, egg-info or requirements;
+- `layer.zip`: `lambdas/requirements.txt` installed for CPython 3.12 on arm64 Linux
+  under `python/`, where Lambda puts layers on `sys.path`;
+- `manifest.json`: both paths with the base64 SHA-256 Lambda compares (`code_sha256`).
+
+The zips are deterministic (sorted entries, fixed timestamps and modes), so a hash
+changes only when content does, and only then does `pulumi up` redeploy.
+`--code-only` skips the download and writes an empty placeholder layer, marked as
+such in the manifest: enough for offline plans and previews, refused by `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
+REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
+DEFAULT_OUT = PROJECT_ROOT / "build" / "lambda"
+MANIFEST = "manifest.json"
+
+LAMBDA_PYTHON = "3.12"
+LAMBDA_PLATFORM = "manylinux2014_aarch64"
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_SKIPPED_DIRS = {"__pycache__", ".pytest_cache", "tests"}
+_SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+_SKIPPED_FILES = {"requirements.txt"}
+
+
+class ArtifactsMissing(FileNotFoundError):
+    """The archives were not built; the message says which command builds them."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One built zip: absolute path and the base64 SHA-256 of its bytes."""
+
+    path: Path
+    sha256: str
+    placeholder: bool = False
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The code archive and the dependency layer, as the Pulumi program deploys them."""
+
+    code: Archive
+    layer: Archive
+
+    @classmethod
+    def load(cls, directory: str | Path, *, allow_placeholder: bool = False) -> Artifacts:
+        """Read `manifest.json` from `directory` (relative paths are from the project root).
+
+        A placeholder layer (`--code-only`) is refused unless `allow_placeholder`, so a
+        deployment never ships functions without their dependencies.
+        """
+        directory = PROJECT_ROOT / directory
+        manifest = directory / MANIFEST
+        if not manifest.is_file():
+            raise ArtifactsMissing(
+                f"{manifest} not found: run `python -m components.package` first"
+            )
+        data = json.loads(manifest.read_text())
+
+        def archive(entry: dict) -> Archive:
+            return Archive(
+                path=directory / entry["path"],
+                sha256=entry["sha256"],
+                placeholder=bool(entry.get("placeholder", False)),
+            )
+
+        artifacts = cls(code=archive(data["code"]), layer=archive(data["layer"]))
+        if artifacts.layer.placeholder and not allow_placeholder:
+            raise ArtifactsMissing(
+                f"{directory} has a placeholder layer (--code-only): run "
+                "`python -m components.package` to build the real one before deploying"
+            )
+        return artifacts
+
+
+def code_entries(source: Path = LAMBDAS_DIR) -> list[tuple[str, Path]]:
+    """Archive names and files of the code archive: what runs in Lambda and nothing else."""
+    entries = []
+    for path in source.rglob("*"):
+        relative = path.relative_to(source)
+        if not path.is_file() or _skipped(relative):
+            continue
+        entries.append((relative.as_posix(), path))
+    return sorted(entries)
+
+
+def _skipped(relative: Path) -> bool:
+    return (
+        any(part in _SKIPPED_DIRS or part.endswith(_SKIPPED_SUFFIXES) for part in relative.parts)
+        or relative.name in _SKIPPED_FILES
+    )
+
+
+def write_zip(entries: Iterable[tuple[str, Path]], out: Path) -> str:
+    """Write a deterministic zip of `(name, file)` entries; return its base64 SHA-256."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, path in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so the mode below is honoured
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
+    return base64.b64encode(hashlib.sha256(out.read_bytes()).digest()).decode()
+
+
+def pip_command(requirements: Path, target: Path) -> list[str]:
+    """The pip call that installs `requirements` as Lambda's Python 3.12 on arm64 would need."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--platform",
+        LAMBDA_PLATFORM,
+        "--only-binary=:all:",
+        "--python-version",
+        LAMBDA_PYTHON,
+        "--implementation",
+        "cp",
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
+    ]
+
+
+def layer_entries(site: Path) -> list[tuple[str, Path]]:
+    """Archive names (under `python/`) of an installed dependency tree, without scripts
+    (`bin/`) or bytecode caches; packages are otherwise taken whole."""
+    return [
+        (f"python/{relative.as_posix()}", path)
+        for path in site.rglob("*")
+        if path.is_file()
+        and (relative := path.relative_to(site)).parts[0] != "bin"
+        and "__pycache__" not in relative.parts
+        and path.suffix != ".pyc"
+    ]
+
+
+def build_code(out_dir: Path) -> Archive:
+    """Zip `lambdas/` into `out_dir/code.zip`."""
+    path = out_dir / "code.zip"
+    return Archive(path=path, sha256=write_zip(code_entries(), path))
+
+
+def build_layer(out_dir: Path, requirements: Path = REQUIREMENTS) -> Archive:
+    """Install `requirements` for Lambda (downloads from the package index) and zip them."""
+    path = out_dir / "layer.zip"
+    with tempfile.TemporaryDirectory(prefix="streamer-layer-") as scratch:
+        site = Path(scratch) / "python"
+        subprocess.run(pip_command(requirements, site), check=True)
+        return Archive(path=path, sha256=write_zip(layer_entries(site), path))
+
+
+def build_placeholder_layer(out_dir: Path) -> Archive:
+    """An empty layer archive for offline plans; `pulumi up` refuses it."""
+    path = out_dir / "layer.zip"
+    return Archive(path=path, sha256=write_zip([], path), placeholder=True)
+
+
+def build(out_dir: Path = DEFAULT_OUT, *, with_layer: bool = True) -> Artifacts:
+    """Build both archives into `out_dir` and write the manifest the program reads."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    code = build_code(out_dir)
+    layer = build_layer(out_dir) if with_layer else build_placeholder_layer(out_dir)
+    manifest = {
+        name: {
+            "path": archive.path.name,
+            "sha256": archive.sha256,
+            **({"placeholder": True} if archive.placeholder else {}),
+        }
+        for name, archive in (("code", code), ("layer", layer))
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return Artifacts(code=code, layer=layer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.package", description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument(
+        "--code-only", action="store_true", help="placeholder layer, no download (plans only)"
+    )
+    args = parser.parse_args(argv)
+    artifacts = build(args.out.resolve(), with_layer=not args.code_only)
+    for archive in (artifacts.code, artifacts.layer):
+        note = " (placeholder)" if archive.placeholder else ""
+        print(f"{archive.path}  sha256={archive.sha256}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

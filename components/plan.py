@@ -1,0 +1,359 @@
+"""Offline plan: `python -m components.plan --stack prod [--json]`.
+
+Runs `__main__.py` under Pulumi's mocks with the stack's `Pulumi.<stack>.yaml`
+configuration and prints every resource it would create: type, logical name, parent,
+region and inputs (key inputs as text; all of them with `--json`), then the stack
+outputs. Nothing is deployed and no cloud account is needed, so reviewers can diff
+the output of two commits. The mocks make up identifiers and ARNs in the shape AWS
+uses (account 123456789012) so that everything derived from them can be read.
+
+Secret configuration values are never printed: they show as `[secret]`.
+When no built archives are found, the code archive is built into a temporary
+directory with a placeholder layer (`python -m components.package --code-only`).
+The infrastructure tests run the program through `run` as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import runpy
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components import package
+
+PROJECT_ROOT = package.PROJECT_ROOT
+ACCOUNT = "123456789012"
+SECRET = "[secret]"
+PROVIDER_TYPE = "pulumi:providers:aws"
+
+#: Inputs shown per resource type in the text plan (all inputs are in the JSON plan).
+KEY_INPUTS: Mapping[str, tuple[str, ...]] = {
+    PROVIDER_TYPE: ("region",),
+    "aws:dynamodb/table:Table": ("hashKey", "rangeKey", "streamViewType", "replicas"),
+    "aws:lambda/function:Function": ("handler", "runtime", "architectures", "memorySize"),
+    "aws:lambda/eventSourceMapping:EventSourceMapping": (
+        "batchSize",
+        "parallelizationFactor",
+        "maximumRetryAttempts",
+        "filterCriteria",
+    ),
+    "aws:apigatewayv2/route:Route": ("routeKey", "authorizationType"),
+    "aws:apigatewayv2/authorizer:Authorizer": ("authorizerType", "identitySources"),
+    "aws:apigatewayv2/stage:Stage": ("name",),
+    "aws:iam/rolePolicy:RolePolicy": ("policy",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "threshold"),
+    "aws:cloudwatch/eventRule:EventRule": ("scheduleExpression",),
+}
+
+
+@dataclass
+class PlannedResource:
+    """One registered resource: what the engine would be asked to create."""
+
+    type: str
+    name: str
+    parent: str | None
+    region: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Every resource of one stack's program run, in registration order, and its outputs."""
+
+    project: str
+    stack: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> PlannedResource:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def children(self, parent: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.parent == parent]
+
+    def descendants(self, parent: str) -> list[PlannedResource]:
+        found = []
+        for child in self.children(parent):
+            found += [child, *self.descendants(child.name)]
+        return found
+
+    def to_json(self) -> str:
+        data = {
+            "project": self.project,
+            "stack": self.stack,
+            "resources": [
+                {k: v for k, v in asdict(r).items() if k != "outputs"} for r in self.resources
+            ],
+            "outputs": self.outputs,
+        }
+        return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+    def to_text(self) -> str:
+        lines = [
+            f"stack {self.stack} of {self.project}: {len(self.resources)} resources",
+            "",
+        ]
+        lines += self._tree(None, 0)
+        lines += ["", "outputs:"]
+        lines += [f"  {k} = {json.dumps(v, sort_keys=True)}" for k, v in self.outputs.items()]
+        return "\n".join(lines) + "\n"
+
+    def _tree(self, parent: str | None, depth: int) -> Iterator[str]:
+        for r in self.children(parent) if parent else self._roots():
+            region = f" [{r.region}]" if r.region else ""
+            keys = KEY_INPUTS.get(r.type, ())
+            shown = " ".join(
+                f"{k}={json.dumps(r.inputs[k], sort_keys=True)}" for k in keys if k in r.inputs
+            )
+            lines = f"{'  ' * depth}{r.type}  {r.name}{region}"
+            yield f"{lines}  {shown}" if shown else lines
+            yield from self._tree(r.name, depth + 1)
+
+    def _roots(self) -> list[PlannedResource]:
+        return [r for r in self.resources if r.parent is None]
+
+
+def _physical_name(logical: str) -> str:
+    """Pulumi-style auto-name: the logical name plus a suffix, stable across runs."""
+    return f"{logical}-{hashlib.sha1(logical.encode()).hexdigest()[:7]}"
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations with outputs shaped like AWS's, per provider region."""
+
+    def __init__(self) -> None:
+        self.provider_regions: dict[str, str] = {}
+
+    def region_of(self, provider_ref: str | None) -> str | None:
+        return self.provider_regions.get((provider_ref or "").split("::")[-1])
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        if args.typ == PROVIDER_TYPE:
+            resource_id = f"{args.name}-provider"
+            self.provider_regions[resource_id] = args.inputs.get("region")
+            return resource_id, dict(args.inputs)
+        region = self.region_of(args.provider) or "us-east-1"
+        outputs = dict(args.inputs)
+        resource_id = f"{args.name}-id"
+        service_arn = f"arn:aws:{{}}:{region}:{ACCOUNT}:"
+        name = args.inputs.get("name") or _physical_name(args.name)
+        kind = args.typ.split(":")[-1]
+        if kind == "Table":
+            arn = service_arn.format("dynamodb") + f"table/{name}"
+            outputs.update(name=name, arn=arn)
+            if args.inputs.get("streamEnabled"):
+                outputs["streamArn"] = f"{arn}/stream/2024-01-01T00:00:00.000"
+            outputs["replicas"] = [
+                {
+                    **replica,
+                    "arn": arn.replace(f":{region}:", f":{replica['regionName']}:"),
+                    "streamArn": arn.replace(f":{region}:", f":{replica['regionName']}:")
+                    + "/stream/2024-01-01T00:00:00.000",
+                }
+                for replica in args.inputs.get("replicas", [])
+            ]
+        elif kind == "Function":
+            arn = service_arn.format("lambda") + f"function:{name}"
+            invoke = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"
+            )
+            outputs.update(name=name, arn=arn, invokeArn=invoke)
+        elif kind == "LayerVersion":
+            layer_arn = service_arn.format("lambda") + f"layer:{args.inputs['layerName']}"
+            outputs.update(layerArn=layer_arn, arn=f"{layer_arn}:1", version="1")
+        elif kind == "Role":
+            outputs.update(name=name, arn=f"arn:aws:iam::{ACCOUNT}:role/{name}")
+            resource_id = name
+        elif kind == "LogGroup":
+            outputs.update(name=name, arn=service_arn.format("logs") + f"log-group:{name}")
+        elif kind == "Queue":
+            outputs.update(name=name, arn=service_arn.format("sqs") + name)
+            outputs["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
+        elif kind == "Topic":
+            outputs.update(name=name, arn=service_arn.format("sns") + name)
+        elif kind == "Api":
+            resource_id = hashlib.sha1(args.name.encode()).hexdigest()[:10]
+            outputs["apiEndpoint"] = f"wss://{resource_id}.execute-api.{region}.amazonaws.com"
+            outputs["executionArn"] = service_arn.format("execute-api") + resource_id
+        elif kind == "Stage":
+            host = f"{args.inputs['apiId']}.execute-api.{region}.amazonaws.com"
+            outputs["invokeUrl"] = f"wss://{host}/{args.inputs['name']}"
+        elif kind == "EventRule":
+            outputs.update(name=name, arn=service_arn.format("events") + f"rule/{name}")
+        elif kind == "EventSourceMapping":
+            outputs["uuid"] = f"{args.name}-uuid"
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, None]:
+        raise NotImplementedError(f"the program calls no functions, but called {args.token}")
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    """The mock monitor, also remembering each registration's parent and provider."""
+
+    def __init__(self, mocks_: PlanMocks) -> None:
+        super().__init__(mocks_)
+        self.registrations: list[tuple[Any, str]] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        self.registrations.append((request, response.urn))
+        return response
+
+
+def _printable(value: Any) -> Any:
+    """Inputs as plain data: secrets replaced by a marker, archives by their file name
+    (their content is identified by the hash inputs next to them)."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    if isinstance(value, pulumi.FileArchive):
+        return f"archive:{Path(value.path).name}"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the engine's wire format carries every number as a double
+    return value
+
+
+def load_stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[str, dict[str, str], list]:
+    """The project name, the stack's configuration as the engine passes it, and secret keys.
+
+    Encrypted (`secure:`) values cannot be read offline; they become `[secret]`.
+    """
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: no stack named {stack!r}")
+    given = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    config, secret_keys = {}, []
+    for key, value in given.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SECRET
+            secret_keys.append(key)
+        else:
+            config[key] = value if isinstance(value, str) else json.dumps(value)
+    return project, config, secret_keys
+
+
+def run(
+    stack: str,
+    *,
+    artifacts_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = True,
+    root: Path = PROJECT_ROOT,
+) -> Plan:
+    """Run the program of `root` for `stack` under mocks and return what it registered.
+
+    `overrides` replaces configuration values (keys without the project prefix),
+    `secret_keys` marks some of them secret. Each call starts from fresh mocks,
+    configuration and root stack, so runs do not leak into each other.
+    """
+    project, config, secrets = load_stack_config(stack, root)
+    for key, value in (overrides or {}).items():
+        config[f"{project}:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    secrets += [f"{project}:{key}" for key in secret_keys]
+    if artifacts_dir is not None:
+        config[f"{project}:artifactsDir"] = str(artifacts_dir)
+
+    plan_mocks = PlanMocks()
+    monitor = _RecordingMonitor(plan_mocks)
+    runtime_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(
+        plan_mocks, project=project, stack=stack, preview=preview, monitor=monitor
+    )
+    runtime_settings.SETTINGS.outputs.clear()
+    set_all_config(config, secrets)
+
+    outputs: dict[str, Any] = {}
+
+    async def program() -> None:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        root_stack = runtime_settings.get_root_resource()
+        for key, value in root_stack.outputs.items():
+            outputs[key] = await pulumi.Output.from_input(value).future()
+
+    _sync_await(run_pulumi_func(program))
+    return Plan(project, stack, _resources(monitor, plan_mocks), outputs)
+
+
+def _resources(monitor: _RecordingMonitor, plan_mocks: PlanMocks) -> list[PlannedResource]:
+    names = {
+        urn: request.name
+        for request, urn in monitor.registrations
+        if request.type != "pulumi:pulumi:Stack"
+    }
+    planned = []
+    for request, urn in monitor.registrations:
+        if request.type == "pulumi:pulumi:Stack":
+            continue
+        inputs = _printable(rpc.deserialize_properties(request.object, keep_internal=True))
+        planned.append(
+            PlannedResource(
+                type=request.type,
+                name=request.name,
+                parent=names.get(request.parent),
+                region=inputs.get("region")
+                if request.type == PROVIDER_TYPE
+                else plan_mocks.region_of(request.provider),
+                custom=bool(request.custom),
+                inputs=inputs,
+                outputs=monitor.resources[urn].state,
+            )
+        )
+    # Registration order depends on when outputs resolve; sort for stable diffs.
+    return sorted(planned, key=lambda r: (r.name, r.type))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__)
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument(
+        "--artifacts", type=Path, default=package.DEFAULT_OUT, help="built archives to plan with"
+    )
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="streamer-plan-") as scratch:
+        artifacts_dir = args.artifacts
+        if not (artifacts_dir / package.MANIFEST).is_file():
+            print(
+                f"{artifacts_dir} has no archives: planning with a code-only build", file=sys.stderr
+            )
+            artifacts_dir = Path(scratch)
+            package.build(artifacts_dir, with_layer=False)
+        plan = run(args.stack, artifacts_dir=artifacts_dir.resolve())
+    sys.stdout.write(plan.to_json() + "\n" if args.json else plan.to_text())
+    asyncio.get_event_loop().close()  # the runtime's loop; left open it complains at exit
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

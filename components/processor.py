@@ -1,0 +1,113 @@
+"""The processor's event source mapping on the requests stream of one region.
+
+Only records this region must run reach the processor: INSERT or MODIFY whose new
+image is PENDING and whose `origin_region` is this region (a global table's replica
+stream also carries the other regions' writes). Failures are bounded: the batch is
+bisected, retried a limited number of times, dropped after a maximum age, and what
+is dropped goes to the dead-letter queue, whose depth alarms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alarms import metric_alarm
+from components.settings import ProcessorSettings
+
+
+def stream_filter(region: str) -> str:
+    """The filter pattern for `region`'s mapping, as Lambda expects it (JSON text)."""
+    return json.dumps(
+        {
+            "eventName": ["INSERT", "MODIFY"],
+            "dynamodb": {
+                "NewImage": {
+                    "status": {"S": ["PENDING"]},
+                    "origin_region": {"S": [region]},
+                }
+            },
+        },
+        sort_keys=True,
+    )
+
+
+@dataclass
+class ProcessorMappingArgs:
+    """The processor, the stream it reads, where failures go and how batches are shaped."""
+
+    region: str
+    function: aws.lambda_.Function
+    stream_arn: pulumi.Input[str]
+    dead_letter_queue: aws.sqs.Queue
+    settings: ProcessorSettings
+    alarm_actions: Sequence[pulumi.Input[str]]
+
+
+class ProcessorMapping(pulumi.ComponentResource):
+    """Event source mapping plus iterator-age and dead-letter-depth alarms."""
+
+    def __init__(
+        self, name: str, args: ProcessorMappingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("streamer:components:ProcessorMapping", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+        mapping = aws.lambda_.EventSourceMapping(
+            f"{name}-mapping",
+            event_source_arn=args.stream_arn,
+            function_name=args.function.arn,
+            # From the oldest retained record: a mapping replaced while requests
+            # arrive must not skip them. Claims are conditional, so a record seen
+            # twice runs once.
+            starting_position="TRIM_HORIZON",
+            filter_criteria=aws.lambda_.EventSourceMappingFilterCriteriaArgs(
+                filters=[
+                    aws.lambda_.EventSourceMappingFilterCriteriaFilterArgs(
+                        pattern=stream_filter(args.region)
+                    )
+                ]
+            ),
+            batch_size=s.batch_size,
+            maximum_batching_window_in_seconds=s.batch_window_s,
+            parallelization_factor=s.parallelization_factor,
+            function_response_types=["ReportBatchItemFailures"],
+            bisect_batch_on_function_error=True,
+            maximum_retry_attempts=s.max_retry_attempts,
+            maximum_record_age_in_seconds=s.max_record_age_s,
+            destination_config=aws.lambda_.EventSourceMappingDestinationConfigArgs(
+                on_failure=aws.lambda_.EventSourceMappingDestinationConfigOnFailureArgs(
+                    destination_arn=args.dead_letter_queue.arn
+                )
+            ),
+            opts=child,
+        )
+        metric_alarm(
+            f"{name}-iterator-age",
+            namespace="AWS/Lambda",
+            metric_name="IteratorAge",
+            dimensions={"FunctionName": args.function.name},
+            statistic="Maximum",
+            threshold=s.iterator_age_alarm_ms,
+            alarm_actions=args.alarm_actions,
+            description="Requests wait in the stream longer than they should: see capacity "
+            "in docs/deploying.md",
+            opts=child,
+        )
+        metric_alarm(
+            f"{name}-dead-letters",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": args.dead_letter_queue.name},
+            statistic="Maximum",
+            threshold=0,
+            alarm_actions=args.alarm_actions,
+            description="Stream records the processor gave up on: inspect the dead-letter queue",
+            opts=child,
+        )
+        self.mapping_uuid = mapping.uuid
+        self.register_outputs({"mapping_uuid": mapping.uuid})

@@ -1,0 +1,177 @@
+"""Everything Streamer runs in one region, on that region's provider.
+
+The dependency layer, six functions with their roles, the WebSocket API, the
+processor's mapping on this region's replica stream with its dead-letter queue, the
+sweeper's one-minute schedule, and an alarm topic unless targets are configured.
+Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
+`ConnectionsAccess`, because it names every region's API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocketApiArgs
+from components.functions import (
+    ARCHITECTURE,
+    HANDLERS,
+    RUNTIME,
+    StreamerFunction,
+    StreamerFunctionArgs,
+    environment,
+)
+from components.package import Artifacts
+from components.processor import ProcessorMapping, ProcessorMappingArgs
+from components.settings import FUNCTION_NAMES, StackSettings
+from components.tables import RegionalTables
+
+SWEEPER_SCHEDULE = "rate(1 minute)"
+#: SQS's maximum, so a dead letter can be inspected for two weeks.
+DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass
+class RegionalStackArgs:
+    """The region, the prefix for names AWS sees, and what the region is built from."""
+
+    region: str
+    prefix: str
+    settings: StackSettings
+    tables: RegionalTables
+    artifacts: Artifacts
+
+
+class RegionalStack(pulumi.ComponentResource):
+    """One region's API, functions, processor mapping, sweeper schedule and alarms."""
+
+    url: pulumi.Output[str]
+    management_endpoint: pulumi.Output[str]
+    connections_arn: pulumi.Output[str]
+    alarm_actions: list[pulumi.Input[str]]
+    functions: dict[str, StreamerFunction]
+
+    def __init__(
+        self, name: str, args: RegionalStackArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("streamer:components:RegionalStack", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        settings, tables = args.settings, args.tables
+
+        self.alarm_actions = list(settings.alarm_actions.get(args.region, ()))
+        if not self.alarm_actions:
+            self.alarm_actions = [aws.sns.Topic(f"{name}-alarms", opts=child).arn]
+
+        layer = aws.lambda_.LayerVersion(
+            f"{name}-dependencies",
+            layer_name=f"{args.prefix}-dependencies",
+            code=pulumi.FileArchive(str(args.artifacts.layer.path)),
+            source_code_hash=args.artifacts.layer.sha256,
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            opts=child,
+        )
+        dead_letters = aws.sqs.Queue(
+            f"{name}-processor-dead-letters",
+            message_retention_seconds=DEAD_LETTER_RETENTION_S,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        extra_statements = {
+            "processor": [
+                policies.statement(policies.STREAM_READ_ACTIONS, [tables.requests_stream_arn]),
+                policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
+            ]
+        }
+        code = pulumi.FileArchive(str(args.artifacts.code.path))
+        self.functions = {
+            function: StreamerFunction(
+                f"{name}-{function}",
+                StreamerFunctionArgs(
+                    handler=HANDLERS[function],
+                    size=settings.functions[function],
+                    code=code,
+                    code_sha256=args.artifacts.code.sha256,
+                    layer_arn=layer.arn,
+                    environment=environment(function, settings, tables.names),
+                    log_group_name=f"/{args.prefix}/{function}",
+                    log_retention_days=settings.log_retention_days,
+                    tracing=settings.tracing,
+                    statements=[
+                        *policies.table_statements(function, tables.arns),
+                        *extra_statements.get(function, []),
+                    ],
+                    alarm_actions=self.alarm_actions,
+                ),
+                opts=child,
+            )
+            for function in FUNCTION_NAMES
+        }
+        lambdas = {function: self.functions[function].function for function in FUNCTION_NAMES}
+
+        api = WebSocketApi(
+            f"{name}-websocket",
+            WebSocketApiArgs(
+                api_name=f"{args.prefix}-websocket",
+                authorizer=lambdas["authorizer"],
+                routes={
+                    CONNECT: lambdas["connect"],
+                    DISCONNECT: lambdas["disconnect"],
+                    DEFAULT: lambdas["router"],
+                },
+                stage_name=settings.stage_name,
+                throttle=settings.throttle,
+                log_retention_days=settings.log_retention_days,
+                access_log_group_name=f"/{args.prefix}/websocket-access",
+                manage_account_logging=settings.manage_api_gateway_account,
+            ),
+            opts=child,
+        )
+        ProcessorMapping(
+            f"{name}-processor-stream",
+            ProcessorMappingArgs(
+                region=args.region,
+                function=lambdas["processor"],
+                stream_arn=tables.requests_stream_arn,
+                dead_letter_queue=dead_letters,
+                settings=settings.processor,
+                alarm_actions=self.alarm_actions,
+            ),
+            opts=child,
+        )
+        schedule = aws.cloudwatch.EventRule(
+            f"{name}-sweeper-schedule",
+            description="Re-drive requests whose lease expired or whose retry is due",
+            schedule_expression=SWEEPER_SCHEDULE,
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-sweeper-target", rule=schedule.name, arn=lambdas["sweeper"].arn, opts=child
+        )
+        aws.lambda_.Permission(
+            f"{name}-sweeper-invoke",
+            action="lambda:InvokeFunction",
+            function=lambdas["sweeper"].name,
+            principal="events.amazonaws.com",
+            source_arn=schedule.arn,
+            opts=child,
+        )
+
+        self.url = api.url
+        self.management_endpoint = api.management_endpoint
+        self.connections_arn = api.connections_arn
+        self.register_outputs(
+            {
+                "url": self.url,
+                "management_endpoint": self.management_endpoint,
+                "connections_arn": self.connections_arn,
+            }
+        )
+
+    @property
+    def sender_roles(self) -> dict[str, aws.iam.Role]:
+        """Roles of the functions that post to clients, by function name."""
+        return {function: self.functions[function].role for function in policies.CONNECTION_SENDERS}

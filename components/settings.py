@@ -1,0 +1,240 @@
+"""Stack configuration: every `streamer:*` key, its default and its checks, read once.
+
+`__main__.py` calls `StackSettings.load(pulumi.Config())`; the components take the
+resulting plain values. Defaults of the runtime's own tunables come from the runtime's
+`streamer.config.Settings`, so the two cannot disagree. docs/deploying.md lists the keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from streamer.config import Settings as RuntimeSettings
+
+#: The six functions, in the order they are created.
+FUNCTION_NAMES = ("authorizer", "connect", "disconnect", "router", "processor", "sweeper")
+
+#: API Gateway ends every integration call (so every sync answer) after 29 seconds.
+API_INTEGRATION_LIMIT_S = 29
+
+#: Retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
+    | {2922, 3288, 3653}
+)
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
+
+
+class ConfigError(ValueError):
+    """A `streamer:*` configuration value is missing or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class FunctionSize:
+    """Memory (MB) and timeout (seconds) of one function."""
+
+    memory_mb: int
+    timeout_s: int
+
+
+DEFAULT_SIZES: Mapping[str, FunctionSize] = {
+    "authorizer": FunctionSize(256, 10),
+    "connect": FunctionSize(256, 10),
+    "disconnect": FunctionSize(256, 10),
+    "router": FunctionSize(512, API_INTEGRATION_LIMIT_S),
+    # Lambda's maximum: one attempt of an async request runs at most this long,
+    # then the lease expires and the sweeper re-drives it from its checkpoint.
+    "processor": FunctionSize(1024, 900),
+    "sweeper": FunctionSize(256, 60),
+}
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """The requests-stream event source mapping and the processor's fan-out."""
+
+    batch_size: int = 10
+    batch_window_s: int = 0
+    parallelization_factor: int = 10
+    concurrency: int = _RUNTIME_DEFAULTS["processor_concurrency"]
+    max_retry_attempts: int = 5
+    max_record_age_s: int = 3600
+    iterator_age_alarm_ms: int = 60_000
+
+
+@dataclass(frozen=True)
+class RuntimeTuning:
+    """Runtime tunables handed to the functions as environment variables."""
+
+    app_module: str = _RUNTIME_DEFAULTS["app_module"]
+    async_threshold_ms: int = _RUNTIME_DEFAULTS["async_threshold_ms"]
+    sync_timeout_ms: int = _RUNTIME_DEFAULTS["sync_timeout_ms"]
+    progress_flush_ms: int = _RUNTIME_DEFAULTS["progress_flush_ms"]
+    request_retention_s: int = _RUNTIME_DEFAULTS["request_retention_s"]
+    max_attempts: int = _RUNTIME_DEFAULTS["max_attempts"]
+    lease_margin_s: int = _RUNTIME_DEFAULTS["lease_margin_s"]
+    log_level: str = _RUNTIME_DEFAULTS["log_level"]
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """How the authorizer verifies tokens: a JWKS URL or a PEM public key (a secret)."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    public_key: pulumi.Input[str] | None = None
+    leeway_s: int | None = None
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Stage-wide throttling: the outer limit in front of the per-connection rate limit."""
+
+    burst_limit: int = 500
+    rate_limit: float = 1000.0
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything one stack is configured with."""
+
+    regions: tuple[str, ...]
+    stage_name: str
+    jwt: JwtSettings
+    allowed_tenants: tuple[str, ...] = ()
+    functions: Mapping[str, FunctionSize] = field(default_factory=lambda: dict(DEFAULT_SIZES))
+    processor: ProcessorSettings = ProcessorSettings()
+    runtime: RuntimeTuning = RuntimeTuning()
+    throttle: Throttle = Throttle()
+    log_retention_days: int = 30
+    tracing: bool = False
+    alarm_actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    deletion_protection: bool = False
+    manage_api_gateway_account: bool = False
+    artifacts_dir: str = "build/lambda"
+
+    @property
+    def home_region(self) -> str:
+        """The region whose provider creates the global tables; the others hold replicas."""
+        return self.regions[0]
+
+    @classmethod
+    def load(cls, config: pulumi.Config, stack: str) -> StackSettings:
+        """Read and check the stack's configuration; raises `ConfigError` naming the bad key."""
+        regions = tuple(config.require_object("regions"))
+        jwt = JwtSettings(
+            issuer=config.require("jwtIssuer"),
+            audience=config.require("jwtAudience"),
+            jwks_url=config.get("jwtJwksUrl"),
+            public_key=config.get_secret("jwtPublicKey"),
+            leeway_s=config.get_int("jwtLeewayS"),
+        )
+        sizes = dict(DEFAULT_SIZES)
+        for function, given in (config.get_object("functions") or {}).items():
+            if function not in sizes:
+                raise ConfigError(f"streamer:functions: unknown function {function!r}")
+            default = sizes[function]
+            sizes[function] = FunctionSize(
+                memory_mb=int(given.get("memoryMb", default.memory_mb)),
+                timeout_s=int(given.get("timeoutS", default.timeout_s)),
+            )
+        throttle = config.get_object("throttle") or {}
+        settings = cls(
+            regions=regions,
+            stage_name=config.get("stageName") or stack,
+            jwt=jwt,
+            allowed_tenants=tuple(config.get_object("allowedTenants") or ()),
+            functions=sizes,
+            processor=_from_keys(
+                ProcessorSettings, config.get_object("processor") or {}, "processor"
+            ),
+            runtime=_from_keys(RuntimeTuning, config.get_object("runtime") or {}, "runtime"),
+            throttle=Throttle(
+                burst_limit=int(throttle.get("burstLimit", Throttle.burst_limit)),
+                rate_limit=float(throttle.get("rateLimit", Throttle.rate_limit)),
+            ),
+            log_retention_days=config.get_int("logRetentionDays") or 30,
+            tracing=bool(config.get_bool("tracing")),
+            alarm_actions={
+                region: tuple(arns)
+                for region, arns in (config.get_object("alarmActions") or {}).items()
+            },
+            deletion_protection=bool(config.get_bool("deletionProtection")),
+            manage_api_gateway_account=bool(config.get_bool("manageApiGatewayAccount")),
+            artifacts_dir=config.get("artifactsDir") or "build/lambda",
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise `ConfigError` for values AWS would refuse or that cannot work together."""
+        if not self.regions or len(set(self.regions)) != len(self.regions):
+            raise ConfigError("streamer:regions: give one or more distinct regions")
+        for region in self.regions:
+            if not _REGION.match(region):
+                raise ConfigError(f"streamer:regions: {region!r} is not an AWS region name")
+        if not _STAGE.match(self.stage_name):
+            raise ConfigError(f"streamer:stageName: {self.stage_name!r} is not a stage name")
+        if (self.jwt.jwks_url is None) == (self.jwt.public_key is None):
+            raise ConfigError("streamer:jwtJwksUrl or streamer:jwtPublicKey: set exactly one")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ConfigError(
+                f"streamer:logRetentionDays: {self.log_retention_days} is not one of "
+                f"{sorted(LOG_RETENTION_DAYS)}"
+            )
+        router = self.functions["router"]
+        if router.timeout_s > API_INTEGRATION_LIMIT_S:
+            raise ConfigError(
+                f"streamer:functions.router.timeoutS: API Gateway stops waiting after "
+                f"{API_INTEGRATION_LIMIT_S} s"
+            )
+        if self.runtime.sync_timeout_ms >= router.timeout_s * 1000:
+            raise ConfigError(
+                "streamer:runtime.syncTimeoutMs: must be below the router's timeout so a "
+                "slow sync handler is answered with TIMEOUT instead of killed"
+            )
+        for region in self.alarm_actions:
+            if region not in self.regions:
+                raise ConfigError(f"streamer:alarmActions: {region!r} is not a configured region")
+        self._check_processor()
+
+    def _check_processor(self) -> None:
+        p = self.processor
+        bounds = {
+            "batchSize": (p.batch_size, 1, 10_000),
+            "batchWindowS": (p.batch_window_s, 0, 300),
+            "parallelizationFactor": (p.parallelization_factor, 1, 10),
+            "concurrency": (p.concurrency, 1, 1000),
+            # Bounded on purpose: -1 (retry forever) would let one poison record block its shard.
+            "maxRetryAttempts": (p.max_retry_attempts, 0, 10_000),
+            "maxRecordAgeS": (p.max_record_age_s, 60, 604_800),
+        }
+        for key, (value, low, high) in bounds.items():
+            if not low <= value <= high:
+                raise ConfigError(f"streamer:processor.{key}: {value} is not in [{low}, {high}]")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _from_keys(cls: type, given: Mapping[str, Any], key: str) -> Any:
+    """Build a settings dataclass from camelCase keys, refusing unknown ones."""
+    by_key = {_camel(f.name): f for f in dataclasses.fields(cls)}
+    unknown = set(given) - set(by_key)
+    if unknown:
+        raise ConfigError(
+            f"streamer:{key}: unknown keys {sorted(unknown)}; known: {sorted(by_key)}"
+        )
+    return cls(**{by_key[key].name: type(by_key[key].default)(v) for key, v in given.items()})
