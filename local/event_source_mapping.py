@@ -1,0 +1,209 @@
+"""The DynamoDB Streams event source mapping: a thread that polls shards and invokes a function.
+
+It discovers shards (and the new ones a stream opens later), reads each from
+its start, a child only after its parent is read to the end, so an item's
+records enter their lane in stream order. Batching and retries are
+`streams.Lane`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from local import streams
+from local.functions import LambdaFunction
+
+log = logging.getLogger("local.streams")
+
+# Errors after which a shard is read again from a fresh iterator: iterators
+# expire after 15 minutes, and DynamoDB Local sometimes rejects an iterator it
+# handed out on an empty shard once the first record arrives.
+_REOPEN_ITERATOR = {"ExpiredIteratorException", "TrimmedDataAccessException"}
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """The mapping's settings: Lambda's names, with local polling defaults."""
+
+    policy: streams.BatchPolicy = field(default_factory=streams.BatchPolicy)
+    parallelization_factor: int = 10
+    poll_interval_s: float = 0.1
+    shard_discovery_s: float = 1.0
+    records_per_read: int = 1000
+
+
+@dataclass
+class _Shard:
+    shard_id: str
+    parent_id: str | None
+    iterator: str | None = None
+    last_sequence: str | None = None
+    read_to_end: bool = False
+    next_read_at: float = 0.0
+
+
+class EventSourceMapping:
+    """Polls one stream and invokes `function` with Lambda-shaped batches until stopped."""
+
+    def __init__(
+        self, streams_client, stream_arn: str, function: LambdaFunction, config: MappingConfig
+    ) -> None:
+        self._client = streams_client
+        self._stream_arn = stream_arn
+        self._function = function
+        self._config = config
+        self._lanes = [streams.Lane(config.policy) for _ in range(config.parallelization_factor)]
+        self._shards: dict[str, _Shard] = {}
+        self._partition_key: str | None = None
+        self._next_discovery = 0.0
+        self._in_flight: dict[int, tuple[list[dict], Future]] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="local-stream-poller")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling, let invocations in flight finish, and end the thread."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+
+    # -- the polling loop ------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= self._next_discovery:
+                self._discover_shards(now)
+            for shard in self._readable_shards(now):
+                self._read(shard, now)
+            self._settle_finished(time.monotonic())
+            self._invoke_ready(time.monotonic())
+            self._wake.wait(self._config.poll_interval_s)
+            self._wake.clear()
+        for _, future in list(self._in_flight.values()):
+            future.exception()
+        self._settle_finished(time.monotonic())
+
+    def _discover_shards(self, now: float) -> None:
+        self._next_discovery = now + self._config.shard_discovery_s
+        try:
+            found = []
+            start: dict = {}
+            while True:
+                description = self._client.describe_stream(StreamArn=self._stream_arn, **start)[
+                    "StreamDescription"
+                ]
+                found.extend(description.get("Shards", []))
+                last = description.get("LastEvaluatedShardId")
+                if not last:
+                    break
+                start = {"ExclusiveStartShardId": last}
+        except (BotoCoreError, ClientError) as error:
+            log.warning("describing %s failed: %s", self._stream_arn, error)
+            return
+        self._partition_key = next(
+            k["AttributeName"] for k in description["KeySchema"] if k["KeyType"] == "HASH"
+        )
+        for shard in found:
+            shard_id = shard["ShardId"]
+            if shard_id not in self._shards:
+                log.info("new shard %s", shard_id)
+                self._shards[shard_id] = _Shard(shard_id, shard.get("ParentShardId"))
+
+    def _readable_shards(self, now: float) -> list[_Shard]:
+        def parent_done(shard: _Shard) -> bool:
+            parent = self._shards.get(shard.parent_id) if shard.parent_id else None
+            return parent is None or parent.read_to_end
+
+        return [
+            s
+            for s in self._shards.values()
+            if not s.read_to_end and s.next_read_at <= now and parent_done(s)
+        ]
+
+    def _read(self, shard: _Shard, now: float) -> None:
+        try:
+            if shard.iterator is None:
+                shard.iterator = self._shard_iterator(shard)
+            answer = self._client.get_records(
+                ShardIterator=shard.iterator, Limit=self._config.records_per_read
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] in _REOPEN_ITERATOR:
+                shard.iterator = None
+            else:
+                log.warning("reading shard %s failed: %s", shard.shard_id, error)
+            shard.next_read_at = now + self._config.poll_interval_s
+            return
+        except BotoCoreError as error:
+            log.warning("reading shard %s failed: %s", shard.shard_id, error)
+            shard.next_read_at = now + self._config.poll_interval_s
+            return
+        records = answer.get("Records", [])
+        for record in records:
+            converted = streams.lambda_record(record, self._stream_arn)
+            lane = streams.lane_for(converted, self._partition_key or "", len(self._lanes))
+            self._lanes[lane].add(converted, now)
+            shard.last_sequence = streams.sequence_number(converted)
+        shard.iterator = answer.get("NextShardIterator")
+        if shard.iterator is None:
+            log.info("shard %s read to its end", shard.shard_id)
+            shard.read_to_end = True
+        # A full read means more is waiting: read again at once.
+        shard.next_read_at = now if records else now + self._config.poll_interval_s
+
+    def _shard_iterator(self, shard: _Shard) -> str:
+        if shard.last_sequence is None:
+            position = {"ShardIteratorType": "TRIM_HORIZON"}
+        else:
+            position = {
+                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                "SequenceNumber": shard.last_sequence,
+            }
+        return self._client.get_shard_iterator(
+            StreamArn=self._stream_arn, ShardId=shard.shard_id, **position
+        )["ShardIterator"]
+
+    # -- invocations -----------------------------------------------------------
+
+    def _invoke_ready(self, now: float) -> None:
+        for index, lane in enumerate(self._lanes):
+            batch = lane.take(now)
+            if batch is None:
+                continue
+            future = self._function.submit({"Records": batch})
+            future.add_done_callback(lambda _: self._wake.set())
+            self._in_flight[index] = (batch, future)
+
+    def _settle_finished(self, now: float) -> None:
+        for index, (batch, future) in list(self._in_flight.items()):
+            if not future.done():
+                continue
+            del self._in_flight[index]
+            error = future.exception()
+            answer = None if error else future.result()
+            retry_at = streams.retry_from(batch, answer, failed=error is not None)
+            if retry_at is not None:
+                log.warning(
+                    "batch of %d on lane %d: retrying from %s (%s)",
+                    len(batch),
+                    index,
+                    streams.sequence_number(batch[retry_at]),
+                    error or "batchItemFailures",
+                )
+            for record in self._lanes[index].settle(retry_at, now):
+                log.error(
+                    "discarding record %s (%s) after %d retries",
+                    streams.sequence_number(record),
+                    record["eventName"],
+                    self._config.policy.maximum_retry_attempts,
+                )

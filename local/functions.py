@@ -1,0 +1,130 @@
+"""Lambda functions played in-process: one thread pool per function, Lambda's context object.
+
+Each function runs off the event loop, in its own pool sized like its
+concurrency limit, so a handler that calls back into the gateway (posting to a
+connection) never waits on the loop that is waiting on it. Events and answers
+cross the boundary as JSON, as they do on Lambda, so nothing is shared by
+reference and an answer Lambda could not serialise fails here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+log = logging.getLogger("local.functions")
+
+
+class FunctionError(Exception):
+    """The handler raised, or answered with something Lambda cannot serialise.
+
+    `error_type` and `error_message` are what Lambda reports as `errorType` and
+    `errorMessage`.
+    """
+
+    def __init__(self, function_name: str, error_type: str, error_message: str) -> None:
+        super().__init__(f"{function_name}: {error_type}: {error_message}")
+        self.error_type = error_type
+        self.error_message = error_message
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """How one Lambda function is configured: handler string, timeout, memory, concurrency."""
+
+    name: str
+    handler: str
+    timeout_s: float
+    memory_mb: int = 512
+    concurrency: int = 32
+
+
+class LambdaContext:
+    """The context object the Python runtime passes to a handler."""
+
+    def __init__(self, spec: FunctionSpec, region: str, account_id: str) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.function_name = spec.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
+        # The Python runtime gives the memory size as text, read from its environment.
+        self.memory_limit_in_mb = str(spec.memory_mb)
+        self.log_group_name = f"/aws/lambda/{spec.name}"
+        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]local")
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + spec.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def resolve_handler(handler: str) -> Callable[[dict, object], object]:
+    """Import `package.module.function` as Lambda does at cold start."""
+    module_name, _, function_name = handler.rpartition(".")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+class LambdaFunction:
+    """One function: call it with an event, get its JSON answer or a `FunctionError`."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        region: str,
+        account_id: str,
+        handler: Callable[[dict, object], object] | None = None,
+    ) -> None:
+        self.spec = spec
+        self._region = region
+        self._account_id = account_id
+        self._handler = handler or resolve_handler(spec.handler)
+        self._pool = ThreadPoolExecutor(spec.concurrency, thread_name_prefix=f"lambda-{spec.name}")
+
+    def _run(self, event_json: str) -> object:
+        context = LambdaContext(self.spec, self._region, self._account_id)
+        started = time.monotonic()
+        try:
+            answer = self._handler(json.loads(event_json), context)
+            answer_json = json.dumps(answer)
+        except Exception as error:
+            log.warning(
+                "%s %s failed: %s\n%s",
+                self.spec.name,
+                context.aws_request_id,
+                error,
+                traceback.format_exc(),
+            )
+            raise FunctionError(self.spec.name, type(error).__name__, str(error)) from error
+        elapsed = time.monotonic() - started
+        if elapsed > self.spec.timeout_s:
+            # Lambda would have stopped the function; a thread cannot be stopped,
+            # so its late answer is discarded as Lambda would discard it.
+            message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+            raise FunctionError(self.spec.name, "TimeoutError", message)
+        log.debug("%s %s took %.0f ms", self.spec.name, context.aws_request_id, elapsed * 1000)
+        return json.loads(answer_json)
+
+    def submit(self, event: dict) -> Future:
+        """Start one invocation; the future holds the answer or a `FunctionError`."""
+        return self._pool.submit(self._run, json.dumps(event))
+
+    def invoke(self, event: dict) -> object:
+        """Invoke and wait: for callers that are threads themselves (the stream poller)."""
+        return self.submit(event).result()
+
+    async def invoke_async(self, event: dict) -> object:
+        """Invoke from the event loop without blocking it."""
+        return await asyncio.wrap_future(self.submit(event))
+
+    def close(self) -> None:
+        """Wait for running invocations and release the pool's threads."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,266 @@
+"""The WebSocket side of API Gateway: handshake through the authorizer, routes, limits.
+
+A connection lives here from the moment `$connect` accepts it until its socket
+closes; `post`, `describe` and `delete` are what the `@connections` API does
+to it. They run on the event loop; the management server calls them from its
+threads through `asyncio.run_coroutine_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from local import apigateway
+from local.apigateway import Api, Handshake
+from local.functions import FunctionError, LambdaFunction
+
+log = logging.getLogger("local.gateway")
+
+GOING_AWAY = 1001
+NORMAL_CLOSURE = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """API Gateway's WebSocket quotas; shorter ones make the timeouts testable."""
+
+    max_message_bytes: int = 128 * 1024
+    idle_timeout_s: float = 10 * 60
+    max_duration_s: float = 2 * 3600
+
+
+@dataclass(frozen=True)
+class Integrations:
+    """The Lambda functions behind the API: authorizer, `$connect`, `$disconnect`, routes."""
+
+    authorizer: LambdaFunction
+    connect: LambdaFunction
+    disconnect: LambdaFunction
+    routes: dict[str, LambdaFunction]
+
+
+@dataclass
+class Session:
+    """A connection `$connect` accepted: what the gateway and `GET @connections` know of it."""
+
+    handshake: Handshake
+    authorizer: dict | None
+    socket: ServerConnection
+    opened_at: float = field(default_factory=time.time)
+    last_active_at: float = field(default_factory=time.time)
+
+    def touch(self) -> None:
+        self.last_active_at = time.time()
+
+
+def _iso8601(epoch_s: float) -> str:
+    millis = int(epoch_s * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{millis:03d}Z"
+
+
+class Gateway:
+    """Serves one WebSocket API: bind first, then `start` with the integrations."""
+
+    def __init__(self, api: Api, limits: Limits) -> None:
+        self.api = api
+        self.limits = limits
+        self._integrations: Integrations | None = None
+        self._server: Server | None = None
+        self._accepted: dict[ServerConnection, tuple[Handshake, dict | None]] = {}
+        self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def bind(self, host: str, port: int) -> int:
+        """Listen on `host:port` (0 picks a free port) without serving yet; returns the port.
+
+        Binding before anything slow starts lets a taken port fail at once.
+        """
+        self._server = await serve(
+            self._serve_connection,
+            host,
+            port,
+            process_request=self._open,
+            compression=None,
+            max_size=self.limits.max_message_bytes,
+            # API Gateway sends no keepalive pings of its own; it answers the client's.
+            ping_interval=None,
+            close_timeout=2,
+            start_serving=False,
+        )
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self, integrations: Integrations) -> None:
+        assert self._server is not None, "bind() first"
+        self._integrations = integrations
+        await self._server.start_serving()
+
+    async def close(self) -> None:
+        """Close every connection with 1001, run their `$disconnect`, finish routed messages."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- handshake -------------------------------------------------------------
+
+    async def _open(self, socket: ServerConnection, request: Request) -> Response | None:
+        assert self._integrations is not None
+        handshake = Handshake(
+            connection_id=apigateway.new_id(),
+            path=request.path,
+            headers=tuple(request.headers.raw_items()),
+            source_ip=socket.remote_address[0],
+            domain_name=request.headers.get("Host", ""),
+        )
+        started = time.monotonic()
+        try:
+            answer = await self._integrations.authorizer.invoke_async(
+                apigateway.authorizer_event(self.api, handshake)
+            )
+        except FunctionError as error:
+            authorization = apigateway.authorization_from_error(error.error_message)
+        else:
+            latency_ms = int((time.monotonic() - started) * 1000)
+            authorization = apigateway.authorization_from_policy(
+                answer, self.api.method_arn(apigateway.CONNECT_ROUTE), latency_ms
+            )
+        if not authorization.allowed:
+            return _refusal(socket, authorization.status)
+        try:
+            answer = await self._integrations.connect.invoke_async(
+                apigateway.connect_event(self.api, handshake, authorization.authorizer)
+            )
+            status = apigateway.integration_status(answer)
+        except FunctionError:
+            status = 502
+        if not 200 <= status < 300:
+            return _refusal(socket, status)
+        self._accepted[socket] = (handshake, authorization.authorizer)
+        return None
+
+    # -- an open connection ----------------------------------------------------
+
+    async def _serve_connection(self, socket: ServerConnection) -> None:
+        handshake, authorizer = self._accepted.pop(socket)
+        session = Session(handshake, authorizer, socket)
+        connection_id = handshake.connection_id
+        self._sessions[connection_id] = session
+        watchdog = asyncio.create_task(self._enforce_timeouts(session))
+        log.info("connected %s from %s", connection_id, handshake.source_ip)
+        try:
+            async for message in socket:
+                session.touch()
+                self._track(asyncio.create_task(self._route(session, message)))
+        except ConnectionClosed:
+            pass
+        finally:
+            watchdog.cancel()
+            self._sessions.pop(connection_id, None)
+        await self._disconnected(session)
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _route(self, session: Session, message: str | bytes) -> None:
+        assert self._integrations is not None
+        routes = self._integrations.routes
+        route_key = apigateway.select_route(message, set(routes))
+        event = apigateway.message_event(
+            self.api, session.handshake, session.authorizer, route_key, message
+        )
+        try:
+            answer = await routes[route_key].invoke_async(event)
+            reply = apigateway.route_response(answer)
+        except FunctionError:
+            reply = apigateway.integration_failure(
+                session.handshake, event["requestContext"]["requestId"]
+            )
+        if reply is not None:
+            try:
+                await session.socket.send(reply)
+                session.touch()
+            except ConnectionClosed:
+                log.info("route response for gone %s dropped", session.handshake.connection_id)
+
+    async def _enforce_timeouts(self, session: Session) -> None:
+        while True:
+            idle_at = session.last_active_at + self.limits.idle_timeout_s
+            expires_at = session.opened_at + self.limits.max_duration_s
+            wait = min(idle_at, expires_at) - time.time()
+            if wait <= 0:
+                log.info("closing %s: idle or too old", session.handshake.connection_id)
+                await session.socket.close(GOING_AWAY, "Going away")
+                return
+            await asyncio.sleep(wait)
+
+    async def _disconnected(self, session: Session) -> None:
+        assert self._integrations is not None
+        protocol = session.socket.protocol
+        code, reason = apigateway.disconnect_status(
+            (protocol.close_rcvd.code, protocol.close_rcvd.reason) if protocol.close_rcvd else None,
+            (protocol.close_sent.code, protocol.close_sent.reason) if protocol.close_sent else None,
+            protocol.close_rcvd_then_sent,
+        )
+        log.info("disconnected %s: %s %s", session.handshake.connection_id, code, reason)
+        event = apigateway.disconnect_event(
+            self.api, session.handshake, session.authorizer, code, reason
+        )
+        # On AWS too, $disconnect is best effort: the connection is gone either way.
+        with contextlib.suppress(FunctionError):
+            await self._integrations.disconnect.invoke_async(event)
+
+    # -- the @connections API ----------------------------------------------------
+
+    async def post(self, connection_id: str, data: bytes) -> bool:
+        """Send `data` to a connection; False when it is unknown or closed (410 Gone)."""
+        session = self._sessions.get(connection_id)
+        if session is None:
+            return False
+        try:
+            frame: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            frame = data
+        try:
+            await session.socket.send(frame)
+        except ConnectionClosed:
+            return False
+        session.touch()
+        return True
+
+    async def describe(self, connection_id: str) -> dict | None:
+        """`GET @connections/{id}`'s answer, or None when the connection is gone."""
+        session = self._sessions.get(connection_id)
+        if session is None:
+            return None
+        return {
+            "connectedAt": _iso8601(session.opened_at),
+            "identity": session.handshake.identity,
+            "lastActiveAt": _iso8601(session.last_active_at),
+        }
+
+    async def delete(self, connection_id: str) -> bool:
+        """Close a connection from the server side; False when it is already gone."""
+        session = self._sessions.pop(connection_id, None)
+        if session is None:
+            return False
+        await session.socket.close(NORMAL_CLOSURE)
+        return True
+
+
+def _refusal(socket: ServerConnection, status: int) -> Response:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    return socket.respond(status, reason + "\n")

@@ -1,0 +1,166 @@
+"""The `@connections` management API over HTTP, with API Gateway's status codes.
+
+`handle` decides every answer from plain data; `HttpServer` only moves bytes.
+boto3's `apigatewaymanagementapi` client reaches it with nothing but
+`endpoint_url`: it maps errors by the `x-amzn-ErrorType` header, so
+`GoneException` is raised exactly as on AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
+from urllib.parse import unquote
+
+log = logging.getLogger("local.management")
+
+#: API Gateway's limit for PostToConnection data, the same as for a frame.
+MAX_POST_BYTES = 128 * 1024
+
+# On AWS the path carries the stage (`/prod/@connections/{id}`); locally the
+# endpoint has none, and both forms are accepted.
+_CONNECTION_PATH = re.compile(r"^(?:/[^/@]+)?/@connections/([^/]+)$")
+
+
+class Connections(Protocol):
+    """What the management API does to live connections (the gateway, seen from a thread)."""
+
+    def post(self, connection_id: str, data: bytes) -> bool: ...
+
+    def describe(self, connection_id: str) -> dict | None: ...
+
+    def delete(self, connection_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, error_type: str, message: str) -> HttpResponse:
+    return HttpResponse(
+        status,
+        json.dumps({"message": message}).encode(),
+        {"Content-Type": "application/json", "x-amzn-ErrorType": error_type},
+    )
+
+
+GONE = _error(410, "GoneException", "The connection is gone")
+TOO_LARGE = _error(413, "PayloadTooLargeException", "Message too long")
+FORBIDDEN = _error(403, "ForbiddenException", "Forbidden")
+
+
+def handle(method: str, path: str, body: bytes, connections: Connections) -> HttpResponse | None:
+    """Answer one `@connections` request; None when the path is not the management API's."""
+    match = _CONNECTION_PATH.match(path.split("?", 1)[0])
+    if match is None:
+        return None
+    connection_id = unquote(match.group(1))
+    if method == "POST":
+        if len(body) > MAX_POST_BYTES:
+            return TOO_LARGE
+        return HttpResponse(200) if connections.post(connection_id, body) else GONE
+    if method == "GET":
+        description = connections.describe(connection_id)
+        if description is None:
+            return GONE
+        return HttpResponse(
+            200, json.dumps(description).encode(), {"Content-Type": "application/json"}
+        )
+    if method == "DELETE":
+        return HttpResponse(204) if connections.delete(connection_id) else GONE
+    return FORBIDDEN
+
+
+class GatewayConnections:
+    """`Connections` for threads: each call runs the gateway's coroutine on its loop."""
+
+    def __init__(self, gateway, loop: asyncio.AbstractEventLoop, timeout_s: float = 30) -> None:
+        self._gateway = gateway
+        self._loop = loop
+        self._timeout_s = timeout_s
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self._timeout_s)
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        return self._call(self._gateway.post(connection_id, data))
+
+    def describe(self, connection_id: str) -> dict | None:
+        return self._call(self._gateway.describe(connection_id))
+
+    def delete(self, connection_id: str) -> bool:
+        return self._call(self._gateway.delete(connection_id))
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        response = handle(self.command, self.path, body, self.server.connections)
+        if response is None:
+            response = self.server.fallback(self.command, self.path)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if response.body and self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    # Request threads are joined on close, so none is left behind; each
+    # request closes its connection (HTTP/1.0), so no idle keep-alive
+    # connection holds a thread.
+    daemon_threads = False
+    block_on_close = True
+    connections: Connections
+    fallback: Callable[[str, str], HttpResponse]
+
+
+class HttpServer:
+    """The stack's HTTP port: `@connections/{id}`, and `fallback` for every other path."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        fallback: Callable[[str, str], HttpResponse],
+    ) -> None:
+        self._server = _Server((host, port), _RequestHandler, bind_and_activate=True)
+        self._server.fallback = fallback
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self, connections: Connections) -> None:
+        self._server.connections = connections
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="local-http", kwargs={"poll_interval": 0.2}
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()

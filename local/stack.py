@@ -1,0 +1,311 @@
+"""The whole local stack: starts the pieces in order, announces itself, stops them in reverse.
+
+Ports are bound before anything slow starts, so a taken port fails at once.
+The entry points are imported only after the environment they read (once per
+process) is complete, including the management endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import html
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local import dynamodb, tokens
+from local.apigateway import DEFAULT_ROUTE, Api
+from local.event_source_mapping import EventSourceMapping, MappingConfig
+from local.functions import FunctionSpec, LambdaFunction
+from local.gateway import Gateway, Integrations, Limits
+from local.management import GatewayConnections, HttpResponse, HttpServer
+from local.schedule import Schedule
+from streamer import config, entry
+
+log = logging.getLogger("local.stack")
+
+
+class StartupError(Exception):
+    """The stack cannot start for a reason the user can fix; the message says which."""
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """Everything `python -m local` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: The HTTP port (`@connections` and the page); None: the next port, or free with port 0.
+    http_port: int | None = None
+    ready_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    dynamodb: str = dynamodb.MOTO
+    app: str | None = None
+    region: str = "us-east-1"
+    limits: Limits = field(default_factory=Limits)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    sweep_interval_s: float = 5.0
+    shutdown_grace_s: float = 10.0
+    state_dir: Path = tokens.STATE_DIR
+
+    @property
+    def uses_dev_key(self) -> bool:
+        return self.jwt_public_key_file is None and self.jwks_url is None
+
+
+def function_specs(mapping: MappingConfig) -> dict[str, FunctionSpec]:
+    """The functions as the Pulumi program deploys them: handler, timeout, concurrency."""
+    return {
+        "authorizer": FunctionSpec("streamer-authorizer", entry.AUTHORIZER, timeout_s=10),
+        "connect": FunctionSpec("streamer-connect", entry.CONNECT, timeout_s=10),
+        "disconnect": FunctionSpec("streamer-disconnect", entry.DISCONNECT, timeout_s=10),
+        # API Gateway gives an integration at most 29 s.
+        "router": FunctionSpec("streamer-router", entry.ROUTER, timeout_s=29),
+        # One invocation per lane at a time, as the mapping's ParallelizationFactor allows.
+        "processor": FunctionSpec(
+            "streamer-processor",
+            entry.PROCESSOR,
+            timeout_s=900,
+            memory_mb=1024,
+            concurrency=mapping.parallelization_factor,
+        ),
+        "sweeper": FunctionSpec("streamer-sweeper", entry.SWEEPER, timeout_s=60, concurrency=1),
+    }
+
+
+def lambda_environment(
+    options: StackOptions,
+    settings: config.Settings,
+    dynamodb_url: str,
+    management_url: str,
+    jwt_public_key: str | None,
+) -> dict[str, str]:
+    """The variables each function gets on AWS, pointed at the local endpoints."""
+    env = {
+        config.REGION: options.region,
+        "AWS_DEFAULT_REGION": options.region,
+        "AWS_ACCESS_KEY_ID": dynamodb.ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": dynamodb.SECRET_KEY,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url,
+        "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": dynamodb_url,
+        # botocore would send streams calls to an account-based host no local server routes.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        config.CONNECTIONS_TABLE: settings.connections_table,
+        config.REQUESTS_TABLE: settings.requests_table,
+        config.SUBSCRIPTIONS_TABLE: settings.subscriptions_table,
+        config.MANAGEMENT_ENDPOINT: management_url,
+    }
+    optional = {
+        config.APP_MODULE: options.app,
+        config.JWT_PUBLIC_KEY: jwt_public_key,
+        config.JWT_JWKS_URL: options.jwks_url,
+        config.JWT_ISSUER: options.jwt_issuer,
+        config.JWT_AUDIENCE: options.jwt_audience,
+    }
+    env.update({name: value for name, value in optional.items() if value})
+    return env
+
+
+def write_ready_file(path: Path, content: dict) -> None:
+    """Write JSON so a reader sees nothing or all of it: a temporary file renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as file:
+        json.dump(content, file, indent=2)
+    os.replace(temporary, path)
+
+
+def _index_page(ready: dict) -> HttpResponse:
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td><code>{html.escape(str(value))}</code></td></tr>"
+        for name, value in ready.items()
+        if name in ("websocket_url", "management_url", "dynamodb", "region")
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Streamer local stack</title>"
+        "</head><body><h1>Streamer local stack</h1>"
+        f"<table>{rows}</table>"
+        "<p>Get a token with <code>python -m local token --sub USER --tenant TENANT</code> "
+        "and connect to the WebSocket URL with <code>?token=...</code>.</p></body></html>"
+    )
+    return HttpResponse(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
+
+def _not_found() -> HttpResponse:
+    return HttpResponse(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
+
+
+def _jwt_configuration(options: StackOptions) -> tuple[str | None, str | None, str | None]:
+    """The public key, issuer and audience the authorizer gets; dev defaults without a key."""
+    if options.jwt_public_key_file is not None:
+        try:
+            key = options.jwt_public_key_file.read_text()
+        except OSError as error:
+            raise StartupError(
+                f"cannot read --jwt-public-key {options.jwt_public_key_file}: {error.strerror}"
+            ) from None
+        return key, options.jwt_issuer, options.jwt_audience
+    if options.jwks_url is not None:
+        return None, options.jwt_issuer, options.jwt_audience
+    public = tokens.public_key_pem(tokens.dev_private_key(options.state_dir))
+    return (
+        public,
+        options.jwt_issuer or tokens.DEV_ISSUER,
+        options.jwt_audience or tokens.DEV_AUDIENCE,
+    )
+
+
+def _address_in_use(error: OSError, host: str, port: int) -> StartupError:
+    if error.errno == errno.EADDRINUSE:
+        return StartupError(f"port {port} on {host} is already in use (try --port 0)")
+    return StartupError(f"cannot listen on {host}:{port}: {error.strerror}")
+
+
+class Stack:
+    """One running local stack. `start`, then `close` once."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.api = Api(region=options.region)
+        self.ready: dict = {}
+        self._gateway = Gateway(self.api, options.limits)
+        self._http: HttpServer | None = None
+        self._database: dynamodb.MotoServer | dynamodb.DynamoDBLocal | None = None
+        self._functions: dict[str, LambdaFunction] = {}
+        self._mapping: EventSourceMapping | None = None
+        self._schedule: Schedule | None = None
+
+    async def start(self) -> dict:
+        """Start everything and write the ready file; returns what it contains."""
+        options = self.options
+        public_key, issuer, audience = _jwt_configuration(options)
+        if options.dynamodb == dynamodb.DYNAMODB_LOCAL:
+            try:
+                dynamodb.require_dynamodb_local()
+            except dynamodb.DynamoDBUnavailable as error:
+                raise StartupError(str(error)) from None
+        try:
+            port = await self._gateway.bind(options.host, options.port)
+        except OSError as error:
+            raise _address_in_use(error, options.host, options.port) from None
+        http_port = options.http_port
+        if http_port is None:
+            http_port = options.port + 1 if options.port else 0
+        try:
+            self._http = HttpServer(options.host, http_port, self._serve_page)
+        except OSError as error:
+            raise _address_in_use(error, options.host, http_port) from None
+
+        try:
+            self._database = await asyncio.to_thread(
+                dynamodb.start, options.dynamodb, options.host, options.region
+            )
+        except dynamodb.DynamoDBUnavailable as error:
+            raise StartupError(str(error)) from None
+        endpoint = self._database.endpoint_url
+        settings = config.Settings.from_env()
+        tables = {
+            "connections": settings.connections_table,
+            "requests": settings.requests_table,
+            "subscriptions": settings.subscriptions_table,
+        }
+        stream_arns = await asyncio.to_thread(
+            dynamodb.create_tables, endpoint, options.region, tables
+        )
+
+        http_base = f"http://{options.host}:{self._http.port}"
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.update(lambda_environment(options, settings, endpoint, http_base, public_key))
+        specs = function_specs(options.mapping)
+        account = self.api.account_id
+        self._functions = {
+            name: LambdaFunction(spec, options.region, account) for name, spec in specs.items()
+        }
+
+        loop = asyncio.get_running_loop()
+        self._http.start(GatewayConnections(self._gateway, loop))
+        await self._gateway.start(
+            Integrations(
+                authorizer=self._functions["authorizer"],
+                connect=self._functions["connect"],
+                disconnect=self._functions["disconnect"],
+                routes={DEFAULT_ROUTE: self._functions["router"]},
+            )
+        )
+        self._mapping = EventSourceMapping(
+            dynamodb.client("dynamodbstreams", endpoint, options.region),
+            stream_arns[settings.requests_table],
+            self._functions["processor"],
+            options.mapping,
+        )
+        self._mapping.start()
+        self._schedule = Schedule(
+            self._functions["sweeper"], options.sweep_interval_s, options.region, account
+        )
+        self._schedule.start()
+
+        self.ready = {
+            "websocket_url": f"ws://{options.host}:{port}/",
+            "management_url": http_base,
+            "http_url": f"{http_base}/",
+            "pid": os.getpid(),
+            "region": options.region,
+            "dynamodb": options.dynamodb,
+            "dynamodb_endpoint": endpoint,
+            "tables": tables,
+        }
+        if options.uses_dev_key:
+            self.ready["dev_token"] = tokens.mint(
+                tokens.dev_private_key(options.state_dir), tokens.DEV_USER, tokens.DEV_TENANT
+            )
+            self.ready["dev_key_file"] = str((options.state_dir / tokens.KEY_FILE).resolve())
+            self.ready["jwt_issuer"] = issuer
+            self.ready["jwt_audience"] = audience
+        if options.ready_file is not None:
+            write_ready_file(options.ready_file, self.ready)
+        log.info("ready: %s", self.ready["websocket_url"])
+        return self.ready
+
+    def _serve_page(self, method: str, path: str) -> HttpResponse:
+        if method in ("GET", "HEAD") and path.split("?", 1)[0] == "/" and self.ready:
+            return _index_page(self.ready)
+        return _not_found()
+
+    async def close(self) -> bool:
+        """Stop everything in reverse order; False if invocations outlived the grace period.
+
+        Connections close first (each runs its `$disconnect`), then the poller
+        and the schedule stop and the functions finish what they run.
+        """
+        await self._gateway.close()
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self._stop_threads), self.options.shutdown_grace_s
+            )
+        except TimeoutError:
+            log.error(
+                "invocations still running after %.0f s; leaving them",
+                self.options.shutdown_grace_s,
+            )
+            return False
+        if self._database is not None:
+            await asyncio.to_thread(self._database.stop)
+        if self.options.ready_file is not None and self.ready:
+            self.options.ready_file.unlink(missing_ok=True)
+        return True
+
+    def _stop_threads(self) -> None:
+        for running in (self._mapping, self._schedule):
+            if running is not None:
+                running.stop()
+        for function in self._functions.values():
+            function.close()
+        if self._http is not None:
+            self._http.close()
