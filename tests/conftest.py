@@ -118,6 +118,13 @@ def aws(aws_env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
+def test_app(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the test application (tests/unit/apps.py: the demo plus misbehaving handlers)."""
+    monkeypatch.setenv(config.APP_MODULE, "tests.unit.apps")
+    runtime.reset()
+
+
+@pytest.fixture
 def management(aws: dict[str, str]) -> FakeManagementApi:
     """The fake management API, wired into this test's runtime."""
     from streamer import store

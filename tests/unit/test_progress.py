@@ -1,0 +1,173 @@
+"""Progress coalescing: few messages, the latest always delivered, never a crash."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from streamer.errors import RequestCancelled
+from streamer.progress import Coalescer, ProgressReporter, Update
+
+
+def update(percentage: float) -> Update:
+    return Update(percentage=percentage, message=f"{percentage}%", metadata=None, timestamp=0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, dict]] = []
+        self.persisted: list = []
+        self.lock = threading.Lock()
+
+    def publish(self, message: dict) -> None:
+        with self.lock:
+            self.messages.append((time.monotonic(), message))
+
+    def persist(self, snapshot) -> bool:
+        self.persisted.append(snapshot)
+        return True
+
+
+def reporter(recorder: Recorder, **kwargs) -> ProgressReporter:
+    options = {"flush_interval_s": 0.2, "immediate_percent": 90.0, "persist_interval_s": 1.0}
+    options.update(kwargs)
+    return ProgressReporter(
+        "r-1",
+        publish=recorder.publish,
+        persist=recorder.persist,
+        is_cancelled=lambda: False,
+        **options,
+    )
+
+
+def test_coalescer_sends_the_first_report_and_holds_the_next_within_the_interval():
+    coalescer = Coalescer(interval_s=0.2, immediate_percent=90)
+    assert coalescer.offer(update(1), now=0.0) == update(1)
+    assert coalescer.offer(update(2), now=0.05) is None
+    assert coalescer.offer(update(3), now=0.1) is None
+    assert coalescer.deadline() == pytest.approx(0.2)
+    assert coalescer.due(now=0.15) is None
+    assert coalescer.due(now=0.2) == update(3)
+    assert coalescer.due(now=0.5) is None
+
+
+def test_coalescer_sends_the_threshold_crossing_and_100_percent_at_once():
+    coalescer = Coalescer(interval_s=0.2, immediate_percent=90)
+    coalescer.offer(update(10), now=0.0)
+    assert coalescer.offer(update(90), now=0.01) == update(90)
+    assert coalescer.offer(update(95), now=0.02) is None  # paced again after the crossing
+    assert coalescer.offer(update(100), now=0.03) == update(100)
+
+
+def test_a_thousand_reports_in_two_seconds_give_about_a_dozen_messages():
+    # GIVEN a reporter with the default 200 ms interval
+    recorder = Recorder()
+    progress = reporter(recorder)
+
+    # WHEN a handler reports 1,000 times over 2 seconds
+    for i in range(1, 1001):
+        progress.report(i / 10, f"step {i}")
+        time.sleep(0.002)
+    last_seq = progress.close()
+
+    # THEN at most about 12 messages went out, in seq order, ending with 100 %
+    messages = [m for _, m in recorder.messages]
+    # (about 12 for exactly 2 s: the first, one per 200 ms, the 90 % crossing and 100 %)
+    assert len(messages) <= 13
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    assert last_seq == len(messages)
+    assert messages[-1]["percentage"] == 100 and messages[-1]["message"] == "step 1000"
+
+
+def test_the_latest_pending_report_goes_out_within_one_interval_when_the_handler_goes_quiet():
+    recorder = Recorder()
+    progress = reporter(recorder, flush_interval_s=0.1)
+    progress.report(10, "first")
+    reported_at = time.monotonic()
+    progress.report(20, "second, held back")
+
+    deadline = time.monotonic() + 2
+    while len(recorder.messages) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    progress.close()
+
+    sent_at, message = recorder.messages[1]
+    assert message["percentage"] == 20
+    assert sent_at - reported_at < 0.1 + 0.05
+
+
+def test_close_flushes_what_is_pending():
+    recorder = Recorder()
+    progress = reporter(recorder, flush_interval_s=10)
+    progress.report(10)
+    progress.report(50, "pending")
+    progress.close()
+    assert [m["percentage"] for _, m in recorder.messages] == [10, 50]
+
+
+def test_delivery_failures_never_reach_the_handler():
+    def broken(message: dict) -> None:
+        raise ConnectionError("network down")
+
+    progress = ProgressReporter(
+        "r-1",
+        publish=broken,
+        persist=lambda s: True,
+        is_cancelled=lambda: False,
+        flush_interval_s=0.01,
+    )
+    for i in range(50):
+        progress.report(i)
+    assert progress.close() > 0
+
+
+def test_bad_percentages_are_ignored_and_values_clamped():
+    recorder = Recorder()
+    progress = reporter(recorder, flush_interval_s=0)
+    progress.report(float("nan"))
+    progress.report("x")  # type: ignore[arg-type]
+    progress.report(150)
+    progress.report(-5)
+    progress.close()
+    assert [m["percentage"] for _, m in recorder.messages] == [100, 0]
+
+
+def test_progress_is_persisted_at_most_about_once_a_second():
+    recorder = Recorder()
+    progress = reporter(recorder, flush_interval_s=0.05, persist_interval_s=0.3)
+    for i in range(100):
+        progress.report(i * 0.9)
+        time.sleep(0.01)
+    progress.close()
+    assert 1 <= len(recorder.persisted) <= 5
+    assert [s.seq for s in recorder.persisted] == sorted(s.seq for s in recorder.persisted)
+
+
+def test_a_cancelled_request_makes_report_raise():
+    flag = threading.Event()
+    progress = ProgressReporter(
+        "r-1",
+        publish=lambda m: None,
+        persist=lambda s: True,
+        is_cancelled=flag.is_set,
+        flush_interval_s=0.05,
+    )
+    flag.set()
+    deadline = time.monotonic() + 1
+    while not progress.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(RequestCancelled):
+        progress.report(50)
+    progress.close()
+
+
+def test_checkpoints_must_be_small_json():
+    progress = reporter(Recorder())
+    progress.checkpoint({"pages_done": 3})
+    with pytest.raises(ValueError):
+        progress.checkpoint({"blob": "x" * (40 * 1024)})
+    with pytest.raises(TypeError):
+        progress.checkpoint({"not": object()})
+    progress.close()

@@ -1,0 +1,94 @@
+"""Parsing client frames: every bad frame gets a protocol error code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streamer.errors import ErrorCode, StreamerError
+from streamer.protocol import MAX_JSON_DEPTH, client_id_of, parse_client_message
+
+
+def rejected(body) -> StreamerError:
+    with pytest.raises(StreamerError) as caught:
+        parse_client_message(body)
+    return caught.value
+
+
+def test_a_full_message_is_parsed():
+    message = parse_client_message(
+        json.dumps(
+            {
+                "action": "generate_report",
+                "id": "r-42",
+                "payload": {"pages": 5},
+                "metadata": {"source": "ui"},
+                "unknown": "ignored",
+            }
+        )
+    )
+    assert (message.action, message.id, message.payload, message.metadata) == (
+        "generate_report",
+        "r-42",
+        {"pages": 5},
+        {"source": "ui"},
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        '"a string"',
+        "{}",
+        json.dumps({"action": 5}),
+        json.dumps({"action": "bad action!"}),
+        json.dumps({"action": "x" * 65}),
+        json.dumps({"action": "echo", "id": ""}),
+        json.dumps({"action": "echo", "id": "id with space"}),
+        json.dumps({"action": "echo", "id": "caf\u00e9"}),
+        json.dumps({"action": "echo", "id": "a\u0000b"}),
+        json.dumps({"action": "echo", "id": 7}),
+        json.dumps({"action": "echo", "payload": [1]}),
+        json.dumps({"action": "echo", "payload": "x"}),
+        json.dumps({"action": "echo", "metadata": {"a": 1}}),
+        json.dumps({"action": "status"}),
+        json.dumps({"action": "subscribe", "request_id": 12}),
+        '{"action": "echo", "payload": {"n": NaN}}',
+        '{"action": "echo", "payload": {"n": Infinity}}',
+        b"\xff\xfe",
+        None,
+    ],
+)
+def test_malformed_frames_are_invalid_messages(body):
+    assert rejected(body).code is ErrorCode.INVALID_MESSAGE
+
+
+def test_nesting_past_the_limit_is_refused():
+    deep = {"action": "echo", "payload": {}}
+    node = deep["payload"]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        node["n"] = {}
+        node = node["n"]
+    assert rejected(json.dumps(deep)).code is ErrorCode.INVALID_MESSAGE
+
+
+def test_a_frame_over_128_kib_is_payload_too_large():
+    body = json.dumps({"action": "echo", "payload": {"x": "y" * (128 * 1024)}})
+    error = rejected(body)
+    assert error.code is ErrorCode.PAYLOAD_TOO_LARGE
+    assert error.details == {"limit_bytes": 128 * 1024}
+
+
+def test_huge_integers_are_kept_exactly():
+    body = '{"action": "echo", "payload": {"n": 123456789012345678901234567890}}'
+    message = parse_client_message(body)
+    assert message.payload["n"] == 123456789012345678901234567890
+
+
+def test_the_client_id_of_a_bad_frame_is_recovered_only_if_valid():
+    assert client_id_of(json.dumps({"action": 5, "id": "r-1"})) == "r-1"
+    assert client_id_of(json.dumps({"action": 5, "id": "bad id"})) is None
+    assert client_id_of("nope") is None

@@ -1,0 +1,92 @@
+"""Leases: a request whose worker died is re-driven, and fails after max attempts."""
+
+from __future__ import annotations
+
+from streamer import config, runtime, store
+from streamer.models import PROCESSING, RequestItem, owner_key
+from streamer.sweeper import sweep
+from tests.unit import helpers
+from tests.unit.helpers import Client, Stream
+
+
+def claim_and_die(request_id: str, now: int) -> None:
+    """A worker claims the request with a short lease and never finishes."""
+    item = RequestItem.get(owner_key("t1", "alice"), request_id)
+    assert store.claim_request(item, now, now + 10)
+
+
+def test_an_expired_lease_is_redriven_and_then_timed_out(test_app, management, monkeypatch):
+    monkeypatch.setenv(config.MAX_ATTEMPTS, "2")
+    runtime.reset()
+    management_api = management
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    runtime.current().__dict__["delivery"] = management_delivery(management_api)
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1}})
+
+    # GIVEN the first attempt's worker died
+    claim_and_die("r-1", now=1_000)
+    # WHEN the sweeper runs after the lease
+    first = sweep("us-east-1", runtime.current().delivery, now=2_000)
+    # THEN the request is PENDING again, attempt 1 kept (the next claim makes it 2)
+    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    assert first.redriven == ["r-1"] and item.status == "PENDING" and item.attempt == 1
+
+    # GIVEN the second attempt dies too
+    claim_and_die("r-1", now=3_000)
+    second = sweep("us-east-1", runtime.current().delivery, now=4_000)
+
+    # THEN it ends FAILED with TIMEOUT, and the owner gets exactly one complete
+    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    assert second.timed_out == ["r-1"] and item.status == "FAILED"
+    assert item.error["code"] == "TIMEOUT"
+    completes = [m for m in management_api.messages("conn-alice") if m["type"] == "complete"]
+    assert len(completes) == 1 and completes[0]["error"]["code"] == "TIMEOUT"
+
+
+def test_a_redriven_request_is_picked_up_by_the_stream_and_resumes_from_its_checkpoint(
+    test_app, management
+):
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 4, "page_ms": 0}})
+    stream = Stream()
+    stream.next_event()  # the INSERT, taken by a worker that then died:
+    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    store.claim_request(item, 1_000, 1_010)
+    store.save_progress(
+        item,
+        1,
+        percentage=50,
+        message="page 2 of 4",
+        seq=2,
+        checkpoint={"pages_done": 2},
+        now_ms=1_005,
+    )
+
+    sweep("us-east-1", runtime.current().delivery, now=2_000)
+    stream.run()
+
+    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    assert item.status == "COMPLETED" and item.attempt == 2
+    pages = [m["message"] for m in management.messages("conn-alice") if m["type"] == "progress"]
+    assert pages == ["page 3 of 4", "page 4 of 4"]
+
+
+def test_running_requests_within_their_lease_are_left_alone(test_app, management):
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1}})
+    claim_and_die("r-1", now=1_000)
+
+    report = sweep("us-east-1", runtime.current().delivery, now=1_005)
+
+    assert report.redriven == [] and report.timed_out == []
+    [item] = helpers.requests()
+    assert item["status"] == {"S": PROCESSING}
+
+
+def management_delivery(api):
+    from streamer.delivery import Delivery
+
+    return Delivery("us-east-1", on_gone=store.forget_connection, client_factory=api.factory)
