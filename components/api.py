@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -44,6 +44,12 @@ ACCESS_LOG_FORMAT = json.dumps(
     sort_keys=True,
 )
 _PUSH_TO_CLOUDWATCH = "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+
+
+def deployment_trigger(parts: Sequence[str]) -> str:
+    """A digest of every route, integration, target and authorizer identity: it changes,
+    and so the API is redeployed, exactly when one of them does."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass
@@ -148,11 +154,7 @@ class WebSocketApi(pulumi.ComponentResource):
             f"{name}-deployment",
             api_id=api.id,
             description="Streamer WebSocket routes",
-            triggers={
-                "routes": pulumi.Output.all(*fingerprint).apply(
-                    lambda parts: hashlib.sha256("\n".join(parts).encode()).hexdigest()
-                )
-            },
+            triggers={"routes": pulumi.Output.all(*fingerprint).apply(deployment_trigger)},
             opts=pulumi.ResourceOptions(parent=self, depends_on=routed),
         )
         access_logs = aws.cloudwatch.LogGroup(

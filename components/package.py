@@ -188,9 +188,14 @@ def build(out_dir: Path = DEFAULT_OUT, *, with_layer: bool = True) -> Artifacts:
     out_dir.mkdir(parents=True, exist_ok=True)
     code = build_code(out_dir)
     layer = build_layer(out_dir) if with_layer else build_placeholder_layer(out_dir)
+    return write_manifest(out_dir, code, layer)
+
+
+def write_manifest(out_dir: Path, code: Archive, layer: Archive) -> Artifacts:
+    """Record both archives (paths relative to `out_dir`) where `Artifacts.load` finds them."""
     manifest = {
         name: {
-            "path": archive.path.name,
+            "path": archive.path.relative_to(out_dir).as_posix(),
             "sha256": archive.sha256,
             **({"placeholder": True} if archive.placeholder else {}),
         }

@@ -7,7 +7,9 @@ outputs. Nothing is deployed and no cloud account is needed, so reviewers can di
 the output of two commits. The mocks make up identifiers and ARNs in the shape AWS
 uses (account 123456789012) so that everything derived from them can be read.
 
-Secret configuration values are never printed: they show as `[secret]`.
+Secret values are never printed: they show as `[secret]`. (Pulumi makes a whole input
+secret when any part of it is, so e.g. every value of the authorizer's environment is
+redacted once the JWT key is a secret; the variable names still show.)
 When no built archives are found, the code archive is built into a temporary
 directory with a placeholder layer (`python -m components.package --code-only`).
 The infrastructure tests run the program through `run` as well.
@@ -72,6 +74,9 @@ class PlannedResource:
     region: str | None
     custom: bool
     inputs: dict[str, Any]
+    #: Logical names of the resources this one waits for (explicit and through inputs).
+    depends_on: list[str] = field(default_factory=list)
+    id: str | None = field(repr=False, default=None)
     outputs: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -107,7 +112,8 @@ class Plan:
             "project": self.project,
             "stack": self.stack,
             "resources": [
-                {k: v for k, v in asdict(r).items() if k != "outputs"} for r in self.resources
+                {k: v for k, v in asdict(r).items() if k not in ("id", "outputs")}
+                for r in self.resources
             ],
             "outputs": self.outputs,
         }
@@ -226,12 +232,20 @@ class _RecordingMonitor(mocks.MockMonitor):
         return response
 
 
+def _redacted(value: Any) -> Any:
+    """A secret's shape without its content: keys stay (which variables a function gets
+    is worth reviewing), every value becomes the marker."""
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return SECRET
+
+
 def _printable(value: Any) -> Any:
-    """Inputs as plain data: secrets replaced by a marker, archives by their file name
+    """Inputs as plain data: secrets redacted, archives shown by their file name
     (their content is identified by the hash inputs next to them)."""
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return SECRET
+            return _redacted(value.get("value"))
         return {k: _printable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_printable(v) for v in value]
@@ -273,13 +287,16 @@ def run(
 ) -> Plan:
     """Run the program of `root` for `stack` under mocks and return what it registered.
 
-    `overrides` replaces configuration values (keys without the project prefix),
-    `secret_keys` marks some of them secret. Each call starts from fresh mocks,
+    `overrides` replaces configuration values (keys without the project prefix; None
+    removes the key), `secret_keys` marks some of them secret. Each call starts from fresh mocks,
     configuration and root stack, so runs do not leak into each other.
     """
     project, config, secrets = load_stack_config(stack, root)
     for key, value in (overrides or {}).items():
-        config[f"{project}:{key}"] = value if isinstance(value, str) else json.dumps(value)
+        if value is None:
+            config.pop(f"{project}:{key}", None)
+        else:
+            config[f"{project}:{key}"] = value if isinstance(value, str) else json.dumps(value)
     secrets += [f"{project}:{key}" for key in secret_keys]
     if artifacts_dir is not None:
         config[f"{project}:artifactsDir"] = str(artifacts_dir)
@@ -326,6 +343,16 @@ def _resources(monitor: _RecordingMonitor, plan_mocks: PlanMocks) -> list[Planne
                 else plan_mocks.region_of(request.provider),
                 custom=bool(request.custom),
                 inputs=inputs,
+                depends_on=sorted(
+                    {names[dep] for dep in request.dependencies if dep in names}
+                    | {
+                        names[dep]
+                        for deps in request.propertyDependencies.values()
+                        for dep in deps.urns
+                        if dep in names
+                    }
+                ),
+                id=monitor.resources[urn].id or None,
                 outputs=monitor.resources[urn].state,
             )
         )
@@ -351,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
             package.build(artifacts_dir, with_layer=False)
         plan = run(args.stack, artifacts_dir=artifacts_dir.resolve())
     sys.stdout.write(plan.to_json() + "\n" if args.json else plan.to_text())
-    asyncio.get_event_loop().close()  # the runtime's loop; left open it complains at exit
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    asyncio.get_event_loop().close()  # the runtime's loop; left open it complains at exit
+    sys.exit(status)

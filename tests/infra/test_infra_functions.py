@@ -1,0 +1,213 @@
+"""Functions: arm64 / Python 3.12, the shared code and layer, the environment the runtime reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.package import Artifacts
+from components.plan import SECRET, Plan
+from streamer import config, entry
+
+from .conftest import run_stack
+from .graph import PROJECT, environment, function, grants
+
+pytestmark = pytest.mark.infra
+
+HANDLERS = {
+    "authorizer": entry.AUTHORIZER,
+    "connect": entry.CONNECT,
+    "disconnect": entry.DISCONNECT,
+    "router": entry.ROUTER,
+    "processor": entry.PROCESSOR,
+    "sweeper": entry.SWEEPER,
+}
+COMMON = {config.LOG_LEVEL, config.TRACING}
+TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
+REQUEST_TUNING = {
+    config.APP_MODULE,
+    config.ASYNC_THRESHOLD_MS,
+    config.SYNC_TIMEOUT_MS,
+    config.PROGRESS_FLUSH_MS,
+    config.REQUEST_RETENTION_S,
+    config.MAX_ATTEMPTS,
+    config.LEASE_MARGIN_S,
+    config.PROCESSOR_CONCURRENCY,
+}
+#: The variable names each function gets when the JWKS URL is configured.
+ENVIRONMENT = {
+    "authorizer": COMMON | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL},
+    "connect": COMMON | TABLES,
+    "disconnect": COMMON | TABLES,
+    "router": COMMON | TABLES | REQUEST_TUNING,
+    "processor": COMMON | TABLES | REQUEST_TUNING,
+    "sweeper": COMMON | TABLES | REQUEST_TUNING,
+}
+REGIONS = [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+@pytest.mark.parametrize("name", sorted(HANDLERS))
+def test_function_runs_the_shared_code_on_arm64_python312(
+    request: pytest.FixtureRequest, artifacts_dir: Path, stack: str, region: str, name: str
+) -> None:
+    # GIVEN one function of one region
+    plan: Plan = request.getfixturevalue(stack)
+    fn = function(plan, region, name)
+    layer = plan.named(f"{PROJECT}-{region}-dependencies")
+    artifacts = Artifacts.load(artifacts_dir)
+
+    # WHEN its inputs are read
+    inputs = fn.inputs
+
+    # THEN it is Python 3.12 on arm64 with its entry point, the code archive and the layer,
+    # traced by X-Ray, logging to its own group
+    assert inputs["runtime"] == "python3.12"
+    assert inputs["architectures"] == ["arm64"]
+    assert inputs["handler"] == HANDLERS[name]
+    assert inputs["code"] == "archive:code.zip"
+    assert inputs["codeSha256"] == artifacts.code.sha256
+    assert inputs["layers"] == [layer.outputs["arn"]]
+    assert layer.inputs["compatibleRuntimes"] == ["python3.12"]
+    assert layer.inputs["compatibleArchitectures"] == ["arm64"]
+    assert layer.inputs["sourceCodeHash"] == artifacts.layer.sha256
+    assert inputs["tracingConfig"] == {"mode": "Active"}
+    logs = plan.named(f"{PROJECT}-{region}-{name}-logs")
+    assert inputs["loggingConfig"]["logGroup"] == logs.outputs["name"]
+    assert logs.inputs["retentionInDays"] == (14 if stack == "dev" else 90)
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+@pytest.mark.parametrize("name", sorted(HANDLERS))
+def test_function_gets_the_variables_the_runtime_reads(
+    request: pytest.FixtureRequest, stack: str, region: str, name: str
+) -> None:
+    # GIVEN one function of one region
+    plan: Plan = request.getfixturevalue(stack)
+
+    # WHEN its environment is read
+    env = environment(plan, region, name)
+
+    # THEN it has exactly its names, all from streamer.config, never the ones Lambda sets
+    assert set(env) == ENVIRONMENT[name]
+    assert set(env) <= set(config.ALL)
+    assert config.REGION not in env
+    assert config.MANAGEMENT_ENDPOINT not in env
+    assert env[config.TRACING] == "true"
+    names = plan.outputs["tableNames"]
+    for variable, logical in (
+        (config.CONNECTIONS_TABLE, "connections"),
+        (config.REQUESTS_TABLE, "requests"),
+        (config.SUBSCRIPTIONS_TABLE, "subscriptions"),
+    ):
+        if variable in env:
+            assert env[variable] == names[logical]
+
+
+def test_dev_values_come_from_its_configuration(dev: Plan) -> None:
+    # GIVEN the dev stack (Pulumi.dev.yaml)  WHEN two functions' environments are read
+    router = environment(dev, "us-east-1", "router")
+    authorizer = environment(dev, "us-east-1", "authorizer")
+
+    # THEN configured values are passed and the rest are the runtime's defaults
+    assert router[config.LOG_LEVEL] == "DEBUG"
+    assert router[config.APP_MODULE] == config.DEFAULT_APP
+    assert router[config.ASYNC_THRESHOLD_MS] == str(config.Settings.async_threshold_ms)
+    assert authorizer[config.JWT_ISSUER] == "https://auth.example.com/"
+    assert authorizer[config.JWT_AUDIENCE] == "streamer-dev"
+    assert authorizer[config.JWT_JWKS_URL].endswith("/.well-known/jwks.json")
+    sizes = {n: function(dev, "us-east-1", n).inputs for n in HANDLERS}
+    assert (sizes["router"]["memorySize"], sizes["router"]["timeout"]) == (512, 29)
+    assert (sizes["processor"]["memorySize"], sizes["processor"]["timeout"]) == (1024, 900)
+
+
+def test_prod_sizes_the_processor_from_its_configuration(prod: Plan) -> None:
+    # GIVEN the prod stack  WHEN the processors are read
+    for region in ("us-east-1", "eu-west-1"):
+        processor = function(prod, region, "processor")
+
+        # THEN they have the configured memory and the concurrency the mapping is sized for
+        assert processor.inputs["memorySize"] == 2048
+        env = processor.inputs["environment"]["variables"]
+        assert env[config.PROCESSOR_CONCURRENCY] == "8"
+
+
+def test_a_public_key_reaches_only_the_authorizer_and_stays_secret(artifacts_dir: Path) -> None:
+    # GIVEN dev configured with a PEM public key (a Pulumi secret) instead of a JWKS URL
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQY\n-----END PUBLIC KEY-----"
+    plan = run_stack(
+        "dev",
+        artifacts_dir,
+        overrides={"jwtJwksUrl": None, "jwtPublicKey": pem, "allowedTenants": ["t1", "t2"]},
+        secret_keys=("jwtPublicKey",),
+    )
+
+    # WHEN the environments are read
+    envs = {name: environment(plan, "us-east-1", name) for name in HANDLERS}
+
+    # THEN the authorizer gets it, as a secret (which makes its whole environment secret),
+    # with the tenants; no other function gets either, and the plan never shows the key
+    assert set(envs["authorizer"]) == (ENVIRONMENT["authorizer"] - {config.JWT_JWKS_URL}) | {
+        config.JWT_PUBLIC_KEY,
+        config.ALLOWED_TENANTS,
+    }
+    assert set(envs["authorizer"].values()) == {SECRET}
+    for name, env in envs.items():
+        if name != "authorizer":
+            assert not {config.JWT_PUBLIC_KEY, config.ALLOWED_TENANTS} & set(env)
+    assert "BEGIN PUBLIC KEY" not in plan.to_json()
+
+
+def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
+    # GIVEN dev with tracing switched off
+    plan = run_stack("dev", artifacts_dir, overrides={"tracing": "false"})
+
+    for name in HANDLERS:
+        # WHEN a function and its grants are read
+        fn = function(plan, "us-east-1", name)
+        actions = {action for action, _ in grants(plan, "us-east-1", name)}
+
+        # THEN it is not traced and may not write traces
+        assert fn.inputs["tracingConfig"] == {"mode": "PassThrough"}
+        assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
+        assert not {a for a in actions if a.startswith("xray:")}
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+def test_sweeper_runs_every_minute(request: pytest.FixtureRequest, stack: str, region: str) -> None:
+    # GIVEN the region's sweeper schedule
+    plan: Plan = request.getfixturevalue(stack)
+    rule = plan.named(f"{PROJECT}-{region}-sweeper-schedule")
+    target = plan.named(f"{PROJECT}-{region}-sweeper-target")
+    permission = plan.named(f"{PROJECT}-{region}-sweeper-invoke")
+    sweeper = function(plan, region, "sweeper")
+
+    # WHEN it is read  THEN it invokes the sweeper once a minute, and only it may
+    assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
+    assert target.inputs["arn"] == sweeper.outputs["arn"]
+    assert target.inputs["rule"] == rule.outputs["name"]
+    assert permission.inputs["function"] == sweeper.outputs["name"]
+    assert permission.inputs["principal"] == "events.amazonaws.com"
+    assert permission.inputs["sourceArn"] == rule.outputs["arn"]
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+def test_every_function_alarms_on_errors_and_throttles(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN the region's alarms and alarm topic
+    plan: Plan = request.getfixturevalue(stack)
+    topic = plan.named(f"{PROJECT}-{region}-alarms").outputs["arn"]
+
+    for name in HANDLERS:
+        fn_name = function(plan, region, name).outputs["name"]
+        for metric in ("Errors", "Throttles"):
+            # WHEN one function's alarm is read
+            alarm = plan.named(f"{PROJECT}-{region}-{name}-{metric.lower()}")
+
+            # THEN it watches that function and notifies the region's topic
+            assert alarm.inputs["metricName"] == metric
+            assert alarm.inputs["namespace"] == "AWS/Lambda"
+            assert alarm.inputs["dimensions"] == {"FunctionName": fn_name}
+            assert alarm.inputs["alarmActions"] == [topic]

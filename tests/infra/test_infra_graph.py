@@ -1,0 +1,130 @@
+"""The resource graph: exactly the expected resources per region, on the right provider."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from components.plan import Plan
+
+from .graph import PROJECT, regional_resources, type_counts
+
+pytestmark = pytest.mark.infra
+
+FUNCTIONS = 6
+
+#: What one region holds, by type (alarms: errors and throttles per function, plus
+#: iterator age and dead-letter depth; permissions: four routes/authorizer + sweeper).
+PER_REGION = Counter(
+    {
+        "pulumi:providers:aws": 1,
+        "streamer:components:RegionalStack": 1,
+        "streamer:components:StreamerFunction": FUNCTIONS,
+        "streamer:components:WebSocketApi": 1,
+        "streamer:components:ProcessorMapping": 1,
+        "streamer:components:ConnectionsAccess": 1,
+        "aws:iam/role:Role": FUNCTIONS,
+        "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 3,
+        "aws:cloudwatch/logGroup:LogGroup": FUNCTIONS + 1,
+        "aws:lambda/function:Function": FUNCTIONS,
+        "aws:lambda/layerVersion:LayerVersion": 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * FUNCTIONS + 2,
+        "aws:sns/topic:Topic": 1,
+        "aws:sqs/queue:Queue": 1,
+        "aws:apigatewayv2/api:Api": 1,
+        "aws:apigatewayv2/authorizer:Authorizer": 1,
+        "aws:apigatewayv2/integration:Integration": 3,
+        "aws:apigatewayv2/route:Route": 3,
+        "aws:apigatewayv2/routeResponse:RouteResponse": 1,
+        "aws:apigatewayv2/deployment:Deployment": 1,
+        "aws:apigatewayv2/stage:Stage": 1,
+        "aws:lambda/permission:Permission": 5,
+        "aws:lambda/eventSourceMapping:EventSourceMapping": 1,
+        "aws:cloudwatch/eventRule:EventRule": 1,
+        "aws:cloudwatch/eventTarget:EventTarget": 1,
+    }
+)
+#: prod also manages API Gateway's account-wide CloudWatch role in each region.
+ACCOUNT_LOGGING = Counter(
+    {
+        "aws:iam/role:Role": 1,
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
+        "aws:apigateway/account:Account": 1,
+    }
+)
+TABLES = Counter({"streamer:components:Tables": 1, "aws:dynamodb/table:Table": 3})
+
+
+@pytest.mark.parametrize(
+    ("stack", "regions", "per_region"),
+    [
+        ("dev", ["us-east-1"], PER_REGION),
+        ("prod", ["us-east-1", "eu-west-1"], PER_REGION + ACCOUNT_LOGGING),
+    ],
+)
+def test_each_region_has_exactly_the_expected_resources(
+    request: pytest.FixtureRequest, stack: str, regions: list[str], per_region: Counter
+) -> None:
+    # GIVEN the program run for the stack
+    plan: Plan = request.getfixturevalue(stack)
+
+    # WHEN its resources are grouped by region
+    by_region = {region: regional_resources(plan, region) for region in regions}
+    tables = [plan.named(f"{PROJECT}-tables"), *plan.descendants(f"{PROJECT}-tables")]
+
+    # THEN each region has exactly its set, the tables exist once, and nothing else exists
+    for region, resources in by_region.items():
+        assert type_counts(resources) == per_region, region
+    assert type_counts(tables) == TABLES
+    accounted = {r.name for group in [*by_region.values(), tables] for r in group}
+    assert accounted == {r.name for r in plan.resources}
+    assert len(plan.resources) == len(regions) * sum(per_region.values()) + sum(TABLES.values())
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_resource_uses_its_own_regions_provider(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    # GIVEN the program run for the stack
+    plan: Plan = request.getfixturevalue(stack)
+
+    # WHEN the regional resources are listed
+    regions = [r.inputs["region"] for r in plan.of_type("pulumi:providers:aws")]
+
+    # THEN every AWS resource of a region is created by that region's provider
+    for region in regions:
+        custom = [r for r in regional_resources(plan, region) if r.custom]
+        assert {r.region for r in custom} == {region}
+    # AND the tables by the first region's provider (replicas carry the others)
+    assert {t.region for t in plan.of_type("aws:dynamodb/table:Table")} == {"us-east-1"}
+
+
+def test_dev_exports_its_url_and_table_names(dev: Plan) -> None:
+    # GIVEN the dev stack  WHEN its outputs are read
+    outputs = dev.outputs
+
+    # THEN there is one WebSocket URL, of its stage, and the three table names
+    assert outputs["websocketUrls"] == {
+        "us-east-1": dev.named(f"{PROJECT}-us-east-1-websocket-stage").outputs["invokeUrl"]
+    }
+    assert outputs["websocketUrls"]["us-east-1"].startswith("wss://")
+    assert outputs["websocketUrls"]["us-east-1"].endswith("/dev")
+    assert outputs["tableNames"] == {
+        logical: dev.named(f"{PROJECT}-tables-{logical}").outputs["name"]
+        for logical in ("connections", "requests", "subscriptions")
+    }
+    assert set(outputs["managementEndpoints"]) == {"us-east-1"}
+
+
+def test_prod_exports_one_url_per_region(prod: Plan) -> None:
+    # GIVEN the prod stack  WHEN its outputs are read
+    urls = prod.outputs["websocketUrls"]
+
+    # THEN each region has its own URL on its own regional endpoint
+    assert set(urls) == {"us-east-1", "eu-west-1"}
+    for region, url in urls.items():
+        assert url.startswith("wss://") and f".execute-api.{region}.amazonaws.com/prod" in url
+        assert prod.outputs["managementEndpoints"][region] == "https://" + url[len("wss://") :]
+    assert set(prod.outputs["tableNames"]) == {"connections", "requests", "subscriptions"}
+    assert set(prod.outputs["alarmActions"]) == {"us-east-1", "eu-west-1"}

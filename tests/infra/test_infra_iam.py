@@ -1,0 +1,134 @@
+"""IAM: each function's role allows exactly the actions it calls, on exactly its resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.plan import Plan
+
+from .graph import PROJECT, connections_arn, grants, requests_stream_arn, table_arns
+
+pytestmark = pytest.mark.infra
+
+GET, PUT, UPDATE, DELETE, QUERY, BATCH_WRITE = (
+    f"dynamodb:{action}"
+    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem")
+)
+STREAM_READ = {
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+}
+
+#: What each function calls, on what: written out here, not taken from the components.
+CALLS: dict[str, dict[str, set[str]]] = {
+    "authorizer": {},
+    "connect": {"connections": {PUT}},
+    "disconnect": {
+        "connections": {DELETE},
+        "subscriptions/index/by_connection": {QUERY},
+        "subscriptions": {DELETE, BATCH_WRITE},
+    },
+    "router": {
+        "requests": {GET, PUT, UPDATE, QUERY, DELETE},
+        "connections": {GET, UPDATE},
+        "subscriptions": {PUT, DELETE, QUERY},
+    },
+    "processor": {
+        "requests": {GET, UPDATE},
+        "requests stream": STREAM_READ,
+        "connections": {GET, DELETE},
+        "subscriptions": {QUERY, DELETE},
+        "dead letters": {"sqs:SendMessage"},
+    },
+    "sweeper": {
+        "requests/index/by_due": {QUERY},
+        "requests": {UPDATE},
+        "connections": {GET, DELETE},
+        "subscriptions": {QUERY},
+    },
+}
+SENDERS = {"router", "processor", "sweeper"}
+
+
+def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
+    tables = table_arns(plan, region)
+    log_group = plan.named(f"{PROJECT}-{region}-{name}-logs").outputs["arn"]
+    resources = {
+        **tables,
+        "subscriptions/index/by_connection": f"{tables['subscriptions']}/index/by_connection",
+        "requests/index/by_due": f"{tables['requests']}/index/by_due",
+        "requests stream": requests_stream_arn(plan, region),
+        "dead letters": plan.named(f"{PROJECT}-{region}-processor-dead-letters").outputs["arn"],
+    }
+    pairs = {(a, resources[key]) for key, actions in CALLS[name].items() for a in actions}
+    pairs |= {("logs:CreateLogStream", f"{log_group}:*"), ("logs:PutLogEvents", f"{log_group}:*")}
+    # Tracing is on in dev and prod; X-Ray's actions accept no narrower resource.
+    pairs |= {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+    if name in SENDERS:
+        regions = [p.inputs["region"] for p in plan.of_type("pulumi:providers:aws")]
+        pairs |= {("execute-api:ManageConnections", connections_arn(plan, r)) for r in regions}
+    return pairs
+
+
+@pytest.mark.parametrize(
+    ("stack", "region"), [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
+)
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_role_allows_exactly_what_the_function_calls(
+    request: pytest.FixtureRequest, stack: str, region: str, name: str
+) -> None:
+    # GIVEN one function of one region
+    plan: Plan = request.getfixturevalue(stack)
+
+    # WHEN every policy attached to its role is read
+    allowed = grants(plan, region, name)
+
+    # THEN it allows exactly the expected actions on exactly that region's resources
+    assert allowed == expected_grants(plan, region, name)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_only_xray_uses_a_wildcard_resource(request: pytest.FixtureRequest, stack: str) -> None:
+    # GIVEN every grant of every function in every region
+    plan: Plan = request.getfixturevalue(stack)
+    regions = [p.inputs["region"] for p in plan.of_type("pulumi:providers:aws")]
+    pairs = {pair for region in regions for name in CALLS for pair in grants(plan, region, name)}
+
+    # WHEN the wildcard resources are picked out
+    wildcards = {action for action, resource in pairs if "*" in resource}
+    star = {action for action, resource in pairs if resource == "*"}
+
+    # THEN "*" is only X-Ray's, and the other wildcards are log streams and @connections ids
+    assert star == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert wildcards - star <= {"logs:CreateLogStream", "logs:PutLogEvents"} | {
+        "execute-api:ManageConnections"
+    }
+
+
+def test_authorizer_touches_no_table_and_router_cannot_read_the_stream(prod: Plan) -> None:
+    # GIVEN the prod grants in both regions
+    for region in ("us-east-1", "eu-west-1"):
+        # WHEN the authorizer's and router's grants are read
+        authorizer = grants(prod, region, "authorizer")
+        router = grants(prod, region, "router")
+
+        # THEN the authorizer has no DynamoDB action and the router no stream action
+        assert not [a for a, _ in authorizer if a.startswith("dynamodb:")]
+        assert not [a for a, _ in router if a in STREAM_READ]
+        assert not [r for _, r in router if "/stream/" in r]
+
+
+def test_senders_may_post_through_every_regional_api_of_the_stack(prod: Plan) -> None:
+    # GIVEN the two regional APIs of prod
+    apis = {connections_arn(prod, region) for region in ("us-east-1", "eu-west-1")}
+
+    for region in ("us-east-1", "eu-west-1"):
+        for name in sorted(CALLS):
+            # WHEN a function's @connections grants are read
+            posting = {r for a, r in grants(prod, region, name) if a.startswith("execute-api:")}
+
+            # THEN router, processor and sweeper reach both APIs (a subscriber may be connected
+            # to the other region); the others reach none
+            assert posting == (apis if name in SENDERS else set()), (region, name)
