@@ -112,12 +112,17 @@ class TokenVerifier:
         if header.get("alg") not in ALGORITHMS:
             raise InvalidToken("algorithm not allowed")
         key = self._pem_key if self._pem_key is not None else self._jwks.key(header.get("kid"))
+        algorithms = algorithms_for(key)
+        if header.get("alg") not in algorithms:
+            # An ES256 header with an RSA key (or the reverse) is refused here;
+            # PyJWT would raise a TypeError rather than an InvalidTokenError.
+            raise InvalidToken("algorithm does not match the key")
         settings = self._settings
         try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=ALGORITHMS,
+                algorithms=algorithms,
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
                 leeway=settings.jwt_leeway_s,
@@ -127,7 +132,7 @@ class TokenVerifier:
                     "verify_iss": settings.jwt_issuer is not None,
                 },
             )
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise InvalidToken(type(error).__name__) from None
         issued_at = claims.get("iat")
         if isinstance(issued_at, int | float) and issued_at > time.time() + settings.jwt_leeway_s:
@@ -145,6 +150,17 @@ class TokenVerifier:
             tenant_id=tenant_id,
             permissions=frozenset(p for p in permissions if "," not in p),
         )
+
+
+def algorithms_for(key: Any) -> list[str]:
+    """The one algorithm a public key may verify: RS256 for RSA, ES256 for P-256."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPublicKey):
+        return ["RS256"]
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return ["ES256"]
+    return []
 
 
 def tenant_allowed(identity: Identity, allowed: frozenset[str] | None) -> bool:
