@@ -9,7 +9,9 @@ Writes into DIR (default build/lambda):
 - `manifest.json`: both paths with the base64 SHA-256 Lambda compares (`code_sha256`).
 
 The zips are deterministic (sorted entries, fixed timestamps and modes), so a hash
-changes only when content does, and only then does `pulumi up` redeploy.
+changes only when content does, and only then does `pulumi up` redeploy. The code
+archive is stored uncompressed, so its hash is the same on every machine; the layer
+is deflated to stay under Lambda's upload limit.
 `--code-only` skips the download and writes an empty placeholder layer, marked as
 such in the manifest: enough for offline plans and previews, refused by `pulumi up`.
 """
@@ -112,16 +114,22 @@ def _skipped(relative: Path) -> bool:
     )
 
 
-def write_zip(entries: Iterable[tuple[str, Path]], out: Path) -> str:
-    """Write a deterministic zip of `(name, file)` entries; return its base64 SHA-256."""
+def write_zip(entries: Iterable[tuple[str, Path]], out: Path, *, compress: bool = False) -> str:
+    """Write a deterministic zip of `(name, file)` entries; return its base64 SHA-256.
+
+    Stored (uncompressed) entries make the bytes, and so the hash, depend on nothing but
+    the content: the same on every machine. `compress` deflates instead, for archives
+    that would otherwise pass Lambda's 50 MB upload limit; their bytes then also depend
+    on the zlib version that built them.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w") as archive:
         for name, path in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
             info.create_system = 3  # Unix, so the mode below is honoured
             info.external_attr = 0o100644 << 16
-            archive.writestr(info, path.read_bytes(), compresslevel=9)
+            archive.writestr(info, path.read_bytes())
     return base64.b64encode(hashlib.sha256(out.read_bytes()).digest()).decode()
 
 
@@ -174,7 +182,7 @@ def build_layer(out_dir: Path, requirements: Path = REQUIREMENTS) -> Archive:
     with tempfile.TemporaryDirectory(prefix="streamer-layer-") as scratch:
         site = Path(scratch) / "python"
         subprocess.run(pip_command(requirements, site), check=True)
-        return Archive(path=path, sha256=write_zip(layer_entries(site), path))
+        return Archive(path=path, sha256=write_zip(layer_entries(site), path, compress=True))
 
 
 def build_placeholder_layer(out_dir: Path) -> Archive:

@@ -1,0 +1,105 @@
+"""Stack configuration: defaults from the runtime, and values AWS would refuse caught early."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from components.functions import environment
+from components.settings import (
+    ConfigError,
+    FunctionSize,
+    JwtSettings,
+    ProcessorSettings,
+    RuntimeTuning,
+    StackSettings,
+)
+from streamer import config
+
+from .conftest import run_stack
+
+pytestmark = pytest.mark.infra
+
+VALID = StackSettings(
+    regions=("us-east-1",),
+    stage_name="dev",
+    jwt=JwtSettings(issuer="https://issuer/", audience="aud", jwks_url="https://issuer/jwks"),
+)
+
+
+def with_(**changes) -> StackSettings:
+    return dataclasses.replace(VALID, **changes)
+
+
+def test_runtime_defaults_are_the_runtimes_own() -> None:
+    # GIVEN no runtime configuration  WHEN the defaults are read
+    tuning, processor = RuntimeTuning(), ProcessorSettings()
+
+    # THEN they are streamer.config's, so the two cannot drift apart
+    assert tuning.async_threshold_ms == config.Settings.async_threshold_ms
+    assert tuning.sync_timeout_ms == config.Settings.sync_timeout_ms
+    assert tuning.max_attempts == config.Settings.max_attempts
+    assert tuning.app_module == config.DEFAULT_APP
+    assert processor.concurrency == config.Settings.processor_concurrency
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        (with_(regions=()), "streamer:regions"),
+        (with_(regions=("us-east-1", "us-east-1")), "streamer:regions"),
+        (with_(regions=("mars-1",)), "streamer:regions"),
+        (with_(stage_name="no spaces"), "streamer:stageName"),
+        (
+            with_(jwt=JwtSettings(issuer="i", audience="a", jwks_url="u", public_key="k")),
+            "exactly one",
+        ),
+        (with_(jwt=JwtSettings(issuer="i", audience="a")), "exactly one"),
+        (with_(log_retention_days=10), "streamer:logRetentionDays"),
+        (
+            with_(functions={**VALID.functions, "router": FunctionSize(512, 60)}),
+            "streamer:functions.router.timeoutS",
+        ),
+        (with_(runtime=RuntimeTuning(sync_timeout_ms=29_000)), "streamer:runtime.syncTimeoutMs"),
+        (with_(processor=ProcessorSettings(parallelization_factor=11)), "parallelizationFactor"),
+        (with_(processor=ProcessorSettings(max_retry_attempts=-1)), "maxRetryAttempts"),
+        (with_(processor=ProcessorSettings(max_record_age_s=-1)), "maxRecordAgeS"),
+        (with_(alarm_actions={"eu-west-1": ("arn:sns",)}), "streamer:alarmActions"),
+    ],
+)
+def test_unworkable_settings_are_refused_naming_the_key(settings: StackSettings, key: str) -> None:
+    # GIVEN settings AWS would refuse or that cannot work together
+    # WHEN they are checked  THEN the error names the configuration key
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        settings.check()
+
+
+def test_the_program_checks_its_configuration(artifacts_dir: Path) -> None:
+    # GIVEN dev with an unknown processor key  WHEN the program runs
+    # THEN it stops before creating anything, naming the key
+    with pytest.raises(ConfigError, match=r"streamer:processor: unknown keys \['batchsize'\]"):
+        run_stack("dev", artifacts_dir, overrides={"processor": {"batchsize": 5}})
+
+
+def test_alarm_actions_replace_the_alarm_topic(artifacts_dir: Path) -> None:
+    # GIVEN dev with its own alarm target
+    target = "arn:aws:sns:us-east-1:123456789012:pager"
+    plan = run_stack("dev", artifacts_dir, overrides={"alarmActions": {"us-east-1": [target]}})
+
+    # WHEN the alarms are read  THEN they notify it and no topic is made
+    alarms = plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert {tuple(a.inputs["alarmActions"]) for a in alarms} == {(target,)}
+    assert not plan.of_type("aws:sns/topic:Topic")
+
+
+def test_allowed_tenants_reach_the_authorizer_as_a_list() -> None:
+    # GIVEN two allowed tenants  WHEN the authorizer's environment is built
+    env = environment("authorizer", with_(allowed_tenants=("t1", "t2")), {})
+
+    # THEN they are comma-separated, as the runtime splits them
+    assert env[config.ALLOWED_TENANTS] == "t1,t2"
+    assert config.Settings.from_env(
+        {config.ALLOWED_TENANTS: env[config.ALLOWED_TENANTS]}
+    ).allowed_tenants == frozenset({"t1", "t2"})
