@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from websockets.frames import CloseCode
+
 CONNECT_ROUTE = "$connect"
 DISCONNECT_ROUTE = "$disconnect"
 DEFAULT_ROUTE = "$default"
@@ -298,19 +300,33 @@ def integration_failure(handshake: Handshake, request_id: str) -> str:
     )
 
 
+def _close_code_name(code: int) -> str:
+    try:
+        return CloseCode(code).name
+    except ValueError:
+        return "UNKNOWN"
+
+
 def disconnect_status(
     received: tuple[int, str] | None, sent: tuple[int, str] | None, received_first: bool | None
 ) -> tuple[int, str]:
     """`disconnectStatusCode` and `disconnectReason` from the close frames exchanged.
 
-    The side that closed first decides: the client's frame when it closed, the
-    gateway's own (idle timeout, message too big, DeleteConnection) otherwise;
-    1006 when the TCP connection dropped without any close frame.
+    The side that closed first decides, worded as API Gateway words it: the
+    client's frame when it closed, the gateway's own (idle timeout, message
+    too big, DeleteConnection) otherwise; 1006 when the TCP connection
+    dropped without any close frame.
     """
-    first = received if (received_first or sent is None) else sent
-    if first is None:
-        return 1006, "Connection closed abnormally"
-    code, reason = first
-    if code == 1005:
-        return 1005, "Client-side close frame status not set"
-    return code, reason
+    if received is not None and (received_first or sent is None):
+        code, reason = received
+        if code == 1005:
+            return code, "Client-side close frame status not set"
+        name = _close_code_name(code)
+        return (
+            code,
+            f"Client-side close frame status code '{code}' ({name}) - custom reason: {reason}",
+        )
+    if sent is not None:
+        code, reason = sent
+        return code, reason or "Connection Closed Normally"
+    return 1006, "Connection closed abnormally"

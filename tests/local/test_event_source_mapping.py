@@ -1,0 +1,114 @@
+"""The stream poller on moto's streams: every record, in item order, retried as Lambda does."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from local import dynamodb
+from local.event_source_mapping import EventSourceMapping, MappingConfig
+from local.functions import FunctionSpec, LambdaFunction
+from local.streams import BatchPolicy
+
+REGION = "us-east-1"
+TABLES = {"connections": "t-connections", "requests": "t-requests", "subscriptions": "t-subs"}
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[tuple[str, str]]:
+    server = dynamodb.MotoServer("127.0.0.1")
+    try:
+        arns = dynamodb.create_tables(server.endpoint_url, REGION, TABLES)
+        yield server.endpoint_url, arns[TABLES["requests"]]
+    finally:
+        server.stop()
+
+
+class Processor:
+    """A stand-in processor: keeps every batch, fails chosen records once each."""
+
+    def __init__(self, expected: int, fail_once: set[str]) -> None:
+        self.batches: list[list[dict]] = []
+        self.delivered: list[tuple[str, str, str]] = []
+        self._expected = expected
+        self._fail_once = set(fail_once)
+        self._lock = threading.Lock()
+        self.all_done = threading.Event()
+
+    def handler(self, event: dict, context) -> dict:
+        records = event["Records"]
+        with self._lock:
+            self.batches.append(records)
+            failures = []
+            for record in records:
+                request = record["dynamodb"]["Keys"]["request_id"]["S"]
+                step = record["dynamodb"]["NewImage"]["step"]["N"]
+                if f"{request}/{step}" in self._fail_once:
+                    self._fail_once.discard(f"{request}/{step}")
+                    failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
+                    break
+                self.delivered.append((request, step, record["eventName"]))
+            if len(self.delivered) >= self._expected:
+                self.all_done.set()
+        return {"batchItemFailures": failures}
+
+
+def test_every_record_arrives_once_in_item_order_despite_failures(moto) -> None:
+    endpoint, stream_arn = moto
+    items = [f"req-{n}" for n in range(6)]
+    steps = 4
+    # GIVEN a processor that fails the third write of two items once
+    processor = Processor(expected=len(items) * steps, fail_once={"req-1/2", "req-4/2"})
+    function = LambdaFunction(
+        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=3),
+        REGION,
+        "123456789012",
+        handler=processor.handler,
+    )
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION),
+        stream_arn,
+        function,
+        MappingConfig(
+            policy=BatchPolicy(batch_size=3, retry_backoff_s=0.01),
+            parallelization_factor=3,
+            poll_interval_s=0.02,
+        ),
+    )
+    mapping.start()
+    try:
+        # WHEN each item is written `steps` times, items interleaved
+        table = dynamodb.client("dynamodb", endpoint, REGION)
+        for step in range(steps):
+            for request in items:
+                table.put_item(
+                    TableName=TABLES["requests"],
+                    Item={
+                        "owner": {"S": f"tenant#{request}"},
+                        "request_id": {"S": request},
+                        "step": {"N": str(step)},
+                    },
+                )
+        assert processor.all_done.wait(20), processor.delivered
+    finally:
+        mapping.stop()
+        function.close()
+
+    # THEN every write reached the processor once, in its item's order
+    for request in items:
+        mine = [(step, name) for r, step, name in processor.delivered if r == request]
+        assert [step for step, _ in mine] == [str(s) for s in range(steps)], (request, mine)
+        assert [name for _, name in mine] == ["INSERT"] + ["MODIFY"] * (steps - 1)
+    # and the failed records came again, at the head of a later batch
+    heads = [
+        (b[0]["dynamodb"]["Keys"]["request_id"]["S"], b[0]["dynamodb"]["NewImage"]["step"]["N"])
+        for b in processor.batches
+    ]
+    assert ("req-1", "2") in heads and ("req-4", "2") in heads
+    # in Lambda's shape
+    record = processor.batches[0][0]
+    assert record["eventSourceARN"] == stream_arn
+    assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], float)
+    assert all(len(batch) <= 3 for batch in processor.batches)

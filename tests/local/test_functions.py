@@ -1,0 +1,106 @@
+"""Lambda functions played in-process: context, JSON boundary, errors, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from local.functions import FunctionError, FunctionSpec, LambdaFunction
+
+SPEC = FunctionSpec("streamer-test", "tests.local.unused.handler", timeout_s=5, memory_mb=256)
+
+
+def function(handler, spec: FunctionSpec = SPEC) -> LambdaFunction:
+    return LambdaFunction(spec, "eu-west-1", "111122223333", handler=handler)
+
+
+def test_handler_gets_lambdas_context() -> None:
+    seen = {}
+
+    def handler(event, context):
+        seen["remaining"] = context.get_remaining_time_in_millis()
+        seen["context"] = context
+        return {"ok": True}
+
+    lambda_function = function(handler)
+    try:
+        assert lambda_function.invoke({}) == {"ok": True}
+    finally:
+        lambda_function.close()
+    context = seen["context"]
+    assert context.function_name == "streamer-test"
+    assert context.invoked_function_arn == (
+        "arn:aws:lambda:eu-west-1:111122223333:function:streamer-test"
+    )
+    assert context.memory_limit_in_mb == "256"
+    assert len(context.aws_request_id) == 36
+    assert 4000 < seen["remaining"] <= 5000
+
+
+def test_event_and_answer_cross_as_json() -> None:
+    event = {"nested": {"n": 1}}
+
+    def handler(received, context):
+        received["nested"]["n"] = 2
+        return {"tuple": (1, 2)}
+
+    lambda_function = function(handler)
+    try:
+        assert lambda_function.invoke(event) == {"tuple": [1, 2]}
+    finally:
+        lambda_function.close()
+    assert event == {"nested": {"n": 1}}
+
+
+def refuse(event, context):
+    raise Exception("Unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message"),
+    [
+        (
+            refuse,
+            "Exception",
+            "Unauthorized",
+        ),
+        (lambda e, c: {"bad": object()}, "TypeError", "not JSON serializable"),
+    ],
+    ids=["raises", "unserialisable"],
+)
+def test_failures_are_function_errors(handler, error_type: str, message: str) -> None:
+    lambda_function = function(handler)
+    try:
+        with pytest.raises(FunctionError) as raised:
+            lambda_function.invoke({})
+    finally:
+        lambda_function.close()
+    assert raised.value.error_type == error_type
+    assert message in raised.value.error_message
+
+
+def test_late_answer_is_a_timeout() -> None:
+    spec = FunctionSpec("slow", "x.handler", timeout_s=0.05)
+    lambda_function = function(lambda e, c: time.sleep(0.1), spec)
+    try:
+        with pytest.raises(FunctionError) as raised:
+            lambda_function.invoke({})
+    finally:
+        lambda_function.close()
+    assert raised.value.error_type == "TimeoutError"
+
+
+def test_invocations_run_concurrently_off_the_event_loop() -> None:
+    lambda_function = function(lambda e, c: time.sleep(0.2) or e["n"])
+
+    async def scenario() -> list:
+        return await asyncio.gather(*(lambda_function.invoke_async({"n": n}) for n in range(8)))
+
+    started = time.monotonic()
+    try:
+        assert asyncio.run(scenario()) == list(range(8))
+    finally:
+        lambda_function.close()
+    assert time.monotonic() - started < 1.0

@@ -1,0 +1,188 @@
+"""The gateway over real sockets, with stand-in functions: statuses the runtime never produces."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from local.apigateway import Api
+from local.functions import FunctionSpec, LambdaFunction
+from local.gateway import Gateway, Integrations, Limits
+from local.management import GatewayConnections
+
+ALLOW = {
+    "principalId": "user-a",
+    "policyDocument": {
+        "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*"}]
+    },
+    "context": {"user_id": "user-a"},
+}
+
+
+class Recorder:
+    """Stand-in entry points: answers chosen by the test, events kept for it."""
+
+    def __init__(self, authorize: Callable = lambda e, c: ALLOW) -> None:
+        self.events: dict[str, list[dict]] = {"connect": [], "message": [], "disconnect": []}
+        self.authorize = authorize
+        self.connect_answer: dict = {"statusCode": 200}
+        self.route: Callable = lambda e, c: {"statusCode": 200, "body": e["body"].upper()}
+        self.disconnected = asyncio.Event()
+
+    def functions(self, loop: asyncio.AbstractEventLoop) -> Integrations:
+        def make(name: str, handler: Callable) -> LambdaFunction:
+            return LambdaFunction(FunctionSpec(name, "x.handler", 5), "us-east-1", "1", handler)
+
+        def on_connect(event, context):
+            self.events["connect"].append(event)
+            return self.connect_answer
+
+        def on_message(event, context):
+            self.events["message"].append(event)
+            return self.route(event, context)
+
+        def on_disconnect(event, context):
+            self.events["disconnect"].append(event)
+            loop.call_soon_threadsafe(self.disconnected.set)
+            return {"statusCode": 200}
+
+        return Integrations(
+            authorizer=make("authorizer", self.authorize),
+            connect=make("connect", on_connect),
+            disconnect=make("disconnect", on_disconnect),
+            routes={"$default": make("router", on_message)},
+        )
+
+
+@asynccontextmanager
+async def serving(recorder: Recorder) -> AsyncIterator[tuple[Gateway, str]]:
+    """A gateway on a free port with the recorder's functions; all closed at the end."""
+    gateway = Gateway(Api(region="us-east-1"), Limits())
+    port = await gateway.bind("127.0.0.1", 0)
+    integrations = recorder.functions(asyncio.get_running_loop())
+    await gateway.start(integrations)
+    try:
+        yield gateway, f"ws://127.0.0.1:{port}/?token=t"
+    finally:
+        await gateway.close()
+        functions = [integrations.authorizer, integrations.connect, integrations.disconnect]
+        for function in [*functions, *integrations.routes.values()]:
+            await asyncio.to_thread(function.close)
+
+
+async def refusal_status(recorder: Recorder) -> int:
+    async with serving(recorder) as (_, url):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url):
+                pass
+    return refused.value.response.status_code
+
+
+def _deny(event, context):
+    return {
+        **ALLOW,
+        "policyDocument": {
+            "Statement": [{**ALLOW["policyDocument"]["Statement"][0], "Effect": "Deny"}]
+        },
+    }
+
+
+def _crash(event, context):
+    raise KeyError("token")
+
+
+@pytest.mark.parametrize(
+    ("authorize", "status"), [(_deny, 403), (_crash, 500)], ids=["deny", "crash"]
+)
+def test_authorizer_answers_become_handshake_statuses(authorize: Callable, status: int) -> None:
+    recorder = Recorder(authorize)
+    assert asyncio.run(refusal_status(recorder)) == status
+    assert recorder.events["connect"] == []
+
+
+def test_connect_refusal_refuses_the_handshake() -> None:
+    recorder = Recorder()
+    recorder.connect_answer = {"statusCode": 403}
+    assert asyncio.run(refusal_status(recorder)) == 403
+
+
+def test_message_round_trip_and_disconnect_event() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> str:
+        async with serving(recorder) as (_, url):
+            async with connect(url, compression=None) as socket:
+                await socket.send('{"action": "x"}')
+                reply = await asyncio.wait_for(socket.recv(), 5)
+                await socket.close(4001, "bye")
+            await asyncio.wait_for(recorder.disconnected.wait(), 5)
+            return reply
+
+    assert asyncio.run(scenario()) == '{"ACTION": "X"}'
+    (connect_event,) = recorder.events["connect"]
+    (message_event,) = recorder.events["message"]
+    (disconnect_event,) = recorder.events["disconnect"]
+    connection_id = connect_event["requestContext"]["connectionId"]
+    assert message_event["requestContext"]["connectionId"] == connection_id
+    assert message_event["requestContext"]["authorizer"]["user_id"] == "user-a"
+    assert message_event["requestContext"]["authorizer"]["principalId"] == "user-a"
+    context = disconnect_event["requestContext"]
+    assert context["connectionId"] == connection_id
+    assert context["disconnectStatusCode"] == 4001
+    assert context["disconnectReason"].endswith("custom reason: bye")
+
+
+def test_failing_route_sends_api_gateways_internal_server_error() -> None:
+    recorder = Recorder()
+    recorder.route = _crash
+
+    async def scenario() -> dict:
+        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+            await socket.send("{}")
+            return json.loads(await asyncio.wait_for(socket.recv(), 5))
+
+    answer = asyncio.run(scenario())
+    assert answer["message"] == "Internal server error"
+    assert answer["connectionId"] and answer["requestId"]
+
+
+def test_management_calls_from_a_handler_thread_do_not_deadlock() -> None:
+    """A route that posts to its own connection while the gateway waits for it."""
+    recorder = Recorder()
+
+    async def scenario() -> list[str]:
+        async with serving(recorder) as (gateway, url):
+            connections = GatewayConnections(gateway, asyncio.get_running_loop(), timeout_s=5)
+
+            def post_then_answer(event, context):
+                connection_id = event["requestContext"]["connectionId"]
+                assert connections.post(connection_id, b"pushed")
+                assert connections.describe(connection_id)["identity"]["sourceIp"] == "127.0.0.1"
+                return {"statusCode": 200, "body": "answered"}
+
+            recorder.route = post_then_answer
+            async with connect(url, compression=None) as socket:
+                await socket.send("{}")
+                return [await asyncio.wait_for(socket.recv(), 5) for _ in range(2)]
+
+    assert asyncio.run(scenario()) == ["pushed", "answered"]
+
+
+def test_gateway_close_runs_disconnect_for_open_connections() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> int:
+        async with serving(recorder) as (gateway, url), connect(url, compression=None) as socket:
+            await gateway.close()
+            await socket.wait_closed()
+            return socket.protocol.close_rcvd.code
+
+    assert asyncio.run(scenario()) == 1001
+    (event,) = recorder.events["disconnect"]
+    assert event["requestContext"]["disconnectStatusCode"] == 1001

@@ -1,0 +1,91 @@
+"""`@connections` answers with API Gateway's status codes and error types."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from local import management
+
+
+class Connections:
+    """A gateway with one live connection, `live=`, recording what reached it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.deleted: list[str] = []
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        if connection_id != "live=":
+            return False
+        self.sent.append((connection_id, data))
+        return True
+
+    def describe(self, connection_id: str) -> dict | None:
+        if connection_id != "live=":
+            return None
+        return {"connectedAt": "2026-01-01T00:00:00.000Z", "identity": {"sourceIp": "127.0.0.1"}}
+
+    def delete(self, connection_id: str) -> bool:
+        if connection_id != "live=":
+            return False
+        self.deleted.append(connection_id)
+        return True
+
+
+def answer(method: str, path: str, body: bytes = b"") -> management.HttpResponse | None:
+    return management.handle(method, path, body, Connections())
+
+
+def test_post_to_a_live_connection_is_200_and_sends_the_bytes() -> None:
+    connections = Connections()
+    response = management.handle("POST", "/@connections/live%3D", b'{"a":1}', connections)
+    assert response.status == 200
+    assert connections.sent == [("live=", b'{"a":1}')]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
+def test_unknown_connection_is_410_gone_for_every_method(method: str) -> None:
+    response = answer(method, "/@connections/gone%3D", b"{}")
+    assert response.status == 410
+    # boto3 maps the error by this header, not by the status.
+    assert response.headers["x-amzn-ErrorType"] == "GoneException"
+    assert "message" in json.loads(response.body)
+
+
+def test_post_over_128_kib_is_413_and_sends_nothing() -> None:
+    connections = Connections()
+    response = management.handle(
+        "POST", "/@connections/live%3D", b"x" * (128 * 1024 + 1), connections
+    )
+    assert response.status == 413
+    assert response.headers["x-amzn-ErrorType"] == "PayloadTooLargeException"
+    assert connections.sent == []
+    at_limit = management.handle("POST", "/@connections/live%3D", b"x" * 128 * 1024, connections)
+    assert at_limit.status == 200
+
+
+def test_get_describes_the_connection_as_json() -> None:
+    response = answer("GET", "/@connections/live%3D")
+    assert response.status == 200
+    assert json.loads(response.body)["identity"] == {"sourceIp": "127.0.0.1"}
+
+
+def test_delete_is_204() -> None:
+    connections = Connections()
+    response = management.handle("DELETE", "/@connections/live%3D", b"", connections)
+    assert response.status == 204
+    assert response.body == b""
+    assert connections.deleted == ["live="]
+
+
+def test_stage_prefixed_path_as_on_aws_is_accepted() -> None:
+    assert answer("GET", "/prod/@connections/live%3D").status == 200
+
+
+def test_other_methods_are_forbidden_and_other_paths_are_not_the_apis() -> None:
+    assert answer("PUT", "/@connections/live%3D").status == 403
+    assert answer("GET", "/") is None
+    assert answer("GET", "/@connections/") is None
+    assert answer("GET", "/@connections/a/b") is None

@@ -1,0 +1,195 @@
+"""The event source mapping's decisions: record shape, lanes, batches, retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from local import streams
+from local.streams import BatchPolicy, Lane
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/streamer-requests/stream/2026-01-01T00:00:00"
+
+
+def get_records_record(sequence: int, owner: str = "t#u", request: str = "r1") -> dict:
+    """A record as boto3's GetRecords returns it (datetime, bytes)."""
+    keys = {"owner": {"S": owner}, "request_id": {"S": request}}
+    return {
+        "eventID": f"id-{sequence}",
+        "eventName": "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 1, 1, 12, 0, 0, 750000, tzinfo=UTC),
+            "Keys": keys,
+            "NewImage": {
+                **keys,
+                "status": {"S": "PENDING"},
+                "blob": {"B": b"\x00\x01"},
+                "nested": {"M": {"list": {"L": [{"B": b"\xff"}, {"N": "1"}]}}},
+                "set": {"BS": [b"a", b"b"]},
+            },
+            "SequenceNumber": f"{sequence:021d}",
+            "SizeBytes": 120,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+
+
+def record(sequence: int, owner: str = "t#u") -> dict:
+    return streams.lambda_record(get_records_record(sequence, owner), ARN)
+
+
+def test_lambda_record_has_lambdas_shape() -> None:
+    # WHEN a GetRecords record is converted
+    converted = record(7)
+    # THEN it is what Lambda delivers: epoch seconds, base64 binaries, the source ARN
+    assert converted["eventVersion"] == "1.1"
+    assert converted["eventSourceARN"] == ARN
+    assert converted["eventSource"] == "aws:dynamodb"
+    stream = converted["dynamodb"]
+    assert stream["ApproximateCreationDateTime"] == 1767268800.0
+    image = stream["NewImage"]
+    assert image["blob"] == {"B": "AAE="}
+    assert image["nested"] == {"M": {"list": {"L": [{"B": "/w=="}, {"N": "1"}]}}}
+    assert image["set"] == {"BS": ["YQ==", "Yg=="]}
+    assert image["status"] == {"S": "PENDING"}
+    assert stream["SequenceNumber"] == "000000000000000000007"
+
+
+def test_records_of_one_partition_key_share_a_lane() -> None:
+    lanes = {streams.lane_for(record(n, owner="t#alice"), "owner", 10) for n in range(20)}
+    assert len(lanes) == 1
+    spread = {streams.lane_for(record(1, owner=f"t#user{n}"), "owner", 10) for n in range(200)}
+    assert len(spread) == 10
+
+
+BATCH = [record(n) for n in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize(
+    ("answer", "failed", "expected"),
+    [
+        (None, False, None),
+        ({"batchItemFailures": []}, False, None),
+        ({"batchItemFailures": [{"itemIdentifier": "000000000000000000003"}]}, False, 2),
+        (
+            {
+                "batchItemFailures": [
+                    {"itemIdentifier": "000000000000000000004"},
+                    {"itemIdentifier": "000000000000000000002"},
+                ]
+            },
+            False,
+            1,
+        ),
+        ({"batchItemFailures": [{"itemIdentifier": "999"}]}, False, 0),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, False, 0),
+        ({"batchItemFailures": "all"}, False, 0),
+        (None, True, 0),
+    ],
+    ids=["none", "empty", "one", "lowest-wins", "unknown-id", "null-id", "malformed", "error"],
+)
+def test_retry_starts_at_the_lowest_failed_record(answer: object, failed: bool, expected) -> None:
+    assert streams.retry_from(BATCH, answer, failed) == expected
+
+
+def sequences(batch: list[dict] | None) -> list[int]:
+    return [int(streams.sequence_number(r)) for r in batch or []]
+
+
+def test_lane_batches_by_size_and_keeps_one_batch_in_flight() -> None:
+    lane = Lane(BatchPolicy(batch_size=2))
+    for n in (1, 2, 3):
+        lane.add(record(n), now=0)
+    assert sequences(lane.take(now=0)) == [1, 2]
+    assert lane.take(now=0) is None
+    assert lane.settle(None, now=0) == []
+    assert sequences(lane.take(now=0)) == [3]
+
+
+def test_lane_waits_out_the_batching_window_unless_full() -> None:
+    lane = Lane(BatchPolicy(batch_size=3, maximum_batching_window_s=1.0))
+    lane.add(record(1), now=10.0)
+    assert lane.take(now=10.5) is None
+    assert sequences(lane.take(now=11.0)) == [1]
+    lane.settle(None, now=11.0)
+    for n in (2, 3, 4):
+        lane.add(record(n), now=12.0)
+    assert sequences(lane.take(now=12.0)) == [2, 3, 4]
+
+
+def test_partial_failure_retries_from_the_failed_record_after_a_backoff() -> None:
+    lane = Lane(BatchPolicy(batch_size=10, retry_backoff_s=0.5))
+    for n in (1, 2, 3):
+        lane.add(record(n), now=0)
+    batch = lane.take(now=0)
+    assert lane.settle(streams.retry_from(batch, _failing(2), False), now=0) == []
+    assert lane.take(now=0.1) is None
+    assert sequences(lane.take(now=0.5)) == [2, 3]
+
+
+def _failing(sequence: int) -> dict:
+    return {"batchItemFailures": [{"itemIdentifier": f"{sequence:021d}"}]}
+
+
+def test_batch_is_discarded_after_the_last_retry() -> None:
+    lane = Lane(BatchPolicy(batch_size=10, maximum_retry_attempts=2, retry_backoff_s=0))
+    for n in (1, 2):
+        lane.add(record(n), now=0)
+    discarded = []
+    for _ in range(3):
+        batch = lane.take(now=0)
+        assert sequences(batch) == [1, 2]
+        discarded = lane.settle(0, now=0)
+    assert sequences(discarded) == [1, 2]
+    assert len(lane) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    owners=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=30),
+    outcomes=st.lists(
+        st.one_of(st.none(), st.just("error"), st.integers(min_value=0, max_value=10)),
+        max_size=200,
+    ),
+    batch_size=st.integers(min_value=1, max_value=5),
+)
+def test_no_record_is_lost_or_reordered(owners: list[str], outcomes: list, batch_size: int) -> None:
+    # GIVEN records of a few items spread over lanes, and any mix of answers
+    policy = BatchPolicy(batch_size=batch_size, maximum_retry_attempts=3, retry_backoff_s=0)
+    lanes = [Lane(policy) for _ in range(2)]
+    records = [record(n, owner=owner) for n, owner in enumerate(owners, start=1)]
+    for r in records:
+        lanes[streams.lane_for(r, "owner", 2)].add(r, now=0)
+    done: list[dict] = []
+    dropped: list[dict] = []
+    answers = iter(outcomes)
+    # WHEN batches are invoked until the answers run out, then all succeed
+    while any(len(lane) for lane in lanes):
+        for lane in lanes:
+            batch = lane.take(now=0)
+            if batch is None:
+                continue
+            outcome = next(answers, None)
+            if outcome == "error":
+                retry_at = streams.retry_from(batch, None, failed=True)
+            elif isinstance(outcome, int) and outcome < len(batch):
+                failed = streams.sequence_number(batch[outcome])
+                retry_at = streams.retry_from(batch, _failing(int(failed)), failed=False)
+            else:
+                retry_at = None
+            finished = batch if retry_at is None else batch[:retry_at]
+            done.extend(finished)
+            dropped.extend(lane.settle(retry_at, now=0))
+    # THEN every record was processed or discarded exactly once
+    seen = sequences(done) + sequences(dropped)
+    assert sorted(seen) == list(range(1, len(records) + 1))
+    # and each item's processed records kept their stream order
+    for owner in set(owners):
+        mine = [s for s in sequences(done) if owners[s - 1] == owner]
+        assert mine == sorted(mine)
