@@ -303,13 +303,6 @@ def run(
 
     plan_mocks = PlanMocks()
     monitor = _RecordingMonitor(plan_mocks)
-    runtime_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(
-        plan_mocks, project=project, stack=stack, preview=preview, monitor=monitor
-    )
-    runtime_settings.SETTINGS.outputs.clear()
-    set_all_config(config, secrets)
-
     outputs: dict[str, Any] = {}
 
     async def program() -> None:
@@ -318,7 +311,21 @@ def run(
         for key, value in root_stack.outputs.items():
             outputs[key] = await pulumi.Output.from_input(value).future()
 
-    _sync_await(run_pulumi_func(program))
+    # The runtime schedules on the current event loop; a loop of its own per run keeps
+    # runs apart and works after code that left no current loop (e.g. asyncio.run).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        runtime_settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(
+            plan_mocks, project=project, stack=stack, preview=preview, monitor=monitor
+        )
+        runtime_settings.SETTINGS.outputs.clear()
+        set_all_config(config, secrets)
+        _sync_await(run_pulumi_func(program))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
     return Plan(project, stack, _resources(monitor, plan_mocks), outputs)
 
 
@@ -382,6 +389,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    asyncio.get_event_loop().close()  # the runtime's loop; left open it complains at exit
-    sys.exit(status)
+    sys.exit(main())
