@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from local import tokens
 from tests.e2e.conftest import LocalStack, start_stack
-from tests.e2e.wire import ask, open_socket, unique
+from tests.e2e.wire import ask, open_socket, run, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +60,7 @@ def test_handshake_without_a_good_token_is_refused_with_401(
         "garbage": "not-a-jwt",
     }[kind]
     # WHEN it connects
-    status = asyncio.run(handshake_status(local_stack.url(token)))
+    status = run(handshake_status(local_stack.url(token)))
     # THEN the handshake is refused with 401 and no connection is stored
     assert status == 401
     assert local_stack.items_of_user("connections", user) == []
@@ -78,7 +77,7 @@ def test_token_in_a_bearer_header_is_accepted(local_stack: LocalStack) -> None:
         ) as socket:
             return await ask(socket, {"action": "ping"})
 
-    assert asyncio.run(scenario())["type"] == "pong"
+    assert run(scenario())["type"] == "pong"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +138,7 @@ def test_token_from_another_jwt_library_is_accepted(
             return await ask(socket, {"action": "echo", "payload": {"from": "joserfc"}})
 
     # THEN it is served
-    answer = asyncio.run(scenario())
+    answer = run(scenario())
     assert answer["data"] == {"echo": {"from": "joserfc"}}
 
 
@@ -152,14 +151,14 @@ def test_foreign_token_with_wrong_claims_is_refused(
     ec_key_stack: LocalStack, foreign_keys: tuple, overrides: dict
 ) -> None:
     token = _jose_token(foreign_keys[0], "ES256", **overrides)
-    assert asyncio.run(handshake_status(ec_key_stack.url(token))) == 401
+    assert run(handshake_status(ec_key_stack.url(token))) == 401
 
 
 def test_token_for_another_key_type_is_refused_with_401(
     ec_key_stack: LocalStack, foreign_keys: tuple
 ) -> None:
     rsa_key = foreign_keys[1]
-    assert asyncio.run(handshake_status(ec_key_stack.url(_jose_token(rsa_key, "RS256")))) == 401
+    assert run(handshake_status(ec_key_stack.url(_jose_token(rsa_key, "RS256")))) == 401
 
 
 def test_rs256_key_from_another_library_is_accepted(
@@ -175,4 +174,4 @@ def test_rs256_key_from_another_library_is_accepted(
         "--jwt-audience",
         AUDIENCE,
     ) as stack:
-        assert asyncio.run(handshake_status(stack.url(_jose_token(rsa_key, "RS256")))) == 101
+        assert run(handshake_status(stack.url(_jose_token(rsa_key, "RS256")))) == 101

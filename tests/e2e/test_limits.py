@@ -11,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import LocalStack, start_stack
-from tests.e2e.wire import open_socket, receive, send, unique
+from tests.e2e.wire import open_socket, receive, run, send, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_message_over_128_kib_closes_the_connection_with_1009(local_stack: Local
                 await receive(socket)
             return at_limit, socket.protocol.close_rcvd and socket.protocol.close_rcvd.code
 
-    at_limit, close_code = asyncio.run(scenario())
+    at_limit, close_code = run(scenario())
     assert at_limit["type"] in ("response", "error")
     assert close_code == 1009
 
@@ -71,7 +71,7 @@ def test_idle_connection_is_closed_with_1001(short_limits_stack: LocalStack) -> 
             await socket.wait_closed()
             return time.monotonic() - opened, _closed_by_gateway(socket)
 
-    idle_for, (code, _) = asyncio.run(scenario())
+    idle_for, (code, _) = run(scenario())
     assert code == 1001
     assert IDLE_TIMEOUT_S * 0.9 <= idle_for < MAX_DURATION_S
 
@@ -92,7 +92,7 @@ def test_busy_connection_is_closed_at_the_maximum_duration(short_limits_stack: L
                     await asyncio.sleep(IDLE_TIMEOUT_S / 3)
             return time.monotonic() - opened, pongs, _closed_by_gateway(socket)
 
-    lived, pongs, (code, _) = asyncio.run(scenario())
+    lived, pongs, (code, _) = run(scenario())
     assert code == 1001
     assert MAX_DURATION_S * 0.9 <= lived < MAX_DURATION_S + IDLE_TIMEOUT_S
     assert pongs > MAX_DURATION_S / IDLE_TIMEOUT_S

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import LocalStack
-from tests.e2e.wire import eventually, open_socket, receive, unique
+from tests.e2e.wire import eventually, open_socket, receive, run, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ def test_post_get_and_delete_a_live_connection(local_stack: LocalStack) -> None:
             lambda items: items == [],
         )
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_http_url_serves_a_page_naming_the_websocket_url(local_stack: LocalStack) -> None:

@@ -7,7 +7,16 @@ import asyncio
 import pytest
 
 from tests.e2e.conftest import LocalStack
-from tests.e2e.wire import ask, eventually, open_socket, receive, run_async_request, send, unique
+from tests.e2e.wire import (
+    ask,
+    eventually,
+    open_socket,
+    receive,
+    run,
+    run_async_request,
+    send,
+    unique,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +33,7 @@ def test_echo_answers_at_once_with_the_payload(local_stack: LocalStack) -> None:
         assert answer["success"] is True
         assert answer["data"] == {"echo": payload}
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_report_sends_ordered_progress_and_exactly_one_complete(local_stack: LocalStack) -> None:
@@ -57,7 +66,7 @@ def test_report_sends_ordered_progress_and_exactly_one_complete(local_stack: Loc
         assert not [m for m in late if m["type"] == "complete"], late
         assert message["request"]["status"] == "COMPLETED"
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_failing_report_ends_failed_with_processing_failed(local_stack: LocalStack) -> None:
@@ -70,7 +79,7 @@ def test_failing_report_ends_failed_with_processing_failed(local_stack: LocalSta
         assert complete["status"] == "FAILED"
         assert complete["error"]["code"] == "PROCESSING_FAILED"
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_invalid_payload_is_refused_before_anything_is_stored(local_stack: LocalStack) -> None:
@@ -91,7 +100,7 @@ def test_invalid_payload_is_refused_before_anything_is_stored(local_stack: Local
         assert len(stored_after) == 1
         return answers
 
-    answers = asyncio.run(scenario())
+    answers = run(scenario())
     for answer in answers:
         assert answer["type"] == "error", answer
         assert answer["error"]["code"] == "VALIDATION_ERROR"
@@ -105,7 +114,7 @@ def test_unknown_action_is_invalid_action(local_stack: LocalStack) -> None:
         async with open_socket(local_stack.url(local_stack.dev_token)) as socket:
             return await ask(socket, {"action": "no_such_action", "payload": {}})
 
-    answer = asyncio.run(scenario())
+    answer = run(scenario())
     assert answer["type"] == "error"
     assert answer["error"]["code"] == "INVALID_ACTION"
 
@@ -117,7 +126,7 @@ def test_malformed_message_is_invalid_message(local_stack: LocalStack, frame: st
             await socket.send(frame)
             return await receive(socket)
 
-    answer = asyncio.run(scenario())
+    answer = run(scenario())
     assert answer["type"] == "error"
     assert answer["error"]["code"] == "INVALID_MESSAGE"
 
@@ -153,7 +162,7 @@ def test_request_completes_after_its_client_disconnects(local_stack: LocalStack)
             )
         assert answer["request"]["result"]["pages"] == 10
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_twenty_concurrent_clients_all_complete(local_stack: LocalStack) -> None:
@@ -170,6 +179,6 @@ def test_twenty_concurrent_clients_all_complete(local_stack: LocalStack) -> None
             asyncio.gather(*(one_client(n) for n in range(20))), timeout=120
         )
 
-    completes = asyncio.run(scenario())
+    completes = run(scenario())
     assert [c["status"] for c in completes] == ["COMPLETED"] * 20
     assert len({c["request_id"] for c in completes}) == 20

@@ -15,6 +15,16 @@ RECEIVE_TIMEOUT_S = 15
 T = TypeVar("T")
 
 
+def run(coroutine: Awaitable[T]) -> T:
+    """`asyncio.run` that leaves the thread's current event loop alone.
+
+    `asyncio.run` unsets it when it ends, and code run later in the same
+    process (Pulumi's mocks, in the infrastructure tests) still asks for it.
+    """
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
 def unique(prefix: str) -> str:
     """A user or tenant id no other test uses, so table scans find only this test's items."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

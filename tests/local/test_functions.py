@@ -8,6 +8,7 @@ import time
 import pytest
 
 from local.functions import FunctionError, FunctionSpec, LambdaFunction
+from tests.e2e.wire import run
 
 SPEC = FunctionSpec("streamer-test", "tests.local.unused.handler", timeout_s=5, memory_mb=256)
 
@@ -100,7 +101,7 @@ def test_invocations_run_concurrently_off_the_event_loop() -> None:
 
     started = time.monotonic()
     try:
-        assert asyncio.run(scenario()) == list(range(8))
+        assert run(scenario()) == list(range(8))
     finally:
         lambda_function.close()
     assert time.monotonic() - started < 1.0

@@ -15,6 +15,7 @@ from local.apigateway import Api
 from local.functions import FunctionSpec, LambdaFunction
 from local.gateway import Gateway, Integrations, Limits
 from local.management import GatewayConnections
+from tests.e2e.wire import run
 
 ALLOW = {
     "principalId": "user-a",
@@ -102,14 +103,14 @@ def _crash(event, context):
 )
 def test_authorizer_answers_become_handshake_statuses(authorize: Callable, status: int) -> None:
     recorder = Recorder(authorize)
-    assert asyncio.run(refusal_status(recorder)) == status
+    assert run(refusal_status(recorder)) == status
     assert recorder.events["connect"] == []
 
 
 def test_connect_refusal_refuses_the_handshake() -> None:
     recorder = Recorder()
     recorder.connect_answer = {"statusCode": 403}
-    assert asyncio.run(refusal_status(recorder)) == 403
+    assert run(refusal_status(recorder)) == 403
 
 
 def test_message_round_trip_and_disconnect_event() -> None:
@@ -124,7 +125,7 @@ def test_message_round_trip_and_disconnect_event() -> None:
             await asyncio.wait_for(recorder.disconnected.wait(), 5)
             return reply
 
-    assert asyncio.run(scenario()) == '{"ACTION": "X"}'
+    assert run(scenario()) == '{"ACTION": "X"}'
     (connect_event,) = recorder.events["connect"]
     (message_event,) = recorder.events["message"]
     (disconnect_event,) = recorder.events["disconnect"]
@@ -147,7 +148,7 @@ def test_failing_route_sends_api_gateways_internal_server_error() -> None:
             await socket.send("{}")
             return json.loads(await asyncio.wait_for(socket.recv(), 5))
 
-    answer = asyncio.run(scenario())
+    answer = run(scenario())
     assert answer["message"] == "Internal server error"
     assert answer["connectionId"] and answer["requestId"]
 
@@ -171,7 +172,7 @@ def test_management_calls_from_a_handler_thread_do_not_deadlock() -> None:
                 await socket.send("{}")
                 return [await asyncio.wait_for(socket.recv(), 5) for _ in range(2)]
 
-    assert asyncio.run(scenario()) == ["pushed", "answered"]
+    assert run(scenario()) == ["pushed", "answered"]
 
 
 def test_gateway_close_runs_disconnect_for_open_connections() -> None:
@@ -183,6 +184,6 @@ def test_gateway_close_runs_disconnect_for_open_connections() -> None:
             await socket.wait_closed()
             return socket.protocol.close_rcvd.code
 
-    assert asyncio.run(scenario()) == 1001
+    assert run(scenario()) == 1001
     (event,) = recorder.events["disconnect"]
     assert event["requestContext"]["disconnectStatusCode"] == 1001
