@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 
@@ -32,6 +32,9 @@ LOG_RETENTION_DAYS = frozenset(
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
+
+
+_Settings = TypeVar("_Settings")
 
 
 class ConfigError(ValueError):
@@ -143,26 +146,16 @@ class StackSettings:
         for function, given in (config.get_object("functions") or {}).items():
             if function not in sizes:
                 raise ConfigError(f"streamer:functions: unknown function {function!r}")
-            default = sizes[function]
-            sizes[function] = FunctionSize(
-                memory_mb=int(given.get("memoryMb", default.memory_mb)),
-                timeout_s=int(given.get("timeoutS", default.timeout_s)),
-            )
-        throttle = config.get_object("throttle") or {}
+            sizes[function] = _override(sizes[function], given, f"functions.{function}")
         settings = cls(
             regions=regions,
             stage_name=config.get("stageName") or stack,
             jwt=jwt,
             allowed_tenants=tuple(config.get_object("allowedTenants") or ()),
             functions=sizes,
-            processor=_from_keys(
-                ProcessorSettings, config.get_object("processor") or {}, "processor"
-            ),
-            runtime=_from_keys(RuntimeTuning, config.get_object("runtime") or {}, "runtime"),
-            throttle=Throttle(
-                burst_limit=int(throttle.get("burstLimit", Throttle.burst_limit)),
-                rate_limit=float(throttle.get("rateLimit", Throttle.rate_limit)),
-            ),
+            processor=_override(ProcessorSettings(), config.get_object("processor"), "processor"),
+            runtime=_override(RuntimeTuning(), config.get_object("runtime"), "runtime"),
+            throttle=_override(Throttle(), config.get_object("throttle"), "throttle"),
             log_retention_days=config.get_int("logRetentionDays") or 30,
             tracing=bool(config.get_bool("tracing")),
             alarm_actions={
@@ -192,6 +185,11 @@ class StackSettings:
                 f"streamer:logRetentionDays: {self.log_retention_days} is not one of "
                 f"{sorted(LOG_RETENTION_DAYS)}"
             )
+        for function, size in self.functions.items():
+            if not (128 <= size.memory_mb <= 10_240 and 1 <= size.timeout_s <= 900):
+                raise ConfigError(
+                    f"streamer:functions.{function}: Lambda takes 128-10240 MB and 1-900 s"
+                )
         router = self.functions["router"]
         if router.timeout_s > API_INTEGRATION_LIMIT_S:
             raise ConfigError(
@@ -229,12 +227,18 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def _from_keys(cls: type, given: Mapping[str, Any], key: str) -> Any:
-    """Build a settings dataclass from camelCase keys, refusing unknown ones."""
-    by_key = {_camel(f.name): f for f in dataclasses.fields(cls)}
-    unknown = set(given) - set(by_key)
+def _override(defaults: _Settings, given: Mapping[str, Any] | None, key: str) -> _Settings:
+    """`defaults` with the camelCase keys of `given` replaced, refusing unknown keys."""
+    by_key = {_camel(f.name): f.name for f in dataclasses.fields(defaults)}
+    unknown = set(given or {}) - set(by_key)
     if unknown:
         raise ConfigError(
             f"streamer:{key}: unknown keys {sorted(unknown)}; known: {sorted(by_key)}"
         )
-    return cls(**{by_key[key].name: type(by_key[key].default)(v) for key, v in given.items()})
+    return dataclasses.replace(
+        defaults,
+        **{
+            by_key[k]: type(getattr(defaults, by_key[k]))(value)
+            for k, value in (given or {}).items()
+        },
+    )

@@ -62,6 +62,10 @@ def test_runtime_defaults_are_the_runtimes_own() -> None:
             with_(functions={**VALID.functions, "router": FunctionSize(512, 60)}),
             "streamer:functions.router.timeoutS",
         ),
+        (
+            with_(functions={**VALID.functions, "processor": FunctionSize(1024, 901)}),
+            "streamer:functions.processor",
+        ),
         (with_(runtime=RuntimeTuning(sync_timeout_ms=29_000)), "streamer:runtime.syncTimeoutMs"),
         (with_(processor=ProcessorSettings(parallelization_factor=11)), "parallelizationFactor"),
         (with_(processor=ProcessorSettings(max_retry_attempts=-1)), "maxRetryAttempts"),
@@ -81,6 +85,23 @@ def test_the_program_checks_its_configuration(artifacts_dir: Path) -> None:
     # THEN it stops before creating anything, naming the key
     with pytest.raises(ConfigError, match=r"streamer:processor: unknown keys \['batchsize'\]"):
         run_stack("dev", artifacts_dir, overrides={"processor": {"batchsize": 5}})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("functions", {"router": {"memory": 1024}}, r"streamer:functions\.router: unknown keys"),
+        ("functions", {"worker": {"memoryMb": 1024}}, r"unknown function 'worker'"),
+        ("throttle", {"burst": 5}, r"streamer:throttle: unknown keys \['burst'\]"),
+    ],
+)
+def test_misspelt_keys_are_refused(
+    artifacts_dir: Path, key: str, value: dict, message: str
+) -> None:
+    # GIVEN dev with a misspelt nested key  WHEN the program runs
+    # THEN it stops, naming the key, instead of silently using the default
+    with pytest.raises(ConfigError, match=message):
+        run_stack("dev", artifacts_dir, overrides={key: value})
 
 
 def test_alarm_actions_replace_the_alarm_topic(artifacts_dir: Path) -> None:
