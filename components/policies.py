@@ -1,6 +1,7 @@
 """What each function may do, on which resources: the data behind every role policy.
 
-One grant per (table or index, actions) pair, taken from what the entry points call.
+One grant per (table or index, actions) pair, taken from the `streamer.store` calls each
+entry point makes (a change there that calls DynamoDB differently needs one here).
 Nothing here uses `"*"` as a resource except X-Ray, whose actions accept no narrower one.
 """
 
@@ -45,43 +46,49 @@ class TableGrant:
     index: str | None = None
 
 
+#: What `store.forget_connection` does: delete the connection, then its subscriptions,
+#: found through the by-connection index. The disconnect function calls it, and so does
+#: every function that delivers messages, when the management API answers 410 (gone).
+_FORGET_CONNECTION = (
+    TableGrant(CONNECTIONS.logical_name, ("dynamodb:DeleteItem",)),
+    TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",), index=SUBSCRIPTIONS_BY_CONNECTION),
+    TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:DeleteItem",)),
+)
+
+#: Per function, the table calls of `streamer.store` its entry point makes.
 TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
     "authorizer": (),
     "connect": (TableGrant(CONNECTIONS.logical_name, ("dynamodb:PutItem",)),),
-    "disconnect": (
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:DeleteItem",)),
-        TableGrant(
-            SUBSCRIPTIONS.logical_name, ("dynamodb:Query",), index=SUBSCRIPTIONS_BY_CONNECTION
-        ),
-        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:BatchWriteItem", "dynamodb:DeleteItem")),
-    ),
+    "disconnect": _FORGET_CONNECTION,
     "router": (
+        # get_request; create_request; request_cancel and finish_request.
         TableGrant(
-            REQUESTS.logical_name,
-            (
-                "dynamodb:DeleteItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:UpdateItem",
-            ),
+            REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         ),
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
+        # touch_connection (ping refreshes last_seen).
+        TableGrant(CONNECTIONS.logical_name, ("dynamodb:UpdateItem",)),
+        # subscribe, unsubscribe, subscribers.
         TableGrant(
             SUBSCRIPTIONS.logical_name,
             ("dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"),
         ),
+        *_FORGET_CONNECTION,
     ),
     "processor": (
+        # cancel_requested; claim, save_progress, schedule_retry, finish_request.
         TableGrant(REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:DeleteItem", "dynamodb:GetItem")),
-        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:DeleteItem", "dynamodb:Query")),
+        # subscribers.
+        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
+        *_FORGET_CONNECTION,
     ),
     "sweeper": (
+        # due_requests.
         TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_DUE),
+        # redrive_request, finish_request.
         TableGrant(REQUESTS.logical_name, ("dynamodb:UpdateItem",)),
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:DeleteItem", "dynamodb:GetItem")),
+        # subscribers.
         TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
+        *_FORGET_CONNECTION,
     ),
 }
 

@@ -10,9 +10,8 @@ from .graph import PROJECT, connections_arn, grants, requests_stream_arn, table_
 
 pytestmark = pytest.mark.infra
 
-GET, PUT, UPDATE, DELETE, QUERY, BATCH_WRITE = (
-    f"dynamodb:{action}"
-    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem")
+GET, PUT, UPDATE, DELETE, QUERY = (
+    f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 )
 STREAM_READ = {
     "dynamodb:DescribeStream",
@@ -21,32 +20,36 @@ STREAM_READ = {
     "dynamodb:ListStreams",
 }
 
-#: What each function calls, on what: written out here, not taken from the components.
+#: What each function calls, on what (from streamer.store): written out here, not taken
+#: from the components. Forgetting a connection (disconnect, or a 410 on delivery) deletes
+#: it and its subscriptions, found through the by-connection index.
+FORGET = {
+    "connections": {DELETE},
+    "subscriptions/index/by_connection": {QUERY},
+    "subscriptions": {DELETE},
+}
 CALLS: dict[str, dict[str, set[str]]] = {
     "authorizer": {},
     "connect": {"connections": {PUT}},
-    "disconnect": {
-        "connections": {DELETE},
-        "subscriptions/index/by_connection": {QUERY},
-        "subscriptions": {DELETE, BATCH_WRITE},
-    },
+    "disconnect": FORGET,
     "router": {
-        "requests": {GET, PUT, UPDATE, QUERY, DELETE},
-        "connections": {GET, UPDATE},
+        **FORGET,
+        "requests": {GET, PUT, UPDATE},
+        "connections": {UPDATE, DELETE},
         "subscriptions": {PUT, DELETE, QUERY},
     },
     "processor": {
+        **FORGET,
         "requests": {GET, UPDATE},
         "requests stream": STREAM_READ,
-        "connections": {GET, DELETE},
         "subscriptions": {QUERY, DELETE},
         "dead letters": {"sqs:SendMessage"},
     },
     "sweeper": {
+        **FORGET,
         "requests/index/by_due": {QUERY},
         "requests": {UPDATE},
-        "connections": {GET, DELETE},
-        "subscriptions": {QUERY},
+        "subscriptions": {QUERY, DELETE},
     },
 }
 SENDERS = {"router", "processor", "sweeper"}
