@@ -55,10 +55,6 @@ class StackOptions:
     shutdown_grace_s: float = 10.0
     state_dir: Path = tokens.STATE_DIR
 
-    @property
-    def uses_dev_key(self) -> bool:
-        return self.jwt_public_key_file is None and self.jwks_url is None
-
 
 def function_specs(mapping: MappingConfig) -> dict[str, FunctionSpec]:
     """The functions as the Pulumi program deploys them: handler, timeout, concurrency."""
@@ -80,12 +76,23 @@ def function_specs(mapping: MappingConfig) -> dict[str, FunctionSpec]:
     }
 
 
+@dataclass(frozen=True)
+class JwtTrust:
+    """What the authorizer trusts, and the dev signing key when the stack made its own."""
+
+    public_key: str | None
+    jwks_url: str | None
+    issuer: str | None
+    audience: str | None
+    dev_key: bytes | None = None
+
+
 def lambda_environment(
     options: StackOptions,
     settings: config.Settings,
     dynamodb_url: str,
     management_url: str,
-    jwt_public_key: str | None,
+    trust: JwtTrust,
 ) -> dict[str, str]:
     """The variables each function gets on AWS, pointed at the local endpoints."""
     env = {
@@ -104,10 +111,10 @@ def lambda_environment(
     }
     optional = {
         config.APP_MODULE: options.app,
-        config.JWT_PUBLIC_KEY: jwt_public_key,
-        config.JWT_JWKS_URL: options.jwks_url,
-        config.JWT_ISSUER: options.jwt_issuer,
-        config.JWT_AUDIENCE: options.jwt_audience,
+        config.JWT_PUBLIC_KEY: trust.public_key,
+        config.JWT_JWKS_URL: trust.jwks_url,
+        config.JWT_ISSUER: trust.issuer,
+        config.JWT_AUDIENCE: trust.audience,
     }
     env.update({name: value for name, value in optional.items() if value})
     return env
@@ -142,8 +149,8 @@ def _not_found() -> HttpResponse:
     return HttpResponse(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
 
 
-def _jwt_configuration(options: StackOptions) -> tuple[str | None, str | None, str | None]:
-    """The public key, issuer and audience the authorizer gets; dev defaults without a key."""
+def _jwt_trust(options: StackOptions) -> JwtTrust:
+    """The key, issuer and audience the authorizer gets; the dev key and defaults without a key."""
     if options.jwt_public_key_file is not None:
         try:
             key = options.jwt_public_key_file.read_text()
@@ -151,14 +158,16 @@ def _jwt_configuration(options: StackOptions) -> tuple[str | None, str | None, s
             raise StartupError(
                 f"cannot read --jwt-public-key {options.jwt_public_key_file}: {error.strerror}"
             ) from None
-        return key, options.jwt_issuer, options.jwt_audience
+        return JwtTrust(key, None, options.jwt_issuer, options.jwt_audience)
     if options.jwks_url is not None:
-        return None, options.jwt_issuer, options.jwt_audience
-    public = tokens.public_key_pem(tokens.dev_private_key(options.state_dir))
-    return (
-        public,
+        return JwtTrust(None, options.jwks_url, options.jwt_issuer, options.jwt_audience)
+    dev_key = tokens.dev_private_key(options.state_dir)
+    return JwtTrust(
+        tokens.public_key_pem(dev_key),
+        None,
         options.jwt_issuer or tokens.DEV_ISSUER,
         options.jwt_audience or tokens.DEV_AUDIENCE,
+        dev_key,
     )
 
 
@@ -185,7 +194,7 @@ class Stack:
     async def start(self) -> dict:
         """Start everything and write the ready file; returns what it contains."""
         options = self.options
-        public_key, issuer, audience = _jwt_configuration(options)
+        trust = _jwt_trust(options)
         if options.dynamodb == dynamodb.DYNAMODB_LOCAL:
             try:
                 dynamodb.require_dynamodb_local()
@@ -222,7 +231,7 @@ class Stack:
 
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
-        os.environ.update(lambda_environment(options, settings, endpoint, http_base, public_key))
+        os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
         specs = function_specs(options.mapping)
         account = self.api.account_id
         self._functions = {
@@ -261,13 +270,17 @@ class Stack:
             "dynamodb_endpoint": endpoint,
             "tables": tables,
         }
-        if options.uses_dev_key:
+        if trust.dev_key is not None:
             self.ready["dev_token"] = tokens.mint(
-                tokens.dev_private_key(options.state_dir), tokens.DEV_USER, tokens.DEV_TENANT
+                trust.dev_key,
+                tokens.DEV_USER,
+                tokens.DEV_TENANT,
+                issuer=trust.issuer,
+                audience=trust.audience,
             )
             self.ready["dev_key_file"] = str((options.state_dir / tokens.KEY_FILE).resolve())
-            self.ready["jwt_issuer"] = issuer
-            self.ready["jwt_audience"] = audience
+            self.ready["jwt_issuer"] = trust.issuer
+            self.ready["jwt_audience"] = trust.audience
         if options.ready_file is not None:
             write_ready_file(options.ready_file, self.ready)
         log.info("ready: %s", self.ready["websocket_url"])

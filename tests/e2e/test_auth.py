@@ -47,7 +47,16 @@ def _foreign_signature(stack: LocalStack, sub: str) -> str:
     )
 
 
-@pytest.mark.parametrize("kind", ["missing", "expired", "wrongly signed", "garbage"])
+def _dev_key_token(stack: LocalStack, sub: str, **claims: str) -> str:
+    """Signed with the stack's own key, with `issuer` or `audience` overridden."""
+    key = Path(stack.ready["dev_key_file"]).read_bytes()
+    return tokens.mint(key, sub, "tenant-e2e", **claims)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["missing", "expired", "wrongly signed", "garbage", "other audience", "other issuer"],
+)
 def test_handshake_without_a_good_token_is_refused_with_401(
     local_stack: LocalStack, kind: str
 ) -> None:
@@ -58,6 +67,8 @@ def test_handshake_without_a_good_token_is_refused_with_401(
         "expired": local_stack.token(user, "tenant-e2e", ttl=-3600),
         "wrongly signed": _foreign_signature(local_stack, user),
         "garbage": "not-a-jwt",
+        "other audience": _dev_key_token(local_stack, user, audience="someone-else"),
+        "other issuer": _dev_key_token(local_stack, user, issuer="https://other.example"),
     }[kind]
     # WHEN it connects
     status = run(handshake_status(local_stack.url(token)))
@@ -92,21 +103,25 @@ def foreign_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[ECKey, RSAKe
     return ec_key, rsa_key, ec_file, rsa_file
 
 
+def stack_trusting(directory: Path, public_key_file: Path):
+    """A stack that trusts only `public_key_file`, with this module's issuer and audience."""
+    return start_stack(
+        directory,
+        "--jwt-public-key",
+        str(public_key_file),
+        "--jwt-issuer",
+        ISSUER,
+        "--jwt-audience",
+        AUDIENCE,
+    )
+
+
 @pytest.fixture(scope="module")
 def ec_key_stack(
     tmp_path_factory: pytest.TempPathFactory, foreign_keys: tuple
 ) -> Iterator[LocalStack]:
     """A stack that trusts only an ES256 key minted outside the project."""
-    _, _, ec_file, _ = foreign_keys
-    with start_stack(
-        tmp_path_factory.mktemp("ec-key-stack"),
-        "--jwt-public-key",
-        str(ec_file),
-        "--jwt-issuer",
-        ISSUER,
-        "--jwt-audience",
-        AUDIENCE,
-    ) as stack:
+    with stack_trusting(tmp_path_factory.mktemp("ec-key-stack"), foreign_keys[2]) as stack:
         yield stack
 
 
@@ -165,13 +180,5 @@ def test_rs256_key_from_another_library_is_accepted(
     tmp_path_factory: pytest.TempPathFactory, foreign_keys: tuple
 ) -> None:
     _, rsa_key, _, rsa_file = foreign_keys
-    with start_stack(
-        tmp_path_factory.mktemp("rsa-key-stack"),
-        "--jwt-public-key",
-        str(rsa_file),
-        "--jwt-issuer",
-        ISSUER,
-        "--jwt-audience",
-        AUDIENCE,
-    ) as stack:
+    with stack_trusting(tmp_path_factory.mktemp("rsa-key-stack"), rsa_file) as stack:
         assert run(handshake_status(stack.url(_jose_token(rsa_key, "RS256")))) == 101
