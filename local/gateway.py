@@ -244,7 +244,7 @@ class Gateway:
         if session is None:
             return None
         return {
-            "connectedAt": _iso8601(session.opened_at),
+            "connectedAt": _iso8601(session.handshake.connected_at / 1000),
             "identity": session.handshake.identity,
             "lastActiveAt": _iso8601(session.last_active_at),
         }
