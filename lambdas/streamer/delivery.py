@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
+from urllib.parse import urlparse
 
 from streamer.protocol import encode
 
@@ -28,6 +29,19 @@ class Sent(Enum):
     DELIVERED = "delivered"
     GONE = "gone"
     FAILED = "failed"
+
+
+def endpoint_region(endpoint: str) -> str | None:
+    """The region of an `execute-api` endpoint, which its requests must be signed for.
+
+    A subscriber may be connected through another region's API; None for a
+    custom domain or a local endpoint (the function's own region is used).
+    """
+    host = urlparse(endpoint).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 5 and parts[1] == "execute-api" and parts[3] == "amazonaws":
+        return parts[2]
+    return None
 
 
 class Delivery:
@@ -55,7 +69,7 @@ class Delivery:
         session = botocore.session.get_session()
         return session.create_client(
             "apigatewaymanagementapi",
-            region_name=self._region,
+            region_name=endpoint_region(endpoint) or self._region,
             endpoint_url=endpoint,
             config=Config(
                 retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
