@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,45 @@ def test_rs256_key_from_another_library_is_accepted(
     _, rsa_key, _, rsa_file = foreign_keys
     with stack_trusting(tmp_path_factory.mktemp("rsa-key-stack"), rsa_file) as stack:
         assert run(handshake_status(stack.url(_jose_token(rsa_key, "RS256")))) == 101
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[tuple[str, ECKey]]:
+    """An identity provider's JWKS endpoint serving one ES256 key made by joserfc."""
+    key = ECKey.generate_key("P-256", auto_kid=True)
+    document = json.dumps({"keys": [key.as_dict(private=False)]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json", key
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def test_jwks_url_keys_are_trusted(tmp_path_factory: pytest.TempPathFactory, jwks_server) -> None:
+    url, key = jwks_server
+    impostor = ECKey.generate_key("P-256")
+
+    def token(signing_key: ECKey) -> str:
+        claims = {"sub": "jwks-user", "tenant_id": "jwks-tenant", "exp": int(time.time()) + 600}
+        return jose_jwt.encode({"alg": "ES256", "kid": key.kid}, claims, signing_key)
+
+    with start_stack(tmp_path_factory.mktemp("jwks-stack"), "--jwks-url", url) as stack:
+        assert "dev_token" not in stack.ready
+        assert run(handshake_status(stack.url(token(key)))) == 101
+        assert run(handshake_status(stack.url(token(impostor)))) == 401
