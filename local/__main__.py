@@ -124,8 +124,8 @@ def _announce(ready: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
-async def _serve(options: StackOptions) -> bool:
-    """Run until SIGINT or SIGTERM; False when invocations were left running at the end."""
+async def _serve(options: StackOptions) -> None:
+    """Run until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -135,8 +135,12 @@ async def _serve(options: StackOptions) -> bool:
         _announce(await stack.start())
         await stop.wait()
     finally:
-        clean = await stack.close()
-    return clean
+        if not await stack.close():
+            # Threads still run handlers that cannot be stopped, and leaving
+            # the loop would wait for them; Lambda would end them too.
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(0)
 
 
 def _fail(message: str) -> int:
@@ -162,14 +166,9 @@ def main(argv: list[str]) -> int:
         for noisy in ("botocore", "websockets", "pynamodb", "werkzeug"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        clean = asyncio.run(_serve(_options(args)))
+        asyncio.run(_serve(_options(args)))
     except StartupError as error:
         return _fail(str(error))
-    if not clean:
-        # Threads still run handlers that cannot be stopped; Lambda would end them too.
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
     return 0
 
 

@@ -295,9 +295,11 @@ class Stack:
         """Stop everything in reverse order; False if invocations outlived the grace period.
 
         Connections close first (each runs its `$disconnect`), then the poller
-        and the schedule stop and the functions finish what they run.
+        and the schedule stop and the functions finish what they run; the
+        database stops and the ready file goes in any case.
         """
         await self._gateway.close()
+        clean = True
         try:
             await asyncio.wait_for(
                 asyncio.to_thread(self._stop_threads), self.options.shutdown_grace_s
@@ -307,12 +309,12 @@ class Stack:
                 "invocations still running after %.0f s; leaving them",
                 self.options.shutdown_grace_s,
             )
-            return False
+            clean = False
         if self._database is not None:
             await asyncio.to_thread(self._database.stop)
         if self.options.ready_file is not None and self.ready:
             self.options.ready_file.unlink(missing_ok=True)
-        return True
+        return clean
 
     def _stop_threads(self) -> None:
         for running in (self._mapping, self._schedule):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import LocalStack, start_stack
 from tests.e2e.wire import (
     ask,
     eventually,
@@ -182,3 +183,21 @@ def test_twenty_concurrent_clients_all_complete(local_stack: LocalStack) -> None
     completes = run(scenario())
     assert [c["status"] for c in completes] == ["COMPLETED"] * 20
     assert len({c["request_id"] for c in completes}) == 20
+
+
+def test_stop_signal_does_not_wait_for_a_long_request(tmp_path) -> None:
+    # GIVEN a stack running a request far longer than its shutdown grace
+    with start_stack(tmp_path, "--shutdown-grace", "0.5") as stack:
+
+        async def start_report() -> None:
+            async with open_socket(stack.url(stack.dev_token)) as socket:
+                answer = await ask(
+                    socket, {"action": "generate_report", "payload": {"pages": 100, "page_ms": 100}}
+                )
+                assert answer["type"] == "acknowledgment"
+                assert (await receive(socket))["type"] == "progress"
+
+        run(start_report())
+        stopping = time.monotonic()
+    # WHEN it is stopped, THEN it exits 0 (checked by start_stack) without waiting 10 s
+    assert time.monotonic() - stopping < 5
