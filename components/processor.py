@@ -18,22 +18,12 @@ import pulumi_aws as aws
 
 from components.alarms import metric_alarm
 from components.settings import ProcessorSettings
+from streamer import schema
 
 
 def stream_filter(region: str) -> str:
     """The filter pattern for `region`'s mapping, as Lambda expects it (JSON text)."""
-    return json.dumps(
-        {
-            "eventName": ["INSERT", "MODIFY"],
-            "dynamodb": {
-                "NewImage": {
-                    "status": {"S": ["PENDING"]},
-                    "origin_region": {"S": [region]},
-                }
-            },
-        },
-        sort_keys=True,
-    )
+    return json.dumps(schema.stream_filter_pattern(region), sort_keys=True)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from local.event_source_mapping import MappingConfig
 from local.gateway import Limits
 from local.stack import Stack, StackOptions, StartupError
 from local.streams import BatchPolicy
+from streamer.schema import stream_filter_pattern
 
 PROG = "python -m local"
 
@@ -101,6 +102,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
             ),
             parallelization_factor=args.parallelization_factor,
             poll_interval_s=args.poll_interval,
+            filters=(stream_filter_pattern(args.region),),
         ),
         sweep_interval_s=args.sweep_interval,
         shutdown_grace_s=args.shutdown_grace,

@@ -36,6 +36,8 @@ class MappingConfig:
     poll_interval_s: float = 0.1
     shard_discovery_s: float = 1.0
     records_per_read: int = 1000
+    #: Lambda event filter patterns; a record that matches none is dropped, as on AWS.
+    filters: tuple[dict, ...] = ()
 
 
 @dataclass
@@ -151,9 +153,13 @@ class EventSourceMapping:
         records = answer.get("Records", [])
         for record in records:
             converted = streams.lambda_record(record, self._stream_arn)
+            shard.last_sequence = streams.sequence_number(converted)
+            if self._config.filters and not any(
+                streams.matches_filter(f, converted) for f in self._config.filters
+            ):
+                continue
             lane = streams.lane_for(converted, self._partition_key or "", len(self._lanes))
             self._lanes[lane].add(converted, now)
-            shard.last_sequence = streams.sequence_number(converted)
         shard.iterator = answer.get("NextShardIterator")
         if shard.iterator is None:
             log.info("shard %s read to its end", shard.shard_id)

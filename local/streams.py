@@ -170,3 +170,26 @@ class Lane:
         backoff = self._policy.retry_backoff_s * 2 ** (self._attempts - 1)
         self._not_before = now + min(backoff, self._policy.retry_backoff_max_s)
         return []
+
+
+def matches_filter(pattern: dict, record: dict) -> bool:
+    """Whether a record passes a Lambda event filter pattern.
+
+    Supports what Streamer's mappings use: nested objects whose leaves are
+    lists of exact values (a record matches if its value is one of them).
+    """
+    for key, expected in pattern.items():
+        if key not in record:
+            return False
+        actual = record[key]
+        if isinstance(expected, dict):
+            if not isinstance(actual, dict) or not matches_filter(expected, actual):
+                return False
+        elif isinstance(expected, list):
+            if any(isinstance(option, dict) for option in expected):
+                raise ValueError("only exact-value filter patterns are supported locally")
+            if actual not in expected:
+                return False
+        else:
+            raise ValueError("a filter pattern's leaves must be lists of values")
+    return True
