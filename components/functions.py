@@ -61,6 +61,8 @@ def environment(
             env[config.JWT_LEEWAY_S] = str(jwt.leeway_s)
         if settings.allowed_tenants:
             env[config.ALLOWED_TENANTS] = ",".join(settings.allowed_tenants)
+        if settings.watch_token_secret is not None:
+            env[config.WATCH_TOKEN_SECRET] = settings.watch_token_secret
         return env
     env[config.CONNECTIONS_TABLE] = table_names[CONNECTIONS.logical_name]
     env[config.REQUESTS_TABLE] = table_names[REQUESTS.logical_name]
@@ -79,6 +81,12 @@ def environment(
                 config.PROCESSOR_CONCURRENCY: str(settings.processor.concurrency),
             }
         )
+    if function == "router":
+        env[config.RATE_LIMIT_PER_S] = str(settings.runtime.rate_limit_per_s)
+        env[config.MAX_ACTIVE_REQUESTS] = str(settings.runtime.max_active_requests)
+        env[config.WATCH_TOKEN_TTL_S] = str(settings.runtime.watch_token_ttl_s)
+        if settings.watch_token_secret is not None:
+            env[config.WATCH_TOKEN_SECRET] = settings.watch_token_secret
     return env
 
 

@@ -17,6 +17,7 @@ import pulumi
 from streamer.schema import (
     CONNECTIONS,
     REQUESTS,
+    REQUESTS_BY_ACTIVE_OWNER,
     REQUESTS_BY_DUE,
     SUBSCRIPTIONS,
     SUBSCRIPTIONS_BY_CONNECTION,
@@ -65,8 +66,11 @@ TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
         TableGrant(
             REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         ),
-        # touch_connection (ping refreshes last_seen).
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:UpdateItem",)),
+        # count_active (the per-user cap).
+        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_ACTIVE_OWNER),
+        # touch_connection (ping), admit_message (the rate limit's window and its
+        # check for a missing record).
+        TableGrant(CONNECTIONS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
         # subscribe, unsubscribe, subscribers.
         TableGrant(
             SUBSCRIPTIONS.logical_name,

@@ -86,6 +86,9 @@ class RuntimeTuning:
     max_attempts: int = _RUNTIME_DEFAULTS["max_attempts"]
     lease_margin_s: int = _RUNTIME_DEFAULTS["lease_margin_s"]
     log_level: str = _RUNTIME_DEFAULTS["log_level"]
+    rate_limit_per_s: int = _RUNTIME_DEFAULTS["rate_limit_per_s"]
+    max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
+    watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class StackSettings:
     deletion_protection: bool = False
     manage_api_gateway_account: bool = False
     artifacts_dir: str = "build/lambda"
+    #: Signs watch tokens (a secret); without it the `watch` action is refused.
+    watch_token_secret: pulumi.Input[str] | None = None
 
     @property
     def home_region(self) -> str:
@@ -165,6 +170,7 @@ class StackSettings:
             deletion_protection=bool(config.get_bool("deletionProtection")),
             manage_api_gateway_account=bool(config.get_bool("manageApiGatewayAccount")),
             artifacts_dir=config.get("artifactsDir") or "build/lambda",
+            watch_token_secret=config.get_secret("watchTokenSecret"),
         )
         settings.check()
         return settings

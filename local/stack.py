@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import html
 import json
 import logging
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local import dynamodb, tokens
+from local import dynamodb, static_site, tokens
 from local.apigateway import DEFAULT_ROUTE, Api
 from local.event_source_mapping import EventSourceMapping, MappingConfig
 from local.functions import FunctionSpec, LambdaFunction
@@ -108,6 +108,9 @@ def lambda_environment(
         config.REQUESTS_TABLE: settings.requests_table,
         config.SUBSCRIPTIONS_TABLE: settings.subscriptions_table,
         config.MANAGEMENT_ENDPOINT: management_url,
+        # Watch tokens die with the stack: a fresh secret per run.
+        config.WATCH_TOKEN_SECRET: os.environ.get(config.WATCH_TOKEN_SECRET)
+        or secrets.token_urlsafe(32),
     }
     optional = {
         config.APP_MODULE: options.app,
@@ -127,22 +130,6 @@ def write_ready_file(path: Path, content: dict) -> None:
     with os.fdopen(handle, "w") as file:
         json.dump(content, file, indent=2)
     os.replace(temporary, path)
-
-
-def _index_page(ready: dict) -> HttpResponse:
-    rows = "".join(
-        f"<tr><th>{html.escape(name)}</th><td><code>{html.escape(str(value))}</code></td></tr>"
-        for name, value in ready.items()
-        if name in ("websocket_url", "management_url", "dynamodb", "region")
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Streamer local stack</title>"
-        "</head><body><h1>Streamer local stack</h1>"
-        f"<table>{rows}</table>"
-        "<p>Get a token with <code>python -m local token --sub USER --tenant TENANT</code> "
-        "and connect to the WebSocket URL with <code>?token=...</code>.</p></body></html>"
-    )
-    return HttpResponse(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
 
 def _not_found() -> HttpResponse:
@@ -287,9 +274,8 @@ class Stack:
         return self.ready
 
     def _serve_page(self, method: str, path: str) -> HttpResponse:
-        if method in ("GET", "HEAD") and path.split("?", 1)[0] == "/" and self.ready:
-            return _index_page(self.ready)
-        return _not_found()
+        page = static_site.serve(method, path, self.ready) if self.ready else None
+        return page or _not_found()
 
     async def close(self) -> bool:
         """Stop everything in reverse order; False if invocations outlived the grace period.

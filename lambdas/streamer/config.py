@@ -30,6 +30,10 @@ JWT_ISSUER = "STREAMER_JWT_ISSUER"
 JWT_AUDIENCE = "STREAMER_JWT_AUDIENCE"
 JWT_LEEWAY_S = "STREAMER_JWT_LEEWAY_S"
 ALLOWED_TENANTS = "STREAMER_ALLOWED_TENANTS"
+RATE_LIMIT_PER_S = "STREAMER_RATE_LIMIT_PER_S"
+MAX_ACTIVE_REQUESTS = "STREAMER_MAX_ACTIVE_REQUESTS"
+WATCH_TOKEN_SECRET = "STREAMER_WATCH_TOKEN_SECRET"
+WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
 TRACING = "STREAMER_TRACING"
 LOG_LEVEL = "STREAMER_LOG_LEVEL"
 # Set by Lambda itself; the origin region of requests and the stream filter.
@@ -59,6 +63,10 @@ ALL = (
     ALLOWED_TENANTS,
     TRACING,
     LOG_LEVEL,
+    RATE_LIMIT_PER_S,
+    MAX_ACTIVE_REQUESTS,
+    WATCH_TOKEN_SECRET,
+    WATCH_TOKEN_TTL_S,
 )
 
 DEFAULT_APP = "streamer.demo"
@@ -101,6 +109,12 @@ class Settings:
     allowed_tenants: frozenset[str] | None = None
     tracing: bool = False
     log_level: str = "INFO"
+    #: Messages per connection per second (a fixed one-second window); 0 is no limit.
+    rate_limit_per_s: int = 20
+    #: Async requests one user may have not yet ended; 0 is no limit.
+    max_active_requests: int = 20
+    watch_token_secret: str | None = None
+    watch_token_ttl_s: int = 1800
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,4 +156,8 @@ class Settings:
             ),
             tracing=(text(TRACING) or "").lower() in {"1", "true", "yes", "on"},
             log_level=(text(LOG_LEVEL) or "INFO").upper(),
+            rate_limit_per_s=number(RATE_LIMIT_PER_S, 20),
+            max_active_requests=number(MAX_ACTIVE_REQUESTS, 20),
+            watch_token_secret=text(WATCH_TOKEN_SECRET),
+            watch_token_ttl_s=number(WATCH_TOKEN_TTL_S, 1800),
         )

@@ -18,14 +18,19 @@ class Identity:
     user_id: str
     tenant_id: str
     permissions: frozenset[str] = frozenset()
+    #: Set for a connection opened with a watch token: the one request it may watch.
+    watch_request: str | None = None
 
     def to_context(self) -> dict[str, str]:
         """The authorizer's `context`: API Gateway accepts only strings, numbers, booleans."""
-        return {
+        context = {
             "user_id": self.user_id,
             "tenant_id": self.tenant_id,
             "permissions": ",".join(sorted(self.permissions)),
         }
+        if self.watch_request is not None:
+            context["watch_request"] = self.watch_request
+        return context
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any] | None) -> Identity | None:
@@ -39,7 +44,13 @@ class Identity:
             return None
         raw = context.get("permissions") or ""
         permissions = frozenset(p for p in str(raw).split(",") if p)
-        return cls(user_id=user_id, tenant_id=tenant_id, permissions=permissions)
+        watch_request = context.get("watch_request")
+        return cls(
+            user_id=user_id,
+            tenant_id=tenant_id,
+            permissions=permissions,
+            watch_request=str(watch_request) if watch_request else None,
+        )
 
 
 def _headers(raw: Mapping[str, Any] | None) -> dict[str, str]:

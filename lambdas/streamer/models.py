@@ -60,6 +60,9 @@ class Connection(Model):
     connected_at = NumberAttribute()
     last_seen = NumberAttribute()
     ttl = NumberAttribute()
+    # The rate limit's current one-second window and the messages counted in it.
+    rate_window = NumberAttribute(null=True)
+    rate_count = NumberAttribute(null=True)
 
     by_user = ConnectionsByUser()
 
@@ -71,6 +74,14 @@ class RequestsByDue(GlobalSecondaryIndex):
 
     due_region = UnicodeAttribute(hash_key=True)
     due_at = NumberAttribute(range_key=True)
+
+
+class RequestsByActiveOwner(GlobalSecondaryIndex):
+    class Meta:
+        index_name = schema.REQUESTS_BY_ACTIVE_OWNER
+        projection = KeysOnlyProjection()
+
+    active_owner = UnicodeAttribute(hash_key=True)
 
 
 class RequestItem(Model):
@@ -108,9 +119,12 @@ class RequestItem(Model):
     # Present only while PROCESSING or RETRYING: the sweeper's sparse index.
     due_region = UnicodeAttribute(null=True)
     due_at = NumberAttribute(null=True)
+    # The owner while an async request has not ended: the per-user cap's index.
+    active_owner = UnicodeAttribute(null=True)
     ttl = NumberAttribute()
 
     by_due = RequestsByDue()
+    by_active_owner = RequestsByActiveOwner()
 
     @property
     def is_terminal(self) -> bool:

@@ -24,7 +24,13 @@ STATUS = "status"
 SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"
 CANCEL = "cancel"
-SYSTEM_ACTIONS = frozenset({PING, STATUS, SUBSCRIBE, UNSUBSCRIBE, CANCEL})
+WATCH = "watch"
+SYSTEM_ACTIONS = frozenset({PING, STATUS, SUBSCRIBE, UNSUBSCRIBE, CANCEL, WATCH})
+REQUEST_ACTIONS = (STATUS, SUBSCRIBE, UNSUBSCRIBE, CANCEL, WATCH)
+#: `metadata` limits: entries, key length, value length.
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class ClientMessage:
     metadata: dict[str, str] = field(default_factory=dict)
     #: `request_id` of the system actions that name a request.
     request_id: str | None = None
+    #: The owner of that request when it is not the caller (needs a tenant-wide permission).
+    user_id: str | None = None
 
     @property
     def is_system(self) -> bool:
@@ -115,17 +123,38 @@ def parse_client_message(body: str | bytes | None) -> ClientMessage:
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise _invalid("`metadata` must be an object of strings", field="metadata")
+    if len(metadata) > MAX_METADATA_ENTRIES or any(
+        len(k) > MAX_METADATA_KEY or len(v) > MAX_METADATA_VALUE for k, v in metadata.items()
+    ):
+        raise StreamerError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"`metadata` is limited to {MAX_METADATA_ENTRIES} entries, keys of "
+            f"{MAX_METADATA_KEY} and values of {MAX_METADATA_VALUE} characters",
+            details={"field": "metadata"},
+        )
 
-    request_id = None
-    if action in (STATUS, SUBSCRIBE, UNSUBSCRIBE, CANCEL):
+    request_id = user_id = None
+    if action in REQUEST_ACTIONS:
         request_id = data.get("request_id")
         if not isinstance(request_id, str) or not ID_PATTERN.fullmatch(request_id):
             raise _invalid(
                 f"`{action}` needs a `request_id` of 1-128 characters of A-Z a-z 0-9 _ . : -",
                 field="request_id",
             )
+        user_id = data.get("user_id")
+        if user_id is not None and (
+            not isinstance(user_id, str) or not ID_PATTERN.fullmatch(user_id)
+        ):
+            raise _invalid(
+                "`user_id` must be 1-128 characters of A-Z a-z 0-9 _ . : -", field="user_id"
+            )
     return ClientMessage(
-        action=action, id=client_id, payload=payload, metadata=metadata, request_id=request_id
+        action=action,
+        id=client_id,
+        payload=payload,
+        metadata=metadata,
+        request_id=request_id,
+        user_id=user_id,
     )
 
 
@@ -229,3 +258,12 @@ def status_message(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 def unsubscribed_message(request_id: str) -> dict[str, Any]:
     return {"type": "unsubscribed", "request_id": request_id}
+
+
+def watch_token_message(request_id: str, token: str, expires_at: int) -> dict[str, Any]:
+    return {
+        "type": "watch_token",
+        "request_id": request_id,
+        "token": token,
+        "expires_at": expires_at,
+    }

@@ -38,6 +38,7 @@ from streamer.protocol import (
     STATUS,
     SUBSCRIBE,
     UNSUBSCRIBE,
+    WATCH,
     ClientMessage,
     acknowledgment_message,
     client_id_of,
@@ -50,6 +51,7 @@ from streamer.protocol import (
     response_message,
     status_message,
     unsubscribed_message,
+    watch_token_message,
 )
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,13 @@ class _SyncProgress:
         return None
 
 
+#: Permissions (token claim `permissions`) that reach other users' requests of the tenant.
+READ_TENANT = "requests:read:tenant"
+CANCEL_TENANT = "requests:cancel:tenant"
+#: What a connection opened with a watch token may do, on its one request.
+WATCH_ACTIONS = frozenset({PING, STATUS, SUBSCRIBE, UNSUBSCRIBE})
+
+
 def runs_async(handler: Handler, threshold_ms: int) -> bool:
     """The sync/async decision: work estimated over the threshold is queued."""
     return handler.estimated_duration_ms > threshold_ms
@@ -108,9 +117,12 @@ class Router:
         """Answer one frame with the server message to return to the caller."""
         client_id = None
         try:
+            self._admit(caller)
             message = parse_client_message(body)
             client_id = message.id
             bind(action=message.action, client_id=client_id)
+            if caller.identity.watch_request is not None:
+                self._check_watch_scope(message, caller)
             if message.is_system:
                 return self._system(message, caller)
             return self._application(message, caller, remaining_ms)
@@ -118,6 +130,46 @@ class Router:
             if client_id is None:
                 client_id = client_id_of(body)
             return error_message(error, client_id)
+
+    # Limits and scopes
+
+    def _admit(self, caller: Caller) -> None:
+        """The per-connection rate limit: every frame counts, valid or not."""
+        limit = self.settings.rate_limit_per_s
+        if limit > 0 and not store.admit_message(caller.connection_id, now_ms() // 1000, limit):
+            raise StreamerError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {limit} messages in a second on this connection",
+                details={"limit_per_second": limit},
+                retryable=True,
+            )
+
+    def _check_watch_scope(self, message: ClientMessage, caller: Caller) -> None:
+        if message.action not in WATCH_ACTIONS:
+            raise StreamerError(
+                ErrorCode.FORBIDDEN,
+                "a watch token may only follow its request (status, subscribe, unsubscribe)",
+            )
+        if message.request_id is not None and (
+            message.request_id != caller.identity.watch_request or message.user_id is not None
+        ):
+            raise not_found(message.request_id)
+
+    def _owner_of_target(self, message: ClientMessage, caller: Caller) -> str:
+        """Whose request a system action names: the caller's, or with a tenant-wide
+        permission another user's of the same tenant. Without the permission the
+        answer is NOT_FOUND, as for an unknown id."""
+        identity = caller.identity
+        if message.user_id is None or message.user_id == identity.user_id:
+            return caller.owner
+        needed = CANCEL_TENANT if message.action == CANCEL else READ_TENANT
+        if needed not in identity.permissions:
+            if message.action == CANCEL and READ_TENANT in identity.permissions:
+                raise StreamerError(
+                    ErrorCode.FORBIDDEN, f"cancelling another user's request needs {needed}"
+                )
+            raise not_found(message.request_id or "")
+        return owner_key(identity.tenant_id, message.user_id)
 
     # System actions
 
@@ -127,26 +179,27 @@ class Router:
             store.touch_connection(caller.connection_id, now, now // 1000 + CONNECTION_TTL_S)
             return pong_message()
         request_id = message.request_id or ""
-        item = store.get_request(caller.owner, request_id)
+        owner = self._owner_of_target(message, caller)
+        item = store.get_request(owner, request_id)
         if message.action == SUBSCRIBE:
             if item is None:
                 raise not_found(request_id)
-            store.subscribe(
-                caller.owner, request_id, caller.connection_id, caller.endpoint, int(item.ttl)
-            )
+            store.subscribe(owner, request_id, caller.connection_id, caller.endpoint, int(item.ttl))
             # Read again after subscribing: a `complete` written in between is
             # either in this snapshot or sent to the new subscriber.
-            item = store.get_request(caller.owner, request_id) or item
+            item = store.get_request(owner, request_id) or item
             return snapshot_message(item)
         if item is None:
             raise not_found(request_id)
         if message.action == STATUS:
             return status_message(item.snapshot())
         if message.action == UNSUBSCRIBE:
-            store.unsubscribe(caller.owner, request_id, caller.connection_id)
+            store.unsubscribe(owner, request_id, caller.connection_id)
             return unsubscribed_message(request_id)
         if message.action == CANCEL:
             return self._cancel(item)
+        if message.action == WATCH:
+            return self._watch_token(item, caller)
         raise StreamerError(ErrorCode.INVALID_ACTION, f"unknown system action {message.action!r}")
 
     def _cancel(self, item: RequestItem) -> dict[str, Any]:
@@ -167,6 +220,21 @@ class Router:
             store.request_cancel(item, now)
         fresh = store.get_request(item.owner, item.request_id) or item
         return status_message(fresh.snapshot())
+
+    def _watch_token(self, item: RequestItem, caller: Caller) -> dict[str, Any]:
+        secret = self.settings.watch_token_secret
+        if not secret:
+            raise StreamerError(ErrorCode.FORBIDDEN, "watch tokens are not enabled")
+        from streamer import watch
+
+        token, expires_at = watch.mint(
+            secret,
+            caller.identity,
+            item.user_id,
+            item.request_id,
+            self.settings.watch_token_ttl_s,
+        )
+        return watch_token_message(item.request_id, token, expires_at)
 
     # Application actions
 
@@ -222,6 +290,7 @@ class Router:
         if kind == ASYNC:
             item.due_region = self.settings.region
             item.due_at = now + PICKUP_TIMEOUT_MS
+            item.active_owner = caller.owner
         return item
 
     def _existing(self, message: ClientMessage, payload: dict, caller: Caller) -> RequestItem:
@@ -243,6 +312,15 @@ class Router:
     ) -> dict[str, Any]:
         item = self._new_item(message, payload, handler, caller, kind=ASYNC, status=PENDING)
         bind(request_id=item.request_id)
+        if self._at_active_cap(caller) and (
+            message.id is None or store.get_request(caller.owner, message.id) is None
+        ):
+            raise StreamerError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.settings.max_active_requests} requests may run at once per user",
+                details={"max_active_requests": self.settings.max_active_requests},
+                retryable=True,
+            )
         if not store.create_request(item):
             item = self._existing(message, payload, caller)
             if item.kind != ASYNC:
@@ -258,6 +336,10 @@ class Router:
                 )
         log.info("request queued")
         return acknowledgment_message(item.request_id, int(item.estimated_duration_ms))
+
+    def _at_active_cap(self, caller: Caller) -> bool:
+        cap = self.settings.max_active_requests
+        return cap > 0 and store.count_active(caller.owner) >= cap
 
     def _run_sync(
         self,

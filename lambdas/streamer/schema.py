@@ -52,6 +52,7 @@ class TableSchema:
 CONNECTIONS_BY_USER = "by_user"
 SUBSCRIPTIONS_BY_CONNECTION = "by_connection"
 REQUESTS_BY_DUE = "by_due"
+REQUESTS_BY_ACTIVE_OWNER = "by_active_owner"
 
 CONNECTIONS = TableSchema(
     logical_name="connections",
@@ -68,7 +69,12 @@ REQUESTS = TableSchema(
     range_key="request_id",
     # Sparse index for the sweeper: only PROCESSING and RETRYING requests carry
     # `due_region` (their origin region) and `due_at` (lease expiry or retry time).
-    indexes=(Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at"),),
+    # Sparse index of the async requests not yet ended, per owner: counts them
+    # for the per-user cap on concurrent requests.
+    indexes=(
+        Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at"),
+        Index(REQUESTS_BY_ACTIVE_OWNER, hash_key="active_owner", projection="KEYS_ONLY"),
+    ),
     stream_view_type="NEW_AND_OLD_IMAGES",
     numeric_keys=frozenset({"due_at"}),
 )

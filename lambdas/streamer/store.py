@@ -81,6 +81,32 @@ def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
     )
 
 
+def admit_message(connection_id: str, window: int, limit: int) -> bool:
+    """Count one message in the connection's one-second `window`; False past `limit`.
+
+    Two conditional updates at most, so the limit holds across every router
+    instance serving the connection. A connection with no record (expired,
+    or removed after a 410) is admitted: there is nothing to count against.
+    """
+    connection = Connection(connection_id=connection_id)
+    if _conditional(
+        lambda: connection.update(
+            actions=[Connection.rate_count.add(1)],
+            condition=(Connection.rate_window == window) & (Connection.rate_count < limit),
+        )
+    ):
+        return True
+    if _conditional(
+        lambda: connection.update(
+            actions=[Connection.rate_window.set(window), Connection.rate_count.set(1)],
+            condition=Connection.connection_id.exists()
+            & (Connection.rate_window.does_not_exist() | (Connection.rate_window != window)),
+        )
+    ):
+        return True
+    return get_connection(connection_id) is None
+
+
 def forget_connection(connection_id: str) -> None:
     """Delete a connection and every subscription it holds (idempotent)."""
 
@@ -224,6 +250,7 @@ def finish_request(
         RequestItem.due_region.remove(),
         RequestItem.due_at.remove(),
         RequestItem.lease_expires_at.remove(),
+        RequestItem.active_owner.remove(),
     ]
     if result is not None:
         actions.append(RequestItem.result.set(result))
@@ -299,3 +326,8 @@ def due_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem
     return _guard(
         lambda: list(RequestItem.by_due.query(region, RequestItem.due_at <= now_ms, limit=limit))
     )
+
+
+def count_active(owner: str) -> int:
+    """Async requests of this owner that have not ended (eventually consistent)."""
+    return _guard(lambda: RequestItem.by_active_owner.count(owner))

@@ -40,7 +40,10 @@ ENVIRONMENT = {
     "authorizer": COMMON | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL},
     "connect": COMMON | TABLES,
     "disconnect": COMMON | TABLES,
-    "router": COMMON | TABLES | REQUEST_TUNING,
+    "router": COMMON
+    | TABLES
+    | REQUEST_TUNING
+    | {config.RATE_LIMIT_PER_S, config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S},
     "processor": COMMON | TABLES | REQUEST_TUNING,
     "sweeper": COMMON | TABLES | REQUEST_TUNING,
 }

@@ -35,7 +35,8 @@ CALLS: dict[str, dict[str, set[str]]] = {
     "router": {
         **FORGET,
         "requests": {GET, PUT, UPDATE},
-        "connections": {UPDATE, DELETE},
+        "requests/index/by_active_owner": {QUERY},
+        "connections": {GET, UPDATE, DELETE},
         "subscriptions": {PUT, DELETE, QUERY},
     },
     "processor": {
@@ -62,6 +63,7 @@ def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
         **tables,
         "subscriptions/index/by_connection": f"{tables['subscriptions']}/index/by_connection",
         "requests/index/by_due": f"{tables['requests']}/index/by_due",
+        "requests/index/by_active_owner": f"{tables['requests']}/index/by_active_owner",
         "requests stream": requests_stream_arn(plan, region),
         "dead letters": plan.named(f"{PROJECT}-{region}-processor-dead-letters").outputs["arn"],
     }

@@ -10,10 +10,14 @@ import logging
 import threading
 from typing import Any
 
-from streamer import runtime
-from streamer.auth import InvalidToken, TokenVerifier, policy, tenant_allowed
-from streamer.events import AuthorizerEvent
+import jwt
+
+from streamer import runtime, watch
+from streamer.auth import MAX_TOKEN_BYTES, InvalidToken, TokenVerifier, policy, tenant_allowed
+from streamer.config import Settings
+from streamer.events import AuthorizerEvent, Identity
 from streamer.logs import log_context
+from streamer.watch import InvalidWatchToken
 
 log = logging.getLogger("streamer.authorizer")
 _verifier: TokenVerifier | None = None
@@ -35,6 +39,18 @@ def reset() -> None:
         _verifier = None
 
 
+def _identity(token: str, settings: Settings) -> Identity:
+    """A user token's identity, or a watch token's (limited to one request)."""
+    if settings.watch_token_secret and token and len(token) <= MAX_TOKEN_BYTES:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        if watch.is_watch_token(header):
+            return watch.verify(settings.watch_token_secret, token, settings.jwt_leeway_s)
+    return _token_verifier().verify(token)
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = runtime.current().settings
     request = AuthorizerEvent(event)
@@ -43,8 +59,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             if query and header and query != header:
                 raise InvalidToken("two different tokens")
-            identity = _token_verifier().verify(query or header or "")
-        except InvalidToken as refusal:
+            identity = _identity(query or header or "", settings)
+        except (InvalidToken, InvalidWatchToken) as refusal:
             log.info("connection refused", extra={"fields": {"reason": str(refusal)}})
             raise Exception("Unauthorized") from None
         with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):

@@ -1,0 +1,113 @@
+"""Arbitrary frames at the router: always a protocol answer, never a change to accepted work."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamer import config, runtime
+from streamer.errors import ErrorCode
+from tests.unit import helpers
+from tests.unit.helpers import Client
+
+ANSWER_TYPES = {
+    "response",
+    "acknowledgment",
+    "error",
+    "pong",
+    "status",
+    "unsubscribed",
+    "progress",
+    "complete",
+    "watch_token",
+}
+CODES = {code.value for code in ErrorCode}
+EXAMPLES = int(os.environ.get("STREAMER_PROPERTY_EXAMPLES", "2000"))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+actions = st.sampled_from(
+    [
+        "echo",
+        "generate_report",
+        "ping",
+        "status",
+        "subscribe",
+        "unsubscribe",
+        "cancel",
+        "watch",
+        "count",
+        "nope",
+    ]
+) | st.text(max_size=70)
+ids = st.none() | st.sampled_from(["r-1", "x"]) | st.text(max_size=130)
+messages = st.fixed_dictionaries(
+    {"action": actions | json_values},
+    optional={
+        "id": ids | json_values,
+        "request_id": ids | json_values,
+        "user_id": ids,
+        "payload": json_values
+        | st.fixed_dictionaries(
+            {"pages": st.integers(-5, 2000) | json_values},
+            optional={"page_ms": st.integers(-1, 20000), "fail_at_page": json_values},
+        ),
+        "metadata": json_values,
+    },
+)
+frames = st.one_of(
+    messages.map(json.dumps),
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    st.binary(max_size=100).map(lambda b: b.decode("latin-1")),
+)
+
+
+@pytest.fixture
+def victim(test_app, management, monkeypatch):
+    monkeypatch.setenv(config.RATE_LIMIT_PER_S, "0")
+    monkeypatch.setenv(config.MAX_ACTIVE_REQUESTS, "0")
+    runtime.reset()
+    owner = Client("conn-owner", user="alice", tenant="t1")
+    owner.connect()
+    owner.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 3}})
+    return helpers.requests()
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(frame=frames)
+def test_any_frame_gets_a_protocol_answer_and_accepted_work_is_untouched(victim, frame):
+    # GIVEN alice's accepted request, and an attacker of another tenant
+    attacker = Client(
+        "conn-attacker",
+        user="mallory",
+        tenant="t2",
+        permissions="requests:read:tenant,requests:cancel:tenant",
+    )
+
+    # WHEN the attacker sends any frame at all
+    answer = attacker.send_raw(frame)
+
+    # THEN the answer is a protocol message, errors carry a known code, nothing leaks
+    assert answer["type"] in ANSWER_TYPES
+    if answer["type"] == "error":
+        assert answer["error"]["code"] in CODES
+        assert answer["error"]["code"] != "INTERNAL_ERROR", answer
+        assert isinstance(answer["error"]["retryable"], bool)
+    assert "Traceback" not in json.dumps(answer)
+    # and alice's request is exactly as it was
+    owner_items = [i for i in helpers.requests() if i["owner"]["S"] == "t1#alice"]
+    assert owner_items == victim
