@@ -16,7 +16,7 @@ from streamer import store
 from streamer.audience import end_request
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.errors import ErrorCode, StreamerError
-from streamer.models import FAILED, PENDING, PROCESSING, RETRYING, RequestItem
+from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, RETRYING, RequestItem
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +25,21 @@ log = logging.getLogger(__name__)
 class SweepReport:
     redriven: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"redriven": len(self.redriven), "timed_out": len(self.timed_out)}
+        return {
+            "redriven": len(self.redriven),
+            "timed_out": len(self.timed_out),
+            "cancelled": len(self.cancelled),
+        }
 
 
 def sweep_decision(item: RequestItem) -> str:
-    """What to do with a due request: "redrive", "time_out" or "skip"."""
+    """What to do with a due request: "redrive", "time_out", "cancel" or "skip"."""
+    if item.status == PROCESSING and item.cancel_requested:
+        # Cancelled while its worker was dying: end it rather than run it again.
+        return "cancel"
     if item.status == PROCESSING:
         return "time_out" if int(item.attempt) >= int(item.max_attempts) else "redrive"
     if item.status in (RETRYING, PENDING):
@@ -54,7 +62,11 @@ def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> Swee
             )
             if end_request(item, FAILED, error, delivery, from_statuses=(PROCESSING,), now=now):
                 report.timed_out.append(item.request_id)
-    if report.redriven or report.timed_out:
+        elif decision == "cancel":
+            error = StreamerError(ErrorCode.CANCELLED, "the request was cancelled")
+            if end_request(item, CANCELLED, error, delivery, from_statuses=(PROCESSING,), now=now):
+                report.cancelled.append(item.request_id)
+    if report.redriven or report.timed_out or report.cancelled:
         log.info("sweep", extra={"fields": report.to_dict()})
     return report
 

@@ -90,3 +90,19 @@ def management_delivery(api):
     from streamer.delivery import Delivery
 
     return Delivery("us-east-1", on_gone=store.forget_connection, client_factory=api.factory)
+
+
+def test_a_request_cancelled_while_its_worker_died_ends_cancelled(test_app, management):
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1}})
+    claim_and_die("r-1", now=1_000)
+    alice.send({"action": "cancel", "request_id": "r-1"})
+
+    report = sweep("us-east-1", runtime.current().delivery, now=2_000)
+
+    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    assert report.cancelled == ["r-1"] and report.redriven == []
+    assert item.status == "CANCELLED"
+    completes = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+    assert [c["status"] for c in completes] == ["CANCELLED"]
