@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from typing import Any
@@ -24,12 +25,14 @@ def _current_processor() -> Processor:
         return _processor
 
 
-_context = threading.local()
+# A context variable, not a thread-local: the batch's records are claimed in
+# worker threads, which run in a copy of the invocation's context.
+_context: contextvars.ContextVar[Any] = contextvars.ContextVar("lambda_context", default=None)
 
 
 def _lease_ms() -> int:
     """This invocation's remaining time plus a margin: past it, the worker is dead."""
-    context = getattr(_context, "value", None)
+    context = _context.get()
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     base = int(remaining()) if callable(remaining) else 900_000
     return base + runtime.current().settings.lease_margin_s * 1000
@@ -37,7 +40,7 @@ def _lease_ms() -> int:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = _current_processor()
-    _context.value = context
+    _context.set(context)
     records = stream_records(event)
     failures = processor.process_batch(records)
     if failures:
