@@ -77,13 +77,16 @@ def end_request(
     *,
     from_statuses: tuple[str, ...],
     now: int,
+    last_seq: int | None = None,
 ) -> bool:
     """End a request no worker is running (cancel, sweeper) and send its `complete`.
 
-    Conditional on the request still being in `from_statuses` at the attempt
-    `item` shows; False (and nothing sent) if it changed in between.
+    The `complete` follows `last_seq`, the last `seq` the request's messages
+    may have used (default: the persisted one). Conditional on the request
+    still being in `from_statuses` at the attempt `item` shows; False (and
+    nothing sent) if it changed in between.
     """
-    seq = int(item.seq) + 1
+    seq = (int(item.seq) if last_seq is None else last_seq) + 1
     ended = store.finish_request(
         item,
         from_statuses=from_statuses,

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 #: A checkpoint is stored on the request item; keep it small.
 MAX_CHECKPOINT_BYTES = 32 * 1024
+#: At most this many messages go out past the last `seq` persisted on the
+#: request. A worker that dies leaves no record of what it sent since, so
+#: whoever speaks for the request next (the sweeper, a re-driven attempt)
+#: continues this far ahead, and no client sees a `seq` twice.
+MAX_UNPERSISTED_MESSAGES = 32
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class ProgressReporter:
         self._condition = threading.Condition()
         self._outbox: deque[Update] = deque()
         self._seq = start_seq
+        self._persisted_seq = start_seq
         self._latest_sent: Update | None = None
         self._checkpoint: Any = None
         self._dirty = False
@@ -234,6 +240,12 @@ class ProgressReporter:
                 self._check_cancelled()
 
     def _send(self, update: Update) -> None:
+        if self._seq - self._persisted_seq >= MAX_UNPERSISTED_MESSAGES:
+            self._save(self._clock())
+            if self._seq - self._persisted_seq >= MAX_UNPERSISTED_MESSAGES:
+                # Progress is best effort; running further ahead of the store is not.
+                log.warning("progress not sent: the request's seq could not be persisted")
+                return
         self._seq += 1
         self._latest_sent = update
         self._dirty = True
@@ -261,7 +273,9 @@ class ProgressReporter:
             checkpoint=checkpoint,
         )
         try:
-            if not self._persist(snapshot):
+            if self._persist(snapshot):
+                self._persisted_seq = snapshot.seq
+            else:
                 self._cancelled = True
         except Exception:
             log.exception("progress not persisted")

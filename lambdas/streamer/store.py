@@ -284,15 +284,18 @@ def schedule_retry(
     )
 
 
-def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int) -> bool:
+def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int, seq: int) -> bool:
     """Put a due request back to PENDING (a MODIFY the stream filter picks up).
 
-    Conditional on the request being unchanged since the sweeper read it.
+    `seq` is the last one its messages may have used; the next attempt goes on
+    from there. Conditional on the request being unchanged since the sweeper
+    read it.
     """
     return _conditional(
         lambda: item.update(
             actions=[
                 RequestItem.status.set(PENDING),
+                RequestItem.seq.set(seq),
                 RequestItem.due_at.set(next_due_at),
                 RequestItem.lease_expires_at.remove(),
                 RequestItem.retry_after.remove(),

@@ -3,7 +3,9 @@
 Runs on a schedule. It reads the sparse `by_due` index (only PROCESSING,
 RETRYING and PENDING requests are in it), never scans the table. A PROCESSING
 request whose lease expired means its worker died or timed out: it goes back
-to PENDING, or ends FAILED with TIMEOUT once it used all its attempts.
+to PENDING, or ends FAILED with TIMEOUT once it used all its attempts. The
+dead worker may have sent messages it never recorded, so whatever is sent
+for the request next skips past them (`last_seq_sent`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from streamer.audience import end_request
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.errors import ErrorCode, StreamerError
 from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, RETRYING, RequestItem
+from streamer.progress import MAX_UNPERSISTED_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,27 @@ def sweep_decision(item: RequestItem) -> str:
     return "skip"
 
 
+def last_seq_sent(item: RequestItem) -> int:
+    """The highest `seq` a message of this due request may already have carried.
+
+    A PROCESSING request is due only once its worker's lease expired; that
+    worker may have sent up to `MAX_UNPERSISTED_MESSAGES` progress messages
+    past the `seq` it persisted.
+    """
+    if item.status == PROCESSING:
+        return int(item.seq) + MAX_UNPERSISTED_MESSAGES
+    return int(item.seq)
+
+
 def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> SweepReport:
     report = SweepReport()
     for item in store.due_requests(region, now, limit=max_items):
         decision = sweep_decision(item)
+        last_seq = last_seq_sent(item)
         if decision == "redrive":
-            if store.redrive_request(item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS):
+            if store.redrive_request(
+                item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq
+            ):
                 report.redriven.append(item.request_id)
         elif decision == "time_out":
             error = StreamerError(
@@ -60,15 +78,31 @@ def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> Swee
                 f"the request did not finish in {int(item.attempt)} attempts",
                 details={"attempts": int(item.attempt)},
             )
-            if end_request(item, FAILED, error, delivery, from_statuses=(PROCESSING,), now=now):
+            if end_request(
+                item,
+                FAILED,
+                error,
+                delivery,
+                from_statuses=(PROCESSING,),
+                now=now,
+                last_seq=last_seq,
+            ):
                 report.timed_out.append(item.request_id)
         elif decision == "cancel":
             error = StreamerError(ErrorCode.CANCELLED, "the request was cancelled")
-            if end_request(item, CANCELLED, error, delivery, from_statuses=(PROCESSING,), now=now):
+            if end_request(
+                item,
+                CANCELLED,
+                error,
+                delivery,
+                from_statuses=(PROCESSING,),
+                now=now,
+                last_seq=last_seq,
+            ):
                 report.cancelled.append(item.request_id)
     if report.redriven or report.timed_out or report.cancelled:
         log.info("sweep", extra={"fields": report.to_dict()})
     return report
 
 
-__all__ = ["SweepReport", "sweep", "sweep_decision"]
+__all__ = ["SweepReport", "last_seq_sent", "sweep", "sweep_decision"]
