@@ -151,6 +151,8 @@ export interface StreamerClientOptions {
   openTimeoutMs?: number;
   /** For the backoff's jitter; default Math.random. */
   random?: () => number;
+  /** How often a message the connection's rate limit refused (RATE_LIMITED with details.limit_per_second) is sent again before the caller sees the error; default 3. */
+  rateLimitRetries?: number;
   logger?: { info(...args: unknown[]): void; warn(...args: unknown[]): void };
   /** `info.attempt` while reconnecting, `info.error` when closed by a failure, `info.reconnected` when open again. */
   onStateChange?: (state: ConnectionState, info: { attempt?: number; error?: StreamerError; reconnected?: boolean }) => void;

@@ -267,6 +267,7 @@ export class StreamerClient {
     this._random = options.random ?? Math.random;
     this._logger = options.logger ?? { info() {}, warn() {} };
     this._onStateChange = options.onStateChange ?? null;
+    this._rateLimitRetries = options.rateLimitRetries ?? 3;
     const WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
     this._createWebSocket = options.createWebSocket ?? (WebSocketImpl ? (u) => new WebSocketImpl(u) : null);
     if (!this._createWebSocket) {
@@ -743,6 +744,9 @@ export class StreamerClient {
       this._logger.warn("server error answering no message", info);
       return;
     }
+    if (info?.code === "RATE_LIMITED" && info.retryable === true && info.details?.limit_per_second !== undefined && this._retryLater(answered)) {
+      return;
+    }
     const call = this._calls.get(answered);
     if (call) {
       this._calls.delete(answered);
@@ -765,6 +769,38 @@ export class StreamerClient {
         pending.reject(StreamerError.fromInfo(info, { requestId: answered }));
       }
     }
+  }
+
+  // The connection's message rate limit refused a message (a resume sends one
+  // per awaited request at once): send it again a little later, a few times,
+  // before the caller sees RATE_LIMITED. Nothing was stored, so this is safe.
+  _retryLater(answered) {
+    let owner;
+    let resend;
+    const call = this._calls.get(answered);
+    const aliased = this._aliases.get(answered);
+    if (call) {
+      owner = call;
+      resend = () => this._calls.get(answered) === call && this._send(call.message);
+    } else if (aliased !== undefined) {
+      owner = this._requests.get(aliased);
+      resend = () => {
+        if (this._requests.get(aliased) !== owner) return;
+        this._aliases.delete(answered);
+        owner.messageIds.delete(answered);
+        this._send(this._subscribeMessage(aliased));
+      };
+    } else {
+      owner = this._requests.get(answered);
+      if (owner?.pendingMessage == null) return false;
+      resend = () => this._requests.get(answered) === owner && owner.pendingMessage && this._send(owner.pendingMessage);
+    }
+    if (!owner) return false;
+    const tries = owner.rateLimited ?? 0;
+    if (tries >= this._rateLimitRetries) return false;
+    owner.rateLimited = tries + 1;
+    setTimeout(resend, 250 + this._policy.delay(tries, this._random));
+    return true;
   }
 
   _deliver(event) {
