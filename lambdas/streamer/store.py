@@ -84,17 +84,22 @@ def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
 def admit_message(connection_id: str, window: int, limit: int) -> bool:
     """Count one message in the connection's one-second `window`; False past `limit`.
 
-    Two conditional updates at most, so the limit holds across every router
-    instance serving the connection. A connection with no record (expired,
-    or removed after a 410) is admitted: there is nothing to count against.
+    Conditional updates only (three at most), so the limit holds across every
+    router instance serving the connection. A connection with no record
+    (expired, or removed after a 410) is admitted: there is nothing to count
+    against.
     """
     connection = Connection(connection_id=connection_id)
-    if _conditional(
-        lambda: connection.update(
-            actions=[Connection.rate_count.add(1)],
-            condition=(Connection.rate_window == window) & (Connection.rate_count < limit),
+
+    def count_in_window() -> bool:
+        return _conditional(
+            lambda: connection.update(
+                actions=[Connection.rate_count.add(1)],
+                condition=(Connection.rate_window == window) & (Connection.rate_count < limit),
+            )
         )
-    ):
+
+    if count_in_window():
         return True
     if _conditional(
         lambda: connection.update(
@@ -103,6 +108,9 @@ def admit_message(connection_id: str, window: int, limit: int) -> bool:
             & (Connection.rate_window.does_not_exist() | (Connection.rate_window != window)),
         )
     ):
+        return True
+    # Another message of the connection opened this window in between: count in it.
+    if count_in_window():
         return True
     return get_connection(connection_id) is None
 
