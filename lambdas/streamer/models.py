@@ -90,8 +90,9 @@ class RequestItem(Model):
     class Meta:
         table_name = "streamer-requests"
 
-    owner = UnicodeAttribute(hash_key=True)
-    request_id = UnicodeAttribute(range_key=True)
+    request_key = UnicodeAttribute(hash_key=True)
+    owner = UnicodeAttribute()
+    request_id = UnicodeAttribute()
     tenant_id = UnicodeAttribute()
     user_id = UnicodeAttribute()
     action = UnicodeAttribute()
@@ -171,7 +172,7 @@ class Subscription(Model):
 
 
 def request_key(owner: str, request_id: str) -> str:
-    """The subscriptions table's hash key for one request."""
+    """The key of one request, in the requests and the subscriptions tables."""
     return f"{owner}#{request_id}"
 
 

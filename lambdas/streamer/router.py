@@ -31,6 +31,7 @@ from streamer.models import (
     SYNC,
     RequestItem,
     owner_key,
+    request_key,
 )
 from streamer.protocol import (
     CANCEL,
@@ -265,9 +266,11 @@ class Router:
     ) -> RequestItem:
         now = now_ms()
         identity = caller.identity
+        request_id = message.id or f"req-{uuid.uuid4().hex}"
         item = RequestItem(
-            caller.owner,
-            message.id or f"req-{uuid.uuid4().hex}",
+            request_key(caller.owner, request_id),
+            owner=caller.owner,
+            request_id=request_id,
             tenant_id=identity.tenant_id,
             user_id=identity.user_id,
             action=message.action,

@@ -60,13 +60,14 @@ CONNECTIONS = TableSchema(
     indexes=(Index(CONNECTIONS_BY_USER, hash_key="user_key"),),
 )
 
-# Requests are keyed by owner (tenant and user), so a request id of another
-# tenant or user cannot even be addressed, and client ids are idempotency keys
-# scoped to that owner.
+# A request's key is its tenant, user and id together ("tenant#user#id"): a
+# request id of another tenant or user cannot even be addressed, and client
+# ids are idempotency keys scoped to their owner. Each request is its own
+# partition key because DynamoDB Streams keeps records of one partition key in
+# order: keyed by owner, a user's second request would wait for the first.
 REQUESTS = TableSchema(
     logical_name="requests",
-    hash_key="owner",
-    range_key="request_id",
+    hash_key="request_key",
     # Sparse index for the sweeper: only PROCESSING and RETRYING requests carry
     # `due_region` (their origin region) and `due_at` (lease expiry or retry time).
     # Sparse index of the async requests not yet ended, per owner: counts them

@@ -161,7 +161,8 @@ def _get_or_none(model: type[T], *keys: str, consistent: bool = False) -> T | No
 
 
 def get_request(owner: str, request_id: str, *, consistent: bool = True) -> RequestItem | None:
-    return _guard(lambda: _get_or_none(RequestItem, owner, request_id, consistent=consistent))
+    key = request_key(owner, request_id)
+    return _guard(lambda: _get_or_none(RequestItem, key, consistent=consistent))
 
 
 def create_request(item: RequestItem, *, stale_sync_before_ms: int | None = None) -> bool:
@@ -170,7 +171,7 @@ def create_request(item: RequestItem, *, stale_sync_before_ms: int | None = None
     With `stale_sync_before_ms`, a sync request still PROCESSING since before
     that time (its router died mid-run) may be taken over.
     """
-    condition = RequestItem.request_id.does_not_exist()
+    condition = RequestItem.request_key.does_not_exist()
     if stale_sync_before_ms is not None:
         condition = condition | (
             (RequestItem.kind == "sync")
@@ -230,7 +231,7 @@ def save_progress(
     condition = _running(item, attempt) & (
         RequestItem.cancel_requested.does_not_exist() | (RequestItem.cancel_requested == False)  # noqa: E712
     )
-    copy = RequestItem(item.owner, item.request_id)
+    copy = RequestItem(item.request_key)
     return _conditional(lambda: copy.update(actions=actions, condition=condition))
 
 

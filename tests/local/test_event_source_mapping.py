@@ -43,7 +43,7 @@ class Processor:
             self.batches.append(records)
             failures = []
             for record in records:
-                request = record["dynamodb"]["Keys"]["request_id"]["S"]
+                request = record["dynamodb"]["NewImage"]["request_id"]["S"]
                 step = record["dynamodb"]["NewImage"]["step"]["N"]
                 if f"{request}/{step}" in self._fail_once:
                     self._fail_once.discard(f"{request}/{step}")
@@ -86,7 +86,7 @@ def test_every_record_arrives_once_in_item_order_despite_failures(moto) -> None:
                 table.put_item(
                     TableName=TABLES["requests"],
                     Item={
-                        "owner": {"S": f"tenant#{request}"},
+                        "request_key": {"S": f"tenant#user#{request}"},
                         "request_id": {"S": request},
                         "step": {"N": str(step)},
                     },
@@ -103,7 +103,7 @@ def test_every_record_arrives_once_in_item_order_despite_failures(moto) -> None:
         assert [name for _, name in mine] == ["INSERT"] + ["MODIFY"] * (steps - 1)
     # and the failed records came again, at the head of a later batch
     heads = [
-        (b[0]["dynamodb"]["Keys"]["request_id"]["S"], b[0]["dynamodb"]["NewImage"]["step"]["N"])
+        (b[0]["dynamodb"]["NewImage"]["request_id"]["S"], b[0]["dynamodb"]["NewImage"]["step"]["N"])
         for b in processor.batches
     ]
     assert ("req-1", "2") in heads and ("req-4", "2") in heads

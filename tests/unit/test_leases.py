@@ -8,7 +8,7 @@ import pytest
 
 from streamer import config, runtime, store
 from streamer.entry import processor
-from streamer.models import RequestItem, owner_key
+from streamer.models import owner_key
 from streamer.progress import MAX_UNPERSISTED_MESSAGES, ProgressReporter
 from streamer.sweeper import sweep
 from tests.conftest import FakeContext
@@ -71,7 +71,7 @@ def test_progress_never_runs_more_than_the_bound_ahead_of_the_persisted_seq():
 
 def dead_worker(request_id: str, *, persisted_seq: int) -> None:
     """A worker claims the request, persists progress up to `persisted_seq`, and dies."""
-    item = RequestItem.get(owner_key("t1", "alice"), request_id)
+    item = store.get_request(owner_key("t1", "alice"), request_id)
     assert store.claim_request(item, 1_000, 1_010)
     assert store.save_progress(
         item,

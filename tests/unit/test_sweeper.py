@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamer import config, runtime, store
-from streamer.models import PROCESSING, RequestItem, owner_key
+from streamer.models import PROCESSING, owner_key
 from streamer.sweeper import sweep
 from tests.unit import helpers
 from tests.unit.helpers import Client, Stream
@@ -11,7 +11,7 @@ from tests.unit.helpers import Client, Stream
 
 def claim_and_die(request_id: str, now: int) -> None:
     """A worker claims the request with a short lease and never finishes."""
-    item = RequestItem.get(owner_key("t1", "alice"), request_id)
+    item = store.get_request(owner_key("t1", "alice"), request_id)
     assert store.claim_request(item, now, now + 10)
 
 
@@ -29,7 +29,7 @@ def test_an_expired_lease_is_redriven_and_then_timed_out(test_app, management, m
     # WHEN the sweeper runs after the lease
     first = sweep("us-east-1", runtime.current().delivery, now=2_000)
     # THEN the request is PENDING again, attempt 1 kept (the next claim makes it 2)
-    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
     assert first.redriven == ["r-1"] and item.status == "PENDING" and item.attempt == 1
 
     # GIVEN the second attempt dies too
@@ -37,7 +37,7 @@ def test_an_expired_lease_is_redriven_and_then_timed_out(test_app, management, m
     second = sweep("us-east-1", runtime.current().delivery, now=4_000)
 
     # THEN it ends FAILED with TIMEOUT, and the owner gets exactly one complete
-    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
     assert second.timed_out == ["r-1"] and item.status == "FAILED"
     assert item.error["code"] == "TIMEOUT"
     completes = [m for m in management_api.messages("conn-alice") if m["type"] == "complete"]
@@ -52,7 +52,7 @@ def test_a_redriven_request_is_picked_up_by_the_stream_and_resumes_from_its_chec
     alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 4, "page_ms": 0}})
     stream = Stream()
     stream.next_event()  # the INSERT, taken by a worker that then died:
-    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
     store.claim_request(item, 1_000, 1_010)
     store.save_progress(
         item,
@@ -67,7 +67,7 @@ def test_a_redriven_request_is_picked_up_by_the_stream_and_resumes_from_its_chec
     sweep("us-east-1", runtime.current().delivery, now=2_000)
     stream.run()
 
-    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
     assert item.status == "COMPLETED" and item.attempt == 2
     pages = [m["message"] for m in management.messages("conn-alice") if m["type"] == "progress"]
     assert pages == ["page 3 of 4", "page 4 of 4"]
@@ -101,7 +101,7 @@ def test_a_request_cancelled_while_its_worker_died_ends_cancelled(test_app, mana
 
     report = sweep("us-east-1", runtime.current().delivery, now=2_000)
 
-    item = RequestItem.get(owner_key("t1", "alice"), "r-1")
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
     assert report.cancelled == ["r-1"] and report.redriven == []
     assert item.status == "CANCELLED"
     completes = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
