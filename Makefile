@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local plan package
+.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser plan package
 
 $(STAMP): requirements.txt lambdas/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,17 @@ local: setup
 dynamodb-local:
 	local/install_dynamodb_local.sh
 
-## Everything CI runs: lint, every suite on moto, then the end-to-end suite
-## again against DynamoDB Local.
+## Everything CI runs: lint, every pytest suite on moto, the end-to-end suite
+## again against DynamoDB Local, then the JS client and demo page in Chromium.
 test: setup lint dynamodb-local
 	$(PY) -m pytest
 	STREAMER_TEST_DYNAMODB=dynamodb-local $(PY) -m pytest -m e2e
+	$(MAKE) browser
+
+## JS client tests (Node) and demo page tests (Debian's Chromium via playwright-core).
+browser: setup
+	tests/browser/setup.sh
+	cd tests/browser && npm test
 
 e2e: setup
 	$(PY) -m pytest -m e2e
