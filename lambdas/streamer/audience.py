@@ -69,6 +69,18 @@ class Audience:
             return delivered
 
 
+def stored_complete(item: RequestItem) -> dict[str, Any]:
+    """The `complete` of an ended request, rebuilt from what is stored."""
+    return complete_message(
+        item.request_id,
+        int(item.seq),
+        item.status,
+        result=item.result,
+        error=item.error,
+        timestamp=int(item.updated_at),
+    )
+
+
 def end_request(
     item: RequestItem,
     status: str,

@@ -213,6 +213,8 @@ class Processor:
             seq=seq,
             now_ms=now,
             progress=100.0 if outcome.error is None else None,
+            # Should this worker die before the complete is out, the sweeper sends it.
+            deliver_by=int(item.lease_expires_at),
             **final,
         ):
             log.warning("request changed hands before it ended; its outcome is dropped")
@@ -221,3 +223,7 @@ class Processor:
             complete_message(item.request_id, seq, outcome.status, timestamp=now, **final),
             refresh=True,
         )
+        try:
+            store.complete_sent(item)
+        except store.StoreUnavailable:
+            log.warning("complete sent but not recorded; the sweeper will send it again")

@@ -20,6 +20,7 @@ from streamer.models import (
     PENDING,
     PROCESSING,
     RETRYING,
+    TERMINAL,
     Connection,
     RequestItem,
     Subscription,
@@ -246,21 +247,29 @@ def finish_request(
     result: Any = None,
     error: dict[str, Any] | None = None,
     progress: float | None = None,
+    deliver_by: int | None = None,
 ) -> bool:
     """Move a request to a terminal status, if it is still in one of `from_statuses`.
 
     `attempt`, when given, must still be the request's attempt (the caller's
-    lease). On success `item` holds the final state.
+    lease). With `deliver_by`, the request stays in the sweeper's index until
+    then, unless `complete_sent` takes it off first: a `complete` lost with
+    its worker is sent again. On success `item` holds the final state.
     """
     actions = [
         RequestItem.status.set(status),
         RequestItem.seq.set(seq),
         RequestItem.updated_at.set(now_ms),
-        RequestItem.due_region.remove(),
-        RequestItem.due_at.remove(),
         RequestItem.lease_expires_at.remove(),
         RequestItem.active_owner.remove(),
     ]
+    if deliver_by is None:
+        actions += [RequestItem.due_region.remove(), RequestItem.due_at.remove()]
+    else:
+        actions += [
+            RequestItem.due_region.set(item.origin_region),
+            RequestItem.due_at.set(deliver_by),
+        ]
     if result is not None:
         actions.append(RequestItem.result.set(result))
     if error is not None:
@@ -271,6 +280,17 @@ def finish_request(
     if attempt is not None:
         condition = condition & (RequestItem.attempt == attempt)
     return _conditional(lambda: item.update(actions=actions, condition=condition))
+
+
+def complete_sent(item: RequestItem) -> bool:
+    """Take an ended request off the sweeper's index: its `complete` went out."""
+    copy = RequestItem(item.request_key)
+    return _conditional(
+        lambda: copy.update(
+            actions=[RequestItem.due_region.remove(), RequestItem.due_at.remove()],
+            condition=RequestItem.status.is_in(*TERMINAL) & (RequestItem.seq == int(item.seq)),
+        )
+    )
 
 
 def schedule_retry(

@@ -1,11 +1,14 @@
 """The sweeper: re-drives requests whose lease, retry time or pickup time passed.
 
-Runs on a schedule. It reads the sparse `by_due` index (only PROCESSING,
-RETRYING and PENDING requests are in it), never scans the table. A PROCESSING
+Runs on a schedule. It reads the sparse `by_due` index (PENDING, PROCESSING
+and RETRYING requests, and ended ones until their `complete` is out), never
+scans the table. A PROCESSING
 request whose lease expired means its worker died or timed out: it goes back
 to PENDING, or ends FAILED with TIMEOUT once it used all its attempts. The
 dead worker may have sent messages it never recorded, so whatever is sent
-for the request next skips past them (`last_seq_sent`).
+for the request next skips past them (`last_seq_sent`). An ended request is
+due only if its worker died between storing the outcome and sending the
+`complete`: the sweeper sends it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer import store
-from streamer.audience import end_request
+from streamer.audience import Audience, end_request, stored_complete
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.errors import ErrorCode, StreamerError
 from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, RETRYING, RequestItem
@@ -29,17 +32,21 @@ class SweepReport:
     redriven: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "redriven": len(self.redriven),
             "timed_out": len(self.timed_out),
             "cancelled": len(self.cancelled),
+            "resent": len(self.resent),
         }
 
 
 def sweep_decision(item: RequestItem) -> str:
-    """What to do with a due request: "redrive", "time_out", "cancel" or "skip"."""
+    """What to do with a due request: "redrive", "time_out", "cancel", "resend" or "skip"."""
+    if item.is_terminal:
+        return "resend"
     if item.status == PROCESSING and item.cancel_requested:
         # Cancelled while its worker was dying: end it rather than run it again.
         return "cancel"
@@ -100,7 +107,11 @@ def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> Swee
                 last_seq=last_seq,
             ):
                 report.cancelled.append(item.request_id)
-    if report.redriven or report.timed_out or report.cancelled:
+        elif decision == "resend":
+            Audience(item, delivery).send(stored_complete(item), refresh=True)
+            if store.complete_sent(item):
+                report.resent.append(item.request_id)
+    if report.redriven or report.timed_out or report.cancelled or report.resent:
         log.info("sweep", extra={"fields": report.to_dict()})
     return report
 

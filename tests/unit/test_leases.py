@@ -7,6 +7,7 @@ import time
 import pytest
 
 from streamer import config, runtime, store
+from streamer.audience import Audience
 from streamer.entry import processor
 from streamer.models import owner_key
 from streamer.progress import MAX_UNPERSISTED_MESSAGES, ProgressReporter
@@ -123,3 +124,48 @@ def test_the_sweepers_complete_comes_after_what_a_dead_worker_may_have_sent(
     [complete] = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
     assert complete["status"] == ("CANCELLED" if cancelled else "FAILED")
     assert complete["seq"] == 3 + MAX_UNPERSISTED_MESSAGES + 1
+
+
+class WorkerDied(BaseException):
+    """The Lambda stops here: nothing after this line of the worker runs."""
+
+
+def test_a_complete_lost_with_its_worker_is_sent_by_the_sweeper_once(
+    alice, management, monkeypatch
+):
+    # GIVEN a worker that stores the outcome and dies before the complete goes out
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1, "page_ms": 0}})
+    real_send = Audience.send
+
+    def die_at_the_complete(self, message, **kwargs):
+        if message["type"] == "complete":
+            raise WorkerDied
+        return real_send(self, message, **kwargs)
+
+    monkeypatch.setattr(Audience, "send", die_at_the_complete)
+    with pytest.raises(WorkerDied):
+        Stream().run()
+    monkeypatch.setattr(Audience, "send", real_send)
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
+    assert item.status == "COMPLETED"
+    assert not [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+
+    # WHEN the sweeper runs before the worker's lease ended, and after
+    early = sweep("us-east-1", runtime.current().delivery, now=int(item.due_at) - 1)
+    late = sweep("us-east-1", runtime.current().delivery, now=int(item.due_at))
+    again = sweep("us-east-1", runtime.current().delivery, now=int(item.due_at) + 60_000)
+
+    # THEN the stored complete goes out once, after the lease
+    assert early.resent == [] and late.resent == ["r-1"] and again.resent == []
+    [complete] = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+    assert complete["status"] == "COMPLETED" and complete["result"]["pages"] == 1
+    assert complete["seq"] == int(item.seq)
+
+
+def test_a_request_whose_complete_went_out_leaves_the_sweepers_index(alice, management):
+    alice.send({"action": "explode", "id": "x-1"})
+
+    Stream().run()
+
+    assert [m["type"] for m in management.messages("conn-alice")] == ["complete"]
+    assert store.due_requests("us-east-1", now_ms=10**15) == []
