@@ -5,7 +5,9 @@ Writes into DIR (default build/lambda):
 - `code.zip`: the runtime, entry points and demo app: the contents of `lambdas/`
   (so `streamer/` is at the archive root), without caches, egg-info or requirements;
 - `layer.zip`: `lambdas/requirements.txt` installed for CPython 3.12 on arm64 Linux
-  under `python/`, where Lambda puts layers on `sys.path`;
+  under `python/`, where Lambda puts layers on `sys.path`, without the packages the
+  Lambda Python runtime already provides (`RUNTIME_PROVIDED`: the AWS SDK for Python
+  and what it depends on);
 - `manifest.json`: both paths with the base64 SHA-256 Lambda compares (`code_sha256`).
 
 The zips are deterministic (sorted entries, fixed timestamps and modes), so a hash
@@ -21,7 +23,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +42,21 @@ MANIFEST = "manifest.json"
 
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
+
+#: Distributions every Lambda Python runtime already has on `sys.path`: boto3, botocore and
+#: their dependencies. pynamodb and aws-xray-sdk pull botocore in, which would be more than
+#: half of the layer (about 20 of 37 MiB unzipped, docs/benchmarks.md) for a copy the
+#: runtime holds anyway. The runtime's copy is the one Lambda keeps patched; pynamodb
+#: needs botocore >= 1.12, far older than any runtime's.
+RUNTIME_PROVIDED = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "urllib3",
+    "python-dateutil",
+    "six",
+)
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _SKIPPED_DIRS = {"__pycache__", ".pytest_cache", "tests"}
@@ -157,6 +176,34 @@ def pip_command(requirements: Path, target: Path) -> list[str]:
     ]
 
 
+def canonical_name(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503): `Python_Dateutil` is
+    `python-dateutil`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def remove_distributions(site: Path, names: Iterable[str]) -> list[str]:
+    """Delete the installed distributions named `names` from `site`; return those removed.
+
+    Each distribution's files are the ones its `RECORD` lists (what pip would
+    uninstall), so a package never loses a file that another one installed.
+    """
+    wanted = {canonical_name(name) for name in names}
+    removed = []
+    for distribution in importlib.metadata.distributions(path=[str(site)]):
+        name = canonical_name(distribution.metadata["Name"])
+        if name not in wanted:
+            continue
+        for file in distribution.files or ():
+            Path(distribution.locate_file(file)).unlink(missing_ok=True)
+        removed.append(name)
+    # RECORD lists files only: drop the directories they leave empty.
+    for directory in sorted((p for p in site.rglob("*") if p.is_dir()), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    return sorted(removed)
+
+
 def layer_entries(site: Path) -> list[tuple[str, Path]]:
     """Archive names (under `python/`) of an installed dependency tree, without scripts
     (`bin/`) or bytecode caches; packages are otherwise taken whole."""
@@ -176,12 +223,19 @@ def build_code(out_dir: Path) -> Archive:
     return Archive(path=path, sha256=write_zip(code_entries(), path))
 
 
-def build_layer(out_dir: Path, requirements: Path = REQUIREMENTS) -> Archive:
-    """Install `requirements` for Lambda (downloads from the package index) and zip them."""
+def build_layer(
+    out_dir: Path,
+    requirements: Path = REQUIREMENTS,
+    *,
+    exclude: Iterable[str] = RUNTIME_PROVIDED,
+) -> Archive:
+    """Install `requirements` for Lambda (downloads from the package index) and zip them,
+    leaving out the `exclude` distributions (by default what the runtime provides)."""
     path = out_dir / "layer.zip"
     with tempfile.TemporaryDirectory(prefix="streamer-layer-") as scratch:
         site = Path(scratch) / "python"
         subprocess.run(pip_command(requirements, site), check=True)
+        remove_distributions(site, exclude)
         return Archive(path=path, sha256=write_zip(layer_entries(site), path, compress=True))
 
 

@@ -17,6 +17,16 @@ from .conftest import run_stack
 pytestmark = pytest.mark.infra
 
 ELF_MACHINE_AARCH64 = 183
+#: What the runtime-provided distributions put at the top of site-packages.
+RUNTIME_PROVIDED_IMPORTS = {
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "urllib3",
+    "dateutil",
+    "six.py",
+}
 
 
 def names(archive: Path) -> list[str]:
@@ -117,10 +127,14 @@ def test_layer_build_installs_the_lambda_requirements_for_arm64(tmp_path: Path) 
     entries = names(layer.path)
     top = {name.split("/")[1] for name in entries}
 
-    # THEN the packages are under python/ (Lambda's layer path), compiled parts for aarch64
+    # THEN the packages are under python/ (Lambda's layer path), compiled parts for aarch64,
+    # and the AWS SDK the Lambda runtime provides is left out
     assert all(name.startswith("python/") for name in entries)
     assert {"jwt", "pynamodb", "aws_xray_sdk", "cryptography"} <= top
     assert "bin" not in top
+    assert not top & RUNTIME_PROVIDED_IMPORTS
+    installed = {package.canonical_name(n.split("-")[0]) for n in top if n.endswith(".dist-info")}
+    assert not installed & set(package.RUNTIME_PROVIDED)
     assert not [n for n in entries if "__pycache__" in n]
     with zipfile.ZipFile(layer.path) as z:
         shared = [n for n in entries if n.endswith(".so")]
@@ -128,6 +142,41 @@ def test_layer_build_installs_the_lambda_requirements_for_arm64(tmp_path: Path) 
         for name in shared:
             header = z.read(name)[:20]
             assert int.from_bytes(header[18:20], "little") == ELF_MACHINE_AARCH64, name
+
+
+def _install_fake(site: Path, name: str, files: dict[str, str]) -> None:
+    """Lay out a distribution as pip installs it: its files and a dist-info with RECORD."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    for relative, text in files.items():
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        (site / relative).write_text(text)
+    listed = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD"]
+    (info / "RECORD").write_text("".join(f"{path},,\n" for path in listed))
+
+
+def test_runtime_provided_distributions_are_removed_by_their_record(tmp_path: Path) -> None:
+    # GIVEN an installed tree with botocore, python-dateutil (its import name differs), and a
+    # package of ours sharing nothing with them
+    site = tmp_path / "python"
+    _install_fake(site, "botocore", {"botocore/__init__.py": "", "botocore/data/x.json": "{}"})
+    _install_fake(site, "python-dateutil", {"dateutil/__init__.py": ""})
+    _install_fake(site, "pynamodb", {"pynamodb/__init__.py": ""})
+
+    # WHEN the runtime-provided distributions are removed
+    removed = package.remove_distributions(site, package.RUNTIME_PROVIDED)
+
+    # THEN they are gone with their dist-info and empty directories, and ours is whole
+    assert removed == ["botocore", "python-dateutil"]
+    remaining = sorted(p.relative_to(site).as_posix() for p in site.rglob("*"))
+    assert remaining == [
+        "pynamodb",
+        "pynamodb-1.0.dist-info",
+        "pynamodb-1.0.dist-info/METADATA",
+        "pynamodb-1.0.dist-info/RECORD",
+        "pynamodb/__init__.py",
+    ]
 
 
 def test_deploying_needs_a_real_layer(tmp_path: Path) -> None:

@@ -1,0 +1,115 @@
+"""Section 2: the async path, split into acknowledgment, pickup and completion.
+
+A request of the benchmark app's `work` action sleeps `WORK_MS` and records
+when its handler started and ended (`bench.app`). From the client's and the
+handler's clocks (one machine):
+
+- acknowledgment latency: request sent -> `acknowledgment` received;
+- pickup latency: `acknowledgment` received -> handler started (the record
+  travels through the requests table's stream, whose poller reads an idle
+  shard every `--poll-interval`);
+- completion overhead: handler ended -> `complete` received (the final
+  write, the subscribers' read and the post through `@connections`).
+
+With 1 client the requests go one after another; with 100 clients (one user
+each, as users would) they are sent at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+from bench import processes, stats, wire
+from bench.app import LOG_ENV
+
+WORK_MS = 20
+POLL_INTERVAL_S = 0.1
+
+
+def handler_times(log_file: Path) -> dict[str, dict]:
+    """What `bench.app` recorded, by request id."""
+    if not log_file.exists():
+        return {}
+    entries = (json.loads(line) for line in log_file.read_text().splitlines() if line)
+    return {entry["request_id"]: entry for entry in entries}
+
+
+def _phases(calls: list[wire.AsyncCall], handlers: dict[str, dict]) -> dict[str, list[float]]:
+    phases: dict[str, list[float]] = {"ack": [], "pickup": [], "completion": [], "total": []}
+    for call in calls:
+        handler = handlers.get(call.request_id)
+        if call.acknowledged_at is None or call.completed_at is None or handler is None:
+            continue
+        phases["ack"].append((call.acknowledged_at - call.sent_at) * 1000)
+        phases["pickup"].append((handler["start"] - call.acknowledged_at) * 1000)
+        phases["completion"].append((call.completed_at - handler["end"]) * 1000)
+        phases["total"].append((call.completed_at - call.sent_at) * 1000)
+    return phases
+
+
+async def _sequential(stack: processes.Server, run: int, requests: int) -> list[wire.AsyncCall]:
+    socket = await wire.open_connection(stack.url(stack.token("async-single")))
+    calls = []
+    try:
+        for i in range(requests):
+            # A random pause first: a request sent the moment the previous one
+            # completed would always meet the poller at the start of its sleep.
+            await asyncio.sleep(random.uniform(0, 1.5 * POLL_INTERVAL_S))
+            calls.append(
+                await wire.call_async(socket, "work", f"single-{run}-{i}", {"ms": WORK_MS})
+            )
+        return calls
+    finally:
+        await socket.close()
+
+
+async def _concurrent(stack: processes.Server, run: int, clients: int) -> list[wire.AsyncCall]:
+    urls = [stack.url(stack.token(f"async-{run}-{i}")) for i in range(clients)]
+    sockets = await wire.open_connections(urls)
+    try:
+        return list(
+            await asyncio.gather(
+                *(
+                    wire.call_async(socket, "work", f"many-{run}-{i}", {"ms": WORK_MS})
+                    for i, socket in enumerate(sockets)
+                )
+            )
+        )
+    finally:
+        await wire.close_all(sockets)
+
+
+def _summarise(runs: list[dict[str, list[float]]], sent: int, completed: int) -> dict:
+    result: dict = {"requests": sent, "completed": completed}
+    for phase in ("ack", "pickup", "completion", "total"):
+        result[phase] = {
+            "p50": stats.summary([stats.percentile(r[phase], 0.5) for r in runs], "ms"),
+            "p99": stats.summary([stats.percentile(r[phase], 0.99) for r in runs], "ms"),
+        }
+    return result
+
+
+def run(workdir: Path, quick: bool = False) -> dict:
+    runs = 2 if quick else 3
+    log_file = workdir / "async-app.jsonl"
+    log_file.unlink(missing_ok=True)
+    env = {LOG_ENV: str(log_file)}
+    flags = ("--poll-interval", str(POLL_INTERVAL_S))
+    with processes.local_stack(workdir / "stack-async", *flags, env=env) as stack:
+        # Warm up: imports, pools, the first stream read.
+        asyncio.run(_sequential(stack, -1, 2))
+        single_runs, many_runs = [], []
+        for run in range(runs):
+            single_runs.append(asyncio.run(_sequential(stack, run, 10 if quick else 15)))
+            many_runs.append(asyncio.run(_concurrent(stack, run, 100)))
+    handlers = handler_times(log_file)
+    result: dict = {"work_ms": WORK_MS, "poll_interval_ms": POLL_INTERVAL_S * 1000}
+    for clients, groups in ((1, single_runs), (100, many_runs)):
+        sent = sum(len(calls) for calls in groups)
+        completed = sum(1 for calls in groups for c in calls if c.status == "COMPLETED")
+        phases = [_phases(calls, handlers) for calls in groups]
+        result[f"clients_{clients}"] = _summarise(phases, sent, completed)
+    return result

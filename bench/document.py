@@ -1,0 +1,433 @@
+"""docs/benchmarks.md, written from one results file of `python -m bench`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import prices, report
+from bench.machine import ROOT
+from bench.report import figure, mib
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _error(section: dict | None) -> str | None:
+    if section is None:
+        return "Not run."
+    if "error" in section:
+        return f"This section failed: `{section['error']}`."
+    return None
+
+
+def _machine(results: dict, results_file: Path) -> str:
+    m = results["machine"]
+    commit = m["commit"] + (" with uncommitted changes" if m["dirty"] else "")
+    rows = [
+        ["CPU", f"{m['cpu_model']}, {m['cores']} cores"],
+        ["memory", f"{m['memory_gib']} GiB"],
+        ["Python", f"{m['python']} ({m['platform']})"],
+        ["date", m["date"]],
+        ["commit", commit],
+        ["run time", f"{results['seconds'].get('total', 0):.0f} s"],
+        ["results", f"`{results_file.relative_to(ROOT).as_posix()}`"],
+    ]
+    return _table(["", ""], rows)
+
+
+def _targets(results: dict) -> str:
+    verdicts = report.verdicts(results)
+    rows = [
+        [
+            v["section"],
+            v["target"],
+            v["measured"],
+            {True: "met", False: "**missed**"}.get(v["met"], "not measured"),
+        ]
+        for v in verdicts
+    ]
+    text = [_table(["section", "target", "measured (median of runs)", "verdict"], rows)]
+    missed = [v for v in verdicts if v["met"] is False]
+    if missed:
+        text.append("\nWhere a target is missed, and why:\n")
+        for v in missed:
+            text.append(f"- **{v['target']}** ({v['measured']}). {v['reason']}")
+    return "\n".join(text)
+
+
+def _sync(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    rows = []
+    for clients in ("1", "100"):
+        data = section[f"clients_{clients}"]
+        for name in ("baseline", "stack"):
+            label = "bare `websockets` echo" if name == "baseline" else "local stack, `echo`"
+            rows.append(
+                [
+                    clients,
+                    label,
+                    figure(data[name]["throughput"], 0),
+                    figure(data[name]["p50"], 2),
+                    figure(data[name]["p99"], 2),
+                ]
+            )
+        ratio = figure(data["throughput_ratio"], 3)
+        rows.append([clients, "**ratio stack / baseline**", ratio, "", ""])
+    return _table(["clients", "server", "throughput (msg/s)", "p50 (ms)", "p99 (ms)"], rows)
+
+
+def _async(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    rows = []
+    for clients in ("1", "100"):
+        data = section[f"clients_{clients}"]
+        row = [clients, f"{data['completed']}/{data['requests']}"]
+        for phase in ("ack", "pickup", "completion", "total"):
+            row += [figure(data[phase]["p50"], 0), figure(data[phase]["p99"], 0)]
+        rows.append(row)
+    header = ["clients", "completed", "ack p50", "ack p99", "pickup p50", "pickup p99"]
+    header += ["completion p50", "completion p99", "total p50", "total p99"]
+    return (
+        _table(header, rows)
+        + f"\n\nAll in ms. Poll interval (`--poll-interval`): {section['poll_interval_ms']:.0f} ms;"
+        f" the handler sleeps {section['work_ms']} ms."
+    )
+
+
+def _progress(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    rows = [
+        ["`progress` messages delivered", figure(section["messages"], 0)],
+        ["maximum staleness of the latest report (ms)", figure(section["max_staleness"], 0)],
+        ["last `progress` percentage before `complete`", figure(section["final_percentage"], 1)],
+        ["reports never shown", str(section["reports_never_shown"])],
+    ]
+    return _table(
+        [
+            f"{section['reports']} reports in {section['run_ms']} ms, {section['completed']} runs",
+            "",
+        ],
+        rows,
+    )
+
+
+def _cold_start(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    rows = []
+    for name, data in section["entry_points"].items():
+        label = "boto3 + one client (baseline)" if name == "baseline" else f"`{name}`"
+        rows.append(
+            [
+                label,
+                figure(data["import_ms"], 0),
+                figure(data["first_ms"], 0),
+                figure(data["total_ms"], 0),
+                figure(data.get("ratio"), 2),
+                figure(data["process_ms"], 0),
+                figure(data.get("warm_ms"), 2),
+            ]
+        )
+    header = ["entry point", "import", "first invocation", "import + first", "x baseline"]
+    header += ["whole process", "warm invocation"]
+    runs = next(iter(section["entry_points"].values()))["total_ms"]["runs"]
+    text = [_table(header, rows), f"\nAll in ms, {runs} fresh processes each."]
+    package = section["package"]
+    if "layer_error" in package:
+        text.append(f"\nThe layer could not be built: {package['layer_error']}")
+    sizes = [["code archive (`code.zip`)", package["code"]]]
+    if "layer" in package:
+        sizes.append(["dependency layer (`layer.zip`), as built now", package["layer"]])
+        sizes.append(
+            [
+                "dependency layer with the runtime-provided packages (as before)",
+                package["layer_with_runtime_packages"],
+            ]
+        )
+    text.append(
+        "\n"
+        + _table(
+            ["archive", "zipped", "unzipped", "files"],
+            [
+                [name, mib(s["zipped_bytes"]), mib(s["unzipped_bytes"]), str(s["files"])]
+                for name, s in sizes
+            ],
+        )
+    )
+    return "\n".join(text)
+
+
+def _scale(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    idle, bare, busy = section["idle"], section["baseline_idle"], section["busy"]
+    rows = [
+        [
+            "memory per idle connection, local stack (bytes)",
+            figure(idle["bytes_per_connection"], 0),
+        ],
+        [
+            "memory per idle connection, bare echo server (bytes)",
+            figure(bare["bytes_per_connection"], 0),
+        ],
+        ["ratio stack / bare (medians)", f"{section['idle_memory_ratio']:.2f}"],
+        ["idle connections in 1 GiB, local stack", f"{idle['connections_per_gib']:,.0f}"],
+        ["idle connections in 1 GiB, bare echo server", f"{bare['connections_per_gib']:,.0f}"],
+        ["stack RSS before the clients / with them idle", _rss_span(idle)],
+        [f"time to connect {section['clients']:,} clients (s)", f"{idle['connect_s']:.1f}"],
+        ["async requests completed", f"{busy['completed']:,} of {busy['requests']:,}"],
+        ["wall time, first request sent to last `complete` (s)", f"{busy['wall_s']:.1f}"],
+        ["requests per second", f"{busy['requests_per_s']:.1f}"],
+        ["acknowledgment p50 / p99 (ms)", _pair(busy["ack_p50_ms"], busy["ack_p99_ms"])],
+        ["`complete` p50 / p99 (ms)", _pair(busy["complete_p50_ms"], busy["complete_p99_ms"])],
+        ["stack RSS at the end of the burst", mib(busy["rss_bytes"])],
+        ["memory per busy connection (bytes)", f"{busy['bytes_per_connection']:,.0f}"],
+    ]
+    return _table([f"{section['clients']:,} clients", ""], rows) + (
+        f"\n\nPer-connection memory is the RSS growth of each of the {len(idle['steps'])} "
+        "connection steps divided by the connections it added (median, min-max over steps)."
+    )
+
+
+def _rss_span(idle: dict) -> str:
+    return f"{mib(idle['rss_before_bytes'])} / {mib(idle['steps'][-1]['rss_bytes'])}"
+
+
+def _pair(first: float | None, second: float | None) -> str:
+    if first is None or second is None:
+        return "-"
+    return f"{first:,.0f} / {second:,.0f}"
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _cost(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    scenarios = section["scenarios"]
+    rows = []
+    for name, s in scenarios.items():
+        t = s["totals"]
+        usd = t["usd_per_million"]
+        rows.append(
+            [
+                name,
+                _number(t["dynamodb_writes"]),
+                _number(t["dynamodb_reads"]),
+                _number(t["wru"]),
+                _number(t["rru"]),
+                _number(t["management_posts"]),
+                _number(t["messages"]),
+                _number(t["lambda_invocations"]),
+                _number(t["lambda_gb_s"], 3),
+                _money(usd.get("dynamodb")),
+                _money(usd["api_gateway_messages"]),
+                _money(usd["lambda_requests"] + usd["lambda_duration"]),
+                _money(usd["total"]),
+            ]
+        )
+    header = ["per request", "DDB writes", "DDB reads", "WRU", "RRU", "posts", "messages"]
+    header += ["invocations", "GB-s", "$/M DynamoDB", "$/M API GW", "$/M Lambda", "$/M total"]
+    text = [_table(header, rows)]
+    engine = "DynamoDB Local" if section["units_measured"] else "moto (units not measured)"
+    text.append(
+        f"\nCounted on {engine}. WRU and RRU are the capacity units DynamoDB reported "
+        "(indexes included), plus 1 WRU for each write refused by its condition. "
+        "`$/M` is US dollars per million requests at the list prices below; connection "
+        "minutes are per connection, not per request "
+        f"(${prices.WEBSOCKET_CONNECTION_MINUTE.usd * 1e6:.2f} per million minutes). "
+        "Lambda GB-s are this machine's durations at the deployed memory sizes, the "
+        "processor's including the handler's own run."
+    )
+    operations = sorted({key for s in scenarios.values() for key in s["counted"]["calls"]})
+    names = list(scenarios)
+    breakdown = [
+        [f"`{op}`"]
+        + [_number(scenarios[n]["counted"]["calls"].get(op, {}).get("calls"), 2) for n in names]
+        for op in operations
+    ]
+    text.append("\nCalls per request, by operation and table:\n")
+    text.append(_table(["call", *names], breakdown))
+    text.append(
+        f"\nPrices (US East), taken on {section['prices_taken_on']}. None could be checked on "
+        "aws.amazon.com from this machine (AWS's pricing pages render their rates in the "
+        "browser): each is quoted by the page named, and is not verified.\n"
+    )
+    text.append(
+        _table(
+            ["item", "price", "source"],
+            [[p["name"], p["quoted"], p["source"]] for p in section["prices"]],
+        )
+    )
+    return "\n".join(text)
+
+
+def _fixed(results: dict) -> str:
+    package = (results.get("cold_start") or {}).get("package") or {}
+    before, after = package.get("layer_with_runtime_packages"), package.get("layer")
+    measured = ""
+    if before and after:
+        measured = (
+            f" Measured in this run: {mib(before['unzipped_bytes'])} unzipped and "
+            f"{mib(before['zipped_bytes'])} zipped before, {mib(after['unzipped_bytes'])} and "
+            f"{mib(after['zipped_bytes'])} now."
+        )
+    return (
+        "- **The dependency layer no longer ships the AWS SDK.** pynamodb and aws-xray-sdk "
+        "depend on botocore, so pip put botocore (about 20 MiB unzipped), boto3's other "
+        "dependencies (urllib3, python-dateutil, jmespath, six) into the layer, although "
+        "every Lambda Python runtime already has them on `sys.path`. "
+        "`components/package.py` now removes the distributions in `RUNTIME_PROVIDED` after "
+        "installing, by their pip `RECORD`, so nothing another package installed is lost; "
+        "`tests/infra/test_infra_package.py` checks that the layer holds no botocore."
+        + measured
+        + " Trade-off: the functions use the runtime's botocore, which AWS updates on its "
+        "own schedule; pynamodb needs botocore 1.12 or later, far older than any runtime's."
+    )
+
+
+RECOMMENDATIONS = """\
+These are outside the files this change may touch; each is backed by a figure above.
+
+1. **Rate limit, one write per message.** The router's per-connection limit
+   (`store.admit_message`) tries an increment conditional on the current
+   one-second window, and when that fails (the first message of every second)
+   resets the window: two conditional writes for a client that sends less than
+   one message a second, each 2 WRU because the connections table's `by_user`
+   index projects every attribute (section 6). An `ADD` on an item keyed by
+   connection and second (with a TTL), returning the new count, is one write
+   whatever the traffic; projecting `by_user` as `KEYS_ONLY` halves each write.
+   It is also what makes a sync `echo` cost 2 WRU where it used to cost nothing.
+2. **Cancellation checks.** A running request reads its item (a consistent
+   `GetItem`, 1 RRU) every flush interval, 5 times a second (section 6,
+   `GetItem` on the requests table), to notice a cancel. The progress persist
+   is already conditional on `cancel_requested`; checking once a second, or
+   only through the persist, would cut reads by 80 %.
+3. **The local stack's DynamoDB.** moto's server works out, on every call,
+   which AWS service a request is for from its headers
+   (`DomainDispatcherApplication.get_application`), answers a query on an
+   index by scanning the whole table (`Table.query`), and shares the stack's
+   interpreter with every function. Pinning the dispatcher to DynamoDB in
+   `local/dynamodb.py`, or defaulting to DynamoDB Local for load tests,
+   should cut the acknowledgment latency under load (section 2); section 5
+   already runs on DynamoDB Local for the second reason.
+4. **Pickup right after a completion.** The stream poller sleeps a full
+   `--poll-interval` after every read, and an invocation's end wakes it to
+   read at once; a client that sends its next request the moment the last
+   one completed therefore always waits nearly a full interval. The benchmark
+   pauses a random time between requests so pickup is measured for requests
+   that arrive at random.
+5. **Bytecode in the layer.** The layer is built with `--no-compile` and
+   without `__pycache__`, and Lambda's `/opt` is read-only, so every cold
+   start compiles pynamodb, PyJWT and cryptography's Python modules again;
+   section 4 measures with the bytecode cache warm, which Lambda never has.
+   Compiling at build time (with `--invalidation-mode unchecked-hash`, so the
+   archive stays deterministic) would remove that.
+"""
+
+METHOD = """\
+- Everything runs on this one machine: the servers, DynamoDB (moto in the
+  stack's process, the local default; DynamoDB Local for sections 5 and 6
+  when it is installed) and the
+  load generator, which competes with the server for the two cores. Figures
+  are medians over repeated runs, with min-max beside them; ratios divide
+  each run by the baseline run next to it.
+- The local stack plays API Gateway and Lambda in one Python process, so
+  concurrent invocations share one interpreter; on AWS each has its own CPU.
+  What the local stack measures well is the work per message; what it
+  measures poorly is latency under concurrency.
+- Section 1 turns the router's per-connection rate limit off
+  (`STREAMER_RATE_LIMIT_PER_S=0`): with its default of 20 messages a second a
+  throughput run would measure the limit. Every other section runs the
+  default configuration.
+- Cold starts are measured with Python's bytecode cache warm (see
+  recommendation 5), against a boto3 baseline that pays for one client.
+- Lambda durations (GB-s) in section 6 are this machine's, not Lambda's.
+"""
+
+
+def render(results: dict, results_file: Path) -> str:
+    """The whole page."""
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m bench` (`make bench`) from "
+        f"`{results_file.relative_to(ROOT).as_posix()}`; edit `bench/document.py`, not this "
+        "page. The suite measures Streamer through the local stack against baselines "
+        "measured in the same run on the same machine (issue 7), so the ratios matter more "
+        "than the absolute figures. Each figure is the median of its runs, with the "
+        "smallest and largest run in brackets.",
+        "",
+        "## Machine",
+        "",
+        _machine(results, results_file),
+        "",
+        "## Targets",
+        "",
+        _targets(results),
+        "",
+        "## What was fixed",
+        "",
+        _fixed(results),
+        "",
+        "## 1. Sync round trip",
+        "",
+        "`echo` without an `id` (the router stores nothing) through an authorized "
+        "connection, the gateway, the `$default` route and the route response, against a "
+        "bare `websockets` echo server. Each client sends its next message when the "
+        "answer arrives.",
+        "",
+        _sync(results.get("sync")),
+        "",
+        "## 2. Async path",
+        "",
+        "Acknowledgment: request sent to `acknowledgment` received. Pickup: "
+        "`acknowledgment` received to handler start (recorded by `bench.app`). Completion: "
+        "handler end to `complete` received. One client sends its requests one after "
+        "another with a random pause; 100 clients (one user each) send at once.",
+        "",
+        _async(results.get("async")),
+        "",
+        "## 3. Progress batching",
+        "",
+        "A handler reports 1,000 times, evenly over 2 s. Staleness: for each report, the "
+        "time until the client holds it or a later one; the table shows the largest.",
+        "",
+        _progress(results.get("progress")),
+        "",
+        "## 4. Cold start and package size",
+        "",
+        "Each entry point in a fresh process: import, then one invocation with a documented "
+        "sample event (or a real stream record), its DynamoDB calls going to moto's server "
+        "and its posts to a local `@connections` that answers 200.",
+        "",
+        _cold_start(results.get("cold_start")),
+        "",
+        "## 5. Scale",
+        "",
+        _scale(results.get("scale")),
+        "",
+        "## 6. Cost per request",
+        "",
+        _cost(results.get("cost")),
+        "",
+        "## Recommendations",
+        "",
+        RECOMMENDATIONS,
+        "## Method",
+        "",
+        METHOD,
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,143 @@
+"""The servers a benchmark drives, each in a process of its own: the local stack and the baseline.
+
+Every server writes a ready file when it listens; the benchmark waits for
+that file (never a fixed sleep) and stops the server with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from bench.machine import ROOT
+from local import dynamodb, tokens
+
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 60
+
+
+class ServerFailed(RuntimeError):
+    """A server exited or did not become ready; the message holds the end of its log."""
+
+
+@dataclass
+class Server:
+    """A running server: its ready file's content and its process."""
+
+    ready: dict
+    process: subprocess.Popen
+    log_file: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def websocket_url(self) -> str:
+        return self.ready["websocket_url"]
+
+    def token(self, sub: str, tenant: str = "bench") -> str:
+        """A token of the local stack's dev key for user `sub` of `tenant`."""
+        key = Path(self.ready["dev_key_file"]).read_bytes()
+        return tokens.mint(
+            key,
+            sub,
+            tenant,
+            3600,
+            issuer=self.ready["jwt_issuer"],
+            audience=self.ready["jwt_audience"],
+        )
+
+    def url(self, token: str) -> str:
+        return f"{self.websocket_url}?token={quote(token)}"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextmanager
+def running(
+    command: list[str], directory: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """Run `command` (given `--ready-file PATH` last) until the block ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ready_file = directory / "ready.json"
+    log_file = directory / "server.log"
+    ready_file.unlink(missing_ok=True)
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--ready-file", str(ready_file)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ready_file.exists():
+            if process.poll() is not None:
+                raise ServerFailed(f"{command} exited {process.returncode}:\n{_tail(log_file)}")
+            if time.monotonic() > deadline:
+                raise ServerFailed(f"{command} was not ready in time:\n{_tail(log_file)}")
+            time.sleep(0.05)
+        yield Server(json.loads(ready_file.read_text()), process, log_file)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def local_stack(
+    directory: Path,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    counts_file: Path | None = None,
+):
+    """`python -m local --port 0 FLAGS` with the benchmark app, as a context manager.
+
+    With `counts_file`, the stack runs under `bench.counting`, which keeps that
+    file up to date with the AWS calls and Lambda invocations it made.
+    """
+    launcher = ["local"] if counts_file is None else ["bench.counting", str(counts_file)]
+    command = [sys.executable, "-m", *launcher, "--port", "0", "--app", "bench.app", *flags]
+    return running(command, directory, env)
+
+
+def echo_server(directory: Path):
+    """The baseline: a bare `websockets` echo server (`python -m bench.echo_server`)."""
+    return running([sys.executable, "-m", "bench.echo_server"], directory)
+
+
+def best_dynamodb() -> str:
+    """DynamoDB Local when installed (AWS's engine: real indexes, capacity units), else moto."""
+    try:
+        dynamodb.require_dynamodb_local()
+    except dynamodb.DynamoDBUnavailable:
+        return dynamodb.MOTO
+    return dynamodb.DYNAMODB_LOCAL
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc/<pid>/status (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ServerFailed(f"no VmRSS for process {pid}")
