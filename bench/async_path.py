@@ -11,8 +11,10 @@ handler's clocks (one machine):
 - completion overhead: handler ended -> `complete` received (the final
   write, the subscribers' read and the post through `@connections`).
 
-With 1 client the requests go one after another; with 100 clients (one user
-each, as users would) they are sent at once.
+With 1 client the requests go one after another, after a random pause; with
+100 clients (one user each, as users would) they are sent at once. Pickup is
+also measured for requests sent back to back, the moment the previous one
+completed.
 """
 
 from __future__ import annotations
@@ -50,17 +52,18 @@ def _phases(calls: list[wire.AsyncCall], handlers: dict[str, dict]) -> dict[str,
     return phases
 
 
-async def _sequential(stack: processes.Server, run: int, requests: int) -> list[wire.AsyncCall]:
+async def _sequential(
+    stack: processes.Server, tag: str, requests: int, pause: bool = True
+) -> list[wire.AsyncCall]:
     socket = await wire.open_connection(stack.url(stack.token("async-single")))
     calls = []
     try:
         for i in range(requests):
-            # A random pause first: a request sent the moment the previous one
-            # completed would always meet the poller at the start of its sleep.
-            await asyncio.sleep(random.uniform(0, 1.5 * POLL_INTERVAL_S))
-            calls.append(
-                await wire.call_async(socket, "work", f"single-{run}-{i}", {"ms": WORK_MS})
-            )
+            if pause:
+                # A random pause first: a request sent the moment the previous one
+                # completed meets the poller at the start of its sleep (see `run`).
+                await asyncio.sleep(random.uniform(0, 1.5 * POLL_INTERVAL_S))
+            calls.append(await wire.call_async(socket, "work", f"{tag}-{i}", {"ms": WORK_MS}))
         return calls
     finally:
         await socket.close()
@@ -100,13 +103,21 @@ def run(workdir: Path, quick: bool = False) -> dict:
     flags = ("--poll-interval", str(POLL_INTERVAL_S))
     with processes.local_stack(workdir / "stack-async", *flags, env=env) as stack:
         # Warm up: imports, pools, the first stream read.
-        asyncio.run(_sequential(stack, -1, 2))
-        single_runs, many_runs = [], []
+        asyncio.run(_sequential(stack, "warm-up", 2))
+        single_runs, many_runs, back_to_back = [], [], []
         for run in range(runs):
-            single_runs.append(asyncio.run(_sequential(stack, run, 10 if quick else 15)))
+            single = _sequential(stack, f"single-{run}", 10 if quick else 15)
+            single_runs.append(asyncio.run(single))
             many_runs.append(asyncio.run(_concurrent(stack, run, 100)))
+            back_to_back.append(asyncio.run(_sequential(stack, f"next-{run}", 10, pause=False)))
     handlers = handler_times(log_file)
     result: dict = {"work_ms": WORK_MS, "poll_interval_ms": POLL_INTERVAL_S * 1000}
+    # Each request sent the moment the previous one completed: the invocation's end woke
+    # the poller, which read and now sleeps a full interval before it reads again.
+    result["back_to_back_pickup_p50"] = stats.summary(
+        [stats.percentile(_phases(calls, handlers)["pickup"], 0.5) for calls in back_to_back],
+        "ms",
+    )
     for clients, groups in ((1, single_runs), (100, many_runs)):
         sent = sum(len(calls) for calls in groups)
         completed = sum(1 for calls in groups for c in calls if c.status == "COMPLETED")
