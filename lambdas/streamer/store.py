@@ -86,9 +86,11 @@ def admit_message(connection_id: str, window: int, limit: int) -> bool:
     """Count one message in the connection's one-second `window`; False past `limit`.
 
     Conditional updates only (three at most), so the limit holds across every
-    router instance serving the connection. A connection with no record
-    (expired, or removed after a 410) is admitted: there is nothing to count
-    against.
+    router instance serving the connection. The stored window only moves
+    forward: a message that computed an earlier second (routers run side by
+    side) counts in the current one, so it is refused only when the current
+    window is full. A connection with no record (expired, or removed after a
+    410) is admitted: there is nothing to count against.
     """
     connection = Connection(connection_id=connection_id)
 
@@ -96,7 +98,7 @@ def admit_message(connection_id: str, window: int, limit: int) -> bool:
         return _conditional(
             lambda: connection.update(
                 actions=[Connection.rate_count.add(1)],
-                condition=(Connection.rate_window == window) & (Connection.rate_count < limit),
+                condition=(Connection.rate_window >= window) & (Connection.rate_count < limit),
             )
         )
 
@@ -106,7 +108,7 @@ def admit_message(connection_id: str, window: int, limit: int) -> bool:
         lambda: connection.update(
             actions=[Connection.rate_window.set(window), Connection.rate_count.set(1)],
             condition=Connection.connection_id.exists()
-            & (Connection.rate_window.does_not_exist() | (Connection.rate_window != window)),
+            & (Connection.rate_window.does_not_exist() | (Connection.rate_window < window)),
         )
     ):
         return True
