@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamer import store
+from streamer import lifecycle, store
 from streamer.delivery import Delivery, Sent
 from streamer.errors import StreamerError
 from streamer.models import RequestItem
@@ -32,7 +32,10 @@ class Audience:
     ) -> None:
         self._owner = item.owner
         self._request_id = item.request_id
-        self._owner_target = (item.connection_id, item.endpoint)
+        # A request started over HTTP has no owning connection: subscribers only.
+        self._owner_target: tuple[str, str] | None = (
+            (item.connection_id, item.endpoint or "") if item.connection_id else None
+        )
         self._delivery = delivery
         self._refresh_s = refresh_s
         self._clock = clock
@@ -47,13 +50,13 @@ class Audience:
             self._refreshed_at = now
             # On failure keep the last known subscribers; the owner still gets the message.
             with contextlib.suppress(store.StoreUnavailable):
+                fallback = self._owner_target[1] if self._owner_target else ""
                 self._subscribers = [
-                    (s.connection_id, s.endpoint or self._owner_target[1])
+                    (s.connection_id, s.endpoint or fallback)
                     for s in store.subscribers(self._owner, self._request_id)
                 ]
-        targets = [self._owner_target] + [
-            t for t in self._subscribers if t[0] != self._owner_target[0]
-        ]
+        owner = [self._owner_target] if self._owner_target else []
+        targets = owner + [t for t in self._subscribers if t[0] not in (o[0] for o in owner)]
         return [t for t in targets if t[0] not in self._gone]
 
     def send(self, message: dict[str, Any], *, refresh: bool = False) -> int:
@@ -113,4 +116,5 @@ def end_request(
             complete_message(item.request_id, seq, status, error=error.to_dict(), timestamp=now),
             refresh=True,
         )
+        lifecycle.request_ended(item, now)
     return ended

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
@@ -137,19 +137,30 @@ class TokenVerifier:
         issued_at = claims.get("iat")
         if isinstance(issued_at, int | float) and issued_at > time.time() + settings.jwt_leeway_s:
             raise InvalidToken("issued in the future")
-        user_id, tenant_id = claims.get("sub"), claims.get("tenant_id")
-        if not isinstance(user_id, str) or not user_id:
-            raise InvalidToken("missing sub")
-        if not isinstance(tenant_id, str) or not tenant_id:
-            raise InvalidToken("missing tenant_id")
-        permissions = claims.get("permissions") or []
-        if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
-            raise InvalidToken("permissions must be a list of strings")
-        return Identity(
-            user_id=user_id,
-            tenant_id=tenant_id,
-            permissions=frozenset(p for p in permissions if "," not in p),
-        )
+        return identity_of_claims(claims)
+
+
+def identity_of_claims(claims: Mapping[str, Any]) -> Identity:
+    """The identity verified claims name: `sub`, `tenant_id`, optional `permissions`.
+
+    Also reads the claims an HTTP API's JWT authorizer passes on, where a list
+    claim arrives as one string, `"[a b]"`.
+    """
+    user_id, tenant_id = claims.get("sub"), claims.get("tenant_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidToken("missing sub")
+    if not isinstance(tenant_id, str) or not tenant_id:
+        raise InvalidToken("missing tenant_id")
+    permissions = claims.get("permissions") or []
+    if isinstance(permissions, str) and permissions.startswith("["):
+        permissions = permissions.strip("[]").split()
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise InvalidToken("permissions must be a list of strings")
+    return Identity(
+        user_id=user_id,
+        tenant_id=tenant_id,
+        permissions=frozenset(p for p in permissions if "," not in p),
+    )
 
 
 def algorithms_for(key: Any) -> list[str]:

@@ -39,7 +39,7 @@ def reset() -> None:
         _verifier = None
 
 
-def _identity(token: str, settings: Settings) -> Identity:
+def identity_of_token(token: str, settings: Settings) -> Identity:
     """A user token's identity, or a watch token's (limited to one request)."""
     if settings.watch_token_secret and token and len(token) <= MAX_TOKEN_BYTES:
         try:
@@ -59,7 +59,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             if query and header and query != header:
                 raise InvalidToken("two different tokens")
-            identity = _identity(query or header or "", settings)
+            identity = identity_of_token(query or header or "", settings)
         except (InvalidToken, InvalidWatchToken) as refusal:
             log.info("connection refused", extra={"fields": {"reason": str(refusal)}})
             raise Exception("Unauthorized") from None

@@ -20,7 +20,7 @@ _router: Router | None = None
 _lock = threading.Lock()
 
 
-def _current_router() -> Router:
+def current_router() -> Router:
     global _router
     with _lock:
         rt = runtime.current()
@@ -42,7 +42,7 @@ def _remaining_ms(context: Any) -> int:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    router = _current_router()
+    router = current_router()
     ws = WebSocketEvent(event)
     timer = Timer()
     with log_context(connection_id=ws.connection_id):
