@@ -131,15 +131,20 @@ def _cold_start(section: dict | None) -> str:
                 figure(data["import_ms"], 0),
                 figure(data["first_ms"], 0),
                 figure(data["total_ms"], 0),
+                figure(data["total_cpu_ms"], 0),
                 figure(data.get("ratio"), 2),
-                figure(data["process_ms"], 0),
+                figure(data.get("ratio_wall"), 2),
                 figure(data.get("warm_ms"), 2),
             ]
         )
-    header = ["entry point", "import", "first invocation", "import + first", "x baseline"]
-    header += ["whole process", "warm invocation"]
+    header = ["entry point", "import", "first invocation", "import + first", "CPU time"]
+    header += ["x baseline (CPU)", "x baseline (wall)", "warm invocation"]
     runs = next(iter(section["entry_points"].values()))["total_ms"]["runs"]
-    text = [_table(header, rows), f"\nAll in ms, {runs} fresh processes each."]
+    text = [
+        _table(header, rows),
+        f"\nAll in ms, {runs} fresh processes each; wall time unless marked CPU. The ratio "
+        "is of CPU time: other work on a shared machine stretches wall time far more.",
+    ]
     package = section["package"]
     if "layer_error" in package:
         text.append(f"\nThe layer could not be built: {package['layer_error']}")
