@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench import prices, processes, wire
+from bench.counting import READS, WRITES
 from components.settings import DEFAULT_SIZES
 from local import dynamodb
 
@@ -75,10 +76,7 @@ def _difference(before: dict, after: dict, requests: int) -> dict:
         return result
 
     calls = per("calls", ("calls", "units", "failed_conditions"))
-    invocations = per("invocations", ("invocations", "seconds"))
-    for key, value in invocations.items():
-        value["memory_mb"] = after["invocations"][key]["memory_mb"]
-    return {"calls": calls, "invocations": invocations}
+    return {"calls": calls, "invocations": per("invocations", ("invocations", "seconds"))}
 
 
 def _deployed_memory_mb(function_name: str) -> int:
@@ -102,8 +100,8 @@ def _totals(counted: dict, messages: float, units_measured: bool) -> dict:
         )
 
     # A write refused by its condition is still billed (1 WRU for an item up to 1 KB).
-    wru = total("units", _WRITES) + total("failed_conditions", _WRITES)
-    rru = total("units", _READS)
+    wru = total("units", WRITES) + total("failed_conditions", WRITES)
+    rru = total("units", READS)
     invocations = sum(v["invocations"] for v in counted["invocations"].values())
     gb_s = sum(
         v["seconds"] * _deployed_memory_mb(name) / 1024
@@ -119,9 +117,9 @@ def _totals(counted: dict, messages: float, units_measured: bool) -> dict:
     per_million = {k: v * 1e6 for k, v in usd.items()}
     per_million["total"] = sum(per_million.values())
     return {
-        "dynamodb_writes": total("calls", _WRITES),
-        "dynamodb_reads": total("calls", _READS),
-        "failed_conditions": total("failed_conditions", _WRITES),
+        "dynamodb_writes": total("calls", WRITES),
+        "dynamodb_reads": total("calls", READS),
+        "failed_conditions": total("failed_conditions", WRITES),
         "wru": wru if units_measured else None,
         "rru": rru if units_measured else None,
         "management_posts": sum(
@@ -132,10 +130,6 @@ def _totals(counted: dict, messages: float, units_measured: bool) -> dict:
         "messages": messages,
         "usd_per_million": per_million,
     }
-
-
-_READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
-_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
 
 async def _sync(sockets: list, with_id: bool, prefix: str) -> int:

@@ -8,7 +8,7 @@ every 0.1 s, and once more at exit) with:
   DynamoDB per table too, with the capacity units DynamoDB reports
   (`ReturnConsumedCapacity=INDEXES` is asked on every call that takes it, so
   index writes are included) and the writes refused by their condition;
-- every Lambda invocation, per function, with its duration and memory size.
+- every Lambda invocation, per function, with its duration.
 
 Nothing here changes what the stack does: the meters are a botocore event
 handler every botocore session registers (`botocore.handlers.BUILTIN_HANDLERS`)
@@ -55,7 +55,7 @@ class Meter:
             lambda: {"calls": 0, "units": 0.0, "failed_conditions": 0}
         )
         self._invocations: dict[str, dict[str, float]] = defaultdict(
-            lambda: {"invocations": 0, "seconds": 0.0, "memory_mb": 0}
+            lambda: {"invocations": 0, "seconds": 0.0}
         )
         self._version = 0
 
@@ -111,7 +111,6 @@ class Meter:
                         entry = self._invocations[context.function_name]
                         entry["invocations"] += 1
                         entry["seconds"] += time.perf_counter() - started
-                        entry["memory_mb"] = int(context.memory_limit_in_mb)
                         self._version += 1
 
             return invoke

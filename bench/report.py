@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.counting import WRITES
+
 MIB = 2**20
 
 
@@ -129,9 +131,7 @@ def table_writes(scenario: dict, table: str) -> float:
     return sum(
         value["calls"]
         for key, value in scenario["counted"]["calls"].items()
-        if key.startswith("dynamodb ")
-        and key.split(" ")[1] in {"PutItem", "UpdateItem", "DeleteItem"}
-        and key.endswith(table)
+        if key.startswith("dynamodb ") and key.split(" ")[1] in WRITES and key.endswith(table)
     )
 
 
