@@ -34,6 +34,10 @@ RATE_LIMIT_PER_S = "STREAMER_RATE_LIMIT_PER_S"
 MAX_ACTIVE_REQUESTS = "STREAMER_MAX_ACTIVE_REQUESTS"
 WATCH_TOKEN_SECRET = "STREAMER_WATCH_TOKEN_SECRET"
 WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
+TOPIC_RETENTION_S = "STREAMER_TOPIC_RETENTION_S"
+EVENT_BUS = "STREAMER_EVENT_BUS"
+#: The EventBridge detail-type whose events the publish function delivers.
+NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
 TRACING = "STREAMER_TRACING"
 LOG_LEVEL = "STREAMER_LOG_LEVEL"
 # Set by Lambda itself; the origin region of requests and the stream filter.
@@ -67,6 +71,8 @@ ALL = (
     MAX_ACTIVE_REQUESTS,
     WATCH_TOKEN_SECRET,
     WATCH_TOKEN_TTL_S,
+    TOPIC_RETENTION_S,
+    EVENT_BUS,
 )
 
 DEFAULT_APP = "streamer.demo"
@@ -115,6 +121,10 @@ class Settings:
     max_active_requests: int = 20
     watch_token_secret: str | None = None
     watch_token_ttl_s: int = 1800
+    #: How long a topic's last notification is kept for late subscribers; 0 keeps none.
+    topic_retention_s: int = 24 * 3600
+    #: EventBridge bus (name or ARN) of the lifecycle events; None publishes none.
+    event_bus: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -160,4 +170,6 @@ class Settings:
             max_active_requests=number(MAX_ACTIVE_REQUESTS, 20),
             watch_token_secret=text(WATCH_TOKEN_SECRET),
             watch_token_ttl_s=number(WATCH_TOKEN_TTL_S, 1800),
+            topic_retention_s=number(TOPIC_RETENTION_S, 24 * 3600),
+            event_bus=text(EVENT_BUS),
         )

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamer import store
+from streamer import lifecycle, store
 from streamer.audience import Audience
 from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
@@ -227,3 +227,4 @@ class Processor:
             store.complete_sent(item)
         except store.StoreUnavailable:
             log.warning("complete sent but not recorded; the sweeper will send it again")
+        lifecycle.request_ended(item, now)
