@@ -24,6 +24,8 @@ MAX_ATTEMPTS = "STREAMER_MAX_ATTEMPTS"
 LEASE_MARGIN_S = "STREAMER_LEASE_MARGIN_S"
 PROCESSOR_CONCURRENCY = "STREAMER_PROCESSOR_CONCURRENCY"
 MANAGEMENT_ENDPOINT = "STREAMER_MANAGEMENT_ENDPOINT"
+#: The WebSocket API's URL, handed to HTTP clients that start async requests.
+WEBSOCKET_URL = "STREAMER_WEBSOCKET_URL"
 JWT_PUBLIC_KEY = "STREAMER_JWT_PUBLIC_KEY"
 JWT_JWKS_URL = "STREAMER_JWT_JWKS_URL"
 JWT_ISSUER = "STREAMER_JWT_ISSUER"
@@ -59,6 +61,7 @@ ALL = (
     LEASE_MARGIN_S,
     PROCESSOR_CONCURRENCY,
     MANAGEMENT_ENDPOINT,
+    WEBSOCKET_URL,
     JWT_PUBLIC_KEY,
     JWT_JWKS_URL,
     JWT_ISSUER,
@@ -107,6 +110,7 @@ class Settings:
     lease_margin_s: int = 30
     processor_concurrency: int = 8
     management_endpoint: str | None = None
+    websocket_url: str | None = None
     jwt_public_key: str | None = None
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
@@ -156,6 +160,7 @@ class Settings:
             lease_margin_s=number(LEASE_MARGIN_S, 30),
             processor_concurrency=number(PROCESSOR_CONCURRENCY, 8),
             management_endpoint=text(MANAGEMENT_ENDPOINT),
+            websocket_url=text(WEBSOCKET_URL),
             jwt_public_key=text(JWT_PUBLIC_KEY),
             jwt_jwks_url=text(JWT_JWKS_URL),
             jwt_issuer=text(JWT_ISSUER),
