@@ -58,6 +58,25 @@ def _headers(raw: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (raw or {}).items() if v is not None}
 
 
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (names lower-cased)."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _body(event: Mapping[str, Any]) -> str | None:
+    body = event.get("body")
+    if body is None:
+        return None
+    if event.get("isBase64Encoded"):
+        import base64
+
+        return base64.b64decode(body).decode("utf-8", errors="replace")
+    return str(body)
+
+
 class AuthorizerEvent:
     """A WebSocket `$connect` REQUEST authorizer event."""
 
@@ -78,11 +97,7 @@ class AuthorizerEvent:
 
     @property
     def header_token(self) -> str | None:
-        value = self.headers.get("authorization", "")
-        scheme, _, token = value.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
+        return bearer_token(self.headers)
 
     @property
     def connection_id(self) -> str | None:
@@ -115,14 +130,7 @@ class WebSocketEvent:
 
     @property
     def body(self) -> str | None:
-        body = self.raw.get("body")
-        if body is None:
-            return None
-        if self.raw.get("isBase64Encoded"):
-            import base64
-
-            return base64.b64decode(body).decode("utf-8", errors="replace")
-        return str(body)
+        return _body(self.raw)
 
     @property
     def identity(self) -> Identity | None:
@@ -135,6 +143,49 @@ class WebSocketEvent:
         domain = self.request_context.get("domainName", "")
         stage = self.request_context.get("stage", "")
         return f"https://{domain}/{stage}"
+
+
+class HttpEvent:
+    """An HTTP API proxy event, payload format 2.0."""
+
+    def __init__(self, event: Mapping[str, Any]) -> None:
+        self.raw = event
+        self.request_context: Mapping[str, Any] = event.get("requestContext") or {}
+
+    @property
+    def method(self) -> str:
+        return str((self.request_context.get("http") or {}).get("method", "")).upper()
+
+    @property
+    def path(self) -> str:
+        return str(self.raw.get("rawPath") or (self.request_context.get("http") or {}).get("path"))
+
+    @property
+    def request_id_parameter(self) -> str | None:
+        """`{id}` of `/requests/{id}`: the path parameter, or the path's last segment."""
+        value = (self.raw.get("pathParameters") or {}).get("id")
+        if value:
+            return str(value)
+        parts = self.path.strip("/").split("/")
+        return parts[1] if len(parts) == 2 and parts[0] == "requests" and parts[1] else None
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (self.raw.get("queryStringParameters") or {}).items()}
+
+    @property
+    def bearer_token(self) -> str | None:
+        return bearer_token(_headers(self.raw.get("headers")))
+
+    @property
+    def jwt_claims(self) -> Mapping[str, Any] | None:
+        """The claims the route's JWT authorizer verified; None without one."""
+        jwt = (self.request_context.get("authorizer") or {}).get("jwt") or {}
+        return jwt.get("claims") or None
+
+    @property
+    def body(self) -> str | None:
+        return _body(self.raw)
 
 
 @dataclass(frozen=True)
