@@ -59,6 +59,18 @@ def _stack_parser() -> argparse.ArgumentParser:
     stream.add_argument("--max-retries", type=int, default=BatchPolicy.maximum_retry_attempts)
     parser.add_argument("--sweep-interval", type=float, default=5.0, metavar="S")
     parser.add_argument(
+        "--processor-timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="the stream processor's timeout, which its leases follow (default: 900)",
+    )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="serve the fault-injection API at /_faults on the HTTP port (tests only)",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=float,
         default=10.0,
@@ -106,6 +118,8 @@ def _options(args: argparse.Namespace) -> StackOptions:
         ),
         sweep_interval_s=args.sweep_interval,
         shutdown_grace_s=args.shutdown_grace,
+        processor_timeout_s=args.processor_timeout,
+        faults=args.faults,
     )
 
 

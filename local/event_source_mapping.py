@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -51,15 +53,31 @@ class _Shard:
 
 
 class EventSourceMapping:
-    """Polls one stream and invokes `function` with Lambda-shaped batches until stopped."""
+    """Polls one stream and invokes `function` with Lambda-shaped batches until stopped.
+
+    `copies` says how many times a record is handed on (fault injection of
+    redelivery; once by default). `set_enabled(False)` stops invoking, as
+    disabling a mapping does: records wait, and go out in order once enabled.
+    """
 
     def __init__(
-        self, streams_client, stream_arn: str, function: LambdaFunction, config: MappingConfig
+        self,
+        streams_client,
+        stream_arn: str,
+        function: LambdaFunction,
+        config: MappingConfig,
+        copies: Callable[[dict], int] | None = None,
     ) -> None:
         self._client = streams_client
         self._stream_arn = stream_arn
         self._function = function
         self._config = config
+        self._copies = copies or (lambda record: 1)
+        self._enabled = True
+        # Every key exists from the start: `stats` may read them from another thread.
+        self._counts: Counter[str] = Counter(
+            invocations=0, function_errors=0, batch_item_failures=0, records_discarded=0
+        )
         self._lanes = [streams.Lane(config.policy) for _ in range(config.parallelization_factor)]
         self._shards: dict[str, _Shard] = {}
         self._partition_key: str | None = None
@@ -71,6 +89,19 @@ class EventSourceMapping:
 
     def start(self) -> None:
         self._thread.start()
+
+    def set_enabled(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._wake.set()
+
+    def stats(self) -> dict:
+        """Counters since start, and what is waiting: for tests and fault injection."""
+        return {
+            **self._counts,
+            "enabled": self._enabled,
+            "records_waiting": sum(len(lane) for lane in self._lanes),
+            "batches_in_flight": len(self._in_flight),
+        }
 
     def stop(self) -> None:
         """Stop polling, let invocations in flight finish, and end the thread."""
@@ -159,7 +190,8 @@ class EventSourceMapping:
             ):
                 continue
             lane = streams.lane_for(converted, self._partition_key or "", len(self._lanes))
-            self._lanes[lane].add(converted, now)
+            for _ in range(self._copies(converted)):
+                self._lanes[lane].add(converted, now)
         shard.iterator = answer.get("NextShardIterator")
         if shard.iterator is None:
             log.info("shard %s read to its end", shard.shard_id)
@@ -182,6 +214,8 @@ class EventSourceMapping:
     # -- invocations -----------------------------------------------------------
 
     def _invoke_ready(self, now: float) -> None:
+        if not self._enabled:
+            return
         for index, lane in enumerate(self._lanes):
             batch = lane.take(now)
             if batch is None:
@@ -197,6 +231,7 @@ class EventSourceMapping:
             del self._in_flight[index]
             error = future.exception()
             answer = None if error else future.result()
+            self._count(answer, error)
             retry_at = streams.retry_from(batch, answer, failed=error is not None)
             if retry_at is not None:
                 log.warning(
@@ -207,9 +242,17 @@ class EventSourceMapping:
                     error or "batchItemFailures",
                 )
             for record in self._lanes[index].settle(retry_at, now):
+                self._counts["records_discarded"] += 1
                 log.error(
                     "discarding record %s (%s) after %d retries",
                     streams.sequence_number(record),
                     record["eventName"],
                     self._config.policy.maximum_retry_attempts,
                 )
+
+    def _count(self, answer: object, error: BaseException | None) -> None:
+        self._counts["invocations"] += 1
+        if error is not None:
+            self._counts["function_errors"] += 1
+        elif isinstance(answer, dict) and isinstance(answer.get("batchItemFailures"), list):
+            self._counts["batch_item_failures"] += len(answer["batchItemFailures"])

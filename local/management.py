@@ -46,7 +46,12 @@ class HttpResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _error(status: int, error_type: str, message: str) -> HttpResponse:
+#: Answers a request before the management API does (fault injection); None lets it through.
+Intercept = Callable[[str, str, bytes], HttpResponse | None]
+
+
+def error_response(status: int, error_type: str, message: str) -> HttpResponse:
+    """An error as API Gateway answers it: JSON message, type in `x-amzn-ErrorType`."""
     return HttpResponse(
         status,
         json.dumps({"message": message}).encode(),
@@ -54,17 +59,22 @@ def _error(status: int, error_type: str, message: str) -> HttpResponse:
     )
 
 
-GONE = _error(410, "GoneException", "The connection is gone")
-TOO_LARGE = _error(413, "PayloadTooLargeException", "Message too long")
-FORBIDDEN = _error(403, "ForbiddenException", "Forbidden")
+GONE = error_response(410, "GoneException", "The connection is gone")
+TOO_LARGE = error_response(413, "PayloadTooLargeException", "Message too long")
+FORBIDDEN = error_response(403, "ForbiddenException", "Forbidden")
+
+
+def connection_of(path: str) -> str | None:
+    """The connection id of an `@connections/{id}` path; None for any other path."""
+    match = _CONNECTION_PATH.match(path.split("?", 1)[0])
+    return unquote(match.group(1)) if match else None
 
 
 def handle(method: str, path: str, body: bytes, connections: Connections) -> HttpResponse | None:
     """Answer one `@connections` request; None when the path is not the management API's."""
-    match = _CONNECTION_PATH.match(path.split("?", 1)[0])
-    if match is None:
+    connection_id = connection_of(path)
+    if connection_id is None:
         return None
-    connection_id = unquote(match.group(1))
     if method == "POST":
         if len(body) > MAX_POST_BYTES:
             return TOO_LARGE
@@ -108,7 +118,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        response = handle(self.command, self.path, body, self.server.connections)
+        intercept = self.server.intercept
+        response = intercept(self.command, self.path, body) if intercept else None
+        if response is None:
+            response = handle(self.command, self.path, body, self.server.connections)
         if response is None:
             response = self.server.fallback(self.command, self.path)
         self.send_response(response.status)
@@ -133,19 +146,25 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
     connections: Connections
     fallback: Callable[[str, str], HttpResponse]
+    intercept: Intercept | None
 
 
 class HttpServer:
-    """The stack's HTTP port: `@connections/{id}`, and `fallback` for every other path."""
+    """The stack's HTTP port: `@connections/{id}`, and `fallback` for every other path.
+
+    `intercept`, when given, sees every request first (method, path, body).
+    """
 
     def __init__(
         self,
         host: str,
         port: int,
         fallback: Callable[[str, str], HttpResponse],
+        intercept: Intercept | None = None,
     ) -> None:
         self._server = _Server((host, port), _RequestHandler, bind_and_activate=True)
         self._server.fallback = fallback
+        self._server.intercept = intercept
         self._thread: threading.Thread | None = None
 
     @property

@@ -20,8 +20,10 @@ from pathlib import Path
 from local import dynamodb, static_site, tokens
 from local.apigateway import DEFAULT_ROUTE, Api
 from local.event_source_mapping import EventSourceMapping, MappingConfig
+from local.faults import FaultControl
 from local.functions import FunctionSpec, LambdaFunction
 from local.gateway import Gateway, Integrations, Limits
+from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
 from streamer import config, entry
@@ -53,10 +55,16 @@ class StackOptions:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     sweep_interval_s: float = 5.0
     shutdown_grace_s: float = 10.0
+    #: The processor's timeout (Lambda's maximum by default); a worker's lease follows it.
+    processor_timeout_s: float = 900
+    #: Serve the `/_faults` API and run the processor in worker processes it can kill.
+    faults: bool = False
     state_dir: Path = tokens.STATE_DIR
 
 
-def function_specs(mapping: MappingConfig) -> dict[str, FunctionSpec]:
+def function_specs(
+    mapping: MappingConfig, processor_timeout_s: float = 900
+) -> dict[str, FunctionSpec]:
     """The functions as the Pulumi program deploys them: handler, timeout, concurrency."""
     return {
         "authorizer": FunctionSpec("streamer-authorizer", entry.AUTHORIZER, timeout_s=10),
@@ -68,7 +76,7 @@ def function_specs(mapping: MappingConfig) -> dict[str, FunctionSpec]:
         "processor": FunctionSpec(
             "streamer-processor",
             entry.PROCESSOR,
-            timeout_s=900,
+            timeout_s=processor_timeout_s,
             memory_mb=1024,
             concurrency=mapping.parallelization_factor,
         ),
@@ -177,6 +185,7 @@ class Stack:
         self._functions: dict[str, LambdaFunction] = {}
         self._mapping: EventSourceMapping | None = None
         self._schedule: Schedule | None = None
+        self._faults = FaultControl() if options.faults else None
 
     async def start(self) -> dict:
         """Start everything and write the ready file; returns what it contains."""
@@ -195,7 +204,12 @@ class Stack:
         if http_port is None:
             http_port = options.port + 1 if options.port else 0
         try:
-            self._http = HttpServer(options.host, http_port, self._serve_page)
+            self._http = HttpServer(
+                options.host,
+                http_port,
+                self._serve_page,
+                intercept=self._faults.intercept if self._faults else None,
+            )
         except OSError as error:
             raise _address_in_use(error, options.host, http_port) from None
 
@@ -219,11 +233,18 @@ class Stack:
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
-        specs = function_specs(options.mapping)
+        specs = function_specs(options.mapping, options.processor_timeout_s)
         account = self.api.account_id
         self._functions = {
             name: LambdaFunction(spec, options.region, account) for name, spec in specs.items()
         }
+        if self._faults is not None:
+            self._functions["processor"] = IsolatedFunction(
+                specs["processor"],
+                options.region,
+                account,
+                self._faults.plan.invocation_instructions,
+            )
 
         loop = asyncio.get_running_loop()
         self._http.start(GatewayConnections(self._gateway, loop))
@@ -240,6 +261,7 @@ class Stack:
             stream_arns[settings.requests_table],
             self._functions["processor"],
             options.mapping,
+            copies=self._faults.plan.copies if self._faults else None,
         )
         self._mapping.start()
         self._schedule = Schedule(
@@ -257,6 +279,9 @@ class Stack:
             "dynamodb_endpoint": endpoint,
             "tables": tables,
         }
+        if self._faults is not None:
+            self._faults.attach(self._functions["processor"], self._mapping)
+            self.ready["faults_url"] = f"{http_base}/_faults"
         if trust.dev_key is not None:
             self.ready["dev_token"] = tokens.mint(
                 trust.dev_key,
