@@ -48,6 +48,8 @@ class HttpResponse:
 
 #: Answers a request before the management API does (fault injection); None lets it through.
 Intercept = Callable[[str, str, bytes], HttpResponse | None]
+#: Answers a request the management API did not (method, target, headers, body); None: not its.
+Api = Callable[[str, str, dict[str, str], bytes], HttpResponse | None]
 
 
 def error_response(status: int, error_type: str, message: str) -> HttpResponse:
@@ -122,6 +124,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         response = intercept(self.command, self.path, body) if intercept else None
         if response is None:
             response = handle(self.command, self.path, body, self.server.connections)
+        if response is None and self.server.api is not None:
+            response = self.server.api(self.command, self.path, dict(self.headers.items()), body)
         if response is None:
             response = self.server.fallback(self.command, self.path)
         self.send_response(response.status)
@@ -147,12 +151,14 @@ class _Server(ThreadingHTTPServer):
     connections: Connections
     fallback: Callable[[str, str], HttpResponse]
     intercept: Intercept | None
+    api: Api | None
 
 
 class HttpServer:
     """The stack's HTTP port: `@connections/{id}`, and `fallback` for every other path.
 
-    `intercept`, when given, sees every request first (method, path, body).
+    `intercept`, when given, sees every request first (method, path, body);
+    `api` (the HTTP API) every request the management API does not answer.
     """
 
     def __init__(
@@ -161,10 +167,12 @@ class HttpServer:
         port: int,
         fallback: Callable[[str, str], HttpResponse],
         intercept: Intercept | None = None,
+        api: Api | None = None,
     ) -> None:
         self._server = _Server((host, port), _RequestHandler, bind_and_activate=True)
         self._server.fallback = fallback
         self._server.intercept = intercept
+        self._server.api = api
         self._thread: threading.Thread | None = None
 
     @property
