@@ -158,7 +158,7 @@ class SubscriptionsByConnection(GlobalSecondaryIndex):
 
 
 class Subscription(Model):
-    """A connection that receives a request's updates besides its owner."""
+    """A connection that receives a request's or a topic's messages (besides a request's owner)."""
 
     class Meta:
         table_name = "streamer-subscriptions"
@@ -167,6 +167,8 @@ class Subscription(Model):
     connection_id = UnicodeAttribute(range_key=True)
     endpoint = UnicodeAttribute(null=True)
     ttl = NumberAttribute(null=True)
+    # Only on a topic's retained row (`streamer.topics`): its last notification.
+    message = JSONAttribute(null=True)
 
     by_connection = SubscriptionsByConnection()
 

@@ -27,6 +27,8 @@ CANCEL = "cancel"
 WATCH = "watch"
 SYSTEM_ACTIONS = frozenset({PING, STATUS, SUBSCRIBE, UNSUBSCRIBE, CANCEL, WATCH})
 REQUEST_ACTIONS = (STATUS, SUBSCRIBE, UNSUBSCRIBE, CANCEL, WATCH)
+#: System actions that name a `topic` (of the caller's tenant) instead of a `request_id`.
+TOPIC_ACTIONS = (SUBSCRIBE, UNSUBSCRIBE)
 #: `metadata` limits: entries, key length, value length.
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_KEY = 64
@@ -45,6 +47,8 @@ class ClientMessage:
     request_id: str | None = None
     #: The owner of that request when it is not the caller (needs a tenant-wide permission).
     user_id: str | None = None
+    #: `topic` of a `subscribe`/`unsubscribe` that names a topic instead of a request.
+    topic: str | None = None
 
     @property
     def is_system(self) -> bool:
@@ -133,8 +137,12 @@ def parse_client_message(body: str | bytes | None) -> ClientMessage:
             details={"field": "metadata"},
         )
 
-    request_id = user_id = None
-    if action in REQUEST_ACTIONS:
+    request_id = user_id = topic = None
+    if action in TOPIC_ACTIONS and "topic" in data and "request_id" not in data:
+        topic = data.get("topic")
+        if not isinstance(topic, str) or not ID_PATTERN.fullmatch(topic):
+            raise _invalid("`topic` must be 1-128 characters of A-Z a-z 0-9 _ . : -", field="topic")
+    elif action in REQUEST_ACTIONS:
         request_id = data.get("request_id")
         if not isinstance(request_id, str) or not ID_PATTERN.fullmatch(request_id):
             raise _invalid(
@@ -155,6 +163,7 @@ def parse_client_message(body: str | bytes | None) -> ClientMessage:
         metadata=metadata,
         request_id=request_id,
         user_id=user_id,
+        topic=topic,
     )
 
 

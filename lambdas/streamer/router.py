@@ -146,7 +146,7 @@ class Router:
             )
 
     def _check_watch_scope(self, message: ClientMessage, caller: Caller) -> None:
-        if message.action not in WATCH_ACTIONS:
+        if message.action not in WATCH_ACTIONS or message.topic is not None:
             raise StreamerError(
                 ErrorCode.FORBIDDEN,
                 "a watch token may only follow its request (status, subscribe, unsubscribe)",
@@ -175,6 +175,8 @@ class Router:
     # System actions
 
     def _system(self, message: ClientMessage, caller: Caller) -> dict[str, Any]:
+        if message.topic is not None:
+            return self._topic(message, caller)
         if message.action == PING:
             now = now_ms()
             store.touch_connection(caller.connection_id, now, now // 1000 + CONNECTION_TTL_S)
@@ -202,6 +204,17 @@ class Router:
         if message.action == WATCH:
             return self._watch_token(item, caller)
         raise StreamerError(ErrorCode.INVALID_ACTION, f"unknown system action {message.action!r}")
+
+    def _topic(self, message: ClientMessage, caller: Caller) -> dict[str, Any]:
+        """`subscribe`/`unsubscribe` of a topic of the caller's tenant."""
+        from streamer import topics
+
+        tenant_id, topic = caller.identity.tenant_id, message.topic or ""
+        if message.action == SUBSCRIBE:
+            return topics.subscribe(
+                tenant_id, topic, caller.connection_id, caller.endpoint, now_ms()
+            )
+        return topics.unsubscribe(tenant_id, topic, caller.connection_id)
 
     def _cancel(self, item: RequestItem) -> dict[str, Any]:
         now = now_ms()

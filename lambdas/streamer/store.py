@@ -24,6 +24,7 @@ from streamer.models import (
     Connection,
     RequestItem,
     Subscription,
+    owner_key,
     request_key,
 )
 
@@ -133,24 +134,47 @@ def forget_connection(connection_id: str) -> None:
 
 
 def subscribe(owner: str, request_id: str, connection_id: str, endpoint: str, ttl: int) -> None:
+    subscribe_key(request_key(owner, request_id), connection_id, endpoint, ttl)
+
+
+def unsubscribe(owner: str, request_id: str, connection_id: str) -> None:
+    unsubscribe_key(request_key(owner, request_id), connection_id)
+
+
+def subscribers(owner: str, request_id: str) -> list[Subscription]:
+    return subscribers_of_key(request_key(owner, request_id))
+
+
+def subscribe_key(key: str, connection_id: str, endpoint: str, ttl: int) -> None:
+    """Subscribe a connection to a request's or a topic's key."""
     subscription = Subscription(
-        request_key=request_key(owner, request_id),
-        connection_id=connection_id,
-        endpoint=endpoint,
-        ttl=ttl,
+        request_key=key, connection_id=connection_id, endpoint=endpoint, ttl=ttl
     )
     _guard(subscription.save)
 
 
-def unsubscribe(owner: str, request_id: str, connection_id: str) -> None:
-    subscription = Subscription(
-        request_key=request_key(owner, request_id), connection_id=connection_id
-    )
-    _guard(subscription.delete)
+def unsubscribe_key(key: str, connection_id: str) -> None:
+    _guard(Subscription(request_key=key, connection_id=connection_id).delete)
 
 
-def subscribers(owner: str, request_id: str) -> list[Subscription]:
-    return _guard(lambda: list(Subscription.query(request_key(owner, request_id))))
+def subscribers_of_key(key: str) -> list[Subscription]:
+    return _guard(lambda: list(Subscription.query(key)))
+
+
+def get_subscription(key: str, connection_id: str) -> Subscription | None:
+    return _guard(lambda: _get_or_none(Subscription, key, connection_id))
+
+
+def retain(key: str, row_id: str, message: dict[str, Any], ttl: int) -> None:
+    """Keep `message` as the last one of a topic, in its reserved row `row_id`."""
+    row = Subscription(request_key=key, connection_id=row_id, message=message, ttl=ttl)
+    _guard(row.save)
+
+
+def connections_of_user(tenant_id: str, user_id: str) -> list[Connection]:
+    """Every open connection of one user (the connections table's by_user index)."""
+    user_key = owner_key(tenant_id, user_id)
+    return _guard(lambda: list(Connection.by_user.query(user_key)))
 
 
 # Requests
