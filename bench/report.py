@@ -150,9 +150,9 @@ def _async_writes(results: dict):
     writes = worst["totals"]["dynamodb_writes"]
     allowed = async_writes_allowed(worst)
     text = (
-        f"{writes:.1f} writes where {allowed:.0f} are allowed (requests table "
+        f"{writes:.1f} writes where {allowed:.0f} are allowed: requests table "
         f"{table_writes(worst, 'requests'):.1f}, connections table "
-        f"{table_writes(worst, 'connections'):.1f})"
+        f"{table_writes(worst, 'connections'):.1f}"
     )
     return text, writes <= allowed
 
@@ -166,13 +166,12 @@ def _async_writes_reason(results: dict) -> str:
     extra = requests - async_writes_allowed(worst)
     if extra > 0:
         parts.append(
-            f"The requests table takes {requests:.1f} writes: the put, the claim, the "
-            "finish and a progress persist a second, and one more update once the `complete` "
-            "is posted, which takes the request off the sweeper's index "
-            "(`store.complete_sent`, so a `complete` lost with its worker is sent by the "
-            "sweeper). Folding that mark into the finish (a `complete` due by the lease's "
-            "end, removed only by the sweeper when it finds the request done) would bring it "
-            "back to budget."
+            f"The requests table takes {requests:.1f} writes: the put, the claim and the "
+            "finish (and a progress persist a second while progress flows), and one more "
+            "update once the `complete` is posted (`store.complete_sent`), which takes the "
+            "request off the sweeper's index so that the sweeper re-sends only a `complete` "
+            "lost with its worker. The target predates that guarantee, which costs this "
+            "one write per request."
         )
     connections = table_writes(worst, "connections")
     if connections > 0:
