@@ -210,7 +210,13 @@ class PlanMocks(pulumi.runtime.Mocks):
             host = f"{args.inputs['apiId']}.execute-api.{region}.amazonaws.com"
             outputs["invokeUrl"] = f"wss://{host}/{args.inputs['name']}"
         elif kind == "EventRule":
-            outputs.update(name=name, arn=service_arn.format("events") + f"rule/{name}")
+            bus = args.inputs.get("eventBusName")
+            path = f"rule/{bus}/{name}" if bus and bus != "default" else f"rule/{name}"
+            outputs.update(name=name, arn=service_arn.format("events") + path)
+        elif kind == "EventBus":
+            outputs.update(name=name, arn=service_arn.format("events") + f"event-bus/{name}")
+        elif kind == "EventArchive":
+            outputs.update(name=name, arn=service_arn.format("events") + f"archive/{name}")
         elif kind == "EventSourceMapping":
             outputs["uuid"] = f"{args.name}-uuid"
         return resource_id, outputs

@@ -16,6 +16,7 @@ import pulumi
 
 from streamer.schema import (
     CONNECTIONS,
+    CONNECTIONS_BY_USER,
     REQUESTS,
     REQUESTS_BY_ACTIVE_OWNER,
     REQUESTS_BY_DUE,
@@ -35,7 +36,7 @@ XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
 
 #: The functions that push messages to clients through the management API.
-CONNECTION_SENDERS = ("router", "processor", "sweeper")
+CONNECTION_SENDERS = ("router", "processor", "sweeper", "publish")
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,10 @@ TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
         # touch_connection (ping), admit_message (the rate limit's window and its
         # check for a missing record).
         TableGrant(CONNECTIONS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
-        # subscribe, unsubscribe, subscribers.
+        # subscribe, unsubscribe, subscribers; a topic's retained row (get_subscription).
         TableGrant(
             SUBSCRIPTIONS.logical_name,
-            ("dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"),
+            ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
         ),
         *_FORGET_CONNECTION,
     ),
@@ -92,6 +93,13 @@ TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
         TableGrant(REQUESTS.logical_name, ("dynamodb:UpdateItem",)),
         # subscribers.
         TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
+        *_FORGET_CONNECTION,
+    ),
+    "publish": (
+        # retain (a topic's last message), subscribers_of_key.
+        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:PutItem", "dynamodb:Query")),
+        # connections_of_user.
+        TableGrant(CONNECTIONS.logical_name, ("dynamodb:Query",), index=CONNECTIONS_BY_USER),
         *_FORGET_CONNECTION,
     ),
 }

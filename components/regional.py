@@ -24,6 +24,7 @@ from components.functions import (
     StreamerFunctionArgs,
     environment,
 )
+from components.notifications import Notifications, NotificationsArgs
 from components.package import Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
 from components.settings import FUNCTION_NAMES, StackSettings
@@ -87,6 +88,20 @@ class RegionalStack(pulumi.ComponentResource):
             ]
         }
         code = pulumi.FileArchive(str(args.artifacts.code.path))
+        notifications = Notifications(
+            f"{name}-notifications",
+            NotificationsArgs(
+                function_name=f"{name}-publish",
+                prefix=args.prefix,
+                settings=settings,
+                tables=tables,
+                code=code,
+                code_sha256=args.artifacts.code.sha256,
+                layer_arn=layer.arn,
+                alarm_actions=self.alarm_actions,
+            ),
+            opts=child,
+        )
         self.functions = {
             function: StreamerFunction(
                 f"{name}-{function}",
@@ -96,13 +111,17 @@ class RegionalStack(pulumi.ComponentResource):
                     code=code,
                     code_sha256=args.artifacts.code.sha256,
                     layer_arn=layer.arn,
-                    environment=environment(function, settings, tables.names),
+                    environment={
+                        **environment(function, settings, tables.names),
+                        **notifications.environment(function),
+                    },
                     log_group_name=f"/{args.prefix}/{function}",
                     log_retention_days=settings.log_retention_days,
                     tracing=settings.tracing,
                     statements=[
                         *policies.table_statements(function, tables.arns),
                         *extra_statements.get(function, []),
+                        *notifications.statements(function),
                     ],
                     alarm_actions=self.alarm_actions,
                 ),
@@ -110,6 +129,7 @@ class RegionalStack(pulumi.ComponentResource):
             )
             for function in FUNCTION_NAMES
         }
+        self.functions["publish"] = notifications.publish
         lambdas = {function: self.functions[function].function for function in FUNCTION_NAMES}
 
         api = WebSocketApi(

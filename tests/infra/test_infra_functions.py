@@ -22,6 +22,7 @@ HANDLERS = {
     "router": entry.ROUTER,
     "processor": entry.PROCESSOR,
     "sweeper": entry.SWEEPER,
+    "publish": entry.PUBLISH,
 }
 COMMON = {config.LOG_LEVEL, config.TRACING}
 TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
@@ -43,9 +44,11 @@ ENVIRONMENT = {
     "router": COMMON
     | TABLES
     | REQUEST_TUNING
-    | {config.RATE_LIMIT_PER_S, config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S},
-    "processor": COMMON | TABLES | REQUEST_TUNING,
-    "sweeper": COMMON | TABLES | REQUEST_TUNING,
+    | {config.RATE_LIMIT_PER_S, config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
+    | {config.EVENT_BUS},
+    "processor": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
+    "sweeper": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
+    "publish": COMMON | TABLES | {config.TOPIC_RETENTION_S},
 }
 REGIONS = [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
 

@@ -12,10 +12,11 @@ from .graph import PROJECT, regional_resources, type_counts
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = 6
+FUNCTIONS = 7
 
 #: What one region holds, by type (alarms: errors and throttles per function, plus
-#: iterator age and dead-letter depth; permissions: four routes/authorizer + sweeper).
+#: the two dead-letter depths and iterator age; permissions: four routes/authorizer, the
+#: sweeper, and SNS and EventBridge invoking the publish function).
 PER_REGION = Counter(
     {
         "pulumi:providers:aws": 1,
@@ -24,14 +25,20 @@ PER_REGION = Counter(
         "streamer:components:WebSocketApi": 1,
         "streamer:components:ProcessorMapping": 1,
         "streamer:components:ConnectionsAccess": 1,
+        "streamer:components:Notifications": 1,
         "aws:iam/role:Role": FUNCTIONS,
-        "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 3,
+        "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 4,
         "aws:cloudwatch/logGroup:LogGroup": FUNCTIONS + 1,
         "aws:lambda/function:Function": FUNCTIONS,
         "aws:lambda/layerVersion:LayerVersion": 1,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * FUNCTIONS + 2,
-        "aws:sns/topic:Topic": 1,
-        "aws:sqs/queue:Queue": 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * FUNCTIONS + 3,
+        "aws:sns/topic:Topic": 2,
+        "aws:sns/topicSubscription:TopicSubscription": 1,
+        "aws:sqs/queue:Queue": 2,
+        "aws:sqs/queuePolicy:QueuePolicy": 1,
+        "aws:cloudwatch/eventBus:EventBus": 1,
+        "aws:cloudwatch/eventArchive:EventArchive": 1,
+        "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 1,
         "aws:apigatewayv2/api:Api": 1,
         "aws:apigatewayv2/authorizer:Authorizer": 1,
         "aws:apigatewayv2/integration:Integration": 3,
@@ -39,10 +46,10 @@ PER_REGION = Counter(
         "aws:apigatewayv2/routeResponse:RouteResponse": 1,
         "aws:apigatewayv2/deployment:Deployment": 1,
         "aws:apigatewayv2/stage:Stage": 1,
-        "aws:lambda/permission:Permission": 5,
+        "aws:lambda/permission:Permission": 7,
         "aws:lambda/eventSourceMapping:EventSourceMapping": 1,
-        "aws:cloudwatch/eventRule:EventRule": 1,
-        "aws:cloudwatch/eventTarget:EventTarget": 1,
+        "aws:cloudwatch/eventRule:EventRule": 2,
+        "aws:cloudwatch/eventTarget:EventTarget": 2,
     }
 )
 #: prod also manages API Gateway's account-wide CloudWatch role in each region.

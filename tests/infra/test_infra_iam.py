@@ -13,6 +13,8 @@ pytestmark = pytest.mark.infra
 GET, PUT, UPDATE, DELETE, QUERY = (
     f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 )
+#: Lifecycle events, on the region's own bus only.
+PUT_EVENTS = "events:PutEvents"
 STREAM_READ = {
     "dynamodb:DescribeStream",
     "dynamodb:GetRecords",
@@ -37,7 +39,8 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "requests": {GET, PUT, UPDATE},
         "requests/index/by_active_owner": {QUERY},
         "connections": {GET, UPDATE, DELETE},
-        "subscriptions": {PUT, DELETE, QUERY},
+        "subscriptions": {GET, PUT, DELETE, QUERY},
+        "bus": {PUT_EVENTS},
     },
     "processor": {
         **FORGET,
@@ -45,15 +48,23 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "requests stream": STREAM_READ,
         "subscriptions": {QUERY, DELETE},
         "dead letters": {"sqs:SendMessage"},
+        "bus": {PUT_EVENTS},
     },
     "sweeper": {
         **FORGET,
         "requests/index/by_due": {QUERY},
         "requests": {UPDATE},
         "subscriptions": {QUERY, DELETE},
+        "bus": {PUT_EVENTS},
+    },
+    "publish": {
+        **FORGET,
+        "subscriptions": {PUT, QUERY, DELETE},
+        "connections/index/by_user": {QUERY},
+        "notification dead letters": {"sqs:SendMessage"},
     },
 }
-SENDERS = {"router", "processor", "sweeper"}
+SENDERS = {"router", "processor", "sweeper", "publish"}
 
 
 def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
@@ -66,6 +77,11 @@ def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
         "requests/index/by_active_owner": f"{tables['requests']}/index/by_active_owner",
         "requests stream": requests_stream_arn(plan, region),
         "dead letters": plan.named(f"{PROJECT}-{region}-processor-dead-letters").outputs["arn"],
+        "connections/index/by_user": f"{tables['connections']}/index/by_user",
+        "bus": plan.named(f"{PROJECT}-{region}-notifications-bus").outputs["arn"],
+        "notification dead letters": plan.named(
+            f"{PROJECT}-{region}-notifications-dead-letters"
+        ).outputs["arn"],
     }
     pairs = {(a, resources[key]) for key, actions in CALLS[name].items() for a in actions}
     pairs |= {("logs:CreateLogStream", f"{log_group}:*"), ("logs:PutLogEvents", f"{log_group}:*")}

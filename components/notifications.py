@@ -1,0 +1,217 @@
+"""Notifications from other systems, and lifecycle events for them, in one region.
+
+- The publish function (`streamer.entry.publish`) with its own role: it reads topic
+  subscriptions and users' connections, keeps each topic's last message, and posts
+  to clients.
+- An SNS topic subscribed to it (the image-pipeline recipe: a pipeline publishes
+  `{tenant_id, topic, event, data}` as the message).
+- A custom EventBridge bus with an archive (replay), and a rule sending its
+  `Real-time Notification` events to the function, with a retry policy and a
+  dead-letter queue.
+- The same bus receives the lifecycle events (`Request Completed`, ...) that the
+  router, processor and sweeper put on it: they get its name and `events:PutEvents`
+  on it only.
+
+Both sources invoke the function asynchronously: Lambda retries a failed invocation
+twice, then sends it to the dead-letter queue (the function's on-failure
+destination). Deliveries SNS or EventBridge cannot make at all go to the same queue,
+whose depth alarms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.alarms import metric_alarm
+from components.functions import StreamerFunction, StreamerFunctionArgs, environment
+from components.settings import FunctionSize, StackSettings
+from components.tables import RegionalTables
+from streamer import config, entry
+from streamer.config import NOTIFICATION_DETAIL_TYPE
+
+PUBLISH_SIZE = FunctionSize(256, 30)
+#: The functions that put lifecycle events on the bus (where requests end).
+LIFECYCLE_PUBLISHERS = ("router", "processor", "sweeper")
+PUT_EVENTS = "events:PutEvents"
+#: Retries of a failed asynchronous invocation before the dead-letter queue.
+INVOKE_RETRIES = 2
+#: How long EventBridge keeps trying to invoke the function, and how often.
+RULE_RETRY_ATTEMPTS = 8
+RULE_MAX_EVENT_AGE_S = 3600
+ARCHIVE_RETENTION_DAYS = 7
+TOPIC_RETENTION_S = 24 * 3600
+DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass
+class NotificationsArgs:
+    """Names, the stack's settings and tables, and the code the publish function runs."""
+
+    function_name: str
+    prefix: str
+    settings: StackSettings
+    tables: RegionalTables
+    code: pulumi.Archive
+    code_sha256: str
+    layer_arn: pulumi.Input[str]
+    alarm_actions: Sequence[pulumi.Input[str]]
+
+
+class Notifications(pulumi.ComponentResource):
+    """The bus, its archive and rule, the SNS topic, the publish function and its DLQ."""
+
+    bus_name: pulumi.Output[str]
+    bus_arn: pulumi.Output[str]
+    topic_arn: pulumi.Output[str]
+    publish: StreamerFunction
+
+    def __init__(
+        self, name: str, args: NotificationsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("streamer:components:Notifications", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        bus = aws.cloudwatch.EventBus(f"{name}-bus", name=f"{args.prefix}-events", opts=child)
+        aws.cloudwatch.EventArchive(
+            f"{name}-archive",
+            name=f"{args.prefix}-events",
+            event_source_arn=bus.arn,
+            retention_days=ARCHIVE_RETENTION_DAYS,
+            description="Every event of the bus, for replay",
+            opts=child,
+        )
+        dead_letters = aws.sqs.Queue(
+            f"{name}-dead-letters",
+            message_retention_seconds=DEAD_LETTER_RETENTION_S,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        topic = aws.sns.Topic(f"{name}-topic", name=f"{args.prefix}-notifications", opts=child)
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-rule",
+            event_bus_name=bus.name,
+            description="Real-time notifications to topics and users",
+            event_pattern=json.dumps({"detail-type": [NOTIFICATION_DETAIL_TYPE]}),
+            opts=child,
+        )
+
+        env = dict(environment("publish", args.settings, args.tables.names))
+        env[config.TOPIC_RETENTION_S] = str(TOPIC_RETENTION_S)
+        self.publish = StreamerFunction(
+            args.function_name,
+            StreamerFunctionArgs(
+                handler=entry.PUBLISH,
+                size=PUBLISH_SIZE,
+                code=args.code,
+                code_sha256=args.code_sha256,
+                layer_arn=args.layer_arn,
+                environment=env,
+                log_group_name=f"/{args.prefix}/publish",
+                log_retention_days=args.settings.log_retention_days,
+                tracing=args.settings.tracing,
+                statements=[
+                    *policies.table_statements("publish", args.tables.arns),
+                    policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
+                ],
+                alarm_actions=args.alarm_actions,
+            ),
+            opts=child,
+        )
+        function = self.publish.function
+
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-invoke-config",
+            function_name=function.name,
+            maximum_retry_attempts=INVOKE_RETRIES,
+            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                    destination=dead_letters.arn
+                )
+            ),
+            opts=child,
+        )
+        aws.sns.TopicSubscription(
+            f"{name}-subscription",
+            topic=topic.arn,
+            protocol="lambda",
+            endpoint=function.arn,
+            redrive_policy=pulumi.Output.json_dumps({"deadLetterTargetArn": dead_letters.arn}),
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-target",
+            rule=rule.name,
+            event_bus_name=bus.name,
+            arn=function.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                maximum_event_age_in_seconds=RULE_MAX_EVENT_AGE_S,
+                maximum_retry_attempts=RULE_RETRY_ATTEMPTS,
+            ),
+            dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=dead_letters.arn),
+            opts=child,
+        )
+        for source, principal, source_arn in (
+            ("sns", "sns.amazonaws.com", topic.arn),
+            ("events", "events.amazonaws.com", rule.arn),
+        ):
+            aws.lambda_.Permission(
+                f"{name}-{source}-invoke",
+                action="lambda:InvokeFunction",
+                function=function.name,
+                principal=principal,
+                source_arn=source_arn,
+                opts=child,
+            )
+        aws.sqs.QueuePolicy(
+            f"{name}-dead-letters-policy",
+            queue_url=dead_letters.url,
+            policy=policies.document(
+                [
+                    {
+                        **policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
+                        "Principal": {"Service": principal},
+                        "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+                    }
+                    for principal, source_arn in (
+                        ("sns.amazonaws.com", topic.arn),
+                        ("events.amazonaws.com", rule.arn),
+                    )
+                ]
+            ),
+            opts=child,
+        )
+        metric_alarm(
+            f"{name}-undelivered",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": dead_letters.name},
+            statistic="Maximum",
+            threshold=0,
+            alarm_actions=args.alarm_actions,
+            description="Notifications that were not delivered: inspect the dead-letter queue",
+            opts=child,
+        )
+
+        self.bus_name = bus.name
+        self.bus_arn = bus.arn
+        self.topic_arn = topic.arn
+        self.register_outputs({"bus_name": bus.name, "bus_arn": bus.arn, "topic_arn": topic.arn})
+
+    def environment(self, function: str) -> Mapping[str, pulumi.Input[str]]:
+        """What `function` needs to publish lifecycle events (nothing for the others)."""
+        if function not in LIFECYCLE_PUBLISHERS:
+            return {}
+        return {config.EVENT_BUS: self.bus_name}
+
+    def statements(self, function: str) -> list[dict[str, Any]]:
+        """`events:PutEvents` on this bus only, for the lifecycle publishers."""
+        if function not in LIFECYCLE_PUBLISHERS:
+            return []
+        return [policies.statement((PUT_EVENTS,), [self.bus_arn])]
