@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser plan package
+.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser plan package bench
 
 $(STAMP): requirements.txt lambdas/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,7 @@ plan: setup
 
 package: setup
 	$(PY) -m components.package
+
+## Benchmarks (~5 min on 2 cores): bench/results/<timestamp>.json, docs/benchmarks.md
+bench: setup dynamodb-local
+	$(PY) -m bench
