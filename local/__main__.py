@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from local import dynamodb, tokens
+from local import dynamodb, ingress, tokens
 from local.event_source_mapping import MappingConfig
 from local.gateway import Limits
 from local.stack import Stack, StackOptions, StartupError
@@ -77,6 +77,12 @@ def _stack_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="how long invocations may run on after a stop signal",
     )
+    parser.add_argument(
+        "--event-bus",
+        default=os.environ.get("STREAMER_EVENT_BUS") or None,
+        metavar="NAME",
+        help="publish request lifecycle events to this EventBridge bus (created on moto)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -120,6 +126,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         shutdown_grace_s=args.shutdown_grace,
         processor_timeout_s=args.processor_timeout,
         faults=args.faults,
+        event_bus=args.event_bus,
     )
 
 
@@ -165,6 +172,8 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["publish"]:
+        return ingress.publish_main(argv[1:])
     if argv[:1] == ["token"]:
         args = _token_parser().parse_args(argv[1:])
         permissions = args.permissions.split(",") if args.permissions else None

@@ -20,9 +20,11 @@ from pathlib import Path
 from local import dynamodb, static_site, tokens
 from local.apigateway import DEFAULT_ROUTE, Api
 from local.event_source_mapping import EventSourceMapping, MappingConfig
+from local.eventbus import LocalEventBus
 from local.faults import FaultControl
 from local.functions import FunctionSpec, LambdaFunction
 from local.gateway import Gateway, Integrations, Limits
+from local.ingress import EVENTBRIDGE_PATH, SNS_PATH, Ingress
 from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
@@ -60,6 +62,8 @@ class StackOptions:
     #: Serve the `/_faults` API and run the processor in worker processes it can kill.
     faults: bool = False
     state_dir: Path = tokens.STATE_DIR
+    #: Publish lifecycle events to this EventBridge bus (made on a moto server); None: off.
+    event_bus: str | None = None
 
 
 def function_specs(
@@ -81,6 +85,7 @@ def function_specs(
             concurrency=mapping.parallelization_factor,
         ),
         "sweeper": FunctionSpec("streamer-sweeper", entry.SWEEPER, timeout_s=60, concurrency=1),
+        "publish": FunctionSpec("streamer-publish", entry.PUBLISH, timeout_s=30),
     }
 
 
@@ -186,6 +191,8 @@ class Stack:
         self._mapping: EventSourceMapping | None = None
         self._schedule: Schedule | None = None
         self._faults = FaultControl() if options.faults else None
+        self._ingress: Ingress | None = None
+        self._event_bus: LocalEventBus | None = None
 
     async def start(self) -> dict:
         """Start everything and write the ready file; returns what it contains."""
@@ -208,7 +215,7 @@ class Stack:
                 options.host,
                 http_port,
                 self._serve_page,
-                intercept=self._faults.intercept if self._faults else None,
+                intercept=self._intercept,
             )
         except OSError as error:
             raise _address_in_use(error, options.host, http_port) from None
@@ -233,6 +240,12 @@ class Stack:
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
+        if options.event_bus:
+            moto_endpoint = endpoint if isinstance(self._database, dynamodb.MotoServer) else None
+            self._event_bus = await asyncio.to_thread(
+                LocalEventBus, options.host, options.region, options.event_bus, moto_endpoint
+            )
+            os.environ.update(self._event_bus.environment)
         specs = function_specs(options.mapping, options.processor_timeout_s)
         account = self.api.account_id
         self._functions = {
@@ -246,6 +259,7 @@ class Stack:
                 self._faults.plan.invocation_instructions,
             )
 
+        self._ingress = Ingress(self._functions["publish"], options.region, account)
         loop = asyncio.get_running_loop()
         self._http.start(GatewayConnections(self._gateway, loop))
         await self._gateway.start(
@@ -278,7 +292,12 @@ class Stack:
             "dynamodb": options.dynamodb,
             "dynamodb_endpoint": endpoint,
             "tables": tables,
+            "sns_ingress_url": http_base + SNS_PATH,
+            "eventbridge_ingress_url": http_base + EVENTBRIDGE_PATH,
         }
+        if self._event_bus is not None:
+            self.ready["event_bus"] = self._event_bus.name
+            self.ready["events_endpoint"] = self._event_bus.endpoint_url
         if self._faults is not None:
             self._faults.attach(self._functions["processor"], self._mapping)
             self.ready["faults_url"] = f"{http_base}/_faults"
@@ -297,6 +316,14 @@ class Stack:
             write_ready_file(options.ready_file, self.ready)
         log.info("ready: %s", self.ready["websocket_url"])
         return self.ready
+
+    def _intercept(self, method: str, path: str, body: bytes) -> HttpResponse | None:
+        """Requests answered before the management API: fault injection, then the ingress."""
+        if self._faults is not None:
+            answer = self._faults.intercept(method, path, body)
+            if answer is not None:
+                return answer
+        return self._ingress.handle(method, path, body) if self._ingress else None
 
     def _serve_page(self, method: str, path: str) -> HttpResponse:
         page = static_site.serve(method, path, self.ready) if self.ready else None
@@ -323,6 +350,8 @@ class Stack:
             clean = False
         if self._database is not None:
             await asyncio.to_thread(self._database.stop)
+        if self._event_bus is not None:
+            await asyncio.to_thread(self._event_bus.stop)
         if self.options.ready_file is not None and self.ready:
             self.options.ready_file.unlink(missing_ok=True)
         return clean
