@@ -1,0 +1,85 @@
+"""The application the fault-injection stack runs (`--app tests.faults.app`).
+
+The demo's actions plus handlers that fail on purpose. Every async handler
+run is appended to a journal, one JSON line per run, at the path in
+`STREAMER_TEST_RUN_LOG`: the stack runs handlers in its own worker
+processes, so the journal is how a test counts runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from streamer.demo import app as demo_app
+from streamer.errors import RetryableError
+from streamer.handlers import App, Handler, Progress, Request
+
+RUN_LOG = "STREAMER_TEST_RUN_LOG"
+
+app = App()
+
+
+def record_run(request: Request) -> None:
+    """Append this run to the journal: one `write` of one line, so runs never interleave."""
+    line = json.dumps(
+        {
+            "request_id": request.request_id,
+            "action": request.action,
+            "attempt": request.attempt,
+            "checkpoint": request.checkpoint,
+            "pid": os.getpid(),
+        }
+    )
+    descriptor = os.open(os.environ[RUN_LOG], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, (line + "\n").encode())
+    finally:
+        os.close(descriptor)
+
+
+class Journaled(Handler):
+    """A handler of the demo app, recorded in the journal each time it runs."""
+
+    def __init__(self, inner: Handler) -> None:
+        self.action = inner.action
+        self.estimated_duration = inner.estimated_duration
+        self._inner = inner
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._inner.validate(payload)
+
+    def process(self, request: Request, progress: Progress) -> Any:
+        record_run(request)
+        return self._inner.process(request, progress)
+
+
+for demo_handler in demo_app:
+    app.register(Journaled(demo_handler))
+
+
+@app.action("flaky", estimated_duration=60)
+def flaky(request: Request, progress: Progress) -> Any:
+    """Fails with `RetryableError` until attempt `succeed_on` (default 3)."""
+    record_run(request)
+    if request.attempt < int(request.payload.get("succeed_on", 3)):
+        raise RetryableError("upstream busy")
+    return {"attempt": request.attempt}
+
+
+@app.action("explode", estimated_duration=60)
+def explode(request: Request, progress: Progress) -> Any:
+    """Raises a plain exception: a bug, not worth a retry."""
+    record_run(request)
+    raise RuntimeError("a bug in the handler")
+
+
+@app.action("hang", estimated_duration=60)
+def hang(request: Request, progress: Progress) -> Any:
+    """Reports once, then runs for `seconds` (past the processor's timeout, in the tests)."""
+    record_run(request)
+    progress.report(10, "started")
+    time.sleep(float(request.payload.get("seconds", 60)))
+    return {"hung": False}
