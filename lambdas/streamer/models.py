@@ -100,8 +100,9 @@ class RequestItem(Model):
     payload = JSONAttribute(default=dict)
     metadata = JSONAttribute(null=True)
     status = UnicodeAttribute()
-    connection_id = UnicodeAttribute()
-    endpoint = UnicodeAttribute()
+    # None for a request started over HTTP: it has no owning connection.
+    connection_id = UnicodeAttribute(null=True)
+    endpoint = UnicodeAttribute(null=True)
     origin_region = UnicodeAttribute()
     estimated_duration_ms = NumberAttribute(default=0)
     created_at = NumberAttribute()

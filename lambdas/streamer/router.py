@@ -60,11 +60,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Caller:
-    """The connection a frame came from and who is behind it (from the authorizer)."""
+    """The connection a frame came from and who is behind it (from the authorizer).
 
-    connection_id: str
+    An HTTP caller has no connection (`connection_id` and `endpoint` None): its
+    requests are followed by polling or by subscribers, and the per-connection
+    rate limit is the HTTP API stage's throttling instead.
+    """
+
+    connection_id: str | None
     identity: Identity
-    endpoint: str
+    endpoint: str | None
 
     @property
     def owner(self) -> str:
@@ -137,6 +142,8 @@ class Router:
     def _admit(self, caller: Caller) -> None:
         """The per-connection rate limit: every frame counts, valid or not."""
         limit = self.settings.rate_limit_per_s
+        if caller.connection_id is None:
+            return
         if limit > 0 and not store.admit_message(caller.connection_id, now_ms() // 1000, limit):
             raise StreamerError(
                 ErrorCode.RATE_LIMITED,
@@ -175,6 +182,13 @@ class Router:
     # System actions
 
     def _system(self, message: ClientMessage, caller: Caller) -> dict[str, Any]:
+        if caller.connection_id is None:
+            # Over HTTP a request is read with GET /requests/{id}; the rest need a connection.
+            raise StreamerError(
+                ErrorCode.INVALID_ACTION,
+                f"{message.action!r} needs a WebSocket connection",
+                details={"action": message.action},
+            )
         if message.topic is not None:
             return self._topic(message, caller)
         if message.action == PING:
@@ -204,6 +218,19 @@ class Router:
         if message.action == WATCH:
             return self._watch_token(item, caller)
         raise StreamerError(ErrorCode.INVALID_ACTION, f"unknown system action {message.action!r}")
+
+    def readable_request(self, caller: Caller, request_id: str) -> RequestItem:
+        """The caller's own request, or the one its watch token names (consistent read).
+
+        NOT_FOUND for any other id, exactly as for an unknown one.
+        """
+        watched = caller.identity.watch_request
+        item = None
+        if watched is None or watched == request_id:
+            item = store.get_request(caller.owner, request_id)
+        if item is None:
+            raise not_found(request_id)
+        return item
 
     def _topic(self, message: ClientMessage, caller: Caller) -> dict[str, Any]:
         """`subscribe`/`unsubscribe` of a topic of the caller's tenant."""
@@ -341,7 +368,7 @@ class Router:
             item = self._existing(message, payload, caller)
             if item.kind != ASYNC:
                 return replay_response(item)
-            if item.connection_id != caller.connection_id:
+            if caller.connection_id is not None and item.connection_id != caller.connection_id:
                 # The repeat comes from a new connection: let it follow the run too.
                 store.subscribe(
                     caller.owner,

@@ -1,0 +1,236 @@
+"""The HTTP API (payload format 2.0): start a request, read it, long-poll it.
+
+`POST /requests` runs the same router as a WebSocket message, for a caller
+without a connection. Its identity comes from the HTTP API's JWT authorizer
+(`requestContext.authorizer.jwt.claims`); where the route has none (a stack
+trusting a PEM key, which API Gateway's JWT authorizer cannot use) the
+function verifies the bearer token itself.
+
+`GET /requests/{id}` has no API-level authorizer: it accepts a user token or
+a watch token for that one request, verified here. With `?wait=N` it
+long-polls: it answers as soon as the request's status, progress or seq
+differ from the first read, or after N seconds with the unchanged snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from streamer import store, watch
+from streamer.auth import InvalidToken, identity_of_claims, tenant_allowed
+from streamer.config import Settings
+from streamer.entry.authorizer import identity_of_token
+from streamer.entry.router import current_router
+from streamer.errors import ErrorCode, StreamerError
+from streamer.events import HttpEvent, Identity
+from streamer.execution import internal_error
+from streamer.logs import Timer, log_context
+from streamer.models import RequestItem
+from streamer.protocol import encode
+from streamer.router import Caller, Router
+from streamer.watch import InvalidWatchToken
+
+log = logging.getLogger("streamer.http")
+
+#: Longest `?wait=`: API Gateway ends an HTTP API integration at 29 s.
+MAX_WAIT_S = 25
+#: How often a long poll re-reads the request (consistent reads).
+POLL_INTERVAL_S = 0.25
+#: Time kept back from the invocation's remaining time to answer.
+ANSWER_MARGIN_MS = 1500
+
+HTTP_STATUS = {
+    ErrorCode.INVALID_MESSAGE: 400,
+    ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.INVALID_ACTION: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.CANCELLED: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.PROCESSING_FAILED: 500,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.TIMEOUT: 504,
+}
+
+
+def http_response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "body": encode(body),
+    }
+
+
+def error_response(error: StreamerError) -> dict[str, Any]:
+    """A protocol `error` object, `{"error": {...}}`, with its HTTP status."""
+    return http_response(HTTP_STATUS.get(error.code, 500), {"error": error.to_dict()})
+
+
+def _unauthorized() -> StreamerError:
+    return StreamerError(ErrorCode.UNAUTHORIZED, "missing or invalid token")
+
+
+def _identity(request: HttpEvent, settings: Settings, *, from_authorizer: bool) -> Identity:
+    """Who calls: the JWT authorizer's claims (POST), else the bearer token verified here."""
+    try:
+        claims = request.jwt_claims if from_authorizer else None
+        if claims is not None:
+            identity = identity_of_claims(claims)
+        else:
+            identity = identity_of_token(request.bearer_token or "", settings)
+    except (InvalidToken, InvalidWatchToken):
+        raise _unauthorized() from None
+    if not tenant_allowed(identity, settings.allowed_tenants):
+        raise StreamerError(ErrorCode.FORBIDDEN, "this tenant is not allowed")
+    return identity
+
+
+def _remaining_ms(context: Any) -> int:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else 29_000
+
+
+def start_request(router: Router, request: HttpEvent, context: Any) -> dict[str, Any]:
+    """`POST /requests`: 200 with a sync `response`, 202 with an accepted async request."""
+    settings = router.settings
+    identity = _identity(request, settings, from_authorizer=True)
+    caller = Caller(connection_id=None, identity=identity, endpoint=None)
+    with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
+        answer = router.handle(request.body, caller, _remaining_ms(context))
+    kind = answer.get("type")
+    if kind == "error":
+        return http_response(HTTP_STATUS.get(ErrorCode(answer["error"]["code"]), 500), answer)
+    if kind == "acknowledgment":
+        return http_response(202, accepted(settings, identity, answer))
+    if kind == "response" and not answer.get("success"):
+        code = ErrorCode((answer.get("error") or {}).get("code", ErrorCode.INTERNAL_ERROR))
+        return http_response(HTTP_STATUS.get(code, 500), answer)
+    return http_response(200, answer)
+
+
+def accepted(
+    settings: Settings, identity: Identity, acknowledgment: dict[str, Any]
+) -> dict[str, Any]:
+    """The 202 body: the acknowledgment, where to follow it, and a watch token for it."""
+    request_id = acknowledgment["request_id"]
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "status": acknowledgment["status"],
+        "estimated_duration_ms": acknowledgment.get("estimated_duration_ms"),
+        "websocket_url": settings.websocket_url,
+    }
+    if settings.watch_token_secret:
+        token, expires_at = watch.mint(
+            settings.watch_token_secret,
+            identity,
+            identity.user_id,
+            request_id,
+            settings.watch_token_ttl_s,
+        )
+        body.update(watch_token=token, watch_token_expires_at=expires_at)
+    return body
+
+
+def wait_seconds(query: Mapping[str, str]) -> float:
+    """`?wait=N`: 0 to `MAX_WAIT_S` seconds; anything else is a VALIDATION_ERROR."""
+    raw = query.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_WAIT_S:
+        raise StreamerError(
+            ErrorCode.VALIDATION_ERROR,
+            f"wait must be a number of seconds from 0 to {MAX_WAIT_S}",
+            details={"fields": {"wait": f"0 to {MAX_WAIT_S}"}},
+        )
+    return value
+
+
+def _state(item: RequestItem) -> tuple[str, float, int]:
+    return (item.status, float(item.progress), int(item.seq))
+
+
+def long_poll(
+    first: RequestItem,
+    wait_s: float,
+    read: Callable[[], RequestItem | None],
+    *,
+    interval_s: float = POLL_INTERVAL_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RequestItem:
+    """The request once its state differs from `first`, or `first`'s latest read after `wait_s`."""
+    deadline = clock() + wait_s
+    latest = first
+    while not latest.is_terminal:
+        left = deadline - clock()
+        if left <= 0:
+            break
+        sleep(min(interval_s, left))
+        latest = read() or latest
+        if _state(latest) != _state(first):
+            break
+    return latest
+
+
+def read_request(router: Router, request: HttpEvent, context: Any) -> dict[str, Any]:
+    """`GET /requests/{id}[?wait=N]`: the snapshot, with its `seq`."""
+    request_id = request.request_id_parameter or ""
+    identity = _identity(request, router.settings, from_authorizer=False)
+    wait_s = wait_seconds(request.query)
+    caller = Caller(connection_id=None, identity=identity, endpoint=None)
+    with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
+        item = router.readable_request(caller, request_id)
+        wait_s = min(wait_s, max(0, _remaining_ms(context) - ANSWER_MARGIN_MS) / 1000)
+        if wait_s > 0:
+            item = long_poll(item, wait_s, lambda: store.get_request(item.owner, request_id))
+    return http_response(200, {**item.snapshot(), "seq": int(item.seq)})
+
+
+def route_of(request: HttpEvent) -> Callable[[Router, HttpEvent, Any], dict[str, Any]] | None:
+    if request.method == "POST" and request.path.rstrip("/") == "/requests":
+        return start_request
+    if request.method == "GET" and request.request_id_parameter is not None:
+        return read_request
+    return None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    router = current_router()
+    request = HttpEvent(event)
+    timer = Timer()
+    route = route_of(request)
+    try:
+        if route is None:
+            raise StreamerError(ErrorCode.NOT_FOUND, "no such route")
+        answer = route(router, request, context)
+    except StreamerError as error:
+        answer = error_response(error)
+    except Exception:
+        error = internal_error()
+        log.exception(
+            "http request failed",
+            extra={"fields": {"correlation_id": error.details["correlation_id"]}},
+        )
+        answer = error_response(error)
+    log.info(
+        "http request answered",
+        extra={
+            "fields": {
+                "method": request.method,
+                "status": answer["statusCode"],
+                "duration_ms": timer.elapsed_ms,
+            }
+        },
+    )
+    return answer
