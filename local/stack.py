@@ -24,11 +24,13 @@ from local.eventbus import LocalEventBus
 from local.faults import FaultControl
 from local.functions import FunctionSpec, LambdaFunction
 from local.gateway import Gateway, Integrations, Limits
+from local.http_api import HttpApi
 from local.ingress import EVENTBRIDGE_PATH, SNS_PATH, Ingress
 from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
 from streamer import config, entry
+from streamer.auth import TokenVerifier
 
 log = logging.getLogger("local.stack")
 
@@ -85,6 +87,7 @@ def function_specs(
             concurrency=mapping.parallelization_factor,
         ),
         "sweeper": FunctionSpec("streamer-sweeper", entry.SWEEPER, timeout_s=60, concurrency=1),
+        "http": FunctionSpec("streamer-http", entry.HTTP, timeout_s=29),
         "publish": FunctionSpec("streamer-publish", entry.PUBLISH, timeout_s=30),
     }
 
@@ -190,6 +193,7 @@ class Stack:
         self._functions: dict[str, LambdaFunction] = {}
         self._mapping: EventSourceMapping | None = None
         self._schedule: Schedule | None = None
+        self._http_api: HttpApi | None = None
         self._faults = FaultControl() if options.faults else None
         self._ingress: Ingress | None = None
         self._event_bus: LocalEventBus | None = None
@@ -216,6 +220,7 @@ class Stack:
                 http_port,
                 self._serve_page,
                 intercept=self._intercept,
+                api=self._serve_api,
             )
         except OSError as error:
             raise _address_in_use(error, options.host, http_port) from None
@@ -240,6 +245,7 @@ class Stack:
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
+        os.environ[config.WEBSOCKET_URL] = f"ws://{options.host}:{port}/"
         if options.event_bus:
             moto_endpoint = endpoint if isinstance(self._database, dynamodb.MotoServer) else None
             self._event_bus = await asyncio.to_thread(
@@ -260,6 +266,12 @@ class Stack:
             )
 
         self._ingress = Ingress(self._functions["publish"], options.region, account)
+        self._http_api = HttpApi(
+            self._functions["http"],
+            TokenVerifier(config.Settings.from_env()).verify,
+            options.region,
+            account,
+        )
         loop = asyncio.get_running_loop()
         self._http.start(GatewayConnections(self._gateway, loop))
         await self._gateway.start(
@@ -324,6 +336,11 @@ class Stack:
             if answer is not None:
                 return answer
         return self._ingress.handle(method, path, body) if self._ingress else None
+
+    def _serve_api(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> HttpResponse | None:
+        return self._http_api.handle(method, target, headers, body) if self._http_api else None
 
     def _serve_page(self, method: str, path: str) -> HttpResponse:
         page = static_site.serve(method, path, self.ready) if self.ready else None
