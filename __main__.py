@@ -49,6 +49,7 @@ for region, regional in regions.items():
     )
 
 pulumi.export("websocketUrls", {region: r.url for region, r in regions.items()})
+pulumi.export("httpUrls", {region: r.http_url for region, r in regions.items()})
 pulumi.export(
     "managementEndpoints", {region: r.management_endpoint for region, r in regions.items()}
 )

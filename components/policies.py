@@ -95,6 +95,14 @@ TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
         TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
         *_FORGET_CONNECTION,
     ),
+    "http": (
+        # A caller without a connection: get_request (also the long poll),
+        # create_request, finish_request of a sync request with an id; count_active.
+        TableGrant(
+            REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        ),
+        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_ACTIVE_OWNER),
+    ),
     "publish": (
         # retain (a topic's last message), subscribers_of_key.
         TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:PutItem", "dynamodb:Query")),

@@ -24,6 +24,7 @@ from components.functions import (
     StreamerFunctionArgs,
     environment,
 )
+from components.http_api import HttpApi, HttpApiArgs
 from components.notifications import Notifications, NotificationsArgs
 from components.package import Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
@@ -50,6 +51,7 @@ class RegionalStack(pulumi.ComponentResource):
     """One region's API, functions, processor mapping, sweeper schedule and alarms."""
 
     url: pulumi.Output[str]
+    http_url: pulumi.Output[str]
     management_endpoint: pulumi.Output[str]
     connections_arn: pulumi.Output[str]
     alarm_actions: list[pulumi.Input[str]]
@@ -150,6 +152,22 @@ class RegionalStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        http_api = HttpApi(
+            f"{name}-http-api",
+            HttpApiArgs(
+                function_name=f"{name}-http",
+                prefix=args.prefix,
+                settings=settings,
+                tables=tables,
+                code=code,
+                code_sha256=args.artifacts.code.sha256,
+                layer_arn=layer.arn,
+                websocket_url=api.url,
+                alarm_actions=self.alarm_actions,
+            ),
+            opts=child,
+        )
+        self.functions["http"] = http_api.function
         ProcessorMapping(
             f"{name}-processor-stream",
             ProcessorMappingArgs(
@@ -181,11 +199,13 @@ class RegionalStack(pulumi.ComponentResource):
         )
 
         self.url = api.url
+        self.http_url = http_api.url
         self.management_endpoint = api.management_endpoint
         self.connections_arn = api.connections_arn
         self.register_outputs(
             {
                 "url": self.url,
+                "http_url": self.http_url,
                 "management_endpoint": self.management_endpoint,
                 "connections_arn": self.connections_arn,
             }

@@ -9,6 +9,7 @@ import pytest
 from components.plan import Plan
 
 from .graph import PROJECT, regional_resources, type_counts
+from .test_infra_http_api import RESOURCES
 
 pytestmark = pytest.mark.infra
 
@@ -52,6 +53,9 @@ PER_REGION = Counter(
         "aws:cloudwatch/eventTarget:EventTarget": 2,
     }
 )
+#: The HTTP API (components/http_api.py): its function and role, the API with its JWT
+#: authorizer, two routes, one integration, the stage and its access logs, one permission.
+HTTP_API = RESOURCES + Counter({"streamer:components:HttpApi": 1})
 #: prod also manages API Gateway's account-wide CloudWatch role in each region.
 ACCOUNT_LOGGING = Counter(
     {
@@ -66,8 +70,8 @@ TABLES = Counter({"streamer:components:Tables": 1, "aws:dynamodb/table:Table": 3
 @pytest.mark.parametrize(
     ("stack", "regions", "per_region"),
     [
-        ("dev", ["us-east-1"], PER_REGION),
-        ("prod", ["us-east-1", "eu-west-1"], PER_REGION + ACCOUNT_LOGGING),
+        ("dev", ["us-east-1"], PER_REGION + HTTP_API),
+        ("prod", ["us-east-1", "eu-west-1"], PER_REGION + HTTP_API + ACCOUNT_LOGGING),
     ],
 )
 def test_each_region_has_exactly_the_expected_resources(
