@@ -27,7 +27,6 @@ from streamer.topics import InvalidNotification, Notification, PublishReport, pu
 log = logging.getLogger(__name__)
 
 
-
 class PublishFailed(Exception):
     """Some notifications of the event were not delivered; the message lists why."""
 
