@@ -54,4 +54,8 @@ pulumi.export(
     "managementEndpoints", {region: r.management_endpoint for region, r in regions.items()}
 )
 pulumi.export("tableNames", tables.names)
+pulumi.export(
+    "notificationTopics", {region: r.notification_topic_arn for region, r in regions.items()}
+)
+pulumi.export("eventBuses", {region: r.event_bus_name for region, r in regions.items()})
 pulumi.export("alarmActions", {region: r.alarm_actions for region, r in regions.items()})

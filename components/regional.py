@@ -54,6 +54,8 @@ class RegionalStack(pulumi.ComponentResource):
     http_url: pulumi.Output[str]
     management_endpoint: pulumi.Output[str]
     connections_arn: pulumi.Output[str]
+    notification_topic_arn: pulumi.Output[str]
+    event_bus_name: pulumi.Output[str]
     alarm_actions: list[pulumi.Input[str]]
     functions: dict[str, StreamerFunction]
 
@@ -202,12 +204,16 @@ class RegionalStack(pulumi.ComponentResource):
         self.http_url = http_api.url
         self.management_endpoint = api.management_endpoint
         self.connections_arn = api.connections_arn
+        self.notification_topic_arn = notifications.topic_arn
+        self.event_bus_name = notifications.bus_name
         self.register_outputs(
             {
                 "url": self.url,
                 "http_url": self.http_url,
                 "management_endpoint": self.management_endpoint,
                 "connections_arn": self.connections_arn,
+                "notification_topic_arn": self.notification_topic_arn,
+                "event_bus_name": self.event_bus_name,
             }
         )
 

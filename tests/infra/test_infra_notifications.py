@@ -109,3 +109,10 @@ def test_requests_end_with_lifecycle_events_on_the_regions_bus(
     for name in ("authorizer", "connect", "disconnect", "publish"):
         assert config.EVENT_BUS not in environment(plan, region, name)
     assert environment(plan, region, "publish")[config.TOPIC_RETENTION_S] == str(24 * 3600)
+
+
+def test_publishers_find_each_regions_topic_and_bus_in_the_stack_outputs(prod: Plan) -> None:
+    for region in ("us-east-1", "eu-west-1"):
+        topic, bus = named(prod, region, "topic"), named(prod, region, "bus")
+        assert prod.outputs["notificationTopics"][region] == topic.outputs["arn"]
+        assert prod.outputs["eventBuses"][region] == bus.outputs["name"]

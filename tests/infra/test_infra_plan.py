@@ -63,6 +63,8 @@ def test_json_plan_is_complete_and_stable(
         "managementEndpoints",
         "tableNames",
         "alarmActions",
+        "notificationTopics",
+        "eventBuses",
     }
 
 
