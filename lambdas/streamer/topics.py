@@ -167,8 +167,9 @@ def subscribe(
 ) -> dict[str, Any]:
     """Subscribe a connection; the answer is the retained notification, or `subscribed`.
 
-    The subscription expires with the connection record (a ping refreshes the
-    connection, not its subscriptions: subscribe again after two hours).
+    The subscription's TTL is the connection record's, which is past API
+    Gateway's two-hour maximum connection duration from the handshake, so it
+    never expires under a live connection; `$disconnect` removes it earlier.
     """
     key = topic_key(tenant_id, topic)
     connection = store.get_connection(connection_id)
