@@ -72,6 +72,7 @@ class Tables(pulumi.ComponentResource):
                 aws.dynamodb.TableGlobalSecondaryIndexArgs(
                     name=index.name,
                     projection_type=index.projection,
+                    non_key_attributes=list(index.included) or None,
                     key_schemas=[
                         aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
                             attribute_name=key, key_type=key_type

@@ -15,7 +15,12 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    KeysOnlyProjection,
+)
 from pynamodb.models import Model
 
 from streamer import schema
@@ -40,7 +45,7 @@ def owner_key(tenant_id: str, user_id: str) -> str:
 class ConnectionsByUser(GlobalSecondaryIndex):
     class Meta:
         index_name = schema.CONNECTIONS_BY_USER
-        projection = AllProjection()
+        projection = IncludeProjection(["endpoint"])
 
     user_key = UnicodeAttribute(hash_key=True)
 

@@ -17,6 +17,8 @@ class Index:
     hash_key: str
     range_key: str | None = None
     projection: str = "ALL"
+    #: With projection "INCLUDE": the non-key attributes the index carries.
+    included: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,13 @@ REQUESTS_BY_ACTIVE_OWNER = "by_active_owner"
 CONNECTIONS = TableSchema(
     logical_name="connections",
     hash_key="connection_id",
-    indexes=(Index(CONNECTIONS_BY_USER, hash_key="user_key"),),
+    # Only what delivery needs: an index projecting every attribute would be
+    # rewritten by each rate-limit count on the connection record.
+    indexes=(
+        Index(
+            CONNECTIONS_BY_USER, hash_key="user_key", projection="INCLUDE", included=("endpoint",)
+        ),
+    ),
 )
 
 # A request's key is its tenant, user and id together ("tenant#user#id"): a
@@ -116,7 +124,8 @@ def create_table_request(schema: TableSchema, table_name: str) -> dict:
             {
                 "IndexName": index.name,
                 "KeySchema": key_schema(index.hash_key, index.range_key),
-                "Projection": {"ProjectionType": index.projection},
+                "Projection": {"ProjectionType": index.projection}
+                | ({"NonKeyAttributes": list(index.included)} if index.included else {}),
             }
             for index in schema.indexes
         ]

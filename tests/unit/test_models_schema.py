@@ -41,3 +41,15 @@ def test_model_indexes_match_the_shared_schema(model, table):
 def test_the_ttl_attribute_exists_on_every_model():
     for model, table in PAIRS:
         assert table.ttl_attribute in model.get_attributes()
+
+
+@pytest.mark.parametrize("model, table", PAIRS)
+def test_model_index_projections_match_the_shared_schema(model, table):
+    projections = {
+        index.Meta.index_name: (
+            index.Meta.projection.projection_type,
+            tuple(getattr(index.Meta.projection, "non_key_attributes", None) or ()),
+        )
+        for index in model._indexes.values()
+    }
+    assert projections == {i.name: (i.projection, i.included) for i in table.indexes}
