@@ -1,7 +1,7 @@
 """The application the fault-injection stack runs (`--app tests.faults.app`).
 
-The demo's actions plus handlers that fail on purpose. Every async handler
-run is appended to a journal, one JSON line per run, at the path in
+The demo's actions plus handlers that fail on purpose. Every handler run is
+appended to a journal, one JSON line per run, at the path in
 `STREAMER_TEST_RUN_LOG`: the stack runs handlers in its own worker
 processes, so the journal is how a test counts runs.
 """
@@ -13,9 +13,8 @@ import os
 import time
 from typing import Any
 
-from streamer.demo import app as demo_app
-from streamer.errors import RetryableError
 from streamer.handlers import App, Handler, Progress, Request
+from tests.unit.apps import app as unit_app
 
 RUN_LOG = "STREAMER_TEST_RUN_LOG"
 
@@ -23,7 +22,8 @@ app = App()
 
 
 def record_run(request: Request) -> None:
-    """Append this run to the journal: one `write` of one line, so runs never interleave."""
+    """Append this run to the journal, if there is one: one `write` of one line, so runs
+    never interleave."""
     line = json.dumps(
         {
             "request_id": request.request_id,
@@ -33,7 +33,10 @@ def record_run(request: Request) -> None:
             "pid": os.getpid(),
         }
     )
-    descriptor = os.open(os.environ[RUN_LOG], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = os.environ.get(RUN_LOG)
+    if not path:
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(descriptor, (line + "\n").encode())
     finally:
@@ -41,7 +44,7 @@ def record_run(request: Request) -> None:
 
 
 class Journaled(Handler):
-    """A handler of the demo app, recorded in the journal each time it runs."""
+    """Another app's handler, recorded in the journal each time it runs."""
 
     def __init__(self, inner: Handler) -> None:
         self.action = inner.action
@@ -56,24 +59,9 @@ class Journaled(Handler):
         return self._inner.process(request, progress)
 
 
-for demo_handler in demo_app:
-    app.register(Journaled(demo_handler))
-
-
-@app.action("flaky", estimated_duration=60)
-def flaky(request: Request, progress: Progress) -> Any:
-    """Fails with `RetryableError` until attempt `succeed_on` (default 3)."""
-    record_run(request)
-    if request.attempt < int(request.payload.get("succeed_on", 3)):
-        raise RetryableError("upstream busy")
-    return {"attempt": request.attempt}
-
-
-@app.action("explode", estimated_duration=60)
-def explode(request: Request, progress: Progress) -> Any:
-    """Raises a plain exception: a bug, not worth a retry."""
-    record_run(request)
-    raise RuntimeError("a bug in the handler")
+# The demo's actions and the unit tests' misbehaving ones (`explode`, `flaky`, ...).
+for handler in unit_app:
+    app.register(Journaled(handler))
 
 
 @app.action("hang", estimated_duration=60)

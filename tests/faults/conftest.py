@@ -23,7 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from streamer import config
 from streamer.models import owner_key, request_key
 from tests.e2e.conftest import LocalStack, start_stack
-from tests.e2e.wire import receive
+from tests.e2e.wire import ask, open_socket, receive, run
 from tests.faults.app import RUN_LOG
 
 #: Seconds: the processor's timeout, and the margin a lease adds to it.
@@ -93,6 +93,20 @@ class FaultyStack:
             values[name] = json.loads(values[name])
         return values
 
+    def connect(self, user: str) -> Any:
+        """A new WebSocket connection of `user` (an async context manager)."""
+        return open_socket(self.stack.url(self.stack.token(user, TENANT)))
+
+    def run_request(self, user: str, request_id: str, action: str, payload: dict) -> list[dict]:
+        """Send an async request on a new connection; every frame about it up to its complete."""
+
+        async def scenario() -> list[dict]:
+            async with self.connect(user) as socket:
+                await send_request(socket, action, request_id, payload)
+                return await frames_until_complete(socket, request_id)
+
+        return run(scenario())
+
     def drop_connection(self, connection_id: str) -> None:
         """Close a connection from the server side, as API Gateway's DeleteConnection does.
 
@@ -106,6 +120,12 @@ class FaultyStack:
         return [
             item["connection_id"]["S"] for item in self.stack.items_of_user("connections", user)
         ]
+
+
+async def send_request(socket: Any, action: str, request_id: str, payload: dict) -> None:
+    """Send an application request, and check it was acknowledged."""
+    answer = await ask(socket, {"action": action, "id": request_id, "payload": payload})
+    assert answer["type"] == "acknowledgment", answer
 
 
 async def frames_until_complete(socket: Any, request_id: str, timeout: float = 30) -> list[dict]:

@@ -6,30 +6,18 @@ import asyncio
 
 import pytest
 
-from tests.e2e.wire import ask, eventually, open_socket, receive, run, send, unique
+from tests.e2e.wire import eventually, receive, run, send, unique
 from tests.faults.conftest import (
     TENANT,
     FaultyStack,
     assert_seq_grows,
     frames_until_complete,
+    send_request,
 )
 
 pytestmark = pytest.mark.faults
 
 SHORT_REPORT = {"pages": 3, "page_ms": 50}
-
-
-def run_report(stack: FaultyStack, user: str, request_id: str, payload: dict) -> list[dict]:
-    """Ask for a report on a new connection; every frame about it up to its complete."""
-
-    async def scenario() -> list[dict]:
-        token = stack.stack.token(user, TENANT)
-        async with open_socket(stack.stack.url(token)) as socket:
-            message = {"action": "generate_report", "id": request_id, "payload": payload}
-            assert (await ask(socket, message))["type"] == "acknowledgment"
-            return await frames_until_complete(socket, request_id)
-
-    return run(scenario())
 
 
 def test_a_stream_record_delivered_three_times_runs_the_request_once(
@@ -41,7 +29,7 @@ def test_a_stream_record_delivered_three_times_runs_the_request_once(
     # GIVEN the mapping hands the request's record to the processor three times
     faulty_stack.fault("redeliver", request_id=request_id, times=3)
     # WHEN the request runs
-    frames = run_report(faulty_stack, user, request_id, SHORT_REPORT)
+    frames = faulty_stack.run_request(user, request_id, "generate_report", SHORT_REPORT)
 
     # THEN the handler ran once, and the client got one complete
     assert faulty_stack.state()["injected"]["records_redelivered"] == before + 2
@@ -60,7 +48,7 @@ def test_throttling_on_the_claim_is_a_batch_item_failure_and_the_retry_runs_it(
     # GIVEN DynamoDB throttles the processor's claim of the request past the SDK's retries
     faulty_stack.fault("claims", request_id=request_id, count=1)
     # WHEN the request runs
-    frames = run_report(faulty_stack, user, request_id, SHORT_REPORT)
+    frames = faulty_stack.run_request(user, request_id, "generate_report", SHORT_REPORT)
 
     # THEN the record came back as a batch item failure, and the mapping's retry ran it once
     after = faulty_stack.state()
@@ -79,15 +67,13 @@ def test_a_410_forgets_the_connection_and_the_result_waits_for_the_user(
     user, request_id = unique("gone"), unique("report")
 
     async def scenario() -> tuple[list[dict], dict]:
-        token = faulty_stack.stack.token(user, TENANT)
-        async with open_socket(faulty_stack.stack.url(token)) as first:
+        async with faulty_stack.connect(user) as first:
             [connection_id] = faulty_stack.connection_ids(user)
             # GIVEN the management API says the connection is gone (410) at the first post
             faulty_stack.fault("management", connection_id=connection_id, status=410)
             # WHEN a request of that connection runs
             payload = {"pages": 4, "page_ms": 100}
-            message = {"action": "generate_report", "id": request_id, "payload": payload}
-            assert (await ask(first, message))["type"] == "acknowledgment"
+            await send_request(first, "generate_report", request_id, payload)
             # THEN the connection's record is deleted, and the request still completes
             await eventually(
                 lambda: asyncio.to_thread(faulty_stack.connection_ids, user),
@@ -102,7 +88,7 @@ def test_a_410_forgets_the_connection_and_the_result_waits_for_the_user(
             left_over = []
             while (frame := await receive(first))["type"] != "pong":
                 left_over.append(frame)
-        async with open_socket(faulty_stack.stack.url(token)) as second:
+        async with faulty_stack.connect(user) as second:
             # and a new connection of the user gets the result
             await send(second, {"action": "subscribe", "request_id": request_id})
             snapshot = await receive(second)
@@ -123,14 +109,12 @@ def test_a_429_is_retried_with_backoff_and_the_message_delivered(
     before = faulty_stack.state()["injected"].get("management_429", 0)
 
     async def scenario() -> list[dict]:
-        token = faulty_stack.stack.token(user, TENANT)
-        async with open_socket(faulty_stack.stack.url(token)) as socket:
+        async with faulty_stack.connect(user) as socket:
             [connection_id] = faulty_stack.connection_ids(user)
             # GIVEN the management API throttles the next two posts to the connection (429)
             faulty_stack.fault("management", connection_id=connection_id, status=429, count=2)
             # WHEN a request of that connection runs
-            message = {"action": "generate_report", "id": request_id, "payload": SHORT_REPORT}
-            assert (await ask(socket, message))["type"] == "acknowledgment"
+            await send_request(socket, "generate_report", request_id, SHORT_REPORT)
             return await frames_until_complete(socket, request_id)
 
     frames = run(scenario())

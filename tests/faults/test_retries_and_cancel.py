@@ -6,26 +6,16 @@ import asyncio
 
 import pytest
 
-from tests.e2e.wire import ask, eventually, open_socket, receive, run, send, unique
+from tests.e2e.wire import eventually, receive, run, send, unique
 from tests.faults.conftest import (
     TENANT,
     FaultyStack,
     assert_seq_grows,
     frames_until_complete,
+    send_request,
 )
 
 pytestmark = pytest.mark.faults
-
-
-def run_action(stack: FaultyStack, user: str, request_id: str, action: str, payload: dict):
-    async def scenario() -> list[dict]:
-        token = stack.stack.token(user, TENANT)
-        async with open_socket(stack.stack.url(token)) as socket:
-            message = {"action": action, "id": request_id, "payload": payload}
-            assert (await ask(socket, message))["type"] == "acknowledgment"
-            return await frames_until_complete(socket, request_id)
-
-    return run(scenario())
 
 
 def test_a_retryable_error_twice_then_success_completes_on_attempt_three(
@@ -35,7 +25,7 @@ def test_a_retryable_error_twice_then_success_completes_on_attempt_three(
 
     # GIVEN a handler raising RetryableError on its first two attempts
     # WHEN it runs
-    frames = run_action(faulty_stack, user, request_id, "flaky", {"succeed_on": 3})
+    frames = faulty_stack.run_request(user, request_id, "flaky", {"succeed_on": 3})
 
     # THEN the client was told of each retry, and the third attempt's result came once
     retries = [f for f in frames if f["type"] == "progress"]
@@ -54,7 +44,7 @@ def test_a_retryable_error_twice_then_success_completes_on_attempt_three(
 def test_a_plain_exception_fails_at_once_without_a_retry(faulty_stack: FaultyStack) -> None:
     user, request_id = unique("explode"), unique("explode")
 
-    frames = run_action(faulty_stack, user, request_id, "explode", {})
+    frames = faulty_stack.run_request(user, request_id, "explode", {})
 
     assert [f["type"] for f in frames] == ["complete"]
     error = frames[0]["error"]
@@ -78,13 +68,11 @@ def test_cancel_while_pending_ends_it_at_once_and_it_never_runs(faulty_stack: Fa
     user, request_id = unique("cancel-pending"), unique("report")
 
     async def scenario() -> tuple[dict, list[dict]]:
-        token = faulty_stack.stack.token(user, TENANT)
-        async with open_socket(faulty_stack.stack.url(token)) as socket:
+        async with faulty_stack.connect(user) as socket:
             # GIVEN a request still waiting for the processor (the mapping is paused)
             faulty_stack.fault("mapping", enabled=False)
             try:
-                message = {"action": "generate_report", "id": request_id, "payload": {"pages": 2}}
-                assert (await ask(socket, message))["type"] == "acknowledgment"
+                await send_request(socket, "generate_report", request_id, {"pages": 2})
                 # WHEN it is cancelled
                 answer, frames = await cancel(socket, request_id)
                 if not any(f["type"] == "complete" for f in frames):
@@ -115,12 +103,10 @@ def test_cancel_while_running_stops_the_handler_and_ends_cancelled(faulty_stack:
     user, request_id = unique("cancel-running"), unique("report")
 
     async def scenario() -> list[dict]:
-        token = faulty_stack.stack.token(user, TENANT)
-        async with open_socket(faulty_stack.stack.url(token)) as socket:
+        async with faulty_stack.connect(user) as socket:
             # GIVEN a running request
             payload = {"pages": 50, "page_ms": 100}
-            message = {"action": "generate_report", "id": request_id, "payload": payload}
-            assert (await ask(socket, message))["type"] == "acknowledgment"
+            await send_request(socket, "generate_report", request_id, payload)
             frames = [await receive(socket)]
             assert frames[0]["type"] == "progress"
             # WHEN it is cancelled
@@ -147,12 +133,10 @@ def test_cancel_after_completion_changes_nothing_and_answers_the_terminal_state(
     user, request_id = unique("cancel-done"), unique("report")
 
     async def scenario() -> tuple[dict, dict, list[dict]]:
-        token = faulty_stack.stack.token(user, TENANT)
-        async with open_socket(faulty_stack.stack.url(token)) as socket:
+        async with faulty_stack.connect(user) as socket:
             # GIVEN a completed request
             payload = {"pages": 2, "page_ms": 10}
-            message = {"action": "generate_report", "id": request_id, "payload": payload}
-            assert (await ask(socket, message))["type"] == "acknowledgment"
+            await send_request(socket, "generate_report", request_id, payload)
             await frames_until_complete(socket, request_id)
             before = await asyncio.to_thread(faulty_stack.request, TENANT, user, request_id)
             # WHEN it is cancelled

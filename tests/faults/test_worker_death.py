@@ -7,12 +7,13 @@ import asyncio
 import pytest
 
 from client import RequestTimeout, StreamerClient
-from tests.e2e.wire import ask, eventually, open_socket, run, unique
+from tests.e2e.wire import eventually, run, unique
 from tests.faults.conftest import (
     TENANT,
     FaultyStack,
     assert_seq_grows,
     frames_until_complete,
+    send_request,
 )
 
 pytestmark = pytest.mark.faults
@@ -24,12 +25,10 @@ def test_a_killed_worker_is_replaced_and_the_request_resumes_from_its_checkpoint
     user, request_id = unique("killed"), unique("report")
 
     async def scenario() -> tuple[list[dict], int]:
-        token = faulty_stack.stack.token(user, TENANT)
-        async with open_socket(faulty_stack.stack.url(token)) as socket:
+        async with faulty_stack.connect(user) as socket:
             # GIVEN a long report whose worker has saved a checkpoint
             payload = {"pages": 10, "page_ms": 150}
-            message = {"action": "generate_report", "id": request_id, "payload": payload}
-            assert (await ask(socket, message))["type"] == "acknowledgment"
+            await send_request(socket, "generate_report", request_id, payload)
             item = await eventually(
                 lambda: asyncio.to_thread(faulty_stack.request, TENANT, user, request_id),
                 lambda item: (item.get("checkpoint") or {}).get("pages_done", 0) >= 2,
