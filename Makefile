@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser plan package bench
+.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser faults plan package bench
 
 $(STAMP): requirements.txt lambdas/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ browser: setup
 
 e2e: setup
 	$(PY) -m pytest -m e2e
+
+## Fault injection against the local stack (also part of make test).
+faults: setup
+	$(PY) -m pytest -m faults
 
 e2e-dynamodb-local: setup dynamodb-local
 	STREAMER_TEST_DYNAMODB=dynamodb-local $(PY) -m pytest -m e2e

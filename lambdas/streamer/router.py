@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamer import store
+from streamer.audience import stored_complete
 from streamer.config import CONNECTION_TTL_S, PICKUP_TIMEOUT_MS, Settings
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import Identity
@@ -43,7 +44,6 @@ from streamer.protocol import (
     ClientMessage,
     acknowledgment_message,
     client_id_of,
-    complete_message,
     error_message,
     now_ms,
     parse_client_message,
@@ -459,14 +459,7 @@ def replay_response(item: RequestItem) -> dict[str, Any]:
 def snapshot_message(item: RequestItem) -> dict[str, Any]:
     """A subscriber's first message: the `complete` if terminal, else the latest `progress`."""
     if item.is_terminal:
-        return complete_message(
-            item.request_id,
-            int(item.seq),
-            item.status,
-            result=item.result,
-            error=item.error,
-            timestamp=int(item.updated_at),
-        )
+        return stored_complete(item)
     return progress_message(
         item.request_id,
         int(item.seq),

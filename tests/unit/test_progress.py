@@ -66,16 +66,19 @@ def test_a_thousand_reports_in_two_seconds_give_about_a_dozen_messages():
     recorder = Recorder()
     progress = reporter(recorder)
 
-    # WHEN a handler reports 1,000 times over 2 seconds
+    # WHEN a handler reports 1,000 times over about 2 seconds
+    started = time.monotonic()
     for i in range(1, 1001):
         progress.report(i / 10, f"step {i}")
         time.sleep(0.002)
+    elapsed = time.monotonic() - started
     last_seq = progress.close()
 
-    # THEN at most about 12 messages went out, in seq order, ending with 100 %
+    # THEN at most one message went out per 200 ms, plus the first report, the
+    # 90 % crossing and 100 % (about 12 for exactly 2 s; a loaded machine
+    # stretches the loop and so the count), in seq order, ending with 100 %
     messages = [m for _, m in recorder.messages]
-    # (about 12 for exactly 2 s: the first, one per 200 ms, the 90 % crossing and 100 %)
-    assert len(messages) <= 13
+    assert len(messages) <= int(elapsed / 0.2) + 3
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
     assert last_seq == len(messages)
     assert messages[-1]["percentage"] == 100 and messages[-1]["message"] == "step 1000"
