@@ -12,7 +12,7 @@ from streamer.errors import (
     StreamerError,
     ValidationError,
 )
-from streamer.handlers import App, Handler, Progress, Request
+from streamer.handlers import App, Handler, Progress, Request, Waiting
 
 __all__ = [
     "App",
@@ -25,4 +25,5 @@ __all__ = [
     "RetryableError",
     "StreamerError",
     "ValidationError",
+    "Waiting",
 ]

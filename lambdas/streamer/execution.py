@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from streamer.config import MAX_RESULT_BYTES
 from streamer.errors import ErrorCode, RequestCancelled, RetryableError, StreamerError
-from streamer.handlers import Handler, Progress, Request
-from streamer.models import CANCELLED, COMPLETED, FAILED
+from streamer.handlers import Handler, Progress, Request, Waiting
+from streamer.models import CANCELLED, COMPLETED, FAILED, WAITING
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class Outcome:
     status: str
     result: Any = None
     error: dict[str, Any] | None = None
+    waiting: Waiting | None = None
 
 
 def internal_error(message: str = "internal error") -> StreamerError:
@@ -65,8 +67,19 @@ def checked_result(result: Any) -> Outcome:
 
 def run_handler(handler: Handler, request: Request, progress: Progress) -> Outcome:
     """Run `handler.process`; never raises."""
+    return _run(lambda: handler.process(request, progress), request)
+
+
+def run_poll(
+    handler: Handler, request: Request, state: dict[str, Any], progress: Progress
+) -> Outcome:
+    """Run `handler.poll` on a WAITING request; never raises."""
+    return _run(lambda: handler.poll(request, state, progress), request)
+
+
+def _run(call: Callable[[], Any], request: Request) -> Outcome:
     try:
-        result = handler.process(request, progress)
+        result = call()
     except RequestCancelled:
         return Outcome(
             CANCELLED,
@@ -93,4 +106,6 @@ def run_handler(handler: Handler, request: Request, progress: Progress) -> Outco
             extra={"fields": {"correlation_id": failure.details["correlation_id"]}},
         )
         return Outcome(FAILED, error=failure.to_dict())
+    if isinstance(result, Waiting):
+        return Outcome(WAITING, waiting=result)
     return checked_result(result)

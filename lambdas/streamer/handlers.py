@@ -48,6 +48,21 @@ class Request:
     checkpoint: Any = None
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Returned by `process` or `poll`: the work runs elsewhere; poll it again later.
+
+    The request is stored WAITING with `state` (small JSON: e.g. the external
+    job id); the scheduled poller calls `poll(request, state, progress)` once
+    `poll_after_s` passed. `deadline_s` (from the first `Waiting` only) bounds
+    the whole wait: past it the request ends FAILED with TIMEOUT.
+    """
+
+    poll_after_s: float
+    state: dict[str, Any] = field(default_factory=dict)
+    deadline_s: float = 24 * 3600
+
+
 class Progress(Protocol):
     """How a running handler talks to its client.
 
@@ -83,6 +98,10 @@ class Handler:
 
     def process(self, request: Request, progress: Progress) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.process")
+
+    def poll(self, request: Request, state: dict[str, Any], progress: Progress) -> Any:
+        """Check external work handed off by returning `Waiting`: its result, or `Waiting`."""
+        raise NotImplementedError(f"{type(self).__name__}.poll")
 
     @property
     def estimated_duration_ms(self) -> int:
@@ -164,4 +183,4 @@ def load_app(module_name: str) -> App:
     return app
 
 
-__all__ = ["App", "Handler", "Progress", "Request", "ValidationError", "load_app"]
+__all__ = ["App", "Handler", "Progress", "Request", "ValidationError", "Waiting", "load_app"]

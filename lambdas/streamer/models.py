@@ -28,6 +28,8 @@ from streamer import schema
 PENDING = "PENDING"
 PROCESSING = "PROCESSING"
 RETRYING = "RETRYING"
+#: Handed to an external system; the poller checks it (`streamer.poller`).
+WAITING = "WAITING"
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 CANCELLED = "CANCELLED"
@@ -123,7 +125,12 @@ class RequestItem(Model):
     retry_after = NumberAttribute(null=True)
     checkpoint = JSONAttribute(null=True)
     cancel_requested = BooleanAttribute(null=True)
-    # Present only while PROCESSING or RETRYING: the sweeper's sparse index.
+    # Only while WAITING: the handler's state, how often to poll, when to give up.
+    wait_state = JSONAttribute(null=True)
+    poll_interval_ms = NumberAttribute(null=True)
+    deadline_at = NumberAttribute(null=True)
+    # Present only while PROCESSING or RETRYING (the sweeper's sparse index), or
+    # WAITING under the poller's partition (`store.poll_partition`).
     due_region = UnicodeAttribute(null=True)
     due_at = NumberAttribute(null=True)
     # The owner while an async request has not ended: the per-user cap's index.

@@ -22,10 +22,10 @@ from streamer.audience import Audience
 from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import StreamRecord
-from streamer.execution import RETRY, Outcome, run_handler
-from streamer.handlers import App, Request
+from streamer.execution import RETRY, Outcome, run_handler, run_poll
+from streamer.handlers import App, Handler, Request
 from streamer.logs import Timer, copy_context, log_context
-from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, RequestItem
+from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, WAITING, RequestItem
 from streamer.progress import ProgressReporter, Snapshot
 from streamer.protocol import complete_message, now_ms, progress_message
 
@@ -62,7 +62,7 @@ class Processor:
         self.settings = settings
         self.app = app
         self.delivery = delivery
-        self._lease_ms = lease_ms
+        self.lease_ms = lease_ms
 
     def process_batch(self, records: Sequence[StreamRecord]) -> list[str]:
         """Run a batch; return the sequence numbers to report as batch item failures."""
@@ -111,12 +111,30 @@ class Processor:
             action=item.action,
         ):
             now = now_ms()
-            if not store.claim_request(item, now, now + self._lease_ms()):
+            if not store.claim_request(item, now, now + self.lease_ms()):
                 log.info("request already claimed or no longer pending")
                 return
             self._run(item)
 
     def _run(self, item: RequestItem) -> None:
+        self._attempt(item, run_handler)
+
+    def poll(self, item: RequestItem) -> None:
+        """Run the handler's `poll` on a WAITING request this worker claimed."""
+        state = dict(item.wait_state or {})
+        with log_context(
+            request_id=item.request_id,
+            connection_id=item.connection_id,
+            tenant_id=item.tenant_id,
+            action=item.action,
+        ):
+            self._attempt(
+                item, lambda handler, request, reporter: run_poll(handler, request, state, reporter)
+            )
+
+    def _attempt(
+        self, item: RequestItem, call: Callable[[Handler, Request, ProgressReporter], Outcome]
+    ) -> None:
         timer = Timer()
         attempt = int(item.attempt)
         audience = Audience(item, self.delivery)
@@ -130,10 +148,11 @@ class Processor:
             )
             return
         settings = self.settings
+        status = item.status
         reporter = ProgressReporter(
             item.request_id,
             publish=audience.send,
-            persist=lambda snap: self._persist(item, attempt, snap),
+            persist=lambda snap: self._persist(item, attempt, snap, status),
             is_cancelled=lambda: store.cancel_requested(item.owner, item.request_id),
             flush_interval_s=settings.progress_flush_ms / 1000,
             immediate_percent=settings.progress_immediate_percent,
@@ -150,8 +169,8 @@ class Processor:
             attempt=attempt,
             checkpoint=item.checkpoint,
         )
-        log.info("request started", extra={"fields": {"attempt": attempt}})
-        outcome = run_handler(handler, request, reporter)
+        log.info("request started", extra={"fields": {"attempt": attempt, "status": status}})
+        outcome = call(handler, request, reporter)
         last_seq = reporter.close()
         if reporter.cancelled and outcome.status != CANCELLED:
             # Cancelled while the handler was finishing: the cancel wins.
@@ -161,11 +180,11 @@ class Processor:
             )
         self._finish(item, attempt, outcome, last_seq, audience)
         log.info(
-            "request ended",
+            "request ended" if outcome.status != WAITING else "request waiting",
             extra={"fields": {"status": outcome.status, "duration_ms": timer.elapsed_ms}},
         )
 
-    def _persist(self, item: RequestItem, attempt: int, snap: Snapshot) -> bool:
+    def _persist(self, item: RequestItem, attempt: int, snap: Snapshot, status: str) -> bool:
         return store.save_progress(
             item,
             attempt,
@@ -174,13 +193,48 @@ class Processor:
             seq=snap.seq,
             checkpoint=snap.checkpoint,
             now_ms=now_ms(),
+            status=status,
         )
+
+    def _wait(
+        self, item: RequestItem, attempt: int, outcome: Outcome, last_seq: int, now: int
+    ) -> None:
+        """Store the request WAITING until its next poll.
+
+        A poll that failed temporarily (RETRY) keeps its state and is tried
+        again at the next poll: only the deadline ends a waiting request early.
+        """
+        waiting = outcome.waiting
+        if waiting is None:
+            state = dict(item.wait_state or {})
+            interval_ms = int(item.poll_interval_ms or RETRY_BASE_MS)
+        else:
+            state = waiting.state
+            interval_ms = round(waiting.poll_after_s * 1000)
+        if item.status == WAITING:
+            deadline_at = int(item.deadline_at)
+        else:
+            deadline_at = now + round((waiting.deadline_s if waiting else 0) * 1000)
+        if not store.wait_request(
+            item,
+            attempt,
+            state=state,
+            poll_at=now + interval_ms,
+            poll_interval_ms=interval_ms,
+            deadline_at=deadline_at,
+            seq=last_seq,
+            now_ms=now,
+        ):
+            log.warning("request changed hands while it was polled; this poll is dropped")
 
     def _finish(
         self, item: RequestItem, attempt: int, outcome: Outcome, last_seq: int, audience: Audience
     ) -> None:
         now = now_ms()
         seq = last_seq + 1
+        if outcome.status == WAITING or (outcome.status == RETRY and item.status == WAITING):
+            self._wait(item, attempt, outcome, last_seq, now)
+            return
         if outcome.status == RETRY and attempt < int(item.max_attempts):
             retry_after = now + retry_delay_ms(attempt)
             if store.schedule_retry(
@@ -205,16 +259,18 @@ class Processor:
         if outcome.status == RETRY:
             outcome = Outcome(FAILED, error=outcome.error)
         final = {"result": outcome.result} if outcome.error is None else {"error": outcome.error}
+        # A poll's claim, not a lease, bounds how long the complete may take.
+        deliver_by = item.lease_expires_at if item.status == PROCESSING else item.due_at
         if not store.finish_request(
             item,
-            from_statuses=(PROCESSING,),
+            from_statuses=(PROCESSING, WAITING),
             attempt=attempt,
             status=outcome.status,
             seq=seq,
             now_ms=now,
             progress=100.0 if outcome.error is None else None,
             # Should this worker die before the complete is out, the sweeper sends it.
-            deliver_by=int(item.lease_expires_at),
+            deliver_by=int(deliver_by),
             **final,
         ):
             log.warning("request changed hands before it ended; its outcome is dropped")

@@ -30,6 +30,7 @@ from streamer.models import (
     PROCESSING,
     RETRYING,
     SYNC,
+    WAITING,
     RequestItem,
     owner_key,
     request_key,
@@ -245,7 +246,7 @@ class Router:
 
     def _cancel(self, item: RequestItem) -> dict[str, Any]:
         now = now_ms()
-        if item.status in (PENDING, RETRYING):
+        if item.status in (PENDING, RETRYING, WAITING):
             from streamer.audience import end_request
 
             end_request(
@@ -253,7 +254,7 @@ class Router:
                 CANCELLED,
                 StreamerError(ErrorCode.CANCELLED, "the request was cancelled"),
                 self._delivery(),
-                from_statuses=(PENDING, RETRYING),
+                from_statuses=(PENDING, RETRYING, WAITING),
                 now=now,
             )
         elif item.status == PROCESSING:
@@ -424,7 +425,15 @@ class Router:
                     retryable=True,
                 ).to_dict(),
             )
-        if outcome.status != COMPLETED and outcome.status != FAILED:
+        if outcome.status == WAITING:
+            outcome = Outcome(
+                FAILED,
+                error=StreamerError(
+                    ErrorCode.PROCESSING_FAILED,
+                    "a sync action cannot wait for external work; estimate it as async",
+                ).to_dict(),
+            )
+        elif outcome.status != COMPLETED and outcome.status != FAILED:
             outcome = Outcome(FAILED, error=outcome.error)
         if item is not None:
             store.finish_request(

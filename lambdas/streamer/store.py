@@ -21,6 +21,7 @@ from streamer.models import (
     PROCESSING,
     RETRYING,
     TERMINAL,
+    WAITING,
     Connection,
     RequestItem,
     Subscription,
@@ -229,8 +230,8 @@ def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool
     )
 
 
-def _running(item: RequestItem, attempt: int) -> Any:
-    return (RequestItem.status == PROCESSING) & (RequestItem.attempt == attempt)
+def _running(item: RequestItem, attempt: int, status: str = PROCESSING) -> Any:
+    return (RequestItem.status == status) & (RequestItem.attempt == attempt)
 
 
 def save_progress(
@@ -242,8 +243,9 @@ def save_progress(
     seq: int,
     checkpoint: Any,
     now_ms: int,
+    status: str = PROCESSING,
 ) -> bool:
-    """Persist the latest progress (and checkpoint) of a running attempt.
+    """Persist the latest progress (and checkpoint) of a running attempt (or a poll).
 
     False once the attempt no longer owns the request or it was asked to cancel.
     """
@@ -255,7 +257,7 @@ def save_progress(
     ]
     if checkpoint is not None:
         actions.append(RequestItem.checkpoint.set(checkpoint))
-    condition = _running(item, attempt) & (
+    condition = _running(item, attempt, status) & (
         RequestItem.cancel_requested.does_not_exist() | (RequestItem.cancel_requested == False)  # noqa: E712
     )
     copy = RequestItem(item.request_key)
@@ -359,6 +361,77 @@ def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int, seq: in
             condition=(RequestItem.status == item.status)
             & (RequestItem.attempt == item.attempt)
             & (RequestItem.due_at == item.due_at),
+        )
+    )
+
+
+def poll_partition(region: str) -> str:
+    """The `by_due` partition of a region's WAITING requests: the poller's, not the sweeper's."""
+    return f"{region}#waiting"
+
+
+def wait_request(
+    item: RequestItem,
+    attempt: int,
+    *,
+    state: dict[str, Any],
+    poll_at: int,
+    poll_interval_ms: int,
+    deadline_at: int,
+    seq: int,
+    now_ms: int,
+) -> bool:
+    """PROCESSING or a claimed WAITING -> WAITING until `poll_at`, with the handler's state.
+
+    Conditional on the caller still holding the request: same attempt, and the
+    `due_at` its claim set (another claim moves it).
+    """
+    return _conditional(
+        lambda: item.update(
+            actions=[
+                RequestItem.status.set(WAITING),
+                RequestItem.wait_state.set(state),
+                RequestItem.poll_interval_ms.set(poll_interval_ms),
+                RequestItem.deadline_at.set(deadline_at),
+                RequestItem.due_region.set(poll_partition(item.origin_region)),
+                RequestItem.due_at.set(poll_at),
+                RequestItem.seq.set(seq),
+                RequestItem.lease_expires_at.remove(),
+                RequestItem.updated_at.set(now_ms),
+            ],
+            condition=RequestItem.status.is_in(PROCESSING, WAITING)
+            & (RequestItem.attempt == attempt)
+            & (RequestItem.due_at == int(item.due_at)),
+        )
+    )
+
+
+def claim_poll(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
+    """Take a due WAITING request for one poll; False if another poller took it first.
+
+    The claim moves `due_at` to the lease's end, so the request leaves the due
+    set (no second poller sees it) and comes back if this poller dies.
+    """
+    return _conditional(
+        lambda: item.update(
+            actions=[
+                RequestItem.due_at.set(lease_expires_at),
+                RequestItem.updated_at.set(now_ms),
+            ],
+            condition=(RequestItem.status == WAITING)
+            & (RequestItem.attempt == item.attempt)
+            & (RequestItem.due_at == int(item.due_at)),
+        )
+    )
+
+
+def waiting_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
+    """WAITING requests of this region whose poll time has come."""
+    return _guard(
+        lambda: list(
+            RequestItem.by_due.query(
+                poll_partition(region), RequestItem.due_at <= now_ms, limit=limit
+            )
         )
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from streamer.demo import app as demo_app
 from streamer.errors import RetryableError
-from streamer.handlers import App, Handler, Progress, Request
+from streamer.handlers import App, Handler, Progress, Request, Waiting
 
 app = App()
 for demo_handler in demo_app:
@@ -85,3 +85,42 @@ class Counter(Handler):
 
 
 app.register(Counter())
+
+
+#: An external batch system, in memory: job id -> items done so far, of how many.
+external_jobs: dict[str, dict[str, int]] = {}
+#: Set to make the external system fail its status calls (an outage).
+external_outage = threading.Event()
+polls: list[str] = []
+
+
+class ExternalCount(Handler):
+    """Hands `count` items to the external system, then polls it; 2 items per poll."""
+
+    action = "external_count"
+    estimated_duration = 600
+
+    def process(self, request: Request, progress: Progress) -> Any:
+        external_jobs[request.request_id] = {"done": 0, "total": int(request.payload["count"])}
+        return Waiting(
+            poll_after_s=0,
+            state={"job": request.request_id},
+            deadline_s=float(request.payload.get("deadline_s", 3600)),
+        )
+
+    def poll(self, request: Request, state: dict[str, Any], progress: Progress) -> Any:
+        with runs_lock:
+            polls.append(state["job"])
+        if external_outage.is_set():
+            raise RetryableError("the batch system answered 503")
+        job = external_jobs[state["job"]]
+        job["done"] = min(job["total"], job["done"] + 2)
+        failed = job["done"] // 5
+        aggregates = {"processed": job["done"], "succeeded": job["done"] - failed, "failed": failed}
+        progress.report(100 * job["done"] / job["total"], "classifying", aggregates)
+        if job["done"] < job["total"]:
+            return Waiting(poll_after_s=0, state=state)
+        return aggregates
+
+
+app.register(ExternalCount())

@@ -1,0 +1,151 @@
+"""External jobs: a handler returns `Waiting`, the scheduled poller polls it to its end."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer import runtime, store
+from streamer.models import owner_key
+from streamer.poller import poll_due
+from streamer.processor import Processor
+from streamer.protocol import now_ms
+from streamer.sweeper import sweep
+from tests.unit import apps
+from tests.unit.helpers import Client, Stream
+
+OWNER = owner_key("t1", "alice")
+
+
+@pytest.fixture
+def alice(test_app, management) -> Client:
+    apps.external_jobs.clear()
+    apps.polls.clear()
+    apps.external_outage.clear()
+    client = Client("conn-alice", user="alice", tenant="t1")
+    client.connect()
+    return client
+
+
+def poller() -> Processor:
+    rt = runtime.current()
+    return Processor(rt.settings, rt.app, rt.delivery, lease_ms=lambda: 60_000)
+
+
+def start_job(alice: Client, request_id: str, count: int, **payload) -> None:
+    alice.send(
+        {"action": "external_count", "id": request_id, "payload": {"count": count, **payload}}
+    )
+    Stream().run()
+
+
+def poll_until_idle(limit: int = 50) -> int:
+    """Run the poller until nothing is due; return how many runs polled something."""
+    runs = 0
+    while poll_due(poller(), now_ms()).polled:
+        runs += 1
+        assert runs < limit
+    return runs
+
+
+def test_a_waiting_job_is_polled_to_completion_with_its_aggregates(alice, management):
+    # GIVEN a job of 5 items handed to the external system
+    start_job(alice, "j-1", 5)
+    item = store.get_request(OWNER, "j-1")
+    assert item.status == "WAITING" and item.wait_state == {"job": "j-1"}
+    # the sweeper leaves it alone: it is the poller's
+    assert not sweep("us-east-1", runtime.current().delivery, now_ms() + 10_000).redriven
+
+    # WHEN the poller runs until the job ends (2 items per poll)
+    assert poll_until_idle() == 3
+
+    # THEN it is COMPLETED with the provider's aggregates, told by exactly one complete
+    item = store.get_request(OWNER, "j-1")
+    expected = {"processed": 5, "succeeded": 4, "failed": 1}
+    assert item.status == "COMPLETED" and item.result == expected
+    messages = management.messages("conn-alice")
+    assert [m["type"] for m in messages].count("complete") == 1
+    assert messages[-1]["type"] == "complete" and messages[-1]["result"] == expected
+    progress = [m for m in messages if m["type"] == "progress"]
+    assert progress[-1]["metadata"] == expected
+    # and seq goes on across the polls
+    seqs = [m["seq"] for m in messages if "seq" in m]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_a_claimed_job_is_not_polled_by_a_second_poller(alice):
+    # GIVEN two pollers that read the same due job
+    start_job(alice, "j-1", 4)
+    now = now_ms()
+    [first] = store.waiting_requests("us-east-1", now)
+    [second] = store.waiting_requests("us-east-1", now)
+
+    # WHEN both try to claim it
+    # THEN only one wins, and the job is off the due list until its claim expires
+    assert store.claim_poll(first, now, now + 60_000)
+    assert not store.claim_poll(second, now, now + 60_000)
+    assert store.waiting_requests("us-east-1", now + 1_000) == []
+    assert poll_due(poller(), now + 1_000).polled == []
+    assert apps.polls == []
+
+
+def test_a_job_past_its_deadline_fails_with_timeout(alice, management):
+    # GIVEN a job whose external work must end within 1 s
+    start_job(alice, "j-1", 50, deadline_s=1)
+
+    # WHEN the poller runs after the deadline
+    report = poll_due(poller(), now_ms() + 2_000)
+
+    # THEN it is not polled, and ends FAILED with TIMEOUT
+    assert report.timed_out == ["j-1"] and apps.polls == []
+    item = store.get_request(OWNER, "j-1")
+    assert item.status == "FAILED" and item.error["code"] == "TIMEOUT"
+    [complete] = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+    assert complete["error"]["code"] == "TIMEOUT"
+
+
+def test_an_outage_of_the_external_system_is_retried_at_the_next_poll(alice):
+    # GIVEN a job, and the external system failing its status calls
+    start_job(alice, "j-1", 4)
+    apps.external_outage.set()
+
+    # WHEN the poller runs several times during the outage
+    for _ in range(5):
+        poll_due(poller(), now_ms() + 2_000)
+
+    # THEN the job is still WAITING with its state (no attempts used up)
+    item = store.get_request(OWNER, "j-1")
+    assert item.status == "WAITING" and item.wait_state == {"job": "j-1"}
+    assert apps.polls == ["j-1"] * 5
+
+    # WHEN the system is back, THEN the job completes
+    apps.external_outage.clear()
+    while poll_due(poller(), now_ms() + 2_000).polled:
+        pass
+    assert store.get_request(OWNER, "j-1").status == "COMPLETED"
+
+
+def test_a_waiting_job_is_cancelled_at_once(alice, management):
+    # GIVEN a waiting job
+    start_job(alice, "j-1", 10)
+
+    # WHEN its owner cancels it
+    alice.send({"action": "cancel", "request_id": "j-1"})
+
+    # THEN it is CANCELLED and the poller never polls it
+    assert store.get_request(OWNER, "j-1").status == "CANCELLED"
+    assert poll_due(poller(), now_ms() + 2_000).polled == []
+    assert apps.polls == []
+
+
+def test_more_jobs_than_a_batch_are_all_polled_in_one_run(alice):
+    # GIVEN 10 jobs, more than a batch of 4 (each user may have 20 active requests)
+    for i in range(10):
+        start_job(alice, f"j-{i}", 2)
+
+    # WHEN the poller runs once, 4 polls at a time
+    report = poll_due(poller(), now_ms(), batch_size=4)
+
+    # THEN every job was polled once and completed
+    jobs = [f"j-{i}" for i in range(10)]
+    assert sorted(report.polled) == sorted(jobs) and sorted(apps.polls) == sorted(jobs)
+    assert {store.get_request(OWNER, job).status for job in jobs} == {"COMPLETED"}
