@@ -2,8 +2,8 @@
 
 A request runs in the region its client called, but a subscriber may be connected
 through another region's API: each connection record carries its own management
-endpoint, and the runtime posts there. So the senders of every region (router,
-processor, sweeper) may post to the `@connections` of every regional API of this
+endpoint, and the runtime posts there. So the senders of every region
+(`policies.CONNECTION_SENDERS`) may post to the `@connections` of every regional API of this
 stack, and of no other API. Granted once all regions exist, since it names them all.
 """
 

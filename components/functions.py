@@ -30,10 +30,11 @@ HANDLERS: Mapping[str, str] = {
     "router": entry.ROUTER,
     "processor": entry.PROCESSOR,
     "sweeper": entry.SWEEPER,
+    "poller": entry.POLLER,
 }
 
 #: Functions that take requests (and so need the request tunables).
-_REQUEST_HANDLERS = ("router", "processor", "sweeper")
+_REQUEST_HANDLERS = ("router", "processor", "sweeper", "poller")
 
 
 def environment(

@@ -9,7 +9,7 @@
   `Real-time Notification` events to the function, with a retry policy and a
   dead-letter queue.
 - The same bus receives the lifecycle events (`Request Completed`, ...) that the
-  router, processor and sweeper put on it: they get its name and `events:PutEvents`
+  router, processor, sweeper and poller put on it: they get its name and `events:PutEvents`
   on it only.
 
 Both sources invoke the function asynchronously: Lambda retries a failed invocation
@@ -38,7 +38,7 @@ from streamer.config import NOTIFICATION_DETAIL_TYPE
 
 PUBLISH_SIZE = FunctionSize(256, 30)
 #: The functions that put lifecycle events on the bus (where requests end).
-LIFECYCLE_PUBLISHERS = ("router", "processor", "sweeper")
+LIFECYCLE_PUBLISHERS = ("router", "processor", "sweeper", "poller")
 PUT_EVENTS = "events:PutEvents"
 #: Retries of a failed asynchronous invocation before the dead-letter queue.
 INVOKE_RETRIES = 2

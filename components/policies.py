@@ -36,7 +36,7 @@ XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
 
 #: The functions that push messages to clients through the management API.
-CONNECTION_SENDERS = ("router", "processor", "sweeper", "publish")
+CONNECTION_SENDERS = ("router", "processor", "sweeper", "poller", "publish")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,15 @@ TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
         TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_DUE),
         # redrive_request, finish_request.
         TableGrant(REQUESTS.logical_name, ("dynamodb:UpdateItem",)),
+        # subscribers.
+        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
+        *_FORGET_CONNECTION,
+    ),
+    "poller": (
+        # waiting_requests.
+        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_DUE),
+        # cancel_requested; claim_poll, save_progress, wait_request, finish_request.
+        TableGrant(REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
         # subscribers.
         TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
         *_FORGET_CONNECTION,

@@ -1,8 +1,8 @@
 """Everything Streamer runs in one region, on that region's provider.
 
-The dependency layer, six functions with their roles, the WebSocket API, the
+The dependency layer, seven functions with their roles, the WebSocket API, the
 processor's mapping on this region's replica stream with its dead-letter queue, the
-sweeper's one-minute schedule, and an alarm topic unless targets are configured.
+sweeper's and the poller's one-minute schedules, and an alarm topic unless targets are configured.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -31,7 +31,12 @@ from components.processor import ProcessorMapping, ProcessorMappingArgs
 from components.settings import FUNCTION_NAMES, StackSettings
 from components.tables import RegionalTables
 
-SWEEPER_SCHEDULE = "rate(1 minute)"
+#: The scheduled functions: EventBridge's shortest rate, and what each run does.
+SCHEDULES = {
+    "sweeper": "Re-drive requests whose lease expired or whose retry is due",
+    "poller": "Poll the external work of WAITING requests whose poll time came",
+}
+SCHEDULE_RATE = "rate(1 minute)"
 #: SQS's maximum, so a dead letter can be inspected for two weeks.
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
 
@@ -182,23 +187,27 @@ class RegionalStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-sweeper-schedule",
-            description="Re-drive requests whose lease expired or whose retry is due",
-            schedule_expression=SWEEPER_SCHEDULE,
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-sweeper-target", rule=schedule.name, arn=lambdas["sweeper"].arn, opts=child
-        )
-        aws.lambda_.Permission(
-            f"{name}-sweeper-invoke",
-            action="lambda:InvokeFunction",
-            function=lambdas["sweeper"].name,
-            principal="events.amazonaws.com",
-            source_arn=schedule.arn,
-            opts=child,
-        )
+        for function, description in SCHEDULES.items():
+            schedule = aws.cloudwatch.EventRule(
+                f"{name}-{function}-schedule",
+                description=description,
+                schedule_expression=SCHEDULE_RATE,
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(
+                f"{name}-{function}-target",
+                rule=schedule.name,
+                arn=lambdas[function].arn,
+                opts=child,
+            )
+            aws.lambda_.Permission(
+                f"{name}-{function}-invoke",
+                action="lambda:InvokeFunction",
+                function=lambdas[function].name,
+                principal="events.amazonaws.com",
+                source_arn=schedule.arn,
+                opts=child,
+            )
 
         self.url = api.url
         self.http_url = http_api.url

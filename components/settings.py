@@ -17,8 +17,16 @@ import pulumi
 
 from streamer.config import Settings as RuntimeSettings
 
-#: The six functions, in the order they are created.
-FUNCTION_NAMES = ("authorizer", "connect", "disconnect", "router", "processor", "sweeper")
+#: The seven functions, in the order they are created.
+FUNCTION_NAMES = (
+    "authorizer",
+    "connect",
+    "disconnect",
+    "router",
+    "processor",
+    "sweeper",
+    "poller",
+)
 
 #: API Gateway ends every integration call (so every sync answer) after 29 seconds.
 API_INTEGRATION_LIMIT_S = 29
@@ -58,6 +66,8 @@ DEFAULT_SIZES: Mapping[str, FunctionSize] = {
     # then the lease expires and the sweeper re-drives it from its checkpoint.
     "processor": FunctionSize(1024, 900),
     "sweeper": FunctionSize(256, 60),
+    # One run polls every due WAITING request, 20 at a time.
+    "poller": FunctionSize(512, 300),
 }
 
 

@@ -22,6 +22,7 @@ HANDLERS = {
     "router": entry.ROUTER,
     "processor": entry.PROCESSOR,
     "sweeper": entry.SWEEPER,
+    "poller": entry.POLLER,
     "publish": entry.PUBLISH,
 }
 COMMON = {config.LOG_LEVEL, config.TRACING}
@@ -48,6 +49,7 @@ ENVIRONMENT = {
     | {config.EVENT_BUS},
     "processor": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
     "sweeper": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
+    "poller": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
     "publish": COMMON | TABLES | {config.TOPIC_RETENTION_S},
 }
 REGIONS = [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
@@ -181,19 +183,22 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(("stack", "region"), REGIONS)
-def test_sweeper_runs_every_minute(request: pytest.FixtureRequest, stack: str, region: str) -> None:
-    # GIVEN the region's sweeper schedule
+@pytest.mark.parametrize("name", ["sweeper", "poller"])
+def test_sweeper_and_poller_run_every_minute(
+    request: pytest.FixtureRequest, stack: str, region: str, name: str
+) -> None:
+    # GIVEN the region's schedule of the function
     plan: Plan = request.getfixturevalue(stack)
-    rule = plan.named(f"{PROJECT}-{region}-sweeper-schedule")
-    target = plan.named(f"{PROJECT}-{region}-sweeper-target")
-    permission = plan.named(f"{PROJECT}-{region}-sweeper-invoke")
-    sweeper = function(plan, region, "sweeper")
+    rule = plan.named(f"{PROJECT}-{region}-{name}-schedule")
+    target = plan.named(f"{PROJECT}-{region}-{name}-target")
+    permission = plan.named(f"{PROJECT}-{region}-{name}-invoke")
+    scheduled = function(plan, region, name)
 
-    # WHEN it is read  THEN it invokes the sweeper once a minute, and only it may
+    # WHEN it is read  THEN it invokes the function once a minute, and only it may
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
-    assert target.inputs["arn"] == sweeper.outputs["arn"]
+    assert target.inputs["arn"] == scheduled.outputs["arn"]
     assert target.inputs["rule"] == rule.outputs["name"]
-    assert permission.inputs["function"] == sweeper.outputs["name"]
+    assert permission.inputs["function"] == scheduled.outputs["name"]
     assert permission.inputs["principal"] == "events.amazonaws.com"
     assert permission.inputs["sourceArn"] == rule.outputs["arn"]
 

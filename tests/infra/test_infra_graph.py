@@ -13,11 +13,11 @@ from .test_infra_http_api import RESOURCES
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = 7
+FUNCTIONS = 8
 
 #: What one region holds, by type (alarms: errors and throttles per function, plus
 #: the two dead-letter depths and iterator age; permissions: four routes/authorizer, the
-#: sweeper, and SNS and EventBridge invoking the publish function).
+#: sweeper, the poller, and SNS and EventBridge invoking the publish function).
 PER_REGION = Counter(
     {
         "pulumi:providers:aws": 1,
@@ -28,7 +28,8 @@ PER_REGION = Counter(
         "streamer:components:ConnectionsAccess": 1,
         "streamer:components:Notifications": 1,
         "aws:iam/role:Role": FUNCTIONS,
-        "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 4,
+        # One more per function that posts to clients (ConnectionsAccess).
+        "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 5,
         "aws:cloudwatch/logGroup:LogGroup": FUNCTIONS + 1,
         "aws:lambda/function:Function": FUNCTIONS,
         "aws:lambda/layerVersion:LayerVersion": 1,
@@ -47,10 +48,10 @@ PER_REGION = Counter(
         "aws:apigatewayv2/routeResponse:RouteResponse": 1,
         "aws:apigatewayv2/deployment:Deployment": 1,
         "aws:apigatewayv2/stage:Stage": 1,
-        "aws:lambda/permission:Permission": 7,
+        "aws:lambda/permission:Permission": 8,
         "aws:lambda/eventSourceMapping:EventSourceMapping": 1,
-        "aws:cloudwatch/eventRule:EventRule": 2,
-        "aws:cloudwatch/eventTarget:EventTarget": 2,
+        "aws:cloudwatch/eventRule:EventRule": 3,
+        "aws:cloudwatch/eventTarget:EventTarget": 3,
     }
 )
 #: The HTTP API (components/http_api.py): its function and role, the API with its JWT

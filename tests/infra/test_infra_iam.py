@@ -57,6 +57,13 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "subscriptions": {QUERY, DELETE},
         "bus": {PUT_EVENTS},
     },
+    "poller": {
+        **FORGET,
+        "requests/index/by_due": {QUERY},
+        "requests": {GET, UPDATE},
+        "subscriptions": {QUERY, DELETE},
+        "bus": {PUT_EVENTS},
+    },
     "publish": {
         **FORGET,
         "subscriptions": {PUT, QUERY, DELETE},
@@ -64,7 +71,7 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "notification dead letters": {"sqs:SendMessage"},
     },
 }
-SENDERS = {"router", "processor", "sweeper", "publish"}
+SENDERS = {"router", "processor", "sweeper", "poller", "publish"}
 
 
 def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
@@ -150,6 +157,6 @@ def test_senders_may_post_through_every_regional_api_of_the_stack(prod: Plan) ->
             # WHEN a function's @connections grants are read
             posting = {r for a, r in grants(prod, region, name) if a.startswith("execute-api:")}
 
-            # THEN router, processor and sweeper reach both APIs (a subscriber may be connected
-            # to the other region); the others reach none
+            # THEN the senders reach both APIs (a subscriber may be connected to the
+            # other region); the others reach none
             assert posting == (apis if name in SENDERS else set()), (region, name)

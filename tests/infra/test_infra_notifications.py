@@ -104,7 +104,7 @@ def test_requests_end_with_lifecycle_events_on_the_regions_bus(
 ) -> None:
     plan: Plan = request.getfixturevalue(stack)
     bus = named(plan, region, "bus")
-    for name in ("router", "processor", "sweeper"):
+    for name in ("router", "processor", "sweeper", "poller"):
         assert environment(plan, region, name)[config.EVENT_BUS] == bus.outputs["name"]
     for name in ("authorizer", "connect", "disconnect", "publish"):
         assert config.EVENT_BUS not in environment(plan, region, name)
