@@ -58,6 +58,7 @@ def _stack_parser() -> argparse.ArgumentParser:
     stream.add_argument("--parallelization-factor", type=int, default=10)
     stream.add_argument("--max-retries", type=int, default=BatchPolicy.maximum_retry_attempts)
     parser.add_argument("--sweep-interval", type=float, default=5.0, metavar="S")
+    parser.add_argument("--poll-jobs-interval", type=float, default=2.0, metavar="S")
     parser.add_argument(
         "--processor-timeout",
         type=float,
@@ -123,6 +124,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
             filters=(stream_filter_pattern(args.region),),
         ),
         sweep_interval_s=args.sweep_interval,
+        poll_jobs_interval_s=args.poll_jobs_interval,
         shutdown_grace_s=args.shutdown_grace,
         processor_timeout_s=args.processor_timeout,
         faults=args.faults,

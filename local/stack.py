@@ -58,6 +58,8 @@ class StackOptions:
     limits: Limits = field(default_factory=Limits)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     sweep_interval_s: float = 5.0
+    #: How often the poller checks WAITING requests (EventBridge's one minute on AWS).
+    poll_jobs_interval_s: float = 2.0
     shutdown_grace_s: float = 10.0
     #: The processor's timeout (Lambda's maximum by default); a worker's lease follows it.
     processor_timeout_s: float = 900
@@ -87,6 +89,7 @@ def function_specs(
             concurrency=mapping.parallelization_factor,
         ),
         "sweeper": FunctionSpec("streamer-sweeper", entry.SWEEPER, timeout_s=60, concurrency=1),
+        "poller": FunctionSpec("streamer-poller", entry.POLLER, timeout_s=300, concurrency=1),
         "http": FunctionSpec("streamer-http", entry.HTTP, timeout_s=29),
         "publish": FunctionSpec("streamer-publish", entry.PUBLISH, timeout_s=30),
     }
@@ -192,7 +195,7 @@ class Stack:
         self._database: dynamodb.MotoServer | dynamodb.DynamoDBLocal | None = None
         self._functions: dict[str, LambdaFunction] = {}
         self._mapping: EventSourceMapping | None = None
-        self._schedule: Schedule | None = None
+        self._schedules: list[Schedule] = []
         self._http_api: HttpApi | None = None
         self._faults = FaultControl() if options.faults else None
         self._ingress: Ingress | None = None
@@ -290,10 +293,14 @@ class Stack:
             copies=self._faults.plan.copies if self._faults else None,
         )
         self._mapping.start()
-        self._schedule = Schedule(
-            self._functions["sweeper"], options.sweep_interval_s, options.region, account
-        )
-        self._schedule.start()
+        self._schedules = [
+            Schedule(self._functions["sweeper"], options.sweep_interval_s, options.region, account),
+            Schedule(
+                self._functions["poller"], options.poll_jobs_interval_s, options.region, account
+            ),
+        ]
+        for schedule in self._schedules:
+            schedule.start()
 
         self.ready = {
             "websocket_url": f"ws://{options.host}:{port}/",
@@ -374,9 +381,10 @@ class Stack:
         return clean
 
     def _stop_threads(self) -> None:
-        for running in (self._mapping, self._schedule):
-            if running is not None:
-                running.stop()
+        for schedule in self._schedules:
+            schedule.stop()
+        if self._mapping is not None:
+            self._mapping.stop()
         for function in self._functions.values():
             function.close()
         if self._http is not None:
