@@ -19,6 +19,7 @@ from pathlib import Path
 
 from local import dynamodb, static_site, tokens
 from local.apigateway import DEFAULT_ROUTE, Api
+from local.batch_provider import BatchProvider
 from local.event_source_mapping import EventSourceMapping, MappingConfig
 from local.eventbus import LocalEventBus
 from local.faults import FaultControl
@@ -29,7 +30,7 @@ from local.ingress import EVENTBRIDGE_PATH, SNS_PATH, Ingress
 from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
-from streamer import config, entry
+from streamer import config, demo, entry
 from streamer.auth import TokenVerifier
 
 log = logging.getLogger("local.stack")
@@ -200,6 +201,7 @@ class Stack:
         self._faults = FaultControl() if options.faults else None
         self._ingress: Ingress | None = None
         self._event_bus: LocalEventBus | None = None
+        self._batch_provider: BatchProvider | None = None
 
     async def start(self) -> dict:
         """Start everything and write the ready file; returns what it contains."""
@@ -248,6 +250,9 @@ class Stack:
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
+        self._batch_provider = BatchProvider(options.host)
+        self._batch_provider.start()
+        os.environ[demo.BATCH_PROVIDER_URL] = self._batch_provider.url
         os.environ[config.WEBSOCKET_URL] = f"ws://{options.host}:{port}/"
         if options.event_bus:
             moto_endpoint = endpoint if isinstance(self._database, dynamodb.MotoServer) else None
@@ -306,6 +311,7 @@ class Stack:
             "websocket_url": f"ws://{options.host}:{port}/",
             "management_url": http_base,
             "http_url": f"{http_base}/",
+            "batch_provider_url": self._batch_provider.url,
             "pid": os.getpid(),
             "region": options.region,
             "dynamodb": options.dynamodb,
@@ -389,3 +395,5 @@ class Stack:
             function.close()
         if self._http is not None:
             self._http.close()
+        if self._batch_provider is not None:
+            self._batch_provider.stop()

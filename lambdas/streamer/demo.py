@@ -6,12 +6,16 @@ of the handler API.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
-from streamer.errors import HandlerFailed, ValidationError
-from streamer.handlers import App, Progress, Request
+from streamer.errors import HandlerFailed, RetryableError, ValidationError
+from streamer.handlers import App, Handler, Progress, Request, Waiting
 
 app = App()
 
@@ -68,3 +72,65 @@ def generate_report(request: Request, progress: Progress) -> dict[str, Any]:
     # Derived from the request, so a re-run names the same report.
     name = f"{request.tenant_id}/{request.user_id}/{request.request_id}"
     return {"pages": pages, "report_id": f"rpt-{uuid.uuid5(uuid.NAMESPACE_URL, name)}"}
+
+
+#: Where the demo's external batch API is (the local stack's `local/batch_provider.py`).
+BATCH_PROVIDER_URL = "STREAMER_BATCH_PROVIDER_URL"
+
+
+class BatchClassify(Handler):
+    """Hands items to an external batch API and reports its aggregates until it is done.
+
+    Payload: `items` (a list) or `count` (that many generated items). The
+    provider's outage (503, or no answer) is a `RetryableError`: polled again
+    later, the job is not lost.
+    """
+
+    action = "batch_classify"
+    estimated_duration = 300
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        items = payload.get("items")
+        if items is None:
+            errors: dict[str, str] = {}
+            count = _integer(payload, "count", 1, 10_000, errors)
+            if count is None:
+                raise ValidationError(errors)
+            items = [f"item-{i}" for i in range(count)]
+        if not isinstance(items, list) or not items:
+            raise ValidationError({"items": "must be a non-empty list"})
+        return {"items": items}
+
+    def process(self, request: Request, progress: Progress) -> Waiting:
+        answer = _call_provider("POST", "/jobs", {"items": request.payload["items"]})
+        return Waiting(poll_after_s=1, state={"job_id": answer["job_id"]}, deadline_s=3600)
+
+    def poll(self, request: Request, state: dict[str, Any], progress: Progress) -> Any:
+        job = _call_provider("GET", f"/jobs/{state['job_id']}")
+        aggregates = {k: job[k] for k in ("processed", "succeeded", "failed")}
+        progress.report(100 * job["processed"] / job["total"], "classifying", aggregates)
+        if not job["done"]:
+            return Waiting(poll_after_s=1, state=state)
+        return aggregates
+
+
+def _call_provider(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    url = os.environ.get(BATCH_PROVIDER_URL)
+    if not url:
+        raise HandlerFailed(f"{BATCH_PROVIDER_URL} is not set")
+    data = None if body is None else json.dumps(body).encode()
+    call = urllib.request.Request(
+        url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(call, timeout=5) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        if error.code >= 500:
+            raise RetryableError(f"the batch provider answered {error.code}") from error
+        raise HandlerFailed(f"the batch provider answered {error.code}") from error
+    except OSError as error:
+        raise RetryableError("the batch provider did not answer") from error
+
+
+app.register(BatchClassify())
