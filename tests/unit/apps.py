@@ -124,3 +124,8 @@ class ExternalCount(Handler):
 
 
 app.register(ExternalCount())
+
+
+@app.action("sync_wait", estimated_duration=0.1)
+def sync_wait(request: Request, progress: Progress) -> Any:
+    return Waiting(poll_after_s=1)

@@ -149,3 +149,13 @@ def test_more_jobs_than_a_batch_are_all_polled_in_one_run(alice):
     jobs = [f"j-{i}" for i in range(10)]
     assert sorted(report.polled) == sorted(jobs) and sorted(apps.polls) == sorted(jobs)
     assert {store.get_request(OWNER, job).status for job in jobs} == {"COMPLETED"}
+
+
+def test_a_sync_action_cannot_wait(alice):
+    # GIVEN a sync action that returns Waiting
+    # WHEN it is called
+    answer = alice.send({"action": "sync_wait", "id": "s-1"})
+
+    # THEN the caller is told it failed, and nothing is left waiting
+    assert answer["type"] == "response" and answer["error"]["code"] == "PROCESSING_FAILED"
+    assert store.waiting_requests("us-east-1", now_ms() + 10_000) == []
