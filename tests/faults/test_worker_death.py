@@ -35,7 +35,8 @@ def test_a_killed_worker_is_replaced_and_the_request_resumes_from_its_checkpoint
             )
             # WHEN its worker is killed
             killed = faulty_stack.fault("kill", request_id=request_id)
-            assert killed["killed"][0]["request_ids"] == [request_id]
+            # (a dead worker takes its whole batch down, as a dead Lambda does)
+            assert request_id in killed["killed"][0]["request_ids"]
             # THEN the client still gets the rest, up to one complete
             return await frames_until_complete(socket, request_id), item["checkpoint"]
 
