@@ -17,13 +17,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.context import RegionalContext
 from components.functions import StreamerFunction, StreamerFunctionArgs, environment
 from components.settings import API_INTEGRATION_LIMIT_S, FunctionSize, StackSettings
 from components.tables import RegionalTables
@@ -57,14 +57,8 @@ class HttpApiArgs:
     """Names, the stack's settings and tables, the code, and the WebSocket URL to hand out."""
 
     function_name: str
-    prefix: str
-    settings: StackSettings
-    tables: RegionalTables
-    code: pulumi.Archive
-    code_sha256: str
-    layer_arn: pulumi.Input[str]
+    region: RegionalContext
     websocket_url: pulumi.Input[str]
-    alarm_actions: Sequence[pulumi.Input[str]]
 
 
 def http_environment(
@@ -89,29 +83,29 @@ class HttpApi(pulumi.ComponentResource):
     ) -> None:
         super().__init__("streamer:components:HttpApi", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        settings = args.settings
+        settings = args.region.settings
 
         self.function = StreamerFunction(
             args.function_name,
             StreamerFunctionArgs(
                 handler=entry.HTTP,
                 size=HTTP_SIZE,
-                code=args.code,
-                code_sha256=args.code_sha256,
-                layer_arn=args.layer_arn,
-                environment=http_environment(settings, args.tables, args.websocket_url),
-                log_group_name=f"/{args.prefix}/http",
+                code=args.region.code,
+                code_sha256=args.region.code_sha256,
+                layer_arn=args.region.layer_arn,
+                environment=http_environment(settings, args.region.tables, args.websocket_url),
+                log_group_name=f"/{args.region.prefix}/http",
                 log_retention_days=settings.log_retention_days,
                 tracing=settings.tracing,
-                statements=policies.table_statements("http", args.tables.arns),
-                alarm_actions=args.alarm_actions,
+                statements=policies.table_statements("http", args.region.tables.arns),
+                alarm_actions=args.region.alarm_actions,
             ),
             opts=child,
         )
         function = self.function.function
 
         api = aws.apigatewayv2.Api(
-            f"{name}-api", name=f"{args.prefix}-http", protocol_type="HTTP", opts=child
+            f"{name}-api", name=f"{args.region.prefix}-http", protocol_type="HTTP", opts=child
         )
         authorizer = None
         if settings.jwt.jwks_url is not None:
@@ -149,7 +143,7 @@ class HttpApi(pulumi.ComponentResource):
             )
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-access-logs",
-            name=f"/{args.prefix}/http-access",
+            name=f"/{args.region.prefix}/http-access",
             retention_in_days=settings.log_retention_days,
             opts=child,
         )

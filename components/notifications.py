@@ -21,7 +21,7 @@ whose depth alarms.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +30,9 @@ import pulumi_aws as aws
 
 from components import policies
 from components.alarms import metric_alarm
+from components.context import RegionalContext
 from components.functions import StreamerFunction, StreamerFunctionArgs, environment
-from components.settings import FunctionSize, StackSettings
-from components.tables import RegionalTables
+from components.settings import FunctionSize
 from streamer import config, entry
 from streamer.config import NOTIFICATION_DETAIL_TYPE
 
@@ -55,13 +55,7 @@ class NotificationsArgs:
     """Names, the stack's settings and tables, and the code the publish function runs."""
 
     function_name: str
-    prefix: str
-    settings: StackSettings
-    tables: RegionalTables
-    code: pulumi.Archive
-    code_sha256: str
-    layer_arn: pulumi.Input[str]
-    alarm_actions: Sequence[pulumi.Input[str]]
+    region: RegionalContext
 
 
 class Notifications(pulumi.ComponentResource):
@@ -78,10 +72,12 @@ class Notifications(pulumi.ComponentResource):
         super().__init__("streamer:components:Notifications", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        bus = aws.cloudwatch.EventBus(f"{name}-bus", name=f"{args.prefix}-events", opts=child)
+        bus = aws.cloudwatch.EventBus(
+            f"{name}-bus", name=f"{args.region.prefix}-events", opts=child
+        )
         aws.cloudwatch.EventArchive(
             f"{name}-archive",
-            name=f"{args.prefix}-events",
+            name=f"{args.region.prefix}-events",
             event_source_arn=bus.arn,
             retention_days=ARCHIVE_RETENTION_DAYS,
             description="Every event of the bus, for replay",
@@ -93,7 +89,9 @@ class Notifications(pulumi.ComponentResource):
             sqs_managed_sse_enabled=True,
             opts=child,
         )
-        topic = aws.sns.Topic(f"{name}-topic", name=f"{args.prefix}-notifications", opts=child)
+        topic = aws.sns.Topic(
+            f"{name}-topic", name=f"{args.region.prefix}-notifications", opts=child
+        )
         rule = aws.cloudwatch.EventRule(
             f"{name}-rule",
             event_bus_name=bus.name,
@@ -102,25 +100,25 @@ class Notifications(pulumi.ComponentResource):
             opts=child,
         )
 
-        env = dict(environment("publish", args.settings, args.tables.names))
+        env = dict(environment("publish", args.region.settings, args.region.tables.names))
         env[config.TOPIC_RETENTION_S] = str(TOPIC_RETENTION_S)
         self.publish = StreamerFunction(
             args.function_name,
             StreamerFunctionArgs(
                 handler=entry.PUBLISH,
                 size=PUBLISH_SIZE,
-                code=args.code,
-                code_sha256=args.code_sha256,
-                layer_arn=args.layer_arn,
+                code=args.region.code,
+                code_sha256=args.region.code_sha256,
+                layer_arn=args.region.layer_arn,
                 environment=env,
-                log_group_name=f"/{args.prefix}/publish",
-                log_retention_days=args.settings.log_retention_days,
-                tracing=args.settings.tracing,
+                log_group_name=f"/{args.region.prefix}/publish",
+                log_retention_days=args.region.settings.log_retention_days,
+                tracing=args.region.settings.tracing,
                 statements=[
-                    *policies.table_statements("publish", args.tables.arns),
+                    *policies.table_statements("publish", args.region.tables.arns),
                     policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
                 ],
-                alarm_actions=args.alarm_actions,
+                alarm_actions=args.region.alarm_actions,
             ),
             opts=child,
         )
@@ -194,7 +192,7 @@ class Notifications(pulumi.ComponentResource):
             dimensions={"QueueName": dead_letters.name},
             statistic="Maximum",
             threshold=0,
-            alarm_actions=args.alarm_actions,
+            alarm_actions=args.region.alarm_actions,
             description="Notifications that were not delivered: inspect the dead-letter queue",
             opts=child,
         )

@@ -16,6 +16,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocketApiArgs
+from components.context import RegionalContext
 from components.functions import (
     ARCHITECTURE,
     HANDLERS,
@@ -97,18 +98,18 @@ class RegionalStack(pulumi.ComponentResource):
             ]
         }
         code = pulumi.FileArchive(str(args.artifacts.code.path))
+        region = RegionalContext(
+            prefix=args.prefix,
+            settings=settings,
+            tables=tables,
+            code=code,
+            code_sha256=args.artifacts.code.sha256,
+            layer_arn=layer.arn,
+            alarm_actions=self.alarm_actions,
+        )
         notifications = Notifications(
             f"{name}-notifications",
-            NotificationsArgs(
-                function_name=f"{name}-publish",
-                prefix=args.prefix,
-                settings=settings,
-                tables=tables,
-                code=code,
-                code_sha256=args.artifacts.code.sha256,
-                layer_arn=layer.arn,
-                alarm_actions=self.alarm_actions,
-            ),
+            NotificationsArgs(function_name=f"{name}-publish", region=region),
             opts=child,
         )
         self.functions = {
@@ -161,17 +162,7 @@ class RegionalStack(pulumi.ComponentResource):
         )
         http_api = HttpApi(
             f"{name}-http-api",
-            HttpApiArgs(
-                function_name=f"{name}-http",
-                prefix=args.prefix,
-                settings=settings,
-                tables=tables,
-                code=code,
-                code_sha256=args.artifacts.code.sha256,
-                layer_arn=layer.arn,
-                websocket_url=api.url,
-                alarm_actions=self.alarm_actions,
-            ),
+            HttpApiArgs(function_name=f"{name}-http", region=region, websocket_url=api.url),
             opts=child,
         )
         self.functions["http"] = http_api.function

@@ -1,0 +1,24 @@
+"""What every function of one region is built from, passed to the components that add one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components.settings import StackSettings
+from components.tables import RegionalTables
+
+
+@dataclass(frozen=True)
+class RegionalContext:
+    """Name prefix, the stack's settings, the region's tables, the code and layer, alarm targets."""
+
+    prefix: str
+    settings: StackSettings
+    tables: RegionalTables
+    code: pulumi.Archive
+    code_sha256: str
+    layer_arn: pulumi.Input[str]
+    alarm_actions: Sequence[pulumi.Input[str]]
