@@ -138,7 +138,12 @@ def test_cancel_after_completion_changes_nothing_and_answers_the_terminal_state(
             payload = {"pages": 2, "page_ms": 10}
             await send_request(socket, "generate_report", request_id, payload)
             await frames_until_complete(socket, request_id)
-            before = await asyncio.to_thread(faulty_stack.request, TENANT, user, request_id)
+            # (whose worker has recorded that its `complete` went out: the worker
+            # writes that after the send, so the client can see the complete first)
+            before = await eventually(
+                lambda: asyncio.to_thread(faulty_stack.request, TENANT, user, request_id),
+                lambda item: "due_at" not in item,
+            )
             # WHEN it is cancelled
             answer, frames = await cancel(socket, request_id)
             # (and nothing else arrives before the answer to a ping)
