@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser faults plan package bench
 
-$(STAMP): requirements.txt lambdas/requirements.txt pyproject.toml
+$(STAMP): requirements.txt lambdas/requirements.txt lambdas/requirements-tracing.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -13,8 +13,10 @@ other work on a shared machine stretches wall time far more than CPU time.
 Wall times are reported beside it.
 
 Package sizes come from building the archives with `components.package`:
-the layer as it is built now, and with the runtime-provided packages kept
-(as it was built before), for comparison.
+the dependency layer and the tracing layer as they are built now, and, for
+comparison, the single layer they were split from as it was built before the
+runtime-provided packages were left out (both layers built with those packages
+kept, added up: they hold no distribution twice).
 """
 
 from __future__ import annotations
@@ -249,14 +251,27 @@ def _sizes(archive: Path) -> dict:
     }
 
 
+def _added(first: dict, second: dict) -> dict:
+    """The sizes of two archives' entries as if they were one archive."""
+    packages = dict(first["packages"])
+    for name, size in second["packages"].items():
+        packages[name] = packages.get(name, 0) + size
+    return {
+        **{key: first[key] + second[key] for key in ("zipped_bytes", "unzipped_bytes", "files")},
+        "packages": dict(sorted(packages.items(), key=lambda item: -item[1])),
+    }
+
+
 def package_sizes(directory: Path) -> dict:
-    """The code archive and the layer as built now, and the layer with what the runtime provides."""
+    """The code archive and both layers as built now, and the one layer of before, with what
+    the runtime provides."""
     result: dict = {"code": _sizes(package.build_code(directory / "now").path)}
     try:
-        result["layer"] = _sizes(package.build_layer(directory / "now").path)
-        result["layer_with_runtime_packages"] = _sizes(
-            package.build_layer(directory / "full", exclude=()).path
-        )
+        layer, tracing_layer = package.build_layers(directory / "now")
+        result["layer"] = _sizes(layer.path)
+        result["tracing_layer"] = _sizes(tracing_layer.path)
+        full = package.build_layers(directory / "full", exclude=())
+        result["layer_with_runtime_packages"] = _added(*(_sizes(a.path) for a in full))
     except subprocess.CalledProcessError as error:
         result["layer_error"] = f"pip failed ({error.returncode}): is the package index reachable?"
     return result

@@ -147,13 +147,21 @@ def _cold_start(section: dict | None) -> str:
     ]
     package = section["package"]
     if "layer_error" in package:
-        text.append(f"\nThe layer could not be built: {package['layer_error']}")
+        text.append(f"\nThe layers could not be built: {package['layer_error']}")
     sizes = [["code archive (`code.zip`)", package["code"]]]
     if "layer" in package:
-        sizes.append(["dependency layer (`layer.zip`), as built now", package["layer"]])
+        sizes.append(["dependency layer (`layer.zip`), every function", package["layer"]])
+    if "tracing_layer" in package:
         sizes.append(
             [
-                "dependency layer with the runtime-provided packages (as before)",
+                "tracing layer (`tracing-layer.zip`), only functions of stacks with `tracing` on",
+                package["tracing_layer"],
+            ]
+        )
+    if "layer_with_runtime_packages" in package:
+        sizes.append(
+            [
+                "one layer of both, with the runtime-provided packages (as before)",
                 package["layer_with_runtime_packages"],
             ]
         )
@@ -292,12 +300,22 @@ def _cost(section: dict | None) -> str:
 def _fixed(results: dict) -> str:
     package = (results.get("cold_start") or {}).get("package") or {}
     before, after = package.get("layer_with_runtime_packages"), package.get("layer")
+    tracing = package.get("tracing_layer")
     measured = ""
-    if before and after:
+    if before and after and tracing:
         measured = (
             f" Measured in this run: {mib(before['unzipped_bytes'])} unzipped and "
-            f"{mib(before['zipped_bytes'])} zipped before, {mib(after['unzipped_bytes'])} and "
-            f"{mib(after['zipped_bytes'])} now."
+            f"{mib(before['zipped_bytes'])} zipped before (one layer with the tracing "
+            "layer's packages), "
+            f"{mib(after['unzipped_bytes'] + tracing['unzipped_bytes'])} and "
+            f"{mib(after['zipped_bytes'] + tracing['zipped_bytes'])} now (both layers)."
+        )
+    split = ""
+    if after and tracing:
+        split = (
+            f" Measured in this run: the dependency layer {mib(after['unzipped_bytes'])} "
+            f"unzipped ({mib(after['zipped_bytes'])} zipped), the tracing layer "
+            f"{mib(tracing['unzipped_bytes'])} ({mib(tracing['zipped_bytes'])})."
         )
     return (
         "- **The dependency layer no longer ships the AWS SDK.** pynamodb and aws-xray-sdk "
@@ -309,7 +327,17 @@ def _fixed(results: dict) -> str:
         "`tests/infra/test_infra_package.py` checks that the layer holds no botocore."
         + measured
         + " Trade-off: the functions use the runtime's botocore, which AWS updates on its "
-        "own schedule; pynamodb needs botocore 1.12 or later, far older than any runtime's."
+        "own schedule; pynamodb needs botocore 1.12 or later, far older than any runtime's.\n"
+        "- **The X-Ray SDK is in a layer of its own.** aws-xray-sdk and wrapt are imported "
+        "only with `STREAMER_TRACING` on (`streamer.tracing`), yet every function carried "
+        "them. `lambdas/requirements-tracing.txt` now declares them apart from "
+        "`lambdas/requirements.txt`; `components/package.py` builds them into "
+        "`tracing-layer.zip`, at the versions the dependency layer holds and without "
+        "anything it holds, and the stack creates that layer and attaches it to every "
+        "function only when its `tracing` setting is on. "
+        "`tests/infra/test_infra_package.py` checks that the dependency layer holds neither "
+        "and that no package is in both layers; `tests/infra/test_infra_functions.py` checks "
+        "which functions get which layer." + split
     )
 
 
@@ -346,12 +374,13 @@ figures above; the fifth on how Lambda loads a layer, and is not measured here.
    benchmark pauses a random time between requests so the pickup it compares
    with the target is that of requests arriving at random. Reading again when
    a read returned records, before sleeping, would remove the wait.
-5. **Bytecode in the layer.** The layer is built with `--no-compile` and
+5. **Bytecode in the layers.** The layers are built with `--no-compile` and
    without `__pycache__`, and Lambda's `/opt` is read-only, so every cold
-   start compiles pynamodb, PyJWT and cryptography's Python modules again;
-   section 4 measures with the bytecode cache warm, which Lambda never has.
-   Compiling at build time (with `--invalidation-mode unchecked-hash`, so the
-   archive stays deterministic) would remove that.
+   start compiles pynamodb, PyJWT and cryptography's Python modules again
+   (and the X-Ray SDK's where tracing is on); section 4 measures with the
+   bytecode cache warm, which Lambda never has. Compiling at build time (with
+   `--invalidation-mode unchecked-hash`, so the archives stay deterministic)
+   would remove that.
 """
 
 METHOD = """\

@@ -13,12 +13,14 @@ from components.tables import RegionalTables
 
 @dataclass(frozen=True)
 class RegionalContext:
-    """Name prefix, the stack's settings, the region's tables, the code and layer, alarm targets."""
+    """Name prefix, the stack's settings, the region's tables, code and layers, alarm targets."""
 
     prefix: str
     settings: StackSettings
     tables: RegionalTables
     code: pulumi.Archive
     code_sha256: str
-    layer_arn: pulumi.Input[str]
+    #: The layers every function of the region gets: the dependency layer, and the tracing
+    #: layer when the stack traces.
+    layer_arns: Sequence[pulumi.Input[str]]
     alarm_actions: Sequence[pulumi.Input[str]]

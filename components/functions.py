@@ -1,8 +1,8 @@
 """One Lambda function with its own role, log group and alarms; and what each one is given.
 
 Every function is Python 3.12 on arm64, runs the shared code archive with the dependency
-layer, and reads its configuration from the environment variable names in
-`streamer.config`.
+layer (and the tracing layer when traced), and reads its configuration from the
+environment variable names in `streamer.config`.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class StreamerFunctionArgs:
     size: FunctionSize
     code: pulumi.Archive
     code_sha256: str
-    layer_arn: pulumi.Input[str]
+    layers: Sequence[pulumi.Input[str]]
     environment: Mapping[str, pulumi.Input[str]]
     log_group_name: str
     log_retention_days: int
@@ -150,7 +150,7 @@ class StreamerFunction(pulumi.ComponentResource):
             handler=args.handler,
             code=args.code,
             code_sha256=args.code_sha256,
-            layers=[args.layer_arn],
+            layers=list(args.layers),
             role=self.role.arn,
             memory_size=args.size.memory_mb,
             timeout=args.size.timeout_s,

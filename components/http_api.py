@@ -92,7 +92,7 @@ class HttpApi(pulumi.ComponentResource):
                 size=HTTP_SIZE,
                 code=args.region.code,
                 code_sha256=args.region.code_sha256,
-                layer_arn=args.region.layer_arn,
+                layers=args.region.layer_arns,
                 environment=http_environment(settings, args.region.tables, args.websocket_url),
                 log_group_name=f"/{args.region.prefix}/http",
                 log_retention_days=settings.log_retention_days,

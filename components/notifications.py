@@ -109,7 +109,7 @@ class Notifications(pulumi.ComponentResource):
                 size=PUBLISH_SIZE,
                 code=args.region.code,
                 code_sha256=args.region.code_sha256,
-                layer_arn=args.region.layer_arn,
+                layers=args.region.layer_arns,
                 environment=env,
                 log_group_name=f"/{args.region.prefix}/publish",
                 log_retention_days=args.region.settings.log_retention_days,

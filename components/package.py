@@ -4,17 +4,22 @@ Writes into DIR (default build/lambda):
 
 - `code.zip`: the runtime, entry points and demo app: the contents of `lambdas/`
   (so `streamer/` is at the archive root), without caches, egg-info or requirements;
-- `layer.zip`: `lambdas/requirements.txt` installed for CPython 3.12 on arm64 Linux
-  under `python/`, where Lambda puts layers on `sys.path`, without the packages the
-  Lambda Python runtime already provides (`RUNTIME_PROVIDED`: the AWS SDK for Python
-  and what it depends on);
-- `manifest.json`: both paths with the base64 SHA-256 Lambda compares (`code_sha256`).
+- `layer.zip`, the dependency layer every function gets: `lambdas/requirements.txt`
+  installed for CPython 3.12 on arm64 Linux under `python/`, where Lambda puts layers on
+  `sys.path`, without the packages the Lambda Python runtime already provides
+  (`RUNTIME_PROVIDED`: the AWS SDK for Python and what it depends on);
+- `tracing-layer.zip`, the tracing layer only functions of a stack with `tracing` on
+  get: `lambdas/requirements-tracing.txt` (the X-Ray SDK) installed the same way, at
+  the versions the dependency layer holds, without what the runtime provides and
+  without anything the dependency layer already holds;
+- `manifest.json`: the three paths with the base64 SHA-256 Lambda compares
+  (`code_sha256`).
 
 The zips are deterministic (sorted entries, fixed timestamps and modes), so a hash
 changes only when content does, and only then does `pulumi up` redeploy. The code
-archive is stored uncompressed, so its hash is the same on every machine; the layer
-is deflated to stay under Lambda's upload limit.
-`--code-only` skips the download and writes an empty placeholder layer, marked as
+archive is stored uncompressed, so its hash is the same on every machine; the layers
+are deflated to stay under Lambda's upload limit.
+`--code-only` skips the download and writes empty placeholder layers, marked as
 such in the manifest: enough for offline plans and previews, refused by `pulumi up`.
 """
 
@@ -37,8 +42,11 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
 REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
+TRACING_REQUIREMENTS = LAMBDAS_DIR / "requirements-tracing.txt"
 DEFAULT_OUT = PROJECT_ROOT / "build" / "lambda"
 MANIFEST = "manifest.json"
+LAYER = "layer.zip"
+TRACING_LAYER = "tracing-layer.zip"
 
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
@@ -58,10 +66,11 @@ RUNTIME_PROVIDED = (
     "six",
 )
 
+_MIB = 2**20
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _SKIPPED_DIRS = {"__pycache__", ".pytest_cache", "tests"}
 _SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
-_SKIPPED_FILES = {"requirements.txt"}
+_SKIPPED_FILES = {REQUIREMENTS.name, TRACING_REQUIREMENTS.name}
 
 
 class ArtifactsMissing(FileNotFoundError):
@@ -79,16 +88,19 @@ class Archive:
 
 @dataclass(frozen=True)
 class Artifacts:
-    """The code archive and the dependency layer, as the Pulumi program deploys them."""
+    """The code archive and the two layers, as the Pulumi program deploys them."""
 
     code: Archive
+    #: Every function's dependencies.
     layer: Archive
+    #: The X-Ray SDK, for the functions of a stack with tracing on.
+    tracing_layer: Archive
 
     @classmethod
     def load(cls, directory: str | Path, *, allow_placeholder: bool = False) -> Artifacts:
         """Read `manifest.json` from `directory` (relative paths are from the project root).
 
-        A placeholder layer (`--code-only`) is refused unless `allow_placeholder`, so a
+        Placeholder layers (`--code-only`) are refused unless `allow_placeholder`, so a
         deployment never ships functions without their dependencies.
         """
         directory = PROJECT_ROOT / directory
@@ -98,6 +110,12 @@ class Artifacts:
                 f"{manifest} not found: run `python -m components.package` first"
             )
         data = json.loads(manifest.read_text())
+        missing = {"code", "layer", "tracing_layer"} - set(data)
+        if missing:
+            raise ArtifactsMissing(
+                f"{manifest} lists no {', '.join(sorted(missing))}: it was written by an "
+                "older build; run `python -m components.package` again"
+            )
 
         def archive(entry: dict) -> Archive:
             return Archive(
@@ -106,13 +124,23 @@ class Artifacts:
                 placeholder=bool(entry.get("placeholder", False)),
             )
 
-        artifacts = cls(code=archive(data["code"]), layer=archive(data["layer"]))
-        if artifacts.layer.placeholder and not allow_placeholder:
+        artifacts = cls(
+            code=archive(data["code"]),
+            layer=archive(data["layer"]),
+            tracing_layer=archive(data["tracing_layer"]),
+        )
+        if not allow_placeholder and (
+            artifacts.layer.placeholder or artifacts.tracing_layer.placeholder
+        ):
             raise ArtifactsMissing(
-                f"{directory} has a placeholder layer (--code-only): run "
-                "`python -m components.package` to build the real one before deploying"
+                f"{directory} has placeholder layers (--code-only): run "
+                "`python -m components.package` to build the real ones before deploying"
             )
         return artifacts
+
+    def archives(self) -> dict[str, Archive]:
+        """The archives by their manifest key."""
+        return {"code": self.code, "layer": self.layer, "tracing_layer": self.tracing_layer}
 
 
 def code_entries(source: Path = LAMBDAS_DIR) -> list[tuple[str, Path]]:
@@ -152,8 +180,15 @@ def write_zip(entries: Iterable[tuple[str, Path]], out: Path, *, compress: bool 
     return base64.b64encode(hashlib.sha256(out.read_bytes()).digest()).decode()
 
 
-def pip_command(requirements: Path, target: Path) -> list[str]:
-    """The pip call that installs `requirements` as Lambda's Python 3.12 on arm64 would need."""
+def unzipped_size(archive: Path) -> int:
+    """Bytes the archive's files take once unpacked (what Lambda's 250 MB limit counts)."""
+    with zipfile.ZipFile(archive) as z:
+        return sum(info.file_size for info in z.infolist())
+
+
+def pip_command(requirements: Path, target: Path, *, constraints: Path | None = None) -> list[str]:
+    """The pip call that installs `requirements` as Lambda's Python 3.12 on arm64 would need,
+    at the versions `constraints` pins, if given."""
     return [
         sys.executable,
         "-m",
@@ -173,6 +208,7 @@ def pip_command(requirements: Path, target: Path) -> list[str]:
         str(target),
         "-r",
         str(requirements),
+        *(["-c", str(constraints)] if constraints is not None else []),
     ]
 
 
@@ -180,6 +216,14 @@ def canonical_name(name: str) -> str:
     """A distribution name as pip compares them (PEP 503): `Python_Dateutil` is
     `python-dateutil`."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_versions(site: Path) -> dict[str, str]:
+    """Canonical name and version of every distribution installed in `site`."""
+    return {
+        canonical_name(distribution.metadata["Name"]): distribution.version
+        for distribution in importlib.metadata.distributions(path=[str(site)])
+    }
 
 
 def remove_distributions(site: Path, names: Iterable[str]) -> list[str]:
@@ -223,61 +267,90 @@ def build_code(out_dir: Path) -> Archive:
     return Archive(path=path, sha256=write_zip(code_entries(), path))
 
 
-def build_layer(
+def build_layers(
     out_dir: Path,
     requirements: Path = REQUIREMENTS,
+    tracing_requirements: Path = TRACING_REQUIREMENTS,
     *,
     exclude: Iterable[str] = RUNTIME_PROVIDED,
-) -> Archive:
-    """Install `requirements` for Lambda (downloads from the package index) and zip them,
-    leaving out the `exclude` distributions (by default what the runtime provides)."""
-    path = out_dir / "layer.zip"
-    with tempfile.TemporaryDirectory(prefix="streamer-layer-") as scratch:
-        site = Path(scratch) / "python"
+) -> tuple[Archive, Archive]:
+    """Install both requirement files for Lambda (downloads from the package index) and
+    zip them into `out_dir/layer.zip` and `out_dir/tracing-layer.zip`; return both.
+
+    Both leave out the `exclude` distributions (by default what the runtime provides).
+    The tracing requirements are installed at the versions the dependency layer holds,
+    and what that layer holds is left out of the tracing layer, so no distribution is in
+    both and a function with both layers sees one version of each.
+    """
+    exclude = tuple(exclude)
+    with tempfile.TemporaryDirectory(prefix="streamer-layers-") as scratch:
+        site = Path(scratch) / "dependencies" / "python"
+        tracing_site = Path(scratch) / "tracing" / "python"
         subprocess.run(pip_command(requirements, site), check=True)
+        pinned = installed_versions(site)
+        constraints = Path(scratch) / "constraints.txt"
+        constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pinned.items())))
+        subprocess.run(
+            pip_command(tracing_requirements, tracing_site, constraints=constraints), check=True
+        )
         remove_distributions(site, exclude)
-        return Archive(path=path, sha256=write_zip(layer_entries(site), path, compress=True))
+        remove_distributions(tracing_site, {*exclude, *pinned})
+        layers = []
+        for installed, name in ((site, LAYER), (tracing_site, TRACING_LAYER)):
+            path = out_dir / name
+            sha256 = write_zip(layer_entries(installed), path, compress=True)
+            layers.append(Archive(path=path, sha256=sha256))
+        return layers[0], layers[1]
 
 
-def build_placeholder_layer(out_dir: Path) -> Archive:
-    """An empty layer archive for offline plans; `pulumi up` refuses it."""
-    path = out_dir / "layer.zip"
-    return Archive(path=path, sha256=write_zip([], path), placeholder=True)
+def build_placeholder_layers(out_dir: Path) -> tuple[Archive, Archive]:
+    """Empty layer archives for offline plans; `pulumi up` refuses them."""
+    layers = []
+    for name in (LAYER, TRACING_LAYER):
+        path = out_dir / name
+        layers.append(Archive(path=path, sha256=write_zip([], path), placeholder=True))
+    return layers[0], layers[1]
 
 
-def build(out_dir: Path = DEFAULT_OUT, *, with_layer: bool = True) -> Artifacts:
-    """Build both archives into `out_dir` and write the manifest the program reads."""
+def build(out_dir: Path = DEFAULT_OUT, *, with_layers: bool = True) -> Artifacts:
+    """Build the three archives into `out_dir` and write the manifest the program reads."""
     out_dir.mkdir(parents=True, exist_ok=True)
     code = build_code(out_dir)
-    layer = build_layer(out_dir) if with_layer else build_placeholder_layer(out_dir)
-    return write_manifest(out_dir, code, layer)
+    layer, tracing_layer = (
+        build_layers(out_dir) if with_layers else build_placeholder_layers(out_dir)
+    )
+    return write_manifest(out_dir, Artifacts(code=code, layer=layer, tracing_layer=tracing_layer))
 
 
-def write_manifest(out_dir: Path, code: Archive, layer: Archive) -> Artifacts:
-    """Record both archives (paths relative to `out_dir`) where `Artifacts.load` finds them."""
+def write_manifest(out_dir: Path, artifacts: Artifacts) -> Artifacts:
+    """Record the archives (paths relative to `out_dir`) where `Artifacts.load` finds them."""
     manifest = {
         name: {
             "path": archive.path.relative_to(out_dir).as_posix(),
             "sha256": archive.sha256,
             **({"placeholder": True} if archive.placeholder else {}),
         }
-        for name, archive in (("code", code), ("layer", layer))
+        for name, archive in artifacts.archives().items()
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return Artifacts(code=code, layer=layer)
+    return artifacts
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.package", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument(
-        "--code-only", action="store_true", help="placeholder layer, no download (plans only)"
+        "--code-only", action="store_true", help="placeholder layers, no download (plans only)"
     )
     args = parser.parse_args(argv)
-    artifacts = build(args.out.resolve(), with_layer=not args.code_only)
-    for archive in (artifacts.code, artifacts.layer):
+    artifacts = build(args.out.resolve(), with_layers=not args.code_only)
+    for archive in artifacts.archives().values():
         note = " (placeholder)" if archive.placeholder else ""
-        print(f"{archive.path}  sha256={archive.sha256}{note}")
+        zipped, unzipped = archive.path.stat().st_size, unzipped_size(archive.path)
+        print(
+            f"{archive.path}  {zipped / _MIB:.1f} MiB zipped, {unzipped / _MIB:.1f} MiB "
+            f"unzipped  sha256={archive.sha256}{note}"
+        )
     return 0
 
 

@@ -11,7 +11,7 @@ Secret values are never printed: they show as `[secret]`. (Pulumi makes a whole 
 secret when any part of it is, so e.g. every value of the authorizer's environment is
 redacted once the JWT key is a secret; the variable names still show.)
 When no built archives are found, the code archive is built into a temporary
-directory with a placeholder layer (`python -m components.package --code-only`).
+directory with placeholder layers (`python -m components.package --code-only`).
 The infrastructure tests run the program through `run` as well.
 """
 
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{artifacts_dir} has no archives: planning with a code-only build", file=sys.stderr
             )
             artifacts_dir = Path(scratch)
-            package.build(artifacts_dir, with_layer=False)
+            package.build(artifacts_dir, with_layers=False)
         plan = run(args.stack, artifacts_dir=artifacts_dir.resolve())
     sys.stdout.write(plan.to_json() + "\n" if args.json else plan.to_text())
     return 0

@@ -1,8 +1,9 @@
 """Everything Streamer runs in one region, on that region's provider.
 
-The dependency layer, seven functions with their roles, the WebSocket API, the
-processor's mapping on this region's replica stream with its dead-letter queue, the
-sweeper's and the poller's one-minute schedules, and an alarm topic unless targets are configured.
+The dependency layer (and the tracing layer when the stack traces), seven functions with
+their roles, the WebSocket API, the processor's mapping on this region's replica stream
+with its dead-letter queue, the sweeper's and the poller's one-minute schedules, and an
+alarm topic unless targets are configured.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -76,15 +77,22 @@ class RegionalStack(pulumi.ComponentResource):
         if not self.alarm_actions:
             self.alarm_actions = [aws.sns.Topic(f"{name}-alarms", opts=child).arn]
 
-        layer = aws.lambda_.LayerVersion(
-            f"{name}-dependencies",
-            layer_name=f"{args.prefix}-dependencies",
-            code=pulumi.FileArchive(str(args.artifacts.layer.path)),
-            source_code_hash=args.artifacts.layer.sha256,
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[ARCHITECTURE],
-            opts=child,
-        )
+        layers = {"dependencies": args.artifacts.layer}
+        if settings.tracing:
+            # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
+            layers["tracing"] = args.artifacts.tracing_layer
+        layer_arns = [
+            aws.lambda_.LayerVersion(
+                f"{name}-{layer}",
+                layer_name=f"{args.prefix}-{layer}",
+                code=pulumi.FileArchive(str(archive.path)),
+                source_code_hash=archive.sha256,
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+                opts=child,
+            ).arn
+            for layer, archive in layers.items()
+        ]
         dead_letters = aws.sqs.Queue(
             f"{name}-processor-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,
@@ -104,7 +112,7 @@ class RegionalStack(pulumi.ComponentResource):
             tables=tables,
             code=code,
             code_sha256=args.artifacts.code.sha256,
-            layer_arn=layer.arn,
+            layer_arns=layer_arns,
             alarm_actions=self.alarm_actions,
         )
         notifications = Notifications(
@@ -120,7 +128,7 @@ class RegionalStack(pulumi.ComponentResource):
                     size=settings.functions[function],
                     code=code,
                     code_sha256=args.artifacts.code.sha256,
-                    layer_arn=layer.arn,
+                    layers=layer_arns,
                     environment={
                         **environment(function, settings, tables.names),
                         **notifications.environment(function),

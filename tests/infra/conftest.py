@@ -3,8 +3,9 @@
 Each `plan` fixture runs `__main__.py` once per test module through
 `components.plan.run`, which installs fresh mocks, configuration and root stack
 for every run (Pulumi's runtime state is global), so modules cannot see each
-other's resources. The archives are a real code build and a small stand-in layer,
-so the program runs as for `pulumi up` (not a preview).
+other's resources. The archives are a real code build and two small stand-in layers
+(different content, so different hashes), so the program runs as for `pulumi up` (not
+a preview).
 """
 
 from __future__ import annotations
@@ -20,14 +21,23 @@ from components.plan import Plan
 @pytest.fixture(scope="session")
 def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts")
-    stand_in = out / "stand-in" / "python" / "marker.py"
-    stand_in.parent.mkdir(parents=True)
-    stand_in.write_text("# stands in for the dependency layer in mock runs\n")
-    layer_zip = out / "layer.zip"
-    layer = package.Archive(
-        path=layer_zip, sha256=package.write_zip([("python/marker.py", stand_in)], layer_zip)
+    layers = {}
+    for archive, module in ((package.LAYER, "marker"), (package.TRACING_LAYER, "tracing_marker")):
+        stand_in = out / "stand-in" / archive / "python" / f"{module}.py"
+        stand_in.parent.mkdir(parents=True)
+        stand_in.write_text(f"# stands in for {archive} in mock runs\n")
+        path = out / archive
+        layers[archive] = package.Archive(
+            path=path, sha256=package.write_zip([(f"python/{module}.py", stand_in)], path)
+        )
+    package.write_manifest(
+        out,
+        package.Artifacts(
+            code=package.build_code(out),
+            layer=layers[package.LAYER],
+            tracing_layer=layers[package.TRACING_LAYER],
+        ),
     )
-    package.write_manifest(out, package.build_code(out), layer)
     return out
 
 

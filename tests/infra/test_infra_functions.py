@@ -1,4 +1,4 @@
-"""Functions: arm64 / Python 3.12, the shared code and layer, the environment the runtime reads."""
+"""Functions: arm64 / Python 3.12, the shared code and layers, the environment the runtime reads."""
 
 from __future__ import annotations
 
@@ -63,23 +63,25 @@ def test_function_runs_the_shared_code_on_arm64_python312(
     # GIVEN one function of one region
     plan: Plan = request.getfixturevalue(stack)
     fn = function(plan, region, name)
-    layer = plan.named(f"{PROJECT}-{region}-dependencies")
+    layers = [plan.named(f"{PROJECT}-{region}-{layer}") for layer in ("dependencies", "tracing")]
     artifacts = Artifacts.load(artifacts_dir)
 
     # WHEN its inputs are read
     inputs = fn.inputs
 
-    # THEN it is Python 3.12 on arm64 with its entry point, the code archive and the layer,
-    # traced by X-Ray, logging to its own group
+    # THEN it is Python 3.12 on arm64 with its entry point, the code archive, the dependency
+    # layer and (the stacks trace) the tracing layer, traced by X-Ray, logging to its own group
     assert inputs["runtime"] == "python3.12"
     assert inputs["architectures"] == ["arm64"]
     assert inputs["handler"] == HANDLERS[name]
     assert inputs["code"] == "archive:code.zip"
     assert inputs["codeSha256"] == artifacts.code.sha256
-    assert inputs["layers"] == [layer.outputs["arn"]]
-    assert layer.inputs["compatibleRuntimes"] == ["python3.12"]
-    assert layer.inputs["compatibleArchitectures"] == ["arm64"]
-    assert layer.inputs["sourceCodeHash"] == artifacts.layer.sha256
+    assert inputs["layers"] == [layer.outputs["arn"] for layer in layers]
+    for layer, archive in zip(layers, (artifacts.layer, artifacts.tracing_layer), strict=True):
+        assert layer.inputs["compatibleRuntimes"] == ["python3.12"]
+        assert layer.inputs["compatibleArchitectures"] == ["arm64"]
+        assert layer.inputs["sourceCodeHash"] == archive.sha256
+        assert layer.inputs["code"] == f"archive:{archive.path.name}"
     assert inputs["tracingConfig"] == {"mode": "Active"}
     logs = plan.named(f"{PROJECT}-{region}-{name}-logs")
     assert inputs["loggingConfig"]["logGroup"] == logs.outputs["name"]
@@ -168,18 +170,55 @@ def test_a_public_key_reaches_only_the_authorizer_and_stays_secret(artifacts_dir
 
 
 def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
-    # GIVEN dev with tracing switched off
-    plan = run_stack("dev", artifacts_dir, overrides={"tracing": "false"})
+    # GIVEN prod with tracing switched off
+    plan = run_stack("prod", artifacts_dir, overrides={"tracing": "false"})
+    artifacts = Artifacts.load(artifacts_dir)
 
-    for name in HANDLERS:
+    # WHEN the layers are read  THEN each region has the dependency layer only
+    layers = plan.of_type("aws:lambda/layerVersion:LayerVersion")
+    assert sorted(layer.name for layer in layers) == [
+        f"{PROJECT}-{region}-dependencies" for region in ("eu-west-1", "us-east-1")
+    ]
+    assert {layer.inputs["sourceCodeHash"] for layer in layers} == {artifacts.layer.sha256}
+
+    functions = plan.of_type("aws:lambda/function:Function")
+    assert len(functions) == 2 * len(HANDLERS) + 2  # and each region's http function
+    for fn in functions:
         # WHEN a function and its grants are read
-        fn = function(plan, "us-east-1", name)
-        actions = {action for action, _ in grants(plan, "us-east-1", name)}
+        region = fn.region
+        name = fn.name.removeprefix(f"{PROJECT}-{region}-").removesuffix("-function")
+        actions = {action for action, _ in grants(plan, region, name)}
 
-        # THEN it is not traced and may not write traces
+        # THEN it is not traced, may not write traces, and gets the dependency layer only
         assert fn.inputs["tracingConfig"] == {"mode": "PassThrough"}
         assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
         assert not {a for a in actions if a.startswith("xray:")}
+        dependencies = plan.named(f"{PROJECT}-{region}-dependencies")
+        assert fn.inputs["layers"] == [dependencies.outputs["arn"]]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_with_tracing_every_function_gets_both_layers(
+    request: pytest.FixtureRequest, artifacts_dir: Path, stack: str
+) -> None:
+    # GIVEN a stack with tracing on (every stack file turns it on)
+    plan: Plan = request.getfixturevalue(stack)
+    artifacts = Artifacts.load(artifacts_dir)
+
+    # WHEN every function is read, the HTTP API's and the publish function included
+    functions = plan.of_type("aws:lambda/function:Function")
+    regions = {fn.region for fn in functions}
+    assert len(functions) == len(regions) * (len(HANDLERS) + 1)
+
+    # THEN each has its region's dependency layer and then its tracing layer, of their builds
+    for fn in functions:
+        dependencies = plan.named(f"{PROJECT}-{fn.region}-dependencies")
+        tracing = plan.named(f"{PROJECT}-{fn.region}-tracing")
+        assert fn.inputs["layers"] == [dependencies.outputs["arn"], tracing.outputs["arn"]]
+        assert fn.inputs["tracingConfig"] == {"mode": "Active"}
+        assert dependencies.inputs["sourceCodeHash"] == artifacts.layer.sha256
+        assert tracing.inputs["sourceCodeHash"] == artifacts.tracing_layer.sha256
+        assert tracing.inputs["layerName"] == f"{PROJECT}-{stack}-tracing"
 
 
 @pytest.mark.parametrize(("stack", "region"), REGIONS)

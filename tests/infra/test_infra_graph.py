@@ -32,7 +32,8 @@ PER_REGION = Counter(
         "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 5,
         "aws:cloudwatch/logGroup:LogGroup": FUNCTIONS + 1,
         "aws:lambda/function:Function": FUNCTIONS,
-        "aws:lambda/layerVersion:LayerVersion": 1,
+        # The dependency layer, and the tracing layer (every stack file turns tracing on).
+        "aws:lambda/layerVersion:LayerVersion": 2,
         "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * FUNCTIONS + 3,
         "aws:sns/topic:Topic": 2,
         "aws:sns/topicSubscription:TopicSubscription": 1,

@@ -1,7 +1,8 @@
-"""The build command: what the archives hold, that they are deterministic, and the layer."""
+"""The build command: what the archives hold, that they are deterministic, and the layers."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,20 @@ def names(archive: Path) -> list[str]:
         return z.namelist()
 
 
+def top_level(entries: list[str]) -> set[str]:
+    """What a layer puts at the top of site-packages (its entries are under `python/`)."""
+    return {name.split("/")[1] for name in entries}
+
+
+def distributions(entries: list[str]) -> set[str]:
+    """The canonical names of the distributions a layer holds, from their dist-info."""
+    return {
+        package.canonical_name(top.split("-")[0])
+        for top in top_level(entries)
+        if top.endswith(".dist-info")
+    }
+
+
 def test_code_archive_holds_the_runtime_and_nothing_else(tmp_path: Path) -> None:
     # GIVEN a code build
     code = package.build_code(tmp_path)
@@ -53,7 +68,8 @@ def test_code_archive_holds_the_runtime_and_nothing_else(tmp_path: Path) -> None
     for name in entries:
         assert name.startswith("streamer/"), name
         assert "__pycache__" not in name and not name.endswith(".pyc")
-        assert ".egg-info" not in name and name != "requirements.txt"
+        assert ".egg-info" not in name
+        assert name not in ("requirements.txt", "requirements-tracing.txt")
         assert not name.startswith(("tests/", "local/", "client/", "lambdas/"))
     expected = {
         p.relative_to(package.LAMBDAS_DIR).as_posix()
@@ -117,31 +133,77 @@ def test_pip_command_targets_lambda_python312_on_arm64(tmp_path: Path) -> None:
     assert "--only-binary=:all:" in command
     assert f"--target {tmp_path / 'python'}" in text
     assert f"-r {package.REQUIREMENTS}" in text
+    assert "-c" not in command
 
 
-def test_layer_build_installs_the_lambda_requirements_for_arm64(tmp_path: Path) -> None:
-    # GIVEN the dependency layer built from lambdas/requirements.txt (downloads from PyPI)
-    layer = package.build_layer(tmp_path)
+def test_pip_command_pins_what_constraints_name(tmp_path: Path) -> None:
+    # GIVEN the tracing layer's install command, constrained to the dependency layer's versions
+    constraints = tmp_path / "constraints.txt"
+    command = package.pip_command(
+        package.TRACING_REQUIREMENTS, tmp_path / "python", constraints=constraints
+    )
 
-    # WHEN its entries are listed
-    entries = names(layer.path)
-    top = {name.split("/")[1] for name in entries}
+    # WHEN it is read  THEN it installs the tracing requirements within those versions
+    text = " ".join(command)
+    assert f"-r {package.TRACING_REQUIREMENTS}" in text
+    assert f"-c {constraints}" in text
 
-    # THEN the packages are under python/ (Lambda's layer path), compiled parts for aarch64,
-    # and the AWS SDK the Lambda runtime provides is left out
+
+def _assert_lambda_layer(entries: list[str], archive: Path) -> None:
+    """Packages under python/ (Lambda's layer path), compiled parts for aarch64, no scripts,
+    no bytecode, and nothing the Lambda runtime provides."""
+    top = top_level(entries)
     assert all(name.startswith("python/") for name in entries)
-    assert {"jwt", "pynamodb", "aws_xray_sdk", "cryptography"} <= top
     assert "bin" not in top
     assert not top & RUNTIME_PROVIDED_IMPORTS
-    installed = {package.canonical_name(n.split("-")[0]) for n in top if n.endswith(".dist-info")}
-    assert not installed & set(package.RUNTIME_PROVIDED)
+    assert not distributions(entries) & set(package.RUNTIME_PROVIDED)
     assert not [n for n in entries if "__pycache__" in n]
-    with zipfile.ZipFile(layer.path) as z:
+    with zipfile.ZipFile(archive) as z:
         shared = [n for n in entries if n.endswith(".so")]
         assert shared
         for name in shared:
             header = z.read(name)[:20]
             assert int.from_bytes(header[18:20], "little") == ELF_MACHINE_AARCH64, name
+
+
+def test_layers_split_the_lambda_requirements_for_arm64(tmp_path: Path) -> None:
+    # GIVEN both layers built from lambdas/requirements.txt and lambdas/requirements-tracing.txt
+    # (downloads from PyPI)
+    layer, tracing = package.build_layers(tmp_path)
+
+    # WHEN their entries are listed
+    entries, tracing_entries = names(layer.path), names(tracing.path)
+
+    # THEN both are Lambda layers for arm64 without the AWS SDK the runtime provides; the
+    # dependency layer holds what every function imports and not the X-Ray SDK, which only
+    # the tracing layer holds, and no package is in both
+    _assert_lambda_layer(entries, layer.path)
+    _assert_lambda_layer(tracing_entries, tracing.path)
+    assert {"jwt", "pynamodb", "cryptography"} <= top_level(entries)
+    assert {"pynamodb", "pyjwt", "cryptography"} <= distributions(entries)
+    assert not {"aws-xray-sdk", "wrapt"} & distributions(entries)
+    assert not {"aws_xray_sdk", "wrapt"} & top_level(entries)
+    assert distributions(tracing_entries) == {"aws-xray-sdk", "wrapt"}
+    assert {"aws_xray_sdk", "wrapt"} <= top_level(tracing_entries)
+    assert not top_level(entries) & top_level(tracing_entries)
+    assert (layer.path.name, tracing.path.name) == (package.LAYER, package.TRACING_LAYER)
+
+
+def test_what_the_dependency_layer_holds_is_left_out_of_the_tracing_layer(tmp_path: Path) -> None:
+    # GIVEN tracing requirements that share a distribution with the dependency layer's
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pyjwt>=2.10,<3\n")
+    tracing_requirements = tmp_path / "requirements-tracing.txt"
+    tracing_requirements.write_text("pyjwt\nwrapt\n")
+
+    # WHEN both layers are built, nothing excluded as runtime-provided (downloads from PyPI)
+    layer, tracing = package.build_layers(
+        tmp_path / "out", requirements, tracing_requirements, exclude=()
+    )
+
+    # THEN the shared distribution is in the dependency layer only
+    assert distributions(names(layer.path)) == {"pyjwt"}
+    assert distributions(names(tracing.path)) == {"wrapt"}
 
 
 def _install_fake(site: Path, name: str, files: dict[str, str]) -> None:
@@ -179,9 +241,10 @@ def test_runtime_provided_distributions_are_removed_by_their_record(tmp_path: Pa
     ]
 
 
-def test_deploying_needs_a_real_layer(tmp_path: Path) -> None:
-    # GIVEN a code-only build (placeholder layer) and no build at all
-    package.build(tmp_path / "code-only", with_layer=False)
+def test_deploying_needs_real_layers(tmp_path: Path) -> None:
+    # GIVEN a code-only build (placeholder layers) and no build at all
+    built = package.build(tmp_path / "code-only", with_layers=False)
+    assert built.layer.placeholder and built.tracing_layer.placeholder
 
     # WHEN the program deploys, previews, or finds nothing built
     # THEN only the preview accepts the placeholder, and the errors say what to run
@@ -191,3 +254,17 @@ def test_deploying_needs_a_real_layer(tmp_path: Path) -> None:
     assert previewed.of_type("aws:lambda/function:Function")
     with pytest.raises(package.ArtifactsMissing, match=r"python -m components\.package"):
         package.Artifacts.load(tmp_path / "nothing")
+
+
+def test_a_manifest_without_the_tracing_layer_asks_for_a_new_build(tmp_path: Path) -> None:
+    # GIVEN a build whose manifest predates the tracing layer
+    package.build(tmp_path, with_layers=False)
+    manifest = json.loads((tmp_path / package.MANIFEST).read_text())
+    del manifest["tracing_layer"]
+    (tmp_path / package.MANIFEST).write_text(json.dumps(manifest))
+
+    # WHEN the program loads it  THEN the error names the missing archive and the command
+    with pytest.raises(
+        package.ArtifactsMissing, match=r"tracing_layer.*python -m components\.package"
+    ):
+        package.Artifacts.load(tmp_path, allow_placeholder=True)
