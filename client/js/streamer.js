@@ -744,7 +744,7 @@ export class StreamerClient {
       this._logger.warn("server error answering no message", info);
       return;
     }
-    if (info?.code === "RATE_LIMITED" && info.retryable === true && info.details?.limit_per_second !== undefined && this._retryLater(answered)) {
+    if (info?.code === "RATE_LIMITED" && info.retryable === true && info.details?.limit_per_second !== undefined && this._retryLater(answered, info.details)) {
       return;
     }
     const call = this._calls.get(answered);
@@ -773,8 +773,9 @@ export class StreamerClient {
 
   // The connection's message rate limit refused a message (a resume sends one
   // per awaited request at once): send it again a little later, a few times,
-  // before the caller sees RATE_LIMITED. Nothing was stored, so this is safe.
-  _retryLater(answered) {
+  // before the caller sees RATE_LIMITED, no sooner than the server said a token
+  // comes back. Nothing was stored, so this is safe.
+  _retryLater(answered, details) {
     let owner;
     let resend;
     const call = this._calls.get(answered);
@@ -799,7 +800,8 @@ export class StreamerClient {
     const tries = owner.rateLimited ?? 0;
     if (tries >= this._rateLimitRetries) return false;
     owner.rateLimited = tries + 1;
-    setTimeout(resend, 250 + this._policy.delay(tries, this._random));
+    const wait = Math.max(250, Number(details.retry_after_ms) || 0);
+    setTimeout(resend, wait + this._policy.delay(tries, this._random));
     return true;
   }
 

@@ -33,6 +33,7 @@ JWT_AUDIENCE = "STREAMER_JWT_AUDIENCE"
 JWT_LEEWAY_S = "STREAMER_JWT_LEEWAY_S"
 ALLOWED_TENANTS = "STREAMER_ALLOWED_TENANTS"
 RATE_LIMIT_PER_S = "STREAMER_RATE_LIMIT_PER_S"
+RATE_LIMIT_BURST = "STREAMER_RATE_LIMIT_BURST"
 MAX_ACTIVE_REQUESTS = "STREAMER_MAX_ACTIVE_REQUESTS"
 WATCH_TOKEN_SECRET = "STREAMER_WATCH_TOKEN_SECRET"
 WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
@@ -71,6 +72,7 @@ ALL = (
     TRACING,
     LOG_LEVEL,
     RATE_LIMIT_PER_S,
+    RATE_LIMIT_BURST,
     MAX_ACTIVE_REQUESTS,
     WATCH_TOKEN_SECRET,
     WATCH_TOKEN_TTL_S,
@@ -119,8 +121,10 @@ class Settings:
     allowed_tenants: frozenset[str] | None = None
     tracing: bool = False
     log_level: str = "INFO"
-    #: Messages per connection per second (a fixed one-second window); 0 is no limit.
+    #: Messages per connection per second, refilling a token bucket; 0 is no limit.
     rate_limit_per_s: int = 20
+    #: The bucket's size: messages a connection may send at once. None: one second's worth.
+    rate_limit_burst: int | None = None
     #: Async requests one user may have not yet ended; 0 is no limit.
     max_active_requests: int = 20
     watch_token_secret: str | None = None
@@ -172,6 +176,7 @@ class Settings:
             tracing=(text(TRACING) or "").lower() in {"1", "true", "yes", "on"},
             log_level=(text(LOG_LEVEL) or "INFO").upper(),
             rate_limit_per_s=number(RATE_LIMIT_PER_S, 20),
+            rate_limit_burst=number(RATE_LIMIT_BURST, 0) or None,
             max_active_requests=number(MAX_ACTIVE_REQUESTS, 20),
             watch_token_secret=text(WATCH_TOKEN_SECRET),
             watch_token_ttl_s=number(WATCH_TOKEN_TTL_S, 1800),

@@ -67,9 +67,8 @@ class Connection(Model):
     connected_at = NumberAttribute()
     last_seen = NumberAttribute()
     ttl = NumberAttribute()
-    # The rate limit's current one-second window and the messages counted in it.
-    rate_window = NumberAttribute(null=True)
-    rate_count = NumberAttribute(null=True)
+    # The rate limit's token bucket: when it will be full again (ms; `streamer.ratelimit`).
+    rate_tat = NumberAttribute(null=True)
 
     by_user = ConnectionsByUser()
 

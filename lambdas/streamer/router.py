@@ -55,6 +55,7 @@ from streamer.protocol import (
     unsubscribed_message,
     watch_token_message,
 )
+from streamer.ratelimit import ConnectionRateLimiter, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,14 @@ def runs_async(handler: Handler, threshold_ms: int) -> bool:
     return handler.estimated_duration_ms > threshold_ms
 
 
+def rate_limiter(settings: Settings) -> ConnectionRateLimiter | None:
+    """The per-connection limiter the settings ask for; None when the rate is 0 (off)."""
+    if settings.rate_limit_per_s <= 0:
+        return None
+    burst = settings.rate_limit_burst or settings.rate_limit_per_s
+    return ConnectionRateLimiter(TokenBucket(settings.rate_limit_per_s, burst))
+
+
 def not_found(request_id: str) -> StreamerError:
     # The same answer for unknown ids and ids of other tenants or users.
     return StreamerError(ErrorCode.NOT_FOUND, "no such request", details={"request_id": request_id})
@@ -119,6 +128,7 @@ class Router:
         self.app = app
         self._sync_pool = sync_pool
         self._delivery = delivery
+        self._limiter = rate_limiter(settings)
 
     def handle(self, body: str | None, caller: Caller, remaining_ms: int) -> dict[str, Any]:
         """Answer one frame with the server message to return to the caller."""
@@ -142,14 +152,20 @@ class Router:
 
     def _admit(self, caller: Caller) -> None:
         """The per-connection rate limit: every frame counts, valid or not."""
-        limit = self.settings.rate_limit_per_s
-        if caller.connection_id is None:
+        if caller.connection_id is None or self._limiter is None:
             return
-        if limit > 0 and not store.admit_message(caller.connection_id, now_ms() // 1000, limit):
+        verdict = self._limiter.admit(caller.connection_id, now_ms())
+        if not verdict.admitted:
+            bucket = self._limiter.bucket
             raise StreamerError(
                 ErrorCode.RATE_LIMITED,
-                f"more than {limit} messages in a second on this connection",
-                details={"limit_per_second": limit},
+                f"more than {bucket.burst} messages at once or {bucket.rate_per_s:g} a second "
+                "on this connection",
+                details={
+                    "limit_per_second": bucket.rate_per_s,
+                    "burst": bucket.burst,
+                    "retry_after_ms": verdict.retry_after_ms,
+                },
                 retryable=True,
             )
 

@@ -84,40 +84,35 @@ def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
     )
 
 
-def admit_message(connection_id: str, window: int, limit: int) -> bool:
-    """Count one message in the connection's one-second `window`; False past `limit`.
+def refill_bucket(connection_id: str, now_ms: int, interval_ms: int) -> bool:
+    """Take a token of a full rate-limit bucket (`rate_tat` before `now_ms`, or none yet).
 
-    Conditional updates only (three at most), so the limit holds across every
-    router instance serving the connection. The stored window only moves
-    forward: a message that computed an earlier second (routers run side by
-    side) counts in the current one, so it is refused only when the current
-    window is full. A connection with no record (expired, or removed after a
-    410) is admitted: there is nothing to count against.
+    See `streamer.ratelimit`. False if the connection has no record or its
+    bucket is not full.
     """
     connection = Connection(connection_id=connection_id)
-
-    def count_in_window() -> bool:
-        return _conditional(
-            lambda: connection.update(
-                actions=[Connection.rate_count.add(1)],
-                condition=(Connection.rate_window >= window) & (Connection.rate_count < limit),
-            )
-        )
-
-    if count_in_window():
-        return True
-    if _conditional(
+    return _conditional(
         lambda: connection.update(
-            actions=[Connection.rate_window.set(window), Connection.rate_count.set(1)],
+            actions=[Connection.rate_tat.set(now_ms + interval_ms)],
             condition=Connection.connection_id.exists()
-            & (Connection.rate_window.does_not_exist() | (Connection.rate_window < window)),
+            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat < now_ms)),
         )
-    ):
-        return True
-    # Another message of the connection opened this window in between: count in it.
-    if count_in_window():
-        return True
-    return get_connection(connection_id) is None
+    )
+
+
+def take_token(connection_id: str, now_ms: int, interval_ms: int, tolerance_ms: int) -> int | None:
+    """Take a token of a rate-limit bucket that is not full but not empty; its new `rate_tat`.
+
+    See `streamer.ratelimit`. None if the bucket is full, empty, or missing.
+    """
+    connection = Connection(connection_id=connection_id)
+    taken = _conditional(
+        lambda: connection.update(
+            actions=[Connection.rate_tat.add(interval_ms)],
+            condition=Connection.rate_tat.between(now_ms, now_ms + tolerance_ms),
+        )
+    )
+    return int(connection.rate_tat) if taken else None
 
 
 def forget_connection(connection_id: str) -> None:

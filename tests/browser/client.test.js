@@ -247,13 +247,19 @@ describe("StreamerClient against python -m local", () => {
     assert.deepEqual(answers.map((answer) => answer.echo.i), Array.from({ length: 30 }, (_, i) => i));
 
     const { client: strict } = await open({ clientOptions: { rateLimitRetries: 0 } });
-    const outcomes = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => strict.call("echo", { i })));
+    const started = Date.now();
+    const outcomes = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => strict.call("echo", { i })));
+    const elapsed = Date.now() - started;
     const refused = outcomes.filter((outcome) => outcome.status === "rejected").map((outcome) => outcome.reason);
-    assert.ok(refused.length >= 10, `${refused.length} refused`);
+    // A bucket of 20 that gets a token back every 50 ms admits no more than that.
+    const admitted = outcomes.length - refused.length;
+    assert.ok(refused.length >= 1 && admitted <= 20 + Math.ceil(elapsed / 50), `${admitted} admitted in ${elapsed} ms`);
     for (const error of refused) {
       assert.equal(error.code, "RATE_LIMITED");
       assert.equal(error.retryable, true);
       assert.equal(error.details.limit_per_second, 20);
+      assert.equal(error.details.burst, 20);
+      assert.ok(error.details.retry_after_ms > 0 && error.details.retry_after_ms <= 1000, `${error.details.retry_after_ms}`);
     }
   });
 
