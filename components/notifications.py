@@ -10,7 +10,9 @@
   dead-letter queue.
 - The same bus receives the lifecycle events (`Request Completed`, ...) that the
   router, processor, sweeper and poller put on it: they get its name and `events:PutEvents`
-  on it only.
+  on it only. With the stack's `lifecycleEvents` off they get neither, and publish none
+  (the runtime publishes only with `STREAMER_EVENT_BUS` set); the bus stays, for the
+  notifications other systems put on it.
 
 Both sources invoke the function asynchronously: Lambda retries a failed invocation
 twice, then sends it to the dead-letter queue (the function's on-failure
@@ -65,6 +67,8 @@ class Notifications(pulumi.ComponentResource):
     bus_arn: pulumi.Output[str]
     topic_arn: pulumi.Output[str]
     publish: StreamerFunction
+    #: Whether the lifecycle publishers get the bus (the stack's `lifecycleEvents`).
+    lifecycle_events: bool
 
     def __init__(
         self, name: str, args: NotificationsArgs, opts: pulumi.ResourceOptions | None = None
@@ -197,19 +201,24 @@ class Notifications(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.lifecycle_events = args.region.settings.lifecycle_events
         self.bus_name = bus.name
         self.bus_arn = bus.arn
         self.topic_arn = topic.arn
         self.register_outputs({"bus_name": bus.name, "bus_arn": bus.arn, "topic_arn": topic.arn})
 
+    def publishes_lifecycle_events(self, function: str) -> bool:
+        """Whether `function` puts lifecycle events on the bus."""
+        return self.lifecycle_events and function in LIFECYCLE_PUBLISHERS
+
     def environment(self, function: str) -> Mapping[str, pulumi.Input[str]]:
         """What `function` needs to publish lifecycle events (nothing for the others)."""
-        if function not in LIFECYCLE_PUBLISHERS:
+        if not self.publishes_lifecycle_events(function):
             return {}
         return {config.EVENT_BUS: self.bus_name}
 
     def statements(self, function: str) -> list[dict[str, Any]]:
         """`events:PutEvents` on this bus only, for the lifecycle publishers."""
-        if function not in LIFECYCLE_PUBLISHERS:
+        if not self.publishes_lifecycle_events(function):
             return []
         return [policies.statement((PUT_EVENTS,), [self.bus_arn])]

@@ -134,6 +134,8 @@ class StackSettings:
     throttle: Throttle = Throttle()
     log_retention_days: int = 30
     tracing: bool = False
+    #: Put `Request Completed` / `Failed` / `Cancelled` on the region's bus when requests end.
+    lifecycle_events: bool = True
     alarm_actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     deletion_protection: bool = False
     manage_api_gateway_account: bool = False
@@ -173,6 +175,7 @@ class StackSettings:
             throttle=_override(Throttle(), config.get_object("throttle"), "throttle"),
             log_retention_days=config.get_int("logRetentionDays") or 30,
             tracing=bool(config.get_bool("tracing")),
+            lifecycle_events=bool(config.get_bool("lifecycleEvents", True)),
             alarm_actions={
                 region: tuple(arns)
                 for region, arns in (config.get_object("alarmActions") or {}).items()

@@ -28,6 +28,15 @@ def function(plan: Plan, region: str, name: str) -> PlannedResource:
     return plan.named(f"{PROJECT}-{region}-{name}-function")
 
 
+def functions(plan: Plan, region: str) -> dict[str, PlannedResource]:
+    """Every function of `region` (the components' included), by its short name (`router`)."""
+    return {
+        fn.name.removeprefix(f"{PROJECT}-{region}-").removesuffix("-function"): fn
+        for fn in plan.of_type("aws:lambda/function:Function")
+        if fn.region == region
+    }
+
+
 def environment(plan: Plan, region: str, name: str) -> dict[str, Any]:
     return function(plan, region, name).inputs["environment"]["variables"]
 

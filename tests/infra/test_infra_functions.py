@@ -11,7 +11,7 @@ from components.plan import SECRET, Plan
 from streamer import config, entry
 
 from .conftest import run_stack
-from .graph import PROJECT, environment, function, grants
+from .graph import PROJECT, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
@@ -181,20 +181,19 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
     ]
     assert {layer.inputs["sourceCodeHash"] for layer in layers} == {artifacts.layer.sha256}
 
-    functions = plan.of_type("aws:lambda/function:Function")
-    assert len(functions) == 2 * len(HANDLERS) + 2  # and each region's http function
-    for fn in functions:
-        # WHEN a function and its grants are read
-        region = fn.region
-        name = fn.name.removeprefix(f"{PROJECT}-{region}-").removesuffix("-function")
-        actions = {action for action, _ in grants(plan, region, name)}
-
-        # THEN it is not traced, may not write traces, and gets the dependency layer only
-        assert fn.inputs["tracingConfig"] == {"mode": "PassThrough"}
-        assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
-        assert not {a for a in actions if a.startswith("xray:")}
+    for region in ("us-east-1", "eu-west-1"):
         dependencies = plan.named(f"{PROJECT}-{region}-dependencies")
-        assert fn.inputs["layers"] == [dependencies.outputs["arn"]]
+        in_region = functions(plan, region)
+        assert set(in_region) == {*HANDLERS, "http"}
+        for name, fn in in_region.items():
+            # WHEN a function and its grants are read
+            actions = {action for action, _ in grants(plan, region, name)}
+
+            # THEN it is not traced, may not write traces, and gets the dependency layer only
+            assert fn.inputs["tracingConfig"] == {"mode": "PassThrough"}
+            assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
+            assert not {a for a in actions if a.startswith("xray:")}
+            assert fn.inputs["layers"] == [dependencies.outputs["arn"]]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from components.plan import Plan
 from streamer import config
 
-from .graph import PROJECT, environment, function
+from .conftest import run_stack
+from .graph import PROJECT, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
+#: Written out here, not taken from the components.
+LIFECYCLE_PUBLISHERS = {"router", "processor", "sweeper", "poller"}
+PUT_EVENTS = "events:PutEvents"
 REGIONS = [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
 
 
@@ -109,6 +114,37 @@ def test_requests_end_with_lifecycle_events_on_the_regions_bus(
     for name in ("authorizer", "connect", "disconnect", "publish"):
         assert config.EVENT_BUS not in environment(plan, region, name)
     assert environment(plan, region, "publish")[config.TOPIC_RETENTION_S] == str(24 * 3600)
+
+
+@pytest.mark.parametrize("setting", [None, True, False])
+def test_lifecycle_events_follow_the_stack_setting(
+    artifacts_dir: Path, setting: bool | None
+) -> None:
+    # GIVEN prod with `lifecycleEvents` unset (on by default), on, or off
+    overrides = {} if setting is None else {"lifecycleEvents": setting}
+    plan = run_stack("prod", artifacts_dir, overrides=overrides)
+    on = setting is not False
+
+    for region in ("us-east-1", "eu-west-1"):
+        bus = named(plan, region, "bus")
+        for name in functions(plan, region):
+            # WHEN a function's environment and grants are read
+            env = environment(plan, region, name)
+            events = {(a, r) for a, r in grants(plan, region, name) if a.startswith("events:")}
+
+            # THEN only when on do the router, processor, sweeper and poller get the bus's
+            # name and may put events on it, on it only; no other function ever does
+            if on and name in LIFECYCLE_PUBLISHERS:
+                assert env[config.EVENT_BUS] == bus.outputs["name"]
+                assert events == {(PUT_EVENTS, bus.outputs["arn"])}
+            else:
+                assert config.EVENT_BUS not in env
+                assert events == set()
+        # AND the bus still brings other systems' notifications to the publish function
+        target = named(plan, region, "target")
+        assert target.inputs["eventBusName"] == bus.outputs["name"]
+        assert target.inputs["arn"] == function(plan, region, "publish").outputs["arn"]
+        assert plan.outputs["eventBuses"][region] == bus.outputs["name"]
 
 
 def test_publishers_find_each_regions_topic_and_bus_in_the_stack_outputs(prod: Plan) -> None:

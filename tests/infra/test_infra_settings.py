@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from components.functions import environment
@@ -124,3 +125,10 @@ def test_allowed_tenants_reach_the_authorizer_as_a_list() -> None:
     assert config.Settings.from_env(
         {config.ALLOWED_TENANTS: env[config.ALLOWED_TENANTS]}
     ).allowed_tenants == frozenset({"t1", "t2"})
+
+
+def test_lifecycle_events_take_a_boolean(artifacts_dir: Path) -> None:
+    # GIVEN dev with `lifecycleEvents` set to something that is not a boolean
+    # WHEN the program runs  THEN it stops naming the key instead of guessing on or off
+    with pytest.raises(pulumi.ConfigTypeError, match=r"streamer:lifecycleEvents"):
+        run_stack("dev", artifacts_dir, overrides={"lifecycleEvents": "maybe"})
