@@ -275,6 +275,8 @@ class ProgressReporter:
         try:
             if self._persist(snapshot):
                 self._persisted_seq = snapshot.seq
+                # The persist is conditional on no cancel: it was this interval's check.
+                self._last_cancel_check = now
             else:
                 self._cancelled = True
         except Exception:

@@ -174,3 +174,25 @@ def test_checkpoints_must_be_small_json():
     with pytest.raises(TypeError):
         progress.checkpoint({"not": object()})
     progress.close()
+
+
+def test_a_persist_stands_for_that_interval_s_cancellation_check():
+    # GIVEN a handler reporting steadily, so progress is persisted every interval
+    recorder = Recorder()
+    checks = []
+    progress = ProgressReporter(
+        "r-1",
+        publish=recorder.publish,
+        persist=recorder.persist,
+        is_cancelled=lambda: checks.append(1) or False,
+        flush_interval_s=0.05,
+        persist_interval_s=0.05,
+    )
+    for i in range(100):
+        progress.report(i * 0.8)
+        time.sleep(0.01)
+    progress.close()
+
+    # THEN the persists (conditional on no cancel) did most of the checking: few reads
+    assert len(recorder.persisted) >= 5
+    assert 2 * len(checks) < len(recorder.persisted), (len(checks), len(recorder.persisted))
