@@ -120,11 +120,19 @@ class EventSourceMapping:
                 self._read(shard, now)
             self._settle_finished(time.monotonic())
             self._invoke_ready(time.monotonic())
-            self._wake.wait(self._config.poll_interval_s)
+            self._wake.wait(self._idle_s(time.monotonic()))
             self._wake.clear()
         for _, future in list(self._in_flight.values()):
             future.exception()
         self._settle_finished(time.monotonic())
+
+    def _idle_s(self, now: float) -> float:
+        """How long to wait before the next pass: until a shard's next read or the next
+        discovery is due, and no longer than a poll interval (lanes' batching windows and
+        retries are checked at least that often). Finished invocations wake it sooner."""
+        due = [self._next_discovery, now + self._config.poll_interval_s]
+        due += [s.next_read_at for s in self._shards_to_read()]
+        return max(0.0, min(due) - now)
 
     def _discover_shards(self, now: float) -> None:
         self._next_discovery = now + self._config.shard_discovery_s
@@ -152,16 +160,17 @@ class EventSourceMapping:
                 log.info("new shard %s", shard_id)
                 self._shards[shard_id] = _Shard(shard_id, shard.get("ParentShardId"))
 
-    def _readable_shards(self, now: float) -> list[_Shard]:
+    def _shards_to_read(self) -> list[_Shard]:
+        """Shards not read to their end whose parent (if any) is."""
+
         def parent_done(shard: _Shard) -> bool:
             parent = self._shards.get(shard.parent_id) if shard.parent_id else None
             return parent is None or parent.read_to_end
 
-        return [
-            s
-            for s in self._shards.values()
-            if not s.read_to_end and s.next_read_at <= now and parent_done(s)
-        ]
+        return [s for s in self._shards.values() if not s.read_to_end and parent_done(s)]
+
+    def _readable_shards(self, now: float) -> list[_Shard]:
+        return [s for s in self._shards_to_read() if s.next_read_at <= now]
 
     def _read(self, shard: _Shard, now: float) -> None:
         try:

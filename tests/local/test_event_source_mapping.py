@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -112,3 +113,66 @@ def test_every_record_arrives_once_in_item_order_despite_failures(moto) -> None:
     assert record["eventSourceARN"] == stream_arn
     assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], float)
     assert all(len(batch) <= 3 for batch in processor.batches)
+
+
+def test_an_invocation_ending_between_reads_does_not_put_the_next_read_off(moto) -> None:
+    endpoint, stream_arn = moto
+    table = dynamodb.client("dynamodb", endpoint, REGION)
+    interval = 2.0
+    seen: dict[str, float] = {}
+    ended: dict[str, float] = {}
+
+    def put(request: str) -> None:
+        table.put_item(
+            TableName=TABLES["requests"],
+            Item={
+                "request_key": {"S": f"tenant#user#{request}"},
+                "request_id": {"S": request},
+                "step": {"N": "0"},
+            },
+        )
+
+    def handler(event: dict, context) -> dict:
+        for record in event["Records"]:
+            request = record["dynamodb"]["NewImage"]["request_id"]["S"]
+            seen.setdefault(request, time.monotonic())
+            # GIVEN two invocations: a short one, after whose end the shard is read and
+            # found empty, and a long one that ends between that read and the next
+            # (its client then sends another request)
+            if request in {"short", "second"}:
+                time.sleep(0.2 if request == "short" else interval / 2)
+                if request == "second":
+                    put("next")
+                ended[request] = time.monotonic()
+        return {"batchItemFailures": []}
+
+    function = LambdaFunction(
+        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=2),
+        REGION,
+        "123456789012",
+        handler=handler,
+    )
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION),
+        stream_arn,
+        function,
+        # One record a batch: the two run side by side (their keys hash to different lanes).
+        MappingConfig(
+            policy=BatchPolicy(batch_size=1), poll_interval_s=interval, parallelization_factor=2
+        ),
+    )
+    put("short")
+    put("second")
+    mapping.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "next" not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        mapping.stop()
+        function.close()
+
+    # THEN the next record is read when the read after the short one's end is due
+    # (an interval after it), not a whole interval after the second one's end
+    assert ended["second"] < ended["short"] + interval, (seen, ended)
+    assert seen["next"] < ended["short"] + interval + interval / 4, (seen, ended)
