@@ -1,4 +1,4 @@
-"""DynamoDB for the local stack: moto's server in a thread, or AWS's DynamoDB Local on Java.
+"""DynamoDB for the local stack: moto's server or AWS's DynamoDB Local on Java, each a child.
 
 Either way the stack gets an endpoint URL, and the tables are created from
 `streamer.schema`, the definitions the Pulumi components use.
@@ -6,10 +6,11 @@ Either way the stack gets an endpoint URL, and the tables are created from
 
 from __future__ import annotations
 
-import logging
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,8 +20,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer import schema
-
-log = logging.getLogger("local.dynamodb")
 
 MOTO = "moto"
 DYNAMODB_LOCAL = "dynamodb-local"
@@ -57,20 +56,25 @@ def client(service: str, endpoint_url: str, region: str):
 
 
 class MotoServer:
-    """moto's DynamoDB and Streams, served from a thread of this process."""
+    """moto's server (DynamoDB, Streams and the other services it fakes) in a child process.
 
-    def __init__(self, host: str) -> None:
-        from moto.server import ThreadedMotoServer
+    A process of its own, not a thread: every call of every function goes
+    through it, and in the stack's interpreter it would compete with the
+    gateway and the functions for one lock. The child dies with the stack.
+    """
 
-        # moto's Werkzeug logs every request at INFO.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
-        self._server.start()
-        bound_host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{bound_host}:{port}"
+    def __init__(self, host: str, region: str = "us-east-1", start_timeout_s: float = 30) -> None:
+        port = _free_port(host)
+        self.endpoint_url = f"http://{host}:{port}"
+        self._process = _ChildServer(
+            "moto's server",
+            [sys.executable, "-m", "local.moto_child", host, str(port), str(os.getpid())],
+            cwd=Path(__file__).parent.parent,
+        )
+        self._process.wait_until_answering(self.endpoint_url, region, start_timeout_s)
 
     def stop(self) -> None:
-        self._server.stop()
+        self._process.stop()
 
 
 def require_dynamodb_local() -> tuple[str, Path]:
@@ -92,16 +96,59 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
+class _ChildServer:
+    """A server in a child process; its output goes to a file."""
+
+    def __init__(self, name: str, command: list[str], cwd: Path | None) -> None:
+        self.name = name
+        # Held open for the child's lifetime, closed in stop().
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # A file, not a pipe: nobody reads the child's output while it runs.
+            stderr=self._log,
+        )
+
+    def wait_until_answering(self, endpoint_url: str, region: str, timeout_s: float) -> None:
+        probe = client("dynamodb", endpoint_url, region)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._process.poll() is not None:
+                self._log.seek(0)
+                last = (self._log.read().decode(errors="replace").strip().splitlines() or [""])[-1]
+                self._log.close()
+                raise DynamoDBUnavailable(f"{self.name} exited: {last}")
+            try:
+                probe.list_tables(Limit=1)
+                return
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise DynamoDBUnavailable(f"{self.name} did not answer in time") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+
+
 class DynamoDBLocal:
     """AWS's DynamoDB Local, in memory, as a child process of the stack."""
 
     def __init__(self, host: str, region: str, start_timeout_s: float = 60) -> None:
         java, jar = require_dynamodb_local()
         port = _free_port(host)
-        # Held open for the child's lifetime, closed in stop().
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115
         self.endpoint_url = f"http://{host}:{port}"
-        self._process = subprocess.Popen(
+        self._process = _ChildServer(
+            "DynamoDB Local",
             [
                 java,
                 f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
@@ -114,45 +161,17 @@ class DynamoDBLocal:
                 str(port),
             ],
             cwd=jar.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            # A file, not a pipe: nobody reads Java's output while it runs.
-            stderr=self._log,
         )
-        self._wait_until_answering(region, start_timeout_s)
-
-    def _wait_until_answering(self, region: str, timeout_s: float) -> None:
-        probe = client("dynamodb", self.endpoint_url, region)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._process.poll() is not None:
-                self._log.seek(0)
-                last = (self._log.read().decode(errors="replace").strip().splitlines() or [""])[-1]
-                self._log.close()
-                raise DynamoDBUnavailable(f"DynamoDB Local exited: {last}")
-            try:
-                probe.list_tables(Limit=1)
-                return
-            except (BotoCoreError, ClientError):
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise DynamoDBUnavailable("DynamoDB Local did not answer in time") from None
-                time.sleep(0.2)
+        self._process.wait_until_answering(self.endpoint_url, region, start_timeout_s)
 
     def stop(self) -> None:
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._log.close()
+        self._process.stop()
 
 
 def start(engine: str, host: str, region: str) -> MotoServer | DynamoDBLocal:
     if engine == DYNAMODB_LOCAL:
         return DynamoDBLocal(host, region)
-    return MotoServer(host)
+    return MotoServer(host, region)
 
 
 def create_tables(endpoint_url: str, region: str, names: dict[str, str]) -> dict[str, str]:
