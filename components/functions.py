@@ -84,6 +84,7 @@ def environment(
         )
     if function == "router":
         env[config.RATE_LIMIT_PER_S] = str(settings.runtime.rate_limit_per_s)
+        env[config.RATE_LIMIT_BURST] = str(settings.runtime.rate_limit_burst)
         env[config.MAX_ACTIVE_REQUESTS] = str(settings.runtime.max_active_requests)
         env[config.WATCH_TOKEN_TTL_S] = str(settings.runtime.watch_token_ttl_s)
         if settings.watch_token_secret is not None:

@@ -69,8 +69,8 @@ TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
         ),
         # count_active (the per-user cap).
         TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_ACTIVE_OWNER),
-        # touch_connection (ping), admit_message (the rate limit's window and its
-        # check for a missing record).
+        # touch_connection (ping); the rate limit's bucket (refill_bucket,
+        # take_token) and its read when both refuse.
         TableGrant(CONNECTIONS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
         # subscribe, unsubscribe, subscribers; a topic's retained row (get_subscription).
         TableGrant(

@@ -97,6 +97,8 @@ class RuntimeTuning:
     lease_margin_s: int = _RUNTIME_DEFAULTS["lease_margin_s"]
     log_level: str = _RUNTIME_DEFAULTS["log_level"]
     rate_limit_per_s: int = _RUNTIME_DEFAULTS["rate_limit_per_s"]
+    #: Messages one connection may send at once; 0 is one second's worth (the rate).
+    rate_limit_burst: int = 0
     max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
     watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
 

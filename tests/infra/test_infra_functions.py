@@ -45,7 +45,8 @@ ENVIRONMENT = {
     "router": COMMON
     | TABLES
     | REQUEST_TUNING
-    | {config.RATE_LIMIT_PER_S, config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
+    | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
+    | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
     | {config.EVENT_BUS},
     "processor": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
     "sweeper": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},

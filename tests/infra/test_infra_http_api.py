@@ -41,7 +41,8 @@ ENVIRONMENT = (
     COMMON
     | TABLES
     | REQUEST_TUNING
-    | {config.RATE_LIMIT_PER_S, config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
+    | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
+    | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
     | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL}
     | {config.WEBSOCKET_URL}
 )

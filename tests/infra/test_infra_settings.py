@@ -127,6 +127,22 @@ def test_allowed_tenants_reach_the_authorizer_as_a_list() -> None:
     ).allowed_tenants == frozenset({"t1", "t2"})
 
 
+def test_the_rate_limit_burst_reaches_the_router(artifacts_dir: Path) -> None:
+    # GIVEN dev with a bucket of 50 messages refilling at 10 a second
+    runtime = {"rateLimitPerS": 10, "rateLimitBurst": 50}
+    plan = run_stack("dev", artifacts_dir, overrides={"runtime": runtime})
+
+    # WHEN the router's environment is read by the runtime
+    [router] = [f for f in plan.of_type("aws:lambda/function:Function") if "router" in f.name]
+    settings = config.Settings.from_env(router.inputs["environment"]["variables"])
+
+    # THEN its limit is that bucket; by default the bucket holds one second's worth
+    assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (10, 50)
+    names = {"connections": "c", "requests": "r", "subscriptions": "s"}
+    default = environment("router", with_(), names)
+    assert config.Settings.from_env(default).rate_limit_burst is None
+
+
 def test_lifecycle_events_take_a_boolean(artifacts_dir: Path) -> None:
     # GIVEN dev with `lifecycleEvents` set to something that is not a boolean
     # WHEN the program runs  THEN it stops naming the key instead of guessing on or off
