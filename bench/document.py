@@ -97,7 +97,7 @@ def _async(section: dict | None) -> str:
         + f"\n\nAll in ms. Poll interval (`--poll-interval`): {section['poll_interval_ms']:.0f} ms;"
         f" the handler sleeps {section['work_ms']} ms. Pickup of a request sent the moment "
         "the previous one completed (1 client, no pause): "
-        f"{figure(section.get('back_to_back_pickup_p50'), 0)} ms at p50 (recommendation 4)."
+        f"{figure(section.get('back_to_back_pickup_p50'), 0)} ms at p50 (recommendation 2)."
     )
 
 
@@ -337,57 +337,74 @@ def _fixed(results: dict) -> str:
         "function only when its `tracing` setting is on. "
         "`tests/infra/test_infra_package.py` checks that the dependency layer holds neither "
         "and that no package is in both layers; `tests/infra/test_infra_functions.py` checks "
-        "which functions get which layer." + split
+        "which functions get which layer." + split + "\n" + FIXED_SINCE
     )
 
 
-RECOMMENDATIONS = """\
-These are outside the files this change may touch. The first four rest on
-figures above; the fifth on how Lambda loads a layer, and is not measured here.
+FIXED_SINCE = """\
+- **The rate limit is one write a message, and a token bucket.** It was a fixed
+  one-second window: an increment conditional on the current second, which
+  failed on a connection's first message of every second, then a reset, so a
+  client sending less than a message a second paid two writes a message. It is
+  now the generic cell rate algorithm (`streamer.ratelimit`): one number on the
+  connection record, its two cases (bucket full, bucket part-used) two
+  conditional writes, and the router tries first the case the connection's last
+  message points to. `tests/unit/test_rate_limit.py` counts one write a message
+  for a client under the rate and for a burst on one router (section 6 measures
+  it); the `by_user` index projects only `endpoint`, so each write is 1 WRU.
+- **moto's server runs in a process of its own** (`local/moto_child.py`). In a
+  thread of the stack it answered every DynamoDB call under the same
+  interpreter lock as the gateway and every function; a child process runs on
+  the other core and ends with the stack, even after SIGKILL
+  (`tests/local/test_dynamodb.py`).
+- **Fewer cancellation reads.** A running request read its item every flush
+  interval (5 times a second) to notice a cancel. The progress persist is
+  conditional on no cancel, so a persist now stands for that interval's check
+  (`tests/unit/test_progress.py`): with the default intervals (flush 200 ms,
+  persist 1 s) a reporting handler makes four reads a second instead of five
+  (section 6, `GetItem` on the requests table). The check stays once per flush
+  interval because issue 5 promises a cancel is seen within one.
+- **The local stream poller keeps its cadence.** An invocation ending between
+  two reads woke it, and it then slept a full poll interval from the wake,
+  putting the next read off by up to an interval
+  (`tests/local/test_event_source_mapping.py`).
+"""
 
-1. **Rate limit, one write per message.** The router's per-connection limit
-   (`store.admit_message`) tries an increment conditional on the current
-   one-second window, and when that fails (the first message of every second)
-   resets the window: two conditional writes for a client that sends less than
-   one message a second, each 2 WRU because the connections table's `by_user`
-   index projects every attribute (section 6). An `ADD` on an item keyed by
-   connection and second (with a TTL), returning the new count, is one write
-   whatever the traffic; projecting `by_user` as `KEYS_ONLY` halves each write.
-   It is also what makes a sync `echo` cost 2 WRU where it used to cost nothing.
-2. **Cancellation checks.** A running request reads its item (a consistent
-   `GetItem`, 1 RRU) every flush interval, 5 times a second (section 6,
-   `GetItem` on the requests table), to notice a cancel. The progress persist
-   is already conditional on `cancel_requested`; checking once a second, or
-   only through the persist, would cut reads by 80 %.
-3. **The local stack's DynamoDB.** moto's server works out, on every call,
-   which AWS service a request is for from its headers
-   (`DomainDispatcherApplication.get_application`), answers a query on an
-   index by scanning the whole table (`Table.query`), and shares the stack's
-   interpreter with every function. Pinning the dispatcher to DynamoDB in
-   `local/dynamodb.py`, or defaulting to DynamoDB Local for load tests,
-   should cut the acknowledgment latency under load (section 2); section 5
-   already runs on DynamoDB Local for the second reason.
-4. **Pickup right after a completion.** The stream poller sleeps a full
-   `--poll-interval` after every read, and an invocation's end wakes it to
-   read at once; a client that sends its next request the moment the last
-   one completed therefore waits nearly a full interval (section 2). The
-   benchmark pauses a random time between requests so the pickup it compares
-   with the target is that of requests arriving at random. Reading again when
-   a read returned records, before sleeping, would remove the wait.
-5. **Bytecode in the layers.** The layers are built with `--no-compile` and
+
+RECOMMENDATIONS = """\
+1. **The local stack's DynamoDB under load.** moto's server works out, on
+   every call, which AWS service a request is for from its headers
+   (`DomainDispatcherApplication.get_application`) and answers a query on an
+   index by scanning the whole table (`Table.query`). Defaulting to DynamoDB
+   Local for load tests (section 5 already does) or pinning moto's dispatcher
+   to DynamoDB would cut the acknowledgment latency under load (section 2).
+2. **Pickup right after a completion.** The stream poller reads a shard again
+   at once after a read that returned records, and otherwise every
+   `--poll-interval`, as Lambda's mapping polls on a cadence. A request sent
+   the moment the previous one completed arrives just after the read that the
+   completion triggered, so it waits for the next read, nearly a full
+   interval (section 2). This is polling, not overhead; a shorter interval
+   trades CPU for it.
+3. **Bytecode in the layers.** The layers are built with `--no-compile` and
    without `__pycache__`, and Lambda's `/opt` is read-only, so every cold
    start compiles pynamodb, PyJWT and cryptography's Python modules again
    (and the X-Ray SDK's where tracing is on); section 4 measures with the
-   bytecode cache warm, which Lambda never has. Compiling at build time (with
-   `--invalidation-mode unchecked-hash`, so the archives stay deterministic)
-   would remove that.
+   bytecode cache warm, which Lambda never has. Compiling at build time needs
+   the runtime's own Python (3.12; this machine has 3.11, whose bytecode 3.12
+   does not load), with `--invalidation-mode unchecked-hash` so the archives
+   stay deterministic.
+4. **The `complete` bookkeeping write.** `store.complete_sent` is one write per
+   async request so that the sweeper re-sends only a `complete` lost with its
+   worker (section 6, requests table). Folding it into the finish would mean
+   posting the `complete` before the conditional finish, which could announce
+   an end that a lost lease then overturns; it stays.
 """
 
 METHOD = """\
-- Everything runs on this one machine: the servers, DynamoDB (moto in the
-  stack's process, the local default; DynamoDB Local for sections 5 and 6
-  when it is installed) and the
-  load generator, which competes with the server for the two cores. Figures
+- Everything runs on this one machine: the servers, DynamoDB (moto's server
+  in a child process of the stack, the local default; DynamoDB Local for
+  sections 5 and 6 when it is installed) and the load generator, which
+  competes with the server for the two cores. Figures
   are medians over repeated runs, with min-max beside them; ratios divide
   each run by the baseline run next to it.
 - The local stack plays API Gateway and Lambda in one Python process, so
@@ -399,7 +416,7 @@ METHOD = """\
   throughput run would measure the limit. Every other section runs the
   default configuration.
 - Cold starts are measured with Python's bytecode cache warm (see
-  recommendation 5), against a boto3 baseline that pays for one client.
+  recommendation 3), against a boto3 baseline that pays for one client.
 - Lambda durations (GB-s) in section 6 are this machine's, not Lambda's.
 """
 

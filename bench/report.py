@@ -111,8 +111,8 @@ def _router_cold_reason(results: dict) -> str:
         "router builds its botocore client then (as the baseline does) on top of importing "
         "pynamodb and the runtime. With the limit off the first invocation takes "
         f"{unlimited['first_ms']['median']:.1f} ms and the whole cold start is "
-        f"{unlimited['ratio']['median']:.2f}x the baseline; recommendation 1 makes the "
-        "limit's call cheaper but not free."
+        f"{unlimited['ratio']['median']:.2f}x the baseline. The limit costs one conditional "
+        "write a message (section 6), and the first one pays for the client."
     )
 
 
@@ -183,10 +183,10 @@ def _async_writes_reason(results: dict) -> str:
     if connections > 0:
         parts.append(
             f"The connections table takes {connections:.1f}: the router's per-connection "
-            "rate limit, an increment conditional on the current one-second window that "
-            "fails on a connection's first message of a second, then a reset. A client "
-            "sending less than a message a second pays both, 2 WRU each (the `by_user` "
-            "index projects all attributes); see recommendation 1."
+            "rate limit (issue 6), one conditional write a message on the connection's "
+            "token bucket (`streamer.ratelimit`), 1 WRU as the `by_user` index does not "
+            "project it. The target predates the rate limit; `STREAMER_RATE_LIMIT_PER_S=0` "
+            "turns it off and leaves stage throttling as the only limit."
         )
     return " ".join(parts)
 
@@ -241,12 +241,13 @@ def _ack_reason(results: dict) -> str:
         calls = f" for its {router_calls:.1f} DynamoDB calls (section 6)"
     single = f" takes {one['median']:.0f} ms with one client{calls}" if one else ""
     return (
-        f"An acknowledgment{single}: the rate limit's conditional updates, the user's "
-        "active-request count and the conditional put, each a round trip to moto's server in "
-        "the stack's own interpreter. 100 requests at once queue behind each other for that "
-        "interpreter and the router's 32 threads. On AWS each router invocation has its own "
-        "CPU and DynamoDB answers in single-digit milliseconds; locally, recommendations 1 "
-        "and 3 are what would cut it."
+        f"An acknowledgment{single}: the rate limit's conditional update, the user's "
+        "active-request count and the conditional put, each a round trip to moto's server, a "
+        "Python process of its own. 100 requests at once queue behind each other for the "
+        "stack's interpreter (the gateway and every function), the router's 32 threads and "
+        "moto's, on two cores shared with the 100 clients. On AWS each router invocation has "
+        "its own CPU and DynamoDB answers in single-digit milliseconds; locally, "
+        "recommendation 1 is what would cut it further."
     )
 
 
