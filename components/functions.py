@@ -82,6 +82,8 @@ def environment(
                 config.PROCESSOR_CONCURRENCY: str(settings.processor.concurrency),
             }
         )
+    if function == "poller":
+        env[config.POLLER_BATCH_SIZE] = str(settings.runtime.poller_batch_size)
     if function == "router":
         env[config.RATE_LIMIT_PER_S] = str(settings.runtime.rate_limit_per_s)
         env[config.RATE_LIMIT_BURST] = str(settings.runtime.rate_limit_burst)

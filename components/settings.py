@@ -100,6 +100,7 @@ class RuntimeTuning:
     #: Messages one connection may send at once; 0 is one second's worth (the rate).
     rate_limit_burst: int = 0
     max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
+    poller_batch_size: int = _RUNTIME_DEFAULTS["poller_batch_size"]
     watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
 
 

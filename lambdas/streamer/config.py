@@ -39,6 +39,7 @@ WATCH_TOKEN_SECRET = "STREAMER_WATCH_TOKEN_SECRET"
 WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
 TOPIC_RETENTION_S = "STREAMER_TOPIC_RETENTION_S"
 EVENT_BUS = "STREAMER_EVENT_BUS"
+POLLER_BATCH_SIZE = "STREAMER_POLLER_BATCH_SIZE"
 #: The EventBridge detail-type whose events the publish function delivers.
 NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
 TRACING = "STREAMER_TRACING"
@@ -78,6 +79,7 @@ ALL = (
     WATCH_TOKEN_TTL_S,
     TOPIC_RETENTION_S,
     EVENT_BUS,
+    POLLER_BATCH_SIZE,
 )
 
 DEFAULT_APP = "streamer.demo"
@@ -133,6 +135,8 @@ class Settings:
     topic_retention_s: int = 24 * 3600
     #: EventBridge bus (name or ARN) of the lifecycle events; None publishes none.
     event_bus: str | None = None
+    #: External jobs the poller polls at once.
+    poller_batch_size: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -182,4 +186,5 @@ class Settings:
             watch_token_ttl_s=number(WATCH_TOKEN_TTL_S, 1800),
             topic_retention_s=number(TOPIC_RETENTION_S, 24 * 3600),
             event_bus=text(EVENT_BUS),
+            poller_batch_size=max(1, number(POLLER_BATCH_SIZE, 20)),
         )

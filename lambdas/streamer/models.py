@@ -128,6 +128,8 @@ class RequestItem(Model):
     wait_state = JSONAttribute(null=True)
     poll_interval_ms = NumberAttribute(null=True)
     deadline_at = NumberAttribute(null=True)
+    # Polls in a row that failed temporarily (the external system is down): the backoff.
+    poll_failures = NumberAttribute(null=True)
     # Present only while PROCESSING or RETRYING (the sweeper's sparse index), or
     # WAITING under the poller's partition (`store.poll_partition`).
     due_region = UnicodeAttribute(null=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from streamer import store
 from streamer.audience import end_request
+from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
 from streamer.logs import copy_context
 from streamer.models import WAITING, RequestItem
@@ -25,8 +26,9 @@ from streamer.processor import Processor
 
 log = logging.getLogger(__name__)
 
-#: Polls run at once (the seed system's "20 at a time").
-BATCH_SIZE = 20
+#: Polls run at once by default (the seed system's "20 at a time";
+#: `STREAMER_POLLER_BATCH_SIZE`).
+BATCH_SIZE = Settings.poller_batch_size
 
 
 @dataclass

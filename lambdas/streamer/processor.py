@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Backoff of handler retries: base * 2^(attempt-1), capped, with full jitter.
 RETRY_BASE_MS = 1_000
 RETRY_CAP_MS = 60_000
+#: Longest pause between polls of a job whose external system keeps failing.
+POLL_BACKOFF_CAP_MS = 300_000
 
 
 def is_actionable(record: StreamRecord, region: str) -> bool:
@@ -53,6 +55,18 @@ def retry_delay_ms(attempt: int, rng: Callable[[], float] = random.random) -> in
     """Exponential backoff with full jitter for the retry after `attempt`."""
     ceiling = min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** max(0, attempt - 1))
     return int(ceiling * rng())
+
+
+def poll_backoff_ms(
+    interval_ms: int, failures: int, rng: Callable[[], float] = random.random
+) -> int:
+    """The pause before the next poll after `failures` failed polls in a row.
+
+    The job's own interval doubled per failure, capped (never below the
+    interval), with equal jitter so jobs of one outage do not all come back at once.
+    """
+    ceiling = max(interval_ms, min(POLL_BACKOFF_CAP_MS, interval_ms * 2 ** max(0, failures - 1)))
+    return max(interval_ms, int(ceiling * (0.5 + rng() / 2)))
 
 
 class Processor:
@@ -202,15 +216,19 @@ class Processor:
         """Store the request WAITING until its next poll.
 
         A poll that failed temporarily (RETRY) keeps its state and is tried
-        again at the next poll: only the deadline ends a waiting request early.
+        again, later after each failure in a row (`poll_backoff_ms`): only the
+        deadline ends a waiting request early.
         """
         waiting = outcome.waiting
         if waiting is None:
             state = dict(item.wait_state or {})
             interval_ms = int(item.poll_interval_ms or RETRY_BASE_MS)
+            failures = int(item.poll_failures or 0) + 1
+            pause_ms = poll_backoff_ms(interval_ms, failures)
         else:
             state = waiting.state
             interval_ms = round(waiting.poll_after_s * 1000)
+            failures, pause_ms = 0, interval_ms
         if item.status == WAITING:
             deadline_at = int(item.deadline_at)
         else:
@@ -219,11 +237,12 @@ class Processor:
             item,
             attempt,
             state=state,
-            poll_at=now + interval_ms,
+            poll_at=now + pause_ms,
             poll_interval_ms=interval_ms,
             deadline_at=deadline_at,
             seq=last_seq,
             now_ms=now,
+            poll_failures=failures,
         ):
             log.warning("request changed hands while it was polled; this poll is dropped")
 

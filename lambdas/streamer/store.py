@@ -375,12 +375,19 @@ def wait_request(
     deadline_at: int,
     seq: int,
     now_ms: int,
+    poll_failures: int = 0,
 ) -> bool:
     """PROCESSING or a claimed WAITING -> WAITING until `poll_at`, with the handler's state.
 
-    Conditional on the caller still holding the request: same attempt, and the
-    `due_at` its claim set (another claim moves it).
+    `poll_failures` counts the polls in a row that failed temporarily (0 after
+    one that did not). Conditional on the caller still holding the request:
+    same attempt, and the `due_at` its claim set (another claim moves it).
     """
+    failures = (
+        RequestItem.poll_failures.set(poll_failures)
+        if poll_failures
+        else RequestItem.poll_failures.remove()
+    )
     return _conditional(
         lambda: item.update(
             actions=[
@@ -388,6 +395,7 @@ def wait_request(
                 RequestItem.wait_state.set(state),
                 RequestItem.poll_interval_ms.set(poll_interval_ms),
                 RequestItem.deadline_at.set(deadline_at),
+                failures,
                 RequestItem.due_region.set(poll_partition(item.origin_region)),
                 RequestItem.due_at.set(poll_at),
                 RequestItem.seq.set(seq),

@@ -50,7 +50,7 @@ ENVIRONMENT = {
     | {config.EVENT_BUS},
     "processor": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
     "sweeper": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
-    "poller": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
+    "poller": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS, config.POLLER_BATCH_SIZE},
     "publish": COMMON | TABLES | {config.TOPIC_RETENTION_S},
 }
 REGIONS = [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]

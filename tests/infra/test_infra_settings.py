@@ -143,6 +143,16 @@ def test_the_rate_limit_burst_reaches_the_router(artifacts_dir: Path) -> None:
     assert config.Settings.from_env(default).rate_limit_burst is None
 
 
+def test_the_poller_batch_size_reaches_the_poller(artifacts_dir: Path) -> None:
+    # GIVEN dev polling 5 external jobs at once
+    plan = run_stack("dev", artifacts_dir, overrides={"runtime": {"pollerBatchSize": 5}})
+
+    # WHEN the poller's environment is read by the runtime  THEN that is its batch
+    [poller] = [f for f in plan.of_type("aws:lambda/function:Function") if "poller" in f.name]
+    settings = config.Settings.from_env(poller.inputs["environment"]["variables"])
+    assert settings.poller_batch_size == 5
+
+
 def test_lifecycle_events_take_a_boolean(artifacts_dir: Path) -> None:
     # GIVEN dev with `lifecycleEvents` set to something that is not a boolean
     # WHEN the program runs  THEN it stops naming the key instead of guessing on or off

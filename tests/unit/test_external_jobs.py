@@ -7,7 +7,7 @@ import pytest
 from streamer import runtime, store
 from streamer.models import owner_key
 from streamer.poller import poll_due
-from streamer.processor import Processor
+from streamer.processor import POLL_BACKOFF_CAP_MS, Processor, poll_backoff_ms
 from streamer.protocol import now_ms
 from streamer.sweeper import sweep
 from tests.unit import apps
@@ -103,25 +103,49 @@ def test_a_job_past_its_deadline_fails_with_timeout(alice, management):
     assert complete["error"]["code"] == "TIMEOUT"
 
 
-def test_an_outage_of_the_external_system_is_retried_at_the_next_poll(alice):
+def test_an_outage_of_the_external_system_is_retried_later_and_later(alice):
     # GIVEN a job, and the external system failing its status calls
     start_job(alice, "j-1", 4)
     apps.external_outage.set()
 
-    # WHEN the poller runs several times during the outage
+    # WHEN the poller runs whenever the job is due, five times during the outage
+    pauses = []
     for _ in range(5):
-        poll_due(poller(), now_ms() + 2_000)
+        due_at = int(store.get_request(OWNER, "j-1").due_at)
+        before = now_ms()
+        assert poll_due(poller(), due_at).polled == ["j-1"]
+        after = now_ms()
+        # the next poll time is counted from the poll's end (between before and after)
+        next_at = int(store.get_request(OWNER, "j-1").due_at)
+        pauses.append((next_at - after, next_at - before))
 
-    # THEN the job is still WAITING with its state (no attempts used up)
+    # THEN the job is still WAITING with its state (no attempts used up), each poll
+    # put off longer than the one before: half to all of 1, 2, 4, 8, 16 s
     item = store.get_request(OWNER, "j-1")
     assert item.status == "WAITING" and item.wait_state == {"job": "j-1"}
+    assert item.poll_failures == 5
     assert apps.polls == ["j-1"] * 5
+    for failures, (shortest, longest) in enumerate(pauses, start=1):
+        ceiling = 1_000 * 2 ** (failures - 1)
+        assert max(1_000, ceiling // 2) <= longest and shortest <= ceiling, pauses
 
-    # WHEN the system is back, THEN the job completes
+    # WHEN the system is back, THEN the job completes, polled at its own pace again
     apps.external_outage.clear()
+    due_at = int(item.due_at)
+    assert poll_due(poller(), due_at).polled == ["j-1"]
+    assert store.get_request(OWNER, "j-1").poll_failures is None
     while poll_due(poller(), now_ms() + 2_000).polled:
         pass
     assert store.get_request(OWNER, "j-1").status == "COMPLETED"
+
+
+def test_the_poll_backoff_doubles_from_the_job_s_interval_up_to_a_cap():
+    top, bottom = (lambda: 1.0), (lambda: 0.0)
+    assert [poll_backoff_ms(2_000, n, top) for n in (1, 2, 3)] == [2_000, 4_000, 8_000]
+    assert [poll_backoff_ms(2_000, n, bottom) for n in (1, 2, 3)] == [2_000, 2_000, 4_000]
+    assert poll_backoff_ms(2_000, 30, top) == POLL_BACKOFF_CAP_MS
+    # a job polled less often than the cap keeps its own interval
+    assert poll_backoff_ms(600_000, 3, bottom) == 600_000
 
 
 def test_a_waiting_job_is_cancelled_at_once(alice, management):

@@ -18,4 +18,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         rt.settings.lease_margin_s * 1000
     )
     processor = Processor(rt.settings, rt.app, rt.delivery, lease_ms=lambda: lease_ms)
-    return poll_due(processor, now_ms()).to_dict()
+    return poll_due(processor, now_ms(), batch_size=rt.settings.poller_batch_size).to_dict()
