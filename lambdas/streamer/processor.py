@@ -298,8 +298,10 @@ class Processor:
             complete_message(item.request_id, seq, outcome.status, timestamp=now, **final),
             refresh=True,
         )
+        # Before the request leaves the sweeper's index: should this worker die
+        # here, the sweeper sends the complete and the event again.
+        lifecycle.request_ended(item, now)
         try:
             store.complete_sent(item)
         except store.StoreUnavailable:
             log.warning("complete sent but not recorded; the sweeper will send it again")
-        lifecycle.request_ended(item, now)

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer import store
+from streamer import lifecycle, store
 from streamer.audience import Audience, end_request, stored_complete
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.errors import ErrorCode, StreamerError
@@ -108,7 +108,10 @@ def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> Swee
             ):
                 report.cancelled.append(item.request_id)
         elif decision == "resend":
+            # The worker died after storing the outcome: its complete and its
+            # lifecycle event may both be lost (the client drops a repeat by seq).
             Audience(item, delivery).send(stored_complete(item), refresh=True)
+            lifecycle.request_ended(item, int(item.updated_at))
             if store.complete_sent(item):
                 report.resent.append(item.request_id)
     if report.redriven or report.timed_out or report.cancelled or report.resent:

@@ -7,8 +7,9 @@ import json
 import boto3
 import pytest
 
-from streamer import config, lifecycle, store
+from streamer import config, lifecycle, runtime, store
 from streamer.models import owner_key
+from streamer.sweeper import sweep
 from tests.conftest import REGION, load_event
 from tests.unit.helpers import Client, Stream
 
@@ -117,3 +118,36 @@ def test_a_failing_client_is_logged_not_raised(test_app, caplog):
 def test_without_a_bus_nothing_is_published(test_app, monkeypatch):
     monkeypatch.delenv(config.EVENT_BUS, raising=False)
     assert lifecycle.publisher() is None
+
+
+def test_an_event_lost_with_its_worker_is_published_by_the_sweeper(bus_queue, management):
+    # GIVEN a worker that sent its complete and died before it published its event
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1, "page_ms": 0}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lifecycle, "request_ended", worker_dies)
+        with pytest.raises(WorkerDied):
+            Stream().run()
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
+    assert item.status == "COMPLETED" and received(bus_queue) == []
+
+    # WHEN the sweeper runs after the worker's lease
+    report = sweep(REGION, runtime.current().delivery, now=int(item.due_at))
+
+    # THEN the event is published (with the request's own duration), and the complete
+    # repeated with its seq, which the client drops
+    assert report.resent == ["r-1"]
+    [event] = received(bus_queue)
+    assert event["detail-type"] == "Request Completed"
+    assert event["detail"]["duration_ms"] == int(item.updated_at) - int(item.created_at)
+    completes = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+    assert [m["seq"] for m in completes] == [int(item.seq)] * 2
+
+
+class WorkerDied(BaseException):
+    """The Lambda stops here: nothing after this line of the worker runs."""
+
+
+def worker_dies(*args, **kwargs):
+    raise WorkerDied
