@@ -6,7 +6,9 @@ Either way the stack gets an endpoint URL, and the tables are created from
 
 from __future__ import annotations
 
+import logging
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -20,6 +22,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer import schema
+
+log = logging.getLogger("local.dynamodb")
 
 MOTO = "moto"
 DYNAMODB_LOCAL = "dynamodb-local"
@@ -64,13 +68,16 @@ class MotoServer:
     """
 
     def __init__(self, host: str, region: str = "us-east-1", start_timeout_s: float = 30) -> None:
-        port = _free_port(host)
-        self.endpoint_url = f"http://{host}:{port}"
+        # The child binds a free port itself and reports it: no other process can
+        # take the port between a choice made here and the child's bind.
         self._process = _ChildServer(
             "moto's server",
-            [sys.executable, "-m", "local.moto_child", host, str(port), str(os.getpid())],
+            [sys.executable, "-m", "local.moto_child", host, str(os.getpid())],
             cwd=Path(__file__).parent.parent,
+            reports_port=True,
         )
+        port = self._process.reported_port(start_timeout_s)
+        self.endpoint_url = f"http://{host}:{port}"
         self._process.wait_until_answering(self.endpoint_url, region, start_timeout_s)
 
     def stop(self) -> None:
@@ -97,9 +104,16 @@ def _free_port(host: str) -> int:
 
 
 class _ChildServer:
-    """A server in a child process; its output goes to a file."""
+    """A server in a child process of its own session; its output goes to a file.
 
-    def __init__(self, name: str, command: list[str], cwd: Path | None) -> None:
+    Its own session, so a terminal's Ctrl-C reaches only the stack, which still
+    needs the database while it shuts down; the stack stops the child last.
+    With `reports_port`, the child's first line on stdout is the port it bound.
+    """
+
+    def __init__(
+        self, name: str, command: list[str], cwd: Path | None, *, reports_port: bool = False
+    ) -> None:
         self.name = name
         # Held open for the child's lifetime, closed in stop().
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
@@ -107,18 +121,29 @@ class _ChildServer:
             command,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if reports_port else subprocess.DEVNULL,
             # A file, not a pipe: nobody reads the child's output while it runs.
             stderr=self._log,
+            start_new_session=True,
         )
+
+    def reported_port(self, timeout_s: float) -> int:
+        stdout = self._process.stdout
+        assert stdout is not None, "started without reports_port"
+        ready, _, _ = select.select([stdout], [], [], timeout_s)
+        line = stdout.readline().decode(errors="replace").strip() if ready else ""
+        if not line.isdigit():
+            last = self._last_words()
+            self.stop()
+            raise DynamoDBUnavailable(f"{self.name} did not report its port: {last}")
+        return int(line)
 
     def wait_until_answering(self, endpoint_url: str, region: str, timeout_s: float) -> None:
         probe = client("dynamodb", endpoint_url, region)
         deadline = time.monotonic() + timeout_s
         while True:
             if self._process.poll() is not None:
-                self._log.seek(0)
-                last = (self._log.read().decode(errors="replace").strip().splitlines() or [""])[-1]
+                last = self._last_words()
                 self._log.close()
                 raise DynamoDBUnavailable(f"{self.name} exited: {last}")
             try:
@@ -131,13 +156,26 @@ class _ChildServer:
                 time.sleep(0.1)
 
     def stop(self) -> None:
+        if self._log.closed:
+            return
+        code = self._process.poll()
+        if code:
+            # It died while the stack used it: every call since failed to connect.
+            log.warning("%s had exited with code %s: %s", self.name, code, self._last_words())
         self._process.terminate()
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
         self._log.close()
+
+    def _last_words(self) -> str:
+        """The last line the child wrote to stderr."""
+        self._log.seek(0)
+        return (self._log.read().decode(errors="replace").strip().splitlines() or [""])[-1]
 
 
 class DynamoDBLocal:

@@ -184,11 +184,11 @@ class EventSourceMapping:
                 shard.iterator = None
             else:
                 log.warning("reading shard %s failed: %s", shard.shard_id, error)
-            shard.next_read_at = now + self._config.poll_interval_s
+            shard.next_read_at = time.monotonic() + self._config.poll_interval_s
             return
         except BotoCoreError as error:
             log.warning("reading shard %s failed: %s", shard.shard_id, error)
-            shard.next_read_at = now + self._config.poll_interval_s
+            shard.next_read_at = time.monotonic() + self._config.poll_interval_s
             return
         records = answer.get("Records", [])
         for record in records:
@@ -205,8 +205,9 @@ class EventSourceMapping:
         if shard.iterator is None:
             log.info("shard %s read to its end", shard.shard_id)
             shard.read_to_end = True
-        # A full read means more is waiting: read again at once.
-        shard.next_read_at = now if records else now + self._config.poll_interval_s
+        # A read that found records may have left more: read again at once. Otherwise
+        # wait an interval from the read's end, so slow reads do not run back to back.
+        shard.next_read_at = now if records else time.monotonic() + self._config.poll_interval_s
 
     def _shard_iterator(self, shard: _Shard) -> str:
         if shard.last_sequence is None:

@@ -1,30 +1,31 @@
 """moto's server as the local stack's child process, ending when the stack does.
 
-`python -m local.moto_child HOST PORT PARENT_PID`: serves moto until the
+`python -m local.moto_child HOST PARENT_PID`: binds a free port on HOST,
+writes its number as the first line on stdout, and serves moto until the
 process that started it is gone (even killed with SIGKILL, which gives it no
-chance to stop its children).
+chance to stop its children) or it is sent SIGTERM.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-import threading
 import time
 
 
-def _exit_when_orphaned(parent_pid: int) -> None:
+def main(argv: list[str]) -> None:
+    host, parent_pid = argv[0], int(argv[1])
+    # Werkzeug logs every request at INFO; the stack keeps this process's stderr.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    server.start()
+    print(server.get_host_and_port()[1], flush=True)
     while os.getppid() == parent_pid:
         time.sleep(0.5)
     os._exit(0)
-
-
-def main(argv: list[str]) -> None:
-    host, port, parent_pid = argv[0], int(argv[1]), int(argv[2])
-    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-    from moto.server import main as serve
-
-    serve(["--host", host, "--port", str(port)])
 
 
 if __name__ == "__main__":

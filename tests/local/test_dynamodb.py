@@ -38,22 +38,30 @@ def test_moto_runs_in_another_process_and_stops():
     assert not answers(server.endpoint_url)
 
 
-def test_moto_ends_when_the_stack_is_killed():
-    # GIVEN a process that started a moto server
+def start_stack_process() -> tuple[subprocess.Popen, str]:
+    """A process, in a session of its own, that started a moto server and ignores Ctrl-C."""
     parent = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "from local import dynamodb; import time; "
+            "import signal, time; signal.signal(signal.SIGINT, lambda *_: None); "
+            "from local import dynamodb; "
             "s = dynamodb.MotoServer('127.0.0.1'); print(s.endpoint_url, flush=True); "
             "time.sleep(60)",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     endpoint_url = parent.stdout.readline().strip()
     assert answers(endpoint_url)
+    return parent, endpoint_url
+
+
+def test_moto_ends_when_the_stack_is_killed():
+    # GIVEN a process that started a moto server
+    parent, endpoint_url = start_stack_process()
 
     # WHEN it is killed without a chance to stop its children
     os.kill(parent.pid, signal.SIGKILL)
@@ -64,3 +72,18 @@ def test_moto_ends_when_the_stack_is_killed():
     while answers(endpoint_url) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not answers(endpoint_url)
+
+
+def test_ctrl_c_at_the_terminal_leaves_moto_to_the_stack():
+    # GIVEN a stack process and its moto server
+    parent, endpoint_url = start_stack_process()
+    try:
+        # WHEN the terminal sends SIGINT to the stack's process group (Ctrl-C)
+        os.killpg(parent.pid, signal.SIGINT)
+        time.sleep(1)
+
+        # THEN moto still answers: the stack shuts down first and stops it last
+        assert answers(endpoint_url)
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
