@@ -227,6 +227,19 @@ class StackSettings:
             if region not in self.regions:
                 raise ConfigError(f"streamer:alarmActions: {region!r} is not a configured region")
         self._check_processor()
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        r = self.runtime
+        bounds = {
+            "rateLimitPerS": (r.rate_limit_per_s, 0, 1_000_000),
+            "rateLimitBurst": (r.rate_limit_burst, 0, 1_000_000),
+            "maxActiveRequests": (r.max_active_requests, 0, 1_000_000),
+            "pollerBatchSize": (r.poller_batch_size, 1, 1000),
+        }
+        for key, (value, low, high) in bounds.items():
+            if not low <= value <= high:
+                raise ConfigError(f"streamer:runtime.{key}: {value} is not in [{low}, {high}]")
 
     def _check_processor(self) -> None:
         p = self.processor

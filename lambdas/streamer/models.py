@@ -67,7 +67,7 @@ class Connection(Model):
     connected_at = NumberAttribute()
     last_seen = NumberAttribute()
     ttl = NumberAttribute()
-    # The rate limit's token bucket: when it will be full again (ms; `streamer.ratelimit`).
+    # The rate limit's token bucket: when it will be full again (µs; `streamer.ratelimit`).
     rate_tat = NumberAttribute(null=True)
 
     by_user = ConnectionsByUser()

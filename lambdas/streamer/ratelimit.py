@@ -3,9 +3,10 @@
 The bucket is the generic cell rate algorithm (GCRA), which is a token bucket
 stored as one number: the connection's theoretical arrival time `tat`, the
 moment its bucket would be full again. A bucket refills one token every
-`interval_ms` and holds `burst` tokens. A message arriving at `now` is admitted
-when `tat <= now + tolerance_ms` (at least one token left), and then takes a
-token: `tat = max(tat, now) + interval_ms`.
+`interval_us` and holds `burst` tokens. A message arriving at `now` is admitted
+when `tat <= now + tolerance_us` (at least one token left), and then takes a
+token: `tat = max(tat, now) + interval_us`. Times are in microseconds, so any
+rate up to a million a second keeps its exact interval.
 
 DynamoDB cannot compute `max`, so each of its two cases is its own conditional
 write (`store.refill_bucket` when the bucket is full, `tat < now`;
@@ -15,16 +16,19 @@ when the guess is right. The guess is the `tat` this process last wrote for the
 connection: consecutive messages of a connection mostly reach the same warm
 router, and without a guess the bucket of a connection that sends less than
 `rate` messages a second is full. A message refused by both writes, or raced
-by another message of the connection, is decided by a read.
+by another message of the connection, is decided by a consistent read.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from streamer import store
+
+US_PER_S = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -35,26 +39,29 @@ class TokenBucket:
     burst: int
 
     def __post_init__(self) -> None:
-        if self.rate_per_s <= 0 or self.burst < 1:
-            raise ValueError("a token bucket needs a positive rate and a burst of at least 1")
+        if not 0 < self.rate_per_s <= US_PER_S or self.burst < 1:
+            raise ValueError(
+                "a token bucket needs a rate from above 0 to 1,000,000 a second "
+                "and a burst of at least 1"
+            )
 
     @property
-    def interval_ms(self) -> int:
+    def interval_us(self) -> int:
         """Time for one token to come back."""
-        return max(1, round(1000 / self.rate_per_s))
+        return round(US_PER_S / self.rate_per_s)
 
     @property
-    def tolerance_ms(self) -> int:
+    def tolerance_us(self) -> int:
         """How far ahead of now `tat` may be for a message to be admitted."""
-        return self.interval_ms * (self.burst - 1)
+        return self.interval_us * (self.burst - 1)
 
-    def admits(self, tat: int | None, now_ms: int) -> bool:
-        """Whether a bucket whose theoretical arrival time is `tat` has a token at `now_ms`."""
-        return tat is None or tat <= now_ms + self.tolerance_ms
+    def admits(self, tat: int | None, now_us: int) -> bool:
+        """Whether a bucket whose theoretical arrival time is `tat` has a token at `now_us`."""
+        return tat is None or tat <= now_us + self.tolerance_us
 
-    def retry_after_ms(self, tat: int, now_ms: int) -> int:
-        """How long until a bucket at `tat` has a token again."""
-        return max(0, tat - self.tolerance_ms - now_ms)
+    def retry_after_ms(self, tat: int, now_us: int) -> int:
+        """How long until a bucket at `tat` has a token again, in whole milliseconds."""
+        return max(0, math.ceil((tat - self.tolerance_us - now_us) / 1000))
 
 
 @dataclass(frozen=True)
@@ -86,37 +93,41 @@ class ConnectionRateLimiter:
         A connection with no record (expired, or removed after a 410) is
         admitted: there is nothing to count against.
         """
-        full = self._guess_full(connection_id, now_ms)
+        now = now_ms * 1000
+        full = self._guess_full(connection_id, now)
+        tat: int | None = None
         for _ in range(self.MAX_ROUNDS):
             for refill in (full, not full):
-                tat = self._write(connection_id, now_ms, refill=refill)
-                if tat is not None:
-                    self._remember(connection_id, tat)
+                written = self._write(connection_id, now, refill=refill)
+                if written is not None:
+                    self._remember(connection_id, written)
                     return ADMITTED
-            connection = store.get_connection(connection_id)
+            connection = store.get_connection(connection_id, consistent=True)
             if connection is None:
                 return ADMITTED
             tat = None if connection.rate_tat is None else int(connection.rate_tat)
-            if not self.bucket.admits(tat, now_ms):
-                self._remember(connection_id, tat)
-                wait = self.bucket.retry_after_ms(tat, now_ms)
-                return Verdict(admitted=False, retry_after_ms=wait)
+            if not self.bucket.admits(tat, now):
+                break
             # Another message of the connection wrote in between: try again from what it left.
-            full = tat is None or tat < now_ms
-        return Verdict(admitted=False, retry_after_ms=self.bucket.interval_ms)
+            full = tat is None or tat < now
+        # Refused, or raced by the connection's other messages every round (each of
+        # which took a token): the wait is the one the last read shows.
+        self._remember(connection_id, tat)
+        wait = self.bucket.retry_after_ms(tat, now) if tat is not None else 0
+        return Verdict(admitted=False, retry_after_ms=max(1, wait))
 
-    def _write(self, connection_id: str, now_ms: int, *, refill: bool) -> int | None:
+    def _write(self, connection_id: str, now: int, *, refill: bool) -> int | None:
         """The `tat` after taking a token in one of the two cases; None if not that case."""
-        interval = self.bucket.interval_ms
+        interval = self.bucket.interval_us
         if refill:
-            written = store.refill_bucket(connection_id, now_ms, interval)
-            return now_ms + interval if written else None
-        return store.take_token(connection_id, now_ms, interval, self.bucket.tolerance_ms)
+            written = store.refill_bucket(connection_id, now, interval)
+            return now + interval if written else None
+        return store.take_token(connection_id, now, interval, self.bucket.tolerance_us)
 
-    def _guess_full(self, connection_id: str, now_ms: int) -> bool:
+    def _guess_full(self, connection_id: str, now: int) -> bool:
         with self._lock:
             tat = self._last_tat.get(connection_id)
-        return tat is None or tat < now_ms
+        return tat is None or tat < now
 
     def _remember(self, connection_id: str, tat: int | None) -> None:
         if tat is None:

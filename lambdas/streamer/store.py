@@ -69,8 +69,8 @@ def save_connection(connection: Connection) -> bool:
     )
 
 
-def get_connection(connection_id: str) -> Connection | None:
-    return _guard(lambda: _get_or_none(Connection, connection_id))
+def get_connection(connection_id: str, *, consistent: bool = False) -> Connection | None:
+    return _guard(lambda: _get_or_none(Connection, connection_id, consistent=consistent))
 
 
 def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
@@ -84,32 +84,33 @@ def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
     )
 
 
-def refill_bucket(connection_id: str, now_ms: int, interval_ms: int) -> bool:
-    """Take a token of a full rate-limit bucket (`rate_tat` before `now_ms`, or none yet).
+def refill_bucket(connection_id: str, now_us: int, interval_us: int) -> bool:
+    """Take a token of a full rate-limit bucket (`rate_tat` before `now_us`, or none yet).
 
-    See `streamer.ratelimit`. False if the connection has no record or its
-    bucket is not full.
+    See `streamer.ratelimit` (times in microseconds). False if the connection
+    has no record or its bucket is not full.
     """
     connection = Connection(connection_id=connection_id)
     return _conditional(
         lambda: connection.update(
-            actions=[Connection.rate_tat.set(now_ms + interval_ms)],
+            actions=[Connection.rate_tat.set(now_us + interval_us)],
             condition=Connection.connection_id.exists()
-            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat < now_ms)),
+            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat < now_us)),
         )
     )
 
 
-def take_token(connection_id: str, now_ms: int, interval_ms: int, tolerance_ms: int) -> int | None:
+def take_token(connection_id: str, now_us: int, interval_us: int, tolerance_us: int) -> int | None:
     """Take a token of a rate-limit bucket that is not full but not empty; its new `rate_tat`.
 
-    See `streamer.ratelimit`. None if the bucket is full, empty, or missing.
+    See `streamer.ratelimit` (times in microseconds). None if the bucket is
+    full, empty, or missing.
     """
     connection = Connection(connection_id=connection_id)
     taken = _conditional(
         lambda: connection.update(
-            actions=[Connection.rate_tat.add(interval_ms)],
-            condition=Connection.rate_tat.between(now_ms, now_ms + tolerance_ms),
+            actions=[Connection.rate_tat.add(interval_us)],
+            condition=Connection.rate_tat.between(now_us, now_us + tolerance_us),
         )
     )
     return int(connection.rate_tat) if taken else None

@@ -72,6 +72,9 @@ def test_runtime_defaults_are_the_runtimes_own() -> None:
         (with_(processor=ProcessorSettings(max_retry_attempts=-1)), "maxRetryAttempts"),
         (with_(processor=ProcessorSettings(max_record_age_s=-1)), "maxRecordAgeS"),
         (with_(alarm_actions={"eu-west-1": ("arn:sns",)}), "streamer:alarmActions"),
+        (with_(runtime=RuntimeTuning(rate_limit_per_s=-1)), "streamer:runtime.rateLimitPerS"),
+        (with_(runtime=RuntimeTuning(rate_limit_burst=-5)), "streamer:runtime.rateLimitBurst"),
+        (with_(runtime=RuntimeTuning(poller_batch_size=0)), "streamer:runtime.pollerBatchSize"),
     ],
 )
 def test_unworkable_settings_are_refused_naming_the_key(settings: StackSettings, key: str) -> None:
