@@ -237,7 +237,8 @@ class Processor:
             item,
             attempt,
             state=state,
-            poll_at=now + pause_ms,
+            # Never past the deadline: the poller ends the job TIMEOUT when it comes due.
+            poll_at=min(now + pause_ms, deadline_at),
             poll_interval_ms=interval_ms,
             deadline_at=deadline_at,
             seq=last_seq,

@@ -139,6 +139,26 @@ def test_an_outage_of_the_external_system_is_retried_later_and_later(alice):
     assert store.get_request(OWNER, "j-1").status == "COMPLETED"
 
 
+def test_a_backed_off_job_still_ends_at_its_deadline(alice, management):
+    # GIVEN a job with a 3-second deadline, and the external system down
+    start_job(alice, "j-1", 4, deadline_s=3)
+    apps.external_outage.set()
+    deadline_at = int(store.get_request(OWNER, "j-1").deadline_at)
+
+    # WHEN the poller runs whenever the job is due
+    for _ in range(10):
+        item = store.get_request(OWNER, "j-1")
+        if item.status != "WAITING":
+            break
+        # THEN no backoff puts the next poll past the deadline
+        assert int(item.due_at) <= deadline_at
+        poll_due(poller(), max(int(item.due_at), now_ms()))
+
+    # and the job ends TIMEOUT when the deadline comes
+    item = store.get_request(OWNER, "j-1")
+    assert item.status == "FAILED" and item.error["code"] == "TIMEOUT"
+
+
 def test_the_poll_backoff_doubles_from_the_job_s_interval_up_to_a_cap():
     top, bottom = (lambda: 1.0), (lambda: 0.0)
     assert [poll_backoff_ms(2_000, n, top) for n in (1, 2, 3)] == [2_000, 4_000, 8_000]
