@@ -16,6 +16,17 @@ whose answer is the latest `progress` or the `complete`; pending system
 actions are sent again. Updates whose `seq` is not above the last one seen
 are dropped, so a snapshot that repeats what the caller already saw is
 invisible to it.
+
+How a resume survives the connection's rate limit. The server refuses a
+message over its per-connection token bucket with a retryable `RATE_LIMITED`
+whose `details` hold `limit_per_second` and `retry_after_ms`; nothing was
+stored, so the client sends the same message again after that wait plus
+jitter, a few times in a row per request or system action (a request's count
+starts again once the server sends anything about it), before the caller sees
+the error. A resume sends one message per awaited request at once, so it is the
+usual way to meet the limit. The per-user cap on running requests answers
+`RATE_LIMITED` too, without `limit_per_second`: it lasts until a request ends,
+so it goes to the caller at once.
 """
 
 from __future__ import annotations
@@ -69,6 +80,10 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 # Under the gateway's 10-minute idle timeout, with room for a slow network.
 DEFAULT_HEARTBEAT_SECONDS = 300.0
+# As the JS client's `rateLimitRetries`.
+DEFAULT_RATE_LIMIT_RETRIES = 3
+# The least wait before sending a message the rate limit refused again, as the JS client's.
+MIN_RATE_LIMIT_WAIT_SECONDS = 0.25
 
 _Event = Acknowledgment | Response | Progress | Completion | Rejection | StreamerError
 
@@ -86,6 +101,9 @@ class _TrackedRequest:
     resent: bool = False
     # `seq` starts at 1: a subscribe snapshot with seq 0 (nothing reported yet) is no news.
     last_seq: int = 0
+    # How often its messages were sent again after the connection's rate limit
+    # refused them since the server last sent anything about it.
+    rate_limited: int = 0
     message_ids: set[str] = field(default_factory=set)
     watchers: list[asyncio.Queue[_Event]] = field(default_factory=list)
 
@@ -107,6 +125,8 @@ class _SystemCall:
     answer: type[Pong | RequestSnapshot | Unsubscribed]
     target: str | None
     future: asyncio.Future[Any]
+    # How often it was sent again after the connection's rate limit refused it.
+    rate_limited: int = 0
 
 
 class StreamerClient:
@@ -121,8 +141,12 @@ class StreamerClient:
     client reconnects by `reconnect` (jittered exponential backoff, bounded
     attempts) and resumes every request still awaited, so an awaiting `call`
     still returns. A `ping` goes out every `heartbeat_interval` seconds (None
-    disables it) to stay under the gateway's idle timeout. Errors are
-    `client.errors.StreamerError` subclasses carrying the protocol's code.
+    disables it) to stay under the gateway's idle timeout. A message the
+    connection's rate limit refused is sent again after the wait the server
+    names (at least 0.25 s) plus the policy's jitter, up to
+    `rate_limit_retries` times in a row per request or system action, before
+    the caller gets `RateLimited`. Errors are `client.errors.StreamerError`
+    subclasses carrying the protocol's code.
     """
 
     def __init__(
@@ -134,15 +158,19 @@ class StreamerClient:
         heartbeat_interval: float | None = DEFAULT_HEARTBEAT_SECONDS,
         open_timeout: float = 10.0,
         rng: random.Random | None = None,
+        rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
     ) -> None:
         if heartbeat_interval is not None and heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive or None")
+        if rate_limit_retries < 0:
+            raise ValueError("rate_limit_retries must not be negative")
         self._public_url = url
         self._url = _url_with_token(url, token)
         self._policy = reconnect or ReconnectPolicy()
         self._heartbeat_interval = heartbeat_interval
         self._open_timeout = open_timeout
         self._rng = rng or random.Random()
+        self._rate_limit_retries = rate_limit_retries
         self._ws: ClientConnection | None = None
         self._generation = 0
         self._connected = asyncio.Event()
@@ -151,6 +179,7 @@ class StreamerClient:
         self._aliases: dict[str, str] = {}
         self._calls: dict[str, _SystemCall] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._resends: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> StreamerClient:
         await self.connect()
@@ -183,9 +212,10 @@ class StreamerClient:
 
     async def close(self) -> None:
         """Close the connection; anything still awaited raises `ConnectionFailed`."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._resends]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
@@ -512,6 +542,10 @@ class StreamerClient:
         if answered is None:
             logger.warning("server error answering no message: %s", rejection.error)
             return
+        if _refused_by_rate_limit(rejection.error) and self._resend_later(
+            answered, rejection.error.details
+        ):
+            return
         call = self._calls.pop(answered, None)
         if call is not None:
             if not call.future.done():
@@ -533,10 +567,63 @@ class StreamerClient:
                         error_from_info(rejection.error, request_id=answered, request_status=None)
                     )
 
+    def _awaiting(self, message_id: str) -> tuple[_TrackedRequest | _SystemCall, str] | None:
+        """Who still awaits the answer to the message `message_id`, and that message.
+
+        None when nothing does: the request or system action has ended, or an
+        answered request's id names no message to send again.
+        """
+        call = self._calls.get(message_id)
+        if call is not None:
+            return call, call.message
+        request_id = self._aliases.get(message_id)
+        if request_id is not None:
+            # A `subscribe`: the same id again, so its answer still finds the request.
+            return self._requests[request_id], encode_system("subscribe", message_id, request_id)
+        request = self._requests.get(message_id)
+        if request is not None and request.pending_message is not None:
+            return request, request.pending_message
+        return None
+
+    def _resend_later(self, message_id: str, details: Mapping[str, Any]) -> bool:
+        """Send a message the connection's rate limit refused again later, if it may be.
+
+        False when it may not (nothing awaits it, or its request or system
+        action has used up `rate_limit_retries`): the caller gets the error.
+        """
+        awaiting = self._awaiting(message_id)
+        if awaiting is None:
+            return False
+        owner, _ = awaiting
+        if owner.rate_limited >= self._rate_limit_retries:
+            return False
+        wait = _rate_limit_wait(details) + self._policy.delay(owner.rate_limited, self._rng)
+        owner.rate_limited += 1
+        logger.info("message %s was rate limited; sending it again in %.2f s", message_id, wait)
+        task = asyncio.create_task(self._resend(message_id, owner, self._generation, wait))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+        return True
+
+    async def _resend(
+        self, message_id: str, owner: _TrackedRequest | _SystemCall, generation: int, wait: float
+    ) -> None:
+        await asyncio.sleep(wait)
+        awaiting = self._awaiting(message_id)
+        if awaiting is None or awaiting[0] is not owner or self._failure is not None:
+            return
+        # On a connection since replaced (or being replaced) the resume sends it.
+        if generation != self._generation or not self._connected.is_set() or self._ws is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(awaiting[1])
+
     async def _deliver(self, message: Acknowledgment | Response | Progress | Completion) -> None:
         request = self._requests.get(message.request_id)
         if request is None:
             return
+        # The server answers about it again: a later refusal (a resume's) starts a new count.
+        request.rate_limited = 0
         if isinstance(message, Progress | Completion) and not request.is_new(message.seq):
             return
         if not isinstance(message, Progress):
@@ -582,6 +669,24 @@ def _result_of(event: Response | Completion) -> Any:
     code = "CANCELLED" if event.status == "CANCELLED" else "INTERNAL_ERROR"
     info = event.error or ErrorInfo(code, f"request ended {event.status}")
     raise error_from_info(info, request_id=event.request_id, request_status=event.status)
+
+
+def _refused_by_rate_limit(error: ErrorInfo) -> bool:
+    """Refused by the connection's message rate limit, which a later resend passes.
+
+    The per-user cap on running requests is RATE_LIMITED and retryable too,
+    but names `max_active_requests`, not `limit_per_second`: it lasts until a
+    request ends, so resending soon would only be refused again.
+    """
+    return error.code == "RATE_LIMITED" and error.retryable and "limit_per_second" in error.details
+
+
+def _rate_limit_wait(details: Mapping[str, Any]) -> float:
+    """How long to wait before a resend: the server's `retry_after_ms`, and at least 0.25 s."""
+    retry_after_ms = details.get("retry_after_ms")
+    if not isinstance(retry_after_ms, int | float):
+        retry_after_ms = 0
+    return max(MIN_RATE_LIMIT_WAIT_SECONDS, retry_after_ms / 1000)
 
 
 def _new_message_id() -> str:
