@@ -808,6 +808,8 @@ export class StreamerClient {
   _deliver(event) {
     const request = this._requests.get(event.requestId);
     if (!request) return;
+    // The server answered about it: a later refusal (e.g. on a resume) starts a fresh count.
+    request.rateLimited = 0;
     if ((event.type === "progress" || event.type === "complete") && event.seq !== null) {
       if (event.seq <= request.lastSeq) return;
       request.lastSeq = event.seq;
