@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlparse
 
+from streamer import aws
 from streamer.protocol import encode
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,9 @@ class Delivery:
         self._lock = threading.Lock()
 
     def _make_client(self, endpoint: str) -> Any:
-        import botocore.session
         from botocore.config import Config
 
-        session = botocore.session.get_session()
-        return session.create_client(
+        return aws.create_client(
             "apigatewaymanagementapi",
             region_name=endpoint_region(endpoint) or self._region,
             endpoint_url=endpoint,

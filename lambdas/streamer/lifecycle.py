@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from streamer import config
+from streamer import aws, config
 from streamer.models import CANCELLED, COMPLETED, FAILED, RequestItem
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,9 @@ class LifecyclePublisher:
         self._lock = threading.Lock()
 
     def _make_client(self) -> Any:
-        import botocore.session
         from botocore.config import Config
 
-        return botocore.session.get_session().create_client(
+        return aws.create_client(
             "events",
             region_name=self._region,
             config=Config(

@@ -23,7 +23,7 @@ from pynamodb.indexes import (
 )
 from pynamodb.models import Model
 
-from streamer import schema
+from streamer import aws, schema
 
 PENDING = "PENDING"
 PROCESSING = "PROCESSING"
@@ -195,7 +195,11 @@ def request_key(owner: str, request_id: str) -> str:
 def bind_models(
     connections_table: str, requests_table: str, subscriptions_table: str, region: str
 ) -> None:
-    """Point the models at these tables; drops any cached connection."""
+    """Point the models at these tables; drops any cached connection.
+
+    The models' connections take their botocore session from `streamer.aws`.
+    """
+    aws.share_with_pynamodb()
     for model, table in (
         (Connection, connections_table),
         (RequestItem, requests_table),
