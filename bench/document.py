@@ -364,6 +364,15 @@ FIXED_SINCE = """\
   persist 1 s) a reporting handler makes four reads a second instead of five
   (section 6, `GetItem` on the requests table). The check stays once per flush
   interval because issue 5 promises a cancel is seen within one.
+- **One botocore session per process** (`streamer.aws`). PynamoDB made a
+  session for each model's connection, and a client from a fresh session
+  loads the service's JSON model again (about 50-70 ms on this machine; a
+  second client of the same session about 2 ms), so a processor's first
+  invocation loaded it three times, and the delivery and lifecycle clients
+  once more each (section 4). PynamoDB, the delivery and the lifecycle
+  publisher now share one session, and PynamoDB creates each client under
+  one lock: threads racing to their first call (the local stack's, or the
+  processor's) made one client each before (`tests/unit/test_aws.py`).
 - **The local stream poller keeps its cadence.** An invocation ending between
   two reads woke it, and it then slept a full poll interval from the wake,
   putting the next read off by up to an interval
