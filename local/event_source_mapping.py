@@ -127,11 +127,13 @@ class EventSourceMapping:
         self._settle_finished(time.monotonic())
 
     def _idle_s(self, now: float) -> float:
-        """How long to wait before the next pass: until a shard's next read or the next
-        discovery is due, and no longer than a poll interval (lanes' batching windows and
-        retries are checked at least that often). Finished invocations wake it sooner."""
+        """How long to wait before the next pass: until a shard's next read, the next
+        discovery, or a lane's batching window or retry backoff is due, and no longer than
+        a poll interval. Finished invocations wake it sooner."""
         due = [self._next_discovery, now + self._config.poll_interval_s]
         due += [s.next_read_at for s in self._shards_to_read()]
+        if self._enabled:
+            due += [d for lane in self._lanes if (d := lane.next_due()) is not None]
         return max(0.0, min(due) - now)
 
     def _discover_shards(self, now: float) -> None:

@@ -148,6 +148,14 @@ class Lane:
         self._in_flight = len(batch)
         return batch
 
+    def next_due(self) -> float | None:
+        """When `take` would next give a batch if nothing else changes; None: busy or empty."""
+        if self.busy or not self._pending:
+            return None
+        if len(self._pending) >= self._policy.batch_size or self._attempts:
+            return self._not_before
+        return max(self._not_before, self._pending[0][0] + self._policy.maximum_batching_window_s)
+
     def settle(self, retry_at: int | None, now: float) -> list[dict]:
         """Record the outcome of the batch in flight; returns the records given up on.
 

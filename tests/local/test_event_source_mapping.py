@@ -176,3 +176,59 @@ def test_an_invocation_ending_between_reads_does_not_put_the_next_read_off(moto)
     # (an interval after it), not a whole interval after the second one's end
     assert ended["second"] < ended["short"] + interval, (seen, ended)
     assert seen["next"] < ended["short"] + interval + interval / 4, (seen, ended)
+
+
+def test_a_failed_batch_is_retried_after_its_backoff_not_the_next_poll(moto) -> None:
+    endpoint, _ = moto
+    # Tables of its own: the only record in the stream is this test's.
+    names = {"connections": "r-c", "requests": "r-requests", "subscriptions": "r-s"}
+    stream_arn = dynamodb.create_tables(endpoint, REGION, names)["r-requests"]
+    table = dynamodb.client("dynamodb", endpoint, REGION)
+    interval = 3.0
+    deliveries: list[float] = []
+
+    def handler(event: dict, context) -> dict:
+        mine = [r for r in event["Records"] if r["dynamodb"]["Keys"]["request_key"]["S"] == KEY]
+        if not mine:
+            return {"batchItemFailures": []}
+        deliveries.append(time.monotonic())
+        # GIVEN a processor that fails the record the first time
+        failed = [{"itemIdentifier": mine[0]["dynamodb"]["SequenceNumber"]}]
+        return {"batchItemFailures": failed if len(deliveries) == 1 else []}
+
+    function = LambdaFunction(
+        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=1),
+        REGION,
+        "123456789012",
+        handler=handler,
+    )
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION),
+        stream_arn,
+        function,
+        MappingConfig(
+            policy=BatchPolicy(batch_size=1, retry_backoff_s=0.1),
+            poll_interval_s=interval,
+            shard_discovery_s=60,
+            parallelization_factor=1,
+        ),
+    )
+    table.put_item(
+        TableName="r-requests",
+        Item={"request_key": {"S": KEY}, "request_id": {"S": "retried"}, "step": {"N": "0"}},
+    )
+    mapping.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(deliveries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        mapping.stop()
+        function.close()
+
+    # THEN it came again after its 0.1 s backoff, long before the next poll was due
+    assert len(deliveries) == 2
+    assert deliveries[1] - deliveries[0] < interval / 2, deliveries
+
+
+KEY = "tenant#user#retried"

@@ -133,6 +133,22 @@ def test_partial_failure_retries_from_the_failed_record_after_a_backoff() -> Non
     assert sequences(lane.take(now=0.5)) == [2, 3]
 
 
+def test_a_lane_says_when_its_next_batch_is_due() -> None:
+    # a batching window: due when the oldest record has waited it out, at once when full
+    lane = Lane(BatchPolicy(batch_size=2, maximum_batching_window_s=1.0, retry_backoff_s=0.5))
+    assert lane.next_due() is None
+    lane.add(record(1), now=10.0)
+    assert lane.next_due() == 11.0
+    lane.add(record(2), now=10.2)
+    assert lane.next_due() == 0.0
+    # busy while its batch is in flight; after a failure, due when the backoff ends
+    batch = lane.take(now=10.2)
+    assert lane.next_due() is None
+    lane.settle(streams.retry_from(batch, _failing(1), False), now=10.3)
+    assert lane.next_due() == 10.8
+    assert lane.take(now=10.7) is None and sequences(lane.take(now=10.8)) == [1, 2]
+
+
 def _failing(sequence: int) -> dict:
     return {"batchItemFailures": [{"itemIdentifier": f"{sequence:021d}"}]}
 
