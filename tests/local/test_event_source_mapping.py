@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -115,22 +116,50 @@ def test_every_record_arrives_once_in_item_order_despite_failures(moto) -> None:
     assert all(len(batch) <= 3 for batch in processor.batches)
 
 
+@contextmanager
+def polling(endpoint: str, stream_arn: str, handler, config: MappingConfig) -> Iterator[None]:
+    """A mapping from `stream_arn` to a processor running `handler`, for the `with` block."""
+    function = LambdaFunction(
+        FunctionSpec(
+            "processor", "x.handler", timeout_s=30, concurrency=config.parallelization_factor
+        ),
+        REGION,
+        "123456789012",
+        handler=handler,
+    )
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION), stream_arn, function, config
+    )
+    mapping.start()
+    try:
+        yield
+    finally:
+        mapping.stop()
+        function.close()
+
+
+def put_request(endpoint: str, table: str, request: str) -> None:
+    dynamodb.client("dynamodb", endpoint, REGION).put_item(
+        TableName=table,
+        Item={
+            "request_key": {"S": f"tenant#user#{request}"},
+            "request_id": {"S": request},
+            "step": {"N": "0"},
+        },
+    )
+
+
+def wait_until(done, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_an_invocation_ending_between_reads_does_not_put_the_next_read_off(moto) -> None:
     endpoint, stream_arn = moto
-    table = dynamodb.client("dynamodb", endpoint, REGION)
     interval = 2.0
     seen: dict[str, float] = {}
     ended: dict[str, float] = {}
-
-    def put(request: str) -> None:
-        table.put_item(
-            TableName=TABLES["requests"],
-            Item={
-                "request_key": {"S": f"tenant#user#{request}"},
-                "request_id": {"S": request},
-                "step": {"N": "0"},
-            },
-        )
 
     def handler(event: dict, context) -> dict:
         for record in event["Records"]:
@@ -142,35 +171,18 @@ def test_an_invocation_ending_between_reads_does_not_put_the_next_read_off(moto)
             if request in {"short", "second"}:
                 time.sleep(0.2 if request == "short" else interval / 2)
                 if request == "second":
-                    put("next")
+                    put_request(endpoint, TABLES["requests"], "next")
                 ended[request] = time.monotonic()
         return {"batchItemFailures": []}
 
-    function = LambdaFunction(
-        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=2),
-        REGION,
-        "123456789012",
-        handler=handler,
+    put_request(endpoint, TABLES["requests"], "short")
+    put_request(endpoint, TABLES["requests"], "second")
+    # One record a batch: the two run side by side (their keys hash to different lanes).
+    config = MappingConfig(
+        policy=BatchPolicy(batch_size=1), poll_interval_s=interval, parallelization_factor=2
     )
-    mapping = EventSourceMapping(
-        dynamodb.client("dynamodbstreams", endpoint, REGION),
-        stream_arn,
-        function,
-        # One record a batch: the two run side by side (their keys hash to different lanes).
-        MappingConfig(
-            policy=BatchPolicy(batch_size=1), poll_interval_s=interval, parallelization_factor=2
-        ),
-    )
-    put("short")
-    put("second")
-    mapping.start()
-    try:
-        deadline = time.monotonic() + 30
-        while "next" not in seen and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        mapping.stop()
-        function.close()
+    with polling(endpoint, stream_arn, handler, config):
+        wait_until(lambda: "next" in seen)
 
     # THEN the next record is read when the read after the short one's end is due
     # (an interval after it), not a whole interval after the second one's end
@@ -183,52 +195,25 @@ def test_a_failed_batch_is_retried_after_its_backoff_not_the_next_poll(moto) -> 
     # Tables of its own: the only record in the stream is this test's.
     names = {"connections": "r-c", "requests": "r-requests", "subscriptions": "r-s"}
     stream_arn = dynamodb.create_tables(endpoint, REGION, names)["r-requests"]
-    table = dynamodb.client("dynamodb", endpoint, REGION)
     interval = 3.0
     deliveries: list[float] = []
 
     def handler(event: dict, context) -> dict:
-        mine = [r for r in event["Records"] if r["dynamodb"]["Keys"]["request_key"]["S"] == KEY]
-        if not mine:
-            return {"batchItemFailures": []}
         deliveries.append(time.monotonic())
         # GIVEN a processor that fails the record the first time
-        failed = [{"itemIdentifier": mine[0]["dynamodb"]["SequenceNumber"]}]
+        failed = [{"itemIdentifier": event["Records"][0]["dynamodb"]["SequenceNumber"]}]
         return {"batchItemFailures": failed if len(deliveries) == 1 else []}
 
-    function = LambdaFunction(
-        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=1),
-        REGION,
-        "123456789012",
-        handler=handler,
+    put_request(endpoint, "r-requests", "retried")
+    config = MappingConfig(
+        policy=BatchPolicy(batch_size=1, retry_backoff_s=0.1),
+        poll_interval_s=interval,
+        shard_discovery_s=60,
+        parallelization_factor=1,
     )
-    mapping = EventSourceMapping(
-        dynamodb.client("dynamodbstreams", endpoint, REGION),
-        stream_arn,
-        function,
-        MappingConfig(
-            policy=BatchPolicy(batch_size=1, retry_backoff_s=0.1),
-            poll_interval_s=interval,
-            shard_discovery_s=60,
-            parallelization_factor=1,
-        ),
-    )
-    table.put_item(
-        TableName="r-requests",
-        Item={"request_key": {"S": KEY}, "request_id": {"S": "retried"}, "step": {"N": "0"}},
-    )
-    mapping.start()
-    try:
-        deadline = time.monotonic() + 30
-        while len(deliveries) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        mapping.stop()
-        function.close()
+    with polling(endpoint, stream_arn, handler, config):
+        wait_until(lambda: len(deliveries) >= 2)
 
     # THEN it came again after its 0.1 s backoff, long before the next poll was due
     assert len(deliveries) == 2
     assert deliveries[1] - deliveries[0] < interval / 2, deliveries
-
-
-KEY = "tenant#user#retried"
