@@ -11,6 +11,7 @@ from client.errors import (
     ConnectionFailed,
     ConnectionLost,
     ConnectionRefused,
+    ErrorInfo,
     Forbidden,
     InternalError,
     InvalidAction,
@@ -27,7 +28,7 @@ from client.errors import (
     Unauthorized,
     ValidationError,
 )
-from client.messages import Completion, ErrorInfo, Progress, RequestSnapshot
+from client.messages import Completion, Progress, RequestSnapshot
 from client.reconnect import ReconnectPolicy
 
 __all__ = [

@@ -9,10 +9,39 @@ was refused before anything was stored).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from client.messages import ErrorInfo
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """The protocol's error object: `code`, `message`, `details`, `retryable`."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False
+
+    @classmethod
+    def from_json(cls, value: Any) -> ErrorInfo:
+        """Read an error object; a malformed one still yields an error, never a crash."""
+        if not isinstance(value, dict):
+            return cls("INTERNAL_ERROR", "malformed error object from the server")
+        details = value.get("details")
+        return cls(
+            code=str(value.get("code", "INTERNAL_ERROR")),
+            message=str(value.get("message", "")),
+            details=details if isinstance(details, dict) else {},
+            retryable=value.get("retryable") is True,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The error object as the protocol writes it."""
+        data: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            data["details"] = self.details
+        data["retryable"] = self.retryable
+        return data
 
 
 class StreamerError(Exception):

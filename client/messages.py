@@ -10,10 +10,10 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from client.errors import PayloadTooLarge
+from client.errors import ErrorInfo, PayloadTooLarge
 
 # The gateway closes the connection (code 1009) on a bigger message, so the
 # client refuses to send one instead of losing its connection.
@@ -33,37 +33,6 @@ def new_request_id() -> str:
 def is_valid_request_id(value: str) -> bool:
     """Whether `value` is 1-128 characters of `[A-Za-z0-9_.:-]`."""
     return _REQUEST_ID.fullmatch(value) is not None
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """The protocol's error object: `code`, `message`, `details`, `retryable`."""
-
-    code: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-    retryable: bool = False
-
-    @classmethod
-    def from_json(cls, value: Any) -> ErrorInfo:
-        """Read an error object; a malformed one still yields an error, never a crash."""
-        if not isinstance(value, dict):
-            return cls("INTERNAL_ERROR", "malformed error object from the server")
-        details = value.get("details")
-        return cls(
-            code=str(value.get("code", "INTERNAL_ERROR")),
-            message=str(value.get("message", "")),
-            details=details if isinstance(details, dict) else {},
-            retryable=value.get("retryable") is True,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The error object as the protocol writes it."""
-        data: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            data["details"] = self.details
-        data["retryable"] = self.retryable
-        return data
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def test_generated_request_ids_are_valid_and_distinct():
 @pytest.mark.parametrize(("code", "error_type"), sorted(errors.ERROR_TYPES.items()))
 def test_every_protocol_code_maps_to_its_own_error_type(code, error_type):
     # GIVEN a protocol error object
-    from client.messages import ErrorInfo
+    from client.errors import ErrorInfo
 
     info = ErrorInfo(code, "m", {"field": "pages"}, True)
     # WHEN it becomes an exception
@@ -195,7 +195,7 @@ def test_every_protocol_code_maps_to_its_own_error_type(code, error_type):
 
 
 def test_an_unknown_code_still_raises_a_streamer_error():
-    from client.messages import ErrorInfo
+    from client.errors import ErrorInfo
 
     # GIVEN a code newer than this client
     # WHEN it becomes an exception
