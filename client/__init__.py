@@ -16,6 +16,7 @@ from client.errors import (
     InternalError,
     InvalidAction,
     InvalidMessage,
+    NoAnswer,
     NotFound,
     NotSynchronous,
     PayloadTooLarge,
@@ -26,6 +27,7 @@ from client.errors import (
     StreamerError,
     SubscriptionEnded,
     Unauthorized,
+    Unavailable,
     ValidationError,
 )
 from client.messages import Completion, Progress, RequestSnapshot
@@ -44,6 +46,7 @@ __all__ = [
     "InternalError",
     "InvalidAction",
     "InvalidMessage",
+    "NoAnswer",
     "NotFound",
     "NotSynchronous",
     "PayloadTooLarge",
@@ -59,5 +62,6 @@ __all__ = [
     "StreamerError",
     "SubscriptionEnded",
     "Unauthorized",
+    "Unavailable",
     "ValidationError",
 ]

@@ -27,6 +27,22 @@ the error. A resume sends one message per awaited request at once, so it is the
 usual way to meet the limit. The per-user cap on running requests answers
 `RATE_LIMITED` too, without `limit_per_second`: it lasts until a request ends,
 so it goes to the caller at once.
+
+How a store outage is waited out. The server answers a message it could not
+serve because a dependency is out with a retryable `UNAVAILABLE` (nothing was
+stored; `details.retry_after_ms` says when to try again). The client sends the
+same message again by the same mechanism, after `retry_after_ms` plus a jitter
+that grows exponentially and is capped, for as long as the next resend still
+falls within `unavailable_deadline_s` of the first refusal; then the caller
+gets `Unavailable` (`client/resend.py` holds these decisions).
+
+How no call waits forever. Every message that awaits an answer (a request
+before its acknowledgment or response, a `subscribe` before its snapshot, a
+system action) must be answered within `answer_timeout_s` of being sent, or
+its caller gets `NoAnswer`. A server that answers with an error naming no
+message (API Gateway's own "Internal server error" after an integration
+failure carries only its own ids) cannot be matched: the timeout ends the
+call, and its error quotes what the server sent.
 """
 
 from __future__ import annotations
@@ -51,6 +67,8 @@ from client.errors import (
     ConnectionFailed,
     ConnectionLost,
     ConnectionRefused,
+    ErrorInfo,
+    NoAnswer,
     NotSynchronous,
     StreamerError,
     SubscriptionEnded,
@@ -59,7 +77,6 @@ from client.errors import (
 from client.messages import (
     Acknowledgment,
     Completion,
-    ErrorInfo,
     Pong,
     Progress,
     Rejection,
@@ -72,6 +89,7 @@ from client.messages import (
     parse_server_message,
 )
 from client.reconnect import ReconnectPolicy
+from client.resend import Refusals, ResendLimits, given_up, is_resendable, resend_wait
 
 logger = logging.getLogger("client")
 
@@ -82,8 +100,12 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 DEFAULT_HEARTBEAT_SECONDS = 300.0
 # As the JS client's `rateLimitRetries`.
 DEFAULT_RATE_LIMIT_RETRIES = 3
-# The least wait before sending a message the rate limit refused again, as the JS client's.
-MIN_RATE_LIMIT_WAIT_SECONDS = 0.25
+# As the JS client's `unavailableDeadlineMs`: long enough to ride out a store
+# hiccup, short enough that a person waiting is told.
+DEFAULT_UNAVAILABLE_DEADLINE_SECONDS = 30.0
+# As the JS client's `answerTimeoutMs`: API Gateway ends a route's integration
+# after 29 s and answers itself, so a message unanswered for longer never will be.
+DEFAULT_ANSWER_TIMEOUT_SECONDS = 35.0
 
 _Event = Acknowledgment | Response | Progress | Completion | Rejection | StreamerError
 
@@ -101,9 +123,12 @@ class _TrackedRequest:
     resent: bool = False
     # `seq` starts at 1: a subscribe snapshot with seq 0 (nothing reported yet) is no news.
     last_seq: int = 0
-    # How often its messages were sent again after the connection's rate limit
-    # refused them since the server last sent anything about it.
-    rate_limited: int = 0
+    # Per refusing code, how often its messages were refused in a row since the
+    # server last sent anything else about it, and when the first of those came.
+    refused: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Fires when what was last sent for it stays unanswered for the answer timeout.
+    answer_timer: asyncio.TimerHandle | None = None
+    sent_at: float = 0.0
     message_ids: set[str] = field(default_factory=set)
     watchers: list[asyncio.Queue[_Event]] = field(default_factory=list)
 
@@ -125,8 +150,13 @@ class _SystemCall:
     answer: type[Pong | RequestSnapshot | Unsubscribed]
     target: str | None
     future: asyncio.Future[Any]
-    # How often it was sent again after the connection's rate limit refused it.
-    rate_limited: int = 0
+    # Per refusing code, how often it was refused in a row and when the first came.
+    refused: dict[str, tuple[int, float]] = field(default_factory=dict)
+    answer_timer: asyncio.TimerHandle | None = None
+    sent_at: float = 0.0
+
+
+_Owner = _TrackedRequest | _SystemCall
 
 
 class StreamerClient:
@@ -145,8 +175,12 @@ class StreamerClient:
     connection's rate limit refused is sent again after the wait the server
     names (at least 0.25 s) plus the policy's jitter, up to
     `rate_limit_retries` times in a row per request or system action, before
-    the caller gets `RateLimited`. Errors are `client.errors.StreamerError`
-    subclasses carrying the protocol's code.
+    the caller gets `RateLimited`. A message answered `UNAVAILABLE` is sent
+    again the same way for up to `unavailable_deadline_s` seconds from the
+    first such answer (0 turns that off), then the caller gets `Unavailable`.
+    A message unanswered for `answer_timeout_s` seconds (None: wait forever)
+    ends its caller's wait with `NoAnswer`. Errors are
+    `client.errors.StreamerError` subclasses carrying the protocol's code.
     """
 
     def __init__(
@@ -159,18 +193,27 @@ class StreamerClient:
         open_timeout: float = 10.0,
         rng: random.Random | None = None,
         rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+        unavailable_deadline_s: float = DEFAULT_UNAVAILABLE_DEADLINE_SECONDS,
+        answer_timeout_s: float | None = DEFAULT_ANSWER_TIMEOUT_SECONDS,
     ) -> None:
         if heartbeat_interval is not None and heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive or None")
         if rate_limit_retries < 0:
             raise ValueError("rate_limit_retries must not be negative")
+        if unavailable_deadline_s < 0:
+            raise ValueError("unavailable_deadline_s must not be negative")
+        if answer_timeout_s is not None and answer_timeout_s <= 0:
+            raise ValueError("answer_timeout_s must be positive or None")
         self._public_url = url
         self._url = _url_with_token(url, token)
         self._policy = reconnect or ReconnectPolicy()
         self._heartbeat_interval = heartbeat_interval
         self._open_timeout = open_timeout
         self._rng = rng or random.Random()
-        self._rate_limit_retries = rate_limit_retries
+        self._resend_limits = ResendLimits(rate_limit_retries, unavailable_deadline_s, self._policy)
+        self._answer_timeout = answer_timeout_s
+        # The latest error the server sent that named no message, and when.
+        self._unmatched: tuple[ErrorInfo, float] | None = None
         self._ws: ClientConnection | None = None
         self._generation = 0
         self._connected = asyncio.Event()
@@ -244,10 +287,13 @@ class StreamerClient:
 
         Raises the typed error of the protocol code: with `request_status`
         FAILED or CANCELLED when the request ran and ended so, None when it
-        was refused (e.g. `ValidationError`); `ConnectionLost` when the
-        connection dropped and could not be re-established; ValueError for an
-        action or id that breaks the protocol's rules and `PayloadTooLarge`
-        for a message over 128 KiB, before anything is sent.
+        was refused (e.g. `ValidationError`); `Unavailable` when the server
+        still answered UNAVAILABLE at the end of `unavailable_deadline_s`;
+        `NoAnswer` when a message got no answer within `answer_timeout_s`;
+        `ConnectionLost` when the connection dropped and could not be
+        re-established; ValueError for an action or id that breaks the
+        protocol's rules and `PayloadTooLarge` for a message over 128 KiB,
+        before anything is sent.
         """
         return await self._request(action, payload, request_id, metadata, on_progress, False)
 
@@ -276,7 +322,7 @@ class StreamerClient:
         result or raises as `call` does (`NotFound` for an unknown id).
         """
         with self._watching(request_id) as events:
-            await self._send(self._subscribe_message(request_id))
+            await self._send(self._subscribe_message(request_id), self._requests[request_id])
             while True:
                 event = await self._next_decision(request_id, events, on_progress)
                 if isinstance(event, Completion):
@@ -311,7 +357,7 @@ class StreamerClient:
         `NotFound` for an unknown id.
         """
         with self._watching(request_id) as events:
-            await self._send(self._subscribe_message(request_id))
+            await self._send(self._subscribe_message(request_id), self._requests[request_id])
             snapshot: RequestSnapshot = await self._system_call(
                 "cancel", RequestSnapshot, request_id
             )
@@ -343,7 +389,7 @@ class StreamerClient:
         message = encode_request(action, request_id, payload, metadata)
         with self._watching(request_id, message, fresh) as events:
             request = self._requests[request_id]
-            await self._send(message)
+            await self._send(message, request)
             repeats = 0
             while True:
                 try:
@@ -358,7 +404,7 @@ class StreamerClient:
                     # still going (a sync request): ask again until it has answered.
                     await asyncio.sleep(self._policy.delay(repeats, self._rng))
                     repeats += 1
-                    await self._send(message)
+                    await self._send(message, request)
                     continue
                 if not isinstance(event, Acknowledgment):
                     return _result_of(event)
@@ -408,6 +454,7 @@ class StreamerClient:
         finally:
             request.watchers.remove(events)
             if not request.watchers:
+                self._heard(request)
                 del self._requests[request_id]
                 for message_id in request.message_ids:
                     self._aliases.pop(message_id, None)
@@ -432,12 +479,14 @@ class StreamerClient:
         call = _SystemCall(encode_system(action, message_id, target), answer, target, future)
         self._calls[message_id] = call
         try:
-            await self._send(call.message)
+            await self._send(call.message, call)
             return await future
         finally:
             self._calls.pop(message_id, None)
+            self._heard(call)
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, owner: _Owner) -> None:
+        """Send a message `owner` awaits the answer to."""
         if self._ws is None:
             raise RuntimeError("StreamerClient is not connected: use `async with` or connect()")
         await self._connected.wait()
@@ -447,6 +496,49 @@ class StreamerClient:
         # is still awaited, so the reconnect sends it again.
         with contextlib.suppress(ConnectionClosed):
             await self._ws.send(text)
+        self._expect_answer(owner)
+
+    def _expect_answer(self, owner: _Owner) -> None:
+        """Start the answer timeout for what was just sent for `owner` (again)."""
+        if self._answer_timeout is None:
+            return
+        if owner.answer_timer is not None:
+            owner.answer_timer.cancel()
+        loop = asyncio.get_running_loop()
+        owner.sent_at = loop.time()
+        owner.answer_timer = loop.call_later(
+            self._answer_timeout, self._no_answer, owner, self._generation
+        )
+
+    def _heard(self, owner: _Owner) -> None:
+        """The server answered about `owner`: nothing it awaits is overdue."""
+        if owner.answer_timer is not None:
+            owner.answer_timer.cancel()
+            owner.answer_timer = None
+
+    def _no_answer(self, owner: _Owner, generation: int) -> None:
+        owner.answer_timer = None
+        # On a connection since replaced, or being replaced, the resume sends it
+        # again and starts a new timeout.
+        if generation != self._generation or not self._connected.is_set():
+            return
+        if self._failure is not None:
+            return
+        reason = f"no answer within {self._answer_timeout} s"
+        if self._unmatched is not None and self._unmatched[1] >= owner.sent_at:
+            unmatched = self._unmatched[0]
+            reason += (
+                "; meanwhile the server sent an error naming no message: "
+                f"{unmatched.code}: {unmatched.message}"
+            )
+        if isinstance(owner, _SystemCall):
+            if not owner.future.done():
+                owner.future.set_exception(NoAnswer(reason, request_id=owner.target))
+            return
+        if self._requests.get(owner.request_id) is owner:
+            error = NoAnswer(reason, request_id=owner.request_id)
+            for queue in owner.watchers:
+                queue.put_nowait(error)
 
     async def _open(self) -> ClientConnection:
         try:
@@ -497,17 +589,18 @@ class StreamerClient:
         )
 
     async def _resume(self, ws: ClientConnection) -> None:
-        messages: list[str] = []
+        messages: list[tuple[str, _Owner]] = []
         for request in self._requests.values():
             if request.pending_message is not None:
-                messages.append(request.pending_message)
+                messages.append((request.pending_message, request))
                 request.resent = True
             else:
-                messages.append(self._subscribe_message(request.request_id))
-        messages.extend(call.message for call in self._calls.values())
+                messages.append((self._subscribe_message(request.request_id), request))
+        messages.extend((call.message, call) for call in self._calls.values())
         try:
-            for message in messages:
+            for message, owner in messages:
                 await ws.send(message)
+                self._expect_answer(owner)
         except ConnectionClosed:
             # The reader sees the same close and reconnects again.
             return
@@ -541,11 +634,13 @@ class StreamerClient:
         answered = rejection.request_id
         if answered is None:
             logger.warning("server error answering no message: %s", rejection.error)
+            self._unmatched = (rejection.error, asyncio.get_running_loop().time())
             return
-        if _refused_by_rate_limit(rejection.error) and self._resend_later(
-            answered, rejection.error.details
-        ):
-            return
+        if is_resendable(rejection.error):
+            error = self._resend_later(answered, rejection.error)
+            if error is None:
+                return
+            rejection = Rejection(answered, error)
         call = self._calls.pop(answered, None)
         if call is not None:
             if not call.future.done():
@@ -555,6 +650,7 @@ class StreamerClient:
             return
         request = self._requests.get(self._aliases.get(answered, answered))
         if request is not None:
+            self._heard(request)
             for queue in request.watchers:
                 queue.put_nowait(rejection)
             return
@@ -585,25 +681,31 @@ class StreamerClient:
             return request, request.pending_message
         return None
 
-    def _resend_later(self, message_id: str, details: Mapping[str, Any]) -> bool:
-        """Send a message the connection's rate limit refused again later, if it may be.
+    def _resend_later(self, message_id: str, error: ErrorInfo) -> ErrorInfo | None:
+        """Send a refused message again later if it may be (`client.resend` decides).
 
-        False when it may not (nothing awaits it, or its request or system
-        action has used up `rate_limit_retries`): the caller gets the error.
+        None when it will be; otherwise the error its caller gets: as the
+        server sent it when nothing awaits the message any more, saying the
+        client gave up when its resends are over (`rate_limit_retries` for the
+        rate limit, `unavailable_deadline_s` for UNAVAILABLE).
         """
         awaiting = self._awaiting(message_id)
         if awaiting is None:
-            return False
+            return error
         owner, _ = awaiting
-        if owner.rate_limited >= self._rate_limit_retries:
-            return False
-        wait = _rate_limit_wait(details) + self._policy.delay(owner.rate_limited, self._rng)
-        owner.rate_limited += 1
-        logger.info("message %s was rate limited; sending it again in %.2f s", message_id, wait)
+        self._heard(owner)
+        now = asyncio.get_running_loop().time()
+        count, since = owner.refused.get(error.code, (0, now))
+        wait = resend_wait(error, Refusals(count, now - since), self._resend_limits, self._rng)
+        if wait is None:
+            return given_up(error, Refusals(count + 1, now - since))
+        owner.refused[error.code] = (count + 1, since)
+        why = "rate limited" if error.code == "RATE_LIMITED" else f"answered {error.code}"
+        logger.info("message %s was %s; sending it again in %.2f s", message_id, why, wait)
         task = asyncio.create_task(self._resend(message_id, owner, self._generation, wait))
         self._resends.add(task)
         task.add_done_callback(self._resends.discard)
-        return True
+        return None
 
     async def _resend(
         self, message_id: str, owner: _TrackedRequest | _SystemCall, generation: int, wait: float
@@ -617,13 +719,15 @@ class StreamerClient:
             return
         with contextlib.suppress(ConnectionClosed):
             await self._ws.send(awaiting[1])
+        self._expect_answer(owner)
 
     async def _deliver(self, message: Acknowledgment | Response | Progress | Completion) -> None:
         request = self._requests.get(message.request_id)
         if request is None:
             return
         # The server answers about it again: a later refusal (a resume's) starts a new count.
-        request.rate_limited = 0
+        request.refused.clear()
+        self._heard(request)
         if isinstance(message, Progress | Completion) and not request.is_new(message.seq):
             return
         if not isinstance(message, Progress):
@@ -631,7 +735,7 @@ class StreamerClient:
         if isinstance(message, Acknowledgment) and request.fresh_on != self._generation:
             # Accepted earlier (a repeated id) or on a connection since replaced:
             # this connection is not the owner, so it must ask for the updates.
-            await self._send(self._subscribe_message(request.request_id))
+            await self._send(self._subscribe_message(request.request_id), request)
         for queue in request.watchers:
             queue.put_nowait(message)
 
@@ -639,9 +743,11 @@ class StreamerClient:
         self._failure = error
         self._connected.set()
         for request in self._requests.values():
+            self._heard(request)
             for queue in request.watchers:
                 queue.put_nowait(error)
         for call in self._calls.values():
+            self._heard(call)
             if not call.future.done():
                 call.future.set_exception(error)
         self._calls.clear()
@@ -669,24 +775,6 @@ def _result_of(event: Response | Completion) -> Any:
     code = "CANCELLED" if event.status == "CANCELLED" else "INTERNAL_ERROR"
     info = event.error or ErrorInfo(code, f"request ended {event.status}")
     raise error_from_info(info, request_id=event.request_id, request_status=event.status)
-
-
-def _refused_by_rate_limit(error: ErrorInfo) -> bool:
-    """Refused by the connection's message rate limit, which a later resend passes.
-
-    The per-user cap on running requests is RATE_LIMITED and retryable too,
-    but names `max_active_requests`, not `limit_per_second`: it lasts until a
-    request ends, so resending soon would only be refused again.
-    """
-    return error.code == "RATE_LIMITED" and error.retryable and "limit_per_second" in error.details
-
-
-def _rate_limit_wait(details: Mapping[str, Any]) -> float:
-    """How long to wait before a resend: the server's `retry_after_ms`, and at least 0.25 s."""
-    retry_after_ms = details.get("retry_after_ms")
-    if not isinstance(retry_after_ms, int | float):
-        retry_after_ms = 0
-    return max(MIN_RATE_LIMIT_WAIT_SECONDS, retry_after_ms / 1000)
 
 
 def _new_message_id() -> str:

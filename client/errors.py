@@ -128,6 +128,15 @@ class RequestCancelled(StreamerError):
     """CANCELLED: the request was cancelled."""
 
 
+class Unavailable(StreamerError):
+    """UNAVAILABLE: the action or a dependency is out for now; nothing was stored.
+
+    Retryable; `details.retry_after_ms` says when to try again. The client
+    sends the message again itself until its `unavailable_deadline_s` has
+    passed, so a caller sees this only after that.
+    """
+
+
 class InternalError(StreamerError):
     """INTERNAL_ERROR: anything else; `details.correlation_id` finds it in the server's logs."""
 
@@ -145,6 +154,7 @@ ERROR_TYPES: dict[str, type[StreamerError]] = {
     "TIMEOUT": RequestTimeout,
     "PROCESSING_FAILED": ProcessingFailed,
     "CANCELLED": RequestCancelled,
+    "UNAVAILABLE": Unavailable,
     "INTERNAL_ERROR": InternalError,
 }
 
@@ -173,6 +183,17 @@ class NotSynchronous(StreamerError):
 
 class SubscriptionEnded(StreamerError):
     """`unsubscribe` was called for a request this client was still awaiting."""
+
+
+class NoAnswer(StreamerError):
+    """The server did not answer a message within the client's `answer_timeout_s`.
+
+    Code NO_ANSWER, retryable. The message may or may not have been stored:
+    calling again with the same request id is safe (it starts no second run).
+    """
+
+    def __init__(self, message: str, *, request_id: str | None) -> None:
+        super().__init__("NO_ANSWER", message, retryable=True, request_id=request_id)
 
 
 class ConnectionFailed(StreamerError):

@@ -234,6 +234,11 @@ def parse_server_message(text: str | bytes) -> ServerMessage | None:
         return None
     kind = value.get("type")
     request_id = value.get("request_id")
+    if kind is None and isinstance(value.get("message"), str):
+        # API Gateway's own answer when a route's integration fails or times
+        # out: {"message": "Internal server error", "connectionId", "requestId"},
+        # where requestId is the gateway's, so it names no message of ours.
+        return Rejection(None, ErrorInfo("INTERNAL_ERROR", value["message"]))
     try:
         if kind == "pong":
             return Pong()

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client import errors
+from client.errors import ErrorInfo
 from client.messages import (
     MAX_MESSAGE_BYTES,
     Acknowledgment,
@@ -179,8 +180,6 @@ def test_generated_request_ids_are_valid_and_distinct():
 @pytest.mark.parametrize(("code", "error_type"), sorted(errors.ERROR_TYPES.items()))
 def test_every_protocol_code_maps_to_its_own_error_type(code, error_type):
     # GIVEN a protocol error object
-    from client.errors import ErrorInfo
-
     info = ErrorInfo(code, "m", {"field": "pages"}, True)
     # WHEN it becomes an exception
     error = errors.error_from_info(info, request_id="r", request_status=None)
@@ -195,8 +194,6 @@ def test_every_protocol_code_maps_to_its_own_error_type(code, error_type):
 
 
 def test_an_unknown_code_still_raises_a_streamer_error():
-    from client.errors import ErrorInfo
-
     # GIVEN a code newer than this client
     # WHEN it becomes an exception
     error = errors.error_from_info(ErrorInfo("NEW_CODE", "m"), request_id=None, request_status=None)
@@ -229,3 +226,12 @@ def test_backoff_grows_exponentially_and_is_jittered():
     # THEN ceilings double up to the cap, and the draws differ (no lockstep reconnects)
     assert ceilings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert len(draws) == 50
+
+
+def test_the_gateways_own_error_is_an_error_naming_no_message():
+    # GIVEN API Gateway's answer when the route's integration failed (no type, its own ids)
+    text = '{"message": "Internal server error", "connectionId": "c=", "requestId": "g="}'
+    # WHEN it is parsed / THEN it is an error that names none of the client's messages
+    assert parse_server_message(text) == Rejection(
+        None, ErrorInfo("INTERNAL_ERROR", "Internal server error")
+    )
