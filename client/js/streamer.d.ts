@@ -2,6 +2,10 @@
 
 export declare const MAX_MESSAGE_BYTES: number;
 export declare const DEFAULT_HEARTBEAT_MS: number;
+/** 30000: how long a message answered UNAVAILABLE keeps being sent again by default. */
+export declare const DEFAULT_UNAVAILABLE_DEADLINE_MS: number;
+/** 35000: how long a message may go unanswered by default (API Gateway ends an integration after 29 s). */
+export declare const DEFAULT_ANSWER_TIMEOUT_MS: number;
 export declare const TERMINAL_STATUSES: readonly ["COMPLETED", "FAILED", "CANCELLED"];
 
 /** The protocol's error codes. */
@@ -18,10 +22,11 @@ export type ProtocolErrorCode =
   | "TIMEOUT"
   | "PROCESSING_FAILED"
   | "CANCELLED"
+  | "UNAVAILABLE"
   | "INTERNAL_ERROR";
 
 /** The client's own codes. */
-export type ClientErrorCode = "CONNECTION_FAILED" | "CONNECTION_LOST" | "CONNECTION_REFUSED" | "UNSUBSCRIBED";
+export type ClientErrorCode = "NO_ANSWER" | "CONNECTION_FAILED" | "CONNECTION_LOST" | "CONNECTION_REFUSED" | "UNSUBSCRIBED";
 
 export type ErrorCode = ProtocolErrorCode | ClientErrorCode;
 
@@ -153,6 +158,19 @@ export interface StreamerClientOptions {
   random?: () => number;
   /** How often a message the connection's rate limit refused (RATE_LIMITED with details.limit_per_second) is sent again before the caller sees the error; default 3. */
   rateLimitRetries?: number;
+  /**
+   * How long a message answered UNAVAILABLE (a dependency such as the store is out; nothing was stored)
+   * keeps being sent again, from the first such answer: each resend waits `details.retry_after_ms`
+   * (at least 250) plus the reconnect policy's jitter, which grows exponentially and is capped.
+   * After it the caller gets the UNAVAILABLE error (retryable). Default 30000; 0 turns resending off.
+   */
+  unavailableDeadlineMs?: number;
+  /**
+   * A message that awaits an answer (a request before its acknowledgment or response, a subscribe
+   * before its snapshot, a system action) and gets none this long after it was sent rejects its
+   * caller with NO_ANSWER (retryable). Default 35000; null waits forever.
+   */
+  answerTimeoutMs?: number | null;
   logger?: { info(...args: unknown[]): void; warn(...args: unknown[]): void };
   /** `info.attempt` while reconnecting, `info.error` when closed by a failure, `info.reconnected` when open again. */
   onStateChange?: (state: ConnectionState, info: { attempt?: number; error?: StreamerError; reconnected?: boolean }) => void;

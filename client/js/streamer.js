@@ -16,12 +16,32 @@
 //   `complete`), pending system actions are sent again.
 // - A `ping` goes out every `heartbeatMs` (default 5 minutes, under the
 //   gateway's 10-minute idle timeout).
+// - A message refused with a retryable RATE_LIMITED from the connection's
+//   rate limit, or with UNAVAILABLE (a dependency such as the store is out;
+//   nothing was stored), is sent again after the server's `retry_after_ms`
+//   (at least 250 ms) plus a jitter that grows exponentially and is capped:
+//   `rateLimitRetries` times in a row for the rate limit, and for as long as
+//   the next resend falls within `unavailableDeadlineMs` of the first
+//   UNAVAILABLE. Then the caller gets the error.
+// - No call waits forever: a message that awaits an answer and gets none
+//   within `answerTimeoutMs` rejects its caller with NO_ANSWER (an error that
+//   names no message, such as API Gateway's own "Internal server error",
+//   cannot be matched to a call; the NO_ANSWER error quotes it).
 
 /** The gateway closes the connection (1009) on a bigger message; the client refuses to send one. */
 export const MAX_MESSAGE_BYTES = 128 * 1024;
 
 /** Under the gateway's 10-minute idle timeout, with room for a slow network. */
 export const DEFAULT_HEARTBEAT_MS = 300_000;
+
+/** How long a message answered UNAVAILABLE keeps being sent again, as the Python client's. */
+export const DEFAULT_UNAVAILABLE_DEADLINE_MS = 30_000;
+
+/** API Gateway ends a route's integration after 29 s: a message unanswered for longer never will be. */
+export const DEFAULT_ANSWER_TIMEOUT_MS = 35_000;
+
+// The least wait before sending a refused message again, whatever the server says.
+const MIN_RESEND_WAIT_MS = 250;
 
 export const TERMINAL_STATUSES = Object.freeze(["COMPLETED", "FAILED", "CANCELLED"]);
 
@@ -39,8 +59,10 @@ export const ErrorCodes = Object.freeze({
   TIMEOUT: "TIMEOUT",
   PROCESSING_FAILED: "PROCESSING_FAILED",
   CANCELLED: "CANCELLED",
+  UNAVAILABLE: "UNAVAILABLE",
   INTERNAL_ERROR: "INTERNAL_ERROR",
   // The client's own:
+  NO_ANSWER: "NO_ANSWER",
   CONNECTION_FAILED: "CONNECTION_FAILED",
   CONNECTION_LOST: "CONNECTION_LOST",
   CONNECTION_REFUSED: "CONNECTION_REFUSED",
@@ -138,6 +160,37 @@ export class ReconnectPolicy {
   delay(attempt, random = Math.random) {
     return random() * this.ceiling(attempt);
   }
+}
+
+// --- when to send a refused message again (pure decisions, as client/resend.py) ---
+
+// Whether the refusal says the same message may pass if sent again later. The
+// per-user cap on running requests is RATE_LIMITED too, but names
+// max_active_requests instead of limit_per_second: it lasts until a request
+// ends, so it is never resent.
+function isResendable(info) {
+  if (!info || info.retryable !== true) return false;
+  if (info.code === "RATE_LIMITED") return info.details?.limit_per_second !== undefined;
+  return info.code === "UNAVAILABLE";
+}
+
+// Milliseconds before sending the refused message again, or null to give up.
+// `before` counts the refusals by the same code in a row before this one and
+// the milliseconds since the first of them.
+function resendWait(info, before, limits, random) {
+  if (!isResendable(info)) return null;
+  const retryAfter = Number(info.details?.retry_after_ms);
+  const floor = Math.max(MIN_RESEND_WAIT_MS, Number.isFinite(retryAfter) ? retryAfter : 0);
+  const wait = floor + limits.policy.delay(before.count, random);
+  if (info.code === "RATE_LIMITED") return before.count < limits.rateLimitRetries ? wait : null;
+  return before.ms + wait <= limits.unavailableDeadlineMs ? wait : null;
+}
+
+// The error object the caller gets once the resends are over: the server's, saying so.
+function givenUp(info, refusals) {
+  if (refusals.count <= 1) return info;
+  const note = `gave up after ${refusals.count} refusals over ${(refusals.ms / 1000).toFixed(1)} s`;
+  return { ...info, message: info.message ? `${info.message} (${note})` : note };
 }
 
 /** The URL with `?token=` set: browsers cannot set headers on a WebSocket. */
@@ -253,7 +306,10 @@ function safeCall(callback, value, logger) {
  * `createWebSocket(url)` (a factory, wins over `WebSocket`), `reconnect`
  * (`ReconnectPolicy` or its options), `heartbeatMs` (null disables),
  * `openTimeoutMs`, `random` (for the jitter), `logger`, `onStateChange(state,
- * info)` with state `connecting`, `open`, `reconnecting`, `closed`.
+ * info)` with state `connecting`, `open`, `reconnecting`, `closed`,
+ * `rateLimitRetries` (default 3), `unavailableDeadlineMs` (default 30000; 0
+ * gives the first UNAVAILABLE to the caller) and `answerTimeoutMs` (default
+ * 35000; null waits forever).
  */
 export class StreamerClient {
   constructor(url, token, options = {}) {
@@ -267,7 +323,12 @@ export class StreamerClient {
     this._random = options.random ?? Math.random;
     this._logger = options.logger ?? { info() {}, warn() {} };
     this._onStateChange = options.onStateChange ?? null;
-    this._rateLimitRetries = options.rateLimitRetries ?? 3;
+    const unavailableDeadlineMs = options.unavailableDeadlineMs ?? DEFAULT_UNAVAILABLE_DEADLINE_MS;
+    if (!(unavailableDeadlineMs >= 0)) throw new RangeError("unavailableDeadlineMs must not be negative");
+    this._resendLimits = { rateLimitRetries: options.rateLimitRetries ?? 3, unavailableDeadlineMs, policy: this._policy };
+    this._answerTimeoutMs = options.answerTimeoutMs === undefined ? DEFAULT_ANSWER_TIMEOUT_MS : options.answerTimeoutMs;
+    if (this._answerTimeoutMs !== null && !(this._answerTimeoutMs > 0)) throw new RangeError("answerTimeoutMs must be positive or null");
+    this._unmatched = null; // the latest error naming no message, and when it came
     const WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
     this._createWebSocket = options.createWebSocket ?? (WebSocketImpl ? (u) => new WebSocketImpl(u) : null);
     if (!this._createWebSocket) {
@@ -376,7 +437,7 @@ export class StreamerClient {
             const wait = this._policy.delay(repeats, this._random);
             repeats += 1;
             setTimeout(() => {
-              if (this._requests.get(requestId) === request && request.pendingMessage) this._send(request.pendingMessage);
+              if (this._requests.get(requestId) === request && request.pendingMessage) this._send(request.pendingMessage, request);
             }, wait);
             return false;
           }
@@ -385,7 +446,7 @@ export class StreamerClient {
         },
         fail: reject,
       }, { pendingMessage: text, fresh });
-      if (watcher) this._send(text);
+      if (watcher) this._send(text, this._requests.get(requestId));
     });
   }
 
@@ -414,7 +475,7 @@ export class StreamerClient {
         },
         fail: reject,
       });
-      this._send(this._subscribeMessage(requestId));
+      this._send(this._subscribeMessage(requestId), this._requests.get(requestId));
     });
   }
 
@@ -462,7 +523,7 @@ export class StreamerClient {
         },
         fail: (error) => finish(() => reject(error)),
       });
-      this._send(this._subscribeMessage(requestId));
+      this._send(this._subscribeMessage(requestId), this._requests.get(requestId));
       this._systemCall("cancel", "status", requestId).then(
         (snapshot) => {
           if (snapshot.terminal) finish(() => resolve({ requestId, status: snapshot.status, result: snapshot.result, error: snapshot.error }));
@@ -491,7 +552,9 @@ export class StreamerClient {
   _watch(requestId, handlers, { pendingMessage = null, fresh = false } = {}) {
     let request = this._requests.get(requestId);
     if (!request) {
-      request = { requestId, pendingMessage: null, freshOn: null, resent: false, lastSeq: 0, messageIds: new Set(), watchers: new Set() };
+      // `refused`: per refusing code, {count, since} of the refusals in a row
+      // since the server last sent anything else about it.
+      request = { requestId, pendingMessage: null, freshOn: null, resent: false, lastSeq: 0, messageIds: new Set(), watchers: new Set(), refused: new Map(), answerTimer: null, sentAt: 0 };
       this._requests.set(requestId, request);
     }
     if (pendingMessage !== null) {
@@ -505,6 +568,7 @@ export class StreamerClient {
   _finish(request, watcher, then) {
     request.watchers.delete(watcher);
     if (request.watchers.size === 0 && this._requests.get(request.requestId) === request) {
+      this._heard(request);
       this._requests.delete(request.requestId);
       for (const messageId of request.messageIds) this._aliases.delete(messageId);
     }
@@ -524,22 +588,67 @@ export class StreamerClient {
       const messageId = newRequestId("m");
       const message = { action, id: messageId };
       if (target !== null) message.request_id = target;
-      const call = { message: encode(message), answer, target, resolve, reject };
+      const settle = (fn) => (value) => {
+        this._heard(call);
+        fn(value);
+      };
+      const call = { messageId, message: encode(message), answer, target, resolve: settle(resolve), reject: settle(reject), refused: new Map(), answerTimer: null, sentAt: 0 };
       this._calls.set(messageId, call);
-      this._send(call.message);
+      this._send(call.message, call);
     });
   }
 
-  // A message lost to a drop needs no retry here: whatever it belongs to is
-  // still awaited, so the reconnect sends it again.
-  _send(text) {
+  // Send a message `owner` (a tracked request or a system call) awaits the
+  // answer to. A message lost to a drop needs no retry here: whatever it
+  // belongs to is still awaited, so the reconnect sends it again.
+  _send(text, owner) {
     if (this.state === "open" && this._ws && this._ws.readyState === OPEN) {
       try {
         this._ws.send(text);
       } catch (error) {
         this._logger.info("send failed; it is sent again on reconnect", error);
+        return;
       }
+      if (owner) this._expectAnswer(owner);
     }
+  }
+
+  // --- the answer timeout ---------------------------------------------------------------
+
+  _expectAnswer(owner) {
+    if (this._answerTimeoutMs === null) return;
+    clearTimeout(owner.answerTimer);
+    owner.sentAt = Date.now();
+    const generation = this._generation;
+    owner.answerTimer = setTimeout(() => this._noAnswer(owner, generation), this._answerTimeoutMs);
+    owner.answerTimer.unref?.();
+  }
+
+  // The server answered about `owner`: nothing it awaits is overdue.
+  _heard(owner) {
+    clearTimeout(owner.answerTimer);
+    owner.answerTimer = null;
+  }
+
+  _noAnswer(owner, generation) {
+    owner.answerTimer = null;
+    // On a connection since replaced, or being replaced, the resume sends it
+    // again and starts a new timeout.
+    if (generation !== this._generation || this.state !== "open" || this._failure) return;
+    let reason = `no answer within ${this._answerTimeoutMs} ms`;
+    if (this._unmatched && this._unmatched.at >= owner.sentAt) {
+      const { info } = this._unmatched;
+      reason += `; meanwhile the server sent an error naming no message: ${info?.code}: ${info?.message}`;
+    }
+    if (owner.messageId !== undefined) {
+      if (this._calls.get(owner.messageId) !== owner) return;
+      this._calls.delete(owner.messageId);
+      owner.reject(new StreamerError("NO_ANSWER", reason, { retryable: true, requestId: owner.target }));
+      return;
+    }
+    if (this._requests.get(owner.requestId) !== owner) return;
+    const error = new StreamerError("NO_ANSWER", reason, { retryable: true, requestId: owner.requestId });
+    for (const watcher of [...owner.watchers]) this._finish(owner, watcher, () => watcher.fail(error));
   }
 
   // --- the socket --------------------------------------------------------------------
@@ -655,15 +764,15 @@ export class StreamerClient {
     const messages = [];
     for (const request of this._requests.values()) {
       if (request.pendingMessage !== null) {
-        messages.push(request.pendingMessage);
+        messages.push([request.pendingMessage, request]);
         if (!initial) request.resent = true;
         else if (request.freshOn !== null) request.freshOn = this._generation;
       } else {
-        messages.push(this._subscribeMessage(request.requestId));
+        messages.push([this._subscribeMessage(request.requestId), request]);
       }
     }
-    for (const call of this._calls.values()) messages.push(call.message);
-    for (const message of messages) this._send(message);
+    for (const call of this._calls.values()) messages.push([call.message, call]);
+    for (const [message, owner] of messages) this._send(message, owner);
   }
 
   _beat() {
@@ -680,6 +789,7 @@ export class StreamerClient {
     this._failure = error;
     clearInterval(this._heartbeat);
     for (const request of [...this._requests.values()]) {
+      this._heard(request);
       for (const watcher of [...request.watchers]) this._finish(request, watcher, () => watcher.fail(error));
     }
     for (const call of this._calls.values()) call.reject(error);
@@ -697,6 +807,12 @@ export class StreamerClient {
     }
     if (!m || typeof m !== "object" || Array.isArray(m)) return;
     const requestId = typeof m.request_id === "string" ? m.request_id : null;
+    if (m.type === undefined && typeof m.message === "string") {
+      // API Gateway's own answer when a route's integration fails or times out:
+      // {"message": "Internal server error", "connectionId", "requestId"}, where
+      // requestId is the gateway's, so it names no message of ours.
+      return this._reject(null, { code: "INTERNAL_ERROR", message: m.message, retryable: false });
+    }
     switch (m.type) {
       case "pong":
         return this._answer("pong", null, {}, true);
@@ -742,10 +858,12 @@ export class StreamerClient {
   _reject(answered, info) {
     if (answered === null) {
       this._logger.warn("server error answering no message", info);
+      this._unmatched = { info, at: Date.now() };
       return;
     }
-    if (info?.code === "RATE_LIMITED" && info.retryable === true && info.details?.limit_per_second !== undefined && this._retryLater(answered, info.details)) {
-      return;
+    if (isResendable(info)) {
+      info = this._retryLater(answered, info);
+      if (info === null) return;
     }
     const call = this._calls.get(answered);
     if (call) {
@@ -756,6 +874,7 @@ export class StreamerClient {
     const requestId = this._aliases.get(answered) ?? answered;
     const request = this._requests.get(requestId);
     if (request) {
+      this._heard(request);
       const error = StreamerError.fromInfo(info, { requestId });
       for (const watcher of [...request.watchers]) {
         if (watcher.rejection(error)) this._finish(request, watcher, () => {});
@@ -771,45 +890,52 @@ export class StreamerClient {
     }
   }
 
-  // The connection's message rate limit refused a message (a resume sends one
-  // per awaited request at once): send it again a little later, a few times,
-  // before the caller sees RATE_LIMITED, no sooner than the server said a token
-  // comes back. Nothing was stored, so this is safe.
-  _retryLater(answered, details) {
+  // A refused message that a later resend may pass (the connection's rate
+  // limit, or UNAVAILABLE; nothing was stored, so this is safe): send it again
+  // later if `resendWait` says so, and return null; otherwise return the error
+  // object its caller gets (saying the client gave up when its resends are over).
+  _retryLater(answered, info) {
     let owner;
     let resend;
     const call = this._calls.get(answered);
     const aliased = this._aliases.get(answered);
     if (call) {
       owner = call;
-      resend = () => this._calls.get(answered) === call && this._send(call.message);
+      resend = () => this._calls.get(answered) === call && this._send(call.message, call);
     } else if (aliased !== undefined) {
       owner = this._requests.get(aliased);
       resend = () => {
         if (this._requests.get(aliased) !== owner) return;
         this._aliases.delete(answered);
         owner.messageIds.delete(answered);
-        this._send(this._subscribeMessage(aliased));
+        this._send(this._subscribeMessage(aliased), owner);
       };
     } else {
       owner = this._requests.get(answered);
-      if (owner?.pendingMessage == null) return false;
-      resend = () => this._requests.get(answered) === owner && owner.pendingMessage && this._send(owner.pendingMessage);
+      if (owner?.pendingMessage == null) return info;
+      resend = () => this._requests.get(answered) === owner && owner.pendingMessage && this._send(owner.pendingMessage, owner);
     }
-    if (!owner) return false;
-    const tries = owner.rateLimited ?? 0;
-    if (tries >= this._rateLimitRetries) return false;
-    owner.rateLimited = tries + 1;
-    const wait = Math.max(250, Number(details.retry_after_ms) || 0);
-    setTimeout(resend, wait + this._policy.delay(tries, this._random));
-    return true;
+    if (!owner) return info;
+    this._heard(owner);
+    const now = Date.now();
+    const { count, since } = owner.refused.get(info.code) ?? { count: 0, since: now };
+    const wait = resendWait(info, { count, ms: now - since }, this._resendLimits, this._random);
+    if (wait === null) return givenUp(info, { count: count + 1, ms: now - since });
+    owner.refused.set(info.code, { count: count + 1, since });
+    const generation = this._generation;
+    setTimeout(() => {
+      // On a connection since replaced the resume has sent it.
+      if (generation === this._generation && !this._failure) resend();
+    }, wait);
+    return null;
   }
 
   _deliver(event) {
     const request = this._requests.get(event.requestId);
     if (!request) return;
     // The server answered about it: a later refusal (e.g. on a resume) starts a fresh count.
-    request.rateLimited = 0;
+    request.refused.clear();
+    this._heard(request);
     if ((event.type === "progress" || event.type === "complete") && event.seq !== null) {
       if (event.seq <= request.lastSeq) return;
       request.lastSeq = event.seq;
@@ -818,7 +944,7 @@ export class StreamerClient {
     if (event.type === "acknowledgment" && request.freshOn !== this._generation) {
       // Accepted earlier (a repeated id) or on a connection since replaced:
       // this connection is not the owner, so it must ask for the updates.
-      this._send(this._subscribeMessage(request.requestId));
+      this._send(this._subscribeMessage(request.requestId), request);
     }
     for (const watcher of [...request.watchers]) {
       if (event.type === "progress") watcher.progress?.(event);
