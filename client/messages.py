@@ -1,4 +1,4 @@
-"""Typed views of Streamer's wire messages (PROTOCOL.md sections 2 and 3).
+"""Typed views of Streamer's wire messages (docs/protocol.md sections 2 and 3).
 
 Pure data: encoding what the client sends and parsing what the server sends
 never touches a socket, so these rules are tested on their own.

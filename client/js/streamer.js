@@ -1,7 +1,7 @@
 // Streamer's WebSocket client for browsers and Node 20+: one ES module, no dependencies.
 //
-// It follows the wire protocol (shared PROTOCOL.md, with the project's notes in
-// docs/protocol.md) and behaves as the Python client (client/connection.py):
+// It follows the wire protocol (docs/protocol.md) and behaves as the Python
+// client (client/connection.py):
 //
 // - Every message it sends carries an `id`: an application request uses its
 //   request id, a system action (`ping`, `status`, `subscribe`, ...) a fresh

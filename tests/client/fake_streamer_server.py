@@ -1,6 +1,6 @@
 """A scripted Streamer server for the client's tests (test code, never shipped).
 
-It speaks PROTOCOL.md over real sockets on 127.0.0.1 (sync `echo`, async
+It speaks docs/protocol.md over real sockets on 127.0.0.1 (sync `echo`, async
 `generate_report` with progress and complete, system actions, errors, 401 and
 403 handshakes), and lets a test step in at exact points (drop every
 connection, hold handshakes, swallow a message, duplicate updates) instead

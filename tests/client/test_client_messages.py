@@ -31,7 +31,7 @@ from client.reconnect import ReconnectPolicy
 
 
 def test_parses_every_server_message_type_into_its_typed_view():
-    # GIVEN one message of each type, shaped as PROTOCOL.md section 3 writes them
+    # GIVEN one message of each type, shaped as docs/protocol.md section 3 writes them
     messages = [
         {
             "type": "acknowledgment",
@@ -121,7 +121,7 @@ def test_encoded_request_follows_the_client_message_shape():
     # GIVEN an action, id, payload and metadata
     # WHEN the request is encoded
     text = encode_request("generate_report", "r-42", {"pages": 5}, {"source": "cli"})
-    # THEN it is the JSON object of PROTOCOL.md section 2
+    # THEN it is the JSON object of docs/protocol.md section 2
     assert json.loads(text) == {
         "action": "generate_report",
         "id": "r-42",
