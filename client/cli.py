@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from client.connection import StreamerClient
-from client.errors import ConnectionFailed, ConnectionRefused, StreamerError
+from client.errors import ConnectionFailed, ConnectionRefused, NoAnswer, StreamerError
 from client.messages import is_valid_request_id, new_request_id
 from client.progress_display import ProgressDisplay
 
@@ -36,6 +36,8 @@ def exit_code_for(error: StreamerError) -> int:
         return EXIT_REFUSED
     if isinstance(error, ConnectionFailed):
         return EXIT_CONNECTION
+    if isinstance(error, NoAnswer):
+        return EXIT_TIMEOUT
     if error.request_status == "CANCELLED":
         return EXIT_CANCELLED
     if error.request_status == "FAILED":

@@ -101,6 +101,8 @@ def test_live_display_redraws_one_line_and_plain_display_writes_lines():
         (errors.ConnectionRefused(403), 4),
         (errors.ConnectionLost("gone"), 5),
         (errors.ConnectionFailed("unreachable"), 5),
+        (errors.Unavailable("UNAVAILABLE", "store out", {"retry_after_ms": 1000}, True), 2),
+        (errors.NoAnswer("no answer within 35.0 s", request_id="r-1"), 6),
     ],
 )
 def test_exit_codes_tell_how_the_request_ended(error, code):
