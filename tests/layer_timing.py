@@ -40,9 +40,8 @@ class LayerTimes:
         terminalreporter.section("time per layer")
         for layer in sorted(self.seconds, key=self.seconds.__getitem__, reverse=True):
             budget = f" (budget {UNIT_BUDGET_S:.0f} s)" if layer == "unit" else ""
-            terminalreporter.write_line(
-                f"{layer:<12}{len(self.tests[layer]):>6} tests{self.seconds[layer]:>10.1f} s{budget}"
-            )
+            count, seconds = len(self.tests[layer]), self.seconds[layer]
+            terminalreporter.write_line(f"{layer:<12}{count:>6} tests{seconds:>10.1f} s{budget}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
