@@ -64,7 +64,8 @@ def _number_size(text: str) -> int:
 
 
 def _value_size(value: dict) -> int:
-    """DynamoDB's size of one attribute value (developer guide, "Item sizes and formats")."""
+    """DynamoDB's size of one attribute value ("DynamoDB item sizes and formats",
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)."""
     ((kind, inner),) = value.items()
     if kind == "S":
         return len(inner.encode())
