@@ -17,6 +17,41 @@ from .graph import PROJECT, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
+#: Variable groups, also read by the HTTP API's test.
+COMMON = {config.LOG_LEVEL, config.TRACING}
+TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
+REQUEST_TUNING = {
+    config.APP_MODULE,
+    config.ASYNC_THRESHOLD_MS,
+    config.SYNC_TIMEOUT_MS,
+    config.PROGRESS_FLUSH_MS,
+    config.REQUEST_RETENTION_S,
+    config.MAX_ATTEMPTS,
+    config.LEASE_MARGIN_S,
+    config.PROCESSOR_CONCURRENCY,
+}
+#: The variable names each function gets when the JWKS URL is configured.
+ENVIRONMENT = {
+    "authorizer": COMMON | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL},
+    "connect": COMMON | TABLES,
+    "disconnect": COMMON | TABLES,
+    "router": COMMON
+    | TABLES
+    | REQUEST_TUNING
+    | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
+    | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
+    | {config.EVENT_BUS},
+    "processor": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
+    "sweeper": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
+    "poller": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS, config.POLLER_BATCH_SIZE},
+    "http": COMMON
+    | TABLES
+    | REQUEST_TUNING
+    | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
+    | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
+    | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL, config.WEBSOCKET_URL},
+    "publish": COMMON | TABLES | {config.TOPIC_RETENTION_S},
+}
 #: Optional settings neither stack file configures: no function gets these variables.
 UNCONFIGURED = {
     config.JWT_PUBLIC_KEY,
@@ -73,7 +108,7 @@ def test_function_gets_the_variables_the_runtime_reads(
 
     # THEN it has exactly the names the catalog gives it that the stack has a value for,
     # all from streamer.config, never the ones Lambda sets
-    assert set(env) == catalog.FUNCTIONS[name].environment - UNCONFIGURED
+    assert set(env) == catalog.FUNCTIONS[name].environment - UNCONFIGURED == ENVIRONMENT[name]
     assert set(env) <= set(config.ALL)
     assert config.REGION not in env
     assert config.MANAGEMENT_ENDPOINT not in env
