@@ -61,9 +61,10 @@ def _stack_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processor-timeout",
         type=float,
-        default=900.0,
+        default=None,
         metavar="S",
-        help="the stream processor's timeout, which its leases follow (default: 900)",
+        help="the stream processor's timeout, which its leases follow (default: the deployed "
+        "one, 900)",
     )
     parser.add_argument(
         "--faults",

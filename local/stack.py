@@ -66,8 +66,9 @@ class StackOptions:
     #: How often the poller checks WAITING requests (EventBridge's one minute on AWS).
     poll_jobs_interval_s: float = 2.0
     shutdown_grace_s: float = 10.0
-    #: The processor's timeout (Lambda's maximum by default); a worker's lease follows it.
-    processor_timeout_s: float = 900
+    #: The processor's timeout (None: the catalog's, Lambda's maximum); a worker's lease
+    #: follows it.
+    processor_timeout_s: float | None = None
     #: Serve the `/_faults` API and run the processor in worker processes it can kill.
     faults: bool = False
     state_dir: Path = tokens.STATE_DIR

@@ -25,20 +25,21 @@ class WiringError(Exception):
 
 
 def function_specs(
-    mapping: MappingConfig, processor_timeout_s: float = 900
+    mapping: MappingConfig, processor_timeout_s: float | None = None
 ) -> dict[str, FunctionSpec]:
     """The catalog's functions as Lambda runs them: handler, timeout, memory, concurrency.
 
-    The function the stream invokes gets `processor_timeout_s` (its lease follows it) and
-    one invocation per lane at a time, as the mapping's ParallelizationFactor allows; a
-    scheduled function runs once at a time.
+    The function the stream invokes gets `processor_timeout_s` when given (its lease
+    follows it), and one invocation per lane at a time, as the mapping's
+    ParallelizationFactor allows; a scheduled function runs once at a time.
     """
     specs = {}
     for function in catalog.FUNCTIONS.values():
         timeout_s: float = function.timeout_s
         concurrency = FunctionSpec.concurrency
         if Trigger.REQUESTS_STREAM in function.triggers:
-            timeout_s = processor_timeout_s
+            if processor_timeout_s is not None:
+                timeout_s = processor_timeout_s
             concurrency = mapping.parallelization_factor
         elif Trigger.SCHEDULE in function.triggers:
             concurrency = 1

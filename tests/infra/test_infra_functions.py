@@ -9,6 +9,8 @@ import pytest
 
 from components.package import Artifacts
 from components.plan import SECRET, Plan
+from local.event_source_mapping import MappingConfig
+from local.wiring import function_specs
 from streamer import catalog, config
 from streamer.catalog import Trigger
 
@@ -316,6 +318,7 @@ def test_pulumi_makes_the_catalogs_functions_invoked_as_it_says(
     # WHEN its functions and what may invoke them are read
     invoked_by = _triggers(plan, region)
 
-    # THEN they are the catalog's functions, no more and no fewer, each invoked by exactly
-    # the triggers the catalog declares for it
+    # THEN they are the catalog's functions, no more and no fewer, the ones the local stack
+    # runs, each invoked by exactly the triggers the catalog declares for it
+    assert set(invoked_by) == set(catalog.FUNCTIONS) == set(function_specs(MappingConfig()))
     assert invoked_by == {name: set(f.triggers) for name, f in catalog.FUNCTIONS.items()}

@@ -29,6 +29,11 @@ def test_the_local_functions_are_the_catalogs_with_its_handlers_and_sizes() -> N
     assert (specs[stream].timeout_s, specs[stream].concurrency) == (120, 3)
 
 
+def test_without_a_timeout_the_stream_function_has_the_catalogs() -> None:
+    stream = catalog.the_one(Trigger.REQUESTS_STREAM)
+    assert function_specs(MappingConfig())[stream.name].timeout_s == stream.timeout_s
+
+
 def test_each_trigger_the_local_stack_plays_invokes_the_catalogs_function() -> None:
     # WHEN the catalog's functions are wired
     wiring = wire({name: name for name in catalog.FUNCTIONS})
