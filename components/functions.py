@@ -2,7 +2,8 @@
 
 Every function is Python 3.12 on arm64, runs the shared code archive with the dependency
 layer (and the tracing layer when traced), and reads its configuration from the
-environment variable names in `streamer.config`.
+environment variable names in `streamer.config`. Which functions exist, their entry
+points, sizes, variables and table access are `streamer.catalog`'s.
 """
 
 from __future__ import annotations
@@ -16,82 +17,86 @@ import pulumi_aws as aws
 
 from components import policies
 from components.alarms import metric_alarm
+from components.context import RegionalContext
 from components.settings import FunctionSize, StackSettings
-from streamer import config, entry
+from streamer import catalog, config
 from streamer.schema import CONNECTIONS, REQUESTS, SUBSCRIPTIONS
 
 RUNTIME = "python3.12"
 ARCHITECTURE = "arm64"
-
-HANDLERS: Mapping[str, str] = {
-    "authorizer": entry.AUTHORIZER,
-    "connect": entry.CONNECT,
-    "disconnect": entry.DISCONNECT,
-    "router": entry.ROUTER,
-    "processor": entry.PROCESSOR,
-    "sweeper": entry.SWEEPER,
-    "poller": entry.POLLER,
+#: Variables whose value a component's resource gives: the WebSocket API's URL, the event
+#: bus (with lifecycle events on), the publish function's topic retention.
+RESOURCE_VARIABLES = frozenset({config.WEBSOCKET_URL, config.EVENT_BUS, config.TOPIC_RETENTION_S})
+_TABLE_VARIABLES = {
+    config.CONNECTIONS_TABLE: CONNECTIONS,
+    config.REQUESTS_TABLE: REQUESTS,
+    config.SUBSCRIPTIONS_TABLE: SUBSCRIPTIONS,
 }
 
-#: Functions that take requests (and so need the request tunables).
-_REQUEST_HANDLERS = ("router", "processor", "sweeper", "poller")
+
+def _values(
+    settings: StackSettings, table_names: Mapping[str, pulumi.Input[str]]
+) -> dict[str, pulumi.Input[str] | None]:
+    """Every variable the stack's settings give a value, None for an optional one left out.
+
+    `AWS_REGION` is set by Lambda itself, and the management endpoint is derived from
+    each event, so neither is here.
+    """
+    jwt, tuning = settings.jwt, settings.runtime
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        config.LOG_LEVEL: tuning.log_level,
+        config.TRACING: "true" if settings.tracing else "false",
+        config.JWT_ISSUER: jwt.issuer,
+        config.JWT_AUDIENCE: jwt.audience,
+        config.JWT_JWKS_URL: jwt.jwks_url,
+        # A secret: stays an output, never text.
+        config.JWT_PUBLIC_KEY: jwt.public_key,
+        config.JWT_LEEWAY_S: text(jwt.leeway_s),
+        config.ALLOWED_TENANTS: ",".join(settings.allowed_tenants) or None,
+        config.WATCH_TOKEN_SECRET: settings.watch_token_secret,
+        **{
+            variable: table_names[table.logical_name]
+            for variable, table in _TABLE_VARIABLES.items()
+            if table.logical_name in table_names
+        },
+        config.APP_MODULE: tuning.app_module,
+        config.ASYNC_THRESHOLD_MS: str(tuning.async_threshold_ms),
+        config.SYNC_TIMEOUT_MS: str(tuning.sync_timeout_ms),
+        config.PROGRESS_FLUSH_MS: str(tuning.progress_flush_ms),
+        config.REQUEST_RETENTION_S: str(tuning.request_retention_s),
+        config.MAX_ATTEMPTS: str(tuning.max_attempts),
+        config.LEASE_MARGIN_S: str(tuning.lease_margin_s),
+        config.PROCESSOR_CONCURRENCY: str(settings.processor.concurrency),
+        config.POLLER_BATCH_SIZE: str(tuning.poller_batch_size),
+        config.RATE_LIMIT_PER_S: str(tuning.rate_limit_per_s),
+        config.RATE_LIMIT_BURST: str(tuning.rate_limit_burst),
+        config.MAX_ACTIVE_REQUESTS: str(tuning.max_active_requests),
+        config.WATCH_TOKEN_TTL_S: str(tuning.watch_token_ttl_s),
+    }
 
 
 def environment(
-    function: str, settings: StackSettings, table_names: Mapping[str, pulumi.Input[str]]
+    function: str,
+    settings: StackSettings,
+    table_names: Mapping[str, pulumi.Input[str]],
+    resources: Mapping[str, pulumi.Input[str] | None] | None = None,
 ) -> dict[str, pulumi.Input[str]]:
-    """The environment variables `function` runs with.
+    """The environment variables `function` runs with: those the catalog gives it.
 
-    The authorizer gets the token settings and no table; the JWT key stays a secret.
-    `AWS_REGION` is set by Lambda itself, and the management endpoint is derived from
-    each event, so neither is set here.
+    Values come from the stack's settings, and from `resources` for those a component's
+    resource gives (`RESOURCE_VARIABLES`); a None or absent one is left out. A variable
+    the catalog names that neither can give is a `KeyError`, naming it.
     """
-    env: dict[str, pulumi.Input[str]] = {
-        config.LOG_LEVEL: settings.runtime.log_level,
-        config.TRACING: "true" if settings.tracing else "false",
-    }
-    if function == "authorizer":
-        jwt = settings.jwt
-        env[config.JWT_ISSUER] = jwt.issuer
-        env[config.JWT_AUDIENCE] = jwt.audience
-        if jwt.jwks_url is not None:
-            env[config.JWT_JWKS_URL] = jwt.jwks_url
-        if jwt.public_key is not None:
-            env[config.JWT_PUBLIC_KEY] = jwt.public_key
-        if jwt.leeway_s is not None:
-            env[config.JWT_LEEWAY_S] = str(jwt.leeway_s)
-        if settings.allowed_tenants:
-            env[config.ALLOWED_TENANTS] = ",".join(settings.allowed_tenants)
-        if settings.watch_token_secret is not None:
-            env[config.WATCH_TOKEN_SECRET] = settings.watch_token_secret
-        return env
-    env[config.CONNECTIONS_TABLE] = table_names[CONNECTIONS.logical_name]
-    env[config.REQUESTS_TABLE] = table_names[REQUESTS.logical_name]
-    env[config.SUBSCRIPTIONS_TABLE] = table_names[SUBSCRIPTIONS.logical_name]
-    if function in _REQUEST_HANDLERS:
-        tuning = settings.runtime
-        env.update(
-            {
-                config.APP_MODULE: tuning.app_module,
-                config.ASYNC_THRESHOLD_MS: str(tuning.async_threshold_ms),
-                config.SYNC_TIMEOUT_MS: str(tuning.sync_timeout_ms),
-                config.PROGRESS_FLUSH_MS: str(tuning.progress_flush_ms),
-                config.REQUEST_RETENTION_S: str(tuning.request_retention_s),
-                config.MAX_ATTEMPTS: str(tuning.max_attempts),
-                config.LEASE_MARGIN_S: str(tuning.lease_margin_s),
-                config.PROCESSOR_CONCURRENCY: str(settings.processor.concurrency),
-            }
-        )
-    if function == "poller":
-        env[config.POLLER_BATCH_SIZE] = str(settings.runtime.poller_batch_size)
-    if function == "router":
-        env[config.RATE_LIMIT_PER_S] = str(settings.runtime.rate_limit_per_s)
-        env[config.RATE_LIMIT_BURST] = str(settings.runtime.rate_limit_burst)
-        env[config.MAX_ACTIVE_REQUESTS] = str(settings.runtime.max_active_requests)
-        env[config.WATCH_TOKEN_TTL_S] = str(settings.runtime.watch_token_ttl_s)
-        if settings.watch_token_secret is not None:
-            env[config.WATCH_TOKEN_SECRET] = settings.watch_token_secret
-    return env
+    values = {**_values(settings, table_names), **(resources or {})}
+    wanted = catalog.FUNCTIONS[function].environment
+    unknown = sorted(wanted - values.keys() - RESOURCE_VARIABLES)
+    if unknown:
+        raise KeyError(f"{function} is given {unknown}, which nothing here has a value for")
+    return {name: value for name in sorted(wanted) if (value := values.get(name)) is not None}
 
 
 @dataclass
@@ -109,6 +114,39 @@ class StreamerFunctionArgs:
     tracing: bool
     statements: Sequence[dict[str, Any]] = field(default_factory=list)
     alarm_actions: Sequence[pulumi.Input[str]] = field(default_factory=list)
+
+
+def function_args(
+    function: str,
+    region: RegionalContext,
+    *,
+    resources: Mapping[str, pulumi.Input[str] | None] | None = None,
+    statements: Sequence[dict[str, Any]] = (),
+) -> StreamerFunctionArgs:
+    """`function` as the catalog declares it, in `region`, sized as the stack says.
+
+    `resources` gives the variables only a resource has a value for; `statements` adds
+    permissions on resources the calling component makes (queues, buses, APIs).
+    """
+    spec = catalog.FUNCTIONS[function]
+    settings = region.settings
+    return StreamerFunctionArgs(
+        handler=spec.handler,
+        size=settings.functions[function],
+        code=region.code,
+        code_sha256=region.code_sha256,
+        layers=region.layer_arns,
+        environment=environment(function, settings, region.tables.names, resources),
+        log_group_name=f"/{region.prefix}/{function}",
+        log_retention_days=settings.log_retention_days,
+        tracing=settings.tracing,
+        statements=[
+            *policies.table_statements(function, region.tables.arns),
+            *policies.stream_statements(function, region.tables.requests_stream_arn),
+            *statements,
+        ],
+        alarm_actions=region.alarm_actions,
+    )
 
 
 class StreamerFunction(pulumi.ComponentResource):

@@ -22,14 +22,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
 from components.context import RegionalContext
-from components.functions import StreamerFunction, StreamerFunctionArgs, environment
-from components.settings import API_INTEGRATION_LIMIT_S, FunctionSize, StackSettings
-from components.tables import RegionalTables
-from streamer import config, entry
+from components.functions import StreamerFunction, function_args
+from components.settings import API_INTEGRATION_LIMIT_S
+from streamer import config
 
-HTTP_SIZE = FunctionSize(512, API_INTEGRATION_LIMIT_S)
 POST_REQUESTS = "POST /requests"
 GET_REQUEST = "GET /requests/{id}"
 ROUTE_KEYS = (POST_REQUESTS, GET_REQUEST)
@@ -61,17 +58,6 @@ class HttpApiArgs:
     websocket_url: pulumi.Input[str]
 
 
-def http_environment(
-    settings: StackSettings, tables: RegionalTables, websocket_url: pulumi.Input[str]
-) -> dict[str, pulumi.Input[str]]:
-    """The router's variables (it runs the router), the token settings, the WebSocket URL."""
-    return {
-        **environment("router", settings, tables.names),
-        **environment("authorizer", settings, tables.names),
-        config.WEBSOCKET_URL: websocket_url,
-    }
-
-
 class HttpApi(pulumi.ComponentResource):
     """API, JWT authorizer (JWKS issuers), routes, integration, stage, function, permission."""
 
@@ -87,18 +73,8 @@ class HttpApi(pulumi.ComponentResource):
 
         self.function = StreamerFunction(
             args.function_name,
-            StreamerFunctionArgs(
-                handler=entry.HTTP,
-                size=HTTP_SIZE,
-                code=args.region.code,
-                code_sha256=args.region.code_sha256,
-                layers=args.region.layer_arns,
-                environment=http_environment(settings, args.region.tables, args.websocket_url),
-                log_group_name=f"/{args.region.prefix}/http",
-                log_retention_days=settings.log_retention_days,
-                tracing=settings.tracing,
-                statements=policies.table_statements("http", args.region.tables.arns),
-                alarm_actions=args.region.alarm_actions,
+            function_args(
+                "http", args.region, resources={config.WEBSOCKET_URL: args.websocket_url}
             ),
             opts=child,
         )

@@ -33,14 +33,12 @@ import pulumi_aws as aws
 from components import policies
 from components.alarms import metric_alarm
 from components.context import RegionalContext
-from components.functions import StreamerFunction, StreamerFunctionArgs, environment
-from components.settings import FunctionSize
-from streamer import config, entry
+from components.functions import StreamerFunction, function_args
+from streamer import catalog, config
 from streamer.config import NOTIFICATION_DETAIL_TYPE
 
-PUBLISH_SIZE = FunctionSize(256, 30)
 #: The functions that put lifecycle events on the bus (where requests end).
-LIFECYCLE_PUBLISHERS = ("router", "processor", "sweeper", "poller")
+LIFECYCLE_PUBLISHERS = tuple(f.name for f in catalog.FUNCTIONS.values() if f.puts_lifecycle_events)
 PUT_EVENTS = "events:PutEvents"
 #: Retries of a failed asynchronous invocation before the dead-letter queue.
 INVOKE_RETRIES = 2
@@ -104,25 +102,13 @@ class Notifications(pulumi.ComponentResource):
             opts=child,
         )
 
-        env = dict(environment("publish", args.region.settings, args.region.tables.names))
-        env[config.TOPIC_RETENTION_S] = str(TOPIC_RETENTION_S)
         self.publish = StreamerFunction(
             args.function_name,
-            StreamerFunctionArgs(
-                handler=entry.PUBLISH,
-                size=PUBLISH_SIZE,
-                code=args.region.code,
-                code_sha256=args.region.code_sha256,
-                layers=args.region.layer_arns,
-                environment=env,
-                log_group_name=f"/{args.region.prefix}/publish",
-                log_retention_days=args.region.settings.log_retention_days,
-                tracing=args.region.settings.tracing,
-                statements=[
-                    *policies.table_statements("publish", args.region.tables.arns),
-                    policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
-                ],
-                alarm_actions=args.region.alarm_actions,
+            function_args(
+                "publish",
+                args.region,
+                resources={config.TOPIC_RETENTION_S: str(TOPIC_RETENTION_S)},
+                statements=[policies.statement(("sqs:SendMessage",), [dead_letters.arn])],
             ),
             opts=child,
         )

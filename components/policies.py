@@ -1,28 +1,21 @@
-"""What each function may do, on which resources: the data behind every role policy.
+"""Role policies from what each function needs (`streamer.catalog`): IAM statements.
 
-One grant per (table or index, actions) pair, taken from the `streamer.store` calls each
-entry point makes (a change there that calls DynamoDB differently needs one here).
-Nothing here uses `"*"` as a resource except X-Ray, whose actions accept no narrower one.
+A function's table calls (`catalog.Function.tables`, taken from the `streamer.store` calls
+its entry point makes), its stream when a stream triggers it, posting to clients
+(`ConnectionsAccess`) and lifecycle events (`Notifications`) become statements here or in
+those components. Nothing here uses `"*"` as a resource except X-Ray, whose actions accept
+no narrower one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
-from streamer.schema import (
-    CONNECTIONS,
-    CONNECTIONS_BY_USER,
-    REQUESTS,
-    REQUESTS_BY_ACTIVE_OWNER,
-    REQUESTS_BY_DUE,
-    SUBSCRIPTIONS,
-    SUBSCRIPTIONS_BY_CONNECTION,
-)
+from streamer import catalog
 
 #: What the DynamoDB Streams event source mapping reads with the processor's role.
 STREAM_READ_ACTIONS = (
@@ -36,90 +29,7 @@ XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
 
 #: The functions that push messages to clients through the management API.
-CONNECTION_SENDERS = ("router", "processor", "sweeper", "poller", "publish")
-
-
-@dataclass(frozen=True)
-class TableGrant:
-    """Actions on one table, or on one of its indexes when `index` is set."""
-
-    table: str
-    actions: tuple[str, ...]
-    index: str | None = None
-
-
-#: What `store.forget_connection` does: delete the connection, then its subscriptions,
-#: found through the by-connection index. The disconnect function calls it, and so does
-#: every function that delivers messages, when the management API answers 410 (gone).
-_FORGET_CONNECTION = (
-    TableGrant(CONNECTIONS.logical_name, ("dynamodb:DeleteItem",)),
-    TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",), index=SUBSCRIPTIONS_BY_CONNECTION),
-    TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:DeleteItem",)),
-)
-
-#: Per function, the table calls of `streamer.store` its entry point makes.
-TABLE_GRANTS: Mapping[str, tuple[TableGrant, ...]] = {
-    "authorizer": (),
-    "connect": (TableGrant(CONNECTIONS.logical_name, ("dynamodb:PutItem",)),),
-    "disconnect": _FORGET_CONNECTION,
-    "router": (
-        # get_request; create_request; request_cancel and finish_request.
-        TableGrant(
-            REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-        ),
-        # count_active (the per-user cap).
-        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_ACTIVE_OWNER),
-        # touch_connection (ping); the rate limit's bucket (refill_bucket,
-        # take_token) and its read when both refuse.
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
-        # subscribe, unsubscribe, subscribers; a topic's retained row (get_subscription).
-        TableGrant(
-            SUBSCRIPTIONS.logical_name,
-            ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
-        ),
-        *_FORGET_CONNECTION,
-    ),
-    "processor": (
-        # cancel_requested; claim, save_progress, schedule_retry, finish_request.
-        TableGrant(REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
-        # subscribers.
-        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
-        *_FORGET_CONNECTION,
-    ),
-    "sweeper": (
-        # due_requests.
-        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_DUE),
-        # redrive_request, finish_request.
-        TableGrant(REQUESTS.logical_name, ("dynamodb:UpdateItem",)),
-        # subscribers.
-        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
-        *_FORGET_CONNECTION,
-    ),
-    "poller": (
-        # waiting_requests.
-        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_DUE),
-        # cancel_requested; claim_poll, save_progress, wait_request, finish_request.
-        TableGrant(REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:UpdateItem")),
-        # subscribers.
-        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:Query",)),
-        *_FORGET_CONNECTION,
-    ),
-    "http": (
-        # A caller without a connection: get_request (also the long poll),
-        # create_request, finish_request of a sync request with an id; count_active.
-        TableGrant(
-            REQUESTS.logical_name, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-        ),
-        TableGrant(REQUESTS.logical_name, ("dynamodb:Query",), index=REQUESTS_BY_ACTIVE_OWNER),
-    ),
-    "publish": (
-        # retain (a topic's last message), subscribers_of_key.
-        TableGrant(SUBSCRIPTIONS.logical_name, ("dynamodb:PutItem", "dynamodb:Query")),
-        # connections_of_user.
-        TableGrant(CONNECTIONS.logical_name, ("dynamodb:Query",), index=CONNECTIONS_BY_USER),
-        *_FORGET_CONNECTION,
-    ),
-}
+CONNECTION_SENDERS = tuple(f.name for f in catalog.FUNCTIONS.values() if f.posts_to_connections)
 
 
 def statement(actions: Sequence[str], resources: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
@@ -130,7 +40,7 @@ def statement(actions: Sequence[str], resources: Sequence[pulumi.Input[str]]) ->
 def table_statements(
     function: str, table_arns: Mapping[str, pulumi.Input[str]]
 ) -> list[dict[str, Any]]:
-    """Statements for `function`'s table grants, with `table_arns` keyed by logical name."""
+    """Statements for `function`'s table access, with `table_arns` keyed by logical name."""
     return [
         statement(
             grant.actions,
@@ -140,8 +50,19 @@ def table_statements(
                 else table_arns[grant.table]
             ],
         )
-        for grant in TABLE_GRANTS[function]
+        for grant in catalog.FUNCTIONS[function].tables
     ]
+
+
+def stream_statements(function: str, stream_arn: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """Reading the requests stream, for the function its event source mapping invokes.
+
+    The mapping polls with the function's execution role (Lambda docs: "Process DynamoDB
+    records with Lambda", execution role permissions).
+    """
+    if catalog.Trigger.REQUESTS_STREAM not in catalog.FUNCTIONS[function].triggers:
+        return []
+    return [statement(STREAM_READ_ACTIONS, [stream_arn])]
 
 
 def connections_arn(execution_arn: pulumi.Input[str], stage: str) -> pulumi.Output[str]:

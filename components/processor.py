@@ -1,10 +1,11 @@
 """The processor's event source mapping on the requests stream of one region.
 
-Only records this region must run reach the processor: INSERT or MODIFY whose new
-image is PENDING and whose `origin_region` is this region (a global table's replica
-stream also carries the other regions' writes). Failures are bounded: the batch is
-bisected, retried a limited number of times, dropped after a maximum age, and what
-is dropped goes to the dead-letter queue, whose depth alarms.
+Only records this region must run reach the processor, as
+`streamer.record_filter.processor_records` says: INSERT or MODIFY whose new image is
+PENDING and whose `origin_region` is this region (a global table's replica stream also
+carries the other regions' writes); the processor repeats the same test. Failures are
+bounded: the batch is bisected, retried a limited number of times, dropped after a
+maximum age, and what is dropped goes to the dead-letter queue, whose depth alarms.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import pulumi_aws as aws
 
 from components.alarms import metric_alarm
 from components.settings import ProcessorSettings
-from streamer import schema
+from streamer.record_filter import processor_records
 
 
 def stream_filter(region: str) -> str:
     """The filter pattern for `region`'s mapping, as Lambda expects it (JSON text)."""
-    return json.dumps(schema.stream_filter_pattern(region), sort_keys=True)
+    return json.dumps(processor_records(region).pattern(), sort_keys=True)
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Everything Streamer runs in one region, on that region's provider.
 
-The dependency layer (and the tracing layer when the stack traces), seven functions with
-their roles, the WebSocket API, the processor's mapping on this region's replica stream
-with its dead-letter queue, the sweeper's and the poller's one-minute schedules, and an
-alarm topic unless targets are configured.
+The dependency layer (and the tracing layer when the stack traces), the functions of
+`streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke,
+the mapping on this region's replica stream with its dead-letter queue, a one-minute
+schedule for each scheduled function, and an alarm topic unless targets are configured.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -18,26 +18,20 @@ import pulumi_aws as aws
 from components import policies
 from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocketApiArgs
 from components.context import RegionalContext
-from components.functions import (
-    ARCHITECTURE,
-    HANDLERS,
-    RUNTIME,
-    StreamerFunction,
-    StreamerFunctionArgs,
-    environment,
-)
+from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
 from components.notifications import Notifications, NotificationsArgs
 from components.package import Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
-from components.settings import FUNCTION_NAMES, StackSettings
+from components.settings import StackSettings
 from components.tables import RegionalTables
+from streamer import catalog
+from streamer.catalog import Trigger
 
-#: The scheduled functions: EventBridge's shortest rate, and what each run does.
-SCHEDULES = {
-    "sweeper": "Re-drive requests whose lease expired or whose retry is due",
-    "poller": "Poll the external work of WAITING requests whose poll time came",
-}
+#: The functions made by the component that makes what invokes them: `HttpApi` (the HTTP
+#: API) and `Notifications` (the topic and the bus).
+MADE_BY_COMPONENTS = frozenset({"http", "publish"})
+#: The scheduled functions' rate: EventBridge's shortest.
 SCHEDULE_RATE = "rate(1 minute)"
 #: SQS's maximum, so a dead letter can be inspected for two weeks.
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
@@ -99,12 +93,6 @@ class RegionalStack(pulumi.ComponentResource):
             sqs_managed_sse_enabled=True,
             opts=child,
         )
-        extra_statements = {
-            "processor": [
-                policies.statement(policies.STREAM_READ_ACTIONS, [tables.requests_stream_arn]),
-                policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
-            ]
-        }
         code = pulumi.FileArchive(str(args.artifacts.code.path))
         region = RegionalContext(
             prefix=args.prefix,
@@ -120,45 +108,43 @@ class RegionalStack(pulumi.ComponentResource):
             NotificationsArgs(function_name=f"{name}-publish", region=region),
             opts=child,
         )
-        self.functions = {
-            function: StreamerFunction(
+
+        def made_here(function: str) -> StreamerFunction:
+            statements = notifications.statements(function)
+            if Trigger.REQUESTS_STREAM in catalog.FUNCTIONS[function].triggers:
+                # The mapping's on-failure destination, written with the function's role.
+                statements.append(policies.statement(("sqs:SendMessage",), [dead_letters.arn]))
+            return StreamerFunction(
                 f"{name}-{function}",
-                StreamerFunctionArgs(
-                    handler=HANDLERS[function],
-                    size=settings.functions[function],
-                    code=code,
-                    code_sha256=args.artifacts.code.sha256,
-                    layers=layer_arns,
-                    environment={
-                        **environment(function, settings, tables.names),
-                        **notifications.environment(function),
-                    },
-                    log_group_name=f"/{args.prefix}/{function}",
-                    log_retention_days=settings.log_retention_days,
-                    tracing=settings.tracing,
-                    statements=[
-                        *policies.table_statements(function, tables.arns),
-                        *extra_statements.get(function, []),
-                        *notifications.statements(function),
-                    ],
-                    alarm_actions=self.alarm_actions,
+                function_args(
+                    function,
+                    region,
+                    resources=notifications.environment(function),
+                    statements=statements,
                 ),
                 opts=child,
             )
-            for function in FUNCTION_NAMES
+
+        self.functions = {
+            function: made_here(function)
+            for function in catalog.FUNCTIONS
+            if function not in MADE_BY_COMPONENTS
         }
         self.functions["publish"] = notifications.publish
-        lambdas = {function: self.functions[function].function for function in FUNCTION_NAMES}
+        lambdas = {function: made.function for function, made in self.functions.items()}
 
         api = WebSocketApi(
             f"{name}-websocket",
             WebSocketApiArgs(
                 api_name=f"{args.prefix}-websocket",
-                authorizer=lambdas["authorizer"],
+                authorizer=lambdas[catalog.the_one(Trigger.WEBSOCKET_AUTHORIZER).name],
                 routes={
-                    CONNECT: lambdas["connect"],
-                    DISCONNECT: lambdas["disconnect"],
-                    DEFAULT: lambdas["router"],
+                    route: lambdas[catalog.the_one(trigger).name]
+                    for route, trigger in (
+                        (CONNECT, Trigger.WEBSOCKET_CONNECT),
+                        (DISCONNECT, Trigger.WEBSOCKET_DISCONNECT),
+                        (DEFAULT, Trigger.WEBSOCKET_DEFAULT),
+                    )
                 },
                 stage_name=settings.stage_name,
                 throttle=settings.throttle,
@@ -178,7 +164,7 @@ class RegionalStack(pulumi.ComponentResource):
             f"{name}-processor-stream",
             ProcessorMappingArgs(
                 region=args.region,
-                function=lambdas["processor"],
+                function=lambdas[catalog.the_one(Trigger.REQUESTS_STREAM).name],
                 stream_arn=tables.requests_stream_arn,
                 dead_letter_queue=dead_letters,
                 settings=settings.processor,
@@ -186,10 +172,11 @@ class RegionalStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        for function, description in SCHEDULES.items():
+        for scheduled in catalog.triggered_by(Trigger.SCHEDULE):
+            function = scheduled.name
             schedule = aws.cloudwatch.EventRule(
                 f"{name}-{function}-schedule",
-                description=description,
+                description=scheduled.description,
                 schedule_expression=SCHEDULE_RATE,
                 opts=child,
             )

@@ -15,21 +15,11 @@ from typing import Any, TypeVar
 
 import pulumi
 
+from streamer import catalog
 from streamer.config import Settings as RuntimeSettings
 
-#: The seven functions, in the order they are created.
-FUNCTION_NAMES = (
-    "authorizer",
-    "connect",
-    "disconnect",
-    "router",
-    "processor",
-    "sweeper",
-    "poller",
-)
-
 #: API Gateway ends every integration call (so every sync answer) after 29 seconds.
-API_INTEGRATION_LIMIT_S = 29
+API_INTEGRATION_LIMIT_S = catalog.API_INTEGRATION_LIMIT_S
 
 #: Retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = frozenset(
@@ -57,17 +47,9 @@ class FunctionSize:
     timeout_s: int
 
 
+#: Each function's size unless `streamer:functions` overrides it: the catalog's.
 DEFAULT_SIZES: Mapping[str, FunctionSize] = {
-    "authorizer": FunctionSize(256, 10),
-    "connect": FunctionSize(256, 10),
-    "disconnect": FunctionSize(256, 10),
-    "router": FunctionSize(512, API_INTEGRATION_LIMIT_S),
-    # Lambda's maximum: one attempt of an async request runs at most this long,
-    # then the lease expires and the sweeper re-drives it from its checkpoint.
-    "processor": FunctionSize(1024, 900),
-    "sweeper": FunctionSize(256, 60),
-    # One run polls every due WAITING request, 20 at a time.
-    "poller": FunctionSize(512, 300),
+    f.name: FunctionSize(f.memory_mb, f.timeout_s) for f in catalog.FUNCTIONS.values()
 }
 
 

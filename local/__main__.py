@@ -19,7 +19,6 @@ from local.event_source_mapping import MappingConfig
 from local.gateway import Limits
 from local.stack import Stack, StackOptions, StartupError
 from local.streams import BatchPolicy
-from streamer.schema import stream_filter_pattern
 
 PROG = "python -m local"
 
@@ -62,9 +61,10 @@ def _stack_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processor-timeout",
         type=float,
-        default=900.0,
+        default=None,
         metavar="S",
-        help="the stream processor's timeout, which its leases follow (default: 900)",
+        help="the stream processor's timeout, which its leases follow (default: the deployed "
+        "one, 900)",
     )
     parser.add_argument(
         "--faults",
@@ -121,7 +121,6 @@ def _options(args: argparse.Namespace) -> StackOptions:
             ),
             parallelization_factor=args.parallelization_factor,
             poll_interval_s=args.poll_interval,
-            filters=(stream_filter_pattern(args.region),),
         ),
         sweep_interval_s=args.sweep_interval,
         poll_jobs_interval_s=args.poll_jobs_interval,

@@ -8,6 +8,7 @@ process) is complete, including the management endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import logging
@@ -23,15 +24,18 @@ from local.batch_provider import BatchProvider
 from local.event_source_mapping import EventSourceMapping, MappingConfig
 from local.eventbus import LocalEventBus
 from local.faults import FaultControl
-from local.functions import FunctionSpec, LambdaFunction
+from local.functions import LambdaFunction
 from local.gateway import Gateway, Integrations, Limits
 from local.http_api import HttpApi
 from local.ingress import EVENTBRIDGE_PATH, SNS_PATH, Ingress
 from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
-from streamer import config, demo, entry
+from local.wiring import function_specs, wire
+from streamer import catalog, config, demo
 from streamer.auth import TokenVerifier
+from streamer.catalog import Trigger
+from streamer.record_filter import processor_records
 
 log = logging.getLogger("local.stack")
 
@@ -62,8 +66,9 @@ class StackOptions:
     #: How often the poller checks WAITING requests (EventBridge's one minute on AWS).
     poll_jobs_interval_s: float = 2.0
     shutdown_grace_s: float = 10.0
-    #: The processor's timeout (Lambda's maximum by default); a worker's lease follows it.
-    processor_timeout_s: float = 900
+    #: The processor's timeout (None: the catalog's, Lambda's maximum); a worker's lease
+    #: follows it.
+    processor_timeout_s: float | None = None
     #: Serve the `/_faults` API and run the processor in worker processes it can kill.
     faults: bool = False
     state_dir: Path = tokens.STATE_DIR
@@ -71,29 +76,9 @@ class StackOptions:
     event_bus: str | None = None
 
 
-def function_specs(
-    mapping: MappingConfig, processor_timeout_s: float = 900
-) -> dict[str, FunctionSpec]:
-    """The functions as the Pulumi program deploys them: handler, timeout, concurrency."""
-    return {
-        "authorizer": FunctionSpec("streamer-authorizer", entry.AUTHORIZER, timeout_s=10),
-        "connect": FunctionSpec("streamer-connect", entry.CONNECT, timeout_s=10),
-        "disconnect": FunctionSpec("streamer-disconnect", entry.DISCONNECT, timeout_s=10),
-        # API Gateway gives an integration at most 29 s.
-        "router": FunctionSpec("streamer-router", entry.ROUTER, timeout_s=29),
-        # One invocation per lane at a time, as the mapping's ParallelizationFactor allows.
-        "processor": FunctionSpec(
-            "streamer-processor",
-            entry.PROCESSOR,
-            timeout_s=processor_timeout_s,
-            memory_mb=1024,
-            concurrency=mapping.parallelization_factor,
-        ),
-        "sweeper": FunctionSpec("streamer-sweeper", entry.SWEEPER, timeout_s=60, concurrency=1),
-        "poller": FunctionSpec("streamer-poller", entry.POLLER, timeout_s=300, concurrency=1),
-        "http": FunctionSpec("streamer-http", entry.HTTP, timeout_s=29),
-        "publish": FunctionSpec("streamer-publish", entry.PUBLISH, timeout_s=30),
-    }
+def schedule_intervals(options: StackOptions) -> dict[str, float]:
+    """How often each scheduled function runs locally (EventBridge's one minute on AWS)."""
+    return {"sweeper": options.sweep_interval_s, "poller": options.poll_jobs_interval_s}
 
 
 @dataclass(frozen=True)
@@ -265,17 +250,19 @@ class Stack:
         self._functions = {
             name: LambdaFunction(spec, options.region, account) for name, spec in specs.items()
         }
+        processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
         if self._faults is not None:
-            self._functions["processor"] = IsolatedFunction(
-                specs["processor"],
+            self._functions[processor] = IsolatedFunction(
+                specs[processor],
                 options.region,
                 account,
                 self._faults.plan.invocation_instructions,
             )
+        wiring = wire(self._functions)
 
-        self._ingress = Ingress(self._functions["publish"], options.region, account)
+        self._ingress = Ingress(wiring.notifications, options.region, account)
         self._http_api = HttpApi(
-            self._functions["http"],
+            wiring.http,
             TokenVerifier(config.Settings.from_env()).verify,
             options.region,
             account,
@@ -284,25 +271,28 @@ class Stack:
         self._http.start(GatewayConnections(self._gateway, loop))
         await self._gateway.start(
             Integrations(
-                authorizer=self._functions["authorizer"],
-                connect=self._functions["connect"],
-                disconnect=self._functions["disconnect"],
-                routes={DEFAULT_ROUTE: self._functions["router"]},
+                authorizer=wiring.authorizer,
+                connect=wiring.connect,
+                disconnect=wiring.disconnect,
+                routes={DEFAULT_ROUTE: wiring.default_route},
             )
+        )
+        # The mapping takes what the deployed one takes, whatever the options say.
+        mapping = dataclasses.replace(
+            options.mapping, filters=(processor_records(options.region).pattern(),)
         )
         self._mapping = EventSourceMapping(
             dynamodb.client("dynamodbstreams", endpoint, options.region),
             stream_arns[settings.requests_table],
-            self._functions["processor"],
-            options.mapping,
+            wiring.stream,
+            mapping,
             copies=self._faults.plan.copies if self._faults else None,
         )
         self._mapping.start()
+        intervals = schedule_intervals(options)
         self._schedules = [
-            Schedule(self._functions["sweeper"], options.sweep_interval_s, options.region, account),
-            Schedule(
-                self._functions["poller"], options.poll_jobs_interval_s, options.region, account
-            ),
+            Schedule(function, intervals[name], options.region, account)
+            for name, function in wiring.scheduled.items()
         ]
         for schedule in self._schedules:
             schedule.start()
@@ -324,7 +314,7 @@ class Stack:
             self.ready["event_bus"] = self._event_bus.name
             self.ready["events_endpoint"] = self._event_bus.endpoint_url
         if self._faults is not None:
-            self._faults.attach(self._functions["processor"], self._mapping)
+            self._faults.attach(wiring.stream, self._mapping)
             self.ready["faults_url"] = f"{http_base}/_faults"
         if trust.dev_key is not None:
             self.ready["dev_token"] = tokens.mint(

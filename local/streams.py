@@ -3,7 +3,8 @@
 `event_source_mapping` does the I/O; this module decides what it sends and
 what it does with the answer, the way Lambda does:
 
-- a record reaches the function in Lambda's shape (`lambda_record`);
+- a record reaches the function in Lambda's shape (`stream_record`, which
+  `lambda_record` fills from a GetRecords record);
 - records of one partition key always go to the same lane, and a lane has at
   most one batch in flight, so an item's records are never reordered
   (ParallelizationFactor);
@@ -21,9 +22,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+
+#: Which images a stream of each view type carries.
+_IMAGES = {
+    "KEYS_ONLY": (),
+    "NEW_IMAGE": ("NewImage",),
+    "OLD_IMAGE": ("OldImage",),
+    "NEW_AND_OLD_IMAGES": ("NewImage", "OldImage"),
+}
 
 
 def _raw_attribute(value: dict) -> dict:
@@ -44,31 +54,126 @@ def _raw_image(image: dict) -> dict:
     return {name: _raw_attribute(value) for name, value in image.items()}
 
 
+def _binary_size(value: str | bytes) -> int:
+    return len(value) if isinstance(value, bytes) else len(base64.b64decode(value))
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0")
+    return (len(digits) + 1) // 2 + 1
+
+
+def _value_size(value: dict) -> int:
+    """DynamoDB's size of one attribute value ("DynamoDB item sizes and formats",
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)."""
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        # Leading and trailing zeroes trimmed; one byte per two significant digits, plus one.
+        return _number_size(inner)
+    if kind == "B":
+        return _binary_size(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(item.encode()) for item in inner)
+    if kind == "NS":
+        return sum(_number_size(item) for item in inner)
+    if kind == "BS":
+        return sum(_binary_size(item) for item in inner)
+    if kind == "L":
+        # 3 bytes of overhead, and one byte per element.
+        return 3 + sum(_value_size(item) + 1 for item in inner)
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + _value_size(item) + 1 for name, item in inner.items())
+    raise ValueError(f"not a DynamoDB attribute value type: {kind!r}")
+
+
+def item_size(attributes: dict) -> int:
+    """Bytes of a map of attributes as DynamoDB counts them: names plus values."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in attributes.items())
+
+
+def stream_record(
+    event_name: str,
+    keys: dict,
+    *,
+    new_image: dict | None = None,
+    old_image: dict | None = None,
+    sequence_number: str,
+    created_s: float,
+    region: str,
+    event_source_arn: str,
+    event_id: str,
+    event_version: str = "1.1",
+    view_type: str = "NEW_AND_OLD_IMAGES",
+    size_bytes: int | None = None,
+    user_identity: dict | None = None,
+) -> dict:
+    """One record of the event Lambda gives a function its DynamoDB stream invokes.
+
+    The shape of "Using AWS Lambda with Amazon DynamoDB" (Lambda developer guide, example
+    event). Images in AttributeValue JSON (binary values base64 text, as Lambda sends
+    them); the stream's view type decides which images the record carries. The creation
+    time is epoch seconds, rounded down to the second as DynamoDB Streams records it
+    (`StreamRecord.ApproximateCreationDateTime`). `size_bytes` is the stream's own count
+    when known; otherwise the size of the keys and the images carried, by DynamoDB's
+    item size rules, which gives the documented example's 26 and 59 bytes.
+    """
+    images = {"NewImage": new_image, "OldImage": old_image}
+    carried = {name: images[name] for name in _IMAGES[view_type] if images[name] is not None}
+    if size_bytes is None:
+        size_bytes = item_size(keys) + sum(item_size(image) for image in carried.values())
+    record = {
+        "eventID": event_id,
+        "eventName": event_name,
+        "eventVersion": event_version,
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": {
+            "ApproximateCreationDateTime": float(math.floor(created_s)),
+            "Keys": keys,
+            **carried,
+            "SequenceNumber": sequence_number,
+            "SizeBytes": size_bytes,
+            "StreamViewType": view_type,
+        },
+        "eventSourceARN": event_source_arn,
+    }
+    if user_identity is not None:
+        record["userIdentity"] = user_identity
+    return record
+
+
 def lambda_record(record: dict, event_source_arn: str) -> dict:
     """A GetRecords record, as boto3 returns it, in the shape Lambda gives the function.
 
-    Lambda's differences from GetRecords: `eventVersion` 1.1,
-    `ApproximateCreationDateTime` as epoch seconds, `eventSourceARN` added.
+    Lambda's differences from GetRecords: `ApproximateCreationDateTime` as epoch
+    seconds, binary values base64-encoded, `eventSourceARN` added.
     """
-    stream = dict(record["dynamodb"])
-    created = stream.get("ApproximateCreationDateTime")
-    if isinstance(created, datetime):
-        stream["ApproximateCreationDateTime"] = float(int(created.timestamp()))
-    for image in ("Keys", "NewImage", "OldImage"):
-        if image in stream:
-            stream[image] = _raw_image(stream[image])
-    converted = {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": record["awsRegion"],
-        "dynamodb": stream,
-        "eventSourceARN": event_source_arn,
+    stream = record["dynamodb"]
+    created = stream["ApproximateCreationDateTime"]
+    raw = {
+        name: _raw_image(stream[name])
+        for name in ("Keys", "NewImage", "OldImage")
+        if name in stream
     }
-    if "userIdentity" in record:
-        converted["userIdentity"] = record["userIdentity"]
-    return converted
+    return stream_record(
+        record["eventName"],
+        raw["Keys"],
+        new_image=raw.get("NewImage"),
+        old_image=raw.get("OldImage"),
+        sequence_number=stream["SequenceNumber"],
+        created_s=created.timestamp() if isinstance(created, datetime) else float(created),
+        region=record["awsRegion"],
+        event_source_arn=event_source_arn,
+        event_id=record["eventID"],
+        event_version=record["eventVersion"],
+        view_type=stream["StreamViewType"],
+        size_bytes=stream.get("SizeBytes"),
+        user_identity=record.get("userIdentity"),
+    )
 
 
 def sequence_number(record: dict) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from local.streams import lambda_record
 from streamer import config, runtime, schema
 from streamer.entry import authorizer as authorizer_entry
 
@@ -142,8 +142,8 @@ def stream_event(since: dict[str, str] | None = None) -> tuple[dict[str, Any], d
     """The Lambda event for every record written to the requests table so far.
 
     Reads moto's stream with GetRecords and shapes the records as the Lambda
-    event source mapping does (epoch-seconds `ApproximateCreationDateTime`,
-    `eventSourceARN`, `awsRegion`). `since` maps shard ids to the iterator
+    event source mapping does, with the local stack's own builder
+    (`local.streams.lambda_record`). `since` maps shard ids to the iterator
     position to continue from; the second value returned is the new position.
     """
     dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -167,20 +167,6 @@ def stream_event(since: dict[str, str] | None = None) -> tuple[dict[str, Any], d
                 StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
         for record in streams.get_records(ShardIterator=iterator)["Records"]:
-            data = dict(record["dynamodb"])
-            created = data.get("ApproximateCreationDateTime")
-            if isinstance(created, datetime):
-                data["ApproximateCreationDateTime"] = created.timestamp()
-            records.append(
-                {
-                    "eventID": record["eventID"],
-                    "eventName": record["eventName"],
-                    "eventVersion": record.get("eventVersion", "1.1"),
-                    "eventSource": "aws:dynamodb",
-                    "awsRegion": REGION,
-                    "dynamodb": data,
-                    "eventSourceARN": arn,
-                }
-            )
-            position[shard_id] = data["SequenceNumber"]
+            records.append(lambda_record(record, arn))
+            position[shard_id] = record["dynamodb"]["SequenceNumber"]
     return {"Records": records}, position

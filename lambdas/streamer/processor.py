@@ -25,9 +25,10 @@ from streamer.events import StreamRecord
 from streamer.execution import RETRY, Outcome, run_handler, run_poll
 from streamer.handlers import App, Handler, Request
 from streamer.logs import Timer, copy_context, log_context
-from streamer.models import CANCELLED, FAILED, PENDING, PROCESSING, WAITING, RequestItem
+from streamer.models import CANCELLED, FAILED, PROCESSING, WAITING, RequestItem
 from streamer.progress import ProgressReporter, Snapshot
 from streamer.protocol import complete_message, now_ms, progress_message
+from streamer.record_filter import processor_records
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,11 @@ POLL_BACKOFF_CAP_MS = 300_000
 def is_actionable(record: StreamRecord, region: str) -> bool:
     """Whether this record asks this region's processor to run a request.
 
-    The same test as the event source mapping's filter, repeated here so an
-    unfiltered or redelivered record is harmless.
+    The same test as the event source mapping's filter (both are
+    `record_filter.processor_records`), repeated here so an unfiltered or
+    redelivered record is harmless.
     """
-    return (
-        record.event_name in ("INSERT", "MODIFY")
-        and record.new_value("status") == PENDING
-        and record.new_value("origin_region") == region
-    )
+    return processor_records(region).matches(record.event_name, record.new_image)
 
 
 def retry_delay_ms(attempt: int, rng: Callable[[], float] = random.random) -> int:

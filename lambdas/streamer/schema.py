@@ -135,21 +135,3 @@ def create_table_request(schema: TableSchema, table_name: str) -> dict:
             "StreamViewType": schema.stream_view_type,
         }
     return request
-
-
-def stream_filter_pattern(region: str) -> dict:
-    """The event filter of a region's processor mapping on the requests stream.
-
-    Only INSERT or MODIFY records whose new image is PENDING and was written in
-    `region` reach the processor (a global table's replica stream carries every
-    region's writes). The processor repeats the same test (`is_actionable`).
-    """
-    return {
-        "eventName": ["INSERT", "MODIFY"],
-        "dynamodb": {
-            "NewImage": {
-                "status": {"S": ["PENDING"]},
-                "origin_region": {"S": [region]},
-            }
-        },
-    }

@@ -1,4 +1,5 @@
-"""Functions: arm64 / Python 3.12, the shared code and layers, the environment the runtime reads."""
+"""Functions: the catalog's, on arm64 / Python 3.12, with the shared code and layers, the
+environment the runtime reads, and invoked by what the catalog says."""
 
 from __future__ import annotations
 
@@ -8,23 +9,17 @@ import pytest
 
 from components.package import Artifacts
 from components.plan import SECRET, Plan
-from streamer import config, entry
+from local.event_source_mapping import MappingConfig
+from local.wiring import function_specs
+from streamer import catalog, config
+from streamer.catalog import Trigger
 
 from .conftest import run_stack
 from .graph import PROJECT, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
-HANDLERS = {
-    "authorizer": entry.AUTHORIZER,
-    "connect": entry.CONNECT,
-    "disconnect": entry.DISCONNECT,
-    "router": entry.ROUTER,
-    "processor": entry.PROCESSOR,
-    "sweeper": entry.SWEEPER,
-    "poller": entry.POLLER,
-    "publish": entry.PUBLISH,
-}
+#: Variable groups, also read by the HTTP API's test.
 COMMON = {config.LOG_LEVEL, config.TRACING}
 TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
 REQUEST_TUNING = {
@@ -51,13 +46,26 @@ ENVIRONMENT = {
     "processor": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
     "sweeper": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS},
     "poller": COMMON | TABLES | REQUEST_TUNING | {config.EVENT_BUS, config.POLLER_BATCH_SIZE},
+    "http": COMMON
+    | TABLES
+    | REQUEST_TUNING
+    | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
+    | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
+    | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL, config.WEBSOCKET_URL},
     "publish": COMMON | TABLES | {config.TOPIC_RETENTION_S},
+}
+#: Optional settings neither stack file configures: no function gets these variables.
+UNCONFIGURED = {
+    config.JWT_PUBLIC_KEY,
+    config.JWT_LEEWAY_S,
+    config.ALLOWED_TENANTS,
+    config.WATCH_TOKEN_SECRET,
 }
 REGIONS = [("dev", "us-east-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
 
 
 @pytest.mark.parametrize(("stack", "region"), REGIONS)
-@pytest.mark.parametrize("name", sorted(HANDLERS))
+@pytest.mark.parametrize("name", sorted(catalog.FUNCTIONS))
 def test_function_runs_the_shared_code_on_arm64_python312(
     request: pytest.FixtureRequest, artifacts_dir: Path, stack: str, region: str, name: str
 ) -> None:
@@ -74,7 +82,7 @@ def test_function_runs_the_shared_code_on_arm64_python312(
     # layer and (the stacks trace) the tracing layer, traced by X-Ray, logging to its own group
     assert inputs["runtime"] == "python3.12"
     assert inputs["architectures"] == ["arm64"]
-    assert inputs["handler"] == HANDLERS[name]
+    assert inputs["handler"] == catalog.FUNCTIONS[name].handler
     assert inputs["code"] == "archive:code.zip"
     assert inputs["codeSha256"] == artifacts.code.sha256
     assert inputs["layers"] == [layer.outputs["arn"] for layer in layers]
@@ -90,7 +98,7 @@ def test_function_runs_the_shared_code_on_arm64_python312(
 
 
 @pytest.mark.parametrize(("stack", "region"), REGIONS)
-@pytest.mark.parametrize("name", sorted(HANDLERS))
+@pytest.mark.parametrize("name", sorted(catalog.FUNCTIONS))
 def test_function_gets_the_variables_the_runtime_reads(
     request: pytest.FixtureRequest, stack: str, region: str, name: str
 ) -> None:
@@ -100,8 +108,9 @@ def test_function_gets_the_variables_the_runtime_reads(
     # WHEN its environment is read
     env = environment(plan, region, name)
 
-    # THEN it has exactly its names, all from streamer.config, never the ones Lambda sets
-    assert set(env) == ENVIRONMENT[name]
+    # THEN it has exactly the names the catalog gives it that the stack has a value for,
+    # all from streamer.config, never the ones Lambda sets
+    assert set(env) == catalog.FUNCTIONS[name].environment - UNCONFIGURED == ENVIRONMENT[name]
     assert set(env) <= set(config.ALL)
     assert config.REGION not in env
     assert config.MANAGEMENT_ENDPOINT not in env
@@ -128,9 +137,11 @@ def test_dev_values_come_from_its_configuration(dev: Plan) -> None:
     assert authorizer[config.JWT_ISSUER] == "https://auth.example.com/"
     assert authorizer[config.JWT_AUDIENCE] == "streamer-dev"
     assert authorizer[config.JWT_JWKS_URL].endswith("/.well-known/jwks.json")
-    sizes = {n: function(dev, "us-east-1", n).inputs for n in HANDLERS}
-    assert (sizes["router"]["memorySize"], sizes["router"]["timeout"]) == (512, 29)
-    assert (sizes["processor"]["memorySize"], sizes["processor"]["timeout"]) == (1024, 900)
+    for name, declared in catalog.FUNCTIONS.items():
+        inputs = function(dev, "us-east-1", name).inputs
+        assert (inputs["memorySize"], inputs["timeout"]) == (declared.memory_mb, declared.timeout_s)
+    router = function(dev, "us-east-1", "router").inputs
+    assert (router["memorySize"], router["timeout"]) == (512, 29)
 
 
 def test_prod_sizes_the_processor_from_its_configuration(prod: Plan) -> None:
@@ -155,17 +166,19 @@ def test_a_public_key_reaches_only_the_authorizer_and_stays_secret(artifacts_dir
     )
 
     # WHEN the environments are read
-    envs = {name: environment(plan, "us-east-1", name) for name in HANDLERS}
+    envs = {name: environment(plan, "us-east-1", name) for name in catalog.FUNCTIONS}
+    verifiers = {"authorizer", "http"}
 
-    # THEN the authorizer gets it, as a secret (which makes its whole environment secret),
-    # with the tenants; no other function gets either, and the plan never shows the key
-    assert set(envs["authorizer"]) == (ENVIRONMENT["authorizer"] - {config.JWT_JWKS_URL}) | {
-        config.JWT_PUBLIC_KEY,
-        config.ALLOWED_TENANTS,
-    }
+    # THEN the functions that verify user tokens get it, as a secret (which makes the whole
+    # environment secret), with the tenants; no other function gets either, and the plan
+    # never shows the key
+    for name in verifiers:
+        assert set(envs[name]) == (
+            catalog.FUNCTIONS[name].environment - UNCONFIGURED - {config.JWT_JWKS_URL}
+        ) | {config.JWT_PUBLIC_KEY, config.ALLOWED_TENANTS}
     assert set(envs["authorizer"].values()) == {SECRET}
     for name, env in envs.items():
-        if name != "authorizer":
+        if name not in verifiers:
             assert not {config.JWT_PUBLIC_KEY, config.ALLOWED_TENANTS} & set(env)
     assert "BEGIN PUBLIC KEY" not in plan.to_json()
 
@@ -185,7 +198,7 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
     for region in ("us-east-1", "eu-west-1"):
         dependencies = plan.named(f"{PROJECT}-{region}-dependencies")
         in_region = functions(plan, region)
-        assert set(in_region) == {*HANDLERS, "http"}
+        assert set(in_region) == set(catalog.FUNCTIONS)
         for name, fn in in_region.items():
             # WHEN a function and its grants are read
             actions = {action for action, _ in grants(plan, region, name)}
@@ -208,7 +221,7 @@ def test_with_tracing_every_function_gets_both_layers(
     # WHEN every function is read, the HTTP API's and the publish function included
     functions = plan.of_type("aws:lambda/function:Function")
     regions = {fn.region for fn in functions}
-    assert len(functions) == len(regions) * (len(HANDLERS) + 1)
+    assert len(functions) == len(regions) * len(catalog.FUNCTIONS)
 
     # THEN each has its region's dependency layer and then its tracing layer, of their builds
     for fn in functions:
@@ -222,8 +235,8 @@ def test_with_tracing_every_function_gets_both_layers(
 
 
 @pytest.mark.parametrize(("stack", "region"), REGIONS)
-@pytest.mark.parametrize("name", ["sweeper", "poller"])
-def test_sweeper_and_poller_run_every_minute(
+@pytest.mark.parametrize("name", [f.name for f in catalog.triggered_by(Trigger.SCHEDULE)])
+def test_scheduled_functions_run_every_minute(
     request: pytest.FixtureRequest, stack: str, region: str, name: str
 ) -> None:
     # GIVEN the region's schedule of the function
@@ -250,7 +263,7 @@ def test_every_function_alarms_on_errors_and_throttles(
     plan: Plan = request.getfixturevalue(stack)
     topic = plan.named(f"{PROJECT}-{region}-alarms").outputs["arn"]
 
-    for name in HANDLERS:
+    for name in catalog.FUNCTIONS:
         fn_name = function(plan, region, name).outputs["name"]
         for metric in ("Errors", "Throttles"):
             # WHEN one function's alarm is read
@@ -261,3 +274,51 @@ def test_every_function_alarms_on_errors_and_throttles(
             assert alarm.inputs["namespace"] == "AWS/Lambda"
             assert alarm.inputs["dimensions"] == {"FunctionName": fn_name}
             assert alarm.inputs["alarmActions"] == [topic]
+
+
+def _triggers(plan: Plan, region: str) -> dict[str, set[Trigger]]:
+    """What invokes each function of `region`, read from its invoke permissions and mappings."""
+    by_name = {fn.outputs["name"]: name for name, fn in functions(plan, region).items()}
+    by_arn = {fn.outputs["arn"]: name for name, fn in functions(plan, region).items()}
+    schedules = {
+        rule.outputs["arn"]
+        for rule in plan.of_type("aws:cloudwatch/eventRule:EventRule")
+        if rule.region == region and rule.inputs.get("scheduleExpression")
+    }
+    found: dict[str, set[Trigger]] = {name: set() for name in by_name.values()}
+    for permission in plan.of_type("aws:lambda/permission:Permission"):
+        if permission.region != region:
+            continue
+        source = permission.inputs["sourceArn"]
+        if permission.inputs["principal"] == "sns.amazonaws.com":
+            trigger = Trigger.NOTIFICATIONS
+        elif permission.inputs["principal"] == "events.amazonaws.com":
+            trigger = Trigger.SCHEDULE if source in schedules else Trigger.NOTIFICATIONS
+        elif "/authorizers/" in source:
+            trigger = Trigger.WEBSOCKET_AUTHORIZER
+        elif source.endswith("/requests*"):
+            trigger = Trigger.HTTP_API
+        else:
+            route = source.rsplit("/", 1)[1]
+            trigger = Trigger(f"websocket:{route}")
+        found[by_name[permission.inputs["function"]]].add(trigger)
+    for mapping in plan.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
+        if mapping.region == region:
+            found[by_arn[mapping.inputs["functionName"]]].add(Trigger.REQUESTS_STREAM)
+    return found
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+def test_pulumi_makes_the_catalogs_functions_invoked_as_it_says(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN a region of a stack under mocks
+    plan: Plan = request.getfixturevalue(stack)
+
+    # WHEN its functions and what may invoke them are read
+    invoked_by = _triggers(plan, region)
+
+    # THEN they are the catalog's functions, no more and no fewer, the ones the local stack
+    # runs, each invoked by exactly the triggers the catalog declares for it
+    assert set(invoked_by) == set(catalog.FUNCTIONS) == set(function_specs(MappingConfig()))
+    assert invoked_by == {name: set(f.triggers) for name, f in catalog.FUNCTIONS.items()}

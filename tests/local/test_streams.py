@@ -61,6 +61,126 @@ def test_lambda_record_has_lambdas_shape() -> None:
     assert stream["SequenceNumber"] == "000000000000000000007"
 
 
+#: The example event of "Using AWS Lambda with Amazon DynamoDB" (Lambda developer guide,
+#: https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html#events-sample-dynamodb).
+DOCUMENTED_EVENT = {
+    "Records": [
+        {
+            "eventID": "1",
+            "eventVersion": "1.0",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1693997155.0,
+                "Keys": {"Id": {"N": "101"}},
+                "NewImage": {"Message": {"S": "New item!"}, "Id": {"N": "101"}},
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+                "SequenceNumber": "111",
+                "SizeBytes": 26,
+            },
+            "awsRegion": "us-west-2",
+            "eventName": "INSERT",
+            "eventSourceARN": "eventsourcearn",
+            "eventSource": "aws:dynamodb",
+        },
+        {
+            "eventID": "2",
+            "eventVersion": "1.0",
+            "dynamodb": {
+                "OldImage": {"Message": {"S": "New item!"}, "Id": {"N": "101"}},
+                "SequenceNumber": "222",
+                "Keys": {"Id": {"N": "101"}},
+                "SizeBytes": 59,
+                "NewImage": {"Message": {"S": "This item has changed"}, "Id": {"N": "101"}},
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+                "ApproximateCreationDateTime": 1693997155.0,
+            },
+            "awsRegion": "us-west-2",
+            "eventName": "MODIFY",
+            "eventSourceARN": "sourcearn",
+            "eventSource": "aws:dynamodb",
+        },
+    ]
+}
+
+
+def test_stream_record_builds_the_documented_example_event() -> None:
+    # GIVEN what the documented example's records say happened
+    key = {"Id": {"N": "101"}}
+    first = {"Message": {"S": "New item!"}, **key}
+    changed = {"Message": {"S": "This item has changed"}, **key}
+    common = {"created_s": 1693997155.4, "region": "us-west-2", "event_version": "1.0"}
+
+    # WHEN the builder shapes them (sizes counted by DynamoDB's rules, not given)
+    built = [
+        streams.stream_record(
+            "INSERT",
+            key,
+            new_image=first,
+            sequence_number="111",
+            event_source_arn="eventsourcearn",
+            event_id="1",
+            **common,
+        ),
+        streams.stream_record(
+            "MODIFY",
+            key,
+            new_image=changed,
+            old_image=first,
+            sequence_number="222",
+            event_source_arn="sourcearn",
+            event_id="2",
+            **common,
+        ),
+    ]
+
+    # THEN they are the documented records, field for field, sizes included
+    assert built == DOCUMENTED_EVENT["Records"]
+
+
+@pytest.mark.parametrize(
+    ("view_type", "images"),
+    [
+        ("KEYS_ONLY", set()),
+        ("NEW_IMAGE", {"NewImage"}),
+        ("OLD_IMAGE", {"OldImage"}),
+        ("NEW_AND_OLD_IMAGES", {"NewImage", "OldImage"}),
+    ],
+)
+def test_a_record_carries_the_images_of_its_streams_view_type(view_type, images) -> None:
+    key = {"Id": {"N": "1"}}
+    built = streams.stream_record(
+        "MODIFY",
+        key,
+        new_image={**key, "v": {"S": "b"}},
+        old_image={**key, "v": {"S": "a"}},
+        sequence_number="1",
+        created_s=0.0,
+        region="us-east-1",
+        event_source_arn=ARN,
+        event_id="e",
+        view_type=view_type,
+    )
+    assert {"NewImage", "OldImage"} & set(built["dynamodb"]) == images
+    assert built["dynamodb"]["StreamViewType"] == view_type
+
+
+def test_sizes_follow_dynamodbs_item_size_rules() -> None:
+    # Names and values: strings in UTF-8, numbers 1 byte per 2 significant digits plus 1,
+    # binary raw, booleans and null 1, lists and maps 3 plus 1 per element.
+    assert streams.item_size({"s": {"S": "héllo"}}) == 1 + 6
+    assert streams.item_size({"n": {"N": "-1200.50"}}) == 1 + 4
+    assert streams.item_size({"b": {"B": "AAE="}, "t": {"BOOL": True}}) == 1 + 2 + 1 + 1
+    assert streams.item_size({"l": {"L": [{"S": "ab"}, {"NULL": True}]}}) == 1 + 3 + 3 + 2
+    assert streams.item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + 1 + 1 + 1
+
+
+def test_lambda_record_keeps_the_streams_own_size_and_version() -> None:
+    raw = get_records_record(3)
+    raw["eventVersion"] = "1.0"
+    converted = streams.lambda_record(raw, ARN)
+    assert converted["dynamodb"]["SizeBytes"] == 120
+    assert converted["eventVersion"] == "1.0"
+
+
 def test_records_of_one_partition_key_share_a_lane() -> None:
     lanes = {streams.lane_for(record(n, owner="t#alice"), "owner", 10) for n in range(20)}
     assert len(lanes) == 1
