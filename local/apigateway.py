@@ -203,11 +203,18 @@ def disconnect_event(
 
 
 def select_route(body: str | bytes, routes: set[str]) -> str:
-    """Route selection by `$request.body.action`: a matching route key, else `$default`."""
+    """Route selection by `$request.body.action`: a matching route key, else `$default`.
+
+    "API Gateway calls the $default route if the route selection expression cannot be
+    evaluated against the message or if no matching route is found" (developer guide,
+    websocket-api-develop-routes): a binary frame, text that is not JSON, or JSON nested
+    deeper than the decoder goes (RecursionError) all go to `$default`, whose function
+    answers them.
+    """
     if isinstance(body, str):
         try:
             message = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
         action = message.get("action") if isinstance(message, dict) else None
         if isinstance(action, str) and action in routes and not action.startswith("$"):

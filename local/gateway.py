@@ -171,6 +171,7 @@ class Gateway:
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _route(self, session: Session, message: str | bytes) -> None:
         assert self._integrations is not None
@@ -256,6 +257,12 @@ class Gateway:
             return False
         await session.socket.close(NORMAL_CLOSURE)
         return True
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """A routed frame the gateway itself failed on is a bug here, never a silent drop."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("routing a frame failed", exc_info=task.exception())
 
 
 def _refusal(socket: ServerConnection, status: int) -> Response:

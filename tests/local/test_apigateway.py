@@ -171,7 +171,10 @@ def test_unauthorized_error_is_401_and_any_other_error_is_500() -> None:
         ("not json", "$default"),
         ("[1]", "$default"),
         (b'{"action": "echo"}', "$default"),
+        # Deeper than Python's JSON decoder can go: it cannot be evaluated, so `$default`.
+        ('{"action": "echo", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "$default"),
     ],
+    ids=["action", "other", "reserved", "not-json", "array", "binary", "deep"],
 )
 def test_route_selection_by_body_action(body: str | bytes, route: str) -> None:
     assert apigateway.select_route(body, {"echo", "$default"}) == route

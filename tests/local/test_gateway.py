@@ -187,3 +187,21 @@ def test_gateway_close_runs_disconnect_for_open_connections() -> None:
     assert run(scenario()) == 1001
     (event,) = recorder.events["disconnect"]
     assert event["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_a_frame_too_deep_to_select_a_route_goes_to_default() -> None:
+    # GIVEN a route that answers with the route key it was called for
+    recorder = Recorder()
+    recorder.route = lambda e, c: {"statusCode": 200, "body": e["requestContext"]["routeKey"]}
+    deep = '{"action": "echo", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+
+    async def scenario() -> str:
+        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+            # WHEN a frame nests deeper than route selection can evaluate
+            await socket.send(deep)
+            return await asyncio.wait_for(socket.recv(), 5)
+
+    # THEN it is routed to $default and answered, not dropped
+    assert run(scenario()) == "$default"
+    (event,) = recorder.events["message"]
+    assert event["body"] == deep
