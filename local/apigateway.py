@@ -24,6 +24,9 @@ DEFAULT_ROUTE = "$default"
 
 #: API Gateway's answer when a route's integration fails, sent on the socket.
 INTERNAL_SERVER_ERROR = "Internal server error"
+#: The one header of a `$connect` integration's answer API Gateway puts in the handshake
+#: response (developer guide, websocket-connect-route-subprotocol).
+SUBPROTOCOL_HEADER = "Sec-WebSocket-Protocol"
 
 
 def new_id() -> str:
@@ -38,6 +41,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def deployed_identity_sources() -> tuple[str, ...]:
+    """The `$connect` authorizer's identity sources: the Pulumi component's own definition.
+
+    Imported when an `Api` is made, not with this module: `components.api` brings Pulumi
+    (about half a second), and every spawned function worker imports the local stack's
+    modules again.
+    """
+    from components.api import TOKEN_SOURCE
+
+    return (TOKEN_SOURCE,)
+
+
 @dataclass(frozen=True)
 class Api:
     """The WebSocket API the gateway plays: what AWS puts in every requestContext."""
@@ -46,6 +61,7 @@ class Api:
     account_id: str = "123456789012"
     api_id: str = "local"
     stage: str = "local"
+    identity_sources: tuple[str, ...] = field(default_factory=deployed_identity_sources)
 
     def method_arn(self, route_key: str) -> str:
         return (
@@ -68,6 +84,11 @@ class Handshake:
     def header(self, name: str) -> str | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
         return values[-1] if values else None
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """The query string's parameters in order, blank values kept, as AWS decodes them."""
+        return parse_qsl(urlsplit(self.path).query, keep_blank_values=True)
 
     @property
     def identity(self) -> dict:
@@ -115,15 +136,37 @@ def _request_context(
 
 def _request_parameters(handshake: Handshake) -> dict:
     headers, multi_headers = _single_and_multi(list(handshake.headers))
-    query, multi_query = _single_and_multi(
-        parse_qsl(urlsplit(handshake.path).query, keep_blank_values=True)
-    )
+    query, multi_query = _single_and_multi(handshake.query)
     return {
         "headers": headers,
         "multiValueHeaders": multi_headers,
         "queryStringParameters": query,
         "multiValueQueryStringParameters": multi_query,
     }
+
+
+def identity_present(handshake: Handshake, sources: tuple[str, ...]) -> bool:
+    """Whether every identity source is in the handshake, not null and not empty.
+
+    API Gateway checks this before the authorizer: "Only when this is true does the
+    authorizer invoke the authorizer Lambda function. Otherwise, it returns a 401
+    Unauthorized response without calling the Lambda function" (API Gateway V2 API
+    reference, CreateAuthorizer, IdentitySource). Query parameter names are case
+    sensitive, header names are not; a repeated parameter counts by its last value, the
+    one `queryStringParameters` carries.
+    """
+    query = dict(handshake.query)
+    for source in sources:
+        kind, _, name = source.removeprefix("route.request.").partition(".")
+        if kind == "querystring":
+            value = query.get(name)
+        elif kind == "header":
+            value = handshake.header(name)
+        else:
+            raise ValueError(f"identity source {source!r} is not one the local gateway reads")
+        if not value:
+            return False
+    return True
 
 
 def authorizer_event(api: Api, handshake: Handshake, epoch_ms: int | None = None) -> dict:
@@ -243,6 +286,12 @@ def _as_list(value: object) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _context_value_allowed(value: object) -> bool:
+    """ "You cannot set a JSON object or array as a valid value of any key in the context
+    map" (developer guide, api-gateway-lambda-authorizer-output); API Gateway answers 500."""
+    return not isinstance(value, dict | list)
+
+
 def _statement_applies(statement: dict, method_arn: str) -> bool:
     actions = _as_list(statement.get("Action", []))
     resources = _as_list(statement.get("Resource", []))
@@ -270,7 +319,7 @@ def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) 
     if not any(s.get("Effect") == "Allow" for s in applying):
         return FORBIDDEN
     context = answer.get("context") or {}
-    if not isinstance(context, dict):
+    if not isinstance(context, dict) or not all(map(_context_value_allowed, context.values())):
         return AUTHORIZER_FAILED
     authorizer = {**context, "principalId": answer["principalId"], "integrationLatency": latency_ms}
     return Authorization(200, authorizer)
@@ -279,6 +328,15 @@ def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) 
 def authorization_from_error(error_message: str) -> Authorization:
     """An authorizer that raises `Exception("Unauthorized")` means 401; any other error, 500."""
     return UNAUTHORIZED if error_message == "Unauthorized" else AUTHORIZER_FAILED
+
+
+def handshake_headers(answer: object) -> dict[str, str]:
+    """What of a `$connect` answer's `headers` goes into the handshake response: the
+    subprotocol it chose, if any. Without it no subprotocol is agreed, whatever the
+    client offered, as on AWS."""
+    headers = answer.get("headers") if isinstance(answer, dict) else None
+    chosen = [str(v) for k, v in (headers or {}).items() if k.lower() == SUBPROTOCOL_HEADER.lower()]
+    return {SUBPROTOCOL_HEADER: chosen[-1]} if chosen else {}
 
 
 def integration_status(answer: object) -> int:

@@ -150,8 +150,14 @@ def test_allow_policy_passes_context_principal_and_latency_on() -> None:
         ({"policyDocument": {}}, 500),
         ({"principalId": "x"}, 500),
         (None, 500),
+        (_policy("Allow", METHOD_ARN, {"user": {"id": "a"}}), 500),
+        (_policy("Allow", METHOD_ARN, {"roles": ["a", "b"]}), 500),
+        (_policy("Allow", METHOD_ARN, {"n": 1, "ok": True, "s": "x", "none": None}), 200),
     ],
-    ids=["deny", "other-api", "wildcard", "deny-wins", "no-principal", "no-policy", "none"],
+    ids=[
+        *["deny", "other-api", "wildcard", "deny-wins", "no-principal", "no-policy", "none"],
+        *["context-object", "context-array", "context-scalars"],
+    ],
 )
 def test_policy_decides_the_handshake_status(answer: object, status: int) -> None:
     assert apigateway.authorization_from_policy(answer, METHOD_ARN, 0).status == status
@@ -209,3 +215,38 @@ def test_disconnect_status_names_who_closed_and_why(
     received: tuple | None, sent: tuple | None, received_first: bool | None, expected: tuple
 ) -> None:
     assert apigateway.disconnect_status(received, sent, received_first) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "present"),
+    [
+        ("/?token=abc", (), True),
+        ("/?tag=1&token=abc", (("Authorization", "Bearer abc"),), True),
+        ("/", (("Authorization", "Bearer abc"),), False),
+        ("/?token=", (), False),
+        ("/?token", (), False),
+        ("/?Token=abc", (), False),
+        ("/?other=1", (("token", "abc"),), False),
+    ],
+    ids=["query", "query-and-header", "header-only", "empty", "bare", "other-case", "as-header"],
+)
+def test_identity_sources_must_be_present_and_non_empty(
+    path: str, headers: tuple, present: bool
+) -> None:
+    # GIVEN the identity sources the Pulumi component gives the $connect authorizer
+    handshake = Handshake("c1", path, (("Host", "h"), *headers), "10.0.0.1", "h")
+    # WHEN a handshake is checked against them  THEN only a non-empty `token` query parameter counts
+    assert apigateway.identity_present(handshake, API.identity_sources) is present
+
+
+def test_identity_sources_of_headers_are_matched_case_insensitively() -> None:
+    handshake = Handshake("c1", "/", (("x-api-key", "k"),), "10.0.0.1", "h")
+    assert apigateway.identity_present(handshake, ("route.request.header.X-Api-Key",))
+    assert not apigateway.identity_present(handshake, ("route.request.header.X-Other",))
+
+
+def test_handshake_headers_pass_on_only_the_subprotocol_connect_chose() -> None:
+    answer = {"statusCode": 200, "headers": {"sec-websocket-protocol": "chat", "X-Other": "1"}}
+    assert apigateway.handshake_headers(answer) == {"Sec-WebSocket-Protocol": "chat"}
+    assert apigateway.handshake_headers({"statusCode": 200}) == {}
+    assert apigateway.handshake_headers({"statusCode": 200, "headers": None}) == {}
