@@ -250,3 +250,11 @@ def test_handshake_headers_pass_on_only_the_subprotocol_connect_chose() -> None:
     assert apigateway.handshake_headers(answer) == {"Sec-WebSocket-Protocol": "chat"}
     assert apigateway.handshake_headers({"statusCode": 200}) == {}
     assert apigateway.handshake_headers({"statusCode": 200, "headers": None}) == {}
+
+
+def test_query_parameters_are_url_decoded_with_plus_as_space() -> None:
+    # API Gateway hands handlers decoded values, `+` as a space (reported in aws/aws-cdk
+    # issue 19827: `?sort=-+createdAt` arrives as "- createdAt").
+    handshake = Handshake("c1", "/?token=a%2Bb&sort=-+createdAt", (), "10.0.0.1", "h")
+    event = apigateway.authorizer_event(API, handshake)
+    assert event["queryStringParameters"] == {"token": "a+b", "sort": "- createdAt"}
