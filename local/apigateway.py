@@ -287,8 +287,9 @@ def _as_list(value: object) -> list:
 
 
 def _context_value_allowed(value: object) -> bool:
-    """ "You cannot set a JSON object or array as a valid value of any key in the context
-    map" (developer guide, api-gateway-lambda-authorizer-output); API Gateway answers 500."""
+    """Whether API Gateway takes `value` in an authorizer's context: not an object or an
+    array ("You cannot set a JSON object or array as a valid value of any key in the
+    context map", developer guide, api-gateway-lambda-authorizer-output); it answers 500."""
     return not isinstance(value, dict | list)
 
 

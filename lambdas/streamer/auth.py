@@ -67,10 +67,10 @@ class _IssuerKeys(jwt.PyJWKClient):
 class JwksKeys:
     """The signing keys of a JWKS URL: cached for a lifespan, refreshed on unknown kids.
 
-    PyJWT documents the behaviour relied on (`PyJWKClient`, "Retrieve RSA signing keys
-    from a JWKS endpoint"): the JWK Set is cached for `lifespan` seconds, and an unknown
-    `kid` triggers one forced refresh once `cooldown_duration` has passed since the last
-    successful fetch.
+    PyJWT documents the behaviour relied on in `PyJWKClient`'s docstring (jwt/jwks_client.py
+    at 2.15.1): "lifespan: Time in seconds before the cached JWK Set expires", and
+    "Unknown key IDs can trigger one forced refresh after the cooldown period configured
+    by cooldown_duration" (PyJWT pull request 781 added the lifespan cache).
     """
 
     def __init__(
