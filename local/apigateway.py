@@ -134,8 +134,20 @@ def _request_context(
     }
 
 
-def _request_parameters(handshake: Handshake) -> dict:
-    headers, multi_headers = _single_and_multi(list(handshake.headers))
+#: Hop-by-hop headers of the upgrade request: in the authorizer's event (the developer
+#: guide's sample), not in the `$connect` integration's (captured events, e.g.
+#: aws/aws-lambda-runtime-interface-emulator issue 25).
+_UPGRADE_HEADERS = frozenset({"connection", "upgrade", "content-length"})
+
+
+def _request_parameters(handshake: Handshake, *, upgrade_headers: bool = True) -> dict:
+    headers, multi_headers = _single_and_multi(
+        [
+            (k, v)
+            for k, v in handshake.headers
+            if upgrade_headers or k.lower() not in _UPGRADE_HEADERS
+        ]
+    )
     query, multi_query = _single_and_multi(handshake.query)
     return {
         "headers": headers,
@@ -192,7 +204,7 @@ def connect_event(
 ) -> dict:
     """The `$connect` proxy integration event."""
     epoch_ms = now_ms() if epoch_ms is None else epoch_ms
-    parameters = _request_parameters(handshake)
+    parameters = _request_parameters(handshake, upgrade_headers=False)
     event = {"headers": parameters["headers"], "multiValueHeaders": parameters["multiValueHeaders"]}
     if parameters["queryStringParameters"]:
         event["queryStringParameters"] = parameters["queryStringParameters"]

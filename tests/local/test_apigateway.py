@@ -258,3 +258,22 @@ def test_query_parameters_are_url_decoded_with_plus_as_space() -> None:
     handshake = Handshake("c1", "/?token=a%2Bb&sort=-+createdAt", (), "10.0.0.1", "h")
     event = apigateway.authorizer_event(API, handshake)
     assert event["queryStringParameters"] == {"token": "a+b", "sort": "- createdAt"}
+
+
+def test_connect_event_leaves_out_the_upgrade_headers_the_authorizer_sees() -> None:
+    # GIVEN a handshake's upgrade request
+    handshake = Handshake(
+        "c1",
+        "/?token=abc",
+        (("Host", "h"), ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("X-A", "1")),
+        "10.0.0.1",
+        "h",
+    )
+    # WHEN the authorizer's and $connect's events are built
+    authorizer = apigateway.authorizer_event(API, handshake)
+    connect = apigateway.connect_event(API, handshake, AUTHORIZER)
+    # THEN the authorizer sees Connection and Upgrade (the developer guide's sample), the
+    # $connect integration does not (captured $connect events, e.g. in
+    # aws/aws-lambda-runtime-interface-emulator issue 25), in both header views
+    assert {"Connection", "Upgrade"} <= set(authorizer["headers"])
+    assert set(connect["headers"]) == set(connect["multiValueHeaders"]) == {"Host", "X-A"}
