@@ -316,6 +316,10 @@ def _statement_applies(statement: dict, method_arn: str) -> bool:
 def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) -> Authorization:
     """Read an authorizer's IAM policy: an explicit Deny wins, then an Allow, else 403.
 
+    403, not 401, on the WebSocket handshake too: an Allow whose resource does not match
+    `$connect` is refused with 403 (reported in aws-powertools/powertools-lambda-python
+    issue 5800); 401 is only an authorizer raising `Unauthorized` or a missing identity.
+
     The context the integrations see is the authorizer's `context` plus
     `principalId` and `integrationLatency`, as on AWS. A malformed answer is
     API Gateway's 500.
