@@ -8,6 +8,7 @@ resulting plain values. Defaults of the runtime's own tunables come from the run
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,7 +256,41 @@ def _override(defaults: _Settings, given: Mapping[str, Any] | None, key: str) ->
     return dataclasses.replace(
         defaults,
         **{
-            by_key[k]: type(getattr(defaults, by_key[k]))(value)
+            by_key[k]: config_value(f"{key}.{k}", value, getattr(defaults, by_key[k]))
             for k, value in (given or {}).items()
         },
     )
+
+
+def config_value(key: str, value: Any, default: Any) -> Any:
+    """`value` given for `streamer:{key}`, read as the kind of its `default`.
+
+    A boolean is true or false, an integer a whole number, a number finite; each may
+    also come as text (`"10"`). Anything else raises `ConfigError` naming the key and
+    the value, rather than failing later without either, or `bool("false")` being true.
+    """
+    if isinstance(default, bool):
+        text = value.strip().lower() if isinstance(value, str) else None
+        if isinstance(value, bool) or text in ("true", "false"):
+            return value if isinstance(value, bool) else text == "true"
+        raise ConfigError(f"streamer:{key} must be a boolean (true or false), got {value!r}")
+    if isinstance(default, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value) if isinstance(default, float) else _whole(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is not None and math.isfinite(number):
+            return number
+    if isinstance(default, int):
+        raise ConfigError(f"streamer:{key} must be an integer, got {value!r}")
+    if isinstance(default, float):
+        raise ConfigError(f"streamer:{key} must be a number, got {value!r}")
+    return type(default)(value)
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int | str):
+        return int(value)
+    raise TypeError(value)

@@ -24,6 +24,9 @@ DEFAULT_ROUTE = "$default"
 
 #: API Gateway's answer when a route's integration fails, sent on the socket.
 INTERNAL_SERVER_ERROR = "Internal server error"
+#: The one header of a `$connect` integration's answer API Gateway puts in the handshake
+#: response (developer guide, websocket-connect-route-subprotocol).
+SUBPROTOCOL_HEADER = "Sec-WebSocket-Protocol"
 
 
 def new_id() -> str:
@@ -38,6 +41,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def deployed_identity_sources() -> tuple[str, ...]:
+    """The `$connect` authorizer's identity sources: the Pulumi component's own definition.
+
+    Imported when an `Api` is made, not with this module: `components.api` brings Pulumi
+    (about half a second), and every spawned function worker imports the local stack's
+    modules again.
+    """
+    from components.api import TOKEN_SOURCE
+
+    return (TOKEN_SOURCE,)
+
+
 @dataclass(frozen=True)
 class Api:
     """The WebSocket API the gateway plays: what AWS puts in every requestContext."""
@@ -46,6 +61,7 @@ class Api:
     account_id: str = "123456789012"
     api_id: str = "local"
     stage: str = "local"
+    identity_sources: tuple[str, ...] = field(default_factory=deployed_identity_sources)
 
     def method_arn(self, route_key: str) -> str:
         return (
@@ -68,6 +84,11 @@ class Handshake:
     def header(self, name: str) -> str | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
         return values[-1] if values else None
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """The query string's parameters in order, blank values kept, as AWS decodes them."""
+        return parse_qsl(urlsplit(self.path).query, keep_blank_values=True)
 
     @property
     def identity(self) -> dict:
@@ -113,17 +134,51 @@ def _request_context(
     }
 
 
-def _request_parameters(handshake: Handshake) -> dict:
-    headers, multi_headers = _single_and_multi(list(handshake.headers))
-    query, multi_query = _single_and_multi(
-        parse_qsl(urlsplit(handshake.path).query, keep_blank_values=True)
+#: Hop-by-hop headers of the upgrade request: in the authorizer's event (the developer
+#: guide's sample), not in the `$connect` integration's (captured events, e.g.
+#: aws/aws-lambda-runtime-interface-emulator issue 25).
+_UPGRADE_HEADERS = frozenset({"connection", "upgrade", "content-length"})
+
+
+def _request_parameters(handshake: Handshake, *, upgrade_headers: bool = True) -> dict:
+    headers, multi_headers = _single_and_multi(
+        [
+            (k, v)
+            for k, v in handshake.headers
+            if upgrade_headers or k.lower() not in _UPGRADE_HEADERS
+        ]
     )
+    query, multi_query = _single_and_multi(handshake.query)
     return {
         "headers": headers,
         "multiValueHeaders": multi_headers,
         "queryStringParameters": query,
         "multiValueQueryStringParameters": multi_query,
     }
+
+
+def identity_present(handshake: Handshake, sources: tuple[str, ...]) -> bool:
+    """Whether every identity source is in the handshake, not null and not empty.
+
+    API Gateway checks this before the authorizer: "Only when this is true does the
+    authorizer invoke the authorizer Lambda function. Otherwise, it returns a 401
+    Unauthorized response without calling the Lambda function" (API Gateway V2 API
+    reference, CreateAuthorizer, IdentitySource). Query parameter names are case
+    sensitive, header names are not; a repeated parameter counts by its last value, the
+    one `queryStringParameters` carries.
+    """
+    query = dict(handshake.query)
+    for source in sources:
+        kind, _, name = source.removeprefix("route.request.").partition(".")
+        if kind == "querystring":
+            value = query.get(name)
+        elif kind == "header":
+            value = handshake.header(name)
+        else:
+            raise ValueError(f"identity source {source!r} is not one the local gateway reads")
+        if not value:
+            return False
+    return True
 
 
 def authorizer_event(api: Api, handshake: Handshake, epoch_ms: int | None = None) -> dict:
@@ -149,7 +204,7 @@ def connect_event(
 ) -> dict:
     """The `$connect` proxy integration event."""
     epoch_ms = now_ms() if epoch_ms is None else epoch_ms
-    parameters = _request_parameters(handshake)
+    parameters = _request_parameters(handshake, upgrade_headers=False)
     event = {"headers": parameters["headers"], "multiValueHeaders": parameters["multiValueHeaders"]}
     if parameters["queryStringParameters"]:
         event["queryStringParameters"] = parameters["queryStringParameters"]
@@ -203,11 +258,18 @@ def disconnect_event(
 
 
 def select_route(body: str | bytes, routes: set[str]) -> str:
-    """Route selection by `$request.body.action`: a matching route key, else `$default`."""
+    """Route selection by `$request.body.action`: a matching route key, else `$default`.
+
+    "API Gateway calls the $default route if the route selection expression cannot be
+    evaluated against the message or if no matching route is found" (developer guide,
+    websocket-api-develop-routes): a binary frame, text that is not JSON, or JSON nested
+    deeper than the decoder goes (RecursionError) all go to `$default`, whose function
+    answers them.
+    """
     if isinstance(body, str):
         try:
             message = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
         action = message.get("action") if isinstance(message, dict) else None
         if isinstance(action, str) and action in routes and not action.startswith("$"):
@@ -236,6 +298,13 @@ def _as_list(value: object) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _context_value_allowed(value: object) -> bool:
+    """Whether API Gateway takes `value` in an authorizer's context: not an object or an
+    array ("You cannot set a JSON object or array as a valid value of any key in the
+    context map", developer guide, api-gateway-lambda-authorizer-output); it answers 500."""
+    return not isinstance(value, dict | list)
+
+
 def _statement_applies(statement: dict, method_arn: str) -> bool:
     actions = _as_list(statement.get("Action", []))
     resources = _as_list(statement.get("Resource", []))
@@ -246,6 +315,10 @@ def _statement_applies(statement: dict, method_arn: str) -> bool:
 
 def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) -> Authorization:
     """Read an authorizer's IAM policy: an explicit Deny wins, then an Allow, else 403.
+
+    403, not 401, on the WebSocket handshake too: an Allow whose resource does not match
+    `$connect` is refused with 403 (reported in aws-powertools/powertools-lambda-python
+    issue 5800); 401 is only an authorizer raising `Unauthorized` or a missing identity.
 
     The context the integrations see is the authorizer's `context` plus
     `principalId` and `integrationLatency`, as on AWS. A malformed answer is
@@ -263,7 +336,7 @@ def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) 
     if not any(s.get("Effect") == "Allow" for s in applying):
         return FORBIDDEN
     context = answer.get("context") or {}
-    if not isinstance(context, dict):
+    if not isinstance(context, dict) or not all(map(_context_value_allowed, context.values())):
         return AUTHORIZER_FAILED
     authorizer = {**context, "principalId": answer["principalId"], "integrationLatency": latency_ms}
     return Authorization(200, authorizer)
@@ -272,6 +345,15 @@ def authorization_from_policy(answer: object, method_arn: str, latency_ms: int) 
 def authorization_from_error(error_message: str) -> Authorization:
     """An authorizer that raises `Exception("Unauthorized")` means 401; any other error, 500."""
     return UNAUTHORIZED if error_message == "Unauthorized" else AUTHORIZER_FAILED
+
+
+def handshake_headers(answer: object) -> dict[str, str]:
+    """What of a `$connect` answer's `headers` goes into the handshake response: the
+    subprotocol it chose, if any. Without it no subprotocol is agreed, whatever the
+    client offered, as on AWS."""
+    headers = answer.get("headers") if isinstance(answer, dict) else None
+    chosen = [str(v) for k, v in (headers or {}).items() if k.lower() == SUBPROTOCOL_HEADER.lower()]
+    return {SUBPROTOCOL_HEADER: chosen[-1]} if chosen else {}
 
 
 def integration_status(answer: object) -> int:

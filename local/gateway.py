@@ -76,6 +76,7 @@ class Gateway:
         self._integrations: Integrations | None = None
         self._server: Server | None = None
         self._accepted: dict[ServerConnection, tuple[Handshake, dict | None]] = {}
+        self._handshake_headers: dict[ServerConnection, dict[str, str]] = {}
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -89,6 +90,7 @@ class Gateway:
             host,
             port,
             process_request=self._open,
+            process_response=self._answer,
             compression=None,
             max_size=self.limits.max_message_bytes,
             # API Gateway sends no keepalive pings of its own; it answers the client's.
@@ -122,6 +124,8 @@ class Gateway:
             source_ip=socket.remote_address[0],
             domain_name=request.headers.get("Host", ""),
         )
+        if not apigateway.identity_present(handshake, self.api.identity_sources):
+            return _refusal(socket, apigateway.UNAUTHORIZED.status)
         started = time.monotonic()
         try:
             answer = await self._integrations.authorizer.invoke_async(
@@ -146,7 +150,13 @@ class Gateway:
         if not 200 <= status < 300:
             return _refusal(socket, status)
         self._accepted[socket] = (handshake, authorization.authorizer)
+        self._handshake_headers[socket] = apigateway.handshake_headers(answer)
         return None
+
+    def _answer(self, socket: ServerConnection, request: Request, response: Response) -> None:
+        """Put what `$connect` answered (its subprotocol) into the handshake response."""
+        for name, value in self._handshake_headers.pop(socket, {}).items():
+            response.headers[name] = value
 
     # -- an open connection ----------------------------------------------------
 
@@ -171,6 +181,7 @@ class Gateway:
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _route(self, session: Session, message: str | bytes) -> None:
         assert self._integrations is not None
@@ -256,6 +267,12 @@ class Gateway:
             return False
         await session.socket.close(NORMAL_CLOSURE)
         return True
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """A routed frame the gateway itself failed on is a bug here, never a silent drop."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("routing a frame failed", exc_info=task.exception())
 
 
 def _refusal(socket: ServerConnection, status: int) -> Response:

@@ -2,16 +2,17 @@
 
 Only RS256 and ES256 are accepted (no `none`, no HMAC: a public key can never
 be used as a shared secret). Keys come from a PEM in configuration or from a
-JWKS URL; JWKS keys are cached and re-fetched when a token names an unknown
-`kid`, at most once per `JWKS_REFRESH_S` so a flood of made-up kids cannot
-hammer the issuer. Tokens never appear in logs or errors.
+JWKS URL, through PyJWT's `PyJWKClient`: the key set is cached for
+`JWKS_LIFESPAN_S` and then fetched again, so keys the issuer retires stop being
+accepted; a token naming an unknown `kid` forces a refresh at most once per
+`JWKS_REFRESH_S`, and so does a failed fetch, so a flood of made-up kids or an
+issuer outage cannot hammer the issuer. Tokens never appear in logs or errors.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jwt
@@ -22,7 +23,13 @@ from streamer.events import Identity
 ALGORITHMS = ["RS256", "ES256"]
 #: Tokens longer than this are refused unread.
 MAX_TOKEN_BYTES = 8 * 1024
+#: How long a fetched key set is used before it is fetched again (PyJWKClient's
+#: `lifespan`, its default too).
+JWKS_LIFESPAN_S = 300.0
+#: At most one unplanned fetch (unknown kid, or retry after a failure) per this.
 JWKS_REFRESH_S = 60.0
+#: The authorizer runs for at most 10 s; PyJWKClient's default timeout is 30 s.
+JWKS_TIMEOUT_S = 3.0
 
 
 class InvalidToken(Exception):
@@ -32,58 +39,70 @@ class InvalidToken(Exception):
     """
 
 
+class _IssuerKeys(jwt.PyJWKClient):
+    """PyJWKClient that also waits `cooldown_duration` after a failed fetch.
+
+    PyJWKClient's cooldown starts at a successful fetch only ("Every successful fetch
+    starts this cooldown", PyJWT 2.15 `PyJWKClient` docstring); without this, every
+    token would try an unreachable issuer again and wait for its timeout.
+    """
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self._failed_at: float | None = None
+
+    def fetch_data(self) -> Any:
+        failed_at = self._failed_at
+        if failed_at is not None and time.monotonic() - failed_at < self.cooldown_duration:
+            raise jwt.PyJWKClientConnectionError("the issuer failed moments ago")
+        try:
+            document = super().fetch_data()
+        except Exception:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
+        return document
+
+
 class JwksKeys:
-    """Signing keys of a JWKS URL, cached, with rate-limited refreshes."""
+    """The signing keys of a JWKS URL: cached for a lifespan, refreshed on unknown kids.
+
+    PyJWT documents the behaviour relied on in `PyJWKClient`'s docstring (jwt/jwks_client.py
+    at 2.15.1): "lifespan: Time in seconds before the cached JWK Set expires", and
+    "Unknown key IDs can trigger one forced refresh after the cooldown period configured
+    by cooldown_duration" (PyJWT pull request 781 added the lifespan cache).
+    """
 
     def __init__(
         self,
         url: str,
         *,
-        fetch: Callable[[str], dict[str, Any]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        lifespan_s: float = JWKS_LIFESPAN_S,
         refresh_s: float = JWKS_REFRESH_S,
+        timeout_s: float = JWKS_TIMEOUT_S,
     ) -> None:
-        self._url = url
-        self._fetch = fetch or _fetch_json
-        self._clock = clock
-        self._refresh_s = refresh_s
-        self._keys: dict[str, Any] = {}
-        self._fetched_at: float | None = None
-        self._lock = threading.Lock()
-        self.fetches = 0
+        self._client = _IssuerKeys(
+            url, lifespan=lifespan_s, cooldown_duration=refresh_s, timeout=timeout_s
+        )
 
     def key(self, kid: str | None) -> Any:
-        with self._lock:
-            if kid not in self._keys and self._may_refresh():
-                self._refresh()
-            if kid is None and len(self._keys) == 1:
-                return next(iter(self._keys.values()))
-            if kid not in self._keys:
-                raise InvalidToken("unknown signing key")
-            return self._keys[kid]
-
-    def _may_refresh(self) -> bool:
-        return self._fetched_at is None or self._clock() - self._fetched_at >= self._refresh_s
-
-    def _refresh(self) -> None:
-        self._fetched_at = self._clock()
-        self.fetches += 1
+        """The public key `kid` names; without a kid, the set's only key."""
         try:
-            document = self._fetch(self._url)
-            key_set = jwt.PyJWKSet.from_dict(document)
-        except Exception as error:
+            if kid is None:
+                keys = self._client.get_signing_keys()
+                if len(keys) != 1:
+                    raise InvalidToken("no kid, and the issuer has several keys")
+                return keys[0].key
+            return self._client.get_signing_key(kid).key
+        except InvalidToken:
+            raise
+        except jwt.PyJWKClientConnectionError as error:
             raise InvalidToken("signing keys unavailable") from error
-        self._keys = {
-            k.key_id: k.key for k in key_set.keys if k.key_id and k.algorithm_name in ALGORITHMS
-        } or {k.key_id: k.key for k in key_set.keys if k.key_id}
-
-
-def _fetch_json(url: str) -> dict[str, Any]:
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=3) as response:
-        return json.loads(response.read())
+        except jwt.PyJWKClientError as error:
+            raise InvalidToken("unknown signing key") from error
+        except Exception as error:
+            # A JWKS that is not JSON, or holds no usable key, is an issuer fault too.
+            raise InvalidToken("signing keys unavailable") from error
 
 
 class TokenVerifier:

@@ -6,6 +6,7 @@ sets them for the entry points it calls; both import them from here.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,6 +96,44 @@ CONNECTION_TTL_S = 2 * 3600 + 600
 PICKUP_TIMEOUT_MS = 120_000
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value of the wrong kind; the message names both."""
+
+
+def parse_int(name: str, value: str) -> int:
+    """`value` of the variable `name` as an integer, or `ConfigError` naming both."""
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def parse_float(name: str, value: str) -> float:
+    """`value` of the variable `name` as a finite number, or `ConfigError` naming both."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    return number
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """`value` of the variable `name` as a boolean (1/0, true/false, yes/no, on/off)."""
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(
+        f"{name} must be a boolean (true or false, 1 or 0, yes or no, on or off), got {value!r}"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The runtime's configuration, read from the environment once per process."""
@@ -140,7 +179,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from `env` (default `os.environ`); missing names take defaults."""
+        """Read settings from `env` (default `os.environ`); missing or blank names take
+        defaults, a malformed number or boolean raises `ConfigError` naming the variable."""
         env = os.environ if env is None else env
 
         def text(name: str) -> str | None:
@@ -149,7 +189,15 @@ class Settings:
 
         def number(name: str, default: int) -> int:
             value = text(name)
-            return int(value) if value is not None else default
+            return parse_int(name, value) if value is not None else default
+
+        def decimal(name: str, default: float) -> float:
+            value = text(name)
+            return parse_float(name, value) if value is not None else default
+
+        def flag(name: str, default: bool) -> bool:
+            value = text(name)
+            return parse_bool(name, value) if value is not None else default
 
         tenants = text(ALLOWED_TENANTS)
         return cls(
@@ -161,7 +209,7 @@ class Settings:
             async_threshold_ms=number(ASYNC_THRESHOLD_MS, 5000),
             sync_timeout_ms=number(SYNC_TIMEOUT_MS, 25000),
             progress_flush_ms=number(PROGRESS_FLUSH_MS, 200),
-            progress_immediate_percent=float(text(PROGRESS_IMMEDIATE_PERCENT) or 90.0),
+            progress_immediate_percent=decimal(PROGRESS_IMMEDIATE_PERCENT, 90.0),
             progress_persist_ms=number(PROGRESS_PERSIST_MS, 1000),
             request_retention_s=number(REQUEST_RETENTION_S, 7 * 24 * 3600),
             max_attempts=number(MAX_ATTEMPTS, 3),
@@ -177,7 +225,7 @@ class Settings:
             allowed_tenants=(
                 frozenset(t.strip() for t in tenants.split(",") if t.strip()) if tenants else None
             ),
-            tracing=(text(TRACING) or "").lower() in {"1", "true", "yes", "on"},
+            tracing=flag(TRACING, False),
             log_level=(text(LOG_LEVEL) or "INFO").upper(),
             rate_limit_per_s=min(max(0, number(RATE_LIMIT_PER_S, 20)), 1_000_000),
             rate_limit_burst=max(0, number(RATE_LIMIT_BURST, 0)) or None,

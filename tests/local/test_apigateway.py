@@ -150,8 +150,14 @@ def test_allow_policy_passes_context_principal_and_latency_on() -> None:
         ({"policyDocument": {}}, 500),
         ({"principalId": "x"}, 500),
         (None, 500),
+        (_policy("Allow", METHOD_ARN, {"user": {"id": "a"}}), 500),
+        (_policy("Allow", METHOD_ARN, {"roles": ["a", "b"]}), 500),
+        (_policy("Allow", METHOD_ARN, {"n": 1, "ok": True, "s": "x", "none": None}), 200),
     ],
-    ids=["deny", "other-api", "wildcard", "deny-wins", "no-principal", "no-policy", "none"],
+    ids=[
+        *["deny", "other-api", "wildcard", "deny-wins", "no-principal", "no-policy", "none"],
+        *["context-object", "context-array", "context-scalars"],
+    ],
 )
 def test_policy_decides_the_handshake_status(answer: object, status: int) -> None:
     assert apigateway.authorization_from_policy(answer, METHOD_ARN, 0).status == status
@@ -171,7 +177,10 @@ def test_unauthorized_error_is_401_and_any_other_error_is_500() -> None:
         ("not json", "$default"),
         ("[1]", "$default"),
         (b'{"action": "echo"}', "$default"),
+        # Deeper than Python's JSON decoder can go: it cannot be evaluated, so `$default`.
+        ('{"action": "echo", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "$default"),
     ],
+    ids=["action", "other", "reserved", "not-json", "array", "binary", "deep"],
 )
 def test_route_selection_by_body_action(body: str | bytes, route: str) -> None:
     assert apigateway.select_route(body, {"echo", "$default"}) == route
@@ -206,3 +215,65 @@ def test_disconnect_status_names_who_closed_and_why(
     received: tuple | None, sent: tuple | None, received_first: bool | None, expected: tuple
 ) -> None:
     assert apigateway.disconnect_status(received, sent, received_first) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "present"),
+    [
+        ("/?token=abc", (), True),
+        ("/?tag=1&token=abc", (("Authorization", "Bearer abc"),), True),
+        ("/", (("Authorization", "Bearer abc"),), False),
+        ("/?token=", (), False),
+        ("/?token", (), False),
+        ("/?Token=abc", (), False),
+        ("/?other=1", (("token", "abc"),), False),
+    ],
+    ids=["query", "query-and-header", "header-only", "empty", "bare", "other-case", "as-header"],
+)
+def test_identity_sources_must_be_present_and_non_empty(
+    path: str, headers: tuple, present: bool
+) -> None:
+    # GIVEN the identity sources the Pulumi component gives the $connect authorizer
+    handshake = Handshake("c1", path, (("Host", "h"), *headers), "10.0.0.1", "h")
+    # WHEN a handshake is checked against them  THEN only a non-empty `token` query parameter counts
+    assert apigateway.identity_present(handshake, API.identity_sources) is present
+
+
+def test_identity_sources_of_headers_are_matched_case_insensitively() -> None:
+    handshake = Handshake("c1", "/", (("x-api-key", "k"),), "10.0.0.1", "h")
+    assert apigateway.identity_present(handshake, ("route.request.header.X-Api-Key",))
+    assert not apigateway.identity_present(handshake, ("route.request.header.X-Other",))
+
+
+def test_handshake_headers_pass_on_only_the_subprotocol_connect_chose() -> None:
+    answer = {"statusCode": 200, "headers": {"sec-websocket-protocol": "chat", "X-Other": "1"}}
+    assert apigateway.handshake_headers(answer) == {"Sec-WebSocket-Protocol": "chat"}
+    assert apigateway.handshake_headers({"statusCode": 200}) == {}
+    assert apigateway.handshake_headers({"statusCode": 200, "headers": None}) == {}
+
+
+def test_query_parameters_are_url_decoded_with_plus_as_space() -> None:
+    # API Gateway hands handlers decoded values, `+` as a space (reported in aws/aws-cdk
+    # issue 19827: `?sort=-+createdAt` arrives as "- createdAt").
+    handshake = Handshake("c1", "/?token=a%2Bb&sort=-+createdAt", (), "10.0.0.1", "h")
+    event = apigateway.authorizer_event(API, handshake)
+    assert event["queryStringParameters"] == {"token": "a+b", "sort": "- createdAt"}
+
+
+def test_connect_event_leaves_out_the_upgrade_headers_the_authorizer_sees() -> None:
+    # GIVEN a handshake's upgrade request
+    handshake = Handshake(
+        "c1",
+        "/?token=abc",
+        (("Host", "h"), ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("X-A", "1")),
+        "10.0.0.1",
+        "h",
+    )
+    # WHEN the authorizer's and $connect's events are built
+    authorizer = apigateway.authorizer_event(API, handshake)
+    connect = apigateway.connect_event(API, handshake, AUTHORIZER)
+    # THEN the authorizer sees Connection and Upgrade (the developer guide's sample), the
+    # $connect integration does not (captured $connect events, e.g. in
+    # aws/aws-lambda-runtime-interface-emulator issue 25), in both header views
+    assert {"Connection", "Upgrade"} <= set(authorizer["headers"])
+    assert set(connect["headers"]) == set(connect["multiValueHeaders"]) == {"Host", "X-A"}

@@ -33,6 +33,7 @@ class Recorder:
         self.events: dict[str, list[dict]] = {"connect": [], "message": [], "disconnect": []}
         self.authorize = authorize
         self.connect_answer: dict = {"statusCode": 200}
+        self.answer_connect: Callable = lambda e, c: self.connect_answer
         self.route: Callable = lambda e, c: {"statusCode": 200, "body": e["body"].upper()}
         self.disconnected = asyncio.Event()
 
@@ -42,7 +43,7 @@ class Recorder:
 
         def on_connect(event, context):
             self.events["connect"].append(event)
-            return self.connect_answer
+            return self.answer_connect(event, context)
 
         def on_message(event, context):
             self.events["message"].append(event)
@@ -63,7 +64,9 @@ class Recorder:
 
 @asynccontextmanager
 async def serving(recorder: Recorder) -> AsyncIterator[tuple[Gateway, str]]:
-    """A gateway on a free port with the recorder's functions; all closed at the end."""
+    """A gateway on a free port with the recorder's functions; all closed at the end.
+
+    It yields the URL with a `?token=`, the authorizer's identity source."""
     gateway = Gateway(Api(region="us-east-1"), Limits())
     port = await gateway.bind("127.0.0.1", 0)
     integrations = recorder.functions(asyncio.get_running_loop())
@@ -77,10 +80,13 @@ async def serving(recorder: Recorder) -> AsyncIterator[tuple[Gateway, str]]:
             await asyncio.to_thread(function.close)
 
 
-async def refusal_status(recorder: Recorder) -> int:
+async def refusal_status(recorder: Recorder, query: str | None = None, **options) -> int:
+    """The handshake's status; `query` replaces the URL's `?token=t` (`""`: no query)."""
     async with serving(recorder) as (_, url):
+        if query is not None:
+            url = url.split("?")[0] + query
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(url):
+            async with connect(url, **options):
                 pass
     return refused.value.response.status_code
 
@@ -187,3 +193,77 @@ def test_gateway_close_runs_disconnect_for_open_connections() -> None:
     assert run(scenario()) == 1001
     (event,) = recorder.events["disconnect"]
     assert event["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_a_frame_too_deep_to_select_a_route_goes_to_default() -> None:
+    # GIVEN a route that answers with the route key it was called for
+    recorder = Recorder()
+    recorder.route = lambda e, c: {"statusCode": 200, "body": e["requestContext"]["routeKey"]}
+    deep = '{"action": "echo", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+
+    async def scenario() -> str:
+        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+            # WHEN a frame nests deeper than route selection can evaluate
+            await socket.send(deep)
+            return await asyncio.wait_for(socket.recv(), 5)
+
+    # THEN it is routed to $default and answered, not dropped
+    assert run(scenario()) == "$default"
+    (event,) = recorder.events["message"]
+    assert event["body"] == deep
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("", {"Authorization": "Bearer t"}),
+        ("?token=", {}),
+        ("?tok=t", {}),
+        ("?other=1", {"token": "t"}),
+    ],
+    ids=["bearer-header-only", "empty-token", "other-name", "token-as-header"],
+)
+def test_without_the_token_query_parameter_the_handshake_is_401_before_the_authorizer(
+    query: str, headers: dict
+) -> None:
+    # GIVEN an authorizer that would allow anyone, and a handshake whose identity
+    # source (the `token` query parameter) is missing or empty
+    calls: list[dict] = []
+    recorder = Recorder(lambda e, c: calls.append(e) or ALLOW)
+
+    # WHEN it connects
+    status = run(refusal_status(recorder, query, additional_headers=headers))
+
+    # THEN API Gateway's answer is 401 without calling the authorizer or $connect
+    assert status == 401
+    assert calls == []
+    assert recorder.events["connect"] == []
+
+
+def test_a_subprotocol_is_agreed_only_when_connect_answers_with_it() -> None:
+    # GIVEN a $connect integration that picks the subprotocol `chat` when offered
+    recorder = Recorder()
+
+    def pick(event: dict, context: object) -> dict:
+        offered = event["headers"].get("Sec-WebSocket-Protocol", "")
+        if "chat" in [p.strip() for p in offered.split(",")]:
+            return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "chat"}}
+        return {"statusCode": 200}
+
+    async def scenario() -> list[str | None]:
+        agreed = []
+        async with serving(recorder) as (_, url):
+            for offer in (["chat", "v2"], ["v2"]):
+                async with connect(url, subprotocols=offer, compression=None) as socket:
+                    agreed.append(socket.subprotocol)
+        return agreed
+
+    recorder.answer_connect = pick
+
+    # WHEN clients offer `chat, v2` and then `v2` alone
+    # THEN the first gets `chat`, the one $connect answered; the second none, as on AWS
+    assert run(scenario()) == ["chat", None]
+    assert [e["headers"]["Sec-WebSocket-Protocol"] for e in recorder.events["connect"]] == [
+        "chat, v2",
+        "v2",
+    ]

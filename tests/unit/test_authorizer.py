@@ -3,8 +3,8 @@
 Every case goes through the entry point `streamer.entry.authorizer.handler`
 configured only through environment variables, exactly as Lambda runs it.
 Valid tokens are minted by two libraries (PyJWT and joserfc) so the
-authorizer is not only compatible with itself. Nothing touches the network:
-JWKS documents come from an injected fetch function.
+authorizer is not only compatible with itself. Nothing leaves the machine:
+JWKS documents come from an issuer served on loopback.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -42,7 +45,7 @@ from tests.conftest import REGION, TABLES, FakeContext, load_event
 ISSUER = "https://issuer.example.test/"
 AUDIENCE = "streamer-api"
 ALLOWED_TENANTS = "tenant-1,tenant-2"
-JWKS_URL = "https://issuer.example.test/.well-known/jwks.json"
+JWKS_PATH = "/.well-known/jwks.json"
 METHOD_ARN = load_event("authorizer_connect")["methodArn"]
 LEEWAY_S = 30
 DROP = object()  # a claim value meaning "leave this claim out"
@@ -317,22 +320,59 @@ def configure(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[
 
 
 class FakeIssuer:
-    """Serves a JWKS document from memory and counts how often it was fetched."""
+    """An identity provider's JWKS endpoint on loopback, counting the fetches it serves.
 
-    def __init__(self, *signers: Signer, url: str = JWKS_URL) -> None:
+    The authorizer fetches it as it fetches a real issuer: through PyJWKClient's urllib.
+    """
+
+    def __init__(self, *signers: Signer) -> None:
         self.signers = list(signers)
-        self.url = url
         self.calls: list[str] = []
         self.failing = False
+        issuer = self
 
-    def fetch(self, url: str) -> dict[str, Any]:
-        self.calls.append(url)
-        if self.failing:
-            raise OSError("issuer unreachable")
-        return {"keys": [signer.public_jwk() for signer in self.signers]}
+        class Jwks(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                issuer.calls.append(issuer.base + self.path)
+                if issuer.failing:
+                    self.send_error(503)
+                    return
+                keys = [signer.public_jwk() for signer in issuer.signers]
+                document = json.dumps({"keys": keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(document)))
+                self.end_headers()
+                self.wfile.write(document)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = self.base + JWKS_PATH
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
+
+
+@pytest.fixture
+def issuer(signers) -> Iterator[FakeIssuer]:
+    """A JWKS endpoint serving rsa-1; tests change `signers` and `failing` as they go."""
+    served = FakeIssuer(signers["rsa"])
+    try:
+        yield served
+    finally:
+        served.close()
 
 
 class FakeClock:
+    """A monotonic clock the test moves: PyJWT's JWKS cache and cooldown, and ours, read it."""
+
     def __init__(self) -> None:
         self.now = 1_000.0
 
@@ -341,6 +381,15 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    timing = SimpleNamespace(monotonic=fake, time=time.time)
+    for module in (jwt.jwks_client, jwt.jwk_set_cache, jwt.api_jwk, auth):
+        monkeypatch.setattr(module, "time", timing)
+    return fake
 
 
 # --- accepted tokens ----------------------------------------------------------------------
@@ -551,29 +600,47 @@ def test_a_refused_handshake_never_creates_a_connection_record(configure, signer
 # --- JWKS ---------------------------------------------------------------------------------
 
 
-def test_jwks_new_kid_is_fetched_once_then_cached(signers):
-    # GIVEN a JWKS cache over an issuer serving one key
-    issuer, clock = FakeIssuer(signers["rsa"]), FakeClock()
-    keys = JwksKeys(JWKS_URL, fetch=issuer.fetch, clock=clock, refresh_s=60)
-
-    # WHEN the key is asked for by kid, again and again, also long after
+def test_jwks_keys_are_cached_for_their_lifespan(issuer, clock, signers):
+    # GIVEN the JWKS keys of an issuer serving rsa-1, just fetched
+    keys = JwksKeys(issuer.url)
     first = keys.key("rsa-1")
-    for _ in range(10):
+    assert first.public_numbers() == signers["rsa"].private.public_key().public_numbers()
+
+    # WHEN the key is asked for again and again within the lifespan
+    for _ in range(9):
         clock.advance(30)
         assert keys.key("rsa-1") is first
 
-    # THEN the issuer was fetched exactly once, at its configured URL, for the right key
-    assert issuer.calls == [JWKS_URL]
-    assert keys.fetches == 1
-    assert first.public_numbers() == signers["rsa"].private.public_key().public_numbers()
+    # THEN the issuer was fetched exactly once, at its configured URL
+    assert issuer.calls == [issuer.url]
+    assert auth.JWKS_LIFESPAN_S > 9 * 30
 
 
-def test_jwks_flood_of_unknown_kids_fetches_at_most_once_per_interval(signers):
-    # GIVEN a JWKS cache, warm, at the start of a refresh interval
-    issuer, clock = FakeIssuer(signers["rsa"]), FakeClock()
-    keys = JwksKeys(JWKS_URL, fetch=issuer.fetch, clock=clock, refresh_s=60)
+def test_jwks_keys_expire_so_a_retired_key_stops_being_accepted(issuer, clock, signers):
+    # GIVEN the JWKS keys of an issuer serving rsa-1 and ec-1, fetched and in use
+    issuer.signers.append(signers["ec"])
+    keys = JwksKeys(issuer.url)
     keys.key("rsa-1")
-    clock.advance(60)
+
+    # WHEN the issuer retires rsa-1 (its kid is still cached)
+    issuer.signers = [signers["ec"]]
+    clock.advance(auth.JWKS_LIFESPAN_S - 1)
+    assert keys.key("rsa-1") is not None
+    assert len(issuer.calls) == 1
+
+    # THEN once the keys' lifespan is over they are fetched again and rsa-1 is refused
+    clock.advance(2)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        keys.key("rsa-1")
+    assert keys.key("ec-1") is not None
+    assert len(issuer.calls) == 2
+
+
+def test_jwks_flood_of_unknown_kids_fetches_at_most_once_per_interval(issuer, clock):
+    # GIVEN JWKS keys, warm, at the end of a refresh interval
+    keys = JwksKeys(issuer.url)
+    keys.key("rsa-1")
+    clock.advance(auth.JWKS_REFRESH_S)
 
     # WHEN 100 made-up kids arrive within the next interval
     for n in range(100):
@@ -582,14 +649,13 @@ def test_jwks_flood_of_unknown_kids_fetches_at_most_once_per_interval(signers):
         clock.advance(0.5)
 
     # THEN all are refused and the issuer was fetched at most once more
+    assert auth.JWKS_REFRESH_S > 100 * 0.5
     assert len(issuer.calls) <= 2
-    assert keys.fetches == len(issuer.calls)
 
 
-def test_jwks_flood_on_a_cold_cache_fetches_once(signers):
-    # GIVEN a cold JWKS cache
-    issuer, clock = FakeIssuer(signers["rsa"]), FakeClock()
-    keys = JwksKeys(JWKS_URL, fetch=issuer.fetch, clock=clock, refresh_s=60)
+def test_jwks_flood_on_a_cold_cache_fetches_once(issuer, clock):
+    # GIVEN JWKS keys never fetched
+    keys = JwksKeys(issuer.url)
 
     # WHEN 100 unknown kids arrive at once
     for n in range(100):
@@ -597,13 +663,12 @@ def test_jwks_flood_on_a_cold_cache_fetches_once(signers):
             keys.key(f"made-up-{n}")
 
     # THEN exactly one fetch happened
-    assert issuer.calls == [JWKS_URL]
+    assert issuer.calls == [issuer.url]
 
 
-def test_jwks_rotation_is_picked_up_after_the_interval(signers):
-    # GIVEN a warm cache holding rsa-1, and the issuer then rotating to ec-1 only
-    issuer, clock = FakeIssuer(signers["rsa"]), FakeClock()
-    keys = JwksKeys(JWKS_URL, fetch=issuer.fetch, clock=clock, refresh_s=60)
+def test_jwks_rotation_is_picked_up_after_the_interval(issuer, clock, signers):
+    # GIVEN warm keys holding rsa-1, and the issuer then rotating to ec-1 only
+    keys = JwksKeys(issuer.url)
     keys.key("rsa-1")
     issuer.signers = [signers["ec"]]
 
@@ -614,42 +679,55 @@ def test_jwks_rotation_is_picked_up_after_the_interval(signers):
     assert len(issuer.calls) == 1
 
     # WHEN it shows up after the interval, THEN it is fetched once and cached
-    clock.advance(60)
+    clock.advance(auth.JWKS_REFRESH_S)
     new = keys.key("ec-1")
     assert new.public_numbers() == signers["ec"].private.public_key().public_numbers()
     for _ in range(5):
         assert keys.key("ec-1") is new
     assert len(issuer.calls) == 2
 
-    # AND the retired key is no longer accepted
+    # AND the retired key is no longer accepted, without another fetch
     with pytest.raises(InvalidToken):
         keys.key("rsa-1")
     assert len(issuer.calls) == 2
 
 
-def test_jwks_fetch_failure_is_an_invalid_token_and_is_rate_limited(signers):
-    # GIVEN an unreachable issuer
-    issuer, clock = FakeIssuer(signers["rsa"]), FakeClock()
+def test_jwks_fetch_failure_is_an_invalid_token_and_is_rate_limited(issuer, clock):
+    # GIVEN an issuer that answers 503
     issuer.failing = True
-    keys = JwksKeys(JWKS_URL, fetch=issuer.fetch, clock=clock, refresh_s=60)
+    keys = JwksKeys(issuer.url)
 
     # WHEN keys are asked for during the outage
     for _ in range(20):
-        with pytest.raises(InvalidToken):
+        with pytest.raises(InvalidToken, match="signing keys unavailable"):
             keys.key("rsa-1")
 
     # THEN each is refused, the issuer was tried once, and is tried again after the interval
     assert len(issuer.calls) == 1
     issuer.failing = False
-    clock.advance(60)
+    clock.advance(auth.JWKS_REFRESH_S)
     assert keys.key("rsa-1") is not None
     assert len(issuer.calls) == 2
 
 
+def test_jwks_token_without_kid_uses_the_only_key(issuer, clock, signers):
+    # GIVEN an issuer with a single key  WHEN a token names no kid  THEN that key is used
+    keys = JwksKeys(issuer.url)
+    expected = signers["rsa"].private.public_key().public_numbers()
+    assert keys.key(None).public_numbers() == expected
+    # ... but with two keys a token must say which
+    issuer.signers.append(signers["ec"])
+    clock.advance(auth.JWKS_LIFESPAN_S + 1)
+    with pytest.raises(InvalidToken):
+        keys.key(None)
+
+
 @pytest.mark.parametrize("library", ["pyjwt", "joserfc"])
-def test_token_verifier_with_jwks_verifies_a_token_whose_kid_is_in_the_set(signers, library):
+def test_token_verifier_with_jwks_verifies_a_token_whose_kid_is_in_the_set(
+    issuer, signers, library
+):
     # GIVEN a verifier whose keys come from a JWKS with an RSA and an EC key
-    issuer = FakeIssuer(signers["rsa"], signers["ec"])
+    issuer.signers.append(signers["ec"])
     settings = Settings(
         connections_table="c",
         requests_table="r",
@@ -658,7 +736,7 @@ def test_token_verifier_with_jwks_verifies_a_token_whose_kid_is_in_the_set(signe
         jwt_issuer=ISSUER,
         jwt_audience=AUDIENCE,
     )
-    verifier = TokenVerifier(settings, jwks=JwksKeys(JWKS_URL, fetch=issuer.fetch))
+    verifier = TokenVerifier(settings, jwks=JwksKeys(issuer.url))
 
     # WHEN tokens signed by either key, naming its kid, are verified
     identities = [verifier.verify(mint(signers[kind], library=library)) for kind in ("rsa", "ec")]
@@ -667,7 +745,7 @@ def test_token_verifier_with_jwks_verifies_a_token_whose_kid_is_in_the_set(signe
     for identity in identities:
         assert (identity.user_id, identity.tenant_id) == ("user-a", "tenant-1")
         assert identity.permissions == {"reports:write", "requests:read:tenant"}
-    assert issuer.calls == [JWKS_URL]
+    assert issuer.calls == [issuer.url]
 
     # AND a token of a key outside the set, or naming another key's kid, is refused
     with pytest.raises(InvalidToken):
@@ -677,11 +755,10 @@ def test_token_verifier_with_jwks_verifies_a_token_whose_kid_is_in_the_set(signe
 
 
 @pytest.fixture
-def jwks_issuer(configure, signers, monkeypatch: pytest.MonkeyPatch) -> FakeIssuer:
-    """The authorizer configured with a JWKS URL, served by a fake issuer (no network)."""
-    issuer = FakeIssuer(signers["rsa"], signers["ec"])
-    monkeypatch.setattr(auth, "_fetch_json", issuer.fetch)
-    configure(jwks_url=JWKS_URL)
+def jwks_issuer(configure, issuer, signers) -> FakeIssuer:
+    """The authorizer configured with the URL of a JWKS endpoint serving rsa-1 and ec-1."""
+    issuer.signers.append(signers["ec"])
+    configure(jwks_url=issuer.url)
     return issuer
 
 
@@ -700,7 +777,7 @@ def test_handler_with_jwks_allows_known_kids_and_refuses_unknown_ones(jwks_issue
     assert_unauthorized(authorizer_event(query=unknown))
     assert_unauthorized(authorizer_event(query=hostile_jku))
     # AND only the configured URL was ever fetched, at most once per refresh interval
-    assert jwks_issuer.calls == [JWKS_URL]
+    assert jwks_issuer.calls == [jwks_issuer.url]
     assert connection_count() == 0
 
 
@@ -754,7 +831,7 @@ def recorded() -> Iterator[Recorder]:
 
 
 def test_no_token_or_key_material_is_ever_logged(
-    configure, signers, recorded, monkeypatch, caplog, capfd
+    configure, signers, issuer, recorded, caplog, capfd
 ):
     # GIVEN every log record captured: the streamer loggers, the root logger, stdout/stderr
     caplog.set_level(logging.DEBUG)
@@ -777,9 +854,7 @@ def test_no_token_or_key_material_is_ever_logged(
             for make in REFUSED.values():
                 present(send(make(keys), transport))
         present(authorizer_event(query=mint(keys.key), header=mint(keys.key, claims(sub="b"))))
-    issuer = FakeIssuer(signers["rsa"])
-    monkeypatch.setattr(auth, "_fetch_json", issuer.fetch)
-    configure(jwks_url=JWKS_URL)
+    configure(jwks_url=issuer.url)
     present(authorizer_event(query=mint(signers["rsa"])))
     present(authorizer_event(query=mint(signers["rsa_other"])))
 

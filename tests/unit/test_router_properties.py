@@ -64,7 +64,26 @@ messages = st.fixed_dictionaries(
         "metadata": json_values,
     },
 )
+
+
+def nested(depth: int, opener: str) -> str:
+    """A message whose payload nests `depth` levels deep: past the protocol's limit, and
+    past what Python's JSON decoder can go (it raises RecursionError)."""
+    closer = {"[": "]", '{"a":': "}"}[opener]
+    return (
+        '{"action": "echo", "id": "r-2", "payload": {"x": '
+        + opener * depth
+        + "1"
+        + (closer * depth)
+        + "}}"
+    )
+
+
+deep_frames = st.builds(
+    nested, st.integers(min_value=30, max_value=60_000), st.sampled_from(["[", '{"a":'])
+)
 frames = st.one_of(
+    deep_frames,
     messages.map(json.dumps),
     st.text(max_size=200),
     json_values.map(json.dumps),
@@ -111,3 +130,17 @@ def test_any_frame_gets_a_protocol_answer_and_accepted_work_is_untouched(victim,
     # and alice's request is exactly as it was
     owner_items = [i for i in helpers.requests() if i["owner"]["S"] == "t1#alice"]
     assert owner_items == victim
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_a_frame_nested_past_the_json_decoder_is_invalid_message(test_app, management, opener):
+    # GIVEN a connected client
+    client = Client("conn-deep", user="alice", tenant="t1")
+    client.connect()
+
+    # WHEN it sends a frame nested deeper than Python's JSON decoder can go
+    answer = client.send_raw(nested(20_000, opener))
+
+    # THEN the router answers INVALID_MESSAGE instead of crashing
+    assert answer["type"] == "error"
+    assert answer["error"]["code"] == "INVALID_MESSAGE"
