@@ -31,7 +31,8 @@ from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
 from streamer import config, demo, entry
-from streamer.auth import TokenVerifier
+from streamer.cors import ENV as CORS_ENV
+from streamer.cors import CorsRules, InvalidCorsRules
 
 log = logging.getLogger("local.stack")
 
@@ -207,6 +208,10 @@ class Stack:
         """Start everything and write the ready file; returns what it contains."""
         options = self.options
         trust = _jwt_trust(options)
+        try:
+            cors_rules = CorsRules.from_env()
+        except InvalidCorsRules as error:
+            raise StartupError(f"{CORS_ENV}: {error}") from None
         if options.dynamodb == dynamodb.DYNAMODB_LOCAL:
             try:
                 dynamodb.require_dynamodb_local()
@@ -276,9 +281,10 @@ class Stack:
         self._ingress = Ingress(self._functions["publish"], options.region, account)
         self._http_api = HttpApi(
             self._functions["http"],
-            TokenVerifier(config.Settings.from_env()).verify,
+            self._functions["authorizer"],
             options.region,
             account,
+            cors_rules,
         )
         loop = asyncio.get_running_loop()
         self._http.start(GatewayConnections(self._gateway, loop))
