@@ -1,4 +1,4 @@
-"""The local HTTP API: routes, the Lambda authorizer in front of them, CORS, the events it builds."""
+"""The local HTTP API: routes, the Lambda authorizer before them, CORS, the events it builds."""
 
 from __future__ import annotations
 
