@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from components.alarms import REFUSES_BY_RAISING
 from components.package import Artifacts
 from components.plan import SECRET, Plan
 from streamer import config, entry
@@ -252,7 +253,12 @@ def test_every_function_alarms_on_errors_and_throttles(
 
     for name in HANDLERS:
         fn_name = function(plan, region, name).outputs["name"]
-        for metric in ("Errors", "Throttles"):
+        # The authorizer's refusals are Lambda errors: it alarms on crashes instead
+        # (tests/infra/test_infra_alarms.py).
+        metrics = (
+            ("Throttles",) if HANDLERS[name] in REFUSES_BY_RAISING else ("Errors", "Throttles")
+        )
+        for metric in metrics:
             # WHEN one function's alarm is read
             alarm = plan.named(f"{PROJECT}-{region}-{name}-{metric.lower()}")
 
