@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from local.functions import FunctionError
 from local.http_api import HttpApi, authorization, authorizer_event, route_of
-from streamer.cors import CorsRules
+from streamer.cors import CorsRules, InvalidCorsRules
 
 VALID = "valid-token"
 CONTEXT = {"user_id": "u1", "tenant_id": "t1", "permissions": "a,b"}
@@ -183,3 +185,26 @@ def test_answers_carry_the_configured_origin_only_and_never_the_functions_cors_h
 
 def test_without_cors_rules_a_preflight_is_not_the_apis():
     assert api(http_function()).handle("OPTIONS", "/requests", preflight(ORIGIN), b"") is None
+
+
+def test_the_cors_setting_is_read_from_the_same_json_object_as_the_stack_config():
+    rules = CorsRules.from_env({"STREAMER_CORS": json.dumps({"allowOrigins": [ORIGIN]})})
+    assert rules == CorsRules(allow_origins=(ORIGIN,))
+    assert CorsRules.from_env({}) == CorsRules() and not CorsRules().enabled
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        '["https://app.example.test"]',
+        '{"allowOrigins": ["https://app.example.test/"]}',
+        '{"allowOrigins": ["app.example.test"]}',
+        '{"allowMethods": ["FETCH"]}',
+        '{"maxAgeS": 100000}',
+        '{"origins": ["https://app.example.test"]}',
+    ],
+)
+def test_a_malformed_cors_setting_is_refused(raw):
+    with pytest.raises(InvalidCorsRules):
+        CorsRules.from_env({"STREAMER_CORS": raw})
