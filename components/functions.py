@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.alarms import metric_alarm
+from components.alarms import function_alarms
 from components.context import RegionalContext
 from components.settings import FunctionSize, StackSettings
 from streamer import catalog, config
@@ -206,19 +206,14 @@ class StreamerFunction(pulumi.ComponentResource):
             # and reach its tables.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
         )
-        dimensions = {"FunctionName": self.function.name}
-        for metric in ("Errors", "Throttles"):
-            metric_alarm(
-                f"{name}-{metric.lower()}",
-                namespace="AWS/Lambda",
-                metric_name=metric,
-                dimensions=dimensions,
-                statistic="Sum",
-                threshold=0,
-                alarm_actions=args.alarm_actions,
-                description=f"{args.handler}: {metric.lower()} in the last 5 minutes",
-                opts=child,
-            )
+        function_alarms(
+            name,
+            function_name=self.function.name,
+            log_group_name=log_group.name,
+            handler=args.handler,
+            alarm_actions=args.alarm_actions,
+            opts=child,
+        )
         self.register_outputs(
             {
                 "function_arn": self.function.arn,

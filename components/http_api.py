@@ -1,17 +1,19 @@
 """The HTTP API of one region: start a request over HTTP, read or long-poll it.
 
-- `POST /requests` behind API Gateway's native JWT authorizer (issuer and audience
-  from the stack's configuration). That authorizer fetches the issuer's JWKS itself
-  (`{issuer}/.well-known/openid-configuration`), so it exists only when the stack
-  trusts a JWKS issuer; a stack configured with a PEM public key gets no API-level
-  authorizer and the function verifies the bearer token itself.
-- `GET /requests/{id}` without an API-level authorizer: it accepts a watch token
-  (HS256, which a JWT authorizer cannot verify) as well as a user token, and the
-  function verifies either.
+- Both routes (`POST /requests`, `GET /requests/{id}`) behind the WebSocket API's own
+  REQUEST Lambda authorizer function, so both APIs accept exactly the same tokens (RS256
+  or ES256 from the configured JWKS URL or PEM key, watch tokens): payload format 2.0,
+  simple responses, identity source the `Authorization` header, answers cached per
+  header value for `streamer:httpAuthorizerCacheS`. API Gateway's native JWT authorizer
+  is not used: it needs OIDC discovery and accepts only RSA keys
+  (docs.aws.amazon.com/apigateway/latest/developerguide/http-api-jwt-authorizer.html).
+- CORS from `streamer:cors` (`streamer.cors.CorsRules`, the rules the local stack
+  answers with); without allowed origins the API has no CORS configuration.
 - One AWS_PROXY integration (payload format 2.0) to the HTTP function, which has its
   own role: the requests table only (create, read, finish; the per-user cap's index).
 - The `$default` stage, auto-deployed, throttled like the WebSocket stage, with
-  access logs; the function may be invoked by this API only.
+  access logs; the function may be invoked by this API only, the authorizer by this
+  API's authorizer only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from components.context import RegionalContext
 from components.functions import StreamerFunction, function_args
 from components.settings import API_INTEGRATION_LIMIT_S
 from streamer import config
+from streamer.cors import CorsRules
 
 POST_REQUESTS = "POST /requests"
 GET_REQUEST = "GET /requests/{id}"
@@ -51,15 +54,29 @@ ACCESS_LOG_FORMAT = json.dumps(
 
 @dataclass
 class HttpApiArgs:
-    """Names, the stack's settings and tables, the code, and the WebSocket URL to hand out."""
+    """Names, the region, the WebSocket URL to hand out, and the shared authorizer function."""
 
     function_name: str
     region: RegionalContext
     websocket_url: pulumi.Input[str]
+    authorizer: aws.lambda_.Function
+
+
+def cors_configuration(rules: CorsRules) -> aws.apigatewayv2.ApiCorsConfigurationArgs | None:
+    """The API's `corsConfiguration` from the stack's rules; None when no origin is allowed."""
+    if not rules.enabled:
+        return None
+    return aws.apigatewayv2.ApiCorsConfigurationArgs(
+        allow_origins=list(rules.allow_origins),
+        allow_methods=list(rules.allow_methods),
+        allow_headers=list(rules.allow_headers),
+        expose_headers=list(rules.expose_headers) or None,
+        max_age=rules.max_age_s,
+    )
 
 
 class HttpApi(pulumi.ComponentResource):
-    """API, JWT authorizer (JWKS issuers), routes, integration, stage, function, permission."""
+    """API (with CORS), Lambda authorizer, routes, integration, stage, function, permissions."""
 
     url: pulumi.Output[str]
     function: StreamerFunction
@@ -81,21 +98,34 @@ class HttpApi(pulumi.ComponentResource):
         function = self.function.function
 
         api = aws.apigatewayv2.Api(
-            f"{name}-api", name=f"{args.region.prefix}-http", protocol_type="HTTP", opts=child
+            f"{name}-api",
+            name=f"{args.region.prefix}-http",
+            protocol_type="HTTP",
+            cors_configuration=cors_configuration(settings.cors),
+            opts=child,
         )
-        authorizer = None
-        if settings.jwt.jwks_url is not None:
-            authorizer = aws.apigatewayv2.Authorizer(
-                f"{name}-authorizer",
-                api_id=api.id,
-                name="jwt",
-                authorizer_type="JWT",
-                identity_sources=[TOKEN_SOURCE],
-                jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(
-                    issuer=settings.jwt.issuer, audiences=[settings.jwt.audience]
-                ),
-                opts=child,
-            )
+        authorizer = aws.apigatewayv2.Authorizer(
+            f"{name}-authorizer",
+            api_id=api.id,
+            name="tokens",
+            authorizer_type="REQUEST",
+            authorizer_uri=args.authorizer.invoke_arn,
+            authorizer_payload_format_version="2.0",
+            enable_simple_responses=True,
+            identity_sources=[TOKEN_SOURCE],
+            # Cached per identity source value, that is per token.
+            authorizer_result_ttl_in_seconds=settings.http_authorizer_cache_s,
+            opts=child,
+        )
+        # http-api-lambda-authorizer.html: the invoke permission's source is the authorizer.
+        aws.lambda_.Permission(
+            f"{name}-authorizer-invoke",
+            action="lambda:InvokeFunction",
+            function=args.authorizer.name,
+            principal="apigateway.amazonaws.com",
+            source_arn=pulumi.Output.concat(api.execution_arn, "/authorizers/", authorizer.id),
+            opts=child,
+        )
         integration = aws.apigatewayv2.Integration(
             f"{name}-integration",
             api_id=api.id,
@@ -107,14 +137,13 @@ class HttpApi(pulumi.ComponentResource):
             opts=child,
         )
         for key, slug in ((POST_REQUESTS, "post-requests"), (GET_REQUEST, "get-request")):
-            guarded = authorizer is not None and key == POST_REQUESTS
             aws.apigatewayv2.Route(
                 f"{name}-{slug}-route",
                 api_id=api.id,
                 route_key=key,
                 target=pulumi.Output.concat("integrations/", integration.id),
-                authorization_type="JWT" if guarded else "NONE",
-                authorizer_id=authorizer.id if guarded and authorizer else None,
+                authorization_type="CUSTOM",
+                authorizer_id=authorizer.id,
                 opts=child,
             )
         access_logs = aws.cloudwatch.LogGroup(

@@ -156,7 +156,12 @@ class RegionalStack(pulumi.ComponentResource):
         )
         http_api = HttpApi(
             f"{name}-http-api",
-            HttpApiArgs(function_name=f"{name}-http", region=region, websocket_url=api.url),
+            HttpApiArgs(
+                function_name=f"{name}-http",
+                region=region,
+                websocket_url=api.url,
+                authorizer=lambdas["authorizer"],
+            ),
             opts=child,
         )
         self.functions["http"] = http_api.function

@@ -18,9 +18,13 @@ import pulumi
 
 from streamer import catalog
 from streamer.config import Settings as RuntimeSettings
+from streamer.cors import CorsRules, InvalidCorsRules
 
 #: API Gateway ends every integration call (so every sync answer) after 29 seconds.
 API_INTEGRATION_LIMIT_S = catalog.API_INTEGRATION_LIMIT_S
+
+#: API Gateway caches a Lambda authorizer's answer for at most an hour.
+HTTP_AUTHORIZER_CACHE_LIMIT_S = 3600
 
 #: Retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = frozenset(
@@ -128,6 +132,10 @@ class StackSettings:
     artifacts_dir: str = "build/lambda"
     #: Signs watch tokens (a secret); without it the `watch` action is refused.
     watch_token_secret: pulumi.Input[str] | None = None
+    #: Browser origins that may call the HTTP API (`streamer:cors`); none by default.
+    cors: CorsRules = field(default_factory=CorsRules)
+    #: How long the HTTP API keeps the authorizer's answer for one token (0: not cached).
+    http_authorizer_cache_s: int = 30
 
     @property
     def home_region(self) -> str:
@@ -170,6 +178,8 @@ class StackSettings:
             manage_api_gateway_account=bool(config.get_bool("manageApiGatewayAccount")),
             artifacts_dir=config.get("artifactsDir") or "build/lambda",
             watch_token_secret=config.get_secret("watchTokenSecret"),
+            cors=_cors(config.get_object("cors")),
+            http_authorizer_cache_s=_int_or(config.get_int("httpAuthorizerCacheS"), 30),
         )
         settings.check()
         return settings
@@ -209,6 +219,11 @@ class StackSettings:
         for region in self.alarm_actions:
             if region not in self.regions:
                 raise ConfigError(f"streamer:alarmActions: {region!r} is not a configured region")
+        if not 0 <= self.http_authorizer_cache_s <= HTTP_AUTHORIZER_CACHE_LIMIT_S:
+            raise ConfigError(
+                f"streamer:httpAuthorizerCacheS: {self.http_authorizer_cache_s} is not in "
+                f"[0, {HTTP_AUTHORIZER_CACHE_LIMIT_S}]"
+            )
         self._check_processor()
         self._check_limits()
 
@@ -238,6 +253,19 @@ class StackSettings:
         for key, (value, low, high) in bounds.items():
             if not low <= value <= high:
                 raise ConfigError(f"streamer:processor.{key}: {value} is not in [{low}, {high}]")
+
+
+def _cors(given: Any) -> CorsRules:
+    if given is not None and not isinstance(given, dict):
+        raise ConfigError("streamer:cors: give an object (allowOrigins, allowMethods, ...)")
+    try:
+        return CorsRules.from_config(given)
+    except (InvalidCorsRules, ValueError, TypeError) as error:
+        raise ConfigError(f"streamer:cors: {error}") from None
+
+
+def _int_or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _camel(name: str) -> str:

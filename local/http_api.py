@@ -1,15 +1,24 @@
 """The HTTP API on the stack's HTTP port, as API Gateway's HTTP API serves it.
 
-Two routes, as the Pulumi component deploys them: `POST /requests` behind a
-JWT authorizer and `GET /requests/{id}` without one. The authorizer is
-emulated with the stack's own trust (key or JWKS, issuer, audience): a token
-it refuses is answered 401 `{"message":"Unauthorized"}` without invoking the
-function, as on AWS; a valid one's claims go into the event the way API
-Gateway renders them (every value a string, a list as `"[a b]"`).
+Two routes, as the Pulumi component deploys them, both behind the same Lambda
+REQUEST authorizer as the WebSocket `$connect` (payload format 2.0, simple
+responses, identity source `$request.header.Authorization`), and CORS from the
+stack's `streamer.cors.CorsRules`. What API Gateway does, and so what this does
+(docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html
+and http-api-cors.html):
 
-Each request becomes a payload-format-2.0 event for the HTTP function,
-invoked from the HTTP server's request thread, never the event loop, so a
-long poll holds only its own thread.
+- a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) is
+  answered here, 204, without the authorizer or the function; CORS headers only
+  for an allowed origin;
+- no `Authorization` header: 401 `{"message":"Unauthorized"}`, the authorizer is
+  not invoked; `isAuthorized: false`: 403 `{"message":"Forbidden"}`; an authorizer
+  that fails or answers in another shape: 500; the function is not invoked;
+- an allowed request becomes a payload-format-2.0 event whose
+  `requestContext.authorizer.lambda` is the authorizer's `context`;
+- CORS headers the function returns are dropped, the configured ones added.
+
+Functions are invoked from the HTTP server's request thread, never the event
+loop, so a long poll holds only its own thread.
 """
 
 from __future__ import annotations
@@ -17,24 +26,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import jwt
-
 from local.functions import FunctionError, LambdaFunction
 from local.management import HttpResponse
-from streamer.events import bearer_token
+from streamer import cors
+from streamer.cors import CorsRules
 
 POST_REQUESTS = "POST /requests"
 GET_REQUEST = "GET /requests/{id}"
+API_ID = "local"
+STAGE = "$default"
+#: The authorizer's identity source, as `components/http_api.py` configures it.
+IDENTITY_HEADER = "authorization"
 #: API Gateway's own answers, which never reach the function.
 UNAUTHORIZED = HttpResponse(
-    401,
-    b'{"message":"Unauthorized"}',
-    {"Content-Type": "application/json", "www-authenticate": "Bearer"},
+    401, b'{"message":"Unauthorized"}', {"Content-Type": "application/json"}
 )
+FORBIDDEN = HttpResponse(403, b'{"message":"Forbidden"}', {"Content-Type": "application/json"})
 INTERNAL = HttpResponse(
     500, b'{"message":"Internal Server Error"}', {"Content-Type": "application/json"}
 )
@@ -50,17 +61,29 @@ def route_of(method: str, path: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
-def authorizer_claims(claims: Mapping[str, Any]) -> dict[str, str]:
-    """Claims as the JWT authorizer passes them to the integration: strings only."""
-    rendered = {}
-    for name, value in claims.items():
-        if isinstance(value, list):
-            rendered[name] = "[" + " ".join(str(v) for v in value) + "]"
-        elif isinstance(value, bool):
-            rendered[name] = str(value).lower()
-        else:
-            rendered[name] = str(value)
-    return rendered
+def _request_context(
+    method: str, path: str, headers: Mapping[str, str], route_key: str, account_id: str
+) -> dict[str, Any]:
+    now = time.time()
+    host = headers.get("host", "localhost")
+    return {
+        "accountId": account_id,
+        "apiId": API_ID,
+        "domainName": host,
+        "domainPrefix": host.split(".")[0],
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": uuid.uuid4().hex[:16],
+        "routeKey": route_key,
+        "stage": STAGE,
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
 
 
 def http_event(
@@ -71,35 +94,11 @@ def http_event(
     route_key: str,
     path_parameters: dict[str, str],
     *,
-    claims: dict[str, str] | None,
-    region: str,
     account_id: str,
-    host: str,
 ) -> dict[str, Any]:
-    """A payload-format-2.0 event, shaped like API Gateway's."""
+    """A payload-format-2.0 event, shaped like API Gateway's (header names lower-cased)."""
     url = urlsplit(target)
-    now = time.time()
-    query = dict(parse_qsl(url.query, keep_blank_values=True))
-    context: dict[str, Any] = {
-        "accountId": account_id,
-        "apiId": "local",
-        "domainName": host,
-        "domainPrefix": host.split(".")[0],
-        "http": {
-            "method": method,
-            "path": url.path,
-            "protocol": "HTTP/1.1",
-            "sourceIp": "127.0.0.1",
-            "userAgent": headers.get("user-agent", ""),
-        },
-        "requestId": uuid.uuid4().hex[:16],
-        "routeKey": route_key,
-        "stage": "$default",
-        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-        "timeEpoch": int(now * 1000),
-    }
-    if claims is not None:
-        context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    context = _request_context(method, url.path, headers, route_key, account_id)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -109,6 +108,7 @@ def http_event(
         "requestContext": context,
         "isBase64Encoded": False,
     }
+    query = dict(parse_qsl(url.query, keep_blank_values=True))
     if query:
         event["queryStringParameters"] = query
     if path_parameters:
@@ -118,44 +118,97 @@ def http_event(
     return event
 
 
+def authorizer_event(
+    event: Mapping[str, Any], *, region: str, account_id: str
+) -> dict[str, Any] | None:
+    """The v2 REQUEST authorizer event for an HTTP event; None without the identity source."""
+    identity = event.get("headers", {}).get(IDENTITY_HEADER)
+    if not identity:
+        return None
+    context = event["requestContext"]
+    method, path = context["http"]["method"], context["http"]["path"]
+    route_arn = f"arn:aws:execute-api:{region}:{account_id}:{API_ID}/{STAGE}/{method}{path}"
+    shared = ("routeKey", "rawPath", "rawQueryString", "headers", "queryStringParameters")
+    request = {key: event[key] for key in (*shared, "pathParameters") if key in event}
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": route_arn,
+        "identitySource": [identity],
+        **request,
+        "requestContext": context,
+    }
+
+
+def authorization(answer: object) -> HttpResponse | dict[str, Any]:
+    """How API Gateway reads a simple response: the context to pass on, or its own answer."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("isAuthorized"), bool):
+        return INTERNAL
+    context = answer.get("context") or {}
+    if not isinstance(context, dict):
+        return INTERNAL
+    return context if answer["isAuthorized"] else FORBIDDEN
+
+
 class HttpApi:
-    """Answers `/requests` routes through the HTTP function; None for other paths."""
+    """Answers `/requests` routes (and their preflights); None for other paths."""
 
     def __init__(
         self,
         function: LambdaFunction,
-        verify: Callable[[str], object],
+        authorizer: LambdaFunction,
         region: str,
         account_id: str,
+        cors_rules: CorsRules | None = None,
     ) -> None:
         self._function = function
-        self._verify = verify
+        self._authorizer = authorizer
         self._region = region
         self._account_id = account_id
-
-    def _authorize(self, headers: Mapping[str, str]) -> dict[str, str] | None:
-        token = bearer_token(headers)
-        if token is None:
-            return None
-        try:
-            self._verify(token)
-        except Exception:
-            return None
-        return authorizer_claims(jwt.decode(token, options={"verify_signature": False}))
+        self._cors = cors_rules or CorsRules()
 
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> HttpResponse | None:
-        route = route_of(method, urlsplit(target).path)
+        headers = {name.lower(): value for name, value in headers.items()}
+        path = urlsplit(target).path
+        if self._cors.enabled and cors.is_preflight(method, headers):
+            if route_of(headers["access-control-request-method"].upper(), path) is None:
+                return None
+            return HttpResponse(204, b"", cors.preflight_headers(self._cors, headers))
+        route = route_of(method, path)
         if route is None:
             return None
-        route_key, path_parameters = route
-        headers = {name.lower(): value for name, value in headers.items()}
-        claims = None
-        if route_key == POST_REQUESTS:
-            claims = self._authorize(headers)
-            if claims is None:
-                return UNAUTHORIZED
+        answer = self._answer(method, target, headers, body, *route)
+        if not self._cors.enabled:
+            return answer
+        return HttpResponse(
+            answer.status,
+            answer.body,
+            {
+                **cors.without_cors_headers(answer.headers),
+                **cors.response_headers(self._cors, headers),
+            },
+        )
+
+    def _authorize(self, event: dict[str, Any]) -> HttpResponse | dict[str, Any]:
+        request = authorizer_event(event, region=self._region, account_id=self._account_id)
+        if request is None:
+            return UNAUTHORIZED
+        try:
+            return authorization(self._authorizer.invoke(request))
+        except FunctionError:
+            return INTERNAL
+
+    def _answer(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        route_key: str,
+        path_parameters: dict[str, str],
+    ) -> HttpResponse:
         event = http_event(
             method,
             target,
@@ -163,11 +216,12 @@ class HttpApi:
             body,
             route_key,
             path_parameters,
-            claims=claims,
-            region=self._region,
             account_id=self._account_id,
-            host=headers.get("host", "localhost"),
         )
+        authorized = self._authorize(event)
+        if isinstance(authorized, HttpResponse):
+            return authorized
+        event["requestContext"]["authorizer"] = {"lambda": authorized}
         try:
             answer = self._function.invoke(event)
         except FunctionError:

@@ -136,7 +136,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if response.body and self.command != "HEAD":
             self.wfile.write(response.body)
 
-    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _answer
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _answer
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)

@@ -33,8 +33,9 @@ from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
 from local.wiring import function_specs, wire
 from streamer import catalog, config, demo
-from streamer.auth import TokenVerifier
 from streamer.catalog import Trigger
+from streamer.cors import ENV as CORS_ENV
+from streamer.cors import CorsRules, InvalidCorsRules
 from streamer.record_filter import processor_records
 
 log = logging.getLogger("local.stack")
@@ -192,6 +193,10 @@ class Stack:
         """Start everything and write the ready file; returns what it contains."""
         options = self.options
         trust = _jwt_trust(options)
+        try:
+            cors_rules = CorsRules.from_env()
+        except InvalidCorsRules as error:
+            raise StartupError(f"{CORS_ENV}: {error}") from None
         if options.dynamodb == dynamodb.DYNAMODB_LOCAL:
             try:
                 dynamodb.require_dynamodb_local()
@@ -263,9 +268,10 @@ class Stack:
         self._ingress = Ingress(wiring.notifications, options.region, account)
         self._http_api = HttpApi(
             wiring.http,
-            TokenVerifier(config.Settings.from_env()).verify,
+            wiring.authorizer,
             options.region,
             account,
+            cors_rules,
         )
         loop = asyncio.get_running_loop()
         self._http.start(GatewayConnections(self._gateway, loop))

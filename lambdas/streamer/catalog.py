@@ -243,9 +243,9 @@ FUNCTIONS: Mapping[str, Function] = {
             triggers=(Trigger.HTTP_API,),
             memory_mb=512,
             timeout_s=API_INTEGRATION_LIMIT_S,
-            # It runs the router's requests and verifies tokens itself; it hands out the
-            # WebSocket URL for following a request.
-            environment=_LOGS | _TABLES | _REQUESTS | _ADMISSION | _TOKENS | {config.WEBSOCKET_URL},
+            # It runs the router's requests and hands out the WebSocket URL for following a
+            # request; the shared authorizer verifies tokens, so it gets no token settings.
+            environment=_LOGS | _TABLES | _REQUESTS | _ADMISSION | {config.WEBSOCKET_URL},
             tables=(
                 # A caller without a connection: get_request (also the long poll),
                 # create_request, finish_request of a sync request with an id; count_active.

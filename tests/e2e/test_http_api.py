@@ -6,6 +6,9 @@ Start by `POST /requests` (202 with a watch token), follow by long-polling
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import time
@@ -13,11 +16,15 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from local import tokens
 from tests.e2e.conftest import LocalStack, start_stack
+from tests.e2e.test_auth import _dev_key_token, _foreign_signature, handshake_status
+from tests.e2e.wire import run, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -131,19 +138,18 @@ def test_a_watch_token_for_one_request_cannot_read_another(local_stack):
     )
 
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
-    # ... nor start anything: on the POST route it is no user token at all
-    assert (
-        call(local_stack, "POST", "/requests", first["watch_token"], {"action": "echo"})[0] == 401
-    )
+    # ... nor start anything: the authorizer admits it, the router refuses it
+    status, body = call(local_stack, "POST", "/requests", first["watch_token"], {"action": "echo"})
+    assert status == 403 and body["error"]["code"] == "FORBIDDEN"
 
 
-def test_missing_and_invalid_tokens_are_401(local_stack):
-    status, body = call(local_stack, "GET", "/requests/anything", None)
-    assert status == 401 and body["error"]["code"] == "UNAUTHORIZED"
-    assert call(local_stack, "GET", "/requests/anything", "not.a.jwt")[0] == 401
+def test_no_token_is_401_and_a_refused_token_403_from_api_gateway(local_stack):
+    unauthorized, forbidden = (401, {"message": "Unauthorized"}), (403, {"message": "Forbidden"})
+    assert call(local_stack, "GET", "/requests/anything", None) == unauthorized
+    assert call(local_stack, "POST", "/requests", None, {"action": "echo"}) == unauthorized
+    assert call(local_stack, "GET", "/requests/anything", "not.a.jwt") == forbidden
     expired = local_stack.token("reviewer", "tenant-http", ttl=-3600)
-    assert call(local_stack, "POST", "/requests", expired, {"action": "echo"})[0] == 401
-    assert call(local_stack, "POST", "/requests", None, {"action": "echo"})[0] == 401
+    assert call(local_stack, "POST", "/requests", expired, {"action": "echo"}) == forbidden
 
 
 def test_refusals_use_protocol_codes_with_matching_statuses(local_stack):
@@ -190,7 +196,7 @@ def strict_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStac
 def test_a_tenant_not_allowed_is_403(strict_stack):
     token = strict_stack.token("someone", "tenant-other")
     status, body = call(strict_stack, "POST", "/requests", token, {"action": "echo"})
-    assert status == 403 and body["error"]["code"] == "FORBIDDEN"
+    assert (status, body) == (403, {"message": "Forbidden"})
 
 
 def test_over_the_active_cap_is_429_and_retryable(strict_stack):
@@ -202,3 +208,49 @@ def test_over_the_active_cap_is_429_and_retryable(strict_stack):
 
     assert status == 429 and body["error"]["code"] == "RATE_LIMITED"
     assert body["error"]["retryable"] is True
+
+
+def _b64(value: dict | bytes) -> str:
+    data = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token_matrix(stack: LocalStack) -> dict[str, str]:
+    """Good and bad tokens for this stack (its dev ES256 key, issuer and audience)."""
+    user = unique("matrix")
+    key = Path(stack.ready["dev_key_file"]).read_bytes()
+    claims = {
+        "sub": user,
+        "tenant_id": "tenant-http",
+        "iss": stack.ready["jwt_issuer"],
+        "aud": stack.ready["jwt_audience"],
+        "exp": int(time.time()) + 600,
+    }
+    signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}"
+    secret = tokens.public_key_pem(key).encode()
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return {
+        "valid": stack.token(user, "tenant-http"),
+        "expired": stack.token(user, "tenant-http", ttl=-3600),
+        "wrongly signed": _foreign_signature(stack, user),
+        "other audience": _dev_key_token(stack, user, audience="someone-else"),
+        "other issuer": _dev_key_token(stack, user, issuer="https://other.example"),
+        "garbage": "not-a-jwt",
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
+        "HS256 with the public key": f"{signing_input}.{_b64(mac)}",
+    }
+
+
+def test_both_apis_of_the_local_stack_accept_the_same_tokens(local_stack):
+    # WHEN each token of the matrix opens a WebSocket and calls POST /requests
+    results = {
+        name: (
+            run(handshake_status(local_stack.url(token))),
+            call(local_stack, "POST", "/requests", token, {"action": "echo"})[0],
+        )
+        for name, token in token_matrix(local_stack).items()
+    }
+
+    # THEN the valid one is accepted by both, every other refused by both
+    # (401 on the handshake, API Gateway's 403 on the HTTP API)
+    assert results == {name: ((101, 200) if name == "valid" else (401, 403)) for name in results}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from components.alarms import REFUSES_BY_RAISING
 from components.package import Artifacts
 from components.plan import SECRET, Plan
 from local.event_source_mapping import MappingConfig
@@ -51,7 +52,7 @@ ENVIRONMENT = {
     | REQUEST_TUNING
     | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
     | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
-    | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL, config.WEBSOCKET_URL},
+    | {config.WEBSOCKET_URL},
     "publish": COMMON | TABLES | {config.TOPIC_RETENTION_S},
 }
 #: Optional settings neither stack file configures: no function gets these variables.
@@ -167,9 +168,9 @@ def test_a_public_key_reaches_only_the_authorizer_and_stays_secret(artifacts_dir
 
     # WHEN the environments are read
     envs = {name: environment(plan, "us-east-1", name) for name in catalog.FUNCTIONS}
-    verifiers = {"authorizer", "http"}
+    verifiers = {"authorizer"}
 
-    # THEN the functions that verify user tokens get it, as a secret (which makes the whole
+    # THEN the one function that verifies user tokens (for both APIs) gets it, as a secret (which makes the whole
     # environment secret), with the tenants; no other function gets either, and the plan
     # never shows the key
     for name in verifiers:
@@ -265,7 +266,11 @@ def test_every_function_alarms_on_errors_and_throttles(
 
     for name in catalog.FUNCTIONS:
         fn_name = function(plan, region, name).outputs["name"]
-        for metric in ("Errors", "Throttles"):
+        # The authorizer's refusals are Lambda errors: it alarms on crashes instead
+        # (tests/infra/test_infra_alarms.py).
+        refuses_by_raising = catalog.FUNCTIONS[name].handler in REFUSES_BY_RAISING
+        metrics = ("Throttles",) if refuses_by_raising else ("Errors", "Throttles")
+        for metric in metrics:
             # WHEN one function's alarm is read
             alarm = plan.named(f"{PROJECT}-{region}-{name}-{metric.lower()}")
 

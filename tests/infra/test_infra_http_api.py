@@ -1,4 +1,4 @@
-"""The HTTP API: two routes, the JWT authorizer on POST only, its own least-privilege function."""
+"""The HTTP API: two routes behind the WebSocket's Lambda authorizer, CORS, its own function."""
 
 from __future__ import annotations
 
@@ -32,18 +32,18 @@ RESOURCES = Counter(
         "aws:apigatewayv2/integration:Integration": 1,
         "aws:apigatewayv2/route:Route": 2,
         "aws:apigatewayv2/stage:Stage": 1,
-        "aws:lambda/permission:Permission": 1,
+        "aws:lambda/permission:Permission": 2,
     }
 )
 #: The variables the HTTP function runs with: the router's (it runs the router, but
-#: never ends a request with a lifecycle event), the token settings, the WebSocket URL.
+#: never ends a request with a lifecycle event) and the WebSocket URL. No token settings:
+#: the authorizer verifies tokens.
 ENVIRONMENT = (
     COMMON
     | TABLES
     | REQUEST_TUNING
     | {config.RATE_LIMIT_PER_S, config.RATE_LIMIT_BURST}
     | {config.MAX_ACTIVE_REQUESTS, config.WATCH_TOKEN_TTL_S}
-    | {config.JWT_ISSUER, config.JWT_AUDIENCE, config.JWT_JWKS_URL}
     | {config.WEBSOCKET_URL}
 )
 
@@ -73,29 +73,103 @@ def test_the_component_holds_exactly_its_resources(
     assert type_counts(plan.descendants(component(plan, region))) == RESOURCES
 
 
+def websocket_authorizer(plan: Plan, region: str):
+    (found,) = [
+        r
+        for r in plan.descendants(f"{PROJECT}-{region}-websocket")
+        if r.type == "aws:apigatewayv2/authorizer:Authorizer"
+    ]
+    return found
+
+
 @pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
-def test_the_jwt_authorizer_guards_post_and_nothing_else(
+def test_both_routes_use_the_websockets_authorizer_function_with_simple_responses(
     request: pytest.FixtureRequest, stack: str, region: str
 ) -> None:
-    # GIVEN the region's HTTP API (the stacks trust a JWKS issuer)
+    # GIVEN the region's HTTP API
     plan: Plan = request.getfixturevalue(stack)
     (authorizer,) = of_type(plan, region, "aws:apigatewayv2/authorizer:Authorizer")
     (api,) = of_type(plan, region, "aws:apigatewayv2/api:Api")
     found = routes(plan, region)
 
-    # THEN POST /requests uses the native JWT authorizer with the stack's issuer and
-    # audience; GET /requests/{id} has none (the function verifies user or watch tokens)
+    # THEN both routes use a REQUEST authorizer that invokes the very function the
+    # WebSocket $connect authorizer invokes, in payload format 2.0 with simple
+    # responses, keyed (and cached) by the Authorization header
     assert api.inputs["protocolType"] == "HTTP"
     assert set(found) == {"POST /requests", "GET /requests/{id}"}
-    assert found["POST /requests"].inputs["authorizationType"] == "JWT"
-    assert found["POST /requests"].inputs["authorizerId"] == authorizer.id
-    assert found["GET /requests/{id}"].inputs["authorizationType"] == "NONE"
-    assert "authorizerId" not in found["GET /requests/{id}"].inputs
-    assert authorizer.inputs["authorizerType"] == "JWT"
+    for route in found.values():
+        assert route.inputs["authorizationType"] == "CUSTOM"
+        assert route.inputs["authorizerId"] == authorizer.id
+    assert authorizer.inputs["authorizerType"] == "REQUEST"
+    assert (
+        authorizer.inputs["authorizerUri"]
+        == websocket_authorizer(plan, region).inputs["authorizerUri"]
+    )
+    assert (
+        authorizer.inputs["authorizerUri"]
+        == function(plan, region, "authorizer").outputs["invokeArn"]
+    )
+    assert authorizer.inputs["authorizerPayloadFormatVersion"] == "2.0"
+    assert authorizer.inputs["enableSimpleResponses"] is True
     assert authorizer.inputs["identitySources"] == ["$request.header.Authorization"]
-    jwt = authorizer.inputs["jwtConfiguration"]
-    expected_audience = "streamer-dev" if stack == "dev" else "streamer"
-    assert jwt == {"issuer": "https://auth.example.com/", "audiences": [expected_audience]}
+    assert authorizer.inputs["authorizerResultTtlInSeconds"] == 30
+    assert "jwtConfiguration" not in authorizer.inputs
+
+
+@pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
+def test_api_gateway_may_invoke_the_authorizer_from_this_apis_authorizer_only(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    (authorizer,) = of_type(plan, region, "aws:apigatewayv2/authorizer:Authorizer")
+    (api,) = of_type(plan, region, "aws:apigatewayv2/api:Api")
+    [permission] = [
+        p
+        for p in of_type(plan, region, "aws:lambda/permission:Permission")
+        if p.inputs["function"] == function(plan, region, "authorizer").outputs["name"]
+    ]
+    assert permission.inputs["action"] == "lambda:InvokeFunction"
+    assert permission.inputs["principal"] == "apigateway.amazonaws.com"
+    assert permission.inputs["sourceArn"] == (
+        f"{api.outputs['executionArn']}/authorizers/{authorizer.id}"
+    )
+
+
+def test_without_allowed_origins_the_api_has_no_cors(prod: Plan) -> None:
+    # The default: no origin is allowed, and certainly not "*".
+    for region in REGIONS["prod"]:
+        (api,) = of_type(prod, region, "aws:apigatewayv2/api:Api")
+        assert "corsConfiguration" not in api.inputs
+
+
+def test_cors_comes_from_the_stack_config(artifacts_dir: Path) -> None:
+    # GIVEN dev allowing one origin
+    origin = "https://app.example.com"
+    plan = run_stack("dev", artifacts_dir, overrides={"cors": {"allowOrigins": [origin]}})
+
+    # THEN the API answers CORS for that origin, the methods of its routes, and the
+    # headers a browser's fetch with a bearer token and a JSON body sends
+    (api,) = of_type(plan, "us-east-1", "aws:apigatewayv2/api:Api")
+    assert api.inputs["corsConfiguration"] == {
+        "allowOrigins": [origin],
+        "allowMethods": ["GET", "POST", "OPTIONS"],
+        "allowHeaders": ["authorization", "content-type"],
+        "maxAge": 300,
+    }
+
+
+@pytest.mark.parametrize(
+    "cors",
+    [
+        {"allowOrigins": ["https://app.example.com/path"]},
+        {"allowOrigins": "https://app.example.com"},
+        {"allowMethods": ["FETCH"]},
+        {"allowOrigin": ["https://app.example.com"]},
+    ],
+)
+def test_a_malformed_cors_setting_is_refused_naming_the_key(artifacts_dir: Path, cors) -> None:
+    with pytest.raises(Exception, match="streamer:cors"):
+        run_stack("dev", artifacts_dir, overrides={"cors": cors})
 
 
 @pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
@@ -104,9 +178,13 @@ def test_both_routes_reach_the_http_function_by_payload_format_2(
 ) -> None:
     plan: Plan = request.getfixturevalue(stack)
     (integration,) = of_type(plan, region, "aws:apigatewayv2/integration:Integration")
-    (permission,) = of_type(plan, region, "aws:lambda/permission:Permission")
     (api,) = of_type(plan, region, "aws:apigatewayv2/api:Api")
     http = function(plan, region, "http")
+    [permission] = [
+        p
+        for p in of_type(plan, region, "aws:lambda/permission:Permission")
+        if p.inputs["function"] == http.outputs["name"]
+    ]
 
     assert integration.inputs["integrationType"] == "AWS_PROXY"
     assert integration.inputs["payloadFormatVersion"] == "2.0"
@@ -179,8 +257,8 @@ def test_the_http_url_of_every_region_is_exported(prod: Plan) -> None:
     }
 
 
-def test_with_a_pem_key_post_has_no_api_authorizer(artifacts_dir: Path) -> None:
-    # GIVEN dev configured with a PEM public key, which the native JWT authorizer cannot use
+def test_with_a_pem_key_the_routes_keep_the_authorizer(artifacts_dir: Path) -> None:
+    # GIVEN dev configured with a PEM public key (which a native JWT authorizer could not use)
     pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQY\n-----END PUBLIC KEY-----"
     plan = run_stack(
         "dev",
@@ -189,10 +267,10 @@ def test_with_a_pem_key_post_has_no_api_authorizer(artifacts_dir: Path) -> None:
         secret_keys=("jwtPublicKey",),
     )
 
-    # THEN there is no authorizer; both routes reach the function, which verifies
-    # tokens with the key it gets (as a secret)
-    assert of_type(plan, "us-east-1", "aws:apigatewayv2/authorizer:Authorizer") == []
+    # THEN both routes still go through the Lambda authorizer, which has the key (as a
+    # secret); the HTTP function has no token settings at all
     found = routes(plan, "us-east-1")
-    assert {r.inputs["authorizationType"] for r in found.values()} == {"NONE"}
-    assert config.JWT_PUBLIC_KEY in environment(plan, "us-east-1", "http")
+    assert {r.inputs["authorizationType"] for r in found.values()} == {"CUSTOM"}
+    assert config.JWT_PUBLIC_KEY in environment(plan, "us-east-1", "authorizer")
+    assert config.JWT_PUBLIC_KEY not in environment(plan, "us-east-1", "http")
     assert "BEGIN PUBLIC KEY" not in plan.to_json()

@@ -1,4 +1,11 @@
-"""The HTTP API entry point, fed with payload-format-2.0 events as API Gateway sends them."""
+"""The HTTP API entry point, fed with payload-format-2.0 events as API Gateway sends them.
+
+A token reaches the function the way API Gateway passes it: the Lambda authorizer
+(`streamer.entry.authorizer`) is invoked with the v2 authorizer event built from the
+request, and its simple response decides (401 without a token, 403 when refused) or
+becomes `requestContext.authorizer.lambda`. The event shapes are `local.http_api`'s,
+the local stack's HTTP API.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local import http_api
+from local.management import HttpResponse
 from streamer import config, runtime, watch
 from streamer.entry import authorizer
 from streamer.entry import http as http_entry
 from streamer.events import Identity
 from streamer.models import RequestItem
-from tests.conftest import FakeContext, load_event
+from tests.conftest import REGION, FakeContext, load_event
 from tests.unit import helpers
 from tests.unit.helpers import Client
 
@@ -48,21 +57,30 @@ def user_token(key: Any, sub: str = "user-a", tenant: str = "tenant-1") -> str:
     return jwt.encode(claims, key, algorithm="RS256")
 
 
-def post(
-    body: dict[str, Any] | str,
-    claims: dict[str, Any] | None = None,
-    token: str | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """POST /requests; `claims` as the JWT authorizer passes them (default: the sample's)."""
+def through_api_gateway(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The authorizer first, as API Gateway runs it; the function only when it allows."""
+    event["requestContext"].pop("authorizer", None)
+    request = http_api.authorizer_event(event, region=REGION, account_id="123456789012")
+    if request is None:
+        return 401, {"message": "Unauthorized"}
+    decided = http_api.authorization(authorizer.handler(request, FakeContext()))
+    if isinstance(decided, HttpResponse):
+        return decided.status, json.loads(decided.body)
+    event["requestContext"]["authorizer"] = {"lambda": decided}
+    return answer_of(http_entry.handler(event, FakeContext()))
+
+
+def post(body: dict[str, Any] | str, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    """POST /requests; without `token`, as the sample's authorizer context (user-a)."""
     event = load_event("http_post_requests")
     event["body"] = body if isinstance(body, str) else json.dumps(body)
-    if claims is not None:
-        event["requestContext"]["authorizer"]["jwt"]["claims"] = claims
-    if token is not None:
-        # A route without an API-level authorizer: the function verifies the token.
-        del event["requestContext"]["authorizer"]
+    if token is None:
+        return answer_of(http_entry.handler(event, FakeContext()))
+    if token:
         event["headers"]["authorization"] = f"Bearer {token}"
-    return answer_of(http_entry.handler(event, FakeContext()))
+    else:
+        del event["headers"]["authorization"]
+    return through_api_gateway(event)
 
 
 def get(request_id: str, token: str | None, wait: str | None = None) -> tuple[int, dict]:
@@ -74,7 +92,7 @@ def get(request_id: str, token: str | None, wait: str | None = None) -> tuple[in
         del event["headers"]["authorization"]
     else:
         event["headers"]["authorization"] = f"Bearer {token}"
-    return answer_of(http_entry.handler(event, FakeContext()))
+    return through_api_gateway(event)
 
 
 def answer_of(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -86,7 +104,7 @@ REPORT = {"action": "generate_report", "id": "r-1", "payload": {"pages": 2, "pag
 
 
 def test_a_sync_action_answers_200_with_the_response(user_key):
-    # WHEN the sample event (JWT authorizer claims) echoes
+    # WHEN the sample event (the authorizer's context for user-a) echoes
     status, body = post({"action": "echo", "payload": {"hello": "world"}})
 
     # THEN the answer is the router's response message
@@ -174,24 +192,37 @@ def test_a_watch_token_cannot_start_requests(user_key):
     assert status == 403 and body["error"]["code"] == "FORBIDDEN"
 
 
-@pytest.mark.parametrize("token", [None, "not-a-jwt", "eyJhbGciOiJub25lIn0.e30."])
-def test_missing_or_bad_tokens_are_401(user_key, token):
-    status, body = get("r-1", token)
-    assert status == 401 and body["error"]["code"] == "UNAUTHORIZED"
-    assert post({"action": "echo"}, token=token or "")[0] == 401
+def test_without_a_token_api_gateway_answers_401_before_the_authorizer(user_key):
+    assert get("r-1", None) == (401, {"message": "Unauthorized"})
+    assert post({"action": "echo"}, token="") == (401, {"message": "Unauthorized"})
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "eyJhbGciOiJub25lIn0.e30."])
+def test_bad_tokens_are_refused_by_the_authorizer_with_403(user_key, token):
+    # The simple response isAuthorized=false: API Gateway's 403, the function never runs.
+    assert get("r-1", token) == (403, {"message": "Forbidden"})
+    assert post({"action": "echo"}, token=token) == (403, {"message": "Forbidden"})
+    assert helpers.requests() == []
 
 
 def test_a_tenant_not_allowed_is_403(user_key):
-    claims = {"sub": "user-a", "tenant_id": "tenant-9"}
-    assert post({"action": "echo"}, claims=claims)[0] == 403
-    status, body = get("r-1", user_token(user_key, tenant="tenant-9"))
-    assert status == 403 and body["error"]["code"] == "FORBIDDEN"
+    token = user_token(user_key, tenant="tenant-9")
+    assert post({"action": "echo"}, token=token) == (403, {"message": "Forbidden"})
+    assert get("r-1", token) == (403, {"message": "Forbidden"})
 
 
-def test_permissions_claim_as_the_jwt_authorizer_passes_it(user_key):
-    # The sample's "[reports:write]" is API Gateway's rendering of a list claim.
-    claims = load_event("http_post_requests")["requestContext"]["authorizer"]["jwt"]["claims"]
-    assert http_entry.identity_of_claims(claims).permissions == frozenset({"reports:write"})
+def test_the_function_takes_identity_only_from_the_authorizer_context(user_key):
+    # GIVEN a request whose route has no authorizer context, but a valid bearer token
+    event = load_event("http_post_requests")
+    del event["requestContext"]["authorizer"]
+    event["headers"]["authorization"] = f"Bearer {user_token(user_key)}"
+
+    # WHEN the function is invoked with it (a route left without the authorizer)
+    status, body = answer_of(http_entry.handler(event, FakeContext()))
+
+    # THEN it verifies nothing itself and refuses
+    assert status == 401 and body["error"]["code"] == "UNAUTHORIZED"
+    assert helpers.requests() == []
 
 
 @pytest.mark.parametrize(

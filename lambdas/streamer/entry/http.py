@@ -1,15 +1,16 @@
 """The HTTP API (payload format 2.0): start a request, read it, long-poll it.
 
 `POST /requests` runs the same router as a WebSocket message, for a caller
-without a connection. Its identity comes from the HTTP API's JWT authorizer
-(`requestContext.authorizer.jwt.claims`); where the route has none (a stack
-trusting a PEM key, which API Gateway's JWT authorizer cannot use) the
-function verifies the bearer token itself.
-
-`GET /requests/{id}` has no API-level authorizer: it accepts a user token or
-a watch token for that one request, verified here. With `?wait=N` it
-long-polls: it answers as soon as the request's status, progress or seq
+without a connection. `GET /requests/{id}` reads one request; with `?wait=N`
+it long-polls: it answers as soon as the request's status, progress or seq
 differ from the first read, or after N seconds with the unchanged snapshot.
+
+Both routes sit behind the same Lambda authorizer as the WebSocket `$connect`
+(simple responses), so the caller's identity is the context it returned, which
+API Gateway passes as `requestContext.authorizer.lambda` (payload format 2.0;
+the `lambda` member of aws-lambda-go's `APIGatewayV2HTTPRequestContext
+AuthorizerDescription`). A user token or a watch token (limited to one request)
+is accepted there; this function verifies no token itself.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from streamer import store, watch
-from streamer.auth import InvalidToken, identity_of_claims, tenant_allowed
 from streamer.config import Settings
-from streamer.entry.authorizer import identity_of_token
 from streamer.entry.router import current_router
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import HttpEvent, Identity
@@ -32,7 +31,6 @@ from streamer.logs import Timer, log_context
 from streamer.models import RequestItem
 from streamer.protocol import encode
 from streamer.router import Caller, Router
-from streamer.watch import InvalidWatchToken
 
 log = logging.getLogger("streamer.http")
 
@@ -73,22 +71,12 @@ def error_response(error: StreamerError) -> dict[str, Any]:
     return http_response(HTTP_STATUS.get(error.code, 500), {"error": error.to_dict()})
 
 
-def _unauthorized() -> StreamerError:
-    return StreamerError(ErrorCode.UNAUTHORIZED, "missing or invalid token")
-
-
-def _identity(request: HttpEvent, settings: Settings, *, from_authorizer: bool) -> Identity:
-    """Who calls: the JWT authorizer's claims (POST), else the bearer token verified here."""
-    try:
-        claims = request.jwt_claims if from_authorizer else None
-        if claims is not None:
-            identity = identity_of_claims(claims)
-        else:
-            identity = identity_of_token(request.bearer_token or "", settings)
-    except (InvalidToken, InvalidWatchToken):
-        raise _unauthorized() from None
-    if not tenant_allowed(identity, settings.allowed_tenants):
-        raise StreamerError(ErrorCode.FORBIDDEN, "this tenant is not allowed")
+def _identity(request: HttpEvent) -> Identity:
+    """Who calls: the context the Lambda authorizer returned for the route."""
+    authorizer = request.request_context.get("authorizer") or {}
+    identity = Identity.from_context(authorizer.get("lambda"))
+    if identity is None:
+        raise StreamerError(ErrorCode.UNAUTHORIZED, "missing or invalid token")
     return identity
 
 
@@ -100,7 +88,7 @@ def _remaining_ms(context: Any) -> int:
 def start_request(router: Router, request: HttpEvent, context: Any) -> dict[str, Any]:
     """`POST /requests`: 200 with a sync `response`, 202 with an accepted async request."""
     settings = router.settings
-    identity = _identity(request, settings, from_authorizer=True)
+    identity = _identity(request)
     caller = Caller(connection_id=None, identity=identity, endpoint=None)
     with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
         answer = router.handle(request.body, caller, _remaining_ms(context))
@@ -186,7 +174,7 @@ def long_poll(
 def read_request(router: Router, request: HttpEvent, context: Any) -> dict[str, Any]:
     """`GET /requests/{id}[?wait=N]`: the snapshot, with its `seq`."""
     request_id = request.request_id_parameter or ""
-    identity = _identity(request, router.settings, from_authorizer=False)
+    identity = _identity(request)
     wait_s = wait_seconds(request.query)
     caller = Caller(connection_id=None, identity=identity, endpoint=None)
     with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
