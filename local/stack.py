@@ -113,8 +113,13 @@ def lambda_environment(
     dynamodb_url: str,
     management_url: str,
     trust: JwtTrust,
+    api_id: str,
 ) -> dict[str, str]:
-    """The variables each function gets on AWS, pointed at the local endpoints."""
+    """The variables each function gets on AWS, pointed at the local endpoints.
+
+    The management endpoint is an override for this stack's API only
+    (`streamer.endpoints`): a connection of another API keeps its own.
+    """
     env = {
         config.REGION: options.region,
         "AWS_DEFAULT_REGION": options.region,
@@ -127,7 +132,7 @@ def lambda_environment(
         config.CONNECTIONS_TABLE: settings.connections_table,
         config.REQUESTS_TABLE: settings.requests_table,
         config.SUBSCRIPTIONS_TABLE: settings.subscriptions_table,
-        config.MANAGEMENT_ENDPOINT: management_url,
+        config.MANAGEMENT_ENDPOINT: f"{api_id}={management_url}",
         # Watch tokens die with the stack: a fresh secret per run.
         config.WATCH_TOKEN_SECRET: os.environ.get(config.WATCH_TOKEN_SECRET)
         or secrets.token_urlsafe(32),
@@ -249,7 +254,9 @@ class Stack:
 
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
-        os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
+        os.environ.update(
+            lambda_environment(options, settings, endpoint, http_base, trust, self.api.api_id)
+        )
         self._batch_provider = BatchProvider(options.host)
         self._batch_provider.start()
         os.environ[demo.BATCH_PROVIDER_URL] = self._batch_provider.url
