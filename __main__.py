@@ -53,6 +53,14 @@ pulumi.export("httpUrls", {region: r.http_url for region, r in regions.items()})
 pulumi.export(
     "managementEndpoints", {region: r.management_endpoint for region, r in regions.items()}
 )
+if settings.domain_name is not None:
+    pulumi.export(
+        "customDomainUrls", {region: r.custom_domain_url for region, r in regions.items()}
+    )
+    # Point the domain's DNS record (CNAME or alias, per region) at these hosts.
+    pulumi.export(
+        "customDomainTargets", {region: r.custom_domain_target for region, r in regions.items()}
+    )
 pulumi.export("tableNames", tables.names)
 pulumi.export(
     "notificationTopics", {region: r.notification_topic_arn for region, r in regions.items()}

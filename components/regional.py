@@ -60,6 +60,8 @@ class RegionalStack(pulumi.ComponentResource):
     url: pulumi.Output[str]
     http_url: pulumi.Output[str]
     management_endpoint: pulumi.Output[str]
+    custom_domain_url: pulumi.Output[str] | None
+    custom_domain_target: pulumi.Output[str] | None
     connections_arn: pulumi.Output[str]
     notification_topic_arn: pulumi.Output[str]
     event_bus_name: pulumi.Output[str]
@@ -165,6 +167,8 @@ class RegionalStack(pulumi.ComponentResource):
                 log_retention_days=settings.log_retention_days,
                 access_log_group_name=f"/{args.prefix}/websocket-access",
                 manage_account_logging=settings.manage_api_gateway_account,
+                domain_name=settings.domain_name,
+                certificate_arn=settings.certificate_arns.get(args.region),
             ),
             opts=child,
         )
@@ -211,6 +215,8 @@ class RegionalStack(pulumi.ComponentResource):
         self.url = api.url
         self.http_url = http_api.url
         self.management_endpoint = api.management_endpoint
+        self.custom_domain_url = api.custom_domain_url
+        self.custom_domain_target = api.custom_domain_target
         self.connections_arn = api.connections_arn
         self.notification_topic_arn = notifications.topic_arn
         self.event_bus_name = notifications.bus_name

@@ -8,6 +8,7 @@ resulting plain values. Defaults of the runtime's own tunables come from the run
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ LOG_RETENTION_DAYS = frozenset(
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_CERTIFICATE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:acm:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/.+$"
+)
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
 
 
@@ -145,6 +149,10 @@ class StackSettings:
     artifacts_dir: str = "build/lambda"
     #: Signs watch tokens (a secret); without it the `watch` action is refused.
     watch_token_secret: pulumi.Input[str] | None = None
+    #: The WebSocket API's custom domain (regional, in every region); None: none.
+    domain_name: str | None = None
+    #: The domain's ACM certificate in each region, by region (`certificate_arns`).
+    certificate_arns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def home_region(self) -> str:
@@ -187,6 +195,8 @@ class StackSettings:
             manage_api_gateway_account=bool(config.get_bool("manageApiGatewayAccount")),
             artifacts_dir=config.get("artifactsDir") or "build/lambda",
             watch_token_secret=config.get_secret("watchTokenSecret"),
+            domain_name=config.get("domainName"),
+            certificate_arns=certificate_arns(config.get("certificateArn")),
         )
         settings.check()
         return settings
@@ -228,6 +238,20 @@ class StackSettings:
                 raise ConfigError(f"streamer:alarmActions: {region!r} is not a configured region")
         self._check_processor()
         self._check_limits()
+        self._check_domain()
+
+    def _check_domain(self) -> None:
+        if (self.domain_name is None) != (not self.certificate_arns):
+            raise ConfigError(
+                "streamer:domainName and streamer:certificateArn: set both or neither"
+            )
+        if self.domain_name is not None and set(self.certificate_arns) != set(self.regions):
+            # A regional custom domain needs a certificate in the API's own region
+            # (apigateway-regional-api-custom-domain-create).
+            raise ConfigError(
+                f"streamer:certificateArn: give one certificate in each of {list(self.regions)}; "
+                f"got certificates in {sorted(self.certificate_arns)}"
+            )
 
     def _check_limits(self) -> None:
         r = self.runtime
@@ -255,6 +279,22 @@ class StackSettings:
         for key, (value, low, high) in bounds.items():
             if not low <= value <= high:
                 raise ConfigError(f"streamer:processor.{key}: {value} is not in [{low}, {high}]")
+
+
+def certificate_arns(value: str | None) -> dict[str, str]:
+    """`streamer:certificateArn`, one ARN or a list of them, by the region each ARN names."""
+    if not value:
+        return {}
+    arns = json.loads(value) if value.lstrip().startswith("[") else [value]
+    by_region: dict[str, str] = {}
+    for arn in arns:
+        match = _CERTIFICATE_ARN.match(str(arn))
+        if match is None:
+            raise ConfigError(f"streamer:certificateArn: {arn!r} is not an ACM certificate ARN")
+        if match.group(1) in by_region:
+            raise ConfigError(f"streamer:certificateArn: two certificates in {match.group(1)}")
+        by_region[match.group(1)] = str(arn)
+    return by_region
 
 
 def _camel(name: str) -> str:
