@@ -17,6 +17,7 @@ from components.tables import Tables, TablesArgs
 project, stack = pulumi.get_project(), pulumi.get_stack()
 settings = StackSettings.load(pulumi.Config(), stack)
 artifacts = Artifacts.load(settings.artifacts_dir, allow_placeholder=pulumi.runtime.is_dry_run())
+artifacts.check_app(settings.runtime.app_module)
 
 providers = {region: aws.Provider(f"aws-{region}", region=region) for region in settings.regions}
 tables = Tables(

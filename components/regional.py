@@ -80,6 +80,9 @@ class RegionalStack(pulumi.ComponentResource):
             self.alarm_actions = [aws.sns.Topic(f"{name}-alarms", opts=child).arn]
 
         layers = {"dependencies": args.artifacts.layer}
+        if args.artifacts.app_layer is not None:
+            # The requirements of an app kept outside `lambdas/` (docs/deploying.md).
+            layers["app"] = args.artifacts.app_layer
         if settings.tracing:
             # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
             layers["tracing"] = args.artifacts.tracing_layer

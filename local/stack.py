@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib.util
 import json
 import logging
 import os
 import secrets
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,8 @@ class StackOptions:
     jwt_audience: str | None = None
     dynamodb: str = dynamodb.MOTO
     app: str | None = None
+    #: A directory outside `lambdas/` holding the app (`sys.path`, as Lambda's code root).
+    app_path: Path | None = None
     region: str = "us-east-1"
     limits: Limits = field(default_factory=Limits)
     mapping: MappingConfig = field(default_factory=MappingConfig)
@@ -183,6 +187,17 @@ def _jwt_trust(options: StackOptions) -> JwtTrust:
     )
 
 
+def _add_app_path(options: StackOptions) -> None:
+    """Put the app's directory first on `sys.path` (worker processes inherit it), where
+    Lambda finds the code archive's root; the app's module must be found there."""
+    if options.app_path is not None:
+        if not options.app_path.is_dir():
+            raise StartupError(f"--app-path {options.app_path}: not a directory")
+        sys.path.insert(0, str(options.app_path.resolve()))
+    if options.app is not None and importlib.util.find_spec(options.app.split(".")[0]) is None:
+        raise StartupError(f"--app {options.app}: no such module (try --app-path)")
+
+
 def _address_in_use(error: OSError, host: str, port: int) -> StartupError:
     if error.errno == errno.EADDRINUSE:
         return StartupError(f"port {port} on {host} is already in use (try --port 0)")
@@ -211,6 +226,7 @@ class Stack:
     async def start(self) -> dict:
         """Start everything and write the ready file; returns what it contains."""
         options = self.options
+        _add_app_path(options)
         trust = _jwt_trust(options)
         if options.dynamodb == dynamodb.DYNAMODB_LOCAL:
             try:
