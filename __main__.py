@@ -17,6 +17,7 @@ from components.tables import Tables, TablesArgs
 project, stack = pulumi.get_project(), pulumi.get_stack()
 settings = StackSettings.load(pulumi.Config(), stack)
 artifacts = Artifacts.load(settings.artifacts_dir, allow_placeholder=pulumi.runtime.is_dry_run())
+artifacts.check_app(settings.runtime.app_module)
 
 providers = {region: aws.Provider(f"aws-{region}", region=region) for region in settings.regions}
 tables = Tables(
@@ -53,6 +54,14 @@ pulumi.export("httpUrls", {region: r.http_url for region, r in regions.items()})
 pulumi.export(
     "managementEndpoints", {region: r.management_endpoint for region, r in regions.items()}
 )
+if settings.domain_name is not None:
+    pulumi.export(
+        "customDomainUrls", {region: r.custom_domain_url for region, r in regions.items()}
+    )
+    # Point the domain's DNS record (CNAME or alias, per region) at these hosts.
+    pulumi.export(
+        "customDomainTargets", {region: r.custom_domain_target for region, r in regions.items()}
+    )
 pulumi.export("tableNames", tables.names)
 pulumi.export(
     "notificationTopics", {region: r.notification_topic_arn for region, r in regions.items()}

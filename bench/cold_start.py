@@ -98,7 +98,9 @@ def _environment(dynamodb_url: str, management_url: str, public_key: str) -> dic
         config.CONNECTIONS_TABLE: TABLES["connections"],
         config.REQUESTS_TABLE: TABLES["requests"],
         config.SUBSCRIPTIONS_TABLE: TABLES["subscriptions"],
-        config.MANAGEMENT_ENDPOINT: management_url,
+        # An override for the sample events' API only (`streamer.endpoints`).
+        config.MANAGEMENT_ENDPOINT: f"{_event('connect')['requestContext']['apiId']}"
+        f"={management_url}",
         config.JWT_PUBLIC_KEY: public_key,
         config.JWT_ISSUER: ISSUER,
         config.JWT_AUDIENCE: AUDIENCE,

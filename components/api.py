@@ -64,6 +64,9 @@ class WebSocketApiArgs:
     log_retention_days: int
     access_log_group_name: str
     manage_account_logging: bool = False
+    #: A custom domain mapped to the stage, with its ACM certificate in this region.
+    domain_name: str | None = None
+    certificate_arn: str | None = None
 
 
 class WebSocketApi(pulumi.ComponentResource):
@@ -72,6 +75,9 @@ class WebSocketApi(pulumi.ComponentResource):
     url: pulumi.Output[str]
     management_endpoint: pulumi.Output[str]
     connections_arn: pulumi.Output[str]
+    #: The custom domain's `wss://` URL and the host its DNS record must point at; None without one.
+    custom_domain_url: pulumi.Output[str] | None = None
+    custom_domain_target: pulumi.Output[str] | None = None
 
     def __init__(
         self, name: str, args: WebSocketApiArgs, opts: pulumi.ResourceOptions | None = None
@@ -188,13 +194,53 @@ class WebSocketApi(pulumi.ComponentResource):
             lambda url: "https://" + url.removeprefix("wss://")
         )
         self.connections_arn = policies.connections_arn(api.execution_arn, args.stage_name)
+        if args.domain_name is not None:
+            self._custom_domain(name, args, api, stage, child)
         self.register_outputs(
             {
                 "url": self.url,
                 "management_endpoint": self.management_endpoint,
                 "connections_arn": self.connections_arn,
+                "custom_domain_url": self.custom_domain_url,
             }
         )
+
+    def _custom_domain(
+        self,
+        name: str,
+        args: WebSocketApiArgs,
+        api: aws.apigatewayv2.Api,
+        stage: aws.apigatewayv2.Stage,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The custom domain, mapped at its root to this stage.
+
+        WebSocket APIs take only regional custom domains with TLS 1.2, and the certificate
+        must be in the API's region (websocket-api-custom-domain-names,
+        apigateway-regional-api-custom-domain-create); the same name may be set up in
+        several regions, one per API. Clients connect through it; callbacks still go to
+        the execute-api endpoint (`streamer.endpoints`). The DNS record (CNAME or alias
+        to `custom_domain_target`) is the domain owner's to make.
+        """
+        domain = aws.apigatewayv2.DomainName(
+            f"{name}-domain",
+            domain_name=args.domain_name,
+            domain_name_configuration=aws.apigatewayv2.DomainNameDomainNameConfigurationArgs(
+                certificate_arn=args.certificate_arn,
+                endpoint_type="REGIONAL",
+                security_policy="TLS_1_2",
+            ),
+            opts=opts,
+        )
+        aws.apigatewayv2.ApiMapping(
+            f"{name}-domain-mapping",
+            api_id=api.id,
+            domain_name=domain.id,
+            stage=stage.name,
+            opts=opts,
+        )
+        self.custom_domain_url = pulumi.Output.concat("wss://", domain.domain_name)
+        self.custom_domain_target = domain.domain_name_configuration.target_domain_name
 
     def _account_logging(
         self, name: str, api: aws.apigatewayv2.Api, opts: pulumi.ResourceOptions

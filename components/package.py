@@ -12,8 +12,12 @@ Writes into DIR (default build/lambda):
   get: `lambdas/requirements-tracing.txt` (the X-Ray SDK) installed the same way, at
   the versions the dependency layer holds, without what the runtime provides and
   without anything the dependency layer already holds;
-- `manifest.json`: the three paths with the base64 SHA-256 Lambda compares
-  (`code_sha256`).
+- with `--app-path DIR --app MODULE` (an application kept outside `lambdas/`), DIR's
+  files go into `code.zip` next to `streamer/`, and with `--app-requirements FILE`
+  `app-layer.zip` holds FILE installed the same way, at the versions the dependency
+  layer holds and without anything it holds (docs/deploying.md, "Your own app");
+- `manifest.json`: the paths with the base64 SHA-256 Lambda compares
+  (`code_sha256`), and the app's module when one was given.
 
 The zips are deterministic (sorted entries, fixed timestamps and modes), so a hash
 changes only when content does, and only then does `pulumi up` redeploy. The code
@@ -47,6 +51,7 @@ DEFAULT_OUT = PROJECT_ROOT / "build" / "lambda"
 MANIFEST = "manifest.json"
 LAYER = "layer.zip"
 TRACING_LAYER = "tracing-layer.zip"
+APP_LAYER = "app-layer.zip"
 
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
@@ -95,6 +100,10 @@ class Artifacts:
     layer: Archive
     #: The X-Ray SDK, for the functions of a stack with tracing on.
     tracing_layer: Archive
+    #: The requirements of an app kept outside `lambdas/`, for every function; None without.
+    app_layer: Archive | None = None
+    #: The module of an app kept outside `lambdas/` (in the code archive); None: none built in.
+    app_module: str | None = None
 
     @classmethod
     def load(cls, directory: str | Path, *, allow_placeholder: bool = False) -> Artifacts:
@@ -128,10 +137,10 @@ class Artifacts:
             code=archive(data["code"]),
             layer=archive(data["layer"]),
             tracing_layer=archive(data["tracing_layer"]),
+            app_layer=archive(data["app_layer"]) if "app_layer" in data else None,
+            app_module=data.get("app_module"),
         )
-        if not allow_placeholder and (
-            artifacts.layer.placeholder or artifacts.tracing_layer.placeholder
-        ):
+        if not allow_placeholder and any(a.placeholder for a in artifacts.archives().values()):
             raise ArtifactsMissing(
                 f"{directory} has placeholder layers (--code-only): run "
                 "`python -m components.package` to build the real ones before deploying"
@@ -140,7 +149,66 @@ class Artifacts:
 
     def archives(self) -> dict[str, Archive]:
         """The archives by their manifest key."""
-        return {"code": self.code, "layer": self.layer, "tracing_layer": self.tracing_layer}
+        archives = {"code": self.code, "layer": self.layer, "tracing_layer": self.tracing_layer}
+        if self.app_layer is not None:
+            archives["app_layer"] = self.app_layer
+        return archives
+
+    def check_app(self, app_module: str) -> None:
+        """Refuse to deploy functions told to load `app_module` from archives built for
+        another app (`runtime.appModule` must name the app given to the build)."""
+        if self.app_module is not None and self.app_module != app_module:
+            raise ArtifactsMissing(
+                f"the archives hold the app {self.app_module!r} but the stack's "
+                f"runtime.appModule is {app_module!r}: set runtime.appModule to "
+                f"{self.app_module!r}, or build again with `python -m components.package "
+                f"--app-path DIR --app {app_module}`"
+            )
+
+
+@dataclass(frozen=True)
+class AppSource:
+    """An application kept in its own directory, outside `lambdas/`."""
+
+    #: The directory that holds the app's modules (what goes on `sys.path`).
+    path: Path
+    #: The module with the `App` named `app`, importable from `path`.
+    module: str
+    #: The app's own requirements file; None when it needs nothing beyond the runtime's.
+    requirements: Path | None = None
+
+    def check(self) -> None:
+        """Raise ValueError when the app cannot be what the functions load."""
+        if not self.path.is_dir():
+            raise ValueError(f"--app-path {self.path}: not a directory")
+        relative = Path(*self.module.split("."))
+        if not (
+            (self.path / relative).with_suffix(".py").is_file()
+            or (self.path / relative / "__init__.py").is_file()
+        ):
+            raise ValueError(f"--app {self.module}: no such module in {self.path}")
+        if self.requirements is not None and not self.requirements.is_file():
+            raise ValueError(f"--app-requirements {self.requirements}: no such file")
+
+
+def app_entries(app: AppSource) -> list[tuple[str, Path]]:
+    """Archive names and files of the app, at the code archive's root next to `streamer/`,
+    without hidden directories, tests, caches or requirements files.
+
+    An app file may not replace a runtime file: the build stops and names the clash.
+    """
+    app.check()
+    runtime = {name.split("/")[0] for name, _ in code_entries()}
+    # Hidden directories (.git, .venv) are the developer's, never the function's.
+    entries = [
+        (name, path)
+        for name, path in code_entries(app.path)
+        if not any(part.startswith(".") for part in name.split("/"))
+    ]
+    clashes = sorted({name.split("/")[0] for name, _ in entries} & runtime)
+    if clashes:
+        raise ValueError(f"--app-path {app.path}: {clashes} would replace the runtime's own")
+    return entries
 
 
 def code_entries(source: Path = LAMBDAS_DIR) -> list[tuple[str, Path]]:
@@ -261,10 +329,11 @@ def layer_entries(site: Path) -> list[tuple[str, Path]]:
     ]
 
 
-def build_code(out_dir: Path) -> Archive:
-    """Zip `lambdas/` into `out_dir/code.zip`."""
+def build_code(out_dir: Path, app: AppSource | None = None) -> Archive:
+    """Zip `lambdas/`, and the app's directory if given, into `out_dir/code.zip`."""
     path = out_dir / "code.zip"
-    return Archive(path=path, sha256=write_zip(code_entries(), path))
+    entries = code_entries() + (app_entries(app) if app is not None else [])
+    return Archive(path=path, sha256=write_zip(entries, path))
 
 
 def build_layers(
@@ -303,6 +372,34 @@ def build_layers(
         return layers[0], layers[1]
 
 
+def build_app_layer(
+    out_dir: Path,
+    requirements: Path,
+    dependency_layer: Path,
+    *,
+    exclude: Iterable[str] = RUNTIME_PROVIDED,
+) -> Archive:
+    """Install an app's requirements for Lambda into `out_dir/app-layer.zip` (downloads).
+
+    The app's own layer, not the dependency layer: the dependency layer stays the same
+    for every app, and what it holds is pinned for the app (its versions are the ones
+    the runtime was tested with) and left out, so a function sees one version of each
+    distribution. The runtime-provided `exclude` distributions are left out too.
+    """
+    with tempfile.TemporaryDirectory(prefix="streamer-app-layer-") as scratch:
+        held = Path(scratch) / "held"
+        with zipfile.ZipFile(dependency_layer) as layer:
+            layer.extractall(held)
+        pinned = installed_versions(held / "python")
+        constraints = Path(scratch) / "constraints.txt"
+        constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pinned.items())))
+        site = Path(scratch) / "app" / "python"
+        subprocess.run(pip_command(requirements, site, constraints=constraints), check=True)
+        remove_distributions(site, {*exclude, *pinned})
+        path = out_dir / APP_LAYER
+        return Archive(path=path, sha256=write_zip(layer_entries(site), path, compress=True))
+
+
 def build_placeholder_layers(out_dir: Path) -> tuple[Archive, Archive]:
     """Empty layer archives for offline plans; `pulumi up` refuses them."""
     layers = []
@@ -312,14 +409,30 @@ def build_placeholder_layers(out_dir: Path) -> tuple[Archive, Archive]:
     return layers[0], layers[1]
 
 
-def build(out_dir: Path = DEFAULT_OUT, *, with_layers: bool = True) -> Artifacts:
-    """Build the three archives into `out_dir` and write the manifest the program reads."""
+def build(
+    out_dir: Path = DEFAULT_OUT, *, with_layers: bool = True, app: AppSource | None = None
+) -> Artifacts:
+    """Build the archives into `out_dir` and write the manifest the program reads."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    code = build_code(out_dir)
+    code = build_code(out_dir, app)
     layer, tracing_layer = (
         build_layers(out_dir) if with_layers else build_placeholder_layers(out_dir)
     )
-    return write_manifest(out_dir, Artifacts(code=code, layer=layer, tracing_layer=tracing_layer))
+    app_layer = None
+    if app is not None and app.requirements is not None:
+        if with_layers:
+            app_layer = build_app_layer(out_dir, app.requirements, layer.path)
+        else:
+            path = out_dir / APP_LAYER
+            app_layer = Archive(path=path, sha256=write_zip([], path), placeholder=True)
+    artifacts = Artifacts(
+        code=code,
+        layer=layer,
+        tracing_layer=tracing_layer,
+        app_layer=app_layer,
+        app_module=app.module if app is not None else None,
+    )
+    return write_manifest(out_dir, artifacts)
 
 
 def write_manifest(out_dir: Path, artifacts: Artifacts) -> Artifacts:
@@ -332,6 +445,8 @@ def write_manifest(out_dir: Path, artifacts: Artifacts) -> Artifacts:
         }
         for name, archive in artifacts.archives().items()
     }
+    if artifacts.app_module is not None:
+        manifest["app_module"] = artifacts.app_module
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return artifacts
 
@@ -342,8 +457,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--code-only", action="store_true", help="placeholder layers, no download (plans only)"
     )
+    parser.add_argument("--app-path", type=Path, metavar="DIR", help="your app's directory")
+    parser.add_argument("--app", metavar="MODULE", help="your app's module, found in DIR")
+    parser.add_argument(
+        "--app-requirements", type=Path, metavar="FILE", help="your app's own requirements"
+    )
     args = parser.parse_args(argv)
-    artifacts = build(args.out.resolve(), with_layers=not args.code_only)
+    if (args.app_path is None) != (args.app is None):
+        parser.error("--app-path and --app go together")
+    if args.app_requirements is not None and args.app is None:
+        parser.error("--app-requirements needs --app-path and --app")
+    app = None
+    if args.app is not None:
+        app = AppSource(args.app_path.resolve(), args.app, args.app_requirements)
+        try:
+            app.check()
+        except ValueError as error:
+            parser.error(str(error))
+    artifacts = build(args.out.resolve(), with_layers=not args.code_only, app=app)
     for archive in artifacts.archives().values():
         note = " (placeholder)" if archive.placeholder else ""
         zipped, unzipped = archive.path.stat().st_size, unzipped_size(archive.path)

@@ -209,6 +209,14 @@ class PlanMocks(pulumi.runtime.Mocks):
         elif kind == "Stage":
             host = f"{args.inputs['apiId']}.execute-api.{region}.amazonaws.com"
             outputs["invokeUrl"] = f"wss://{host}/{args.inputs['name']}"
+        elif kind == "DomainName":
+            # The regional host API Gateway gives the domain; its DNS record points here.
+            target = f"d-{hashlib.sha1(args.name.encode()).hexdigest()[:10]}"
+            resource_id = args.inputs["domainName"]  # AWS identifies a domain by its name
+            outputs["domainNameConfiguration"] = {
+                **args.inputs.get("domainNameConfiguration", {}),
+                "targetDomainName": f"{target}.execute-api.{region}.amazonaws.com",
+            }
         elif kind == "EventRule":
             bus = args.inputs.get("eventBusName")
             path = f"rule/{bus}/{name}" if bus and bus != "default" else f"rule/{name}"

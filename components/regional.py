@@ -54,6 +54,8 @@ class RegionalStack(pulumi.ComponentResource):
     url: pulumi.Output[str]
     http_url: pulumi.Output[str]
     management_endpoint: pulumi.Output[str]
+    custom_domain_url: pulumi.Output[str] | None
+    custom_domain_target: pulumi.Output[str] | None
     connections_arn: pulumi.Output[str]
     notification_topic_arn: pulumi.Output[str]
     event_bus_name: pulumi.Output[str]
@@ -72,6 +74,9 @@ class RegionalStack(pulumi.ComponentResource):
             self.alarm_actions = [aws.sns.Topic(f"{name}-alarms", opts=child).arn]
 
         layers = {"dependencies": args.artifacts.layer}
+        if args.artifacts.app_layer is not None:
+            # The requirements of an app kept outside `lambdas/` (docs/deploying.md).
+            layers["app"] = args.artifacts.app_layer
         if settings.tracing:
             # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
             layers["tracing"] = args.artifacts.tracing_layer
@@ -151,6 +156,8 @@ class RegionalStack(pulumi.ComponentResource):
                 log_retention_days=settings.log_retention_days,
                 access_log_group_name=f"/{args.prefix}/websocket-access",
                 manage_account_logging=settings.manage_api_gateway_account,
+                domain_name=settings.domain_name,
+                certificate_arn=settings.certificate_arns.get(args.region),
             ),
             opts=child,
         )
@@ -203,6 +210,8 @@ class RegionalStack(pulumi.ComponentResource):
         self.url = api.url
         self.http_url = http_api.url
         self.management_endpoint = api.management_endpoint
+        self.custom_domain_url = api.custom_domain_url
+        self.custom_domain_target = api.custom_domain_target
         self.connections_arn = api.connections_arn
         self.notification_topic_arn = notifications.topic_arn
         self.event_bus_name = notifications.bus_name

@@ -8,6 +8,7 @@ resulting plain values. Defaults of the runtime's own tunables come from the run
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -34,6 +35,9 @@ LOG_RETENTION_DAYS = frozenset(
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_CERTIFICATE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:acm:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/.+$"
+)
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
 
 
@@ -136,6 +140,10 @@ class StackSettings:
     cors: CorsRules = field(default_factory=CorsRules)
     #: How long the HTTP API keeps the authorizer's answer for one token (0: not cached).
     http_authorizer_cache_s: int = 30
+    #: The WebSocket API's custom domain (regional, in every region); None: none.
+    domain_name: str | None = None
+    #: The domain's ACM certificate in each region, by region (`certificate_arns`).
+    certificate_arns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def home_region(self) -> str:
@@ -180,6 +188,8 @@ class StackSettings:
             watch_token_secret=config.get_secret("watchTokenSecret"),
             cors=_cors(config.get_object("cors")),
             http_authorizer_cache_s=_int_or(config.get_int("httpAuthorizerCacheS"), 30),
+            domain_name=config.get("domainName"),
+            certificate_arns=certificate_arns(config.get("certificateArn")),
         )
         settings.check()
         return settings
@@ -226,6 +236,20 @@ class StackSettings:
             )
         self._check_processor()
         self._check_limits()
+        self._check_domain()
+
+    def _check_domain(self) -> None:
+        if (self.domain_name is None) != (not self.certificate_arns):
+            raise ConfigError(
+                "streamer:domainName and streamer:certificateArn: set both or neither"
+            )
+        if self.domain_name is not None and set(self.certificate_arns) != set(self.regions):
+            # A regional custom domain needs a certificate in the API's own region
+            # (apigateway-regional-api-custom-domain-create).
+            raise ConfigError(
+                f"streamer:certificateArn: give one certificate in each of {list(self.regions)}; "
+                f"got certificates in {sorted(self.certificate_arns)}"
+            )
 
     def _check_limits(self) -> None:
         r = self.runtime
@@ -266,6 +290,22 @@ def _cors(given: Any) -> CorsRules:
 
 def _int_or(value: int | None, default: int) -> int:
     return default if value is None else value
+
+
+def certificate_arns(value: str | None) -> dict[str, str]:
+    """`streamer:certificateArn`, one ARN or a list of them, by the region each ARN names."""
+    if not value:
+        return {}
+    arns = json.loads(value) if value.lstrip().startswith("[") else [value]
+    by_region: dict[str, str] = {}
+    for arn in arns:
+        match = _CERTIFICATE_ARN.match(str(arn))
+        if match is None:
+            raise ConfigError(f"streamer:certificateArn: {arn!r} is not an ACM certificate ARN")
+        if match.group(1) in by_region:
+            raise ConfigError(f"streamer:certificateArn: two certificates in {match.group(1)}")
+        by_region[match.group(1)] = str(arn)
+    return by_region
 
 
 def _camel(name: str) -> str:

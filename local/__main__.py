@@ -44,6 +44,12 @@ def _stack_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jwt-audience", metavar="AUD")
     parser.add_argument("--dynamodb", choices=dynamodb.ENGINES, default=dynamodb.MOTO)
     parser.add_argument("--app", metavar="MODULE", help="application module (default: the demo)")
+    parser.add_argument(
+        "--app-path",
+        type=Path,
+        metavar="DIR",
+        help="directory of an app kept outside lambdas/, searched first for --app",
+    )
     parser.add_argument("--region", default=os.environ.get("AWS_REGION") or "us-east-1")
     limits = parser.add_argument_group("API Gateway limits")
     limits.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout_s, metavar="S")
@@ -111,6 +117,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         jwt_audience=args.jwt_audience,
         dynamodb=args.dynamodb,
         app=args.app,
+        app_path=args.app_path,
         region=args.region,
         limits=Limits(idle_timeout_s=args.idle_timeout, max_duration_s=args.max_duration),
         mapping=MappingConfig(
@@ -181,7 +188,10 @@ def main(argv: list[str]) -> int:
         key = tokens.dev_private_key()
         print(tokens.mint(key, args.sub, args.tenant, args.ttl, permissions))
         return 0
-    args = _stack_parser().parse_args(argv)
+    parser = _stack_parser()
+    args = parser.parse_args(argv)
+    if args.app_path is not None and args.app is None:
+        parser.error("--app-path needs --app MODULE")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

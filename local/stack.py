@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import importlib.util
 import json
 import logging
 import os
 import secrets
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,8 @@ class StackOptions:
     jwt_audience: str | None = None
     dynamodb: str = dynamodb.MOTO
     app: str | None = None
+    #: A directory outside `lambdas/` holding the app (`sys.path`, as Lambda's code root).
+    app_path: Path | None = None
     region: str = "us-east-1"
     limits: Limits = field(default_factory=Limits)
     mapping: MappingConfig = field(default_factory=MappingConfig)
@@ -99,8 +103,13 @@ def lambda_environment(
     dynamodb_url: str,
     management_url: str,
     trust: JwtTrust,
+    api_id: str,
 ) -> dict[str, str]:
-    """The variables each function gets on AWS, pointed at the local endpoints."""
+    """The variables each function gets on AWS, pointed at the local endpoints.
+
+    The management endpoint is an override for this stack's API only
+    (`streamer.endpoints`): a connection of another API keeps its own.
+    """
     env = {
         config.REGION: options.region,
         "AWS_DEFAULT_REGION": options.region,
@@ -113,7 +122,7 @@ def lambda_environment(
         config.CONNECTIONS_TABLE: settings.connections_table,
         config.REQUESTS_TABLE: settings.requests_table,
         config.SUBSCRIPTIONS_TABLE: settings.subscriptions_table,
-        config.MANAGEMENT_ENDPOINT: management_url,
+        config.MANAGEMENT_ENDPOINT: f"{api_id}={management_url}",
         # Watch tokens die with the stack: a fresh secret per run.
         config.WATCH_TOKEN_SECRET: os.environ.get(config.WATCH_TOKEN_SECRET)
         or secrets.token_urlsafe(32),
@@ -164,6 +173,17 @@ def _jwt_trust(options: StackOptions) -> JwtTrust:
     )
 
 
+def _add_app_path(options: StackOptions) -> None:
+    """Put the app's directory first on `sys.path` (worker processes inherit it), where
+    Lambda finds the code archive's root; the app's module must be found there."""
+    if options.app_path is not None:
+        if not options.app_path.is_dir():
+            raise StartupError(f"--app-path {options.app_path}: not a directory")
+        sys.path.insert(0, str(options.app_path.resolve()))
+    if options.app is not None and importlib.util.find_spec(options.app.split(".")[0]) is None:
+        raise StartupError(f"--app {options.app}: no such module (try --app-path)")
+
+
 def _address_in_use(error: OSError, host: str, port: int) -> StartupError:
     if error.errno == errno.EADDRINUSE:
         return StartupError(f"port {port} on {host} is already in use (try --port 0)")
@@ -192,6 +212,7 @@ class Stack:
     async def start(self) -> dict:
         """Start everything and write the ready file; returns what it contains."""
         options = self.options
+        _add_app_path(options)
         trust = _jwt_trust(options)
         try:
             cors_rules = CorsRules.from_env()
@@ -239,7 +260,9 @@ class Stack:
 
         http_base = f"http://{options.host}:{self._http.port}"
         os.environ.pop("AWS_SESSION_TOKEN", None)
-        os.environ.update(lambda_environment(options, settings, endpoint, http_base, trust))
+        os.environ.update(
+            lambda_environment(options, settings, endpoint, http_base, trust, self.api.api_id)
+        )
         self._batch_provider = BatchProvider(options.host)
         self._batch_provider.start()
         os.environ[demo.BATCH_PROVIDER_URL] = self._batch_provider.url

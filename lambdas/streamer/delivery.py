@@ -46,18 +46,21 @@ def endpoint_region(endpoint: str) -> str | None:
 
 
 class Delivery:
-    """Sends server messages to connections, one cached client per endpoint."""
+    """Sends server messages to connections, one cached client per endpoint.
+
+    Each message goes to the endpoint stored with its connection (`streamer.endpoints`
+    decided it at `$connect`), never to one endpoint for all: the connections of
+    another region's API are reached through that API.
+    """
 
     def __init__(
         self,
         region: str,
         *,
-        endpoint_override: str | None = None,
         on_gone: Callable[[str], None] | None = None,
         client_factory: Callable[[str], Any] | None = None,
     ) -> None:
         self._region = region
-        self._override = endpoint_override.rstrip("/") if endpoint_override else None
         self._on_gone = on_gone
         self._client_factory = client_factory or self._make_client
         self._clients: dict[str, Any] = {}
@@ -79,7 +82,6 @@ class Delivery:
         )
 
     def _client(self, endpoint: str) -> Any:
-        endpoint = self._override or endpoint
         with self._lock:
             client = self._clients.get(endpoint)
             if client is None:

@@ -136,13 +136,16 @@ class WebSocketEvent:
     def identity(self) -> Identity | None:
         return Identity.from_context(self.request_context.get("authorizer"))
 
-    def management_endpoint(self, override: str | None = None) -> str:
-        """The `@connections` API base URL of the API this connection came through."""
-        if override:
-            return override.rstrip("/")
-        domain = self.request_context.get("domainName", "")
-        stage = self.request_context.get("stage", "")
-        return f"https://{domain}/{stage}"
+    def management_endpoint(self, region: str, overrides: str | None = None) -> str:
+        """The `@connections` API base URL of the API this connection came through.
+
+        `overrides` is `STREAMER_MANAGEMENT_ENDPOINT` (`streamer.endpoints`).
+        """
+        from streamer import endpoints
+
+        return endpoints.connection_endpoint(
+            self.request_context, region, endpoints.parse_overrides(overrides)
+        )
 
 
 class HttpEvent:

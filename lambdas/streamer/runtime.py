@@ -38,11 +38,7 @@ class Runtime:
         from streamer import store
         from streamer.delivery import Delivery
 
-        return Delivery(
-            self.settings.region,
-            endpoint_override=self.settings.management_endpoint,
-            on_gone=store.forget_connection,
-        )
+        return Delivery(self.settings.region, on_gone=store.forget_connection)
 
 
 _current: Runtime | None = None

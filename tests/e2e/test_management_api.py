@@ -46,6 +46,8 @@ def test_post_get_and_delete_a_live_connection(local_stack: LocalStack) -> None:
         async with open_socket(local_stack.url(token)) as socket:
             (record,) = await asyncio.to_thread(local_stack.items_of_user, "connections", user)
             connection_id = record["connection_id"]["S"]
+            # $connect stored the stack's own endpoint for its API (STREAMER_MANAGEMENT_ENDPOINT)
+            assert record["endpoint"] == {"S": local_stack.management_url}
 
             # POST reaches the socket as a text frame
             await asyncio.to_thread(

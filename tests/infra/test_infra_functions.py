@@ -170,9 +170,9 @@ def test_a_public_key_reaches_only_the_authorizer_and_stays_secret(artifacts_dir
     envs = {name: environment(plan, "us-east-1", name) for name in catalog.FUNCTIONS}
     verifiers = {"authorizer"}
 
-    # THEN the one function that verifies user tokens (for both APIs) gets it, as a secret (which makes the whole
-    # environment secret), with the tenants; no other function gets either, and the plan
-    # never shows the key
+    # THEN the one function that verifies user tokens (for both APIs) gets it, as a secret
+    # (which makes the whole environment secret), with the tenants; no other function gets
+    # either, and the plan never shows the key
     for name in verifiers:
         assert set(envs[name]) == (
             catalog.FUNCTIONS[name].environment - UNCONFIGURED - {config.JWT_JWKS_URL}

@@ -26,8 +26,8 @@ def test_connect_stores_the_authorizers_identity_and_the_management_endpoint(aws
     assert 2 * 3600 < ttl <= 3 * 3600
 
 
-def test_the_local_stack_overrides_the_management_endpoint(aws, monkeypatch):
-    monkeypatch.setenv(config.MANAGEMENT_ENDPOINT, "http://127.0.0.1:9999/")
+def test_the_local_stack_overrides_the_management_endpoint_of_its_api(aws, monkeypatch):
+    monkeypatch.setenv(config.MANAGEMENT_ENDPOINT, "abcdef1234=http://127.0.0.1:9999/")
     connect.handler(load_event("connect"), FakeContext())
     [record] = helpers.connections()
     assert record["endpoint"] == {"S": "http://127.0.0.1:9999"}

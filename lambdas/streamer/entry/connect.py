@@ -31,7 +31,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             user_id=identity.user_id,
             tenant_id=identity.tenant_id,
             permissions=set(identity.permissions) or None,
-            endpoint=ws.management_endpoint(settings.management_endpoint),
+            endpoint=ws.management_endpoint(settings.region, settings.management_endpoint),
             connected_at=ws.connected_at or now,
             last_seen=now,
             ttl=now // 1000 + CONNECTION_TTL_S,

@@ -53,7 +53,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             caller = Caller(
                 connection_id=ws.connection_id,
                 identity=identity,
-                endpoint=ws.management_endpoint(router.settings.management_endpoint),
+                endpoint=ws.management_endpoint(
+                    router.settings.region, router.settings.management_endpoint
+                ),
             )
             with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
                 answer = router.handle(ws.body, caller, _remaining_ms(context))
