@@ -160,19 +160,13 @@ class TokenVerifier:
 
 
 def identity_of_claims(claims: Mapping[str, Any]) -> Identity:
-    """The identity verified claims name: `sub`, `tenant_id`, optional `permissions`.
-
-    Also reads the claims an HTTP API's JWT authorizer passes on, where a list
-    claim arrives as one string, `"[a b]"`.
-    """
+    """The identity verified claims name: `sub`, `tenant_id`, optional `permissions`."""
     user_id, tenant_id = claims.get("sub"), claims.get("tenant_id")
     if not isinstance(user_id, str) or not user_id:
         raise InvalidToken("missing sub")
     if not isinstance(tenant_id, str) or not tenant_id:
         raise InvalidToken("missing tenant_id")
     permissions = claims.get("permissions") or []
-    if isinstance(permissions, str) and permissions.startswith("["):
-        permissions = permissions.strip("[]").split()
     if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise InvalidToken("permissions must be a list of strings")
     return Identity(

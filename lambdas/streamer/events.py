@@ -181,12 +181,6 @@ class HttpEvent:
         return bearer_token(_headers(self.raw.get("headers")))
 
     @property
-    def jwt_claims(self) -> Mapping[str, Any] | None:
-        """The claims the route's JWT authorizer verified; None without one."""
-        jwt = (self.request_context.get("authorizer") or {}).get("jwt") or {}
-        return jwt.get("claims") or None
-
-    @property
     def body(self) -> str | None:
         return _body(self.raw)
 
