@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
 from streamer.models import (
@@ -37,15 +38,29 @@ class StoreUnavailable(Exception):
     """DynamoDB could not be reached or refused the call (e.g. throttling)."""
 
 
-def _condition_failed(error: PynamoDBException) -> bool:
-    return error.cause_response_code == "ConditionalCheckFailedException"
+def _response_code(error: PynamoDBException) -> str | None:
+    """DynamoDB's error code behind `error`, if DynamoDB answered at all.
+
+    Not `error.cause_response_code`: botocore's `HTTPClientError`s (a
+    connection closed, a read timed out) carry `response = None`, on which that
+    property raises AttributeError.
+    """
+    response = getattr(error.cause, "response", None)
+    if not isinstance(response, dict):
+        return None
+    return response.get("Error", {}).get("Code")
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
+    code = _response_code(error) if isinstance(error, PynamoDBException) else None
+    return StoreUnavailable(code or type(error).__name__)
 
 
 def _guard(call: Callable[[], T]) -> T:
     try:
         return call()
-    except PynamoDBException as error:
-        raise StoreUnavailable(error.cause_response_code or type(error).__name__) from error
+    except (PynamoDBException, BotoCoreError, ClientError) as error:
+        raise _unavailable(error) from error
 
 
 def _conditional(call: Callable[[], Any]) -> bool:
@@ -53,9 +68,11 @@ def _conditional(call: Callable[[], Any]) -> bool:
     try:
         call()
     except PynamoDBException as error:
-        if _condition_failed(error):
+        if _response_code(error) == "ConditionalCheckFailedException":
             return False
-        raise StoreUnavailable(error.cause_response_code or type(error).__name__) from error
+        raise _unavailable(error) from error
+    except (BotoCoreError, ClientError) as error:
+        raise _unavailable(error) from error
     return True
 
 
