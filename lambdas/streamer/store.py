@@ -480,6 +480,26 @@ def due_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem
     )
 
 
+def due_request_keys(region: str, now_ms: int, limit: int = 100) -> list[str]:
+    """The keys of `due_requests`, to read one by one: one unreadable item spoils no other."""
+    return _guard(
+        lambda: [
+            item.request_key
+            for item in RequestItem.by_due.query(
+                region,
+                RequestItem.due_at <= now_ms,
+                limit=limit,
+                attributes_to_get=["request_key"],
+            )
+        ]
+    )
+
+
+def get_request_by_key(key: str) -> RequestItem | None:
+    """A request by its `request_key` (consistent read)."""
+    return _guard(lambda: _get_or_none(RequestItem, key, consistent=True))
+
+
 def count_active(owner: str) -> int:
     """Async requests of this owner that have not ended (eventually consistent)."""
     return _guard(lambda: RequestItem.by_active_owner.count(owner))

@@ -33,6 +33,8 @@ class SweepReport:
     timed_out: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
+    #: Keys of the requests that could not be read or written this time.
+    failed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,11 +42,15 @@ class SweepReport:
             "timed_out": len(self.timed_out),
             "cancelled": len(self.cancelled),
             "resent": len(self.resent),
+            "failed": len(self.failed),
         }
 
 
-def sweep_decision(item: RequestItem) -> str:
+def sweep_decision(item: RequestItem, now: int) -> str:
     """What to do with a due request: "redrive", "time_out", "cancel", "resend" or "skip"."""
+    if item.due_at is None or int(item.due_at) > now:
+        # Read after the index: taken or finished since (a fresh claim moved `due_at`).
+        return "skip"
     if item.is_terminal:
         return "resend"
     if item.status == PROCESSING and item.cancel_requested:
@@ -70,53 +76,70 @@ def last_seq_sent(item: RequestItem) -> int:
 
 
 def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> SweepReport:
+    """Act on every due request of `region`; one that fails is logged, counted, and left.
+
+    The index gives the keys; each request is then read on its own
+    (consistently), so an item that cannot be parsed or updated stops only
+    itself. It stays in the index and comes up again at the next sweep.
+    """
     report = SweepReport()
-    for item in store.due_requests(region, now, limit=max_items):
-        decision = sweep_decision(item)
-        last_seq = last_seq_sent(item)
-        if decision == "redrive":
-            if store.redrive_request(
-                item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq
-            ):
-                report.redriven.append(item.request_id)
-        elif decision == "time_out":
-            error = StreamerError(
-                ErrorCode.TIMEOUT,
-                f"the request did not finish in {int(item.attempt)} attempts",
-                details={"attempts": int(item.attempt)},
-            )
-            if end_request(
-                item,
-                FAILED,
-                error,
-                delivery,
-                from_statuses=(PROCESSING,),
-                now=now,
-                last_seq=last_seq,
-            ):
-                report.timed_out.append(item.request_id)
-        elif decision == "cancel":
-            error = StreamerError(ErrorCode.CANCELLED, "the request was cancelled")
-            if end_request(
-                item,
-                CANCELLED,
-                error,
-                delivery,
-                from_statuses=(PROCESSING,),
-                now=now,
-                last_seq=last_seq,
-            ):
-                report.cancelled.append(item.request_id)
-        elif decision == "resend":
-            # The worker died after storing the outcome: its complete and its
-            # lifecycle event may both be lost (the client drops a repeat by seq).
-            Audience(item, delivery).send(stored_complete(item), refresh=True)
-            lifecycle.request_ended(item, int(item.updated_at))
-            if store.complete_sent(item):
-                report.resent.append(item.request_id)
-    if report.redriven or report.timed_out or report.cancelled or report.resent:
+    for key in store.due_request_keys(region, now, limit=max_items):
+        try:
+            item = store.get_request_by_key(key)
+            if item is not None:
+                _sweep_one(item, delivery, now, report)
+        except Exception:
+            # Whatever one item does wrong, the others are still swept.
+            log.exception("sweep of one request failed", extra={"fields": {"request_key": key}})
+            report.failed.append(key)
+    if report.redriven or report.timed_out or report.cancelled or report.resent or report.failed:
         log.info("sweep", extra={"fields": report.to_dict()})
     return report
+
+
+def _sweep_one(item: RequestItem, delivery: Any, now: int, report: SweepReport) -> None:
+    decision = sweep_decision(item, now)
+    last_seq = last_seq_sent(item)
+    if decision == "redrive":
+        if store.redrive_request(
+            item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq
+        ):
+            report.redriven.append(item.request_id)
+    elif decision == "time_out":
+        error = StreamerError(
+            ErrorCode.TIMEOUT,
+            f"the request did not finish in {int(item.attempt)} attempts",
+            details={"attempts": int(item.attempt)},
+        )
+        if end_request(
+            item,
+            FAILED,
+            error,
+            delivery,
+            from_statuses=(PROCESSING,),
+            now=now,
+            last_seq=last_seq,
+        ):
+            report.timed_out.append(item.request_id)
+    elif decision == "cancel":
+        error = StreamerError(ErrorCode.CANCELLED, "the request was cancelled")
+        if end_request(
+            item,
+            CANCELLED,
+            error,
+            delivery,
+            from_statuses=(PROCESSING,),
+            now=now,
+            last_seq=last_seq,
+        ):
+            report.cancelled.append(item.request_id)
+    elif decision == "resend":
+        # The worker died after storing the outcome: its complete and its
+        # lifecycle event may both be lost (the client drops a repeat by seq).
+        Audience(item, delivery).send(stored_complete(item), refresh=True)
+        lifecycle.request_ended(item, int(item.updated_at))
+        if store.complete_sent(item):
+            report.resent.append(item.request_id)
 
 
 __all__ = ["SweepReport", "last_seq_sent", "sweep", "sweep_decision"]
