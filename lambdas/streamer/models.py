@@ -28,15 +28,17 @@ from pynamodb.models import Model
 
 from streamer import aws, schema
 from streamer.keys import owner_key, request_key
-from streamer.transitions import TERMINAL, Status
-
-PENDING = Status.PENDING
-PROCESSING = Status.PROCESSING
-RETRYING = Status.RETRYING
-WAITING = Status.WAITING
-COMPLETED = Status.COMPLETED
-FAILED = Status.FAILED
-CANCELLED = Status.CANCELLED
+from streamer.transitions import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    RETRYING,
+    TERMINAL,
+    WAITING,
+    Status,
+)
 
 SYNC = "sync"
 ASYNC = "async"

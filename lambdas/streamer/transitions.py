@@ -33,9 +33,6 @@ class Status(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-
-
 class Event(StrEnum):
     """What happens to a request; each is one conditional write."""
 
@@ -79,6 +76,9 @@ class Guard(StrEnum):
     STALE_SYNC = "stale_sync"
 
 
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
 @dataclass(frozen=True)
 class Transition:
     source: Status | None
@@ -94,28 +94,33 @@ def _rows(
     return [Transition(s, event, target or s, frozenset(guards)) for s in sources]  # type: ignore[arg-type]
 
 
-P, R, W = Status.PENDING, Status.PROCESSING, Status.WAITING
-ATTEMPT, DUE = Guard.SAME_ATTEMPT, Guard.SAME_DUE_AT
-ACTIVE = (Status.PENDING, Status.PROCESSING, Status.RETRYING, Status.WAITING)
+PENDING = Status.PENDING
+PROCESSING = Status.PROCESSING
+RETRYING = Status.RETRYING
+WAITING = Status.WAITING
+COMPLETED = Status.COMPLETED
+FAILED = Status.FAILED
+CANCELLED = Status.CANCELLED
+#: A row's target that keeps the status it comes from.
+UNCHANGED = None
+SAME_ATTEMPT, SAME_DUE_AT = Guard.SAME_ATTEMPT, Guard.SAME_DUE_AT
 
 TRANSITIONS: tuple[Transition, ...] = (
-    *_rows((None,), Event.CREATE, P),
-    *_rows((None,), Event.CREATE, R),
-    *_rows((R,), Event.TAKE_OVER, R, Guard.STALE_SYNC),
-    *_rows((P,), Event.CLAIM, R, ATTEMPT),
-    *_rows((R, W), Event.REPORT, None, ATTEMPT, Guard.NOT_CANCELLING),
-    *_rows((R,), Event.ASK_CANCEL, None),
-    *_rows((R,), Event.RETRY, Status.RETRYING, ATTEMPT),
-    *_rows((R, W), Event.WAIT, W, ATTEMPT, DUE),
-    *_rows((W,), Event.CLAIM_POLL, None, ATTEMPT, DUE),
-    *_rows((P, R, Status.RETRYING), Event.REDRIVE, P, ATTEMPT, DUE),
-    *_rows((R, W), Event.COMPLETE, Status.COMPLETED, ATTEMPT),
-    *_rows((R, W), Event.FAIL, Status.FAILED, ATTEMPT),
-    *_rows(ACTIVE, Event.CANCEL, Status.CANCELLED, ATTEMPT),
-    *_rows(tuple(TERMINAL), Event.COMPLETE_SENT, None, Guard.SAME_SEQ),
+    *_rows((None,), Event.CREATE, PENDING),
+    *_rows((None,), Event.CREATE, PROCESSING),
+    *_rows((PROCESSING,), Event.TAKE_OVER, PROCESSING, Guard.STALE_SYNC),
+    *_rows((PENDING,), Event.CLAIM, PROCESSING, SAME_ATTEMPT),
+    *_rows((PROCESSING, WAITING), Event.REPORT, UNCHANGED, SAME_ATTEMPT, Guard.NOT_CANCELLING),
+    *_rows((PROCESSING,), Event.ASK_CANCEL, UNCHANGED),
+    *_rows((PROCESSING,), Event.RETRY, RETRYING, SAME_ATTEMPT),
+    *_rows((PROCESSING, WAITING), Event.WAIT, WAITING, SAME_ATTEMPT, SAME_DUE_AT),
+    *_rows((WAITING,), Event.CLAIM_POLL, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT),
+    *_rows((PENDING, PROCESSING, RETRYING), Event.REDRIVE, PENDING, SAME_ATTEMPT, SAME_DUE_AT),
+    *_rows((PROCESSING, WAITING), Event.COMPLETE, COMPLETED, SAME_ATTEMPT),
+    *_rows((PROCESSING, WAITING), Event.FAIL, FAILED, SAME_ATTEMPT),
+    *_rows((PENDING, PROCESSING, RETRYING, WAITING), Event.CANCEL, CANCELLED, SAME_ATTEMPT),
+    *_rows((COMPLETED, FAILED, CANCELLED), Event.COMPLETE_SENT, UNCHANGED, Guard.SAME_SEQ),
 )
-
-del P, R, W, ATTEMPT, DUE
 
 
 def transition(status: str | None, event: Event) -> Transition | None:
