@@ -35,7 +35,7 @@ class SweepReport:
     timed_out: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
-    #: Keys of the requests that could not be read or written this time.
+    #: Keys of the requests that could not be parsed or written this time.
     failed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,23 +75,32 @@ def last_seq_sent(item: RequestItem) -> int:
 def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> SweepReport:
     """Act on every due request of `region`; one that fails is logged, counted, and left.
 
-    The index gives the keys; each request is then read on its own
-    (consistently), so an item that cannot be parsed or updated stops only
-    itself. It stays in the index and comes up again at the next sweep.
+    Each item of the index is parsed and acted on by itself, so an item that
+    cannot be parsed or updated stops only itself. It stays in the index and
+    comes up again at the next sweep.
     """
     report = SweepReport()
-    for key in store.due_request_keys(region, now, limit=max_items):
+    for due in store.due_items(region, now, limit=max_items):
+        if isinstance(due, store.Unreadable):
+            _failed(report, due.request_key, due.error)
+            continue
         try:
-            item = store.get_request_by_key(key)
-            if item is not None:
-                _sweep_one(item, delivery, now, report)
-        except Exception:
-            # Whatever one item does wrong, the others are still swept.
-            log.exception("sweep of one request failed", extra={"fields": {"request_key": key}})
-            report.failed.append(key)
+            _sweep_one(due, delivery, now, report)
+        except Exception as error:
+            # Whatever one request does wrong, the others are still swept.
+            _failed(report, due.request_key, error)
     if report.redriven or report.timed_out or report.cancelled or report.resent or report.failed:
         log.info("sweep", extra={"fields": report.to_dict()})
     return report
+
+
+def _failed(report: SweepReport, key: str, error: Exception) -> None:
+    log.error(
+        "sweep of one request failed",
+        exc_info=error,
+        extra={"fields": {"request_key": key}},
+    )
+    report.failed.append(key)
 
 
 def _sweep_one(item: RequestItem, delivery: Any, now: int, report: SweepReport) -> None:

@@ -34,13 +34,13 @@ from streamer.store.request_writes import (
     wait_request,
 )
 from streamer.store.requests import (
+    Unreadable,
     cancel_requested,
     count_active,
     create_request,
-    due_request_keys,
+    due_items,
     due_requests,
     get_request,
-    get_request_by_key,
     waiting_requests,
 )
 from streamer.store.subscriptions import (
@@ -56,6 +56,7 @@ from streamer.store.subscriptions import (
 
 __all__ = [
     "StoreUnavailable",
+    "Unreadable",
     "cancel_requested",
     "claim_poll",
     "claim_request",
@@ -63,13 +64,12 @@ __all__ = [
     "connections_of_user",
     "count_active",
     "create_request",
-    "due_request_keys",
+    "due_items",
     "due_requests",
     "finish_request",
     "forget_connection",
     "get_connection",
     "get_request",
-    "get_request_by_key",
     "get_subscription",
     "poll_partition",
     "redrive_request",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from streamer import aws, schema
 from streamer.keys import poll_partition, request_key, sweep_partition
 from streamer.models import CANCELLED, RequestItem
 from streamer.store.conditions import Held, condition
@@ -10,11 +14,7 @@ from streamer.transitions import Event, rows
 
 
 def get_request(owner: str, request_id: str, *, consistent: bool = True) -> RequestItem | None:
-    return get_request_by_key(request_key(owner, request_id), consistent=consistent)
-
-
-def get_request_by_key(key: str, *, consistent: bool = True) -> RequestItem | None:
-    """A request by its `request_key` (`streamer.keys.request_key`)."""
+    key = request_key(owner, request_id)
     return guard(lambda: get_or_none(RequestItem, key, consistent=consistent))
 
 
@@ -46,20 +46,50 @@ def due_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem
     )
 
 
-def due_request_keys(region: str, now_ms: int, limit: int = 100) -> list[str]:
-    """The keys of `due_requests`, to read one by one: one unreadable item spoils no other."""
-    partition = sweep_partition(region)
-    return guard(
-        lambda: [
-            item.request_key
-            for item in RequestItem.by_due.query(
-                partition,
-                RequestItem.due_at <= now_ms,
-                limit=limit,
-                attributes_to_get=["request_key"],
-            )
-        ]
-    )
+@dataclass(frozen=True)
+class Unreadable:
+    """An item of the requests table that does not parse as a request."""
+
+    request_key: str
+    error: Exception
+
+
+def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | Unreadable]:
+    """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
+
+    Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)
+    rather than PynamoDB's iterator, which parses as it reads and gives no key
+    for an item it could not parse. The same Query on the index, so the same grant.
+    """
+
+    def query() -> list[RequestItem | Unreadable]:
+        client = aws.create_client(
+            "dynamodb",
+            region_name=RequestItem.Meta.region,
+            endpoint_url=getattr(RequestItem.Meta, "host", None),
+        )
+        pages = client.get_paginator("query").paginate(
+            TableName=RequestItem.Meta.table_name,
+            IndexName=schema.REQUESTS_BY_DUE,
+            KeyConditionExpression="due_region = :partition AND due_at <= :now",
+            ExpressionAttributeValues={
+                ":partition": {"S": sweep_partition(region)},
+                ":now": {"N": str(now_ms)},
+            },
+            PaginationConfig={"MaxItems": limit},
+        )
+        return [_parsed(raw) for page in pages for raw in page["Items"]]
+
+    return guard(query)
+
+
+def _parsed(raw: dict[str, Any]) -> RequestItem | Unreadable:
+    try:
+        return RequestItem.from_raw_data(raw)
+    except Exception as error:
+        # Whatever is wrong with this item (bad JSON, a wrong type), it is this item's alone.
+        return Unreadable(raw.get("request_key", {}).get("S", ""), error)
 
 
 def waiting_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
