@@ -3,6 +3,7 @@
 Statuses and their allowed transitions are defined in `streamer.transitions`,
 keys in `streamer.keys`; both are re-exported here for the modules that read
 requests.
+
 Table names come from configuration at run time (`bind_models`), not at
 import, so tests and the local stack can point them anywhere.
 """

@@ -49,7 +49,7 @@ class SweepReport:
 
 
 def sweep_decision(item: RequestItem, now: int) -> SweepAction:
-    """What to do with a request the due index listed, read again at `now`."""
+    """What to do at `now` with a request the due index listed."""
     return sweep_action(
         item.status,
         due_at=None if item.due_at is None else int(item.due_at),

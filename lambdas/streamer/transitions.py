@@ -182,7 +182,7 @@ def sweep_action(
     max_attempts: int,
     cancel_requested: bool,
 ) -> SweepAction:
-    """The sweeper's decision for a request read after the index said it was due.
+    """The sweeper's decision for a request its due index listed.
 
     A PROCESSING request is due when its lease expired: its worker is dead.
     Asked to stop meanwhile, it ends CANCELLED rather than running again; out
@@ -190,7 +190,7 @@ def sweep_action(
     `complete` may not have gone out.
     """
     if due_at is None or due_at > now:
-        # Taken or finished since the index was read (a fresh claim moves `due_at`).
+        # Not due: nothing to do before `due_at`.
         return SweepAction.SKIP
     if transition(status, Event.COMPLETE_SENT):
         return SweepAction.RESEND
