@@ -12,6 +12,8 @@ from streamer.store.conditions import Held, condition
 from streamer.store.errors import conditional, get_or_none, guard
 from streamer.transitions import Event, rows
 
+BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY_DUE)
+
 
 def get_request(owner: str, request_id: str, *, consistent: bool = True) -> RequestItem | None:
     key = request_key(owner, request_id)
@@ -71,8 +73,9 @@ def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | 
         )
         pages = client.get_paginator("query").paginate(
             TableName=RequestItem.Meta.table_name,
-            IndexName=schema.REQUESTS_BY_DUE,
-            KeyConditionExpression="due_region = :partition AND due_at <= :now",
+            IndexName=BY_DUE.name,
+            KeyConditionExpression="#partition = :partition AND #due <= :now",
+            ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
             ExpressionAttributeValues={
                 ":partition": {"S": sweep_partition(region)},
                 ":now": {"N": str(now_ms)},
