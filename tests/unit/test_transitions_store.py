@@ -202,3 +202,18 @@ def test_a_sync_run_is_taken_over_only_once_stale(requests_table):
     assert not store.create_request(fresh, stale_sync_before_ms=1)
     assert store.create_request(fresh, stale_sync_before_ms=NOW)
     assert target(Event.TAKE_OVER) is None
+
+
+def test_a_writer_acts_only_on_the_statuses_it_read(requests_table):
+    # GIVEN a request now WAITING, at the attempt and due time its writers hold
+    item = stored_in(Status.WAITING)
+    progress = {"percentage": 1, "message": "", "seq": 4, "checkpoint": None, "now_ms": NOW}
+
+    # THEN writes meant for the request as PROCESSING or RETRYING are refused
+    assert not store.save_progress(item, 1, status="PROCESSING", **progress)
+    assert not store.finish_request(
+        item, from_statuses=("PROCESSING",), attempt=1, status="FAILED", seq=4, now_ms=NOW
+    )
+    item.status = "RETRYING"
+    assert not store.redrive_request(item, now_ms=NOW, next_due_at=NOW + 5, seq=4)
+    assert store.get_request(OWNER, "r-1").status == "WAITING"
