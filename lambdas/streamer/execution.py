@@ -17,11 +17,9 @@ from streamer.config import MAX_RESULT_BYTES
 from streamer.errors import ErrorCode, RequestCancelled, RetryableError, StreamerError
 from streamer.handlers import Handler, Progress, Request, Waiting
 from streamer.models import CANCELLED, COMPLETED, FAILED, WAITING
+from streamer.transitions import RETRY
 
 log = logging.getLogger(__name__)
-
-#: Not a stored status: the attempt failed and may be run again.
-RETRY = "RETRY"
 
 
 @dataclass(frozen=True)

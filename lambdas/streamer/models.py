@@ -1,5 +1,9 @@
 """PynamoDB models of the three tables, keyed as `streamer.schema` says.
 
+Statuses and their allowed transitions are defined in `streamer.transitions`,
+keys in `streamer.keys`; both are re-exported here for the modules that read
+requests.
+
 Table names come from configuration at run time (`bind_models`), not at
 import, so tests and the local stack can point them anywhere.
 """
@@ -24,24 +28,21 @@ from pynamodb.indexes import (
 from pynamodb.models import Model
 
 from streamer import aws, schema
-
-PENDING = "PENDING"
-PROCESSING = "PROCESSING"
-RETRYING = "RETRYING"
-#: Handed to an external system; the poller checks it (`streamer.poller`).
-WAITING = "WAITING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+from streamer.keys import owner_key, request_key
+from streamer.transitions import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    RETRYING,
+    TERMINAL,
+    WAITING,
+    Status,
+)
 
 SYNC = "sync"
 ASYNC = "async"
-
-
-def owner_key(tenant_id: str, user_id: str) -> str:
-    """The requests table's hash key: a request is addressable only through its owner."""
-    return f"{tenant_id}#{user_id}"
 
 
 class ConnectionsByUser(GlobalSecondaryIndex):
@@ -130,8 +131,8 @@ class RequestItem(Model):
     deadline_at = NumberAttribute(null=True)
     # Polls in a row that failed temporarily (the external system is down): the backoff.
     poll_failures = NumberAttribute(null=True)
-    # Present only while PROCESSING or RETRYING (the sweeper's sparse index), or
-    # WAITING under the poller's partition (`store.poll_partition`).
+    # Present only while the sweeper must move the request on (`keys.sweep_partition`),
+    # or while WAITING under the poller's partition (`keys.poll_partition`).
     due_region = UnicodeAttribute(null=True)
     due_at = NumberAttribute(null=True)
     # The owner while an async request has not ended: the per-user cap's index.
@@ -187,11 +188,6 @@ class Subscription(Model):
     by_connection = SubscriptionsByConnection()
 
 
-def request_key(owner: str, request_id: str) -> str:
-    """The key of one request, in the requests and the subscriptions tables."""
-    return f"{owner}#{request_id}"
-
-
 def bind_models(
     connections_table: str, requests_table: str, subscriptions_table: str, region: str
 ) -> None:
@@ -208,3 +204,24 @@ def bind_models(
         model.Meta.table_name = table
         model.Meta.region = region
         model._connection = None
+
+
+__all__ = [
+    "ASYNC",
+    "CANCELLED",
+    "COMPLETED",
+    "FAILED",
+    "PENDING",
+    "PROCESSING",
+    "RETRYING",
+    "SYNC",
+    "TERMINAL",
+    "WAITING",
+    "Connection",
+    "RequestItem",
+    "Status",
+    "Subscription",
+    "bind_models",
+    "owner_key",
+    "request_key",
+]

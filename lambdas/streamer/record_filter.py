@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: The status a request is written with when it waits for a processor (`models.PENDING`).
-PENDING = "PENDING"
+from streamer.transitions import Status, claims
+
+#: The statuses a processor claims from (the lifecycle table's CLAIM rows): PENDING.
+CLAIMABLE = tuple(status.value for status in Status if claims(status))
 #: The attributes of a request item the processor's filter reads.
 STATUS = "status"
 ORIGIN_REGION = "origin_region"
@@ -28,25 +30,27 @@ ORIGIN_REGION = "origin_region"
 @dataclass(frozen=True)
 class RecordFilter:
     """Records whose event is one of `event_names` and whose new image has, for each
-    (attribute, value) of `new_image`, a string attribute equal to that value."""
+    (attribute, values) of `new_image`, a string attribute equal to one of those values."""
 
     event_names: tuple[str, ...]
-    new_image: tuple[tuple[str, str], ...]
+    new_image: tuple[tuple[str, tuple[str, ...]], ...]
 
     def pattern(self) -> dict[str, Any]:
         """The filter pattern, as `FilterCriteria.Filters[].Pattern` takes it (before JSON)."""
         return {
             "eventName": list(self.event_names),
-            "dynamodb": {"NewImage": {name: {"S": [value]} for name, value in self.new_image}},
+            "dynamodb": {
+                "NewImage": {name: {"S": list(values)} for name, values in self.new_image}
+            },
         }
 
     def matches(self, event_name: str, new_image: Mapping[str, Any] | None) -> bool:
         """Whether a record (its event name and raw new image) passes this filter."""
         if event_name not in self.event_names or new_image is None:
             return False
-        for name, value in self.new_image:
+        for name, values in self.new_image:
             attribute = new_image.get(name)
-            if not isinstance(attribute, Mapping) or attribute.get("S") != value:
+            if not isinstance(attribute, Mapping) or attribute.get("S") not in values:
                 return False
         return True
 
@@ -57,5 +61,5 @@ def processor_records(region: str) -> RecordFilter:
     the request runs in the region its client called."""
     return RecordFilter(
         event_names=("INSERT", "MODIFY"),
-        new_image=((STATUS, PENDING), (ORIGIN_REGION, region)),
+        new_image=((STATUS, CLAIMABLE), (ORIGIN_REGION, (region,))),
     )

@@ -70,8 +70,9 @@ def test_the_mapping_filter_and_the_processor_agree(
     assert passes_filter is processor_runs_it is expected
 
 
-def test_the_declared_pending_status_is_the_one_requests_are_written_with() -> None:
-    assert dict(processor_records(OWN).new_image)["status"] == models.PENDING
+def test_the_filter_takes_the_statuses_the_lifecycle_table_claims_from() -> None:
+    # GIVEN the lifecycle table, WHEN the filter's statuses are read, THEN they are PENDING
+    assert dict(processor_records(OWN).new_image)["status"] == (models.PENDING,)
 
 
 def test_a_record_without_a_new_image_does_not_pass() -> None:

@@ -141,10 +141,10 @@ def test_throttling_on_the_claim_is_a_batch_item_failure_then_runs(alice, manage
 
 
 def test_a_retryable_failure_retries_then_completes(alice, management, monkeypatch):
-    from streamer import processor as processor_module
+    from streamer import transitions
     from streamer.entry import sweeper
 
-    monkeypatch.setattr(processor_module, "retry_delay_ms", lambda attempt: 0)
+    monkeypatch.setattr(transitions, "retry_delay_ms", lambda attempt: 0)
     alice.send({"action": "flaky", "id": "f-1", "payload": {"succeed_on": 3}})
     stream = Stream()
 
@@ -162,10 +162,10 @@ def test_a_retryable_failure_retries_then_completes(alice, management, monkeypat
 
 
 def test_a_retryable_failure_past_max_attempts_ends_failed(alice, management, monkeypatch):
-    from streamer import processor as processor_module
+    from streamer import transitions
     from streamer.entry import sweeper
 
-    monkeypatch.setattr(processor_module, "retry_delay_ms", lambda attempt: 0)
+    monkeypatch.setattr(transitions, "retry_delay_ms", lambda attempt: 0)
     alice.send({"action": "flaky", "id": "f-1", "payload": {"succeed_on": 99}})
     stream = Stream()
     for _ in range(4):

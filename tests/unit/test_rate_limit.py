@@ -24,14 +24,14 @@ def alice(test_app) -> str:
 def writes(monkeypatch) -> list[bool]:
     """Every conditional write the limiter makes, True when it applied."""
     made: list[bool] = []
-    real = store._conditional
+    real = store.connections.conditional
 
     def counted(call):
         applied = real(call)
         made.append(applied)
         return applied
 
-    monkeypatch.setattr(store, "_conditional", counted)
+    monkeypatch.setattr(store.connections, "conditional", counted)
     return made
 
 

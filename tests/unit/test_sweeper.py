@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import boto3
+
 from streamer import config, runtime, store
 from streamer.models import PROCESSING, owner_key
 from streamer.sweeper import sweep
+from tests.conftest import REGION, TABLES
 from tests.unit import helpers
 from tests.unit.helpers import Client, Stream
 
@@ -106,3 +109,55 @@ def test_a_request_cancelled_while_its_worker_died_ends_cancelled(test_app, mana
     assert item.status == "CANCELLED"
     completes = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
     assert [c["status"] for c in completes] == ["CANCELLED"]
+
+
+def queue_two_and_let_their_workers_die(alice: Client) -> None:
+    for request_id in ("r-1", "r-2"):
+        alice.send({"action": "generate_report", "id": request_id, "payload": {"pages": 1}})
+        claim_and_die(request_id, now=1_000)
+
+
+def test_a_request_that_cannot_be_read_does_not_stop_the_sweep(test_app, management, caplog):
+    # GIVEN a due request whose stored payload is not JSON, and a due request next to it
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    queue_two_and_let_their_workers_die(alice)
+    bad_key = f"{owner_key('t1', 'alice')}#r-1"
+    boto3.client("dynamodb", region_name=REGION).update_item(
+        TableName=TABLES[config.REQUESTS_TABLE],
+        Key={"request_key": {"S": bad_key}},
+        UpdateExpression="SET payload = :broken",
+        ExpressionAttributeValues={":broken": {"S": "{not json"}},
+    )
+
+    # WHEN the sweeper runs after their leases
+    report = sweep("us-east-1", runtime.current().delivery, now=2_000)
+
+    # THEN the other request is re-driven, and the bad one is counted and logged with its key
+    assert report.redriven == ["r-2"]
+    assert report.failed == [bad_key] and report.to_dict()["failed"] == 1
+    logged = [getattr(r, "fields", {}).get("request_key") for r in caplog.records]
+    assert bad_key in logged
+
+
+def test_a_request_whose_update_fails_does_not_stop_the_sweep(test_app, management, monkeypatch):
+    # GIVEN two due requests, and DynamoDB failing the re-drive of the first
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    queue_two_and_let_their_workers_die(alice)
+    real_redrive = store.redrive_request
+
+    def redrive(item, **kwargs):
+        if item.request_id == "r-1":
+            raise store.StoreUnavailable("ProvisionedThroughputExceededException")
+        return real_redrive(item, **kwargs)
+
+    monkeypatch.setattr(store, "redrive_request", redrive)
+
+    # WHEN the sweeper runs after their leases
+    report = sweep("us-east-1", runtime.current().delivery, now=2_000)
+
+    # THEN the second one is re-driven all the same, and the first one counted
+    assert report.redriven == ["r-2"]
+    assert report.failed == [f"{owner_key('t1', 'alice')}#r-1"]
+    assert store.get_request(owner_key("t1", "alice"), "r-2").status == "PENDING"
