@@ -9,6 +9,10 @@ The jobs, each in its own module, in the order a frame meets them:
 `streamer.admission` (rate limit, scope), `streamer.protocol` (parsing),
 `streamer.system_actions`, `streamer.application` (sync or async), and
 `streamer.answers` (failures).
+
+Its DynamoDB calls run under `store_budget` (`streamer.aws.ROUTER` unless
+told otherwise), whichever API it answers for: API Gateway cuts a WebSocket
+or HTTP integration off at 29 s, so a store outage must be answered before.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
+from streamer import aws
 from streamer.admission import Caller, admit, check_watch_scope, rate_limiter
 from streamer.answers import failure_answer
 from streamer.application import ApplicationActions, runs_async
@@ -38,9 +43,11 @@ class Router:
         *,
         sync_pool: concurrent.futures.ThreadPoolExecutor,
         delivery: Callable[[], Any],
+        store_budget: aws.CallBudget = aws.ROUTER,
     ) -> None:
         self.settings = settings
         self.app = app
+        self.store_budget = store_budget
         self._limiter = rate_limiter(settings)
         self._system = SystemActions(settings, delivery)
         self._application = ApplicationActions(settings, app, sync_pool)
@@ -49,18 +56,20 @@ class Router:
         """Answer one frame with the server message to return to the caller; never raises."""
         message: ClientMessage | None = None
         try:
-            admit(self._limiter, caller, now_ms())
-            message = parse_client_message(body)
-            bind(action=message.action, client_id=message.id)
-            if caller.identity.watch_request is not None:
-                check_watch_scope(message, caller)
-            if message.is_system:
-                return self._system.answer(message, caller)
-            return self._application.answer(message, caller, remaining_ms)
+            with aws.dynamodb_budget(self.store_budget):
+                admit(self._limiter, caller, now_ms())
+                message = parse_client_message(body)
+                bind(action=message.action, client_id=message.id)
+                if caller.identity.watch_request is not None:
+                    check_watch_scope(message, caller)
+                if message.is_system:
+                    return self._system.answer(message, caller)
+                return self._application.answer(message, caller, remaining_ms)
         except Exception as error:
             request_id = message.id if message is not None else client_id_of(body)
             return failure_answer(error, request_id)
 
     def readable_request(self, caller: Caller, request_id: str) -> RequestItem:
         """The caller's own request, or the one its watch token names; NOT_FOUND otherwise."""
-        return self._system.readable_request(caller, request_id)
+        with aws.dynamodb_budget(self.store_budget):
+            return self._system.readable_request(caller, request_id)

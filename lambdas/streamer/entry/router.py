@@ -2,9 +2,10 @@
 
 Nothing escapes to API Gateway: an exception there becomes its bare
 `{"message": "Internal server error"}`, with no `type` and no `request_id`,
-and the client would wait for its answer forever. DynamoDB calls run under
-the router's call budget (`streamer.aws.ROUTER`), so a store outage is
-answered UNAVAILABLE within seconds, inside API Gateway's 29 s.
+and the client would wait for its answer forever. The router's DynamoDB
+calls run under its call budget (`streamer.aws.ROUTER`, changed by the
+function's environment), so a store outage is answered UNAVAILABLE within
+seconds, inside API Gateway's 29 s.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def current_router() -> Router:
                     max_workers=4, thread_name_prefix="sync-handler"
                 ),
                 delivery=lambda: rt.delivery,
+                store_budget=_budget(),
             )
         return _router
 
@@ -65,7 +67,7 @@ def _answer(ws: WebSocketEvent, context: Any) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ws = WebSocketEvent(event)
     timer = Timer()
-    with log_context(connection_id=ws.connection_id), aws.dynamodb_budget(_budget()):
+    with log_context(connection_id=ws.connection_id):
         try:
             answer = _answer(ws, context)
             body = encode(answer)
