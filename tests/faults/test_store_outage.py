@@ -16,8 +16,12 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import LocalStack, start_stack
 from tests.e2e.wire import ask, open_socket, receive, run, send, unique
+
+pytestmark = pytest.mark.faults
 
 #: Longer than the router's call budget, shorter than API Gateway's 29 s: a hang fails.
 ANSWER_TIMEOUT_S = 20
