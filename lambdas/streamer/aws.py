@@ -15,13 +15,15 @@ A DynamoDB call's budget (connect and read timeouts per attempt, attempts in
 all) is chosen per function: the router answers inside API Gateway's 29 s
 integration timeout, so it gives up on the store within a few seconds and
 answers UNAVAILABLE; the other functions keep PynamoDB's patience. The
-function's entry point names its budget with `dynamodb_budget`; the
-environment may change it (`budget_from_env`).
+router runs its calls inside `dynamodb_budget(...)`; calls outside any get
+`PATIENT`. The function's environment may change either (`configured_budget`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -29,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+log = logging.getLogger(__name__)
 _lock = threading.RLock()
 _session: Any = None
 
@@ -107,6 +110,24 @@ def budget_from_env(default: CallBudget, env: Mapping[str, str] | None = None) -
     )
 
 
+def configured_budget(default: CallBudget) -> CallBudget:
+    """`default` as this process's environment changes it.
+
+    A malformed value is logged, naming the variable, and `default` is used:
+    a typo in a timeout must not take every store call down with it.
+    """
+    return _configured(default, tuple(os.environ.get(name, "") for name in ENVIRONMENT))
+
+
+@functools.lru_cache(maxsize=16)
+def _configured(default: CallBudget, values: tuple[str, ...]) -> CallBudget:
+    try:
+        return budget_from_env(default, dict(zip(ENVIRONMENT, values, strict=True)))
+    except ValueError:
+        log.exception("ignoring a malformed DynamoDB call budget; using %s", default)
+        return default
+
+
 @contextlib.contextmanager
 def dynamodb_budget(budget: CallBudget) -> Iterator[None]:
     """DynamoDB calls of this thread (and context) use `budget` until the block ends.
@@ -122,8 +143,8 @@ def dynamodb_budget(budget: CallBudget) -> Iterator[None]:
 
 
 def current_budget() -> CallBudget:
-    """The budget of this context's DynamoDB calls: the entry point's, else `PATIENT`'s."""
-    return _budget.get() or budget_from_env(PATIENT)
+    """The budget of this context's DynamoDB calls: the one set around them, else `PATIENT`."""
+    return _budget.get() or configured_budget(PATIENT)
 
 
 def session() -> Any:  # -> botocore.session.Session; imported late, off cold paths

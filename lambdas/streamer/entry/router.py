@@ -40,7 +40,7 @@ def current_router() -> Router:
                     max_workers=4, thread_name_prefix="sync-handler"
                 ),
                 delivery=lambda: rt.delivery,
-                store_budget=_budget(),
+                store_budget=aws.configured_budget(aws.ROUTER),
             )
         return _router
 
@@ -87,12 +87,3 @@ def _request_id_of(ws: WebSocketEvent) -> str | None:
         return client_id_of(ws.body)
     except ValueError:
         return None
-
-
-def _budget() -> aws.CallBudget:
-    """The router's DynamoDB call budget; a malformed override falls back to the default."""
-    try:
-        return aws.budget_from_env(aws.ROUTER)
-    except ValueError:
-        log.exception("ignoring a malformed DynamoDB call budget")
-        return aws.ROUTER
