@@ -16,6 +16,7 @@ from typing import Any
 
 from streamer import store
 from streamer.admission import Caller
+from streamer.answers import is_store_failure
 from streamer.config import PICKUP_TIMEOUT_MS, Settings
 from streamer.errors import ErrorCode, StreamerError
 from streamer.execution import Outcome, run_handler
@@ -178,6 +179,19 @@ class ApplicationActions:
         timeout_ms = max(0, min(self.settings.sync_timeout_ms, remaining_ms - ANSWER_MARGIN_MS))
         outcome = sync_outcome(self._run(handler, request, timeout_ms))
         if item is not None:
+            self._record(item, outcome)
+        if outcome.status == COMPLETED:
+            return response_message(request_id, data=outcome.result)
+        return response_message(request_id, error=outcome.error)
+
+    def _record(self, item: RequestItem, outcome: Outcome) -> None:
+        """Store a sync run's answer for repeats of its id; the caller gets it either way.
+
+        The handler has run: failing its answer because the store is down
+        would hide a result the caller can use. A repeat then finds the run
+        PROCESSING (CONFLICT, retryable) until it is stale, and runs it again.
+        """
+        try:
             store.finish_request(
                 item,
                 from_statuses=(PROCESSING,),
@@ -188,9 +202,10 @@ class ApplicationActions:
                 result=outcome.result,
                 error=outcome.error,
             )
-        if outcome.status == COMPLETED:
-            return response_message(request_id, data=outcome.result)
-        return response_message(request_id, error=outcome.error)
+        except Exception as error:
+            if not is_store_failure(error):
+                raise
+            log.warning("sync answer not stored: the store is unavailable")
 
     def _run(self, handler: Handler, request: Request, timeout_ms: int) -> Outcome:
         future = self._sync_pool.submit(run_handler, handler, request, _SyncProgress())

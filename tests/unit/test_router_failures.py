@@ -270,3 +270,23 @@ def test_an_entry_point_failure_is_answered_with_the_request_id(failing_stack, m
     assert answer["type"] == "error" and answer["request_id"] == "m-9"
     assert answer["error"]["code"] == "INTERNAL_ERROR"
     assert answer["error"]["details"]["correlation_id"]
+
+
+def test_a_sync_answer_the_store_could_not_keep_still_reaches_the_caller(
+    failing_stack, monkeypatch
+):
+    # GIVEN DynamoDB fails once the sync handler has run
+    client = Client("conn-sync", user="alice", tenant="t1")
+    client.connect()
+
+    def unavailable(*args, **kwargs):
+        raise store.StoreUnavailable("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(store, "finish_request", unavailable)
+
+    # WHEN alice runs a sync action with an id
+    answer = client.send({"action": "fail_sync", "id": "s-1", "payload": {}})
+
+    # THEN she gets its result, not an error about storing it
+    assert answer["type"] == "response" and answer["request_id"] == "s-1"
+    assert answer["success"] is True and answer["data"] == {"ok": True}
