@@ -28,7 +28,7 @@ from tests.unit.failing_app import FAILURES, STAGES
 from tests.unit.helpers import Client
 from tests.unit.test_protocol import PROTOCOL_CODES
 
-EXAMPLES = int(os.environ.get("STREAMER_FAILURE_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("STREAMER_FAILURE_EXAMPLES", "200"))
 ENDPOINT = "https://dynamodb.us-east-1.amazonaws.com"
 
 
