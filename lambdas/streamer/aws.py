@@ -1,4 +1,5 @@
-"""One botocore session per process, shared by every AWS client the runtime makes.
+"""One botocore session per process, shared by every AWS client the runtime makes,
+and how long each function lets a DynamoDB call take.
 
 A botocore session loads each service's JSON model once; a client made from a
 fresh session loads it again. Measured on a 2-core machine: about 50-70 ms for
@@ -9,15 +10,141 @@ local stack once per thread that raced to the first call.
 
 botocore sessions are not thread-safe while they create clients, so clients
 are created under one lock; the clients themselves are thread-safe.
+
+A DynamoDB call's budget (connect and read timeouts per attempt, attempts in
+all) is chosen per function: the router answers inside API Gateway's 29 s
+integration timeout, so it gives up on the store within a few seconds and
+answers UNAVAILABLE; the other functions keep PynamoDB's patience. The
+router runs its calls inside `dynamodb_budget(...)`; calls outside any get
+`PATIENT`. The function's environment may change either (`configured_budget`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import os
 import threading
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
+log = logging.getLogger(__name__)
 _lock = threading.RLock()
 _session: Any = None
+
+#: Seconds to open a connection to DynamoDB, per attempt.
+CONNECT_TIMEOUT_S = "STREAMER_DYNAMODB_CONNECT_TIMEOUT_S"
+#: Seconds to wait for DynamoDB's answer on an open connection, per attempt.
+READ_TIMEOUT_S = "STREAMER_DYNAMODB_READ_TIMEOUT_S"
+#: Attempts of one DynamoDB call in all, the first included (botocore's `total_max_attempts`).
+MAX_ATTEMPTS = "STREAMER_DYNAMODB_MAX_ATTEMPTS"
+ENVIRONMENT = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S, MAX_ATTEMPTS)
+
+
+@dataclass(frozen=True)
+class CallBudget:
+    """How long one DynamoDB call may take: per-attempt timeouts and attempts in all.
+
+    Retries use botocore's `standard` mode: it retries throttling, 5xx answers
+    and connection and read timeouts, with exponential backoff and jitter
+    (https://docs.aws.amazon.com/boto3/latest/guide/retries.html). The longest
+    a call can take is about `max_attempts * (connect + read)` plus backoff.
+    """
+
+    connect_timeout_s: float
+    read_timeout_s: float
+    max_attempts: int
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0 or self.max_attempts < 1:
+            raise ValueError(f"a call budget needs positive timeouts and attempts: {self}")
+
+    @property
+    def retries(self) -> dict[str, Any]:
+        return {"mode": "standard", "total_max_attempts": self.max_attempts}
+
+
+#: The router's: at most about 2 x (1 + 2) s and a backoff, well inside API
+#: Gateway's integration timeout, "50 milliseconds - 29 seconds ... Can be
+#: increased: No" (https://docs.aws.amazon.com/apigateway/latest/developerguide/
+#: apigateway-execution-service-websocket-limits-table.html). DynamoDB answers a
+#: single-item call in milliseconds; an attempt that takes seconds is an outage.
+ROUTER = CallBudget(connect_timeout_s=1, read_timeout_s=2, max_attempts=2)
+#: The other functions' (processor, sweeper, ...): PynamoDB's own defaults
+#: (https://github.com/pynamodb/PynamoDB/blob/master/docs/settings.rst: connect
+#: 15 s, read 30 s, 3 retries), so their calls outlast a short outage. Both
+#: replace botocore's (botocore.config.Config: connect_timeout and read_timeout
+#: 60 s; the boto3 retries guide above: legacy mode, 5 attempts).
+PATIENT = CallBudget(connect_timeout_s=15, read_timeout_s=30, max_attempts=4)
+
+_budget: ContextVar[CallBudget | None] = ContextVar("streamer_dynamodb_budget", default=None)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive {kind.__name__}, got {raw!r}")
+    return value
+
+
+def budget_from_env(default: CallBudget, env: Mapping[str, str] | None = None) -> CallBudget:
+    """`default`, with what `STREAMER_DYNAMODB_*` in `env` (default `os.environ`) change.
+
+    Each function has its own environment on Lambda, so a value set on one
+    function changes that function's budget only.
+    """
+    env = os.environ if env is None else env
+    return CallBudget(
+        connect_timeout_s=_positive(env, CONNECT_TIMEOUT_S, default.connect_timeout_s, float),
+        read_timeout_s=_positive(env, READ_TIMEOUT_S, default.read_timeout_s, float),
+        max_attempts=_positive(env, MAX_ATTEMPTS, default.max_attempts, int),
+    )
+
+
+def configured_budget(default: CallBudget) -> CallBudget:
+    """`default` as this process's environment changes it.
+
+    A malformed value is logged, naming the variable, and `default` is used:
+    a typo in a timeout must not take every store call down with it.
+    """
+    return _configured(default, tuple(os.environ.get(name, "") for name in ENVIRONMENT))
+
+
+@functools.lru_cache(maxsize=16)
+def _configured(default: CallBudget, values: tuple[str, ...]) -> CallBudget:
+    try:
+        return budget_from_env(default, dict(zip(ENVIRONMENT, values, strict=True)))
+    except ValueError:
+        log.exception("ignoring a malformed DynamoDB call budget; using %s", default)
+        return default
+
+
+@contextlib.contextmanager
+def dynamodb_budget(budget: CallBudget) -> Iterator[None]:
+    """DynamoDB calls of this thread (and context) use `budget` until the block ends.
+
+    A context, not a process setting: the local stack runs every function in
+    one process, each invocation on its own thread.
+    """
+    token = _budget.set(budget)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def current_budget() -> CallBudget:
+    """The budget of this context's DynamoDB calls: the one set around them, else `PATIENT`."""
+    return _budget.get() or configured_budget(PATIENT)
 
 
 def session() -> Any:  # -> botocore.session.Session; imported late, off cold paths
@@ -38,12 +165,14 @@ def create_client(service_name: str, **kwargs: Any) -> Any:
 
 
 def share_with_pynamodb() -> None:
-    """Make PynamoDB's connections take their session from here, one client at a time.
+    """Make PynamoDB's connections take their session and budget from here, one client at a time.
 
     PynamoDB creates a connection's client on its first call, without a lock;
     from one shared session, threads racing to their first call would create
     clients concurrently, which botocore does not allow. The connection's
-    `client` property is wrapped to run under this module's lock (once).
+    `client` property is wrapped (once) to run under this module's lock and to
+    hand out one client per budget: the connection's timeouts and retries are
+    fixed when its client is made, and PynamoDB has no per-call setting.
     """
     import pynamodb.connection.base as base
 
@@ -53,8 +182,17 @@ def share_with_pynamodb() -> None:
     unlocked = base.Connection.client.fget
 
     def client(connection: Any) -> Any:
+        budget = current_budget()
         with _lock:
-            return unlocked(connection)
+            clients = connection.__dict__.setdefault("_streamer_clients", {})
+            # PynamoDB makes a client from these when it has none (or its
+            # credentials were lost), and keeps it in `_client`.
+            connection._client = clients.get(budget)
+            connection._connect_timeout_seconds = budget.connect_timeout_s
+            connection._read_timeout_seconds = budget.read_timeout_s
+            connection._retry_configuration = budget.retries
+            clients[budget] = unlocked(connection)
+            return clients[budget]
 
     client._streamer_locked = True  # type: ignore[attr-defined]
     base.Connection.client = property(client)  # type: ignore[method-assign]

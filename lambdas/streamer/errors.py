@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     PROCESSING_FAILED = "PROCESSING_FAILED"
     CANCELLED = "CANCELLED"
+    UNAVAILABLE = "UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -59,6 +60,21 @@ class StreamerError(Exception):
         if self.details:
             error["details"] = self.details
         return error
+
+
+class Unavailable(StreamerError):
+    """A dependency (the store) cannot be reached for now and nothing was stored.
+
+    Always retryable; `details.retry_after_ms` says when to try again.
+    """
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(
+            ErrorCode.UNAVAILABLE,
+            message,
+            details={"retry_after_ms": retry_after_ms},
+            retryable=True,
+        )
 
 
 class ValidationError(StreamerError):

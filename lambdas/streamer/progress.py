@@ -1,15 +1,31 @@
-"""Progress reporting: coalescing a handler's reports into few messages.
+"""Progress reporting: the `Progress` a running async handler gets.
 
-`Coalescer` holds the decision (pure, clock passed in); `ProgressReporter`
-is what handlers call, with one background thread per running request that
-sends, persists and watches for cancellation, so `report` never waits on I/O.
+A handler's reports are coalesced (`streamer.coalescer`, a pure decision)
+into few `progress` messages, sent and persisted by one background thread
+per running request (`streamer.progress_flusher`), so `report` never waits
+on I/O.
 
-Rules (PROTOCOL.md section 3): at most one `progress` per flush interval;
-the first report, the first report at or above the immediate threshold and
-the report of 100 % go out at once; the latest pending report goes out within
-one interval even if the handler goes quiet. Updates at or above the threshold
-after the first are paced like the others, so a handler that reports often
-near the end cannot flood the client.
+Threading model. Two threads use a `ProgressReporter`:
+
+- the *handler thread* runs the handler: it calls `report` and `checkpoint`
+  and reads `cancelled`; the worker then calls `close` (from that thread or
+  another, once the handler returned);
+- the *flusher thread*, started by the reporter and ended by `close`, does
+  all the I/O: publish, persist, the cancel check.
+
+What each owns:
+
+- `_lock` (a `Condition`) guards the mailbox between them, and only it: the
+  coalescer, the outbox of updates due to be sent, the latest checkpoint and
+  whether it changed, and `_closed`. Its holder never does I/O; the flusher
+  thread waits on it until an update is due, a timer (pending update,
+  persist, cancel check) expires, or `close` is called.
+- The flusher thread alone touches the `ProgressFlusher` (`seq`, what was
+  sent and persisted, when it last persisted and checked); no lock, because
+  no other thread does. `close` reads its final `seq` after joining the
+  thread.
+- `cancelled` is a `threading.Event`: set by the flusher thread, read by
+  the handler thread without a lock.
 """
 
 from __future__ import annotations
@@ -21,98 +37,33 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from streamer.coalescer import Coalescer, Update
 from streamer.errors import RequestCancelled
-from streamer.protocol import now_ms, progress_message
+from streamer.progress_flusher import MAX_UNPERSISTED_MESSAGES, ProgressFlusher, Snapshot
+from streamer.protocol import now_ms
+
+__all__ = [
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_UNPERSISTED_MESSAGES",
+    "Coalescer",
+    "ProgressReporter",
+    "Snapshot",
+    "Update",
+]
 
 log = logging.getLogger(__name__)
 
 #: A checkpoint is stored on the request item; keep it small.
 MAX_CHECKPOINT_BYTES = 32 * 1024
-#: At most this many messages go out past the last `seq` persisted on the
-#: request. A worker that dies leaves no record of what it sent since, so
-#: whoever speaks for the request next (the sweeper, a re-driven attempt)
-#: continues this far ahead, and no client sees a `seq` twice.
-MAX_UNPERSISTED_MESSAGES = 32
-
-
-@dataclass(frozen=True)
-class Update:
-    percentage: float
-    message: str
-    metadata: dict[str, Any] | None
-    timestamp: int
-
-
-class Coalescer:
-    """Decides which progress updates are sent and when."""
-
-    def __init__(self, interval_s: float, immediate_percent: float) -> None:
-        self.interval_s = interval_s
-        self.immediate_percent = immediate_percent
-        self._pending: Update | None = None
-        self._last_sent_at: float | None = None
-        self._crossed_threshold = False
-
-    def offer(self, update: Update, now: float) -> Update | None:
-        """Take a new report; return it if it must go out now, else keep it pending."""
-        if self._immediate(update) or self._interval_passed(now):
-            self._pending = None
-            self._last_sent_at = now
-            return update
-        self._pending = update
-        return None
-
-    def due(self, now: float) -> Update | None:
-        """The pending update, if its interval has passed."""
-        if self._pending is not None and self._interval_passed(now):
-            update, self._pending = self._pending, None
-            self._last_sent_at = now
-            return update
-        return None
-
-    def deadline(self) -> float | None:
-        """When the pending update falls due; None if nothing is pending."""
-        if self._pending is None or self._last_sent_at is None:
-            return None
-        return self._last_sent_at + self.interval_s
-
-    def drain(self) -> Update | None:
-        """The pending update regardless of time (the final flush)."""
-        update, self._pending = self._pending, None
-        return update
-
-    def _interval_passed(self, now: float) -> bool:
-        return self._last_sent_at is None or now - self._last_sent_at >= self.interval_s
-
-    def _immediate(self, update: Update) -> bool:
-        if update.percentage >= 100:
-            return True
-        if update.percentage >= self.immediate_percent and not self._crossed_threshold:
-            self._crossed_threshold = True
-            return True
-        return False
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the reporter asks to persist: the latest sent progress and checkpoint."""
-
-    percentage: float
-    message: str
-    seq: int
-    checkpoint: Any
 
 
 class ProgressReporter:
-    """The `Progress` a running async handler gets.
+    """The `Progress` a running async handler gets; see the module for its threads.
 
-    `publish` sends one server message to the request's audience; `persist`
-    stores a `Snapshot` and returns False once the attempt should stop
-    (cancelled, or another worker owns the request); `is_cancelled` is
-    polled once per flush interval.
+    `publish`, `persist` and `is_cancelled` are called on the flusher thread
+    only (`ProgressFlusher` says what each must do).
     """
 
     def __init__(
@@ -129,41 +80,41 @@ class ProgressReporter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.request_id = request_id
-        self._publish = publish
-        self._persist = persist
-        self._is_cancelled = is_cancelled
-        self._persist_interval_s = persist_interval_s
         self._clock = clock
+        # Guarded by _lock: the mailbox between the handler and the flusher thread.
+        self._lock = threading.Condition()
         self._coalescer = Coalescer(flush_interval_s, immediate_percent)
-        self._condition = threading.Condition()
         self._outbox: deque[Update] = deque()
-        self._seq = start_seq
-        self._persisted_seq = start_seq
-        self._latest_sent: Update | None = None
         self._checkpoint: Any = None
-        self._dirty = False
-        self._last_persist = clock()
-        self._last_cancel_check = clock()
-        self._cancelled = False
+        self._checkpoint_changed = False
         self._closed = False
+        # The flusher thread's alone.
+        self._flusher = ProgressFlusher(
+            request_id,
+            publish=publish,
+            persist=persist,
+            is_cancelled=is_cancelled,
+            persist_interval_s=persist_interval_s,
+            check_interval_s=flush_interval_s,
+            start_seq=start_seq,
+            now=clock(),
+        )
+        self._cancelled = self._flusher.cancelled
         self._thread = threading.Thread(
             target=self._run, name=f"progress-{request_id}", daemon=True
         )
         self._thread.start()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
+    # The handler thread's side
 
     @property
-    def seq(self) -> int:
-        """The `seq` of the last message sent for this request."""
-        return self._seq
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def report(
         self, percentage: float, message: str = "", metadata: dict[str, Any] | None = None
     ) -> None:
-        if self._cancelled:
+        if self._cancelled.is_set():
             raise RequestCancelled(self.request_id)
         try:
             value = float(percentage)
@@ -179,114 +130,61 @@ class ProgressReporter:
             metadata=dict(metadata) if metadata else None,
             timestamp=now_ms(),
         )
-        with self._condition:
+        with self._lock:
             ready = self._coalescer.offer(update, self._clock())
             if ready is not None:
                 self._outbox.append(ready)
-            self._condition.notify()
+            self._lock.notify()
 
     def checkpoint(self, state: Any) -> None:
         """Save a small JSON state; a re-driven attempt receives it as `request.checkpoint`."""
         encoded = json.dumps(state)
         if len(encoded.encode("utf-8")) > MAX_CHECKPOINT_BYTES:
             raise ValueError(f"checkpoint is larger than {MAX_CHECKPOINT_BYTES} bytes")
-        with self._condition:
+        with self._lock:
             self._checkpoint = json.loads(encoded)
-            self._dirty = True
+            self._checkpoint_changed = True
 
     def close(self) -> int:
-        """Send what is pending, stop the thread, and return the last `seq` used."""
-        with self._condition:
+        """Send what is pending, stop the flusher thread, and return the last `seq` used."""
+        with self._lock:
             self._closed = True
-            self._condition.notify()
+            self._lock.notify()
         self._thread.join()
-        return self._seq
+        return self._flusher.seq
+
+    # The flusher thread's side
 
     def _run(self) -> None:
         while True:
-            with self._condition:
-                while not self._outbox and not self._closed:
-                    now = self._clock()
-                    deadlines = [
-                        self._coalescer.deadline(),
-                        self._last_cancel_check + self._coalescer.interval_s,
-                    ]
-                    if self._dirty:
-                        deadlines.append(self._last_persist + self._persist_interval_s)
-                    wake = min(d for d in deadlines if d is not None)
-                    if wake <= now:
-                        break
-                    self._condition.wait(wake - now)
-                now = self._clock()
-                due = self._coalescer.due(now)
-                if due is not None:
-                    self._outbox.append(due)
-                if self._closed:
-                    final = self._coalescer.drain()
-                    if final is not None:
-                        self._outbox.append(final)
-                batch = list(self._outbox)
-                self._outbox.clear()
-                closed = self._closed
+            with self._lock:
+                batch, closed = self._next_batch()
             for update in batch:
-                self._send(update)
-            now = self._clock()
+                self._flusher.send(update, self._clock())
             if closed:
                 return
-            if self._dirty and now - self._last_persist >= self._persist_interval_s:
-                self._save(now)
-            if now - self._last_cancel_check >= self._coalescer.interval_s:
-                self._last_cancel_check = now
-                self._check_cancelled()
+            self._flusher.tick(self._clock())
 
-    def _send(self, update: Update) -> None:
-        if self._seq - self._persisted_seq >= MAX_UNPERSISTED_MESSAGES:
-            self._save(self._clock())
-            if self._seq - self._persisted_seq >= MAX_UNPERSISTED_MESSAGES:
-                # Progress is best effort; running further ahead of the store is not.
-                log.warning("progress not sent: the request's seq could not be persisted")
-                return
-        self._seq += 1
-        self._latest_sent = update
-        self._dirty = True
-        message = progress_message(
-            self.request_id,
-            self._seq,
-            update.percentage,
-            update.message,
-            update.metadata,
-            update.timestamp,
-        )
-        try:
-            self._publish(message)
-        except Exception:
-            log.exception("progress not delivered")
-
-    def _save(self, now: float) -> None:
-        self._last_persist = now
-        with self._condition:
-            latest, checkpoint, self._dirty = self._latest_sent, self._checkpoint, False
-        snapshot = Snapshot(
-            percentage=latest.percentage if latest else 0.0,
-            message=latest.message if latest else "",
-            seq=self._seq,
-            checkpoint=checkpoint,
-        )
-        try:
-            if self._persist(snapshot):
-                self._persisted_seq = snapshot.seq
-                # The persist is conditional on no cancel: it was this interval's check.
-                self._last_cancel_check = now
-            else:
-                self._cancelled = True
-        except Exception:
-            log.exception("progress not persisted")
-            with self._condition:
-                self._dirty = True
-
-    def _check_cancelled(self) -> None:
-        try:
-            if self._is_cancelled():
-                self._cancelled = True
-        except Exception:
-            log.exception("could not check for cancellation")
+    def _next_batch(self) -> tuple[list[Update], bool]:
+        """Wait (holding `_lock`) until there is work; the updates to send, and whether closed."""
+        while True:
+            if self._checkpoint_changed:
+                self._flusher.take_checkpoint(self._checkpoint)
+                self._checkpoint_changed = False
+            if self._outbox or self._closed:
+                break
+            now = self._clock()
+            wake = self._flusher.wake_at(self._coalescer.deadline())
+            if wake <= now:
+                break
+            self._lock.wait(wake - now)
+        due = self._coalescer.due(self._clock())
+        if due is not None:
+            self._outbox.append(due)
+        if self._closed:
+            final = self._coalescer.drain()
+            if final is not None:
+                self._outbox.append(final)
+        batch = list(self._outbox)
+        self._outbox.clear()
+        return batch, self._closed

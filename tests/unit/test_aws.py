@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from streamer import aws
 from streamer.delivery import Delivery
 from streamer.lifecycle import LifecyclePublisher
@@ -55,3 +57,72 @@ def test_binding_again_does_not_wrap_pynamodb_again(test_app):
     bind_models("c2", "r2", "s2", "us-east-1")
 
     assert base.Connection.client.fget is wrapped
+
+
+def test_each_budget_gets_a_client_with_its_timeouts_and_retries(test_app):
+    # GIVEN freshly bound models
+    bind_models("c", "r", "s", "us-east-1")
+    connection = RequestItem._get_connection().connection
+
+    # WHEN calls are made under the router's budget and under none
+    with aws.dynamodb_budget(aws.ROUTER):
+        router_client = connection.client
+        assert connection.client is router_client
+    default_client = connection.client
+
+    # THEN each has its budget's timeouts and attempts (botocore standard retries)
+    assert router_client is not default_client
+    for client, budget in ((router_client, aws.ROUTER), (default_client, aws.PATIENT)):
+        assert client.meta.config.connect_timeout == budget.connect_timeout_s
+        assert client.meta.config.read_timeout == budget.read_timeout_s
+        assert client.meta.config.retries == {
+            "mode": "standard",
+            "total_max_attempts": budget.max_attempts,
+        }
+    # and the router gives up on DynamoDB well inside API Gateway's 29 s
+    worst_s = aws.ROUTER.max_attempts * (aws.ROUTER.connect_timeout_s + aws.ROUTER.read_timeout_s)
+    assert worst_s < 10
+
+
+def test_the_environment_changes_a_budget_and_names_a_malformed_value():
+    env = {aws.READ_TIMEOUT_S: "0.5", aws.MAX_ATTEMPTS: "3"}
+
+    assert aws.budget_from_env(aws.ROUTER, env) == aws.CallBudget(
+        connect_timeout_s=aws.ROUTER.connect_timeout_s, read_timeout_s=0.5, max_attempts=3
+    )
+    assert aws.budget_from_env(aws.PATIENT, {}) == aws.PATIENT
+    for name, value in ((aws.CONNECT_TIMEOUT_S, "soon"), (aws.MAX_ATTEMPTS, "0")):
+        with pytest.raises(ValueError, match=f"{name}.*{value!r}"):
+            aws.budget_from_env(aws.ROUTER, {name: value})
+
+
+def test_the_router_entry_point_calls_dynamodb_under_the_router_budget(
+    test_app, management, monkeypatch
+):
+    from streamer import store
+    from tests.unit.helpers import Client
+
+    # GIVEN a router function whose environment shortens the read timeout
+    monkeypatch.setenv(aws.READ_TIMEOUT_S, "1.5")
+    client = Client("conn-budget")
+    client.connect()
+    seen = []
+    touch = store.touch_connection
+    monkeypatch.setattr(
+        store,
+        "touch_connection",
+        lambda *args: seen.append(aws.current_budget()) or touch(*args),
+    )
+
+    # WHEN a message makes the router call the store
+    assert client.send({"action": "ping"})["type"] == "pong"
+
+    # THEN the call ran under the router's budget, as the environment changed it
+    assert seen == [aws.CallBudget(connect_timeout_s=1, read_timeout_s=1.5, max_attempts=2)]
+
+
+def test_a_malformed_budget_in_the_environment_falls_back_to_the_default(monkeypatch, caplog):
+    monkeypatch.setenv(aws.READ_TIMEOUT_S, "two seconds")
+
+    assert aws.configured_budget(aws.ROUTER) == aws.ROUTER
+    assert aws.READ_TIMEOUT_S in caplog.text and "'two seconds'" in caplog.text

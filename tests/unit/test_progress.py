@@ -9,6 +9,7 @@ import pytest
 
 from streamer.errors import RequestCancelled
 from streamer.progress import Coalescer, ProgressReporter, Update
+from streamer.progress_flusher import MAX_UNPERSISTED_MESSAGES, ProgressFlusher, Snapshot
 
 
 def update(percentage: float) -> Update:
@@ -196,3 +197,79 @@ def test_a_persist_stands_for_that_interval_s_cancellation_check():
     # THEN the persists (conditional on no cancel) did most of the checking: few reads
     assert len(recorder.persisted) >= 5
     assert 2 * len(checks) < len(recorder.persisted), (len(checks), len(recorder.persisted))
+
+
+def test_a_checkpoint_alone_is_persisted_by_the_flusher_thread():
+    # GIVEN a handler that checkpoints but never reports
+    recorder = Recorder()
+    progress = reporter(recorder, flush_interval_s=0.02, persist_interval_s=0.05)
+
+    # WHEN it checkpoints and carries on for a few persist intervals
+    progress.checkpoint({"pages_done": 3})
+    deadline = time.monotonic() + 2
+    while not recorder.persisted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    progress.close()
+
+    # THEN the checkpoint reached the store, with nothing sent
+    assert recorder.persisted[0].checkpoint == {"pages_done": 3}
+    assert recorder.persisted[0].seq == 0 and recorder.messages == []
+
+
+class FlakyStore:
+    """A `persist` that fails while `down`, and records what it stored."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.stored: list[Snapshot] = []
+
+    def persist(self, snapshot: Snapshot) -> bool:
+        if self.down:
+            raise RuntimeError("store unavailable")
+        self.stored.append(snapshot)
+        return True
+
+
+def flusher(store: FlakyStore, sent: list[dict]) -> ProgressFlusher:
+    return ProgressFlusher(
+        "r-1",
+        publish=sent.append,
+        persist=store.persist,
+        is_cancelled=lambda: False,
+        persist_interval_s=1.0,
+        check_interval_s=0.2,
+        start_seq=10,
+        now=0.0,
+    )
+
+
+def test_the_flusher_numbers_from_the_start_seq_and_persists_once_an_interval():
+    store, sent = FlakyStore(), []
+    flush = flusher(store, sent)
+
+    flush.send(update(10), now=0.1)
+    flush.send(update(20), now=0.3)
+    flush.tick(0.5)
+    flush.tick(1.1)
+
+    assert [m["seq"] for m in sent] == [11, 12]
+    assert [(s.seq, s.percentage) for s in store.stored] == [(12, 20)]
+    assert flush.wake_at(None) == pytest.approx(1.1 + 0.2)
+
+
+def test_a_failed_persist_is_tried_again_and_sends_stop_at_the_unpersisted_bound():
+    # GIVEN the store fails
+    store, sent = FlakyStore(), []
+    flush = flusher(store, sent)
+    store.down = True
+
+    # WHEN the handler reports far more than the bound
+    for i in range(MAX_UNPERSISTED_MESSAGES + 5):
+        flush.send(update(i), now=1.0 + i)
+
+    # THEN no more than the bound went out past the persisted seq
+    assert len(sent) == MAX_UNPERSISTED_MESSAGES
+    # and once the store is back, the next interval persists what was sent
+    store.down = False
+    flush.tick(100.0)
+    assert store.stored[-1].seq == 10 + MAX_UNPERSISTED_MESSAGES

@@ -6,8 +6,26 @@ import json
 
 import pytest
 
-from streamer.errors import ErrorCode, StreamerError
-from streamer.protocol import MAX_JSON_DEPTH, client_id_of, parse_client_message
+from streamer.errors import ErrorCode, StreamerError, Unavailable
+from streamer.protocol import MAX_JSON_DEPTH, client_id_of, error_message, parse_client_message
+
+#: The `error.code` values of PROTOCOL.md section 3, as the contract lists them.
+PROTOCOL_CODES = {
+    "INVALID_MESSAGE",
+    "INVALID_ACTION",
+    "VALIDATION_ERROR",
+    "PAYLOAD_TOO_LARGE",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "CONFLICT",
+    "RATE_LIMITED",
+    "TIMEOUT",
+    "PROCESSING_FAILED",
+    "CANCELLED",
+    "UNAVAILABLE",
+    "INTERNAL_ERROR",
+}
 
 
 def rejected(body) -> StreamerError:
@@ -92,3 +110,22 @@ def test_the_client_id_of_a_bad_frame_is_recovered_only_if_valid():
     assert client_id_of(json.dumps({"action": 5, "id": "r-1"})) == "r-1"
     assert client_id_of(json.dumps({"action": 5, "id": "bad id"})) is None
     assert client_id_of("nope") is None
+
+
+def test_the_error_codes_are_exactly_the_protocols():
+    assert {code.value for code in ErrorCode} == PROTOCOL_CODES
+
+
+def test_unavailable_is_retryable_and_says_when_to_retry():
+    answer = error_message(Unavailable("the store is unavailable", retry_after_ms=2000), "r-1")
+
+    assert answer == {
+        "type": "error",
+        "request_id": "r-1",
+        "error": {
+            "code": "UNAVAILABLE",
+            "message": "the store is unavailable",
+            "retryable": True,
+            "details": {"retry_after_ms": 2000},
+        },
+    }

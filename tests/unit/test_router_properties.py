@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer import config, runtime
-from streamer.errors import ErrorCode
 from tests.unit import helpers
 from tests.unit.helpers import Client
+from tests.unit.test_protocol import PROTOCOL_CODES
 
 ANSWER_TYPES = {
     "response",
@@ -25,7 +25,6 @@ ANSWER_TYPES = {
     "complete",
     "watch_token",
 }
-CODES = {code.value for code in ErrorCode}
 EXAMPLES = int(os.environ.get("STREAMER_PROPERTY_EXAMPLES", "2000"))
 
 json_values = st.recursive(
@@ -123,7 +122,7 @@ def test_any_frame_gets_a_protocol_answer_and_accepted_work_is_untouched(victim,
     # THEN the answer is a protocol message, errors carry a known code, nothing leaks
     assert answer["type"] in ANSWER_TYPES
     if answer["type"] == "error":
-        assert answer["error"]["code"] in CODES
+        assert answer["error"]["code"] in PROTOCOL_CODES
         assert answer["error"]["code"] != "INTERNAL_ERROR", answer
         assert isinstance(answer["error"]["retryable"], bool)
     assert "Traceback" not in json.dumps(answer)

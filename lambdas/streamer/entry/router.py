@@ -1,4 +1,12 @@
-"""`$default`: every client message. The answer is the route response body."""
+"""`$default`: every client message. The answer is the route response body.
+
+Nothing escapes to API Gateway: an exception there becomes its bare
+`{"message": "Internal server error"}`, with no `type` and no `request_id`,
+and the client would wait for its answer forever. The router's DynamoDB
+calls run under its call budget (`streamer.aws.ROUTER`, changed by the
+function's environment), so a store outage is answered UNAVAILABLE within
+seconds, inside API Gateway's 29 s.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,12 @@ import logging
 import threading
 from typing import Any
 
-from streamer import runtime
+from streamer import aws, runtime
+from streamer.answers import failure_answer
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import WebSocketEvent
-from streamer.execution import internal_error
 from streamer.logs import Timer, log_context
-from streamer.protocol import encode, error_message
+from streamer.protocol import client_id_of, encode
 from streamer.router import Caller, Router
 
 log = logging.getLogger("streamer.router")
@@ -32,6 +40,7 @@ def current_router() -> Router:
                     max_workers=4, thread_name_prefix="sync-handler"
                 ),
                 delivery=lambda: rt.delivery,
+                store_budget=aws.configured_budget(aws.ROUTER),
             )
         return _router
 
@@ -41,35 +50,42 @@ def _remaining_ms(context: Any) -> int:
     return int(remaining()) if callable(remaining) else 29_000
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _answer(ws: WebSocketEvent, context: Any) -> dict[str, Any]:
     router = current_router()
+    identity = ws.identity
+    if identity is None:
+        raise StreamerError(ErrorCode.UNAUTHORIZED, "no identity on this connection")
+    caller = Caller(
+        connection_id=ws.connection_id,
+        identity=identity,
+        endpoint=ws.management_endpoint(
+            router.settings.region, router.settings.management_endpoint
+        ),
+    )
+    with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
+        return router.handle(ws.body, caller, _remaining_ms(context))
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ws = WebSocketEvent(event)
     timer = Timer()
     with log_context(connection_id=ws.connection_id):
-        identity = ws.identity
         try:
-            if identity is None:
-                raise StreamerError(ErrorCode.UNAUTHORIZED, "no identity on this connection")
-            caller = Caller(
-                connection_id=ws.connection_id,
-                identity=identity,
-                endpoint=ws.management_endpoint(
-                    router.settings.region, router.settings.management_endpoint
-                ),
-            )
-            with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
-                answer = router.handle(ws.body, caller, _remaining_ms(context))
-        except StreamerError as error:
-            answer = error_message(error)
-        except Exception:
-            error = internal_error()
-            log.exception(
-                "router failed",
-                extra={"fields": {"correlation_id": error.details["correlation_id"]}},
-            )
-            answer = error_message(error)
+            answer = _answer(ws, context)
+            body = encode(answer)
+        except Exception as error:
+            answer = failure_answer(error, _request_id_of(ws))
+            body = encode(answer)
         log.info(
             "message answered",
             extra={"fields": {"answer": answer.get("type"), "duration_ms": timer.elapsed_ms}},
         )
-    return {"statusCode": 200, "body": encode(answer)}
+    return {"statusCode": 200, "body": body}
+
+
+def _request_id_of(ws: WebSocketEvent) -> str | None:
+    """The message's `id`, if its body can be read at all (it may be what failed)."""
+    try:
+        return client_id_of(ws.body)
+    except ValueError:
+        return None
