@@ -1,7 +1,7 @@
 """The answer to a message that failed, whatever failed: always a protocol `error`.
 
 A client waits for the answer that names the `id` it sent, so every failure
-is answered, with that `request_id` when the message had one (PROTOCOL.md
+is answered, with that `request_id` when the message had one (docs/protocol.md
 section 3):
 
 - a `StreamerError` is answered as it is;

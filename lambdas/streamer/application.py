@@ -1,6 +1,6 @@
 """Application actions: validate the payload, then run it now (sync) or queue it (async).
 
-`runs_async` is the decision (PROTOCOL.md section 4: an estimated duration at
+`runs_async` is the decision (docs/protocol.md section 4: an estimated duration at
 or under the threshold runs synchronously). A sync run answers `response`; a
 client `id` makes it idempotent and its answer retrievable. An async request
 is stored PENDING and answered `acknowledgment`; the stream processor runs it.

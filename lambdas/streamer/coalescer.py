@@ -1,6 +1,6 @@
 """Which progress reports become messages, and when: a pure decision, the clock passed in.
 
-Rules (PROTOCOL.md section 3): at most one `progress` per flush interval;
+Rules (docs/protocol.md section 3): at most one `progress` per flush interval;
 the first report, the first report at or above the immediate threshold and
 the report of 100 % go out at once; the latest pending report goes out within
 one interval even if the handler goes quiet. Updates at or above the threshold

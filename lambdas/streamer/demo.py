@@ -1,4 +1,4 @@
-"""The demo application of PROTOCOL.md section 5: `echo` and `generate_report`.
+"""The demo application of docs/protocol.md section 5: `echo` and `generate_report`.
 
 Used by the local stack, the tests and the benchmarks; also a short example
 of the handler API.

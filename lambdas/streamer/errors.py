@@ -11,7 +11,7 @@ from typing import Any
 
 
 class ErrorCode(StrEnum):
-    """The `error.code` values of PROTOCOL.md section 3."""
+    """The `error.code` values of docs/protocol.md section 3."""
 
     INVALID_MESSAGE = "INVALID_MESSAGE"
     INVALID_ACTION = "INVALID_ACTION"

@@ -1,6 +1,6 @@
 """The wire protocol: parsing client frames and building server messages.
 
-Pure functions over data; nothing here does I/O. PROTOCOL.md is the contract.
+Pure functions over data; nothing here does I/O. docs/protocol.md is the contract.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def parse_client_message(body: str | bytes | None) -> ClientMessage:
-    """Validate a client frame against PROTOCOL.md section 2.
+    """Validate a client frame against docs/protocol.md section 2.
 
     Raises `StreamerError` with `PAYLOAD_TOO_LARGE` or `INVALID_MESSAGE`;
     unknown top-level fields are ignored.

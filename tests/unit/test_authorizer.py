@@ -1,4 +1,4 @@
-"""The `$connect` REQUEST authorizer, attacked with the token matrix of PROTOCOL.md section 1.
+"""The `$connect` REQUEST authorizer, attacked with the token matrix of docs/protocol.md section 1.
 
 Every case goes through the entry point `streamer.entry.authorizer.handler`
 configured only through environment variables, exactly as Lambda runs it.

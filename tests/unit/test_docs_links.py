@@ -5,7 +5,7 @@ Checked in README.md, docs/*.md and every README.md under client/:
 - file paths in code spans: one that climbs out of the document's folder
   (`../...`) or names a Markdown file must exist inside the repository,
   relative to the document or to the repository's root;
-- Markdown files named bare in the text ("PROTOCOL.md section 2") must be
+- Markdown files named bare in the text ("docs/protocol.md section 2") must be
   files of the repository.
 """
 

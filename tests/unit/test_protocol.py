@@ -9,7 +9,7 @@ import pytest
 from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.protocol import MAX_JSON_DEPTH, client_id_of, error_message, parse_client_message
 
-#: The `error.code` values of PROTOCOL.md section 3, as the contract lists them.
+#: The `error.code` values of docs/protocol.md section 3, as the contract lists them.
 PROTOCOL_CODES = {
     "INVALID_MESSAGE",
     "INVALID_ACTION",

@@ -220,7 +220,7 @@ def test_every_failure_is_a_protocol_error_with_the_request_id(
     with injected(fault):
         answer = client.send_raw(frame)
 
-    # THEN it gets a protocol answer; a failure has a code of PROTOCOL.md and the id
+    # THEN it gets a protocol answer; a failure has a code of docs/protocol.md and the id
     request_id = expected_request_id(frame)
     error = failure_of(answer)
     text = json.dumps(answer)

@@ -5,7 +5,7 @@ The same token checks answer in each API's own format:
 - WebSocket `$connect` (an event with `methodArn`): an IAM policy. A refused token
   raises `Exception("Unauthorized")`, the only way a Lambda authorizer makes API
   Gateway answer 401 (a Deny policy answers 403, kept for a tenant that is not
-  allowed); PROTOCOL.md section 1 promises 401 for a refused handshake.
+  allowed); docs/protocol.md section 1 promises 401 for a refused handshake.
 - HTTP API, payload format 2.0 with simple responses (`version` "2.0", `type`
   "REQUEST", `routeArn`, `identitySource`, `headers`, ...): `{"isAuthorized": bool,
   "context": {...}}` and never a raise (docs.aws.amazon.com/apigateway/latest/
