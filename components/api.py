@@ -4,8 +4,8 @@
 the connect function; `$disconnect` and `$default` have no authorizer: API Gateway only
 calls them for connections that were authorized. `$default` is a two-way route (route
 response `$default`), so the router's sync answers and acknowledgments come back as
-the integration response. The deployment is redeployed whenever a route, integration
-or the authorizer changes.
+the integration response. The deployment is replaced whenever any argument of a route,
+integration, route response or the authorizer changes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -46,10 +47,31 @@ ACCESS_LOG_FORMAT = json.dumps(
 _PUSH_TO_CLOUDWATCH = "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 
 
-def deployment_trigger(parts: Sequence[str]) -> str:
-    """A digest of every route, integration, target and authorizer identity: it changes,
-    and so the API is redeployed, exactly when one of them does."""
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def reported_arguments(resource: pulumi.CustomResource) -> pulumi.Output[dict[str, Any]]:
+    """Every property `resource` reports (its arguments as AWS keeps them, and what AWS
+    computes from them) by its Pulumi name, with its type and id.
+
+    Read from the resource class's output properties (the SDK marks each getter with
+    its Pulumi name), so an argument a later provider version adds is followed too.
+    """
+    names = {
+        prop.fget._pulumi_name: python_name
+        for cls in type(resource).__mro__
+        for python_name, prop in vars(cls).items()
+        if isinstance(prop, property) and hasattr(prop.fget, "_pulumi_name")
+    }
+    return pulumi.Output.all(
+        type=resource.pulumi_type,
+        id=resource.id,
+        **{name: getattr(resource, python_name) for name, python_name in names.items()},
+    )
+
+
+def deployment_trigger(states: Sequence[Mapping[str, Any]]) -> str:
+    """A digest of the routing resources' reported state: it changes, and so the API is
+    redeployed, exactly when any argument of any of them does."""
+    text = json.dumps(list(states), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -106,8 +128,7 @@ class WebSocketApi(pulumi.ComponentResource):
             opts=child,
         )
 
-        routed: list[pulumi.Resource] = [authorizer]
-        fingerprint: list[pulumi.Input[str]] = [authorizer.id]
+        routed: list[pulumi.CustomResource] = [authorizer]
         for key in ROUTE_KEYS:
             function = args.routes[key]
             slug = key.lstrip("$")
@@ -138,7 +159,6 @@ class WebSocketApi(pulumi.ComponentResource):
                 opts=child,
             )
             routed += [integration, route]
-            fingerprint += [key, integration.id, route.id, function.invoke_arn]
             if key == DEFAULT:
                 response = aws.apigatewayv2.RouteResponse(
                     f"{name}-default-response",
@@ -148,13 +168,19 @@ class WebSocketApi(pulumi.ComponentResource):
                     opts=child,
                 )
                 routed.append(response)
-                fingerprint.append(response.id)
 
         deployment = aws.apigatewayv2.Deployment(
             f"{name}-deployment",
             api_id=api.id,
             description="Streamer WebSocket routes",
-            triggers={"routes": pulumi.Output.all(*fingerprint).apply(deployment_trigger)},
+            # API Gateway serves routes, integrations and authorizers as they were at the
+            # last deployment: "every time you update an API, you must redeploy it"
+            # (apigateway-set-up-websocket-deployment). Triggers force a new deployment.
+            triggers={
+                "routes": pulumi.Output.all(*map(reported_arguments, routed)).apply(
+                    deployment_trigger
+                )
+            },
             opts=pulumi.ResourceOptions(parent=self, depends_on=routed),
         )
         access_logs = aws.cloudwatch.LogGroup(

@@ -24,7 +24,7 @@ import json
 import runpy
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ from components import package
 PROJECT_ROOT = package.PROJECT_ROOT
 ACCOUNT = "123456789012"
 SECRET = "[secret]"
+#: An input known only once other resources exist (in a preview, what they report).
+UNKNOWN = "[unknown]"
 PROVIDER_TYPE = "pulumi:providers:aws"
 
 #: Inputs shown per resource type in the text plan (all inputs are in the JSON plan).
@@ -255,6 +257,8 @@ def _printable(value: Any) -> Any:
         return {k: _printable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_printable(v) for v in value]
+    if isinstance(value, pulumi.output.Unknown):
+        return UNKNOWN
     if isinstance(value, pulumi.FileArchive):
         return f"archive:{Path(value.path).name}"
     if isinstance(value, float) and value.is_integer():
@@ -290,6 +294,7 @@ def run(
     secret_keys: tuple[str, ...] = (),
     preview: bool = True,
     root: Path = PROJECT_ROOT,
+    plan_mocks: PlanMocks | None = None,
 ) -> Plan:
     """Run the program of `root` for `stack` under mocks and return what it registered.
 
@@ -307,12 +312,38 @@ def run(
     if artifacts_dir is not None:
         config[f"{project}:artifactsDir"] = str(artifacts_dir)
 
-    plan_mocks = PlanMocks()
+    def program() -> None:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+
+    return run_program(
+        program,
+        project=project,
+        stack=stack,
+        config=config,
+        secret_keys=tuple(secrets),
+        preview=preview,
+        plan_mocks=plan_mocks,
+    )
+
+
+def run_program(
+    program: Callable[[], None],
+    *,
+    project: str,
+    stack: str,
+    config: Mapping[str, str] | None = None,
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = True,
+    plan_mocks: PlanMocks | None = None,
+) -> Plan:
+    """Run `program` (any Pulumi program, e.g. one component) under `plan_mocks` (fresh
+    `PlanMocks` by default) with `config` (full keys, values as the engine passes them)."""
+    plan_mocks = plan_mocks or PlanMocks()
     monitor = _RecordingMonitor(plan_mocks)
     outputs: dict[str, Any] = {}
 
-    async def program() -> None:
-        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+    async def run_and_collect() -> None:
+        program()
         root_stack = runtime_settings.get_root_resource()
         for key, value in root_stack.outputs.items():
             outputs[key] = await pulumi.Output.from_input(value).future()
@@ -327,8 +358,8 @@ def run(
             plan_mocks, project=project, stack=stack, preview=preview, monitor=monitor
         )
         runtime_settings.SETTINGS.outputs.clear()
-        set_all_config(config, secrets)
-        _sync_await(run_pulumi_func(program))
+        set_all_config(dict(config or {}), list(secret_keys))
+        _sync_await(run_pulumi_func(run_and_collect))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
