@@ -44,7 +44,39 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     sort_keys=True,
 )
-_PUSH_TO_CLOUDWATCH = "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+#: What the bootstrap project (bootstrap/__main__.py) exports for its account and region.
+BOOTSTRAP_ROLE_OUTPUT, BOOTSTRAP_REGION_OUTPUT = "cloudwatchRoleArn", "region"
+
+
+class BootstrapMissing(RuntimeError):
+    """Logging is on but the account's bootstrap for the region is missing or elsewhere."""
+
+
+def account_logging_role(outputs: Mapping[str, Any], stack: str, region: str) -> str:
+    """The CloudWatch Logs role `region`'s bootstrap stack set for API Gateway, from that
+    stack's outputs; raises `BootstrapMissing` saying what to do when it set none there.
+
+    A WebSocket stage with access or execution logging needs that role in the account's
+    API Gateway settings, or its update fails with "CloudWatch Logs role ARN must be set
+    in account settings to enable logging" (apigateway developer guide, set-up-logging).
+    """
+    role, covered = outputs.get(BOOTSTRAP_ROLE_OUTPUT), outputs.get(BOOTSTRAP_REGION_OUTPUT)
+    if not role:
+        raise BootstrapMissing(
+            f"streamer:apiGatewayLogging is on, but the bootstrap stack {stack} reports no "
+            f"{BOOTSTRAP_ROLE_OUTPUT}: API Gateway in {region} has no CloudWatch Logs role, "
+            "which the WebSocket stage's access logs need. Run the bootstrap project once "
+            f"for this account and region (cd bootstrap/ && pulumi stack init {stack} && "
+            f"pulumi config set aws:region {region} && pulumi up; docs/deploying.md, "
+            '"Bootstrap an account"), or set streamer:apiGatewayLogging false to deploy '
+            "without access logs."
+        )
+    if covered != region:
+        raise BootstrapMissing(
+            f"streamer:bootstrapStack: {stack} bootstraps {covered}, not {region}: name "
+            "each region's own bootstrap stack ({region} in the name)."
+        )
+    return role
 
 
 def reported_arguments(resource: pulumi.CustomResource) -> pulumi.Output[dict[str, Any]]:
@@ -85,7 +117,9 @@ class WebSocketApiArgs:
     throttle: Throttle
     log_retention_days: int
     access_log_group_name: str
-    manage_account_logging: bool = False
+    #: The account's CloudWatch Logs role for API Gateway, as `account_logging_role`
+    #: checked it; None: the stage writes no access logs and needs no account setting.
+    account_logging_role: pulumi.Input[str] | None = None
 
 
 class WebSocketApi(pulumi.ComponentResource):
@@ -183,15 +217,6 @@ class WebSocketApi(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=routed),
         )
-        access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-access-logs",
-            name=args.access_log_group_name,
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        stage_depends_on = []
-        if args.manage_account_logging:
-            stage_depends_on.append(self._account_logging(name, api, child))
         stage = aws.apigatewayv2.Stage(
             f"{name}-stage",
             api_id=api.id,
@@ -202,10 +227,8 @@ class WebSocketApi(pulumi.ComponentResource):
                 throttling_rate_limit=args.throttle.rate_limit,
                 detailed_metrics_enabled=True,
             ),
-            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=stage_depends_on),
+            access_log_settings=self._access_logs(name, args, child),
+            opts=child,
         )
 
         self.api_id = api.id
@@ -222,25 +245,23 @@ class WebSocketApi(pulumi.ComponentResource):
             }
         )
 
-    def _account_logging(
-        self, name: str, api: aws.apigatewayv2.Api, opts: pulumi.ResourceOptions
-    ) -> aws.apigateway.Account:
-        """API Gateway's account-wide CloudWatch role: WebSocket access logs need it once
-        per account and region (see docs/deploying.md)."""
-        role = aws.iam.Role(
-            f"{name}-cloudwatch-role",
-            assume_role_policy=policies.assume_role_document("apigateway.amazonaws.com"),
+    def _access_logs(
+        self, name: str, args: WebSocketApiArgs, opts: pulumi.ResourceOptions
+    ) -> aws.apigatewayv2.StageAccessLogSettingsArgs | None:
+        """The access log group and the stage's settings for it, once the account's role
+        is known to be set; None without logging."""
+        if args.account_logging_role is None:
+            return None
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{name}-access-logs",
+            name=args.access_log_group_name,
+            retention_in_days=args.log_retention_days,
             opts=opts,
         )
-        partition = api.execution_arn.apply(lambda arn: arn.split(":")[1])
-        attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-cloudwatch-policy",
-            role=role.name,
-            policy_arn=pulumi.Output.concat("arn:", partition, ":iam::aws:", _PUSH_TO_CLOUDWATCH),
-            opts=opts,
-        )
-        return aws.apigateway.Account(
-            f"{name}-account",
-            cloudwatch_role_arn=role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+        return aws.apigatewayv2.StageAccessLogSettingsArgs(
+            # Through the checked role, so the stage waits for (and fails with) the check.
+            destination_arn=pulumi.Output.all(args.account_logging_role, access_logs.arn).apply(
+                lambda checked: checked[1]
+            ),
+            format=ACCESS_LOG_FORMAT,
         )

@@ -1,7 +1,8 @@
 """Everything Streamer runs in one region, on that region's provider.
 
 The dependency layer (and the tracing layer when the stack traces), seven functions with
-their roles, the WebSocket API, the processor's mapping on this region's replica stream
+their roles, the WebSocket API (with access logs, a check that the account's bootstrap
+for the region is there), the processor's mapping on this region's replica stream
 with its dead-letter queue, the sweeper's and the poller's one-minute schedules, and an
 alarm topic unless targets are configured.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
@@ -16,7 +17,14 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocketApiArgs
+from components.api import (
+    CONNECT,
+    DEFAULT,
+    DISCONNECT,
+    WebSocketApi,
+    WebSocketApiArgs,
+    account_logging_role,
+)
 from components.context import RegionalContext
 from components.functions import (
     ARCHITECTURE,
@@ -164,7 +172,7 @@ class RegionalStack(pulumi.ComponentResource):
                 throttle=settings.throttle,
                 log_retention_days=settings.log_retention_days,
                 access_log_group_name=f"/{args.prefix}/websocket-access",
-                manage_account_logging=settings.manage_api_gateway_account,
+                account_logging_role=self._account_logging_role(name, args, child),
             ),
             opts=child,
         )
@@ -223,6 +231,21 @@ class RegionalStack(pulumi.ComponentResource):
                 "notification_topic_arn": self.notification_topic_arn,
                 "event_bus_name": self.event_bus_name,
             }
+        )
+
+    @staticmethod
+    def _account_logging_role(
+        name: str, args: RegionalStackArgs, opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str] | None:
+        """With API Gateway logging on, the CloudWatch Logs role the region's bootstrap
+        stack set, read through a stack reference and checked (a clear error at preview
+        when it is missing); None with logging off."""
+        if not args.settings.api_gateway_logging:
+            return None
+        stack = args.settings.bootstrap_stack_of(args.region)
+        reference = pulumi.StackReference(f"{name}-bootstrap", stack_name=stack, opts=opts)
+        return reference.outputs.apply(
+            lambda outputs: account_logging_role(outputs, stack, args.region)
         )
 
     @property
