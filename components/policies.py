@@ -2,7 +2,8 @@
 
 One grant per (table or index, actions) pair, taken from the `streamer.store` calls each
 entry point makes (a change there that calls DynamoDB differently needs one here).
-Nothing here uses `"*"` as a resource except X-Ray, whose actions accept no narrower one.
+Nothing here uses `"*"` as a resource except X-Ray and the stream listing, whose actions
+accept no narrower one.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ from streamer.schema import (
     SUBSCRIPTIONS_BY_CONNECTION,
 )
 
-#: What the DynamoDB Streams event source mapping reads with the processor's role.
+#: What the DynamoDB Streams event source mapping reads with the processor's role, on the
+#: stream.
 STREAM_READ_ACTIONS = (
     "dynamodb:DescribeStream",
     "dynamodb:GetRecords",
     "dynamodb:GetShardIterator",
-    "dynamodb:ListStreams",
 )
+#: The mapping also lists streams, which IAM grants only on "*": ListStreams has no
+#: resource-level permission (IAM service authorization reference for DynamoDB; aws-cdk
+#: PR 10631), so on a stream's ARN it would grant nothing.
+STREAM_LIST_ACTIONS = ("dynamodb:ListStreams",)
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"

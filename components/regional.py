@@ -110,6 +110,7 @@ class RegionalStack(pulumi.ComponentResource):
         extra_statements = {
             "processor": [
                 policies.statement(policies.STREAM_READ_ACTIONS, [tables.requests_stream_arn]),
+                policies.statement(policies.STREAM_LIST_ACTIONS, ["*"]),
                 policies.statement(("sqs:SendMessage",), [dead_letters.arn]),
             ]
         }
