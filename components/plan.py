@@ -305,16 +305,32 @@ def _printable(value: Any) -> Any:
     return value
 
 
+def project_defaults(project_file: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults the project file's `config:` declares, by full key, as the engine applies
+    them to a stack that does not set the key."""
+    name = project_file["name"]
+    return {
+        key if ":" in key else f"{name}:{key}": declared["default"]
+        for key, declared in (project_file.get("config") or {}).items()
+        if isinstance(declared, dict) and "default" in declared
+    }
+
+
 def load_stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[str, dict[str, str], list]:
     """The project name, the stack's configuration as the engine passes it, and secret keys.
 
+    Keys the stack does not set take the project file's declared defaults, as the engine's.
     Encrypted (`secure:`) values cannot be read offline; they become `[secret]`.
     """
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    project_file = yaml.safe_load((root / "Pulumi.yaml").read_text())
+    project = project_file["name"]
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: no stack named {stack!r}")
-    given = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    given = {
+        **project_defaults(project_file),
+        **((yaml.safe_load(path.read_text()) or {}).get("config") or {}),
+    }
     config, secret_keys = {}, []
     for key, value in given.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
