@@ -139,7 +139,7 @@ def test_the_bootstrap_sets_the_account_role_and_nothing_else(region: str) -> No
     assert attachment.inputs["role"] == role.outputs["name"]
     assert attachment.inputs["policyArn"] == PUSH_TO_CLOUDWATCH
     assert account.inputs["cloudwatchRoleArn"] == role.outputs["arn"]
-    assert role.outputs["name"] in attachment.depends_on or role.name in attachment.depends_on
+    assert role.name in attachment.depends_on
     assert attachment.name in account.depends_on
     assert {r.region for r in planned.resources} == {region}
     assert planned.outputs == {
