@@ -4,8 +4,8 @@
 the connect function; `$disconnect` and `$default` have no authorizer: API Gateway only
 calls them for connections that were authorized. `$default` is a two-way route (route
 response `$default`), so the router's sync answers and acknowledgments come back as
-the integration response. The deployment is redeployed whenever a route, integration
-or the authorizer changes.
+the integration response. The deployment is replaced whenever any argument of a route,
+integration, route response or the authorizer changes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -43,13 +44,66 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     sort_keys=True,
 )
-_PUSH_TO_CLOUDWATCH = "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+#: What the bootstrap project (bootstrap/__main__.py) exports for its account and region.
+BOOTSTRAP_ROLE_OUTPUT, BOOTSTRAP_REGION_OUTPUT = "cloudwatchRoleArn", "region"
 
 
-def deployment_trigger(parts: Sequence[str]) -> str:
-    """A digest of every route, integration, target and authorizer identity: it changes,
-    and so the API is redeployed, exactly when one of them does."""
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+class BootstrapMissing(RuntimeError):
+    """Logging is on but the account's bootstrap for the region is missing or elsewhere."""
+
+
+def account_logging_role(outputs: Mapping[str, Any], stack: str, region: str) -> str:
+    """The CloudWatch Logs role `region`'s bootstrap stack set for API Gateway, from that
+    stack's outputs; raises `BootstrapMissing` saying what to do when it set none there.
+
+    A WebSocket stage with access or execution logging needs that role in the account's
+    API Gateway settings, or its update fails with "CloudWatch Logs role ARN must be set
+    in account settings to enable logging" (apigateway developer guide, set-up-logging).
+    """
+    role, covered = outputs.get(BOOTSTRAP_ROLE_OUTPUT), outputs.get(BOOTSTRAP_REGION_OUTPUT)
+    if not role:
+        raise BootstrapMissing(
+            f"streamer:apiGatewayLogging is on, but the bootstrap stack {stack} reports no "
+            f"{BOOTSTRAP_ROLE_OUTPUT}: API Gateway in {region} has no CloudWatch Logs role, "
+            "which the WebSocket stage's access logs need. Run the bootstrap project once "
+            f"for this account and region (cd bootstrap/ && pulumi stack init {stack} && "
+            f"pulumi config set aws:region {region} && pulumi up; docs/deploying.md, "
+            '"Bootstrap an account"), or set streamer:apiGatewayLogging false to deploy '
+            "without access logs."
+        )
+    if covered != region:
+        raise BootstrapMissing(
+            f"streamer:bootstrapStack: {stack} bootstraps {covered}, not {region}: name "
+            "each region's own bootstrap stack ({region} in the name)."
+        )
+    return role
+
+
+def reported_arguments(resource: pulumi.CustomResource) -> pulumi.Output[dict[str, Any]]:
+    """Every property `resource` reports (its arguments as AWS keeps them, and what AWS
+    computes from them) by its Pulumi name, with its type and id.
+
+    Read from the resource class's output properties (the SDK marks each getter with
+    its Pulumi name), so an argument a later provider version adds is followed too.
+    """
+    names = {
+        prop.fget._pulumi_name: python_name
+        for cls in type(resource).__mro__
+        for python_name, prop in vars(cls).items()
+        if isinstance(prop, property) and hasattr(prop.fget, "_pulumi_name")
+    }
+    return pulumi.Output.all(
+        type=resource.pulumi_type,
+        id=resource.id,
+        **{name: getattr(resource, python_name) for name, python_name in names.items()},
+    )
+
+
+def deployment_trigger(states: Sequence[Mapping[str, Any]]) -> str:
+    """A digest of the routing resources' reported state: it changes, and so the API is
+    redeployed, exactly when any argument of any of them does."""
+    text = json.dumps(list(states), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -63,7 +117,9 @@ class WebSocketApiArgs:
     throttle: Throttle
     log_retention_days: int
     access_log_group_name: str
-    manage_account_logging: bool = False
+    #: The account's CloudWatch Logs role for API Gateway, as `account_logging_role`
+    #: checked it; None: the stage writes no access logs and needs no account setting.
+    account_logging_role: pulumi.Input[str] | None = None
     #: A custom domain mapped to the stage, with its ACM certificate in this region.
     domain_name: str | None = None
     certificate_arn: str | None = None
@@ -112,8 +168,7 @@ class WebSocketApi(pulumi.ComponentResource):
             opts=child,
         )
 
-        routed: list[pulumi.Resource] = [authorizer]
-        fingerprint: list[pulumi.Input[str]] = [authorizer.id]
+        routed: list[pulumi.CustomResource] = [authorizer]
         for key in ROUTE_KEYS:
             function = args.routes[key]
             slug = key.lstrip("$")
@@ -144,7 +199,6 @@ class WebSocketApi(pulumi.ComponentResource):
                 opts=child,
             )
             routed += [integration, route]
-            fingerprint += [key, integration.id, route.id, function.invoke_arn]
             if key == DEFAULT:
                 response = aws.apigatewayv2.RouteResponse(
                     f"{name}-default-response",
@@ -154,24 +208,21 @@ class WebSocketApi(pulumi.ComponentResource):
                     opts=child,
                 )
                 routed.append(response)
-                fingerprint.append(response.id)
 
         deployment = aws.apigatewayv2.Deployment(
             f"{name}-deployment",
             api_id=api.id,
             description="Streamer WebSocket routes",
-            triggers={"routes": pulumi.Output.all(*fingerprint).apply(deployment_trigger)},
+            # API Gateway serves routes, integrations and authorizers as they were at the
+            # last deployment: "every time you update an API, you must redeploy it"
+            # (apigateway-set-up-websocket-deployment). Triggers force a new deployment.
+            triggers={
+                "routes": pulumi.Output.all(*map(reported_arguments, routed)).apply(
+                    deployment_trigger
+                )
+            },
             opts=pulumi.ResourceOptions(parent=self, depends_on=routed),
         )
-        access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-access-logs",
-            name=args.access_log_group_name,
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        stage_depends_on = []
-        if args.manage_account_logging:
-            stage_depends_on.append(self._account_logging(name, api, child))
         stage = aws.apigatewayv2.Stage(
             f"{name}-stage",
             api_id=api.id,
@@ -182,10 +233,8 @@ class WebSocketApi(pulumi.ComponentResource):
                 throttling_rate_limit=args.throttle.rate_limit,
                 detailed_metrics_enabled=True,
             ),
-            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=stage_depends_on),
+            access_log_settings=self._access_logs(name, args, child),
+            opts=child,
         )
 
         self.api_id = api.id
@@ -242,25 +291,23 @@ class WebSocketApi(pulumi.ComponentResource):
         self.custom_domain_url = pulumi.Output.concat("wss://", domain.domain_name)
         self.custom_domain_target = domain.domain_name_configuration.target_domain_name
 
-    def _account_logging(
-        self, name: str, api: aws.apigatewayv2.Api, opts: pulumi.ResourceOptions
-    ) -> aws.apigateway.Account:
-        """API Gateway's account-wide CloudWatch role: WebSocket access logs need it once
-        per account and region (see docs/deploying.md)."""
-        role = aws.iam.Role(
-            f"{name}-cloudwatch-role",
-            assume_role_policy=policies.assume_role_document("apigateway.amazonaws.com"),
+    def _access_logs(
+        self, name: str, args: WebSocketApiArgs, opts: pulumi.ResourceOptions
+    ) -> aws.apigatewayv2.StageAccessLogSettingsArgs | None:
+        """The access log group and the stage's settings for it, once the account's role
+        is known to be set; None without logging."""
+        if args.account_logging_role is None:
+            return None
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{name}-access-logs",
+            name=args.access_log_group_name,
+            retention_in_days=args.log_retention_days,
             opts=opts,
         )
-        partition = api.execution_arn.apply(lambda arn: arn.split(":")[1])
-        attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-cloudwatch-policy",
-            role=role.name,
-            policy_arn=pulumi.Output.concat("arn:", partition, ":iam::aws:", _PUSH_TO_CLOUDWATCH),
-            opts=opts,
-        )
-        return aws.apigateway.Account(
-            f"{name}-account",
-            cloudwatch_role_arn=role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+        return aws.apigatewayv2.StageAccessLogSettingsArgs(
+            # Through the checked role, so the stage waits for (and fails with) the check.
+            destination_arn=pulumi.Output.all(args.account_logging_role, access_logs.arn).apply(
+                lambda checked: checked[1]
+            ),
+            format=ACCESS_LOG_FORMAT,
         )

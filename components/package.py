@@ -5,7 +5,8 @@ Writes into DIR (default build/lambda):
 - `code.zip`: the runtime, entry points and demo app: the contents of `lambdas/`
   (so `streamer/` is at the archive root), without caches, egg-info or requirements;
 - `layer.zip`, the dependency layer every function gets: `lambdas/requirements.txt`
-  installed for CPython 3.12 on arm64 Linux under `python/`, where Lambda puts layers on
+  installed for CPython 3.12 on arm64 Linux (any manylinux wheel the runtime's glibc 2.34
+  loads) under `python/`, where Lambda puts layers on
   `sys.path`, without the packages the Lambda Python runtime already provides
   (`RUNTIME_PROVIDED`: the AWS SDK for Python and what it depends on);
 - `tracing-layer.zip`, the tracing layer only functions of a stack with `tracing` on
@@ -54,7 +55,17 @@ TRACING_LAYER = "tracing-layer.zip"
 APP_LAYER = "app-layer.zip"
 
 LAMBDA_PYTHON = "3.12"
-LAMBDA_PLATFORM = "manylinux2014_aarch64"
+#: glibc of the Lambda Python 3.12 runtime, Amazon Linux 2023: 2.34 (lambda-runtimes.html
+#: lists python3.12 on AL2023; "AL2023 goes up to GLIBC 2.34", aws-lambda-rust-runtime#932).
+LAMBDA_GLIBC_MINOR = 34
+#: Every platform tag the runtime loads, newest first: a wheel built for glibc 2.x runs on
+#: any glibc >= 2.x (PEP 600), down to manylinux_2_17, whose legacy name is manylinux2014
+#: (PEP 599). pip matches `--platform` tags literally (it expands no manylinux_2_x tag),
+#: so each one is passed.
+LAMBDA_PLATFORMS = (
+    *(f"manylinux_2_{minor}_aarch64" for minor in range(LAMBDA_GLIBC_MINOR, 16, -1)),
+    "manylinux2014_aarch64",
+)
 
 #: Distributions every Lambda Python runtime already has on `sys.path`: boto3, botocore and
 #: their dependencies. pynamodb and aws-xray-sdk pull botocore in, which would be more than
@@ -265,8 +276,7 @@ def pip_command(requirements: Path, target: Path, *, constraints: Path | None = 
         "--quiet",
         "--disable-pip-version-check",
         "--no-compile",
-        "--platform",
-        LAMBDA_PLATFORM,
+        *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
         "--only-binary=:all:",
         "--python-version",
         LAMBDA_PYTHON,

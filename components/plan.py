@@ -1,4 +1,4 @@
-"""Offline plan: `python -m components.plan --stack prod [--json]`.
+"""Offline plan: `python -m components.plan --stack prod [--json] [--project bootstrap]`.
 
 Runs `__main__.py` under Pulumi's mocks with the stack's `Pulumi.<stack>.yaml`
 configuration and prints every resource it would create: type, logical name, parent,
@@ -12,6 +12,8 @@ secret when any part of it is, so e.g. every value of the authorizer's environme
 redacted once the JWT key is a secret; the variable names still show.)
 When no built archives are found, the code archive is built into a temporary
 directory with placeholder layers (`python -m components.package --code-only`).
+Stack references (the environment stacks' check of the account bootstrap) report a
+bootstrapped account; `--project bootstrap` plans the bootstrap project itself.
 The infrastructure tests run the program through `run` as well.
 """
 
@@ -24,7 +26,7 @@ import json
 import runpy
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import yaml
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -41,12 +44,19 @@ from components import package
 
 PROJECT_ROOT = package.PROJECT_ROOT
 ACCOUNT = "123456789012"
+#: The organization a self-managed backend reports (`pulumi.get_organization()`).
+ORGANIZATION = "organization"
 SECRET = "[secret]"
+#: An input known only once other resources exist (in a preview, what they report).
+UNKNOWN = "[unknown]"
 PROVIDER_TYPE = "pulumi:providers:aws"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 
 #: Inputs shown per resource type in the text plan (all inputs are in the JSON plan).
 KEY_INPUTS: Mapping[str, tuple[str, ...]] = {
     PROVIDER_TYPE: ("region",),
+    STACK_REFERENCE_TYPE: ("name",),
+    "aws:apigateway/account:Account": ("cloudwatchRoleArn",),
     "aws:dynamodb/table:Table": ("hashKey", "rangeKey", "streamViewType", "replicas"),
     "aws:lambda/function:Function": ("handler", "runtime", "architectures", "memorySize"),
     "aws:lambda/eventSourceMapping:EventSourceMapping": (
@@ -149,11 +159,34 @@ def _physical_name(logical: str) -> str:
     return f"{logical}-{hashlib.sha1(logical.encode()).hexdigest()[:7]}"
 
 
-class PlanMocks(pulumi.runtime.Mocks):
-    """Answers resource registrations with outputs shaped like AWS's, per provider region."""
+def bootstrapped_account(stack_name: str) -> dict[str, Any]:
+    """What the bootstrap project (bootstrap/) exports, for a stack named by its region
+    (`<organization>/streamer-bootstrap/<region>`): an account where it ran."""
+    region = stack_name.rsplit("/", 1)[-1]
+    return {
+        "cloudwatchRoleArn": f"arn:aws:iam::{ACCOUNT}:role/streamer-apigateway-cloudwatch-{region}",
+        "region": region,
+    }
 
-    def __init__(self) -> None:
+
+def bare_account(stack_name: str) -> dict[str, Any]:
+    """An account where no bootstrap ran: every referenced stack reports nothing."""
+    return {}
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations with outputs shaped like AWS's, per provider region.
+
+    Stack references report `stack_outputs(name)`: by default a bootstrapped account.
+    """
+
+    def __init__(
+        self, stack_outputs: Callable[[str], Mapping[str, Any]] = bootstrapped_account
+    ) -> None:
         self.provider_regions: dict[str, str] = {}
+        self.stack_outputs = stack_outputs
+        #: The default provider's region (`aws:region`), for resources without a provider.
+        self.default_region: str | None = None
 
     def region_of(self, provider_ref: str | None) -> str | None:
         return self.provider_regions.get((provider_ref or "").split("::")[-1])
@@ -163,7 +196,10 @@ class PlanMocks(pulumi.runtime.Mocks):
             resource_id = f"{args.name}-provider"
             self.provider_regions[resource_id] = args.inputs.get("region")
             return resource_id, dict(args.inputs)
-        region = self.region_of(args.provider) or "us-east-1"
+        if args.typ == STACK_REFERENCE_TYPE:
+            name = args.inputs["name"]
+            return name, {"name": name, "outputs": dict(self.stack_outputs(name))}
+        region = self.region_of(args.provider) or self.default_region or "us-east-1"
         outputs = dict(args.inputs)
         resource_id = f"{args.name}-id"
         service_arn = f"arn:aws:{{}}:{region}:{ACCOUNT}:"
@@ -230,7 +266,7 @@ class PlanMocks(pulumi.runtime.Mocks):
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, None]:
-        raise NotImplementedError(f"the program calls no functions, but called {args.token}")
+        raise NotImplementedError(f"the programs call no functions, but called {args.token}")
 
 
 class _RecordingMonitor(mocks.MockMonitor):
@@ -242,6 +278,11 @@ class _RecordingMonitor(mocks.MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
+        self.registrations.append((request, response.urn))
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
         self.registrations.append((request, response.urn))
         return response
 
@@ -263,6 +304,8 @@ def _printable(value: Any) -> Any:
         return {k: _printable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_printable(v) for v in value]
+    if isinstance(value, pulumi.output.Unknown):
+        return UNKNOWN
     if isinstance(value, pulumi.FileArchive):
         return f"archive:{Path(value.path).name}"
     if isinstance(value, float) and value.is_integer():
@@ -270,16 +313,32 @@ def _printable(value: Any) -> Any:
     return value
 
 
+def project_defaults(project_file: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults the project file's `config:` declares, by full key, as the engine applies
+    them to a stack that does not set the key."""
+    name = project_file["name"]
+    return {
+        key if ":" in key else f"{name}:{key}": declared["default"]
+        for key, declared in (project_file.get("config") or {}).items()
+        if isinstance(declared, dict) and "default" in declared
+    }
+
+
 def load_stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[str, dict[str, str], list]:
     """The project name, the stack's configuration as the engine passes it, and secret keys.
 
+    Keys the stack does not set take the project file's declared defaults, as the engine's.
     Encrypted (`secure:`) values cannot be read offline; they become `[secret]`.
     """
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    project_file = yaml.safe_load((root / "Pulumi.yaml").read_text())
+    project = project_file["name"]
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: no stack named {stack!r}")
-    given = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    given = {
+        **project_defaults(project_file),
+        **((yaml.safe_load(path.read_text()) or {}).get("config") or {}),
+    }
     config, secret_keys = {}, []
     for key, value in given.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
@@ -298,6 +357,7 @@ def run(
     secret_keys: tuple[str, ...] = (),
     preview: bool = True,
     root: Path = PROJECT_ROOT,
+    plan_mocks: PlanMocks | None = None,
 ) -> Plan:
     """Run the program of `root` for `stack` under mocks and return what it registered.
 
@@ -315,12 +375,39 @@ def run(
     if artifacts_dir is not None:
         config[f"{project}:artifactsDir"] = str(artifacts_dir)
 
-    plan_mocks = PlanMocks()
+    def program() -> None:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+
+    return run_program(
+        program,
+        project=project,
+        stack=stack,
+        config=config,
+        secret_keys=tuple(secrets),
+        preview=preview,
+        plan_mocks=plan_mocks,
+    )
+
+
+def run_program(
+    program: Callable[[], None],
+    *,
+    project: str,
+    stack: str,
+    config: Mapping[str, str] | None = None,
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = True,
+    plan_mocks: PlanMocks | None = None,
+) -> Plan:
+    """Run `program` (any Pulumi program, e.g. one component) under `plan_mocks` (fresh
+    `PlanMocks` by default) with `config` (full keys, values as the engine passes them)."""
+    plan_mocks = plan_mocks or PlanMocks()
+    plan_mocks.default_region = (config or {}).get("aws:region")
     monitor = _RecordingMonitor(plan_mocks)
     outputs: dict[str, Any] = {}
 
-    async def program() -> None:
-        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+    async def run_and_collect() -> None:
+        program()
         root_stack = runtime_settings.get_root_resource()
         for key, value in root_stack.outputs.items():
             outputs[key] = await pulumi.Output.from_input(value).future()
@@ -332,11 +419,16 @@ def run(
     try:
         runtime_settings.ROOT.set(None)
         pulumi.runtime.set_mocks(
-            plan_mocks, project=project, stack=stack, preview=preview, monitor=monitor
+            plan_mocks,
+            project=project,
+            stack=stack,
+            preview=preview,
+            monitor=monitor,
+            organization=ORGANIZATION,
         )
         runtime_settings.SETTINGS.outputs.clear()
-        set_all_config(config, secrets)
-        _sync_await(run_pulumi_func(program))
+        set_all_config(dict(config or {}), list(secret_keys))
+        _sync_await(run_pulumi_func(run_and_collect))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
@@ -353,22 +445,22 @@ def _resources(monitor: _RecordingMonitor, plan_mocks: PlanMocks) -> list[Planne
     for request, urn in monitor.registrations:
         if request.type == "pulumi:pulumi:Stack":
             continue
-        inputs = _printable(rpc.deserialize_properties(request.object, keep_internal=True))
+        read = isinstance(request, resource_pb2.ReadResourceRequest)
+        properties = request.properties if read else request.object
+        inputs = _printable(rpc.deserialize_properties(properties, keep_internal=True))
         planned.append(
             PlannedResource(
                 type=request.type,
                 name=request.name,
                 parent=names.get(request.parent),
-                region=inputs.get("region")
-                if request.type == PROVIDER_TYPE
-                else plan_mocks.region_of(request.provider),
-                custom=bool(request.custom),
+                region=_region(request, inputs, plan_mocks),
+                custom=read or bool(request.custom),
                 inputs=inputs,
                 depends_on=sorted(
                     {names[dep] for dep in request.dependencies if dep in names}
                     | {
                         names[dep]
-                        for deps in request.propertyDependencies.values()
+                        for deps in ({} if read else request.propertyDependencies).values()
                         for dep in deps.urns
                         if dep in names
                     }
@@ -381,23 +473,42 @@ def _resources(monitor: _RecordingMonitor, plan_mocks: PlanMocks) -> list[Planne
     return sorted(planned, key=lambda r: (r.name, r.type))
 
 
+def _region(request: Any, inputs: dict[str, Any], plan_mocks: PlanMocks) -> str | None:
+    if request.type == PROVIDER_TYPE:
+        return inputs.get("region")
+    if not request.type.startswith("aws:"):
+        return None
+    return plan_mocks.region_of(request.provider) or plan_mocks.default_region
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__)
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path("."),
+        help="project directory, from the repository root: . (Streamer) or bootstrap",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument(
         "--artifacts", type=Path, default=package.DEFAULT_OUT, help="built archives to plan with"
     )
     args = parser.parse_args(argv)
+    root = (PROJECT_ROOT / args.project).resolve()
     with tempfile.TemporaryDirectory(prefix="streamer-plan-") as scratch:
-        artifacts_dir = args.artifacts
-        if not (artifacts_dir / package.MANIFEST).is_file():
-            print(
-                f"{artifacts_dir} has no archives: planning with a code-only build", file=sys.stderr
-            )
-            artifacts_dir = Path(scratch)
-            package.build(artifacts_dir, with_layers=False)
-        plan = run(args.stack, artifacts_dir=artifacts_dir.resolve())
+        artifacts_dir = None
+        if root == PROJECT_ROOT:
+            artifacts_dir = args.artifacts
+            if not (artifacts_dir / package.MANIFEST).is_file():
+                print(
+                    f"{artifacts_dir} has no archives: planning with a code-only build",
+                    file=sys.stderr,
+                )
+                artifacts_dir = Path(scratch)
+                package.build(artifacts_dir, with_layers=False)
+            artifacts_dir = artifacts_dir.resolve()
+        plan = run(args.stack, artifacts_dir=artifacts_dir, root=root)
     sys.stdout.write(plan.to_json() + "\n" if args.json else plan.to_text())
     return 0
 

@@ -3,8 +3,8 @@
 A function's table calls (`catalog.Function.tables`, taken from the `streamer.store` calls
 its entry point makes), its stream when a stream triggers it, posting to clients
 (`ConnectionsAccess`) and lifecycle events (`Notifications`) become statements here or in
-those components. Nothing here uses `"*"` as a resource except X-Ray, whose actions accept
-no narrower one.
+those components. Nothing here uses `"*"` as a resource except X-Ray and the stream
+listing, whose actions accept no narrower one.
 """
 
 from __future__ import annotations
@@ -17,13 +17,17 @@ import pulumi
 
 from streamer import catalog
 
-#: What the DynamoDB Streams event source mapping reads with the processor's role.
+#: What the DynamoDB Streams event source mapping reads with the processor's role, on the
+#: stream.
 STREAM_READ_ACTIONS = (
     "dynamodb:DescribeStream",
     "dynamodb:GetRecords",
     "dynamodb:GetShardIterator",
-    "dynamodb:ListStreams",
 )
+#: The mapping also lists streams, which IAM grants only on "*": ListStreams has no
+#: resource-level permission (IAM service authorization reference for DynamoDB; aws-cdk
+#: PR 10631), so on a stream's ARN it would grant nothing.
+STREAM_LIST_ACTIONS = ("dynamodb:ListStreams",)
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
@@ -62,7 +66,7 @@ def stream_statements(function: str, stream_arn: pulumi.Input[str]) -> list[dict
     """
     if catalog.Trigger.REQUESTS_STREAM not in catalog.FUNCTIONS[function].triggers:
         return []
-    return [statement(STREAM_READ_ACTIONS, [stream_arn])]
+    return [statement(STREAM_READ_ACTIONS, [stream_arn]), statement(STREAM_LIST_ACTIONS, ["*"])]
 
 
 def connections_arn(execution_arn: pulumi.Input[str], stage: str) -> pulumi.Output[str]:

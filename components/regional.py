@@ -1,9 +1,10 @@
 """Everything Streamer runs in one region, on that region's provider.
 
 The dependency layer (and the tracing layer when the stack traces), the functions of
-`streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke,
-the mapping on this region's replica stream with its dead-letter queue, a one-minute
-schedule for each scheduled function, and an alarm topic unless targets are configured.
+`streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke
+(with access logs once a check finds the account's bootstrap for the region), the mapping
+on this region's replica stream with its dead-letter queue, a one-minute schedule for each
+scheduled function, and an alarm topic unless targets are configured.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -16,7 +17,14 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocketApiArgs
+from components.api import (
+    CONNECT,
+    DEFAULT,
+    DISCONNECT,
+    WebSocketApi,
+    WebSocketApiArgs,
+    account_logging_role,
+)
 from components.context import RegionalContext
 from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
@@ -155,7 +163,7 @@ class RegionalStack(pulumi.ComponentResource):
                 throttle=settings.throttle,
                 log_retention_days=settings.log_retention_days,
                 access_log_group_name=f"/{args.prefix}/websocket-access",
-                manage_account_logging=settings.manage_api_gateway_account,
+                account_logging_role=self._account_logging_role(name, args, child),
                 domain_name=settings.domain_name,
                 certificate_arn=settings.certificate_arns.get(args.region),
             ),
@@ -224,6 +232,21 @@ class RegionalStack(pulumi.ComponentResource):
                 "notification_topic_arn": self.notification_topic_arn,
                 "event_bus_name": self.event_bus_name,
             }
+        )
+
+    @staticmethod
+    def _account_logging_role(
+        name: str, args: RegionalStackArgs, opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str] | None:
+        """With API Gateway logging on, the CloudWatch Logs role the region's bootstrap
+        stack set, read through a stack reference and checked (a clear error at preview
+        when it is missing); None with logging off."""
+        if not args.settings.api_gateway_logging:
+            return None
+        stack = args.settings.bootstrap_stack_of(args.region)
+        reference = pulumi.StackReference(f"{name}-bootstrap", stack_name=stack, opts=opts)
+        return reference.outputs.apply(
+            lambda outputs: account_logging_role(outputs, stack, args.region)
         )
 
     @property

@@ -33,6 +33,9 @@ LOG_RETENTION_DAYS = frozenset(
     | {2922, 3288, 3653}
 )
 
+#: Where the environment stacks find the account bootstrap of a region (bootstrap/).
+DEFAULT_BOOTSTRAP_STACK = "{organization}/streamer-bootstrap/{region}"
+
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CERTIFICATE_ARN = re.compile(
@@ -132,7 +135,11 @@ class StackSettings:
     lifecycle_events: bool = True
     alarm_actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     deletion_protection: bool = False
-    manage_api_gateway_account: bool = False
+    #: Access logs on the WebSocket stages: they need API Gateway's CloudWatch Logs role,
+    #: set once per account and region by the bootstrap project (bootstrap/).
+    api_gateway_logging: bool = True
+    #: The bootstrap stack checked for each region, `{organization}` and `{region}` filled in.
+    bootstrap_stack: str = DEFAULT_BOOTSTRAP_STACK
     artifacts_dir: str = "build/lambda"
     #: Signs watch tokens (a secret); without it the `watch` action is refused.
     watch_token_secret: pulumi.Input[str] | None = None
@@ -149,6 +156,10 @@ class StackSettings:
     def home_region(self) -> str:
         """The region whose provider creates the global tables; the others hold replicas."""
         return self.regions[0]
+
+    def bootstrap_stack_of(self, region: str) -> str:
+        """The fully qualified name of `region`'s bootstrap stack."""
+        return self.bootstrap_stack.format(organization=pulumi.get_organization(), region=region)
 
     @classmethod
     def load(cls, config: pulumi.Config, stack: str) -> StackSettings:
@@ -183,7 +194,8 @@ class StackSettings:
                 for region, arns in (config.get_object("alarmActions") or {}).items()
             },
             deletion_protection=bool(config.get_bool("deletionProtection")),
-            manage_api_gateway_account=bool(config.get_bool("manageApiGatewayAccount")),
+            api_gateway_logging=bool(config.get_bool("apiGatewayLogging", True)),
+            bootstrap_stack=config.get("bootstrapStack") or DEFAULT_BOOTSTRAP_STACK,
             artifacts_dir=config.get("artifactsDir") or "build/lambda",
             watch_token_secret=config.get_secret("watchTokenSecret"),
             cors=_cors(config.get_object("cors")),
@@ -226,6 +238,13 @@ class StackSettings:
                 "streamer:runtime.syncTimeoutMs: must be below the router's timeout so a "
                 "slow sync handler is answered with TIMEOUT instead of killed"
             )
+        try:
+            self.bootstrap_stack_of(self.home_region)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigError(
+                f"streamer:bootstrapStack: {self.bootstrap_stack!r} may use only "
+                "{organization} and {region}"
+            ) from error
         for region in self.alarm_actions:
             if region not in self.regions:
                 raise ConfigError(f"streamer:alarmActions: {region!r} is not a configured region")

@@ -51,5 +51,10 @@ def dev(artifacts_dir: Path) -> Plan:
 
 
 @pytest.fixture(scope="module")
+def staging(artifacts_dir: Path) -> Plan:
+    return run_stack("staging", artifacts_dir)
+
+
+@pytest.fixture(scope="module")
 def prod(artifacts_dir: Path) -> Plan:
     return run_stack("prod", artifacts_dir)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from typing import Any
 
+import pulumi
+import pulumi_aws as aws
 import pytest
 
-from components.api import deployment_trigger
-from components.plan import Plan
+from components import plan
+from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocketApiArgs
+from components.plan import Plan, PlanMocks
+from components.settings import Throttle
 
 from .graph import PROJECT, function
 
@@ -158,13 +164,136 @@ def test_deployment_follows_every_route_integration_and_the_authorizer(
     assert len(deployment.inputs["triggers"]["routes"]) == 64
 
 
-def test_trigger_changes_exactly_when_routing_changes() -> None:
-    # GIVEN the identities of a deployment's routing
-    parts = ["auth-id", "$connect", "integration-1", "route-1", "arn:invoke-1"]
+#: The resources a WebSocket deployment snapshots: API Gateway serves their state as of
+#: the last deployment (apigateway-set-up-websocket-deployment).
+ROUTING = {
+    "aws:apigatewayv2/authorizer:Authorizer": aws.apigatewayv2.AuthorizerArgs,
+    "aws:apigatewayv2/integration:Integration": aws.apigatewayv2.IntegrationArgs,
+    "aws:apigatewayv2/route:Route": aws.apigatewayv2.RouteArgs,
+    "aws:apigatewayv2/routeResponse:RouteResponse": aws.apigatewayv2.RouteResponseArgs,
+}
 
-    # WHEN one of them changes, or none does
-    changed = [*parts[:-1], "arn:invoke-2"]
 
-    # THEN the trigger changes only in the first case
-    assert deployment_trigger(parts) == deployment_trigger(list(parts))
-    assert deployment_trigger(parts) != deployment_trigger(changed)
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def routing_arguments() -> list[tuple[str, str]]:
+    """(type, argument) for every argument the provider's SDK lets these resources take,
+    read from their `*Args` classes, not from the component."""
+    return [
+        (type_, _camel(name))
+        for type_, args in ROUTING.items()
+        for name in inspect.signature(args.__init__).parameters
+        if name != "__self__"
+    ]
+
+
+def _other(value: Any) -> Any:
+    """A different value of the same kind, as AWS would report after an in-place update."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, list):
+        return [*value, "changed"]
+    if isinstance(value, dict):
+        return {**value, "changed": "changed"}
+    return f"{value}-changed" if value else "changed"
+
+
+class ReportingMocks(PlanMocks):
+    """Mocks whose resources of `type_` report `argument` with another value."""
+
+    def __init__(self, type_: str | None = None, argument: str | None = None) -> None:
+        super().__init__()
+        self.type, self.argument = type_, argument
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == self.type:
+            outputs[self.argument] = _other(outputs.get(self.argument))
+        return resource_id, outputs
+
+
+def websocket_trigger(plan_mocks: PlanMocks, router_name: str = "router") -> str:
+    """The deployment trigger of one WebSocketApi, built alone under `plan_mocks`."""
+
+    def program() -> None:
+        functions = {
+            name: aws.lambda_.Function(
+                name,
+                name=router_name if name == "router" else name,
+                role="arn:aws:iam::123456789012:role/r",
+                runtime="python3.12",
+                handler="h.handler",
+                code=pulumi.AssetArchive({}),
+            )
+            for name in ("authorizer", "connect", "disconnect", "router")
+        }
+        WebSocketApi(
+            "ws",
+            WebSocketApiArgs(
+                api_name="ws",
+                authorizer=functions["authorizer"],
+                routes={
+                    CONNECT: functions["connect"],
+                    DISCONNECT: functions["disconnect"],
+                    DEFAULT: functions["router"],
+                },
+                stage_name="dev",
+                throttle=Throttle(),
+                log_retention_days=14,
+                access_log_group_name="/ws/access",
+            ),
+        )
+
+    planned = plan.run_program(
+        program, project="streamer", stack="dev", preview=False, plan_mocks=plan_mocks
+    )
+    return planned.named("ws-deployment").inputs["triggers"]["routes"]
+
+
+def test_the_trigger_covers_the_arguments_the_issue_names() -> None:
+    # GIVEN the arguments read from the provider's SDK  WHEN they are listed
+    arguments = set(routing_arguments())
+
+    # THEN they include the ones a redeploy most often hinges on
+    assert {
+        ("aws:apigatewayv2/authorizer:Authorizer", "identitySources"),
+        ("aws:apigatewayv2/authorizer:Authorizer", "authorizerUri"),
+        ("aws:apigatewayv2/integration:Integration", "integrationUri"),
+        ("aws:apigatewayv2/integration:Integration", "timeoutMilliseconds"),
+        ("aws:apigatewayv2/route:Route", "routeKey"),
+        ("aws:apigatewayv2/route:Route", "authorizationType"),
+        ("aws:apigatewayv2/route:Route", "routeResponseSelectionExpression"),
+        ("aws:apigatewayv2/routeResponse:RouteResponse", "modelSelectionExpression"),
+    } <= arguments
+
+
+def test_the_trigger_stays_when_nothing_changes() -> None:
+    # GIVEN the same API built twice  WHEN both triggers are read  THEN they are equal,
+    # so an unchanged `pulumi up` keeps the deployment
+    assert websocket_trigger(ReportingMocks()) == websocket_trigger(ReportingMocks())
+
+
+@pytest.mark.parametrize(("type_", "argument"), routing_arguments())
+def test_any_routing_argument_change_makes_a_new_deployment(type_: str, argument: str) -> None:
+    # GIVEN the API built once, and again with one argument of one kind of routing resource
+    # reported differently (an in-place update keeps every resource id)
+    before = websocket_trigger(ReportingMocks())
+
+    # WHEN the second trigger is read
+    after = websocket_trigger(ReportingMocks(type_, argument))
+
+    # THEN it differs, so the deployment is replaced and the stage serves the change
+    assert after != before
+
+
+def test_a_different_function_behind_a_route_makes_a_new_deployment() -> None:
+    # GIVEN the API built with the router function, and with another function on $default
+    # WHEN both triggers are read  THEN they differ (its integration URI changed)
+    assert websocket_trigger(ReportingMocks()) != websocket_trigger(
+        ReportingMocks(), router_name="router-2"
+    )

@@ -15,12 +15,9 @@ GET, PUT, UPDATE, DELETE, QUERY = (
 )
 #: Lifecycle events, on the region's own bus only.
 PUT_EVENTS = "events:PutEvents"
-STREAM_READ = {
-    "dynamodb:DescribeStream",
-    "dynamodb:GetRecords",
-    "dynamodb:GetShardIterator",
-    "dynamodb:ListStreams",
-}
+STREAM_READ = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
+#: Listing streams takes no resource-level permission: only "*" grants it.
+LIST_STREAMS = "dynamodb:ListStreams"
 
 #: What each function calls, on what (from streamer.store): written out here, not taken
 #: from the components. Forgetting a connection (disconnect, or a 410 on delivery) deletes
@@ -46,6 +43,7 @@ CALLS: dict[str, dict[str, set[str]]] = {
         **FORGET,
         "requests": {GET, UPDATE},
         "requests stream": STREAM_READ,
+        "every stream": {LIST_STREAMS},
         "subscriptions": {QUERY, DELETE},
         "dead letters": {"sqs:SendMessage"},
         "bus": {PUT_EVENTS},
@@ -83,6 +81,7 @@ def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
         "requests/index/by_due": f"{tables['requests']}/index/by_due",
         "requests/index/by_active_owner": f"{tables['requests']}/index/by_active_owner",
         "requests stream": requests_stream_arn(plan, region),
+        "every stream": "*",
         "dead letters": plan.named(f"{PROJECT}-{region}-processor-dead-letters").outputs["arn"],
         "connections/index/by_user": f"{tables['connections']}/index/by_user",
         "bus": plan.named(f"{PROJECT}-{region}-notifications-bus").outputs["arn"],
@@ -128,8 +127,9 @@ def test_only_xray_uses_a_wildcard_resource(request: pytest.FixtureRequest, stac
     wildcards = {action for action, resource in pairs if "*" in resource}
     star = {action for action, resource in pairs if resource == "*"}
 
-    # THEN "*" is only X-Ray's, and the other wildcards are log streams and @connections ids
-    assert star == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    # THEN "*" is only X-Ray's and the stream listing's (neither takes a narrower resource),
+    # and the other wildcards are log streams and @connections ids
+    assert star == {"xray:PutTraceSegments", "xray:PutTelemetryRecords", LIST_STREAMS}
     assert wildcards - star <= {"logs:CreateLogStream", "logs:PutLogEvents"} | {
         "execute-api:ManageConnections"
     }
@@ -144,7 +144,7 @@ def test_authorizer_touches_no_table_and_router_cannot_read_the_stream(prod: Pla
 
         # THEN the authorizer has no DynamoDB action and the router no stream action
         assert not [a for a, _ in authorizer if a.startswith("dynamodb:")]
-        assert not [a for a, _ in router if a in STREAM_READ]
+        assert not [a for a, _ in router if a in {*STREAM_READ, LIST_STREAMS}]
         assert not [r for _, r in router if "/stream/" in r]
 
 

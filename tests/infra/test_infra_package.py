@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -124,16 +126,78 @@ def test_pip_command_targets_lambda_python312_on_arm64(tmp_path: Path) -> None:
     # GIVEN the layer's install command
     command = package.pip_command(package.REQUIREMENTS, tmp_path / "python")
 
-    # WHEN it is read  THEN it installs wheels for CPython 3.12 on manylinux aarch64 only
+    # WHEN it is read  THEN it installs wheels for CPython 3.12 on manylinux aarch64 only,
+    # accepting every platform tag the runtime's glibc (2.34) loads
     text = " ".join(command)
     assert command[:4] == [sys.executable, "-m", "pip", "install"]
-    assert "--platform manylinux2014_aarch64" in text
+    platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
+    assert platforms == list(package.LAMBDA_PLATFORMS)
     assert "--python-version 3.12" in text
     assert "--implementation cp" in text
     assert "--only-binary=:all:" in command
     assert f"--target {tmp_path / 'python'}" in text
     assert f"-r {package.REQUIREMENTS}" in text
     assert "-c" not in command
+
+
+def test_platform_tags_are_every_manylinux_the_runtime_glibc_loads() -> None:
+    # GIVEN the Lambda Python 3.12 runtime: Amazon Linux 2023, glibc 2.34, arm64
+    # WHEN the layer's platform tags are listed
+    tags = package.LAMBDA_PLATFORMS
+
+    # THEN they are manylinux_2_34 down to manylinux_2_17 and its legacy alias
+    # manylinux2014, newest first, all aarch64, and nothing newer than the runtime's glibc
+    assert tags[0] == "manylinux_2_34_aarch64"
+    assert {f"manylinux_2_{minor}_aarch64" for minor in range(17, 35)} | {
+        "manylinux2014_aarch64"
+    } == set(tags)
+    assert len(tags) == len(set(tags))
+    assert "manylinux_2_35_aarch64" not in tags
+
+
+def _wheel(index: Path, name: str, version: str, platform: str) -> Path:
+    """A minimal binary wheel for CPython 3.12 on `platform`, as a package index serves it."""
+    tag = f"cp312-cp312-{platform}"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n"
+        ),
+    }
+    record = [
+        f"{path},sha256="
+        + base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        + f",{len(text.encode())}"
+        for path, text in files.items()
+    ]
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    path = index / f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for member, text in files.items():
+            z.writestr(member, text)
+    return path
+
+
+def test_the_layer_install_picks_a_newer_manylinux_wheel_the_runtime_loads(tmp_path: Path) -> None:
+    # GIVEN a local index whose dependency ships only a manylinux_2_28 wheel (glibc 2.28,
+    # loadable on the runtime's 2.34) and, in a later version, only a manylinux_2_35 one
+    index = tmp_path / "index"
+    index.mkdir()
+    _wheel(index, "tinyglibc", "1.0", "manylinux_2_28_aarch64")
+    _wheel(index, "tinyglibc", "2.0", "manylinux_2_35_aarch64")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tinyglibc\n")
+
+    # WHEN the layer's pip command installs it from that index (no network)
+    command = package.pip_command(requirements, tmp_path / "python")
+    subprocess.run([*command, "--no-index", "--find-links", str(index)], check=True)
+
+    # THEN it installs the newest version the runtime can load: the manylinux_2_28 one
+    installed = package.installed_versions(tmp_path / "python")
+    assert installed == {"tinyglibc": "1.0"}
+    assert (tmp_path / "python" / "tinyglibc" / "__init__.py").read_text() == "VERSION = '1.0'\n"
 
 
 def test_pip_command_pins_what_constraints_name(tmp_path: Path) -> None:

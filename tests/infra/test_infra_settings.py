@@ -75,6 +75,7 @@ def test_runtime_defaults_are_the_runtimes_own() -> None:
         (with_(runtime=RuntimeTuning(rate_limit_per_s=-1)), "streamer:runtime.rateLimitPerS"),
         (with_(runtime=RuntimeTuning(rate_limit_burst=-5)), "streamer:runtime.rateLimitBurst"),
         (with_(runtime=RuntimeTuning(poller_batch_size=0)), "streamer:runtime.pollerBatchSize"),
+        (with_(bootstrap_stack="{org}/streamer-bootstrap/{region}"), "streamer:bootstrapStack"),
     ],
 )
 def test_unworkable_settings_are_refused_naming_the_key(settings: StackSettings, key: str) -> None:
