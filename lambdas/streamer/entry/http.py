@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from streamer import store, watch
+from streamer import aws, store, watch
+from streamer.answers import failure_answer
 from streamer.config import Settings
 from streamer.entry.router import current_router
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import HttpEvent, Identity
-from streamer.execution import internal_error
 from streamer.logs import Timer, log_context
 from streamer.models import RequestItem
 from streamer.protocol import encode
@@ -54,21 +54,54 @@ HTTP_STATUS = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.PROCESSING_FAILED: 500,
     ErrorCode.INTERNAL_ERROR: 500,
+    # A store outage: "the server is currently unable to handle the request due to a
+    # temporary overload or scheduled maintenance, which will likely be alleviated
+    # after some delay" (RFC 9110 section 15.6.4, 503 Service Unavailable).
+    ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
 }
 
 
-def http_response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+def http_response(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "headers": {
+            "Content-Type": "application/json",
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        },
         "body": encode(body),
     }
 
 
+def retry_after(error: Mapping[str, Any]) -> dict[str, str]:
+    """`Retry-After` for a protocol error with `details.retry_after_ms`, else nothing.
+
+    Its value is whole seconds (RFC 9110 section 10.2.3: `delay-seconds`, a
+    non-negative integer), rounded up so a client that waits it waits enough.
+    UNAVAILABLE (503) and RATE_LIMITED (429, RFC 6585 section 4) carry it.
+    """
+    delay_ms = (error.get("details") or {}).get("retry_after_ms")
+    if not isinstance(delay_ms, int | float) or isinstance(delay_ms, bool) or delay_ms < 0:
+        return {}
+    return {"Retry-After": str(math.ceil(delay_ms / 1000))}
+
+
+def error_answer(body: dict[str, Any], error: Mapping[str, Any]) -> dict[str, Any]:
+    """`body`, which holds the protocol `error` object `error`, with the status of its code."""
+    try:
+        status = HTTP_STATUS.get(ErrorCode(error.get("code")), 500)
+    except ValueError:
+        status = 500
+    return http_response(status, body, retry_after(error))
+
+
 def error_response(error: StreamerError) -> dict[str, Any]:
     """A protocol `error` object, `{"error": {...}}`, with its HTTP status."""
-    return http_response(HTTP_STATUS.get(error.code, 500), {"error": error.to_dict()})
+    body = error.to_dict()
+    return error_answer({"error": body}, body)
 
 
 def _identity(request: HttpEvent) -> Identity:
@@ -94,12 +127,11 @@ def start_request(router: Router, request: HttpEvent, context: Any) -> dict[str,
         answer = router.handle(request.body, caller, _remaining_ms(context))
     kind = answer.get("type")
     if kind == "error":
-        return http_response(HTTP_STATUS.get(ErrorCode(answer["error"]["code"]), 500), answer)
+        return error_answer(answer, answer["error"])
     if kind == "acknowledgment":
         return http_response(202, accepted(settings, identity, answer))
     if kind == "response" and not answer.get("success"):
-        code = ErrorCode((answer.get("error") or {}).get("code", ErrorCode.INTERNAL_ERROR))
-        return http_response(HTTP_STATUS.get(code, 500), answer)
+        return error_answer(answer, answer.get("error") or {"code": ErrorCode.INTERNAL_ERROR})
     return http_response(200, answer)
 
 
@@ -181,7 +213,10 @@ def read_request(router: Router, request: HttpEvent, context: Any) -> dict[str, 
         item = router.readable_request(caller, request_id)
         wait_s = min(wait_s, max(0, _remaining_ms(context) - ANSWER_MARGIN_MS) / 1000)
         if wait_s > 0:
-            item = long_poll(item, wait_s, lambda: store.get_request(item.owner, request_id))
+            # The re-reads answer inside API Gateway's 29 s like the first read: under
+            # the router's call budget, so an outage is UNAVAILABLE within seconds.
+            with aws.dynamodb_budget(router.store_budget):
+                item = long_poll(item, wait_s, lambda: store.get_request(item.owner, request_id))
     return http_response(200, {**item.snapshot(), "seq": int(item.seq)})
 
 
@@ -204,13 +239,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         answer = route(router, request, context)
     except StreamerError as error:
         answer = error_response(error)
-    except Exception:
-        error = internal_error()
-        log.exception(
-            "http request failed",
-            extra={"fields": {"correlation_id": error.details["correlation_id"]}},
-        )
-        answer = error_response(error)
+    except Exception as failure:
+        # A store outage is UNAVAILABLE; anything else an INTERNAL_ERROR, logged.
+        error = failure_answer(failure, None)["error"]
+        answer = error_answer({"error": error}, error)
     log.info(
         "http request answered",
         extra={
