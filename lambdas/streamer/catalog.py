@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamer import config, entry
+from streamer.aws import PATIENT, ROUTER, CallBudget
 from streamer.schema import (
     CONNECTIONS,
     CONNECTIONS_BY_USER,
@@ -73,6 +74,11 @@ class Function:
     posts_to_connections: bool = False
     #: For a scheduled function: what each run does.
     description: str = ""
+    #: How long each of its DynamoDB calls may take (`streamer.aws.CallBudget`), before
+    #: its environment's `STREAMER_DYNAMODB_*` change it: `ROUTER` for a function someone
+    #: waits on inside API Gateway's 29 s, `PATIENT` for one nobody waits on. Applied by
+    #: `streamer.budgets`, to PynamoDB's calls and the store's own botocore clients alike.
+    store_budget: CallBudget = PATIENT
 
     @property
     def puts_lifecycle_events(self) -> bool:
@@ -140,6 +146,8 @@ FUNCTIONS: Mapping[str, Function] = {
             memory_mb=256,
             timeout_s=10,
             environment=_LOGS | _TOKENS,
+            # It makes no DynamoDB call today; the handshake waits on it, so any would be bounded.
+            store_budget=ROUTER,
         ),
         Function(
             name="connect",
@@ -149,6 +157,8 @@ FUNCTIONS: Mapping[str, Function] = {
             timeout_s=10,
             environment=_LOGS | _TABLES,
             tables=(TableAccess(CONNECTIONS.logical_name, (_PUT,)),),
+            # The handshake waits on it, under API Gateway's 29 s integration limit.
+            store_budget=ROUTER,
         ),
         Function(
             name="disconnect",
@@ -158,6 +168,8 @@ FUNCTIONS: Mapping[str, Function] = {
             timeout_s=10,
             environment=_LOGS | _TABLES,
             tables=_FORGET_CONNECTION,
+            # Nobody waits on it (the connection is already gone): it may outlast a short outage.
+            store_budget=PATIENT,
         ),
         Function(
             name="router",
@@ -179,6 +191,7 @@ FUNCTIONS: Mapping[str, Function] = {
                 *_FORGET_CONNECTION,
             ),
             posts_to_connections=True,
+            store_budget=ROUTER,
         ),
         Function(
             name="processor",
@@ -252,6 +265,8 @@ FUNCTIONS: Mapping[str, Function] = {
                 TableAccess(REQUESTS.logical_name, (_GET, _PUT, _UPDATE)),
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_ACTIVE_OWNER),
             ),
+            # It runs the router (`streamer.entry.router.current_router`), long poll included.
+            store_budget=ROUTER,
         ),
         Function(
             name="publish",

@@ -27,8 +27,9 @@ from typing import Any
 
 import jwt
 
-from streamer import runtime, watch
+from streamer import entry, runtime, watch
 from streamer.auth import MAX_TOKEN_BYTES, InvalidToken, TokenVerifier, policy, tenant_allowed
+from streamer.budgets import runs_under_its_budget
 from streamer.config import Settings
 from streamer.events import AuthorizerEvent, Identity, bearer_token
 from streamer.logs import log_context
@@ -121,6 +122,7 @@ def _http_answer(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"isAuthorized": True, "context": identity.to_context()}
 
 
+@runs_under_its_budget(entry.AUTHORIZER)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     http = is_http_api_event(event)
     connection_id = None if http else AuthorizerEvent(event).connection_id

@@ -1,11 +1,23 @@
-"""`$connect`: store the connection with the identity the authorizer gave it."""
+"""`$connect`: store the connection with the identity the authorizer gave it.
+
+API Gateway holds the client's upgrade request until this answers, and cuts
+it off at 29 s; its DynamoDB calls run under the function's budget in the
+catalog (the router's: seconds). When the store cannot be reached it answers
+503 and the handshake is refused: "If the $connect request fails (e.g., due to
+AuthN/AuthZ failure or an integration failure), the connection will not be
+made" (https://docs.aws.amazon.com/apigateway/latest/developerguide/
+apigateway-websocket-api-route-keys-connect-disconnect.html). A connection
+nobody could find again would receive nothing, so refusing is the honest answer.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from streamer import runtime, store
+from streamer import entry, runtime, store
+from streamer.answers import is_store_failure
+from streamer.budgets import runs_under_its_budget
 from streamer.config import CONNECTION_TTL_S
 from streamer.events import WebSocketEvent
 from streamer.logs import log_context
@@ -13,8 +25,11 @@ from streamer.models import Connection, owner_key
 from streamer.protocol import now_ms
 
 log = logging.getLogger("streamer.connect")
+#: The store could not be reached (RFC 9110 section 15.6.4, 503 Service Unavailable).
+STORE_UNAVAILABLE = 503
 
 
+@runs_under_its_budget(entry.CONNECT)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = runtime.current().settings
     ws = WebSocketEvent(event)
@@ -36,6 +51,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             last_seen=now,
             ttl=now // 1000 + CONNECTION_TTL_S,
         )
-        store.save_connection(connection)
+        try:
+            store.save_connection(connection)
+        except Exception as error:
+            if not is_store_failure(error):
+                raise
+            log.warning(
+                "connection refused: store unavailable",
+                extra={"fields": {"cause": type(error).__name__, "detail": str(error)}},
+            )
+            return {"statusCode": STORE_UNAVAILABLE}
         log.info("connected", extra={"fields": {"tenant_id": identity.tenant_id}})
         return {"statusCode": 200}

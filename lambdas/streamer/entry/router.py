@@ -3,8 +3,8 @@
 Nothing escapes to API Gateway: an exception there becomes its bare
 `{"message": "Internal server error"}`, with no `type` and no `request_id`,
 and the client would wait for its answer forever. The router's DynamoDB
-calls run under its call budget (`streamer.aws.ROUTER`, changed by the
-function's environment), so a store outage is answered UNAVAILABLE within
+calls run under its call budget (the catalog's, `streamer.aws.ROUTER`,
+changed by the function's environment), so a store outage is answered UNAVAILABLE within
 seconds, inside API Gateway's 29 s.
 """
 
@@ -15,8 +15,9 @@ import logging
 import threading
 from typing import Any
 
-from streamer import aws, runtime
+from streamer import entry, runtime
 from streamer.answers import failure_answer
+from streamer.budgets import budget_of
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import WebSocketEvent
 from streamer.logs import Timer, log_context
@@ -40,7 +41,7 @@ def current_router() -> Router:
                     max_workers=4, thread_name_prefix="sync-handler"
                 ),
                 delivery=lambda: rt.delivery,
-                store_budget=aws.configured_budget(aws.ROUTER),
+                store_budget=budget_of(entry.ROUTER),
             )
         return _router
 
