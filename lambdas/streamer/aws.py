@@ -66,6 +66,16 @@ class CallBudget:
     def retries(self) -> dict[str, Any]:
         return {"mode": "standard", "total_max_attempts": self.max_attempts}
 
+    def client_config(self) -> Any:  # -> botocore.config.Config; imported late
+        """The config of a botocore client whose calls keep to this budget."""
+        from botocore.config import Config
+
+        return Config(
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+            retries=self.retries,  # type: ignore[arg-type]
+        )
+
 
 #: The router's: at most about 2 x (1 + 2) s and a backoff, well inside API
 #: Gateway's integration timeout, "50 milliseconds - 29 seconds ... Can be
@@ -162,6 +172,12 @@ def create_client(service_name: str, **kwargs: Any) -> Any:
     """A botocore client of `service_name` from the process's session."""
     with _lock:
         return session().create_client(service_name, **kwargs)
+
+
+def dynamodb_client(**kwargs: Any) -> Any:
+    """A DynamoDB botocore client whose calls keep to this context's budget (`current_budget`),
+    the same as the context's PynamoDB calls."""
+    return create_client("dynamodb", config=current_budget().client_config(), **kwargs)
 
 
 def share_with_pynamodb() -> None:

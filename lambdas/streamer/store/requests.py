@@ -62,12 +62,12 @@ def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | 
     Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
     https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)
     rather than PynamoDB's iterator, which parses as it reads and gives no key
-    for an item it could not parse. The same Query on the index, so the same grant.
+    for an item it could not parse. The same Query on the index, so the same grant,
+    and the same call budget as the function's PynamoDB calls (`aws.dynamodb_client`).
     """
 
     def query() -> list[RequestItem | Unreadable]:
-        client = aws.create_client(
-            "dynamodb",
+        client = aws.dynamodb_client(
             region_name=RequestItem.Meta.region,
             endpoint_url=getattr(RequestItem.Meta, "host", None),
         )
