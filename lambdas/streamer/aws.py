@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -31,7 +30,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from streamer.config import ConfigError, parse_float, parse_int
+
 _lock = threading.RLock()
 _session: Any = None
 
@@ -93,16 +93,13 @@ PATIENT = CallBudget(connect_timeout_s=15, read_timeout_s=30, max_attempts=4)
 _budget: ContextVar[CallBudget | None] = ContextVar("streamer_dynamodb_budget", default=None)
 
 
-def _positive(env: Mapping[str, str], name: str, default: float, kind: type) -> Any:
+def _positive(env: Mapping[str, str], name: str, default: Any, parse: Any) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
+    value = parse(name, raw)
     if value <= 0:
-        raise ValueError(f"{name} must be a positive {kind.__name__}, got {raw!r}")
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
 
 
@@ -110,32 +107,26 @@ def budget_from_env(default: CallBudget, env: Mapping[str, str] | None = None) -
     """`default`, with what `STREAMER_DYNAMODB_*` in `env` (default `os.environ`) change.
 
     Each function has its own environment on Lambda, so a value set on one
-    function changes that function's budget only.
+    function changes that function's budget only. A malformed value is a
+    `ConfigError` naming the variable and the value, as for every setting
+    (`streamer.config`): the function does not run on a budget nobody configured.
     """
     env = os.environ if env is None else env
     return CallBudget(
-        connect_timeout_s=_positive(env, CONNECT_TIMEOUT_S, default.connect_timeout_s, float),
-        read_timeout_s=_positive(env, READ_TIMEOUT_S, default.read_timeout_s, float),
-        max_attempts=_positive(env, MAX_ATTEMPTS, default.max_attempts, int),
+        connect_timeout_s=_positive(env, CONNECT_TIMEOUT_S, default.connect_timeout_s, parse_float),
+        read_timeout_s=_positive(env, READ_TIMEOUT_S, default.read_timeout_s, parse_float),
+        max_attempts=_positive(env, MAX_ATTEMPTS, default.max_attempts, parse_int),
     )
 
 
 def configured_budget(default: CallBudget) -> CallBudget:
-    """`default` as this process's environment changes it.
-
-    A malformed value is logged, naming the variable, and `default` is used:
-    a typo in a timeout must not take every store call down with it.
-    """
+    """`default` as this process's environment changes it (`budget_from_env`)."""
     return _configured(default, tuple(os.environ.get(name, "") for name in ENVIRONMENT))
 
 
 @functools.lru_cache(maxsize=16)
 def _configured(default: CallBudget, values: tuple[str, ...]) -> CallBudget:
-    try:
-        return budget_from_env(default, dict(zip(ENVIRONMENT, values, strict=True)))
-    except ValueError:
-        log.exception("ignoring a malformed DynamoDB call budget; using %s", default)
-        return default
+    return budget_from_env(default, dict(zip(ENVIRONMENT, values, strict=True)))
 
 
 @contextlib.contextmanager

@@ -119,10 +119,3 @@ def test_the_router_entry_point_calls_dynamodb_under_the_router_budget(
 
     # THEN the call ran under the router's budget, as the environment changed it
     assert seen == [aws.CallBudget(connect_timeout_s=1, read_timeout_s=1.5, max_attempts=2)]
-
-
-def test_a_malformed_budget_in_the_environment_falls_back_to_the_default(monkeypatch, caplog):
-    monkeypatch.setenv(aws.READ_TIMEOUT_S, "two seconds")
-
-    assert aws.configured_budget(aws.ROUTER) == aws.ROUTER
-    assert aws.READ_TIMEOUT_S in caplog.text and "'two seconds'" in caplog.text
