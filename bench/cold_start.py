@@ -39,7 +39,8 @@ from components import package
 from local import dynamodb, streams, tokens
 from local.management import HttpResponse, HttpServer
 from local.schedule import scheduled_event
-from streamer import config, entry
+from streamer import catalog, config
+from streamer.catalog import Trigger
 
 EVENTS = ROOT / "tests" / "unit" / "events"
 REGION = "us-east-1"
@@ -51,15 +52,9 @@ TABLES = {
 }
 ISSUER, AUDIENCE = "bench", "streamer"
 BASELINE = "baseline"
-#: Entry points in the order a request meets them, then the schedule.
-ENTRY_POINTS = {
-    "authorizer": entry.AUTHORIZER,
-    "connect": entry.CONNECT,
-    "router": entry.ROUTER,
-    "processor": entry.PROCESSOR,
-    "disconnect": entry.DISCONNECT,
-    "sweeper": entry.SWEEPER,
-}
+#: Every function's entry point, read from the catalog (`streamer.catalog`, the one
+#: list of functions), in its order.
+ENTRY_POINTS = {function.name: function.handler for function in catalog.FUNCTIONS.values()}
 #: The router again with its per-connection rate limit off: the router's own work,
 #: without the DynamoDB round trips the limit makes on every message.
 ROUTER_UNLIMITED = "router, rate limit off"
@@ -155,23 +150,35 @@ def _stream_events(dynamodb_url: str, stream_arn: str) -> list[dict]:
 
 
 def _events_for_run(run: int, token: str, processor_event: dict) -> dict[str, dict]:
-    """The event each entry point gets in run `run`: one connection's life, and one request."""
+    """The event each function gets in run `run`, as what invokes it (its first trigger)
+    sends it: one connection's life, one request, one HTTP call, one notification, and
+    each schedule's rule."""
     connection_id = f"cold-start-{run}="
     authorize = _event("authorizer_connect")
     authorize["queryStringParameters"] = {"token": token}
     authorize["multiValueQueryStringParameters"] = {"token": [token]}
     connect, message, disconnect = _event("connect"), _event("message"), _event("disconnect")
-    for event in (connect, message, disconnect):
+    for event in (authorize, connect, message, disconnect):
         event["requestContext"]["connectionId"] = connection_id
-    arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/streamer-sweeper-schedule"
-    return {
-        "authorizer": authorize,
-        "connect": connect,
-        "router": message,
-        "processor": processor_event,
-        "disconnect": disconnect,
-        "sweeper": scheduled_event(arn, REGION, ACCOUNT, time.time()),
+    of_trigger = {
+        Trigger.WEBSOCKET_AUTHORIZER: authorize,
+        Trigger.WEBSOCKET_CONNECT: connect,
+        Trigger.WEBSOCKET_DEFAULT: message,
+        Trigger.WEBSOCKET_DISCONNECT: disconnect,
+        Trigger.REQUESTS_STREAM: processor_event,
+        # A sync action of the sample's caller, as its authorizer context names it.
+        Trigger.HTTP_API: _event("http_post_requests"),
+        Trigger.NOTIFICATIONS: _event("sns_notification"),
     }
+    events = {}
+    for function in catalog.FUNCTIONS.values():
+        trigger = function.triggers[0]
+        if trigger is Trigger.SCHEDULE:
+            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/streamer-{function.name}-schedule"
+            events[function.name] = scheduled_event(arn, REGION, ACCOUNT, time.time())
+        else:
+            events[function.name] = of_trigger[trigger]
+    return events
 
 
 def _probe(target: str, event: dict | None, env: dict[str, str], directory: Path) -> dict:
