@@ -6,8 +6,12 @@ catalog (the router's: seconds). When the store cannot be reached it answers
 503 and the handshake is refused: "If the $connect request fails (e.g., due to
 AuthN/AuthZ failure or an integration failure), the connection will not be
 made" (https://docs.aws.amazon.com/apigateway/latest/developerguide/
-apigateway-websocket-api-route-keys-connect-disconnect.html). A connection
-nobody could find again would receive nothing, so refusing is the honest answer.
+apigateway-websocket-api-route-keys-connect-disconnect.html), and a Lambda
+proxy integration's non-2xx `statusCode` is the handshake's status: AWS's own
+example returns 400 and `wscat` reports "Unexpected server response: 400"
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/
+websocket-connect-route-subprotocol.html). A connection nobody could find
+again would receive nothing, so refusing it is the honest answer.
 """
 
 from __future__ import annotations
