@@ -12,11 +12,16 @@ botocore sessions are not thread-safe while they create clients, so clients
 are created under one lock; the clients themselves are thread-safe.
 
 A DynamoDB call's budget (connect and read timeouts per attempt, attempts in
-all) is chosen per function: the router answers inside API Gateway's 29 s
-integration timeout, so it gives up on the store within a few seconds and
-answers UNAVAILABLE; the other functions keep PynamoDB's patience. The
-router runs its calls inside `dynamodb_budget(...)`; calls outside any get
-`PATIENT`. The function's environment may change either (`configured_budget`).
+all) is chosen per function, in the function catalog (`streamer.catalog`,
+`store_budget`): those API Gateway waits on (authorizer, `$connect`, router,
+HTTP API) answer inside its 29 s integration timeout, so they give up on the
+store within a few seconds (`ROUTER`) and answer UNAVAILABLE; the others keep
+PynamoDB's patience (`PATIENT`). Their calls run inside `dynamodb_budget(...)`
+(`streamer.budgets`, the router's `store_budget`); calls outside any get
+`PATIENT`, which the catalog's other functions declare. The function's
+environment may change either (`configured_budget`); a malformed value is a
+`streamer.config.ConfigError`. PynamoDB's clients and the store's own
+(`dynamodb_client`) take the budget of the context they are used in.
 """
 
 from __future__ import annotations

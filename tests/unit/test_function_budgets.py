@@ -6,6 +6,8 @@ gives up on it (29 s, `catalog.API_INTEGRATION_LIMIT_S`), so it can still answer
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from streamer import aws, budgets, entry
@@ -63,3 +65,19 @@ def test_an_entry_point_runs_its_calls_under_its_functions_budget():
     assert handler({}, None) == {"statusCode": 200}
     assert seen == [aws.ROUTER]
     assert aws.current_budget() == aws.configured_budget(aws.PATIENT)
+
+
+def test_the_http_function_runs_the_router_so_its_budget_is_the_routers():
+    # The HTTP API answers through the router (`current_router`), under the router's budget.
+    assert FUNCTIONS["http"].store_budget == FUNCTIONS["router"].store_budget
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_a_function_whose_entry_point_sets_no_budget_is_declared_patient(name):
+    # Calls outside any budget get `aws.PATIENT`: the catalog must say so for such a function.
+    function = FUNCTIONS[name]
+    module_name, _, attribute = function.handler.rpartition(".")
+    entry_point = getattr(importlib.import_module(module_name), attribute)
+    sets_a_budget = hasattr(entry_point, "__wrapped__") or name in ("router", "http")
+    if not sets_a_budget:
+        assert function.store_budget == aws.PATIENT, name
