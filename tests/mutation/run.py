@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,12 +59,17 @@ MODULES: dict[str, Module] = {
     ),
     "conditions": Module(
         "store/conditions.py",
-        ("tests/unit/test_claim_condition.py",),
+        ("tests/unit/test_claim_condition.py", "tests/unit/test_transitions.py"),
     ),
     "application": Module(
         "application.py",
         ("tests/unit/test_sync_async.py", "tests/unit/test_decision_boundaries.py"),
-        functions=("runs_async", "sync_outcome", "replay_response"),
+        functions=(
+            "runs_async",
+            "sync_outcome",
+            "replay_response",
+            "ApplicationActions._at_active_cap",
+        ),
     ),
     "coalescer": Module(
         "coalescer.py",
@@ -76,7 +82,11 @@ MODULES: dict[str, Module] = {
     ),
     "protocol": Module(
         "protocol.py",
-        ("tests/unit/test_protocol.py", "tests/unit/test_decision_boundaries.py"),
+        (
+            "tests/unit/test_protocol.py",
+            "tests/unit/test_protocol_frames.py",
+            "tests/unit/test_decision_boundaries.py",
+        ),
     ),
     "auth": Module(
         "auth.py",
@@ -85,16 +95,34 @@ MODULES: dict[str, Module] = {
     ),
     "config": Module(
         "config.py",
-        ("tests/unit/test_config.py", "tests/unit/test_decision_boundaries.py"),
+        (
+            "tests/unit/test_config.py",
+            "tests/unit/test_config_env.py",
+            "tests/unit/test_decision_boundaries.py",
+        ),
     ),
 }
 
 
-def _mangled(module: Module, function: str) -> str:
-    """mutmut's name prefix for a function or a class's methods."""
-    if function[:1].isupper():
-        return f"{module.dotted}.xǁ{function}ǁ*"
-    return f"{module.dotted}.x_{function}__mutmut_*"
+def patterns(module: Module, *, sample: bool) -> list[str]:
+    """mutmut's names (globs) of the mutants of the module's decisions; with `sample`,
+    only those numbered a multiple of SAMPLE_EVERY (5: numbers ending in 0 or 5)."""
+    if module.functions is None:
+        names = [f"{module.dotted}.*__mutmut_*"]
+    else:
+        names = []
+        for function in module.functions:
+            cls, _, method = function.partition(".")
+            if method:
+                names.append(f"{module.dotted}.xǁ{cls}ǁ{method}__mutmut_*")
+            elif function[:1].isupper():
+                names.append(f"{module.dotted}.xǁ{function}ǁ*__mutmut_*")
+            else:
+                names.append(f"{module.dotted}.x_{function}__mutmut_*")
+    if sample:
+        assert SAMPLE_EVERY == 5
+        names = [name + digit for name in names for digit in "05"]
+    return names
 
 
 def prepare(name: str, module: Module) -> Path:
@@ -127,9 +155,9 @@ def prepare(name: str, module: Module) -> Path:
 def mutate(name: str, module: Module, *, sample: bool) -> dict[str, int | None]:
     """Run mutmut on one module; the exit code of each mutant its decisions hold."""
     work = prepare(name, module)
-    patterns = [_mangled(module, f) for f in module.functions or ()]
+    names = patterns(module, sample=sample)
     run = subprocess.run(
-        [str(MUTMUT), "run", "--max-children", "2", *patterns],
+        [str(MUTMUT), "run", "--max-children", "2", *names],
         cwd=work,
         capture_output=True,
         text=True,
@@ -140,17 +168,7 @@ def mutate(name: str, module: Module, *, sample: bool) -> dict[str, int | None]:
         sys.stdout.write(run.stdout[-3000:] + run.stderr[-3000:])
         raise SystemExit(f"mutmut produced no results for {name}")
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
-    if patterns:
-        codes = {k: v for k, v in codes.items() if any(_matches(k, p) for p in patterns)}
-    if sample:
-        codes = {k: v for k, v in codes.items() if int(k.rsplit("_", 1)[1]) % SAMPLE_EVERY == 0}
-    return codes
-
-
-def _matches(key: str, pattern: str) -> bool:
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(key, pattern)
+    return {k: v for k, v in codes.items() if any(fnmatchcase(k, n) for n in names)}
 
 
 def diff(name: str, mutant: str) -> str:
@@ -201,9 +219,12 @@ def changed_modules() -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="*", choices=[[], *MODULES], metavar="module")
+    parser.add_argument("modules", nargs="*", metavar="module", help=", ".join(MODULES))
     parser.add_argument("--changed", action="store_true", help="only modules a change touched")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown modules {unknown}; choose from {', '.join(MODULES)}")
     sample = False
     names = args.modules or list(MODULES)
     if args.changed:

@@ -98,3 +98,12 @@ def test_a_writer_narrows_the_statuses_to_those_it_read() -> None:
 def test_a_write_whose_check_has_no_value_is_refused_before_it_is_sent(event: Event) -> None:
     with pytest.raises(ValueError, match="holds no value"):
         condition(event, Held())
+
+
+def test_a_table_row_from_no_request_cannot_share_a_condition_with_a_status() -> None:
+    from streamer.store import conditions
+    from streamer.transitions import Status
+
+    with pytest.raises(ValueError) as raised:
+        conditions._in({None, Status.PENDING})
+    assert str(raised.value) == "a row from no request shares its guards with a row from a status"

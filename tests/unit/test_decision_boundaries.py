@@ -310,3 +310,19 @@ def test_a_request_is_kept_for_the_retention_and_picked_up_within_the_pickup_tim
     assert item.ttl == 1_700_000_000 + 3600
     assert item.due_at == 1_700_000_000_999 + config.PICKUP_TIMEOUT_MS
     assert item.max_attempts == 3
+
+
+def test_asking_for_the_end_of_a_running_status_or_one_target_of_many_is_refused() -> None:
+    with pytest.raises(ValueError) as raised:
+        transitions.ending("PENDING")
+    assert str(raised.value) == "'PENDING' is not a status a request ends in"
+    with pytest.raises(ValueError) as raised:
+        transitions.target(Event.CREATE)
+    assert str(raised.value) == "create has several targets; ask `transition` with the source"
+
+
+def test_a_cap_of_one_is_reached_by_one_active_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[str] = []
+    monkeypatch.setattr(application.store, "count_active", lambda owner: counted.append(owner) or 1)
+    assert actions(max_active_requests=1)._at_active_cap(ALICE) is True
+    assert counted == [ALICE.owner]

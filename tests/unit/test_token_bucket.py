@@ -56,3 +56,15 @@ def test_a_bucket_out_of_range_is_refused(rate: float, burst: int) -> None:
 @pytest.mark.parametrize(("rate", "burst"), [(US_PER_S, 1), (0.5, 1), (1, 1)])
 def test_the_extremes_of_the_range_are_buckets(rate: float, burst: int) -> None:
     assert TokenBucket(rate_per_s=rate, burst=burst).interval_us >= 1
+
+
+def test_the_wait_is_counted_in_milliseconds_of_1000_microseconds() -> None:
+    assert BUCKET.retry_after_ms(200_000 + 1_001_000, 0) == 1001
+
+
+def test_a_bucket_out_of_range_says_what_a_bucket_needs() -> None:
+    with pytest.raises(ValueError) as raised:
+        TokenBucket(rate_per_s=0, burst=1)
+    assert str(raised.value) == (
+        "a token bucket needs a rate from above 0 to 1,000,000 a second and a burst of at least 1"
+    )

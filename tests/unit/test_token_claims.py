@@ -204,3 +204,64 @@ def test_a_tenant_is_allowed_when_no_list_is_configured_or_the_list_names_it() -
 
 def test_the_accepted_algorithms_are_rs256_and_es256_only() -> None:
     assert auth.ALGORITHMS == ["RS256", "ES256"]
+
+
+class Keys:
+    """A key source standing in for the issuer's JWKS: records the kids it is asked for."""
+
+    def __init__(self, key: Any) -> None:
+        self.public = key.public_key()
+        self.asked: list[str | None] = []
+
+    def key(self, kid: str | None) -> Any:
+        self.asked.append(kid)
+        return self.public
+
+
+def test_with_a_key_source_the_token_s_kid_picks_the_key() -> None:
+    keys = Keys(EC_KEY)
+    settings = Settings("c", "r", "s", "us-east-1", jwt_jwks_url="https://issuer/jwks")
+    verifying = TokenVerifier(settings, jwks=keys)  # type: ignore[arg-type]
+    assert verifying.verify(mint(EC_KEY, "ES256", headers={"kid": "k-2"})).user_id == "alice"
+    assert verifying.verify(mint(EC_KEY, "ES256")).user_id == "alice"
+    assert keys.asked == ["k-2", None]
+
+
+def test_a_jwks_url_alone_makes_a_key_source_for_that_url() -> None:
+    settings = Settings("c", "r", "s", "us-east-1", jwt_jwks_url="https://issuer/jwks")
+    made = TokenVerifier(settings)._jwks
+    assert isinstance(made, auth.JwksKeys)
+    assert made._client.uri == "https://issuer/jwks"
+
+
+def test_a_configured_key_source_is_used_rather_than_a_new_one() -> None:
+    keys = Keys(RSA_KEY)
+    settings = Settings("c", "r", "s", "us-east-1", jwt_jwks_url="https://issuer/jwks")
+    assert TokenVerifier(settings, jwks=keys)._jwks is keys  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "missing or oversized token"),
+        ("not-a-token", "malformed token"),
+        (
+            jwt.encode({"sub": "a", "tenant_id": "t", "exp": NOW + 9}, "s" * 32, "HS256"),
+            "algorithm not allowed",
+        ),
+        (mint(EC_KEY, "ES256"), "algorithm does not match the key"),
+        (mint(tenant_id=None), "missing tenant_id"),
+        (mint(sub=""), "missing sub"),
+        (mint(permissions="all"), "permissions must be a list of strings"),
+    ],
+)
+def test_each_refusal_names_its_reason_and_nothing_else(token: str, reason: str) -> None:
+    with pytest.raises(InvalidToken) as raised:
+        verifier(RSA_KEY).verify(token)
+    assert str(raised.value) == reason
+
+
+def test_a_verifier_without_a_key_says_what_to_configure() -> None:
+    with pytest.raises(ValueError) as raised:
+        TokenVerifier(Settings("c", "r", "s", "us-east-1"))
+    assert str(raised.value) == "no JWT key configured: set a public key or a JWKS URL"
