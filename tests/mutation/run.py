@@ -59,7 +59,7 @@ MODULES: dict[str, Module] = {
     ),
     "conditions": Module(
         "store/conditions.py",
-        ("tests/unit/test_claim_condition.py", "tests/unit/test_transitions.py"),
+        ("tests/unit/test_claim_condition.py",),
     ),
     "application": Module(
         "application.py",
