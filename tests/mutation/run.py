@@ -191,13 +191,16 @@ def diff(name: str, mutant: str) -> str:
 def changed_modules() -> tuple[list[str], bool]:
     """Modules whose source or tests differ from origin/main's merge-base; with no
     such base (no remote), every module on a deterministic sample of its mutants."""
-    base = subprocess.run(
-        ["git", "merge-base", "origin/main", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        base = subprocess.run(
+            ["git", "merge-base", "origin/main", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # no git at all (an unpacked archive)
+        return list(MODULES), True
     if base.returncode != 0:
         return list(MODULES), True
     changed = subprocess.run(
