@@ -265,3 +265,10 @@ def test_a_verifier_without_a_key_says_what_to_configure() -> None:
     with pytest.raises(ValueError) as raised:
         TokenVerifier(Settings("c", "r", "s", "us-east-1"))
     assert str(raised.value) == "no JWT key configured: set a public key or a JWKS URL"
+
+
+def test_a_fractional_iat_past_the_leeway_is_refused_though_pyjwt_truncates_it() -> None:
+    # PyJWT compares int(iat) (jwt/api_jwt.py `_validate_iat`): NOW + 30.5 passes its check.
+    with pytest.raises(InvalidToken) as raised:
+        verifier(jwt_leeway_s=30).verify(mint(iat=NOW + 30.5))
+    assert str(raised.value) == "issued in the future"
