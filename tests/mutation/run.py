@@ -9,8 +9,8 @@ mutmut imports the code it mutates from `mutants/src`, and the runtime lives in
 `src/streamer` (a copy of lambdas/streamer), the module's pure unit tests, and a
 pyproject.toml naming the one file to mutate. Only those fast tests run against
 each mutant (no moto, no sockets). Prints the score of each module and every
-survivor with its diff; exits 1 when a module kills under 90 % of its mutants or
-a survivor is not listed as equivalent in docs/testing.md.
+survivor with its diff; exits 1 when a module kills under 90 % of its mutants (not
+checked on a sample) or a survivor is not listed as equivalent in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         judged = [k for k, c in codes.items() if c in KILLED | SURVIVED | NO_TESTS]
         score = killed / len(judged) if judged else 1.0
         rows.append((name, len(judged), killed, score))
-        failed |= score < MIN_SCORE
+        # A sample is too small to score (one equivalent in five mutants is 80 %):
+        # it fails only on a survivor not listed as equivalent.
+        failed |= score < MIN_SCORE and not sample
         for key, code in sorted(codes.items()):
             if code in SURVIVED | NO_TESTS:
                 known = f"`{key}`" in listed
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 survivors.append((key, kind, diff(name, key), known))
     print(f"\n{'module':<14}{'mutants':>8}{'killed':>8}{'score':>8}")
     for name, total, killed, score in rows:
-        flag = "" if score >= MIN_SCORE else f"  < {MIN_SCORE:.0%}"
+        flag = "" if score >= MIN_SCORE or sample else f"  < {MIN_SCORE:.0%}"
         print(f"{name:<14}{total:>8}{killed:>8}{score:>8.1%}{flag}")
     if survivors:
         print("\nsurvivors (equivalent if listed in docs/testing.md):")
