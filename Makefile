@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser faults plan package bench
+.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser faults plan package bench mutation
 
 $(STAMP): requirements.txt lambdas/requirements.txt lambdas/requirements-tracing.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,7 @@ dynamodb-local:
 test: setup lint dynamodb-local
 	$(PY) -m pytest
 	STREAMER_TEST_DYNAMODB=dynamodb-local $(PY) -m pytest -m e2e
+	$(PY) -m tests.mutation.run --changed
 	$(MAKE) browser
 
 ## JS client tests (Node) and demo page tests (Debian's Chromium via playwright-core).
@@ -56,6 +57,11 @@ plan: setup
 
 package: setup
 	$(PY) -m components.package
+
+## Mutation testing of the decision modules against their pure unit tests (docs/testing.md):
+## the score of each module and every surviving mutant. `make test` runs only changed modules.
+mutation: setup
+	$(PY) -m tests.mutation.run
 
 ## Benchmarks (~5 min on 2 cores): bench/results/<timestamp>.json, docs/benchmarks.md
 bench: setup dynamodb-local

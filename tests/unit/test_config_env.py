@@ -1,0 +1,96 @@
+"""Every environment variable reaches its setting (pure: the environment is passed in)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer import config
+from streamer.config import Settings
+
+EVERY_VARIABLE = {
+    config.CONNECTIONS_TABLE: "conns",
+    config.REQUESTS_TABLE: "reqs",
+    config.SUBSCRIPTIONS_TABLE: "subs",
+    config.REGION: "eu-west-1",
+    config.APP_MODULE: "my.app",
+    config.ASYNC_THRESHOLD_MS: "7000",
+    config.SYNC_TIMEOUT_MS: "12000",
+    config.PROGRESS_FLUSH_MS: "300",
+    config.PROGRESS_IMMEDIATE_PERCENT: "80",
+    config.PROGRESS_PERSIST_MS: "2000",
+    config.REQUEST_RETENTION_S: "3600",
+    config.MAX_ATTEMPTS: "5",
+    config.LEASE_MARGIN_S: "40",
+    config.PROCESSOR_CONCURRENCY: "4",
+    config.MANAGEMENT_ENDPOINT: "https://manage",
+    config.WEBSOCKET_URL: "wss://ws",
+    config.JWT_PUBLIC_KEY: "PEM",
+    config.JWT_JWKS_URL: "https://issuer/jwks",
+    config.JWT_ISSUER: "https://issuer",
+    config.JWT_AUDIENCE: "streamer",
+    config.JWT_LEEWAY_S: "10",
+    config.ALLOWED_TENANTS: "t1,t2",
+    config.TRACING: "on",
+    config.LOG_LEVEL: "warning",
+    config.RATE_LIMIT_PER_S: "50",
+    config.RATE_LIMIT_BURST: "70",
+    config.MAX_ACTIVE_REQUESTS: "9",
+    config.WATCH_TOKEN_SECRET: "secret",
+    config.WATCH_TOKEN_TTL_S: "600",
+    config.TOPIC_RETENTION_S: "60",
+    config.EVENT_BUS: "bus",
+    config.POLLER_BATCH_SIZE: "7",
+}
+
+
+def test_every_variable_reaches_its_setting() -> None:
+    assert Settings.from_env(EVERY_VARIABLE) == Settings(
+        connections_table="conns",
+        requests_table="reqs",
+        subscriptions_table="subs",
+        region="eu-west-1",
+        app_module="my.app",
+        async_threshold_ms=7000,
+        sync_timeout_ms=12000,
+        progress_flush_ms=300,
+        progress_immediate_percent=80.0,
+        progress_persist_ms=2000,
+        request_retention_s=3600,
+        max_attempts=5,
+        lease_margin_s=40,
+        processor_concurrency=4,
+        management_endpoint="https://manage",
+        websocket_url="wss://ws",
+        jwt_public_key="PEM",
+        jwt_jwks_url="https://issuer/jwks",
+        jwt_issuer="https://issuer",
+        jwt_audience="streamer",
+        jwt_leeway_s=10,
+        allowed_tenants=frozenset({"t1", "t2"}),
+        tracing=True,
+        log_level="WARNING",
+        rate_limit_per_s=50,
+        rate_limit_burst=70,
+        max_active_requests=9,
+        watch_token_secret="secret",
+        watch_token_ttl_s=600,
+        topic_retention_s=60,
+        event_bus="bus",
+        poller_batch_size=7,
+    )
+
+
+def test_every_variable_is_listed_for_the_components() -> None:
+    assert set(EVERY_VARIABLE) == set(config.ALL) | {config.REGION}
+
+
+def test_without_an_environment_given_the_process_environment_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(config.MAX_ATTEMPTS, "6")
+    assert Settings.from_env().max_attempts == 6
+
+
+def test_blank_values_take_the_defaults() -> None:
+    blanks = {name: "  " for name in EVERY_VARIABLE}
+    assert Settings.from_env(blanks) == Settings.from_env({})

@@ -1,0 +1,107 @@
+"""The sync/async decision and what a sync run answers (pure: no store, no threads).
+
+docs/protocol.md section 4: a handler whose estimated duration is at or under
+the threshold runs synchronously and answers `response`; one over it is queued
+and answered `acknowledgment`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from streamer.application import replay_response, runs_async, sync_outcome
+from streamer.errors import ErrorCode, StreamerError
+from streamer.execution import Outcome
+from streamer.handlers import Handler, Waiting
+from streamer.models import RequestItem
+
+THRESHOLD_MS = 5000
+
+
+def estimated(duration: float | timedelta) -> Handler:
+    handler = Handler()
+    handler.estimated_duration = duration
+    return handler
+
+
+def test_a_handler_estimated_at_exactly_the_threshold_runs_sync() -> None:
+    assert runs_async(estimated(5.0), THRESHOLD_MS) is False
+
+
+def test_a_handler_estimated_one_ms_over_the_threshold_runs_async() -> None:
+    assert runs_async(estimated(5.001), THRESHOLD_MS) is True
+
+
+def test_a_handler_estimated_one_ms_under_the_threshold_runs_sync() -> None:
+    assert runs_async(estimated(timedelta(milliseconds=4999)), THRESHOLD_MS) is False
+
+
+def test_a_threshold_of_zero_queues_everything_but_instant_work() -> None:
+    assert runs_async(estimated(0), 0) is False
+    assert runs_async(estimated(0.001), 0) is True
+
+
+def test_a_sync_run_that_completed_answers_its_result() -> None:
+    outcome = Outcome("COMPLETED", result={"n": 1})
+    assert sync_outcome(outcome) is outcome
+
+
+def test_a_sync_run_that_failed_answers_its_error() -> None:
+    outcome = Outcome("FAILED", error={"code": "PROCESSING_FAILED"})
+    assert sync_outcome(outcome) is outcome
+
+
+def test_a_sync_action_that_waits_for_external_work_fails_and_says_to_estimate_it_async() -> None:
+    answer = sync_outcome(Outcome("WAITING", waiting=Waiting(state={}, poll_after_s=1)))
+    assert answer.status == "FAILED"
+    assert answer.result is None
+    assert answer.error == {
+        "code": "PROCESSING_FAILED",
+        "message": "a sync action cannot wait for external work; estimate it as async",
+        "retryable": False,
+    }
+
+
+@pytest.mark.parametrize("status", ["RETRY", "CANCELLED"])
+def test_a_sync_run_cannot_retry_or_be_cancelled_it_fails_with_the_run_s_error(
+    status: str,
+) -> None:
+    error = {"code": "TIMEOUT", "message": "deadline", "retryable": True}
+    assert sync_outcome(Outcome(status, error=error)) == Outcome("FAILED", error=error)
+
+
+def stored(status: str, **fields: Any) -> RequestItem:
+    return RequestItem("k", request_id="r-1", status=status, **fields)
+
+
+def test_a_repeated_sync_request_gets_the_stored_result() -> None:
+    assert replay_response(stored("COMPLETED", result={"n": 2})) == {
+        "type": "response",
+        "request_id": "r-1",
+        "success": True,
+        "data": {"n": 2},
+    }
+
+
+def test_a_repeated_sync_request_gets_the_stored_error() -> None:
+    error = {"code": "PROCESSING_FAILED", "message": "no", "retryable": False}
+    assert replay_response(stored("FAILED", error=error)) == {
+        "type": "response",
+        "request_id": "r-1",
+        "success": False,
+        "error": error,
+    }
+
+
+def test_a_repeat_of_a_sync_request_still_running_is_a_retryable_conflict() -> None:
+    with pytest.raises(StreamerError) as raised:
+        replay_response(stored("PROCESSING"))
+    assert raised.value.to_dict() == {
+        "code": ErrorCode.CONFLICT.value,
+        "message": "a request with this id is still running",
+        "retryable": True,
+        "details": {"request_id": "r-1"},
+    }
