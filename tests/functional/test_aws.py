@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from streamer import aws
-from streamer.delivery import Delivery
-from streamer.lifecycle import LifecyclePublisher
 from streamer.models import Connection, RequestItem, Subscription, bind_models
 
 
@@ -34,19 +30,6 @@ def test_models_share_the_process_session_and_racing_threads_get_one_client(test
     assert len({id(client) for client in clients}) == 1
     for model in (Connection, RequestItem, Subscription):
         assert model._get_connection().connection.session is aws.session()
-
-
-def test_delivery_and_lifecycle_clients_come_from_the_same_session():
-    loader = aws.session().get_component("data_loader")
-
-    delivery = Delivery("us-east-1")._make_client(
-        "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
-    )
-    events = LifecyclePublisher("bus", "us-east-1")._make_client()
-
-    # one loader: each service's model is read once per process
-    assert delivery._loader is loader and events._loader is loader
-    assert delivery.meta.region_name == "eu-west-1"
 
 
 def test_binding_again_does_not_wrap_pynamodb_again(test_app):
@@ -84,23 +67,11 @@ def test_each_budget_gets_a_client_with_its_timeouts_and_retries(test_app):
     assert worst_s < 10
 
 
-def test_the_environment_changes_a_budget_and_names_a_malformed_value():
-    env = {aws.READ_TIMEOUT_S: "0.5", aws.MAX_ATTEMPTS: "3"}
-
-    assert aws.budget_from_env(aws.ROUTER, env) == aws.CallBudget(
-        connect_timeout_s=aws.ROUTER.connect_timeout_s, read_timeout_s=0.5, max_attempts=3
-    )
-    assert aws.budget_from_env(aws.PATIENT, {}) == aws.PATIENT
-    for name, value in ((aws.CONNECT_TIMEOUT_S, "soon"), (aws.MAX_ATTEMPTS, "0")):
-        with pytest.raises(ValueError, match=f"{name}.*{value!r}"):
-            aws.budget_from_env(aws.ROUTER, {name: value})
-
-
 def test_the_router_entry_point_calls_dynamodb_under_the_router_budget(
     test_app, management, monkeypatch
 ):
     from streamer import store
-    from tests.unit.helpers import Client
+    from tests.functional.helpers import Client
 
     # GIVEN a router function whose environment shortens the read timeout
     monkeypatch.setenv(aws.READ_TIMEOUT_S, "1.5")
@@ -119,10 +90,3 @@ def test_the_router_entry_point_calls_dynamodb_under_the_router_budget(
 
     # THEN the call ran under the router's budget, as the environment changed it
     assert seen == [aws.CallBudget(connect_timeout_s=1, read_timeout_s=1.5, max_attempts=2)]
-
-
-def test_a_malformed_budget_in_the_environment_falls_back_to_the_default(monkeypatch, caplog):
-    monkeypatch.setenv(aws.READ_TIMEOUT_S, "two seconds")
-
-    assert aws.configured_budget(aws.ROUTER) == aws.ROUTER
-    assert aws.READ_TIMEOUT_S in caplog.text and "'two seconds'" in caplog.text

@@ -7,11 +7,11 @@ import pytest
 from streamer import runtime, store
 from streamer.models import owner_key
 from streamer.poller import poll_due
-from streamer.processor import POLL_BACKOFF_CAP_MS, Processor, poll_backoff_ms
+from streamer.processor import Processor
 from streamer.protocol import now_ms
 from streamer.sweeper import sweep
-from tests.unit import apps
-from tests.unit.helpers import Client, Stream
+from tests.functional import apps
+from tests.functional.helpers import Client, Stream
 
 OWNER = owner_key("t1", "alice")
 
@@ -157,15 +157,6 @@ def test_a_backed_off_job_still_ends_at_its_deadline(alice, management):
     # and the job ends TIMEOUT when the deadline comes
     item = store.get_request(OWNER, "j-1")
     assert item.status == "FAILED" and item.error["code"] == "TIMEOUT"
-
-
-def test_the_poll_backoff_doubles_from_the_job_s_interval_up_to_a_cap():
-    top, bottom = (lambda: 1.0), (lambda: 0.0)
-    assert [poll_backoff_ms(2_000, n, top) for n in (1, 2, 3)] == [2_000, 4_000, 8_000]
-    assert [poll_backoff_ms(2_000, n, bottom) for n in (1, 2, 3)] == [2_000, 2_000, 4_000]
-    assert poll_backoff_ms(2_000, 30, top) == POLL_BACKOFF_CAP_MS
-    # a job polled less often than the cap keeps its own interval
-    assert poll_backoff_ms(600_000, 3, bottom) == 600_000
 
 
 def test_a_waiting_job_is_cancelled_at_once(alice, management):

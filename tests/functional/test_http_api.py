@@ -9,7 +9,6 @@ the local stack's HTTP API.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from typing import Any
@@ -25,10 +24,9 @@ from streamer import config, runtime, watch
 from streamer.entry import authorizer
 from streamer.entry import http as http_entry
 from streamer.events import Identity
-from streamer.models import RequestItem
 from tests.conftest import REGION, FakeContext, load_event
-from tests.unit import helpers
-from tests.unit.helpers import Client
+from tests.functional import helpers
+from tests.functional.helpers import Client
 
 SECRET = "watch-secret-for-tests-0123456789abcdef"
 WEBSOCKET_URL = "wss://abcdef1234.execute-api.us-east-1.amazonaws.com/prod"
@@ -41,7 +39,7 @@ def user_key(aws, monkeypatch) -> Any:
     pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    monkeypatch.setenv(config.APP_MODULE, "tests.unit.apps")
+    monkeypatch.setenv(config.APP_MODULE, "tests.functional.apps")
     monkeypatch.setenv(config.WATCH_TOKEN_SECRET, SECRET)
     monkeypatch.setenv(config.WEBSOCKET_URL, WEBSOCKET_URL)
     monkeypatch.setenv(config.JWT_PUBLIC_KEY, pem.decode())
@@ -283,46 +281,6 @@ def test_unknown_routes_are_404(user_key):
 
 
 # Long-poll decisions, on plain items and a fake clock
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def item(status: str = "PROCESSING", progress: float = 10, seq: int = 1) -> RequestItem:
-    return RequestItem("k", status=status, progress=progress, seq=seq, request_id="r-1")
-
-
-def test_a_long_poll_returns_as_soon_as_the_state_changes():
-    clock = FakeClock()
-    reads = iter([item(), item(), item(progress=20, seq=2)])
-
-    latest = http_entry.long_poll(item(), 10, lambda: next(reads), clock=clock, sleep=clock.sleep)
-
-    assert latest.progress == 20 and clock.now == pytest.approx(0.75)
-
-
-def test_a_long_poll_without_change_returns_the_same_state_after_the_wait():
-    clock = FakeClock()
-    latest = http_entry.long_poll(
-        item(), 2, lambda: copy.copy(item()), clock=clock, sleep=clock.sleep
-    )
-    assert (latest.status, latest.seq) == ("PROCESSING", 1) and clock.now == pytest.approx(2)
-
-
-def test_a_long_poll_on_an_ended_request_returns_at_once():
-    clock = FakeClock()
-    latest = http_entry.long_poll(
-        item("COMPLETED"), 10, lambda: pytest.fail("read"), clock=clock, sleep=clock.sleep
-    )
-    assert latest.status == "COMPLETED" and clock.now == 0
 
 
 def test_a_long_poll_reads_the_table_until_the_request_changes(user_key):

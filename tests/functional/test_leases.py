@@ -13,8 +13,8 @@ from streamer.models import owner_key
 from streamer.progress import MAX_UNPERSISTED_MESSAGES, ProgressReporter
 from streamer.sweeper import sweep
 from tests.conftest import FakeContext
-from tests.unit.helpers import Client, Stream
-from tests.unit.test_sweeper import management_delivery
+from tests.functional.helpers import Client, Stream
+from tests.functional.test_sweeper import management_delivery
 
 
 @pytest.fixture

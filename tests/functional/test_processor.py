@@ -10,8 +10,8 @@ import pytest
 from streamer import store
 from streamer.entry import processor
 from tests.conftest import FakeContext
-from tests.unit import apps, helpers
-from tests.unit.helpers import Client, Stream
+from tests.functional import apps, helpers
+from tests.functional.helpers import Client, Stream
 
 
 @pytest.fixture
@@ -202,18 +202,3 @@ def helpers_wait_for(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
-
-
-@pytest.mark.parametrize(
-    "endpoint, region",
-    [
-        ("https://abcdef1234.execute-api.eu-west-1.amazonaws.com/prod", "eu-west-1"),
-        ("https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod", "us-east-1"),
-        ("https://ws.example.com/prod", None),
-        ("http://127.0.0.1:8081", None),
-    ],
-)
-def test_posts_are_signed_for_the_region_of_the_subscribers_api(endpoint, region):
-    from streamer.delivery import endpoint_region
-
-    assert endpoint_region(endpoint) == region

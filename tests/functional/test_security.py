@@ -13,15 +13,15 @@ from streamer import config, runtime, watch
 from streamer.entry import authorizer
 from streamer.events import Identity
 from tests.conftest import FakeContext, load_event
-from tests.unit import helpers
-from tests.unit.helpers import Client
+from tests.functional import helpers
+from tests.functional.helpers import Client
 
 SECRET = "watch-secret-for-tests-0123456789abcdef"
 
 
 @pytest.fixture
 def secured(aws, monkeypatch):
-    monkeypatch.setenv(config.APP_MODULE, "tests.unit.apps")
+    monkeypatch.setenv(config.APP_MODULE, "tests.functional.apps")
     monkeypatch.setenv(config.WATCH_TOKEN_SECRET, SECRET)
     runtime.reset()
 
