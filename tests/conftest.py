@@ -312,3 +312,16 @@ def configure(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Calla
         authorizer_entry.reset()
 
     return apply
+
+
+@pytest.fixture
+def alice(test_app: None, management: FakeManagementApi) -> Any:
+    """Tenant t1's alice, connected as `conn-alice`, the test application's records cleared."""
+    from tests.functional import apps
+    from tests.functional.helpers import Client
+
+    for record in (apps.runs, apps.external_jobs, apps.polls, apps.external_outage):
+        record.clear()
+    client = Client("conn-alice", user="alice", tenant="t1")
+    client.connect()
+    return client

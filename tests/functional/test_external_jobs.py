@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from streamer import runtime, store
 from streamer.models import owner_key
 from streamer.poller import poll_due
@@ -14,16 +12,6 @@ from tests.functional import apps
 from tests.functional.helpers import Client, Stream
 
 OWNER = owner_key("t1", "alice")
-
-
-@pytest.fixture
-def alice(test_app, management) -> Client:
-    apps.external_jobs.clear()
-    apps.polls.clear()
-    apps.external_outage.clear()
-    client = Client("conn-alice", user="alice", tenant="t1")
-    client.connect()
-    return client
 
 
 def poller() -> Processor:

@@ -15,8 +15,6 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local import http_api
 from local.management import HttpResponse
@@ -33,16 +31,13 @@ WEBSOCKET_URL = "wss://abcdef1234.execute-api.us-east-1.amazonaws.com/prod"
 
 
 @pytest.fixture
-def user_key(aws, monkeypatch) -> Any:
+def user_key(aws, signers, monkeypatch) -> Any:
     """A stack with the test app, watch tokens, a WebSocket URL and a PEM user-token key."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    key = signers["rsa"].private
     monkeypatch.setenv(config.APP_MODULE, "tests.functional.apps")
     monkeypatch.setenv(config.WATCH_TOKEN_SECRET, SECRET)
     monkeypatch.setenv(config.WEBSOCKET_URL, WEBSOCKET_URL)
-    monkeypatch.setenv(config.JWT_PUBLIC_KEY, pem.decode())
+    monkeypatch.setenv(config.JWT_PUBLIC_KEY, signers["rsa"].public_pem)
     monkeypatch.setenv(config.ALLOWED_TENANTS, "tenant-1")
     runtime.reset()
     authorizer.reset()

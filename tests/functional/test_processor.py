@@ -5,21 +5,11 @@ from __future__ import annotations
 import copy
 import json
 
-import pytest
-
 from streamer import store
 from streamer.entry import processor
 from tests.conftest import FakeContext
 from tests.functional import apps, helpers
 from tests.functional.helpers import Client, Stream
-
-
-@pytest.fixture
-def alice(test_app, management) -> Client:
-    apps.runs.clear()
-    client = Client("conn-alice", user="alice", tenant="t1")
-    client.connect()
-    return client
 
 
 def request_item(request_id: str) -> dict:

@@ -11,9 +11,9 @@ from tests.unit.test_rate_limit import BUCKET, NOW, us
 
 
 @pytest.fixture
-def alice(test_app) -> str:
-    Client("conn-alice", user="alice", tenant="t1").connect()
-    return "conn-alice"
+def alice(alice: Client) -> str:
+    """Here alice is her connection's id."""
+    return alice.connection_id
 
 
 @pytest.fixture

@@ -9,13 +9,6 @@ from tests.functional.helpers import Client
 
 
 @pytest.fixture
-def alice(test_app, management) -> Client:
-    client = Client("conn-alice", user="alice", tenant="t1")
-    client.connect()
-    return client
-
-
-@pytest.fixture
 def bob(test_app, management) -> Client:
     client = Client("conn-bob", user="bob", tenant="t2")
     client.connect()

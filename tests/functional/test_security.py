@@ -6,8 +6,6 @@ import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from streamer import config, runtime, watch
 from streamer.entry import authorizer
@@ -93,12 +91,9 @@ def watch_client(token: str) -> Client:
 
 
 @pytest.fixture
-def user_key(monkeypatch):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    monkeypatch.setenv(config.JWT_PUBLIC_KEY, pem.decode())
+def user_key(signers, monkeypatch):
+    key = signers["rsa"].private
+    monkeypatch.setenv(config.JWT_PUBLIC_KEY, signers["rsa"].public_pem)
     runtime.reset()
     authorizer.reset()
     return key
