@@ -9,8 +9,9 @@ import threading
 import urllib.request
 
 import pytest
+from moto import mock_aws
 
-from tests.unit.conftest import NotAUnitTest
+from tests.unit.conftest import NotAUnitTest, moto_fixtures_in
 
 
 def test_opening_a_socket_fails_the_unit_test() -> None:
@@ -53,3 +54,18 @@ def test_code_that_catches_every_exception_cannot_hide_it() -> None:
 
     with pytest.raises(NotAUnitTest):
         swallowing()
+
+
+def test_moto_fails_the_unit_test() -> None:
+    with pytest.raises(NotAUnitTest, match="started moto"), mock_aws():
+        pass
+
+
+def test_asking_for_a_moto_fixture_fails_the_unit_test_before_it_runs() -> None:
+    # the setup hook refuses a test whose fixtures (its own included) reach these
+    assert moto_fixtures_in(["monkeypatch", "aws_env", "signers"]) == set()
+    assert moto_fixtures_in(["configure", "aws", "test_app", "alice"]) == {
+        "aws",
+        "test_app",
+        "alice",
+    }
