@@ -147,7 +147,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-def test_a_refused_handshake_never_creates_a_connection_record(configure, signers):
+def test_a_refused_handshake_never_creates_a_connection_record(aws, configure, signers):
     # GIVEN API Gateway's handshake: authorizer first, the $connect route only on Allow
     keys = key_set(signers, "rsa")
     configure(keys.key)
@@ -330,7 +330,7 @@ def jwks_issuer(configure, issuer, signers) -> FakeIssuer:
     return issuer
 
 
-def test_handler_with_jwks_allows_known_kids_and_refuses_unknown_ones(jwks_issuer, signers):
+def test_handler_with_jwks_allows_known_kids_and_refuses_unknown_ones(aws, jwks_issuer, signers):
     # GIVEN the authorizer configured with a JWKS URL serving rsa-1 and ec-1
     # WHEN tokens naming a known kid, an unknown kid, and a hostile jku are presented
     allowed = [
@@ -396,7 +396,7 @@ def recorded() -> Iterator[Recorder]:
 
 
 def test_no_token_or_key_material_is_ever_logged(
-    configure, signers, issuer, recorded, caplog, capfd
+    aws, configure, signers, issuer, recorded, caplog, capfd
 ):
     # GIVEN every log record captured: the streamer loggers, the root logger, stdout/stderr
     caplog.set_level(logging.DEBUG)
