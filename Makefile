@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup dynamodb-local local test unit lint e2e e2e-dynamodb-local browser faults plan package bench mutation
+.PHONY: setup dynamodb-local local test unit functional lint e2e e2e-dynamodb-local browser faults plan package bench mutation
 
 $(STAMP): requirements.txt lambdas/requirements.txt lambdas/requirements-tracing.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,9 @@ local: setup
 dynamodb-local:
 	local/install_dynamodb_local.sh
 
-## Everything CI runs: lint, every pytest suite on moto, the end-to-end suite
-## again against DynamoDB Local, then the JS client and demo page in Chromium.
+## Everything CI runs: lint, every pytest suite on moto (the time per layer printed
+## at the end), the end-to-end suite again against DynamoDB Local, then the JS
+## client and demo page in Chromium.
 test: setup lint dynamodb-local
 	$(PY) -m pytest
 	STREAMER_TEST_DYNAMODB=dynamodb-local $(PY) -m pytest -m e2e
@@ -49,8 +50,14 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+## Pure tests of decisions and parsing: no moto, threads, sockets or subprocesses
+## (tests/unit/conftest.py refuses them); budget 60 s, printed under "time per layer".
 unit: setup
 	$(PY) -m pytest tests/unit
+
+## Entry points and the store on moto in-process, threads, loopback servers.
+functional: setup
+	$(PY) -m pytest tests/functional
 
 plan: setup
 	$(PY) -m components.plan --stack prod

@@ -349,7 +349,7 @@ FIXED_SINCE = """\
   now the generic cell rate algorithm (`streamer.ratelimit`): one number on the
   connection record, its two cases (bucket full, bucket part-used) two
   conditional writes, and the router tries first the case the connection's last
-  message points to. `tests/unit/test_rate_limit.py` counts one write a message
+  message points to. `tests/functional/test_rate_limit.py` counts one write a message
   for a client under the rate and for a burst on one router (section 6 measures
   it); the `by_user` index projects only `endpoint`, so each write is 1 WRU.
 - **moto's server runs in a process of its own** (`local/moto_child.py`). In a
@@ -360,7 +360,7 @@ FIXED_SINCE = """\
 - **Fewer cancellation reads.** A running request read its item every flush
   interval (5 times a second) to notice a cancel. The progress persist is
   conditional on no cancel, so a persist now stands for that interval's check
-  (`tests/unit/test_progress.py`): with the default intervals (flush 200 ms,
+  (`tests/functional/test_progress.py`): with the default intervals (flush 200 ms,
   persist 1 s) a reporting handler makes four reads a second instead of five
   (section 6, `GetItem` on the requests table). The check stays once per flush
   interval because issue 5 promises a cancel is seen within one.
@@ -372,7 +372,7 @@ FIXED_SINCE = """\
   once more each (section 4). PynamoDB, the delivery and the lifecycle
   publisher now share one session, and PynamoDB creates each client under
   one lock: threads racing to their first call (the local stack's, or the
-  processor's) made one client each before (`tests/unit/test_aws.py`).
+  processor's) made one client each before (`tests/functional/test_aws.py`).
 - **The local stream poller keeps its cadence.** An invocation ending between
   two reads woke it, and it then slept a full poll interval from the wake,
   putting the next read off by up to an interval

@@ -8,13 +8,20 @@ client that records what would have been posted.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import jwt
 import pytest
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc import jwt as jose_jwt
+from joserfc.jwk import ECKey, RSAKey
 
 from local.streams import lambda_record
 from streamer import config, runtime, schema
@@ -120,7 +127,7 @@ def aws(aws_env: dict[str, str]) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def test_app(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the test application (tests/unit/apps.py: the demo plus misbehaving handlers)."""
-    monkeypatch.setenv(config.APP_MODULE, "tests.unit.apps")
+    monkeypatch.setenv(config.APP_MODULE, "tests.functional.apps")
     runtime.reset()
 
 
@@ -170,3 +177,151 @@ def stream_event(since: dict[str, str] | None = None) -> tuple[dict[str, Any], d
             records.append(lambda_record(record, arn))
             position[shard_id] = record["dynamodb"]["SequenceNumber"]
     return {"Records": records}, position
+
+
+# --- identities, keys and tokens: one definition for every layer ----------------------------
+
+ISSUER = "https://issuer.example.test/"
+AUDIENCE = "streamer-api"
+ALLOWED_TENANTS = "tenant-1,tenant-2"
+DROP = object()  # a claim value meaning "leave this claim out"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A signing key pair and the JWS algorithm it is used with."""
+
+    alg: str
+    kid: str
+    private: Any
+
+    @property
+    def public_pem(self) -> str:
+        return (
+            self.private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    @property
+    def private_pem(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def public_jwk(self) -> dict[str, Any]:
+        algorithm = (
+            jwt.algorithms.RSAAlgorithm if self.alg == "RS256" else jwt.algorithms.ECAlgorithm
+        )
+        jwk = algorithm.to_jwk(self.private.public_key(), as_dict=True)
+        return {**jwk, "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The configured key, another key of the same type, and a key of the other type."""
+
+    key: Signer
+    same_type_other: Signer
+    other_type: Signer
+
+
+@pytest.fixture(scope="session")
+def signers() -> dict[str, Signer]:
+    """Two RSA and two EC key pairs, made once per session (RSA generation takes seconds)."""
+
+    def rsa_key() -> Any:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def ec_key() -> Any:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    return {
+        "rsa": Signer("RS256", "rsa-1", rsa_key()),
+        "rsa_other": Signer("RS256", "rsa-2", rsa_key()),
+        "ec": Signer("ES256", "ec-1", ec_key()),
+        "ec_other": Signer("ES256", "ec-2", ec_key()),
+    }
+
+
+def key_set(signers: dict[str, Signer], kind: str) -> KeySet:
+    other = "ec" if kind == "rsa" else "rsa"
+    return KeySet(signers[kind], signers[f"{kind}_other"], signers[other])
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    """Valid claims for tenant-1's user-a; `name=DROP` leaves a claim out."""
+    now = int(time.time())
+    values = {
+        "sub": "user-a",
+        "tenant_id": "tenant-1",
+        "permissions": ["requests:read:tenant", "reports:write"],
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        **overrides,
+    }
+    return {name: value for name, value in values.items() if value is not DROP}
+
+
+def mint(
+    signer: Signer,
+    payload: dict[str, Any] | None = None,
+    *,
+    library: str = "pyjwt",
+    headers: dict[str, Any] | None = None,
+) -> str:
+    payload = claims() if payload is None else payload
+    header = {"kid": signer.kid, **(headers or {})}
+    if library == "pyjwt":
+        return jwt.encode(payload, signer.private, algorithm=signer.alg, headers=header)
+    assert library == "joserfc"
+    key_type = RSAKey if signer.alg == "RS256" else ECKey
+    key = key_type.import_key(signer.private_pem)
+    return jose_jwt.encode({"alg": signer.alg, "typ": "JWT", **header}, payload, key)
+
+
+@pytest.fixture
+def configure(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Configure the authorizer through its environment, as the components do."""
+
+    def apply(
+        signer: Signer | None = None,
+        *,
+        jwks_url: str | None = None,
+        allowed_tenants: str | None = ALLOWED_TENANTS,
+    ) -> None:
+        for name in (config.JWT_PUBLIC_KEY, config.JWT_JWKS_URL, config.ALLOWED_TENANTS):
+            monkeypatch.delenv(name, raising=False)
+        if signer is not None:
+            monkeypatch.setenv(config.JWT_PUBLIC_KEY, signer.public_pem)
+        if jwks_url is not None:
+            monkeypatch.setenv(config.JWT_JWKS_URL, jwks_url)
+        if allowed_tenants is not None:
+            monkeypatch.setenv(config.ALLOWED_TENANTS, allowed_tenants)
+        monkeypatch.setenv(config.JWT_ISSUER, ISSUER)
+        monkeypatch.setenv(config.JWT_AUDIENCE, AUDIENCE)
+        monkeypatch.setenv(config.LOG_LEVEL, "DEBUG")
+        runtime.reset()
+        authorizer_entry.reset()
+
+    return apply
+
+
+@pytest.fixture
+def alice(test_app: None, management: FakeManagementApi) -> Any:
+    """Tenant t1's alice, connected as `conn-alice`, the test application's records cleared."""
+    from tests.functional import apps
+    from tests.functional.helpers import Client
+
+    for record in (apps.runs, apps.external_jobs, apps.polls, apps.external_outage):
+        record.clear()
+    client = Client("conn-alice", user="alice", tenant="t1")
+    client.connect()
+    return client

@@ -55,21 +55,28 @@ class CallBudget:
 
     Retries use botocore's `standard` mode: it retries throttling, 5xx answers
     and connection and read timeouts, with exponential backoff and jitter
-    (https://docs.aws.amazon.com/boto3/latest/guide/retries.html). The longest
-    a call can take is about `max_attempts * (connect + read)` plus backoff.
+    (https://docs.aws.amazon.com/boto3/latest/guide/retries.html). `adaptive`
+    adds client-side rate limiting on throttling errors: the calls of a
+    throttled client wait for its token bucket, so a function that meets
+    DynamoDB throttling slows itself down instead of spending its attempts.
+    The longest a call can take is about `max_attempts * (connect + read)` plus
+    backoff, and in `adaptive` mode the wait for the bucket.
     """
 
     connect_timeout_s: float
     read_timeout_s: float
     max_attempts: int
+    retry_mode: str = "standard"
 
     def __post_init__(self) -> None:
         if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0 or self.max_attempts < 1:
             raise ValueError(f"a call budget needs positive timeouts and attempts: {self}")
+        if self.retry_mode not in ("standard", "adaptive"):
+            raise ValueError(f"a call budget retries in standard or adaptive mode: {self}")
 
     @property
     def retries(self) -> dict[str, Any]:
-        return {"mode": "standard", "total_max_attempts": self.max_attempts}
+        return {"mode": self.retry_mode, "total_max_attempts": self.max_attempts}
 
     def client_config(self) -> Any:  # -> botocore.config.Config; imported late
         """The config of a botocore client whose calls keep to this budget."""
@@ -92,8 +99,10 @@ ROUTER = CallBudget(connect_timeout_s=1, read_timeout_s=2, max_attempts=2)
 #: (https://github.com/pynamodb/PynamoDB/blob/master/docs/settings.rst: connect
 #: 15 s, read 30 s, 3 retries), so their calls outlast a short outage. Both
 #: replace botocore's (botocore.config.Config: connect_timeout and read_timeout
-#: 60 s; the boto3 retries guide above: legacy mode, 5 attempts).
-PATIENT = CallBudget(connect_timeout_s=15, read_timeout_s=30, max_attempts=4)
+#: 60 s; the boto3 retries guide above: legacy mode, 5 attempts). Nobody waits on
+#: their answer, so under DynamoDB throttling they back off client-side too
+#: (`adaptive`); the router keeps `standard`, whose only waits are its backoffs.
+PATIENT = CallBudget(connect_timeout_s=15, read_timeout_s=30, max_attempts=4, retry_mode="adaptive")
 
 _budget: ContextVar[CallBudget | None] = ContextVar("streamer_dynamodb_budget", default=None)
 
@@ -121,6 +130,7 @@ def budget_from_env(default: CallBudget, env: Mapping[str, str] | None = None) -
         connect_timeout_s=_positive(env, CONNECT_TIMEOUT_S, default.connect_timeout_s, parse_float),
         read_timeout_s=_positive(env, READ_TIMEOUT_S, default.read_timeout_s, parse_float),
         max_attempts=_positive(env, MAX_ATTEMPTS, default.max_attempts, parse_int),
+        retry_mode=default.retry_mode,
     )
 
 

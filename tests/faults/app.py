@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from streamer.handlers import App, Handler, Progress, Request
-from tests.unit.apps import app as unit_app
+from tests.functional.apps import app as unit_app
 
 RUN_LOG = "STREAMER_TEST_RUN_LOG"
 

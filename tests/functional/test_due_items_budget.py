@@ -34,7 +34,7 @@ def assert_has_budget(client: Any, budget: aws.CallBudget) -> None:
     assert client.meta.config.connect_timeout == budget.connect_timeout_s
     assert client.meta.config.read_timeout == budget.read_timeout_s
     assert client.meta.config.retries == {
-        "mode": "standard",
+        "mode": budget.retry_mode,
         "total_max_attempts": budget.max_attempts,
     }
 

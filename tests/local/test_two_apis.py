@@ -19,7 +19,7 @@ from streamer import config, runtime
 from streamer.delivery import Sent
 from streamer.entry import connect, disconnect
 from tests.e2e.wire import open_socket, receive, run
-from tests.unit import helpers
+from tests.functional import helpers
 
 
 def _allow(user: str):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from streamer import config
 from streamer.entry import connect
 from tests.conftest import FakeContext, load_event
-from tests.unit import helpers
-from tests.unit.helpers import Client
+from tests.functional import helpers
+from tests.functional.helpers import Client
 
 
 def test_connect_stores_the_authorizers_identity_and_the_management_endpoint(aws):

@@ -6,22 +6,20 @@ import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from streamer import config, runtime, watch
 from streamer.entry import authorizer
 from streamer.events import Identity
 from tests.conftest import FakeContext, load_event
-from tests.unit import helpers
-from tests.unit.helpers import Client
+from tests.functional import helpers
+from tests.functional.helpers import Client
 
 SECRET = "watch-secret-for-tests-0123456789abcdef"
 
 
 @pytest.fixture
 def secured(aws, monkeypatch):
-    monkeypatch.setenv(config.APP_MODULE, "tests.unit.apps")
+    monkeypatch.setenv(config.APP_MODULE, "tests.functional.apps")
     monkeypatch.setenv(config.WATCH_TOKEN_SECRET, SECRET)
     runtime.reset()
 
@@ -93,12 +91,9 @@ def watch_client(token: str) -> Client:
 
 
 @pytest.fixture
-def user_key(monkeypatch):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    monkeypatch.setenv(config.JWT_PUBLIC_KEY, pem.decode())
+def user_key(signers, monkeypatch):
+    key = signers["rsa"].private
+    monkeypatch.setenv(config.JWT_PUBLIC_KEY, signers["rsa"].public_pem)
     runtime.reset()
     authorizer.reset()
     return key

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from streamer import config, runtime, store
 from streamer.protocol import ID_PATTERN
-from tests.unit.failing_app import FAILURES, STAGES
-from tests.unit.helpers import Client
+from tests.functional.failing_app import FAILURES, STAGES
+from tests.functional.helpers import Client
 from tests.unit.test_protocol import PROTOCOL_CODES
 
 EXAMPLES = int(os.environ.get("STREAMER_FAILURE_EXAMPLES", "200"))
@@ -184,7 +184,7 @@ faults = st.one_of(
 
 @pytest.fixture
 def failing_stack(aws, management, monkeypatch):
-    monkeypatch.setenv(config.APP_MODULE, "tests.unit.failing_app")
+    monkeypatch.setenv(config.APP_MODULE, "tests.functional.failing_app")
     # Two messages at once per connection: a third in a row is rate limited.
     monkeypatch.setenv(config.RATE_LIMIT_PER_S, "1")
     monkeypatch.setenv(config.RATE_LIMIT_BURST, "2")

@@ -17,8 +17,6 @@ from typing import Any
 import boto3
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.alarms import CRASH_LOG_TERMS, crash_filter_pattern
 from local.http_api import authorizer_event as http_authorizer_event
@@ -26,7 +24,7 @@ from local.http_api import http_event
 from streamer import auth, config, runtime
 from streamer.entry import authorizer
 from streamer.logs import JsonFormatter
-from tests.conftest import REGION, FakeContext, load_event
+from tests.conftest import REGION, FakeContext, Signer, load_event
 
 LOG_GROUP = "/streamer-test/authorizer"
 
@@ -55,12 +53,9 @@ def lines() -> Iterator[Lines]:
 
 
 @pytest.fixture
-def key(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    monkeypatch.setenv(config.JWT_PUBLIC_KEY, pem.decode())
+def key(aws: dict[str, str], signers: dict[str, Signer], monkeypatch: pytest.MonkeyPatch) -> Any:
+    private = signers["ec"].private
+    monkeypatch.setenv(config.JWT_PUBLIC_KEY, signers["ec"].public_pem)
     monkeypatch.setenv(config.ALLOWED_TENANTS, "tenant-1")
     runtime.reset()
     authorizer.reset()

@@ -11,7 +11,7 @@ from streamer import config, lifecycle, runtime, store
 from streamer.models import owner_key
 from streamer.sweeper import sweep
 from tests.conftest import REGION, load_event
-from tests.unit.helpers import Client, Stream
+from tests.functional.helpers import Client, Stream
 
 BUS = "streamer-lifecycle"
 

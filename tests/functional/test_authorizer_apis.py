@@ -18,16 +18,8 @@ from local.management import HttpResponse
 from streamer import config, runtime, watch
 from streamer.entry import authorizer
 from streamer.events import Identity
-from tests.conftest import REGION, FakeContext
-from tests.unit.test_authorizer import (  # noqa: F401 (fixtures)
-    REFUSED,
-    claims,
-    configure,
-    key_set,
-    mint,
-    send,
-    signers,
-)
+from tests.conftest import REGION, FakeContext, claims, key_set, mint
+from tests.unit.test_authorizer import REFUSED, send
 
 WATCH_SECRET = "watch-secret-for-tests-0123456789abcdef"
 
@@ -75,7 +67,7 @@ def matrix(signers_: dict, kind: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
-def test_both_apis_accept_exactly_the_same_tokens(configure, signers, monkeypatch, kind):  # noqa: F811
+def test_both_apis_accept_exactly_the_same_tokens(configure, signers, monkeypatch, kind):
     # GIVEN the authorizer configured with an RS256 or ES256 key and a watch-token secret
     keys = key_set(signers, kind)
     configure(keys.key)

@@ -8,8 +8,8 @@ from streamer import config, runtime, store
 from streamer.models import PROCESSING, owner_key
 from streamer.sweeper import sweep
 from tests.conftest import REGION, TABLES
-from tests.unit import helpers
-from tests.unit.helpers import Client, Stream
+from tests.functional import helpers
+from tests.functional.helpers import Client, Stream
 
 
 def claim_and_die(request_id: str, now: int) -> None:

@@ -13,15 +13,8 @@ from streamer.models import owner_key
 from streamer.progress import MAX_UNPERSISTED_MESSAGES, ProgressReporter
 from streamer.sweeper import sweep
 from tests.conftest import FakeContext
-from tests.unit.helpers import Client, Stream
-from tests.unit.test_sweeper import management_delivery
-
-
-@pytest.fixture
-def alice(test_app, management) -> Client:
-    client = Client("conn-alice", user="alice", tenant="t1")
-    client.connect()
-    return client
+from tests.functional.helpers import Stream
+from tests.functional.test_sweeper import management_delivery
 
 
 def test_a_lease_ends_with_the_invocation_plus_the_margin(alice, monkeypatch):

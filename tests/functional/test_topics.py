@@ -9,7 +9,7 @@ import pytest
 from streamer.entry import publish
 from streamer.publish import PublishFailed
 from tests.conftest import FakeContext, load_event
-from tests.unit.helpers import Client, subscriptions
+from tests.functional.helpers import Client, subscriptions
 
 
 def notifications(management, connection_id: str) -> list[dict]:

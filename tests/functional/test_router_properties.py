@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer import config, runtime
-from tests.unit import helpers
-from tests.unit.helpers import Client
+from tests.functional import helpers
+from tests.functional.helpers import Client
 from tests.unit.test_protocol import PROTOCOL_CODES
 
 ANSWER_TYPES = {

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from streamer import store
+from streamer import aws, store
 from streamer.models import Connection, RequestItem, Subscription, bind_models, owner_key
 
 
@@ -65,12 +65,14 @@ def unreachable_dynamodb(
         endpoint = Unreachable(request.param)
         port = endpoint.port
     bind_models("connections", "requests", "subscriptions", "us-east-1")
+    # One attempt, short timeouts: this test is about the error, not the wait. The
+    # runtime's call budget (streamer.aws) decides the client's timeouts and attempts,
+    # over PynamoDB's own settings, so the budget's variables are what shorten them.
+    monkeypatch.setenv(aws.CONNECT_TIMEOUT_S, "0.5")
+    monkeypatch.setenv(aws.READ_TIMEOUT_S, "0.3")
+    monkeypatch.setenv(aws.MAX_ATTEMPTS, "1")
     for model in (Connection, RequestItem, Subscription):
-        # One attempt, short timeouts: this test is about the error, not the wait.
         monkeypatch.setattr(model.Meta, "host", f"http://127.0.0.1:{port}", raising=False)
-        monkeypatch.setattr(model.Meta, "max_retry_attempts", 0, raising=False)
-        monkeypatch.setattr(model.Meta, "connect_timeout_seconds", 0.5, raising=False)
-        monkeypatch.setattr(model.Meta, "read_timeout_seconds", 0.3, raising=False)
     yield
     if endpoint is not None:
         endpoint.close()
