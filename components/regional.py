@@ -4,7 +4,9 @@ The dependency layer (and the tracing layer when the stack traces), the function
 `streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke
 (with access logs once a check finds the account's bootstrap for the region), the mapping
 on this region's replica stream with its dead-letter queue, a one-minute schedule for each
-scheduled function, and an alarm topic unless targets are configured.
+scheduled function; and watching it all: an alarm topic with the configured subscribers,
+the alarms (components/service_alarms.py), the per-tenant Contributor Insights rules and
+saved queries (components/insights.py) and the region's dashboard (components/dashboard.py).
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -26,11 +28,14 @@ from components.api import (
     account_logging_role,
 )
 from components.context import RegionalContext
+from components.dashboard import RegionDashboardArgs, region_dashboard
 from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
+from components.insights import TenantInsights, TenantInsightsArgs
 from components.notifications import Notifications, NotificationsArgs
 from components.package import Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
+from components.service_alarms import ServiceAlarms, ServiceAlarmsArgs
 from components.settings import StackSettings
 from components.tables import RegionalTables
 from streamer import catalog
@@ -77,9 +82,18 @@ class RegionalStack(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings, tables = args.settings, args.tables
 
-        self.alarm_actions = list(settings.alarm_actions.get(args.region, ()))
-        if not self.alarm_actions:
-            self.alarm_actions = [aws.sns.Topic(f"{name}-alarms", opts=child).arn]
+        # Alarms notify the region's topic (an alarm's SNS action must be in its own
+        # region), and any targets configured for the region besides.
+        alarm_topic = aws.sns.Topic(f"{name}-alarms", opts=child)
+        for index, subscription in enumerate(settings.alarm_subscriptions):
+            aws.sns.TopicSubscription(
+                f"{name}-alarms-subscription-{index}",
+                topic=alarm_topic.arn,
+                protocol=subscription.protocol,
+                endpoint=subscription.endpoint,
+                opts=child,
+            )
+        self.alarm_actions = [alarm_topic.arn, *settings.alarm_actions.get(args.region, ())]
 
         layers = {"dependencies": args.artifacts.layer}
         if args.artifacts.app_layer is not None:
@@ -188,7 +202,6 @@ class RegionalStack(pulumi.ComponentResource):
                 stream_arn=tables.requests_stream_arn,
                 dead_letter_queue=dead_letters,
                 settings=settings.processor,
-                alarm_actions=self.alarm_actions,
             ),
             opts=child,
         )
@@ -214,6 +227,7 @@ class RegionalStack(pulumi.ComponentResource):
                 source_arn=schedule.arn,
                 opts=child,
             )
+        self._watch(name, args, api, dead_letters, child)
 
         self.url = api.url
         self.http_url = http_api.url
@@ -232,6 +246,52 @@ class RegionalStack(pulumi.ComponentResource):
                 "notification_topic_arn": self.notification_topic_arn,
                 "event_bus_name": self.event_bus_name,
             }
+        )
+
+    def _watch(
+        self,
+        name: str,
+        args: RegionalStackArgs,
+        api: WebSocketApi,
+        dead_letters: aws.sqs.Queue,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The region's alarms, per-tenant views and dashboard, over every function."""
+        function_names = {f: made.function.name for f, made in self.functions.items()}
+        log_groups = {f: made.log_group_name for f, made in self.functions.items()}
+        processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
+        ServiceAlarms(
+            f"{name}-service-alarms",
+            ServiceAlarmsArgs(
+                prefix=args.prefix,
+                region=args.region,
+                settings=args.settings,
+                function_names=function_names,
+                log_group_names=log_groups,
+                dead_letter_queue_name=dead_letters.name,
+                alarm_actions=self.alarm_actions,
+            ),
+            opts=opts,
+        )
+        insights = TenantInsights(
+            f"{name}-insights",
+            TenantInsightsArgs(prefix=args.prefix, log_group_names=list(log_groups.values())),
+            opts=opts,
+        )
+        region_dashboard(
+            f"{name}-dashboard",
+            RegionDashboardArgs(
+                dashboard_name=f"{args.prefix}-{args.region}",
+                region=args.region,
+                stage=args.settings.stage_name,
+                functions=function_names,
+                processor=function_names[processor],
+                dead_letter_queue=dead_letters.name,
+                api_id=api.api_id,
+                tables=args.tables.names,
+                rules=insights.rule_names,
+            ),
+            opts=opts,
         )
 
     @staticmethod

@@ -65,6 +65,11 @@ RUN_DURATION = _duration("RunDuration", ("action",), "one attempt of an async ha
 TOTAL_DURATION = _duration(
     "TotalDuration", ("action",), "from an async request queued to its final state"
 )
+#: TotalDuration again without the action dimension: a percentile cannot be taken across
+#: the per-action metrics, and the p99 alarm must not need the app's action names.
+ASYNC_TOTAL_DURATION = _duration(
+    "AsyncTotalDuration", (), "TotalDuration of every async action together (p99 alarm)"
+)
 OUTCOMES = _count(
     "Outcomes", ("action", "status"), "requests ended, by final status (COMPLETED, FAILED, ...)"
 )
@@ -102,6 +107,7 @@ METRICS: dict[str, Metric] = {
         PICKUP_DURATION,
         RUN_DURATION,
         TOTAL_DURATION,
+        ASYNC_TOTAL_DURATION,
         OUTCOMES,
         RETRIES,
         PROGRESS_REPORTS,

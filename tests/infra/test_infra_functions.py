@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from components.alarms import REFUSES_BY_RAISING
 from components.package import Artifacts
 from components.plan import SECRET, Plan
 from local.event_source_mapping import MappingConfig
@@ -254,31 +253,6 @@ def test_scheduled_functions_run_every_minute(
     assert permission.inputs["function"] == scheduled.outputs["name"]
     assert permission.inputs["principal"] == "events.amazonaws.com"
     assert permission.inputs["sourceArn"] == rule.outputs["arn"]
-
-
-@pytest.mark.parametrize(("stack", "region"), REGIONS)
-def test_every_function_alarms_on_errors_and_throttles(
-    request: pytest.FixtureRequest, stack: str, region: str
-) -> None:
-    # GIVEN the region's alarms and alarm topic
-    plan: Plan = request.getfixturevalue(stack)
-    topic = plan.named(f"{PROJECT}-{region}-alarms").outputs["arn"]
-
-    for name in catalog.FUNCTIONS:
-        fn_name = function(plan, region, name).outputs["name"]
-        # The authorizer's refusals are Lambda errors: it alarms on crashes instead
-        # (tests/infra/test_infra_alarms.py).
-        refuses_by_raising = catalog.FUNCTIONS[name].handler in REFUSES_BY_RAISING
-        metrics = ("Throttles",) if refuses_by_raising else ("Errors", "Throttles")
-        for metric in metrics:
-            # WHEN one function's alarm is read
-            alarm = plan.named(f"{PROJECT}-{region}-{name}-{metric.lower()}")
-
-            # THEN it watches that function and notifies the region's topic
-            assert alarm.inputs["metricName"] == metric
-            assert alarm.inputs["namespace"] == "AWS/Lambda"
-            assert alarm.inputs["dimensions"] == {"FunctionName": fn_name}
-            assert alarm.inputs["alarmActions"] == [topic]
 
 
 def _triggers(plan: Plan, region: str) -> dict[str, set[Trigger]]:

@@ -18,7 +18,8 @@ from .test_infra_functions import COMMON, REQUEST_TUNING, TABLES
 pytestmark = pytest.mark.infra
 
 REGIONS = {"dev": ["us-east-1"], "prod": ["us-east-1", "eu-west-1"]}
-#: Everything the component holds: the function (role, policy, logs, two alarms) and the API.
+#: Everything the component holds: the function (role, policy, logs) and the API; the
+#: function's alarms are the region's (components/service_alarms.py).
 RESOURCES = Counter(
     {
         "streamer:components:StreamerFunction": 1,
@@ -26,7 +27,6 @@ RESOURCES = Counter(
         "aws:iam/rolePolicy:RolePolicy": 1,
         "aws:lambda/function:Function": 1,
         "aws:cloudwatch/logGroup:LogGroup": 2,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 2,
         "aws:apigatewayv2/api:Api": 1,
         "aws:apigatewayv2/authorizer:Authorizer": 1,
         "aws:apigatewayv2/integration:Integration": 1,
