@@ -9,6 +9,7 @@ import pytest
 
 from components.package import Artifacts
 from components.plan import SECRET, Plan
+from components.settings import ConfigError
 from local.event_source_mapping import MappingConfig
 from local.wiring import function_specs
 from streamer import catalog, config
@@ -301,3 +302,40 @@ def test_pulumi_makes_the_catalogs_functions_invoked_as_it_says(
     # runs, each invoked by exactly the triggers the catalog declares for it
     assert set(invoked_by) == set(catalog.FUNCTIONS) == set(function_specs(MappingConfig()))
     assert invoked_by == {name: set(f.triggers) for name, f in catalog.FUNCTIONS.items()}
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+def test_the_processor_reserves_100_and_the_others_draw_on_the_shared_pool(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN the stack's functions  WHEN their reserved concurrency is read
+    plan: Plan = request.getfixturevalue(stack)
+    reserved = {
+        name: fn.inputs["reservedConcurrentExecutions"]
+        for name, fn in functions(plan, region).items()
+    }
+
+    # THEN the processor has 100 set aside (and cannot take more), the others none (-1)
+    assert reserved == {name: 100 if name == "processor" else -1 for name in catalog.FUNCTIONS}
+
+
+def test_reserved_concurrency_comes_from_config(artifacts_dir: Path) -> None:
+    # GIVEN dev with the router reserved 50 and the processor unreserved
+    given = {"router": {"reservedConcurrency": 50}, "processor": {"reservedConcurrency": -1}}
+    plan = run_stack("dev", artifacts_dir, overrides={"functions": given})
+
+    # WHEN the functions are read  THEN they have what was given, sizes unchanged
+    router = function(plan, "us-east-1", "router").inputs
+    processor = function(plan, "us-east-1", "processor").inputs
+    assert router["reservedConcurrentExecutions"] == 50
+    assert processor["reservedConcurrentExecutions"] == -1
+    assert router["memorySize"] == catalog.FUNCTIONS["router"].memory_mb
+
+
+def test_a_reservation_of_zero_is_refused(artifacts_dir: Path) -> None:
+    # GIVEN a reservation of 0, which would stop the function from ever running
+    # WHEN the program runs  THEN it stops, naming the key
+    with pytest.raises(ConfigError, match=r"functions.sweeper.reservedConcurrency"):
+        run_stack(
+            "dev", artifacts_dir, overrides={"functions": {"sweeper": {"reservedConcurrency": 0}}}
+        )
