@@ -19,6 +19,8 @@ from streamer.entry.authorizer import CRASH_MESSAGE
 
 PERIOD_S = 60
 EVALUATION_PERIODS = 5
+#: Where each alarm's runbook is: docs/operations.md, section "Alarms", then its title.
+RUNBOOK = "Runbook: docs/operations.md, Alarms"
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ def crash_alarm(
         statistic="Sum",
         threshold=0,
         alarm_actions=alarm_actions,
-        description=f"{handler}: crashes in the last 5 minutes (refusals are not counted)",
+        description=f"{handler}: crashes in the last 5 minutes (refusals are not counted). "
+        f"{RUNBOOK}, Authorizer crashes",
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=filters)),
     )

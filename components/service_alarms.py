@@ -24,6 +24,7 @@ import pulumi_aws as aws
 
 from components.alarms import (
     REFUSES_BY_RAISING,
+    RUNBOOK,
     Evaluation,
     crash_alarm,
     metric_alarm,
@@ -33,9 +34,6 @@ from components.observability import base_dimensions
 from components.settings import StackSettings
 from streamer import catalog
 from streamer.metric_names import ASYNC_TOTAL_DURATION, NAMESPACE, SWEEPER_REDRIVES
-
-#: Where each alarm's runbook is: docs/operations.md, section "Alarms".
-RUNBOOK = "Runbook: docs/operations.md, Alarms"
 
 
 @dataclass

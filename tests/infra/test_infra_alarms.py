@@ -16,7 +16,7 @@ import pytest
 
 from components.alarms import CRASH_LOG_TERMS, CRASH_NAMESPACE, crash_filter_pattern
 from components.observability import base_dimensions
-from components.plan import Plan, PlannedResource
+from components.plan import PROJECT_ROOT, Plan, PlannedResource
 from components.settings import AlarmSettings, ConfigError, ProcessorSettings
 from streamer import catalog
 from streamer.metric_names import BASE_DIMENSIONS, METRICS, NAMESPACE
@@ -319,3 +319,25 @@ def test_alarm_actions_notify_their_targets_besides_the_topic(artifacts_dir: Pat
     for found in plan.of_type(METRIC_ALARM) + plan.of_type(COMPOSITE):
         assert found.inputs["alarmActions"] == [topic, target], found.name
     assert plan.outputs["alarmActions"] == {"us-east-1": [topic, target]}
+
+
+def test_every_alarm_names_a_runbook_that_docs_operations_md_has(dev: Plan) -> None:
+    # GIVEN the headings of the Alarms section of docs/operations.md
+    text = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    section = text[text.index("\n## Alarms\n") :]
+    section = section[: section.index("\n## ", 1)]
+    headings = set(re.findall(r"^### (.+)$", section, flags=re.MULTILINE))
+
+    # WHEN each alarm's description is read  THEN it names one of them
+    found = [r for r in dev.of_type(METRIC_ALARM) + dev.of_type(COMPOSITE)]
+    runbooks = set()
+    for each in found:
+        if each.parent and each.parent.endswith("-notifications"):
+            continue
+        match = re.search(
+            r"Runbook: docs/operations.md, Alarms, (.+)$", each.inputs["alarmDescription"]
+        )
+        assert match, each.name
+        runbooks.add(match[1])
+    assert runbooks <= headings, runbooks - headings
+    assert len(runbooks) == 8
