@@ -10,11 +10,22 @@ and the queries read only the log groups of the stack's own functions in their r
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
-from components.insights import LOG_FIELDS
+from components.insights import (
+    ACTION,
+    CONTRIBUTIONS,
+    CORRELATION,
+    DURATION,
+    LEVEL,
+    LOG_FIELDS,
+    MESSAGE,
+    REQUEST,
+)
 from components.plan import Plan
+from tests.unit.helpers import Client, Stream
 
 from .graph import PROJECT
 
@@ -124,3 +135,63 @@ def test_saved_queries_cover_the_common_investigations_over_the_functions_logs(
         'filter correlation_id = "<correlation id>"'
         in queries["errors-by-correlation-id"]["queryString"]
     )
+
+
+class _Lines(logging.Handler):
+    """The runtime's log lines, formatted by the formatter its own handler uses."""
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+def matches(contribution: dict, line: dict) -> bool:
+    """Whether a rule's filters select `line` (only the operators the rules use)."""
+    for condition in contribution.get("Filters", []):
+        value = line.get(log_field(condition["Match"]))
+        if "IsPresent" in condition and (value is not None) != condition["IsPresent"]:
+            return False
+        if "In" in condition and value not in condition["In"]:
+            return False
+    return True
+
+
+def test_the_runtimes_log_lines_carry_what_the_rules_count(test_app, management) -> None:
+    # GIVEN a tenant's client whose sync message is answered and whose async request's
+    # handler raises, with the runtime's log lines collected as its own handler formats them
+    client = Client("conn-insights", tenant="tenant-7")
+    client.connect()
+    logger = logging.getLogger("streamer")
+    [formatter] = {
+        h.formatter
+        for h in logger.handlers
+        if type(h.formatter).__module__.startswith("streamer.")  # not pytest's own
+    }
+    lines = _Lines(formatter)
+    logger.addHandler(lines)
+    try:
+        # WHEN it sends an echo and an action that fails, and the processor runs it
+        client.send({"action": "echo", "id": "s-1", "payload": {"text": "hi"}})
+        ack = client.send({"action": "explode", "id": "a-1", "payload": {}})
+        Stream().run()
+    finally:
+        logger.removeHandler(lines)
+    assert ack["type"] == "acknowledgment"
+
+    # THEN each rule counts the tenant's lines: requests and time from lines with a
+    # duration, failures from the handler's error line
+    tenant = [line for line in lines.lines if line.get("tenant_id") == "tenant-7"]
+    for key, contribution in CONTRIBUTIONS.items():
+        counted = [line for line in tenant if matches(contribution["Contribution"], line)]
+        assert counted, key
+        if "ValueOf" in contribution["Contribution"]:
+            assert all(isinstance(line[DURATION], int) for line in counted)
+    # AND the request's story and its error are found by the fields the queries filter on
+    story = [line for line in tenant if line.get(REQUEST) == "a-1"]
+    assert {line[MESSAGE] for line in story} >= {"request queued", "handler raised"}
+    [error] = [line for line in story if line[LEVEL] == "ERROR"]
+    assert error[CORRELATION] and error[ACTION] == "explode"
