@@ -157,7 +157,8 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
             [
                 ("Lambda throttles", per_function("Throttles", where)),
                 (
-                    # WebSocket APIs count throttled (429) messages in ClientError
+                    # ClientError: 4XX answered before the integration runs, where a
+                    # throttled message's 429 is answered; dimensions ApiId and Stage
                     # (apigateway/latest/developerguide/apigateway-websocket-api-logging.html).
                     "API Gateway client and execution errors",
                     [
