@@ -48,7 +48,7 @@ class Where:
     rules: Mapping[str, str]
 
 
-def streamer(metric: Metric, statistic: str, where: Where) -> list[Line]:
+def declared(metric: Metric, statistic: str, where: Where) -> list[Line]:
     """`metric`'s lines: itself when it has only the base dimensions, else a SEARCH."""
     base = base_dimensions(where.stage, where.region)
     if not metric.dimensions:
@@ -76,11 +76,11 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
         (
             "Golden signals",
             [
-                ("Messages by route and outcome", streamer(m.MESSAGES, "Sum", where)),
+                ("Messages by route and outcome", declared(m.MESSAGES, "Sum", where)),
                 (
                     "Sync duration by action (p50, p99)",
-                    streamer(m.SYNC_DURATION, "p50", where)
-                    + streamer(m.SYNC_DURATION, "p99", where),
+                    declared(m.SYNC_DURATION, "p50", where)
+                    + declared(m.SYNC_DURATION, "p99", where),
                 ),
                 ("Function errors", per_function("Errors", where)),
             ],
@@ -88,16 +88,16 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
         (
             "Async pipeline",
             [
-                ("Acknowledgment by action (p99)", streamer(m.ACK_DURATION, "p99", where)),
-                ("Pickup: queued to started (p99)", streamer(m.PICKUP_DURATION, "p99", where)),
-                ("Run: one attempt (p99)", streamer(m.RUN_DURATION, "p99", where)),
+                ("Acknowledgment by action (p99)", declared(m.ACK_DURATION, "p99", where)),
+                ("Pickup: queued to started (p99)", declared(m.PICKUP_DURATION, "p99", where)),
+                ("Run: one attempt (p99)", declared(m.RUN_DURATION, "p99", where)),
                 (
                     "Total: queued to ended (p99)",
-                    streamer(m.TOTAL_DURATION, "p99", where)
-                    + streamer(m.ASYNC_TOTAL_DURATION, "p99", where),
+                    declared(m.TOTAL_DURATION, "p99", where)
+                    + declared(m.ASYNC_TOTAL_DURATION, "p99", where),
                 ),
-                ("Outcomes by status", streamer(m.OUTCOMES, "Sum", where)),
-                ("Retries", streamer(m.RETRIES, "Sum", where)),
+                ("Outcomes by status", declared(m.OUTCOMES, "Sum", where)),
+                ("Retries", declared(m.RETRIES, "Sum", where)),
                 (
                     "Stream iterator age (processor)",
                     [
@@ -120,20 +120,20 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
                             where.dead_letter_queue,
                             {"stat": "Maximum"},
                         ],
-                        *streamer(m.DLQ_ARRIVALS, "Sum", where),
+                        *declared(m.DLQ_ARRIVALS, "Sum", where),
                     ],
                 ),
                 (
                     "Sweeper: re-drives and failures",
-                    streamer(m.SWEEPER_REDRIVES, "Sum", where)
-                    + streamer(m.SWEEPER_FAILURES, "Sum", where),
+                    declared(m.SWEEPER_REDRIVES, "Sum", where)
+                    + declared(m.SWEEPER_FAILURES, "Sum", where),
                 ),
                 (
                     "Progress: reports vs messages sent",
-                    streamer(m.PROGRESS_REPORTS, "Sum", where)
-                    + streamer(m.PROGRESS_SENT, "Sum", where),
+                    declared(m.PROGRESS_REPORTS, "Sum", where)
+                    + declared(m.PROGRESS_SENT, "Sum", where),
                 ),
-                ("External job polls", streamer(m.EXTERNAL_JOB_POLLS, "Sum", where)),
+                ("External job polls", declared(m.EXTERNAL_JOB_POLLS, "Sum", where)),
             ],
         ),
         (
@@ -141,14 +141,14 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
             [
                 (
                     "Opened and closed",
-                    streamer(m.CONNECTIONS_OPENED, "Sum", where)
-                    + streamer(m.CONNECTIONS_CLOSED, "Sum", where),
+                    declared(m.CONNECTIONS_OPENED, "Sum", where)
+                    + declared(m.CONNECTIONS_CLOSED, "Sum", where),
                 ),
-                ("Refused by reason", streamer(m.CONNECTIONS_REFUSED, "Sum", where)),
+                ("Refused by reason", declared(m.CONNECTIONS_REFUSED, "Sum", where)),
                 (
                     "Delivery failures and gone connections",
-                    streamer(m.DELIVERY_FAILURES, "Sum", where)
-                    + streamer(m.GONE_CONNECTIONS, "Sum", where),
+                    declared(m.DELIVERY_FAILURES, "Sum", where)
+                    + declared(m.GONE_CONNECTIONS, "Sum", where),
                 ),
             ],
         ),
@@ -210,7 +210,7 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
                 ),
             ],
         ),
-        ("Circuit breaker", [("Refused: circuit open", streamer(m.CIRCUIT_OPEN, "Sum", where))]),
+        ("Circuit breaker", [("Refused: circuit open", declared(m.CIRCUIT_OPEN, "Sum", where))]),
     ]
 
 
