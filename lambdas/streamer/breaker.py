@@ -73,7 +73,7 @@ class Breaker:
         self._rng = rng
         self._lock = threading.Lock()
         self._views: dict[str, _View] = {}
-        self._pending: dict[str, Counts] = {}
+        self._pending: dict[tuple[str, int], Counts] = {}
         self._flushed_at: int | None = None
 
     # Before a request
@@ -127,8 +127,12 @@ class Breaker:
         if not self.policy.enabled:
             return
         now = self._clock()
+        # Counted under the epoch the run started in: runs from before a close
+        # must not count against the closed circuit.
+        view = self._view(action, now)
+        key = (action, view.state.epoch if view else 0)
         with self._lock:
-            self._pending[action] = self._pending.get(action, Counts()) + Counts(1, int(failed))
+            self._pending[key] = self._pending.get(key, Counts()) + Counts(1, int(failed))
         if verdict is not None and verdict.trial and verdict.held is not None:
             self._trial_ended(action, failed, verdict.held, now)
         self.flush(now)
@@ -144,9 +148,7 @@ class Breaker:
             self._flushed_at = now
         bucket = circuit.bucket_of(now, self.policy)
         ttl = now // 1000 + 2 * self.policy.window_s + COUNTS_TTL_MARGIN_S
-        for action, counts in pending.items():
-            view = self._view(action, now)
-            epoch = view.state.epoch if view else 0
+        for (action, epoch), counts in pending.items():
             try:
                 self._store.add(action, epoch, bucket, counts, ttl)
             except StoreUnavailable:
