@@ -246,3 +246,9 @@ def breaker_for(settings: Settings) -> Breaker:
         if policy not in _breakers:
             _breakers[policy] = Breaker(policy)
         return _breakers[policy]
+
+
+def reset() -> None:
+    """Forget the instance's breakers (with the runtime, `streamer.runtime.reset`)."""
+    with _breakers_lock:
+        _breakers.clear()

@@ -12,9 +12,13 @@ table's by-user index:
 
 Why not a hot key: written per request, one count item would take every
 write of the action (10k req/s is ten times the 1,000 write units a second a
-single partition key serves). `streamer.breaker` adds up each instance's
-counts and writes them at most once a second, so an item takes one write a
-second per running Lambda instance, whatever the request rate.
+single partition serves, and reads are capped at 3,000 read units a second:
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html).
+`streamer.breaker` adds up each instance's counts and writes them at most once
+a second, so an item takes one write a second per running Lambda instance,
+whatever the request rate; each instance also reads the three items of an
+action it uses at most once a second (eventually consistent, half a read unit
+each), so even 1,000 instances stay within a partition's limits.
 """
 
 from __future__ import annotations
