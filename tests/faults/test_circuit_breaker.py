@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from client import StreamerClient, StreamerError, Unavailable
 from streamer import config
 from tests.e2e.conftest import start_stack
 from tests.e2e.wire import eventually, receive, run, send, unique
@@ -144,3 +145,44 @@ def test_a_failing_action_is_refused_unavailable_then_recovers(breaking) -> None
 
     ended = run(eventually(statuses, lambda found: set(found) <= ENDED, timeout=30))
     assert "FAILED" in ended
+
+
+def test_the_python_client_gets_an_open_circuit_as_a_retryable_unavailable(breaking) -> None:
+    faulty, break_file = breaking
+    user = unique("breaker-client")
+
+    async def scenario() -> Unavailable:
+        token = faulty.stack.token(user, TENANT)
+        async with StreamerClient(
+            faulty.stack.websocket_url,
+            token,
+            heartbeat_interval=None,
+            # Shorter than the circuit's open time: the deadline passes while it is open.
+            unavailable_deadline_s=0.5,
+        ) as client:
+            # GIVEN fragile fails every run
+            break_file.touch()
+            try:
+                # WHEN the client keeps calling it
+                for _ in range(MAX_REQUESTS):
+                    try:
+                        await client.call("fragile", {})
+                    except Unavailable as error:
+                        return error
+                    except StreamerError as error:
+                        assert error.code == "PROCESSING_FAILED", error
+                    await asyncio.sleep(PACE_S)
+            finally:
+                break_file.unlink()
+        raise AssertionError(f"{MAX_REQUESTS} calls of a failing action were all accepted")
+
+    error = run(scenario())
+
+    # THEN once the circuit opened, the caller got the server's UNAVAILABLE, retryable, with
+    # the time until the circuit half-opens: longer than the client's deadline, so the
+    # client did not send it again (a resend must wait `retry_after_ms`)
+    assert (error.code, error.retryable) == ("UNAVAILABLE", True)
+    assert "failing and refused for now" in error.message
+    assert 0 < error.details["retry_after_ms"] <= OPEN_S * 1000
+    assert error.request_id is not None
+    assert faulty.request(TENANT, user, error.request_id) is None
