@@ -170,6 +170,12 @@ class Breaker:
             state, current, previous = self._store.read(action, epoch, bucket)
         except StoreUnavailable:
             log.warning("circuit state not read", extra={"fields": {"action": action}})
+            # Kept for a second as if read, so an outage costs one read a second, not one
+            # per request.
+            state = view.state if view else CircuitState()
+            view = _View(now, state, view.counts if view else Counts())
+            with self._lock:
+                self._views[action] = view
             return view
         counts = circuit.window_counts(current, previous, now, self.policy)
         view = _View(now, state, counts)

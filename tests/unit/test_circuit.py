@@ -239,3 +239,24 @@ def test_the_breaker_lets_requests_through_when_its_store_is_down():
     fail_for_seconds(b, clock, 2)
 
     assert b.admission("report").admitted and b.permit("report").admitted
+
+
+def test_an_outage_of_its_store_costs_the_breaker_one_read_a_second_not_one_per_request():
+    store, clock = FakeStore(), Clock(T0)
+    b = breaker(store, clock)
+    store.down = True
+    reads = []
+    failing_read = store.read
+
+    def counted(*args):
+        reads.append(args)
+        return failing_read(*args)
+
+    store.read = counted
+
+    for _ in range(100):
+        b.admission("report")
+    clock.now += circuit.VIEW_TTL_MS
+    b.admission("report")
+
+    assert len(reads) == 2
