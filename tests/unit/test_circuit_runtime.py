@@ -100,3 +100,20 @@ def test_a_queued_request_of_an_open_action_waits_unclaimed_then_is_redriven(ali
     report = sweeper.sweep(runtime.current().settings.region, management, due_at + 1)
     assert report.redriven == ["x-queued"]
     assert request_item("x-queued")["status"] == {"S": "PENDING"}
+
+
+def test_sync_runs_count_too_and_refused_payloads_do_not(alice):
+    # GIVEN a sync action timing out on every run, and another whose callers send bad payloads
+    for n in range(MINIMUM_CALLS):
+        answer = alice.send(
+            {"action": "slow_sync", "id": f"s-{n}", "payload": {"seconds": 0.5}}, remaining_ms=1100
+        )
+        assert answer["error"]["code"] == "TIMEOUT"
+        refused = alice.send({"action": "count", "id": f"c-{n}", "payload": {"to": "x"}})
+        assert refused["error"]["code"] == "VALIDATION_ERROR"
+    instance_breaker().flush(force=True)
+
+    # THEN the failing one is refused at once; the one the callers got wrong still runs
+    assert alice.send({"action": "slow_sync", "id": "s-again"})["error"]["code"] == "UNAVAILABLE"
+    answer = alice.send({"action": "count", "id": "c-good", "payload": {"to": 2}})
+    assert answer["type"] == "response" and answer["data"] == [0, 1]
