@@ -75,6 +75,10 @@ def _values(
         config.RATE_LIMIT_BURST: str(tuning.rate_limit_burst),
         config.MAX_ACTIVE_REQUESTS: str(tuning.max_active_requests),
         config.WATCH_TOKEN_TTL_S: str(tuning.watch_token_ttl_s),
+        config.CIRCUIT_WINDOW_S: str(tuning.circuit_window_s),
+        config.CIRCUIT_FAILURE_RATIO: str(tuning.circuit_failure_ratio),
+        config.CIRCUIT_MINIMUM_CALLS: str(tuning.circuit_minimum_calls),
+        config.CIRCUIT_OPEN_S: str(tuning.circuit_open_s),
     }
 
 

@@ -116,6 +116,10 @@ class RuntimeTuning:
     max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
     poller_batch_size: int = _RUNTIME_DEFAULTS["poller_batch_size"]
     watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
+    circuit_window_s: int = _RUNTIME_DEFAULTS["circuit_window_s"]
+    circuit_failure_ratio: float = _RUNTIME_DEFAULTS["circuit_failure_ratio"]
+    circuit_minimum_calls: int = _RUNTIME_DEFAULTS["circuit_minimum_calls"]
+    circuit_open_s: int = _RUNTIME_DEFAULTS["circuit_open_s"]
 
 
 @dataclass(frozen=True)
@@ -337,6 +341,10 @@ class StackSettings:
             "rateLimitBurst": (r.rate_limit_burst, 0, 1_000_000),
             "maxActiveRequests": (r.max_active_requests, 0, 1_000_000),
             "pollerBatchSize": (r.poller_batch_size, 1, 1000),
+            "circuitWindowS": (r.circuit_window_s, 1, 3600),
+            "circuitFailureRatio": (r.circuit_failure_ratio, 0, 1),
+            "circuitMinimumCalls": (r.circuit_minimum_calls, 1, 1_000_000),
+            "circuitOpenS": (r.circuit_open_s, 1, 3600),
         }
         for key, (value, low, high) in bounds.items():
             if not low <= value <= high:

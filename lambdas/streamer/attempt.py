@@ -33,8 +33,9 @@ HandlerCall = Callable[[Handler, Request, ProgressReporter], Outcome]
 
 def run_attempt(
     item: RequestItem, call: HandlerCall, *, settings: Settings, app: App, delivery: Any
-) -> None:
-    """Run `call` for the request `item` holds (claimed by this worker) and record its outcome."""
+) -> Outcome:
+    """Run `call` for the request `item` holds (claimed by this worker), record its outcome
+    and return it."""
     timer = Timer()
     attempt = int(item.attempt)
     audience = Audience(item, delivery)
@@ -43,7 +44,7 @@ def run_attempt(
         error = StreamerError(ErrorCode.INVALID_ACTION, f"no handler for action {item.action!r}")
         outcome = Outcome(FAILED, error=error.to_dict())
         record_outcome(item, attempt, outcome, int(item.seq), audience)
-        return
+        return outcome
     reporter = _reporter(item, attempt, audience, settings)
     log.info("request started", extra={"fields": {"attempt": attempt, "status": item.status}})
     outcome = call(handler, request_of(item), reporter)
@@ -57,6 +58,7 @@ def run_attempt(
         "request ended" if outcome.status != WAITING else "request waiting",
         extra={"fields": {"status": outcome.status, "duration_ms": timer.elapsed_ms}},
     )
+    return outcome
 
 
 def request_of(item: RequestItem) -> Request:

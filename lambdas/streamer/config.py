@@ -41,6 +41,11 @@ WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
 TOPIC_RETENTION_S = "STREAMER_TOPIC_RETENTION_S"
 EVENT_BUS = "STREAMER_EVENT_BUS"
 POLLER_BATCH_SIZE = "STREAMER_POLLER_BATCH_SIZE"
+#: The circuit breaker of each action (`streamer.circuit`).
+CIRCUIT_WINDOW_S = "STREAMER_CIRCUIT_WINDOW_S"
+CIRCUIT_FAILURE_RATIO = "STREAMER_CIRCUIT_FAILURE_RATIO"
+CIRCUIT_MINIMUM_CALLS = "STREAMER_CIRCUIT_MINIMUM_CALLS"
+CIRCUIT_OPEN_S = "STREAMER_CIRCUIT_OPEN_S"
 #: The EventBridge detail-type whose events the publish function delivers.
 NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
 TRACING = "STREAMER_TRACING"
@@ -81,6 +86,10 @@ ALL = (
     TOPIC_RETENTION_S,
     EVENT_BUS,
     POLLER_BATCH_SIZE,
+    CIRCUIT_WINDOW_S,
+    CIRCUIT_FAILURE_RATIO,
+    CIRCUIT_MINIMUM_CALLS,
+    CIRCUIT_OPEN_S,
 )
 
 DEFAULT_APP = "streamer.demo"
@@ -176,6 +185,14 @@ class Settings:
     event_bus: str | None = None
     #: External jobs the poller polls at once.
     poller_batch_size: int = 20
+    #: Seconds over which an action's failures are counted for its circuit breaker.
+    circuit_window_s: int = 60
+    #: Failures / calls over the window that open an action's circuit; 0 turns the breaker off.
+    circuit_failure_ratio: float = 0.5
+    #: Calls over the window below which a circuit never opens.
+    circuit_minimum_calls: int = 20
+    #: Seconds an open circuit refuses requests before trial runs go through.
+    circuit_open_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,4 +252,8 @@ class Settings:
             topic_retention_s=number(TOPIC_RETENTION_S, 24 * 3600),
             event_bus=text(EVENT_BUS),
             poller_batch_size=max(1, number(POLLER_BATCH_SIZE, 20)),
+            circuit_window_s=max(1, number(CIRCUIT_WINDOW_S, 60)),
+            circuit_failure_ratio=min(max(0.0, decimal(CIRCUIT_FAILURE_RATIO, 0.5)), 1.0),
+            circuit_minimum_calls=max(1, number(CIRCUIT_MINIMUM_CALLS, 20)),
+            circuit_open_s=max(1, number(CIRCUIT_OPEN_S, 30)),
         )

@@ -34,6 +34,8 @@ from typing import Any
 
 from streamer import store
 from streamer.attempt import HandlerCall, run_attempt
+from streamer.breaker import breaker_for
+from streamer.circuit import Verdict, is_failure
 from streamer.config import Settings
 from streamer.events import StreamRecord
 from streamer.execution import run_handler, run_poll
@@ -71,6 +73,7 @@ class Processor:
         self.app = app
         self.delivery = delivery
         self.lease_ms = lease_ms
+        self.breaker = breaker_for(settings)
 
     def process_batch(self, records: Sequence[StreamRecord]) -> list[str]:
         """Run a batch; return the sequence numbers to report as batch item failures."""
@@ -114,11 +117,18 @@ class Processor:
             return
         item = RequestItem.from_raw_data(dict(record.new_image or {}))
         with _request_log_context(item):
+            verdict = self.breaker.permit(item.action)
             now = now_ms()
+            if not verdict.admitted:
+                # Its action's circuit is open: the request waits for the sweeper
+                # instead of running into the same failure.
+                if store.defer_request(item, until=now + self.breaker.wait_ms(verdict), now_ms=now):
+                    log.info("request deferred: its action's circuit is open")
+                return
             if not store.claim_request(item, now, now + self.lease_ms()):
                 log.info("request already claimed or no longer pending")
                 return
-            self._attempt(item, run_handler)
+            self._attempt(item, run_handler, verdict)
 
     def poll(self, item: RequestItem) -> None:
         """Run the handler's `poll` on a WAITING request this worker claimed."""
@@ -128,8 +138,14 @@ class Processor:
                 item, lambda handler, request, reporter: run_poll(handler, request, state, reporter)
             )
 
-    def _attempt(self, item: RequestItem, call: HandlerCall) -> None:
-        run_attempt(item, call, settings=self.settings, app=self.app, delivery=self.delivery)
+    def _attempt(
+        self, item: RequestItem, call: HandlerCall, verdict: Verdict | None = None
+    ) -> None:
+        outcome = run_attempt(
+            item, call, settings=self.settings, app=self.app, delivery=self.delivery
+        )
+        failed = is_failure(outcome.status, (outcome.error or {}).get("code"))
+        self.breaker.record(item.action, failed, verdict)
 
 
 def _request_log_context(item: RequestItem) -> Any:

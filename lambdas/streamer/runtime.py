@@ -59,3 +59,7 @@ def reset() -> None:
     global _current
     with _lock:
         _current = None
+    # Imported here: the breaker needs the store, which cold paths do without.
+    from streamer import breaker
+
+    breaker.reset()

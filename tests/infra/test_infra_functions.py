@@ -32,6 +32,10 @@ REQUEST_TUNING = {
     config.MAX_ATTEMPTS,
     config.LEASE_MARGIN_S,
     config.PROCESSOR_CONCURRENCY,
+    config.CIRCUIT_WINDOW_S,
+    config.CIRCUIT_FAILURE_RATIO,
+    config.CIRCUIT_MINIMUM_CALLS,
+    config.CIRCUIT_OPEN_S,
 }
 #: The variable names each function gets when the JWKS URL is configured.
 ENVIRONMENT = {
