@@ -80,6 +80,8 @@ class ProgressReporter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.request_id = request_id
+        #: `report` calls so far (the ProgressReports metric; compare with messages sent).
+        self.reports = 0
         self._clock = clock
         # Guarded by _lock: the mailbox between the handler and the flusher thread.
         self._lock = threading.Condition()
@@ -131,6 +133,7 @@ class ProgressReporter:
             timestamp=now_ms(),
         )
         with self._lock:
+            self.reports += 1
             ready = self._coalescer.offer(update, self._clock())
             if ready is not None:
                 self._outbox.append(ready)
