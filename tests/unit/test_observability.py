@@ -1,0 +1,174 @@
+"""Metrics (EMF) and log fields of real invocations, fed the events Lambda sends."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from local.schedule import scheduled_event
+from streamer import config, metrics, runtime
+from streamer.entry import authorizer, connect, disconnect, processor, router, sweeper
+from streamer.logs import JsonFormatter, lambda_context
+from streamer.metric_names import BASE_DIMENSIONS, METRICS, NAMESPACE
+from tests.conftest import FakeContext, load_event, stream_event
+
+
+class LambdaContext(FakeContext):
+    """Lambda's context object, with the attributes the log lines read."""
+
+    function_name = "streamer-dev-router"
+    function_version = "$LATEST"
+
+    def __init__(self, request_id: str = "c0ffee00-0000-4000-8000-000000000001") -> None:
+        super().__init__()
+        self.aws_request_id = request_id
+
+
+def emf_documents(output: str) -> list[dict[str, Any]]:
+    """The EMF documents among stdout's lines."""
+    documents = []
+    for line in output.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and "_aws" in document:
+            documents.append(document)
+    return documents
+
+
+def emitted(documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Metric name -> the dimension values (and value) of each document carrying it."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == NAMESPACE
+            assert len(directive["Metrics"]) <= 100
+            for dimension_set in directive["Dimensions"]:
+                assert len(dimension_set) <= 30
+            (dimension_set,) = directive["Dimensions"]
+            for metric in directive["Metrics"]:
+                values = {name: document[name] for name in dimension_set}
+                found.setdefault(metric["Name"], []).append(
+                    {**values, "value": document[metric["Name"]], "unit": metric["Unit"]}
+                )
+    return found
+
+
+def assert_declared(found: dict[str, list[dict[str, Any]]]) -> None:
+    """Each metric found carries exactly its declared dimensions and unit."""
+    for name, points in found.items():
+        declared = METRICS[name]
+        for point in points:
+            assert set(point) - {"value", "unit"} == {*BASE_DIMENSIONS, *declared.dimensions}
+            assert point["unit"] == declared.unit.value
+
+
+@pytest.fixture
+def staged(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.STAGE, "dev")
+    runtime.reset()
+    metrics.pending()
+
+
+def test_a_connection_and_an_async_request_emit_their_metrics(staged, management, capsys):
+    # GIVEN a client that connects, queues a report and goes away, each step a real invocation
+    capsys.readouterr()
+    assert connect.handler(load_event("connect"), LambdaContext()) == {"statusCode": 200}
+    message = load_event("message")
+    message["body"] = json.dumps(
+        {"action": "generate_report", "id": "r-1", "payload": {"pages": 3, "page_ms": 30}}
+    )
+    router.handler(message, LambdaContext())
+    event, _ = stream_event()
+    assert processor.handler(event, LambdaContext()) == {"batchItemFailures": []}
+    disconnect.handler(load_event("disconnect"), LambdaContext())
+
+    # WHEN their stdout is read as CloudWatch reads it
+    found = emitted(emf_documents(capsys.readouterr().out))
+
+    # THEN every step's metric is there, with service, stage and region and its own dimensions
+    assert_declared(found)
+    base = {"service": "streamer", "stage": "dev", "region": "us-east-1"}
+    assert found["ConnectionsOpened"] == [{**base, "value": [1.0], "unit": "Count"}]
+    assert found["ConnectionsClosed"] == [{**base, "value": [1.0], "unit": "Count"}]
+    assert {**base, "route": "$default", "outcome": "acknowledgment"} == {
+        k: v for k, v in found["Messages"][0].items() if k not in ("value", "unit")
+    }
+    for name in ("AcknowledgmentDuration", "PickupDuration", "RunDuration", "TotalDuration"):
+        (point,) = found[name]
+        assert point["action"] == "generate_report" and len(point["value"]) == 1
+    (outcome,) = found["Outcomes"]
+    assert (outcome["action"], outcome["status"], outcome["value"]) == (
+        "generate_report",
+        "COMPLETED",
+        [1.0],
+    )
+    (reports,) = found["ProgressReports"]
+    (sent,) = found["ProgressMessagesSent"]
+    assert reports["value"][0] >= sent["value"][0] >= 1
+
+
+def test_a_refused_handshake_is_counted_by_reason(staged, aws, capsys, monkeypatch):
+    # GIVEN a stack that verifies tokens, and a handshake with a bad one
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    monkeypatch.setenv(config.JWT_PUBLIC_KEY, pem.decode())
+    runtime.reset()
+    authorizer.reset()
+    event = load_event("authorizer_connect")
+    capsys.readouterr()
+
+    # WHEN the authorizer refuses it
+    with pytest.raises(Exception, match="Unauthorized"):
+        authorizer.handler(event, LambdaContext())
+
+    # THEN the refusal is a ConnectionsRefused point with reason "unauthorized"
+    found = emitted(emf_documents(capsys.readouterr().out))
+    assert_declared(found)
+    assert [p["reason"] for p in found["ConnectionsRefused"]] == ["unauthorized"]
+
+
+def test_an_empty_sweep_still_reports_zero_redrives(staged, aws, capsys):
+    capsys.readouterr()
+    event = scheduled_event(
+        "arn:aws:events:us-east-1:123456789012:rule/sweeper", "us-east-1", "123456789012", 0
+    )
+    sweeper.handler(event, LambdaContext())
+    found = emitted(emf_documents(capsys.readouterr().out))
+    assert found["SweeperRedrives"][0]["value"] == [0.0]
+    assert found["SweeperItemFailures"][0]["value"] == [0.0]
+
+
+def test_a_metric_with_other_dimensions_than_declared_is_refused():
+    with pytest.raises(ValueError, match="Messages takes dimensions"):
+        metrics.count(METRICS["Messages"], route="$default")
+
+
+def test_every_log_line_carries_the_invocation_fields(monkeypatch):
+    # GIVEN an invocation traced by X-Ray, as Lambda sets it up
+    monkeypatch.setenv(
+        "_X_AMZN_TRACE_ID",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    )
+    record = logging.LogRecord("streamer.router", logging.INFO, __file__, 1, "hello", None, None)
+
+    # WHEN a line is logged inside it
+    with lambda_context(LambdaContext("req-42")):
+        line = json.loads(JsonFormatter().format(record))
+
+    # THEN the line names the Lambda request, the function, its version and the trace
+    assert line["aws_request_id"] == "req-42"
+    assert line["function_name"] == "streamer-dev-router"
+    assert line["function_version"] == "$LATEST"
+    assert line["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert isinstance(line["cold_start"], bool)
+    with lambda_context(LambdaContext("req-43")):
+        assert json.loads(JsonFormatter().format(record))["cold_start"] is False
