@@ -81,7 +81,6 @@ SWEEPER_REDRIVES = _count(
     "SweeperRedrives", (), "stuck requests the sweeper put back, timed out or cancelled"
 )
 SWEEPER_FAILURES = _count("SweeperItemFailures", (), "due items the sweeper could not handle")
-DLQ_ARRIVALS = _count("DeadLetters", (), "stream batches the mapping gave up on (DLQ messages)")
 EXTERNAL_JOB_POLLS = _count(
     "ExternalJobPolls", ("action", "outcome"), "polls of external jobs, by outcome"
 )
@@ -110,7 +109,6 @@ METRICS: dict[str, Metric] = {
         GONE_CONNECTIONS,
         SWEEPER_REDRIVES,
         SWEEPER_FAILURES,
-        DLQ_ARRIVALS,
         EXTERNAL_JOB_POLLS,
         CIRCUIT_OPEN,
     )
