@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from streamer import tracing
 from streamer.coalescer import Coalescer, Update
 from streamer.errors import RequestCancelled
 from streamer.progress_flusher import MAX_UNPERSISTED_MESSAGES, ProgressFlusher, Snapshot
@@ -103,7 +104,7 @@ class ProgressReporter:
         )
         self._cancelled = self._flusher.cancelled
         self._thread = threading.Thread(
-            target=self._run, name=f"progress-{request_id}", daemon=True
+            target=tracing.carried(self._run), name=f"progress-{request_id}", daemon=True
         )
         self._thread.start()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,8 +38,10 @@ def enable_tracing(enabled: bool) -> None:
     if not enabled or _enabled:
         return
     from aws_xray_sdk.core import patch, xray_recorder
+    from aws_xray_sdk.core.lambda_launcher import LambdaContext
 
-    xray_recorder.configure(context=_continuing_context(xray_recorder.context))
+    if type(xray_recorder.context) is LambdaContext:
+        xray_recorder.configure(context=_continuing_lambda_context())
     patch(["botocore"])
     _enabled = True
 
@@ -57,18 +59,26 @@ def subsegment(name: str) -> Iterator[None]:
 
 
 def trace_header() -> str | None:
-    """This invocation's trace header (`Root=...;Parent=...;Sampled=...`) when tracing is on.
+    """Where this point of the trace is, to store with a request: `Root=...;Parent=...;Sampled=...`.
 
-    Lambda sets `_X_AMZN_TRACE_ID` for each invocation (docs.aws.amazon.com/lambda/latest/
-    dg/configuration-envvars.html); its `Parent` is the function's segment.
+    The parent is the open subsegment (the router's), else the function's segment
+    as Lambda names it in `_X_AMZN_TRACE_ID` (docs.aws.amazon.com/lambda/latest/dg/
+    configuration-envvars.html). None when tracing is off.
     """
     if not _enabled:
         return None
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.models.trace_header import TraceHeader
+
+    entity = xray_recorder.current_subsegment()
+    if entity is not None:
+        return TraceHeader(entity.trace_id, entity.id, 1 if entity.sampled else 0).to_header_str()
     return os.environ.get(TRACE_HEADER_VARIABLE) or None
 
 
 def annotate_request(fields: Mapping[str, Any]) -> None:
-    """Annotate the current trace entity with the request's tenant, action and id."""
+    """Annotate the open subsegment (or continued segment) with the request's tenant,
+    action and id: indexed, so `annotation.request_id = "..."` finds it."""
     if not _enabled:
         return
     from aws_xray_sdk.core import xray_recorder
@@ -83,10 +93,13 @@ def annotate_request(fields: Mapping[str, Any]) -> None:
 
 @contextmanager
 def continued(header: str | None, name: str) -> Iterator[None]:
-    """Continue the trace `header` names in this thread, for the block; nothing without one.
+    """Continue the trace `header` names, in this thread, for the block.
 
-    The segment is sent when the block ends (X-Ray segment documents, `trace_id` and
-    `parent_id`: docs.aws.amazon.com/xray/latest/devguide/xray-api-segmentdocuments.html).
+    A segment named `name` with the header's trace id and parent becomes this
+    thread's current entity, so the block's botocore calls are its subsegments;
+    it is sent when the block ends (segment documents, `trace_id` and `parent_id`:
+    docs.aws.amazon.com/xray/latest/devguide/xray-api-segmentdocuments.html).
+    Nothing happens with tracing off or without a header.
     """
     if not _enabled or not header:
         yield
@@ -100,49 +113,72 @@ def continued(header: str | None, name: str) -> Iterator[None]:
         yield
         return
     segment = Segment(
-        name, traceid=parsed.root, parent_id=parsed.parent, sampled=parsed.sampled != "0"
+        name, traceid=parsed.root, parent_id=parsed.parent, sampled=parsed.sampled != 0
     )
+    local = xray_recorder.context._local
+    saved = {key: getattr(local, key) for key in ("segment", "entities") if hasattr(local, key)}
+    local.segment, local.entities = segment, [segment]
     _local.segment = segment
-    previous = _swap_entities(xray_recorder.context, [segment])
     try:
         yield
+    except BaseException as error:
+        segment.add_exception(error, _stack(error))
+        raise
     finally:
         _local.segment = None
-        _swap_entities(xray_recorder.context, previous)
+        for key in ("segment", "entities"):
+            if key in saved:
+                setattr(local, key, saved[key])
+            elif hasattr(local, key):
+                delattr(local, key)
         segment.close()
         if segment.sampled:
             xray_recorder.emitter.send_entity(segment)
 
 
-def _swap_entities(context: Any, entities: list[Any] | None) -> list[Any] | None:
-    """Make `entities` this thread's open trace entities; return the ones they replace."""
-    local = context._local
-    previous = getattr(local, "entities", None)
-    local.entities = entities
-    local.segment = entities[0] if entities else None
-    return previous
+def carried(target: Callable[[], None]) -> Callable[[], None]:
+    """`target`, to run in another thread inside the continued segment open here (if any).
 
-
-def _continuing_context(context: Any) -> Any:
-    """The recorder's context, kept from replacing a continued segment.
-
-    In Lambda the SDK's `LambdaContext` swaps in the function's own segment whenever
-    the invocation's trace id differs from the current segment's; while this
-    thread continues a stored trace, it must not.
+    A request's progress reporter thread sends and persists progress: its calls belong
+    to the request's trace, not to the invocation's.
     """
+    segment = getattr(_local, "segment", None)
+    if not _enabled or segment is None:
+        return target
 
-    class ContinuingContext(type(context)):  # type: ignore[misc]
+    def run() -> None:
+        from aws_xray_sdk.core import xray_recorder
+
+        local = xray_recorder.context._local
+        local.segment, local.entities = segment, [segment]
+        _local.segment = segment
+        try:
+            target()
+        finally:
+            _local.segment = None
+            local.segment, local.entities = None, []
+
+    return run
+
+
+def _stack(error: BaseException) -> Any:
+    import traceback
+
+    return traceback.extract_tb(error.__traceback__)
+
+
+def _continuing_lambda_context() -> Any:
+    """The SDK's Lambda context, kept from replacing a continued segment.
+
+    `LambdaContext` swaps in the function's own (facade) segment whenever the
+    invocation's trace id differs from the current segment's; while a thread
+    continues a stored trace (`continued`), it must not.
+    """
+    from aws_xray_sdk.core.lambda_launcher import LambdaContext
+
+    class ContinuingLambdaContext(LambdaContext):
         def _refresh_context(self) -> None:
-            if getattr(_local, "segment", None) is not None:
-                return
-            super()._refresh_context()
+            if getattr(_local, "segment", None) is None:
+                super()._refresh_context()
 
-        def get_trace_entity(self) -> Any:
-            if getattr(_local, "segment", None) is not None:
-                entities = getattr(self._local, "entities", None)
-                return entities[-1] if entities else _local.segment
-            return super().get_trace_entity()
-
-    continuing = ContinuingContext.__new__(ContinuingContext)
-    continuing.__dict__.update(context.__dict__)
-    return continuing
+    return ContinuingLambdaContext()

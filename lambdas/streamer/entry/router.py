@@ -64,7 +64,10 @@ def _answer(ws: WebSocketEvent, context: Any) -> dict[str, Any]:
             router.settings.region, router.settings.management_endpoint
         ),
     )
-    with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
+    with (
+        log_context(tenant_id=identity.tenant_id, user_id=identity.user_id),
+        tracing.subsegment("streamer.router"),
+    ):
         answer = router.handle(ws.body, caller, _remaining_ms(context))
         tracing.annotate_request(current_fields())
         return answer
