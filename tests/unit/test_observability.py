@@ -172,3 +172,51 @@ def test_every_log_line_carries_the_invocation_fields(monkeypatch):
     assert isinstance(line["cold_start"], bool)
     with lambda_context(LambdaContext("req-43")):
         assert json.loads(JsonFormatter().format(record))["cold_start"] is False
+
+
+def _debug_lines_written(rate: float, draws: list[float], monkeypatch) -> list[bool]:
+    """For each invocation (its random draw given), whether its DEBUG line was written."""
+    from streamer import logs
+
+    configured = logging.getLogger("streamer").level
+    logs.configure_logging("INFO", rate)
+    handler = next(h for h in logging.getLogger("streamer").handlers if h.filters)
+    written = []
+    try:
+        for draw in draws:
+            monkeypatch.setattr(logs.random, "random", lambda draw=draw: draw)
+            with lambda_context(LambdaContext()):
+                record = logging.LogRecord(
+                    "streamer.x", logging.DEBUG, __file__, 1, "d", None, None
+                )
+                written.append(
+                    logging.getLogger("streamer").isEnabledFor(logging.DEBUG)
+                    and handler.filter(record)
+                )
+    finally:
+        logs.configure_logging(logging.getLevelName(configured), 0.0)
+    return written
+
+
+def test_debug_lines_are_written_for_the_sampled_share_of_invocations(monkeypatch):
+    # GIVEN level INFO and a debug sample rate of 25 %
+    # WHEN four invocations draw 0.1, 0.3, 0.2 and 0.9
+    written = _debug_lines_written(0.25, [0.1, 0.3, 0.2, 0.9], monkeypatch)
+    # THEN the DEBUG lines of the invocations drawn under 0.25 are written, and only theirs
+    assert written == [True, False, True, False]
+
+
+def test_without_a_sample_rate_debug_lines_stay_out(monkeypatch):
+    assert _debug_lines_written(0.0, [0.0, 0.5], monkeypatch) == [False, False]
+
+
+def test_the_sample_rate_is_a_number_from_0_to_1():
+    assert (
+        config.Settings.from_env({config.LOG_DEBUG_SAMPLE_RATE: "0.05"}).log_debug_sample_rate
+        == 0.05
+    )
+    assert (
+        config.Settings.from_env({config.LOG_DEBUG_SAMPLE_RATE: "7"}).log_debug_sample_rate == 1.0
+    )
+    with pytest.raises(config.ConfigError, match=config.LOG_DEBUG_SAMPLE_RATE):
+        config.Settings.from_env({config.LOG_DEBUG_SAMPLE_RATE: "often"})
