@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -220,3 +222,37 @@ def test_the_sample_rate_is_a_number_from_0_to_1():
     )
     with pytest.raises(config.ConfigError, match=config.LOG_DEBUG_SAMPLE_RATE):
         config.Settings.from_env({config.LOG_DEBUG_SAMPLE_RATE: "often"})
+
+
+def test_an_app_importing_powertools_after_a_flush_gets_the_whole_package(tmp_path):
+    # GIVEN a process whose first flush loaded only Powertools' EMF provider
+    script = (
+        "from streamer import metric_names, metrics\n"
+        "metrics.count(metric_names.CONNECTIONS_OPENED)\n"
+        "metrics.flush()\n"
+        # WHEN an app's handler imports Powertools as its documentation says
+        "from aws_lambda_powertools import Logger, Metrics, Tracer\n"
+        "import aws_lambda_powertools.metrics\n"
+        "print(aws_lambda_powertools.metrics.Metrics is Metrics, Logger.__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    # THEN it gets the real package, Logger and all, and the metric was written first
+    lines = result.stdout.splitlines()
+    assert emitted(emf_documents(result.stdout))["ConnectionsOpened"][0]["value"] == [1.0]
+    assert lines[-1] == "True Logger"
+
+
+def test_a_flush_that_cannot_write_logs_what_it_dropped_and_does_not_raise(monkeypatch, caplog):
+    def missing() -> None:
+        raise ModuleNotFoundError("No module named 'aws_lambda_powertools'")
+
+    metrics.pending()
+    monkeypatch.setattr(metrics, "_emf_provider", missing)
+    metrics.count(METRICS["ConnectionsClosed"])
+    with caplog.at_level(logging.ERROR, logger="streamer.metrics"):
+        metrics.flush()
+    (record,) = caplog.records
+    assert record.getMessage() == "metrics not written"
+    assert record.fields == {"dropped": ["ConnectionsClosed"]}
