@@ -256,3 +256,36 @@ def test_a_flush_that_cannot_write_logs_what_it_dropped_and_does_not_raise(monke
     (record,) = caplog.records
     assert record.getMessage() == "metrics not written"
     assert record.fields == {"dropped": ["ConnectionsClosed"]}
+
+
+def test_a_sync_answer_a_retry_and_a_gone_connection_emit_their_metrics(
+    staged, test_app, management, capsys
+):
+    # GIVEN a connected client of the test app
+    assert connect.handler(load_event("connect"), LambdaContext()) == {"statusCode": 200}
+    connection_id = load_event("connect")["requestContext"]["connectionId"]
+    capsys.readouterr()
+
+    def send(body: dict[str, Any]) -> dict[str, Any]:
+        message = load_event("message")
+        message["body"] = json.dumps(body)
+        return json.loads(router.handler(message, LambdaContext())["body"])
+
+    # WHEN it runs a sync echo, and queues a flaky request whose first attempt fails
+    # while the connection is gone
+    assert send({"action": "echo", "id": "e-1", "payload": {"x": 1}})["type"] == "response"
+    assert send({"action": "flaky", "id": "f-1", "payload": {}})["type"] == "acknowledgment"
+    management.gone.add(connection_id)
+    event, _ = stream_event()
+    processor.handler(event, LambdaContext())
+
+    # THEN the sync run, the retry and the gone connection are counted, each as declared
+    found = emitted(emf_documents(capsys.readouterr().out))
+    assert_declared(found)
+    assert [p["action"] for p in found["SyncDuration"]] == ["echo"]
+    assert [(p["action"], p["value"]) for p in found["Retries"]] == [("flaky", [1.0])]
+    assert found["GoneConnections"][0]["value"][0] >= 1
+    assert {(p["route"], p["outcome"]) for p in found["Messages"]} == {
+        ("$default", "response"),
+        ("$default", "acknowledgment"),
+    }
