@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from local.schedule import scheduled_event
 from streamer import config, metrics, runtime
-from streamer.entry import authorizer, connect, disconnect, processor, router, sweeper
+from streamer.entry import authorizer, connect, disconnect, poller, processor, router, sweeper
 from streamer.logs import JsonFormatter, lambda_context
 from streamer.metric_names import BASE_DIMENSIONS, METRICS, NAMESPACE
 from tests.conftest import FakeContext, load_event, stream_event
@@ -289,3 +289,29 @@ def test_a_sync_answer_a_retry_and_a_gone_connection_emit_their_metrics(
         ("$default", "response"),
         ("$default", "acknowledgment"),
     }
+
+
+def test_a_poll_of_an_external_job_is_counted_by_action_and_outcome(
+    staged, test_app, management, capsys
+):
+    # GIVEN an external job the processor left WAITING, due for its first poll
+    assert connect.handler(load_event("connect"), LambdaContext()) == {"statusCode": 200}
+    message = load_event("message")
+    message["body"] = json.dumps({"action": "external_count", "id": "j-1", "payload": {"count": 2}})
+    router.handler(message, LambdaContext())
+    event, _ = stream_event()
+    processor.handler(event, LambdaContext())
+    capsys.readouterr()
+
+    # WHEN the scheduled poller runs
+    schedule = scheduled_event(
+        "arn:aws:events:us-east-1:123456789012:rule/poller", "us-east-1", "123456789012", 0
+    )
+    assert poller.handler(schedule, LambdaContext())["polled"] == 1
+
+    # THEN the poll is an ExternalJobPolls point of its action, outcome "polled"
+    found = emitted(emf_documents(capsys.readouterr().out))
+    assert_declared(found)
+    assert [(p["action"], p["outcome"], p["value"]) for p in found["ExternalJobPolls"]] == [
+        ("external_count", "polled", [1.0])
+    ]
