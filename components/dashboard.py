@@ -120,7 +120,6 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
                             where.dead_letter_queue,
                             {"stat": "Maximum"},
                         ],
-                        *declared(m.DLQ_ARRIVALS, "Sum", where),
                     ],
                 ),
                 (

@@ -48,6 +48,9 @@ def _values(
 
     return {
         config.LOG_LEVEL: tuning.log_level,
+        config.LOG_DEBUG_SAMPLE_RATE: str(tuning.log_debug_sample_rate),
+        # The `stage` dimension of every metric (streamer.metrics).
+        config.STAGE: settings.stage_name,
         config.TRACING: "true" if settings.tracing else "false",
         config.JWT_ISSUER: jwt.issuer,
         config.JWT_AUDIENCE: jwt.audience,

@@ -8,10 +8,7 @@ function: the service, the stack's API stage, and the function's region.
 
 from __future__ import annotations
 
-from streamer.metric_names import BASE_DIMENSIONS, NAMESPACE, Metric
-
-#: The `service` dimension's value on every metric Streamer emits.
-SERVICE = "streamer"
+from streamer.metric_names import BASE_DIMENSIONS, NAMESPACE, SERVICE, Metric
 
 
 def base_dimensions(stage: str, region: str) -> dict[str, str]:

@@ -110,6 +110,7 @@ class RuntimeTuning:
     max_attempts: int = _RUNTIME_DEFAULTS["max_attempts"]
     lease_margin_s: int = _RUNTIME_DEFAULTS["lease_margin_s"]
     log_level: str = _RUNTIME_DEFAULTS["log_level"]
+    log_debug_sample_rate: float = _RUNTIME_DEFAULTS["log_debug_sample_rate"]
     rate_limit_per_s: int = _RUNTIME_DEFAULTS["rate_limit_per_s"]
     #: Messages one connection may send at once; 0 is one second's worth (the rate).
     rate_limit_burst: int = 0

@@ -14,7 +14,7 @@ import logging
 import uuid
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store, tracing
 from streamer.admission import Caller
 from streamer.answers import is_store_failure
 from streamer.breaker import breaker_for
@@ -23,7 +23,7 @@ from streamer.config import PICKUP_TIMEOUT_MS, Settings
 from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.execution import Outcome, run_handler
 from streamer.handlers import App, Handler, Request
-from streamer.logs import bind
+from streamer.logs import Timer, bind
 from streamer.models import (
     ASYNC,
     COMPLETED,
@@ -193,7 +193,9 @@ class ApplicationActions:
             metadata=dict(message.metadata),
         )
         timeout_ms = max(0, min(self.settings.sync_timeout_ms, remaining_ms - ANSWER_MARGIN_MS))
+        timer = Timer()
         outcome = sync_outcome(self._run(handler, request, timeout_ms))
+        metrics.duration(metric_names.SYNC_DURATION, timer.elapsed_ms, action=message.action)
         failed = is_failure(outcome.status, (outcome.error or {}).get("code"))
         self.breaker.record(message.action, failed, verdict)
         if item is not None:
@@ -268,6 +270,7 @@ class ApplicationActions:
             connection_id=caller.connection_id,
             endpoint=caller.endpoint,
             origin_region=self.settings.region,
+            trace_header=tracing.trace_header() if kind == ASYNC else None,
             estimated_duration_ms=handler.estimated_duration_ms,
             created_at=now,
             updated_at=now,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store
 from streamer.audience import Audience
 from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
@@ -48,7 +48,10 @@ def run_attempt(
     reporter = _reporter(item, attempt, audience, settings)
     log.info("request started", extra={"fields": {"attempt": attempt, "status": item.status}})
     outcome = call(handler, request_of(item), reporter)
+    metrics.duration(metric_names.RUN_DURATION, timer.elapsed_ms, action=item.action)
     last_seq = reporter.close()
+    metrics.count(metric_names.PROGRESS_REPORTS, reporter.reports, action=item.action)
+    metrics.count(metric_names.PROGRESS_SENT, last_seq - int(item.seq), action=item.action)
     if reporter.cancelled and outcome.status != CANCELLED:
         # Cancelled while the handler was finishing: the cancel wins.
         error = StreamerError(ErrorCode.CANCELLED, "the request was cancelled")

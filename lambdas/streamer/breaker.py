@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from streamer import circuit
+from streamer import circuit, metrics
 from streamer.circuit import CircuitState, Counts, Phase, Policy, Verdict
 from streamer.config import Settings
 from streamer.metric_names import CIRCUIT_OPEN
@@ -228,16 +228,11 @@ class Breaker:
 
 
 def refused(action: str, verdict: Verdict) -> None:
-    """Log a request refused or put back by an open circuit, as the metric's source line."""
+    """Count and log a request refused or put back by an open circuit."""
+    metrics.count(CIRCUIT_OPEN, action=action)
     log.warning(
         "circuit open",
-        extra={
-            "fields": {
-                "action": action,
-                "retry_after_ms": verdict.retry_after_ms,
-                "metric": CIRCUIT_OPEN.name,
-            }
-        },
+        extra={"fields": {"action": action, "retry_after_ms": verdict.retry_after_ms}},
     )
 
 

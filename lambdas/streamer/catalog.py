@@ -80,7 +80,7 @@ class Function:
         return config.EVENT_BUS in self.environment
 
 
-_LOGS = frozenset({config.LOG_LEVEL, config.TRACING})
+_LOGS = frozenset({config.LOG_LEVEL, config.LOG_DEBUG_SAMPLE_RATE, config.STAGE, config.TRACING})
 _TABLES = frozenset({config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE})
 #: What verifies a user's token (and a watch token, when the stack has a secret).
 _TOKENS = frozenset(

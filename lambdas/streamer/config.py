@@ -50,6 +50,10 @@ CIRCUIT_OPEN_S = "STREAMER_CIRCUIT_OPEN_S"
 NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
 TRACING = "STREAMER_TRACING"
 LOG_LEVEL = "STREAMER_LOG_LEVEL"
+#: The share of invocations (0 to 1) whose DEBUG lines are written, whatever LOG_LEVEL says.
+LOG_DEBUG_SAMPLE_RATE = "STREAMER_LOG_DEBUG_SAMPLE_RATE"
+#: The deployment's stage (the stack), the `stage` dimension of every metric.
+STAGE = "STREAMER_STAGE"
 # Set by Lambda itself; the origin region of requests and the stream filter.
 REGION = "AWS_REGION"
 
@@ -78,6 +82,8 @@ ALL = (
     ALLOWED_TENANTS,
     TRACING,
     LOG_LEVEL,
+    LOG_DEBUG_SAMPLE_RATE,
+    STAGE,
     RATE_LIMIT_PER_S,
     RATE_LIMIT_BURST,
     MAX_ACTIVE_REQUESTS,
@@ -171,6 +177,10 @@ class Settings:
     allowed_tenants: frozenset[str] | None = None
     tracing: bool = False
     log_level: str = "INFO"
+    #: The share of invocations, 0 to 1, whose DEBUG lines are written (`streamer.logs`).
+    log_debug_sample_rate: float = 0.0
+    #: The `stage` dimension of every metric (`streamer.metrics`).
+    stage: str = "default"
     #: Messages per connection per second, refilling a token bucket; 0 is no limit.
     rate_limit_per_s: int = 20
     #: The bucket's size: messages a connection may send at once. None: one second's worth.
@@ -244,6 +254,8 @@ class Settings:
             ),
             tracing=flag(TRACING, False),
             log_level=(text(LOG_LEVEL) or "INFO").upper(),
+            log_debug_sample_rate=min(max(0.0, decimal(LOG_DEBUG_SAMPLE_RATE, 0.0)), 1.0),
+            stage=text(STAGE) or "default",
             rate_limit_per_s=min(max(0, number(RATE_LIMIT_PER_S, 20)), 1_000_000),
             rate_limit_burst=max(0, number(RATE_LIMIT_BURST, 0)) or None,
             max_active_requests=number(MAX_ACTIVE_REQUESTS, 20),

@@ -19,6 +19,8 @@ from enum import StrEnum
 
 #: The CloudWatch namespace of every Streamer metric.
 NAMESPACE = "Streamer"
+#: The `service` dimension's value on every metric.
+SERVICE = "streamer"
 #: The dimensions every metric carries (each value is fixed per function).
 BASE_DIMENSIONS = ("service", "stage", "region")
 
@@ -86,7 +88,6 @@ SWEEPER_REDRIVES = _count(
     "SweeperRedrives", (), "stuck requests the sweeper put back, timed out or cancelled"
 )
 SWEEPER_FAILURES = _count("SweeperItemFailures", (), "due items the sweeper could not handle")
-DLQ_ARRIVALS = _count("DeadLetters", (), "stream batches the mapping gave up on (DLQ messages)")
 EXTERNAL_JOB_POLLS = _count(
     "ExternalJobPolls", ("action", "outcome"), "polls of external jobs, by outcome"
 )
@@ -116,7 +117,6 @@ METRICS: dict[str, Metric] = {
         GONE_CONNECTIONS,
         SWEEPER_REDRIVES,
         SWEEPER_FAILURES,
-        DLQ_ARRIVALS,
         EXTERNAL_JOB_POLLS,
         CIRCUIT_OPEN,
     )

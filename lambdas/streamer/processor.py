@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store, tracing
 from streamer.attempt import HandlerCall, run_attempt
 from streamer.breaker import breaker_for
 from streamer.circuit import Verdict, is_failure
@@ -40,7 +40,7 @@ from streamer.config import Settings
 from streamer.events import StreamRecord
 from streamer.execution import run_handler, run_poll
 from streamer.handlers import App
-from streamer.logs import copy_context, log_context
+from streamer.logs import copy_context, current_fields, log_context
 from streamer.models import RequestItem
 from streamer.protocol import now_ms
 from streamer.record_filter import processor_records
@@ -116,7 +116,8 @@ class Processor:
         if not is_actionable(record, self.settings.region):
             return
         item = RequestItem.from_raw_data(dict(record.new_image or {}))
-        with _request_log_context(item):
+        with _request_log_context(item), tracing.continued(item.trace_header, "streamer.request"):
+            tracing.annotate_request(current_fields())
             verdict = self.breaker.permit(item.action)
             now = now_ms()
             if not verdict.admitted:
@@ -125,9 +126,14 @@ class Processor:
                 if store.defer_request(item, until=now + self.breaker.wait_ms(verdict), now_ms=now):
                     log.info("request deferred: its action's circuit is open")
                 return
+            first_attempt = int(item.attempt or 0) == 0
             if not store.claim_request(item, now, now + self.lease_ms()):
                 log.info("request already claimed or no longer pending")
                 return
+            if first_attempt:
+                metrics.duration(
+                    metric_names.PICKUP_DURATION, now - int(item.created_at), action=item.action
+                )
             self._attempt(item, run_handler, verdict)
 
     def poll(self, item: RequestItem) -> None:

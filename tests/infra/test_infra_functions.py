@@ -21,7 +21,7 @@ from .graph import PROJECT, environment, function, functions, grants
 pytestmark = pytest.mark.infra
 
 #: Variable groups, also read by the HTTP API's test.
-COMMON = {config.LOG_LEVEL, config.TRACING}
+COMMON = {config.LOG_LEVEL, config.LOG_DEBUG_SAMPLE_RATE, config.STAGE, config.TRACING}
 TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
 REQUEST_TUNING = {
     config.APP_MODULE,

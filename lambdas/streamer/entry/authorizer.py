@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from streamer import runtime, watch
+from streamer import invocation, metric_names, metrics, runtime, watch
 from streamer.auth import MAX_TOKEN_BYTES, InvalidToken, TokenVerifier, policy, tenant_allowed
 from streamer.config import Settings
 from streamer.events import AuthorizerEvent, Identity, bearer_token
@@ -105,6 +105,10 @@ def _websocket_answer(event: dict[str, Any], settings: Settings) -> dict[str, An
         identity = _decide(query or header or "", settings)
     except _Refused as refused:
         log.info("connection refused", extra={"fields": {"reason": refused.reason}})
+        metrics.count(
+            metric_names.CONNECTIONS_REFUSED,
+            reason="unauthorized" if refused.status == 401 else "forbidden",
+        )
         if refused.identity is None:
             raise Exception(UNAUTHORIZED) from None
         return policy(refused.identity.user_id, "Deny", request.method_arn, {})
@@ -121,6 +125,7 @@ def _http_answer(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"isAuthorized": True, "context": identity.to_context()}
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     http = is_http_api_event(event)
     connection_id = None if http else AuthorizerEvent(event).connection_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streamer import runtime, store
+from streamer import invocation, metric_names, metrics, runtime, store
 from streamer.config import CONNECTION_TTL_S
 from streamer.events import WebSocketEvent
 from streamer.logs import log_context
@@ -15,6 +15,7 @@ from streamer.protocol import now_ms
 log = logging.getLogger("streamer.connect")
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = runtime.current().settings
     ws = WebSocketEvent(event)
@@ -23,6 +24,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if identity is None:
             # Only reachable if the route lost its authorizer: refuse, store nothing.
             log.error("connect without authorizer context")
+            metrics.count(metric_names.CONNECTIONS_REFUSED, reason="unauthorized")
             return {"statusCode": 401}
         now = now_ms()
         connection = Connection(
@@ -38,4 +40,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         store.save_connection(connection)
         log.info("connected", extra={"fields": {"tenant_id": identity.tenant_id}})
+        metrics.count(metric_names.CONNECTIONS_OPENED)
         return {"statusCode": 200}

@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streamer import runtime, store
+from streamer import invocation, metric_names, metrics, runtime, store
 from streamer.events import WebSocketEvent
 from streamer.logs import log_context
 
 log = logging.getLogger("streamer.disconnect")
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime.current()
     ws = WebSocketEvent(event)
     with log_context(connection_id=ws.connection_id):
         store.forget_connection(ws.connection_id)
         log.info("disconnected")
+        metrics.count(metric_names.CONNECTIONS_CLOSED)
     return {"statusCode": 200}
