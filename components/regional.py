@@ -1,6 +1,7 @@
 """Everything Streamer runs in one region, on that region's provider.
 
-The dependency layer (and the tracing layer when the stack traces), the functions of
+The layers (the dependency layer, AWS's managed Powertools layer, the app's layer when an
+app brings requirements, the tracing layer when the stack traces), the functions of
 `streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke
 (with access logs once a check finds the account's bootstrap for the region), the mapping
 on this region's replica stream with its dead-letter queue, a one-minute schedule for each
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import policies, powertools
 from components.api import (
     CONNECT,
     DEFAULT,
@@ -33,7 +34,7 @@ from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, functi
 from components.http_api import HttpApi, HttpApiArgs
 from components.insights import TenantInsights, TenantInsightsArgs
 from components.notifications import Notifications, NotificationsArgs
-from components.package import Artifacts
+from components.package import Archive, Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
 from components.service_alarms import ServiceAlarms, ServiceAlarmsArgs
 from components.settings import StackSettings
@@ -46,6 +47,9 @@ from streamer.catalog import Trigger
 MADE_BY_COMPONENTS = frozenset({"http", "publish"})
 #: The scheduled functions' rate: EventBridge's shortest.
 SCHEDULE_RATE = "rate(1 minute)"
+#: Layers a function may have at most (Lambda quotas,
+#: docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): ours are four at most.
+MAX_LAYERS = 5
 #: SQS's maximum, so a dead letter can be inspected for two weeks.
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
 
@@ -95,15 +99,8 @@ class RegionalStack(pulumi.ComponentResource):
             )
         self.alarm_actions = [alarm_topic.arn, *settings.alarm_actions.get(args.region, ())]
 
-        layers = {"dependencies": args.artifacts.layer}
-        if args.artifacts.app_layer is not None:
-            # The requirements of an app kept outside `lambdas/` (docs/deploying.md).
-            layers["app"] = args.artifacts.app_layer
-        if settings.tracing:
-            # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
-            layers["tracing"] = args.artifacts.tracing_layer
-        layer_arns = [
-            aws.lambda_.LayerVersion(
+        def own_layer(layer: str, archive: Archive) -> pulumi.Output[str]:
+            return aws.lambda_.LayerVersion(
                 f"{name}-{layer}",
                 layer_name=f"{args.prefix}-{layer}",
                 code=pulumi.FileArchive(str(archive.path)),
@@ -112,8 +109,20 @@ class RegionalStack(pulumi.ComponentResource):
                 compatible_architectures=[ARCHITECTURE],
                 opts=child,
             ).arn
-            for layer, archive in layers.items()
+
+        # Lambda extracts the layers into /opt in this order, a later one's files over an
+        # earlier one's: an app's own Powertools (in its layer) wins over the managed one.
+        layer_arns = [
+            own_layer("dependencies", args.artifacts.layer),
+            # Powertools, which `streamer.metrics` writes through (components/powertools.py).
+            powertools.layer_arn(args.region, settings.powertools_layer_arns, self),
         ]
+        if args.artifacts.app_layer is not None:
+            # The requirements of an app kept outside `lambdas/` (docs/deploying.md).
+            layer_arns.append(own_layer("app", args.artifacts.app_layer))
+        if settings.tracing:
+            # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
+            layer_arns.append(own_layer("tracing", args.artifacts.tracing_layer))
         dead_letters = aws.sqs.Queue(
             f"{name}-processor-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,

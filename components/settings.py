@@ -41,6 +41,10 @@ _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CERTIFICATE_ARN = re.compile(
     r"^arn:aws[a-z-]*:acm:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/.+$"
 )
+#: A layer version's ARN (the API's LayerVersionArn pattern); group 1 is its region.
+_LAYER_VERSION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:lambda:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:layer:[a-zA-Z0-9_-]+:\d+$"
+)
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
 
 
@@ -212,6 +216,9 @@ class StackSettings:
     domain_name: str | None = None
     #: The domain's ACM certificate in each region, by region (`certificate_arns`).
     certificate_arns: Mapping[str, str] = field(default_factory=dict)
+    #: The managed Powertools layer given for some regions (`powertools_layer_arns`); the
+    #: others look it up (components/powertools.py).
+    powertools_layer_arns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def home_region(self) -> str:
@@ -265,6 +272,7 @@ class StackSettings:
             http_authorizer_cache_s=_int_or(config.get_int("httpAuthorizerCacheS"), 30),
             domain_name=config.get("domainName"),
             certificate_arns=certificate_arns(config.get("certificateArn")),
+            powertools_layer_arns=powertools_layer_arns(config.get("powertoolsLayerArn"), regions),
         )
         settings.check()
         return settings
@@ -442,6 +450,30 @@ def certificate_arns(value: str | None) -> dict[str, str]:
             raise ConfigError(f"streamer:certificateArn: two certificates in {match.group(1)}")
         by_region[match.group(1)] = str(arn)
     return by_region
+
+
+def powertools_layer_arns(value: str | None, regions: tuple[str, ...]) -> dict[str, str]:
+    """`streamer:powertoolsLayerArn` by region: a map region -> layer version ARN (regions
+    left out look the layer up), or one ARN with `{region}` standing for every region."""
+    if not value:
+        return {}
+    key = "streamer:powertoolsLayerArn"
+    if value.lstrip().startswith("{"):
+        given = json.loads(value)
+        unknown = sorted(set(given) - set(regions))
+        if unknown:
+            raise ConfigError(f"{key}: {unknown} are not configured regions")
+        arns = {region: str(arn) for region, arn in given.items()}
+    else:
+        arns = {region: value.replace("{region}", region) for region in regions}
+    for region, arn in arns.items():
+        match = _LAYER_VERSION_ARN.match(arn)
+        if match is None:
+            raise ConfigError(f"{key}: {arn!r} is not a layer version ARN")
+        if match.group(1) != region:
+            # A function's layers must be in its region (configuration-layers.html).
+            raise ConfigError(f"{key}: {arn!r} is not in {region}, the function's region")
+    return arns
 
 
 def _camel(name: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.package import Artifacts
-from components.plan import SECRET, Plan
+from components.plan import SECRET, Plan, managed_powertools_arn
 from components.settings import ConfigError
 from local.event_source_mapping import MappingConfig
 from local.wiring import function_specs
@@ -90,7 +90,8 @@ def test_function_runs_the_shared_code_on_arm64_python312(
     assert inputs["handler"] == catalog.FUNCTIONS[name].handler
     assert inputs["code"] == "archive:code.zip"
     assert inputs["codeSha256"] == artifacts.code.sha256
-    assert inputs["layers"] == [layer.outputs["arn"] for layer in layers]
+    dependencies, tracing = (layer.outputs["arn"] for layer in layers)
+    assert inputs["layers"] == [dependencies, managed_powertools_arn(region), tracing]
     for layer, archive in zip(layers, (artifacts.layer, artifacts.tracing_layer), strict=True):
         assert layer.inputs["compatibleRuntimes"] == ["python3.12"]
         assert layer.inputs["compatibleArchitectures"] == ["arm64"]
@@ -193,7 +194,7 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
     plan = run_stack("prod", artifacts_dir, overrides={"tracing": "false"})
     artifacts = Artifacts.load(artifacts_dir)
 
-    # WHEN the layers are read  THEN each region has the dependency layer only
+    # WHEN the layers are read  THEN each region makes the dependency layer only
     layers = plan.of_type("aws:lambda/layerVersion:LayerVersion")
     assert sorted(layer.name for layer in layers) == [
         f"{PROJECT}-{region}-dependencies" for region in ("eu-west-1", "us-east-1")
@@ -208,11 +209,15 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
             # WHEN a function and its grants are read
             actions = {action for action, _ in grants(plan, region, name)}
 
-            # THEN it is not traced, may not write traces, and gets the dependency layer only
+            # THEN it is not traced, may not write traces, and gets the dependency layer and
+            # the managed Powertools layer only
             assert fn.inputs["tracingConfig"] == {"mode": "PassThrough"}
             assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
             assert not {a for a in actions if a.startswith("xray:")}
-            assert fn.inputs["layers"] == [dependencies.outputs["arn"]]
+            assert fn.inputs["layers"] == [
+                dependencies.outputs["arn"],
+                managed_powertools_arn(region),
+            ]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -228,11 +233,16 @@ def test_with_tracing_every_function_gets_both_layers(
     regions = {fn.region for fn in functions}
     assert len(functions) == len(regions) * len(catalog.FUNCTIONS)
 
-    # THEN each has its region's dependency layer and then its tracing layer, of their builds
+    # THEN each has its region's dependency layer, the region's managed Powertools layer and
+    # then its tracing layer, of their builds
     for fn in functions:
         dependencies = plan.named(f"{PROJECT}-{fn.region}-dependencies")
         tracing = plan.named(f"{PROJECT}-{fn.region}-tracing")
-        assert fn.inputs["layers"] == [dependencies.outputs["arn"], tracing.outputs["arn"]]
+        assert fn.inputs["layers"] == [
+            dependencies.outputs["arn"],
+            managed_powertools_arn(fn.region),
+            tracing.outputs["arn"],
+        ]
         assert fn.inputs["tracingConfig"] == {"mode": "Active"}
         assert dependencies.inputs["sourceCodeHash"] == artifacts.layer.sha256
         assert tracing.inputs["sourceCodeHash"] == artifacts.tracing_layer.sha256
