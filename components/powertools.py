@@ -18,8 +18,8 @@ parameter has been missing before (aws-powertools/powertools-lambda-python#7689)
 
 Attaching the layer needs no grant from the stack: adding a layer version to a function
 takes `lambda:GetLayerVersion` on it, which a layer in another account gives through its
-resource-based policy (docs.aws.amazon.com/lambda/latest/dg/permissions-layer-cross-account.html),
-and Powertools publishes its layers to every account; the functions' roles never read
+resource-based policy (docs.aws.amazon.com/lambda/latest/dg/adding-layers.html), and
+Powertools publishes its layers to every account; the functions' roles never read
 layers (Lambda extracts them into /opt before the function's code runs,
 docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html).
 """

@@ -1,6 +1,6 @@
 """Everything Streamer runs in one region, on that region's provider.
 
-The layers (the dependency layer, AWS's managed Powertools layer, the app's layer when an
+The layers (AWS's managed Powertools layer, the dependency layer, the app's layer when an
 app brings requirements, the tracing layer when the stack traces), the functions of
 `streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke
 (with access logs once a check finds the account's bootstrap for the region), the mapping
@@ -111,11 +111,13 @@ class RegionalStack(pulumi.ComponentResource):
             ).arn
 
         # Lambda extracts the layers into /opt in this order, a later one's files over an
-        # earlier one's: an app's own Powertools (in its layer) wins over the managed one.
+        # earlier one's (docs.aws.amazon.com/lambda/latest/dg/adding-layers.html). The managed
+        # Powertools layer, which `streamer.metrics` writes through (components/powertools.py),
+        # comes first: it brings its own dependencies, and wherever a package is in ours too
+        # (the dependency, app or tracing layer), our pinned build is the one imported.
         layer_arns = [
-            own_layer("dependencies", args.artifacts.layer),
-            # Powertools, which `streamer.metrics` writes through (components/powertools.py).
             powertools.layer_arn(args.region, settings.powertools_layer_arns, self),
+            own_layer("dependencies", args.artifacts.layer),
         ]
         if args.artifacts.app_layer is not None:
             # The requirements of an app kept outside `lambdas/` (docs/deploying.md).

@@ -91,7 +91,7 @@ def test_function_runs_the_shared_code_on_arm64_python312(
     assert inputs["code"] == "archive:code.zip"
     assert inputs["codeSha256"] == artifacts.code.sha256
     dependencies, tracing = (layer.outputs["arn"] for layer in layers)
-    assert inputs["layers"] == [dependencies, managed_powertools_arn(region), tracing]
+    assert inputs["layers"] == [managed_powertools_arn(region), dependencies, tracing]
     for layer, archive in zip(layers, (artifacts.layer, artifacts.tracing_layer), strict=True):
         assert layer.inputs["compatibleRuntimes"] == ["python3.12"]
         assert layer.inputs["compatibleArchitectures"] == ["arm64"]
@@ -215,8 +215,8 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
             assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
             assert not {a for a in actions if a.startswith("xray:")}
             assert fn.inputs["layers"] == [
-                dependencies.outputs["arn"],
                 managed_powertools_arn(region),
+                dependencies.outputs["arn"],
             ]
 
 
@@ -233,14 +233,14 @@ def test_with_tracing_every_function_gets_both_layers(
     regions = {fn.region for fn in functions}
     assert len(functions) == len(regions) * len(catalog.FUNCTIONS)
 
-    # THEN each has its region's dependency layer, the region's managed Powertools layer and
-    # then its tracing layer, of their builds
+    # THEN each has the region's managed Powertools layer, then its dependency layer and its
+    # tracing layer, of their builds
     for fn in functions:
         dependencies = plan.named(f"{PROJECT}-{fn.region}-dependencies")
         tracing = plan.named(f"{PROJECT}-{fn.region}-tracing")
         assert fn.inputs["layers"] == [
-            dependencies.outputs["arn"],
             managed_powertools_arn(fn.region),
+            dependencies.outputs["arn"],
             tracing.outputs["arn"],
         ]
         assert fn.inputs["tracingConfig"] == {"mode": "Active"}

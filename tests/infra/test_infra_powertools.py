@@ -65,7 +65,7 @@ def test_every_function_gets_its_regions_layer_looked_up_at_the_pinned_version(
     assert regions == {"us-east-1", "eu-west-1"}
     assert sorted(set(mocks.parameters_read)) == sorted((r, expected) for r in regions)
     for fn in functions:
-        assert fn.inputs["layers"][1] == managed_powertools_arn(fn.region)
+        assert fn.inputs["layers"][0] == managed_powertools_arn(fn.region)
 
 
 def test_a_configured_arn_with_region_replaces_the_lookup(artifacts_dir: Path) -> None:
@@ -79,7 +79,7 @@ def test_a_configured_arn_with_region_replaces_the_lookup(artifacts_dir: Path) -
     # THEN nothing is looked up and every function has its region's given layer
     assert mocks.parameters_read == []
     for fn in planned.of_type(FUNCTION):
-        assert fn.inputs["layers"][1] == given.format(region=fn.region)
+        assert fn.inputs["layers"][0] == given.format(region=fn.region)
 
 
 def test_a_configured_map_replaces_the_lookup_for_its_regions_only(artifacts_dir: Path) -> None:
@@ -97,7 +97,7 @@ def test_a_configured_map_replaces_the_lookup_for_its_regions_only(artifacts_dir
     assert {region for region, _ in mocks.parameters_read} == {"us-east-1"}
     for fn in planned.of_type(FUNCTION):
         expected = given if fn.region == "eu-west-1" else managed_powertools_arn("us-east-1")
-        assert fn.inputs["layers"][1] == expected
+        assert fn.inputs["layers"][0] == expected
 
 
 @pytest.mark.parametrize(
@@ -123,13 +123,14 @@ def test_with_an_app_and_tracing_a_function_stays_within_lambdas_layer_limit(
     # GIVEN a traced stack with an app that brings requirements (every layer we make)
     planned = run_stack("dev", app_artifacts, overrides={"runtime": {"appModule": "my_reports"}})
 
-    # THEN each function has the four layers, in order, within Lambda's five
+    # THEN each function has the four layers within Lambda's five, ours after the managed
+    # one, so where both hold a package, our pinned build is the one on the import path
     for fn in planned.of_type(FUNCTION):
         layers = fn.inputs["layers"]
         assert len(layers) == 4 <= MAX_LAYERS
         assert [arn.rsplit(":", 2)[-2] for arn in layers] == [
-            "streamer-dev-dependencies",
             "AWSLambdaPowertoolsPythonV3-python312-arm64",
+            "streamer-dev-dependencies",
             "streamer-dev-app",
             "streamer-dev-tracing",
         ]
