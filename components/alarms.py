@@ -1,8 +1,15 @@
-"""CloudWatch alarms in one shape: above a threshold for five minutes, to the stack's targets."""
+"""CloudWatch alarms in one shape: a threshold over one-minute periods, to the stack's targets.
+
+Every alarm notifies its targets when it fires and again when it clears (OK actions), and
+treats missing data as fine: an idle function reports no errors, no throttles and no
+invocations. The authorizer's crash metric comes from log metric filters, because its
+refusals are Lambda errors.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -12,6 +19,16 @@ from streamer.entry.authorizer import CRASH_MESSAGE
 
 PERIOD_S = 60
 EVALUATION_PERIODS = 5
+#: Where each alarm's runbook is: docs/operations.md, section "Alarms", then its title.
+RUNBOOK = "Runbook: docs/operations.md, Alarms"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How many of the last `periods` one-minute periods must breach to alarm."""
+
+    periods: int = EVALUATION_PERIODS
+    datapoints: int = 1
 
 
 def metric_alarm(
@@ -25,29 +42,104 @@ def metric_alarm(
     alarm_actions: Sequence[pulumi.Input[str]],
     description: str,
     opts: pulumi.ResourceOptions,
+    alarm_name: str | None = None,
+    evaluation: Evaluation = Evaluation(),
 ) -> aws.cloudwatch.MetricAlarm:
-    """Alarm when `statistic` of the metric is above `threshold` in any minute of five.
+    """Alarm when `statistic` of the metric is above `threshold` in `evaluation`'s minutes.
 
-    Missing data counts as fine: an idle function reports no errors and no throttles.
-    The same targets hear when the alarm clears.
+    `statistic` is a CloudWatch statistic (`Sum`, `Maximum`, ...) or a percentile (`p99`),
+    which CloudWatch takes as the extended statistic. `alarm_name` fixes the name AWS
+    sees (the composite alarm names its children); None lets Pulumi choose one.
     """
+    percentile = statistic.startswith("p")
     return aws.cloudwatch.MetricAlarm(
         name,
+        name=alarm_name,
         namespace=namespace,
         metric_name=metric_name,
         dimensions=dict(dimensions),
-        statistic=statistic,
+        statistic=None if percentile else statistic,
+        extended_statistic=statistic if percentile else None,
         period=PERIOD_S,
-        evaluation_periods=EVALUATION_PERIODS,
-        datapoints_to_alarm=1,
-        threshold=threshold,
-        comparison_operator="GreaterThanThreshold",
-        treat_missing_data="notBreaching",
-        alarm_description=description,
-        alarm_actions=list(alarm_actions),
-        ok_actions=list(alarm_actions),
+        **_evaluated(evaluation, threshold, alarm_actions, description),
         opts=opts,
     )
+
+
+def ratio_alarm(
+    name: str,
+    *,
+    alarm_name: str,
+    namespace: str,
+    dimensions: Mapping[str, pulumi.Input[str]],
+    numerator: str,
+    denominator: str,
+    minimum_denominator: int,
+    threshold_percent: float,
+    alarm_actions: Sequence[pulumi.Input[str]],
+    description: str,
+    evaluation: Evaluation,
+    opts: pulumi.ResourceOptions,
+) -> aws.cloudwatch.MetricAlarm:
+    """Alarm when `numerator` is above `threshold_percent` of `denominator` (sums per minute).
+
+    Metric math (AmazonCloudWatch/latest/monitoring/using-metric-math.html): `FILL` makes a
+    minute without errors count as 0, and `IF` makes a minute with fewer than
+    `minimum_denominator` invocations count as 0 rather than 100 % of one call.
+    """
+
+    def summed(metric_id: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=metric_id,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=namespace,
+                metric_name=metric_name,
+                dimensions=dict(dimensions),
+                stat="Sum",
+                period=PERIOD_S,
+            ),
+            return_data=False,
+        )
+
+    expression = (
+        f"IF(d >= {minimum_denominator}, 100 * FILL(n, 0) / d, 0)"
+        if minimum_denominator > 0
+        else "IF(d > 0, 100 * FILL(n, 0) / d, 0)"
+    )
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        name=alarm_name,
+        metric_queries=[
+            summed("n", numerator),
+            summed("d", denominator),
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="rate",
+                expression=expression,
+                label=f"{numerator} per 100 {denominator}",
+                return_data=True,
+            ),
+        ],
+        **_evaluated(evaluation, threshold_percent, alarm_actions, description),
+        opts=opts,
+    )
+
+
+def _evaluated(
+    evaluation: Evaluation,
+    threshold: float,
+    alarm_actions: Sequence[pulumi.Input[str]],
+    description: str,
+) -> dict[str, object]:
+    return {
+        "evaluation_periods": evaluation.periods,
+        "datapoints_to_alarm": evaluation.datapoints,
+        "threshold": threshold,
+        "comparison_operator": "GreaterThanThreshold",
+        "treat_missing_data": "notBreaching",
+        "alarm_description": description,
+        "alarm_actions": list(alarm_actions),
+        "ok_actions": list(alarm_actions),
+    }
 
 
 #: Functions whose refusals are Lambda errors: the authorizer raises `Exception("Unauthorized")`
@@ -75,45 +167,16 @@ def crash_filter_pattern(term: str) -> str:
     return f'"{term}"'
 
 
-def function_alarms(
+def crash_alarm(
     name: str,
     *,
-    function_name: pulumi.Input[str],
+    alarm_name: str,
     log_group_name: pulumi.Input[str],
     handler: str,
     alarm_actions: Sequence[pulumi.Input[str]],
     opts: pulumi.ResourceOptions,
-) -> list[aws.cloudwatch.MetricAlarm]:
-    """A function's alarms: throttles, and errors (or, for one that raises to refuse, crashes)."""
-    dimensions = {"FunctionName": function_name}
-    alarms = [
-        metric_alarm(
-            f"{name}-throttles",
-            namespace="AWS/Lambda",
-            metric_name="Throttles",
-            dimensions=dimensions,
-            statistic="Sum",
-            threshold=0,
-            alarm_actions=alarm_actions,
-            description=f"{handler}: throttles in the last 5 minutes",
-            opts=opts,
-        )
-    ]
-    if handler not in REFUSES_BY_RAISING:
-        alarms.append(
-            metric_alarm(
-                f"{name}-errors",
-                namespace="AWS/Lambda",
-                metric_name="Errors",
-                dimensions=dimensions,
-                statistic="Sum",
-                threshold=0,
-                alarm_actions=alarm_actions,
-                description=f"{handler}: errors in the last 5 minutes",
-                opts=opts,
-            )
-        )
-        return alarms
+) -> aws.cloudwatch.MetricAlarm:
+    """Alarm on any crash line in a function's log group, fed by one metric filter per line."""
     filters = [
         aws.cloudwatch.LogMetricFilter(
             f"{name}-crash-filter-{index}",
@@ -126,17 +189,16 @@ def function_alarms(
         )
         for index, term in enumerate(CRASH_LOG_TERMS)
     ]
-    alarms.append(
-        metric_alarm(
-            f"{name}-crashes",
-            namespace=CRASH_NAMESPACE,
-            metric_name=log_group_name,
-            dimensions={},
-            statistic="Sum",
-            threshold=0,
-            alarm_actions=alarm_actions,
-            description=f"{handler}: crashes in the last 5 minutes (refusals are not counted)",
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=filters)),
-        )
+    return metric_alarm(
+        f"{name}-crashes",
+        alarm_name=alarm_name,
+        namespace=CRASH_NAMESPACE,
+        metric_name=log_group_name,
+        dimensions={},
+        statistic="Sum",
+        threshold=0,
+        alarm_actions=alarm_actions,
+        description=f"{handler}: crashes in the last 5 minutes (refusals are not counted). "
+        f"{RUNBOOK}, Authorizer crashes",
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=filters)),
     )
-    return alarms

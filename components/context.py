@@ -20,7 +20,7 @@ class RegionalContext:
     tables: RegionalTables
     code: pulumi.Archive
     code_sha256: str
-    #: The layers every function of the region gets: the dependency layer, and the tracing
-    #: layer when the stack traces.
+    #: The layers every function of the region gets, in order: the managed Powertools layer,
+    #: the dependency layer, the app's layer (if any), the tracing layer when traced.
     layer_arns: Sequence[pulumi.Input[str]]
     alarm_actions: Sequence[pulumi.Input[str]]

@@ -1,4 +1,4 @@
-"""One Lambda function with its own role, log group and alarms; and what each one is given.
+"""One Lambda function with its own role and log group; and what each one is given.
 
 Every function is Python 3.12 on arm64, runs the shared code archive with the dependency
 layer (and the tracing layer when traced), and reads its configuration from the
@@ -16,7 +16,6 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.alarms import function_alarms
 from components.context import RegionalContext
 from components.settings import FunctionSize, StackSettings
 from streamer import catalog, config
@@ -49,6 +48,9 @@ def _values(
 
     return {
         config.LOG_LEVEL: tuning.log_level,
+        config.LOG_DEBUG_SAMPLE_RATE: str(tuning.log_debug_sample_rate),
+        # The `stage` dimension of every metric (streamer.metrics).
+        config.STAGE: settings.stage_name,
         config.TRACING: "true" if settings.tracing else "false",
         config.JWT_ISSUER: jwt.issuer,
         config.JWT_AUDIENCE: jwt.audience,
@@ -76,6 +78,10 @@ def _values(
         config.RATE_LIMIT_BURST: str(tuning.rate_limit_burst),
         config.MAX_ACTIVE_REQUESTS: str(tuning.max_active_requests),
         config.WATCH_TOKEN_TTL_S: str(tuning.watch_token_ttl_s),
+        config.CIRCUIT_WINDOW_S: str(tuning.circuit_window_s),
+        config.CIRCUIT_FAILURE_RATIO: str(tuning.circuit_failure_ratio),
+        config.CIRCUIT_MINIMUM_CALLS: str(tuning.circuit_minimum_calls),
+        config.CIRCUIT_OPEN_S: str(tuning.circuit_open_s),
     }
 
 
@@ -101,7 +107,7 @@ def environment(
 
 @dataclass
 class StreamerFunctionArgs:
-    """What one function runs, with which permissions, and where its logs and alarms go."""
+    """What one function runs, with which permissions, and where its logs go."""
 
     handler: str
     size: FunctionSize
@@ -113,7 +119,6 @@ class StreamerFunctionArgs:
     log_retention_days: int
     tracing: bool
     statements: Sequence[dict[str, Any]] = field(default_factory=list)
-    alarm_actions: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
 def function_args(
@@ -145,15 +150,16 @@ def function_args(
             *policies.stream_statements(function, region.tables.requests_stream_arn),
             *statements,
         ],
-        alarm_actions=region.alarm_actions,
     )
 
 
 class StreamerFunction(pulumi.ComponentResource):
-    """A function, its execution role and policy, its log group, and error/throttle alarms."""
+    """A function, its execution role and policy, and its log group (its alarms are the
+    region's: components/service_alarms.py)."""
 
     function: aws.lambda_.Function
     role: aws.iam.Role
+    log_group_name: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: StreamerFunctionArgs, opts: pulumi.ResourceOptions | None = None
@@ -195,6 +201,8 @@ class StreamerFunction(pulumi.ComponentResource):
             role=self.role.arn,
             memory_size=args.size.memory_mb,
             timeout=args.size.timeout_s,
+            # -1 (UNRESERVED) is Lambda's "no reservation".
+            reserved_concurrent_executions=args.size.reserved_concurrency,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(
                 mode="Active" if args.tracing else "PassThrough"
@@ -206,14 +214,7 @@ class StreamerFunction(pulumi.ComponentResource):
             # and reach its tables.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
         )
-        function_alarms(
-            name,
-            function_name=self.function.name,
-            log_group_name=log_group.name,
-            handler=args.handler,
-            alarm_actions=args.alarm_actions,
-            opts=child,
-        )
+        self.log_group_name = log_group.name
         self.register_outputs(
             {
                 "function_arn": self.function.arn,

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import runpy
 import sys
 import tempfile
@@ -40,7 +41,7 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components import package
+from components import package, powertools
 
 PROJECT_ROOT = package.PROJECT_ROOT
 ACCOUNT = "123456789012"
@@ -51,6 +52,11 @@ SECRET = "[secret]"
 UNKNOWN = "[unknown]"
 PROVIDER_TYPE = "pulumi:providers:aws"
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
+GET_PARAMETER = "aws:ssm/getParameter:getParameter"
+#: The public parameters Powertools publishes its layers under, `{arch}/{python}/{version}`.
+POWERTOOLS_PARAMETER = re.compile(r"^/aws/service/powertools/python/([^/]+)/(python3\.\d+)/[^/]+$")
+#: The layer version the mocks' parameters name (AWS's counts up with each release).
+POWERTOOLS_LAYER_VERSION = 27
 
 #: Inputs shown per resource type in the text plan (all inputs are in the JSON plan).
 KEY_INPUTS: Mapping[str, tuple[str, ...]] = {
@@ -174,6 +180,14 @@ def bare_account(stack_name: str) -> dict[str, Any]:
     return {}
 
 
+def managed_powertools_arn(region: str, arch: str = "arm64", python: str = "python3.12") -> str:
+    """The layer ARN Powertools' parameter for `arch` and `python` holds in `region`."""
+    return (
+        f"arn:aws:lambda:{region}:{powertools.PUBLISHER_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-{python.replace('.', '')}-{arch}:{POWERTOOLS_LAYER_VERSION}"
+    )
+
+
 class PlanMocks(pulumi.runtime.Mocks):
     """Answers resource registrations with outputs shaped like AWS's, per provider region.
 
@@ -187,6 +201,8 @@ class PlanMocks(pulumi.runtime.Mocks):
         self.stack_outputs = stack_outputs
         #: The default provider's region (`aws:region`), for resources without a provider.
         self.default_region: str | None = None
+        #: The SSM parameters the program read: (the provider's region, name).
+        self.parameters_read: list[tuple[str, str]] = []
 
     def region_of(self, provider_ref: str | None) -> str | None:
         return self.provider_regions.get((provider_ref or "").split("::")[-1])
@@ -265,8 +281,29 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs["uuid"] = f"{args.name}-uuid"
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, None]:
-        raise NotImplementedError(f"the programs call no functions, but called {args.token}")
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        """The one function the programs call: `aws.ssm.get_parameter`, for the managed
+        Powertools layer (components/powertools.py), answered as AWS publishes it."""
+        if args.token != GET_PARAMETER:
+            raise NotImplementedError(f"no mock for {args.token}")
+        name = args.args["name"]
+        match = POWERTOOLS_PARAMETER.match(name)
+        if match is None:
+            raise LookupError(f"ParameterNotFound: {name}")
+        region = self.region_of(args.provider) or self.default_region or "us-east-1"
+        self.parameters_read.append((region, name))
+        value = managed_powertools_arn(region, match.group(1), match.group(2))
+        arn = f"arn:aws:ssm:{region}::parameter{name}"
+        return {
+            "id": name,
+            "name": name,
+            "arn": arn,
+            "type": "String",
+            "value": value,
+            "insecureValue": value,
+            "version": 1,
+            "withDecryption": True,
+        }, []
 
 
 class _RecordingMonitor(mocks.MockMonitor):

@@ -5,19 +5,18 @@ Only records this region must run reach the processor, as
 PENDING and whose `origin_region` is this region (a global table's replica stream also
 carries the other regions' writes); the processor repeats the same test. Failures are
 bounded: the batch is bisected, retried a limited number of times, dropped after a
-maximum age, and what is dropped goes to the dead-letter queue, whose depth alarms.
+maximum age, and what is dropped goes to the dead-letter queue (whose depth alarms, with
+the mapping's iterator age: components/service_alarms.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import metric_alarm
 from components.settings import ProcessorSettings
 from streamer.record_filter import processor_records
 
@@ -36,11 +35,10 @@ class ProcessorMappingArgs:
     stream_arn: pulumi.Input[str]
     dead_letter_queue: aws.sqs.Queue
     settings: ProcessorSettings
-    alarm_actions: Sequence[pulumi.Input[str]]
 
 
 class ProcessorMapping(pulumi.ComponentResource):
-    """Event source mapping plus iterator-age and dead-letter-depth alarms."""
+    """The event source mapping, failures bounded and sent to the dead-letter queue."""
 
     def __init__(
         self, name: str, args: ProcessorMappingArgs, opts: pulumi.ResourceOptions | None = None
@@ -75,29 +73,6 @@ class ProcessorMapping(pulumi.ComponentResource):
                     destination_arn=args.dead_letter_queue.arn
                 )
             ),
-            opts=child,
-        )
-        metric_alarm(
-            f"{name}-iterator-age",
-            namespace="AWS/Lambda",
-            metric_name="IteratorAge",
-            dimensions={"FunctionName": args.function.name},
-            statistic="Maximum",
-            threshold=s.iterator_age_alarm_ms,
-            alarm_actions=args.alarm_actions,
-            description="Requests wait in the stream longer than they should: see capacity "
-            "in docs/deploying.md",
-            opts=child,
-        )
-        metric_alarm(
-            f"{name}-dead-letters",
-            namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions={"QueueName": args.dead_letter_queue.name},
-            statistic="Maximum",
-            threshold=0,
-            alarm_actions=args.alarm_actions,
-            description="Stream records the processor gave up on: inspect the dead-letter queue",
             opts=child,
         )
         self.mapping_uuid = mapping.uuid

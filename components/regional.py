@@ -1,10 +1,13 @@
 """Everything Streamer runs in one region, on that region's provider.
 
-The dependency layer (and the tracing layer when the stack traces), the functions of
+The layers (AWS's managed Powertools layer, the dependency layer, the app's layer when an
+app brings requirements, the tracing layer when the stack traces), the functions of
 `streamer.catalog` with their roles, the WebSocket API with the functions its routes invoke
 (with access logs once a check finds the account's bootstrap for the region), the mapping
 on this region's replica stream with its dead-letter queue, a one-minute schedule for each
-scheduled function, and an alarm topic unless targets are configured.
+scheduled function; and watching it all: an alarm topic with the configured subscribers,
+the alarms (components/service_alarms.py), the per-tenant Contributor Insights rules and
+saved queries (components/insights.py) and the region's dashboard (components/dashboard.py).
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import policies, powertools
 from components.api import (
     CONNECT,
     DEFAULT,
@@ -26,11 +29,14 @@ from components.api import (
     account_logging_role,
 )
 from components.context import RegionalContext
+from components.dashboard import RegionDashboardArgs, region_dashboard
 from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
+from components.insights import TenantInsights, TenantInsightsArgs
 from components.notifications import Notifications, NotificationsArgs
-from components.package import Artifacts
+from components.package import Archive, Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
+from components.service_alarms import ServiceAlarms, ServiceAlarmsArgs
 from components.settings import StackSettings
 from components.tables import RegionalTables
 from streamer import catalog
@@ -41,6 +47,9 @@ from streamer.catalog import Trigger
 MADE_BY_COMPONENTS = frozenset({"http", "publish"})
 #: The scheduled functions' rate: EventBridge's shortest.
 SCHEDULE_RATE = "rate(1 minute)"
+#: Layers a function may have at most (Lambda quotas,
+#: docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): ours are four at most.
+MAX_LAYERS = 5
 #: SQS's maximum, so a dead letter can be inspected for two weeks.
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
 
@@ -77,19 +86,21 @@ class RegionalStack(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings, tables = args.settings, args.tables
 
-        self.alarm_actions = list(settings.alarm_actions.get(args.region, ()))
-        if not self.alarm_actions:
-            self.alarm_actions = [aws.sns.Topic(f"{name}-alarms", opts=child).arn]
+        # Alarms notify the region's topic (an alarm's SNS action must be in its own
+        # region), and any targets configured for the region besides.
+        alarm_topic = aws.sns.Topic(f"{name}-alarms", opts=child)
+        for index, subscription in enumerate(settings.alarm_subscriptions):
+            aws.sns.TopicSubscription(
+                f"{name}-alarms-subscription-{index}",
+                topic=alarm_topic.arn,
+                protocol=subscription.protocol,
+                endpoint=subscription.endpoint,
+                opts=child,
+            )
+        self.alarm_actions = [alarm_topic.arn, *settings.alarm_actions.get(args.region, ())]
 
-        layers = {"dependencies": args.artifacts.layer}
-        if args.artifacts.app_layer is not None:
-            # The requirements of an app kept outside `lambdas/` (docs/deploying.md).
-            layers["app"] = args.artifacts.app_layer
-        if settings.tracing:
-            # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
-            layers["tracing"] = args.artifacts.tracing_layer
-        layer_arns = [
-            aws.lambda_.LayerVersion(
+        def own_layer(layer: str, archive: Archive) -> pulumi.Output[str]:
+            return aws.lambda_.LayerVersion(
                 f"{name}-{layer}",
                 layer_name=f"{args.prefix}-{layer}",
                 code=pulumi.FileArchive(str(archive.path)),
@@ -98,8 +109,22 @@ class RegionalStack(pulumi.ComponentResource):
                 compatible_architectures=[ARCHITECTURE],
                 opts=child,
             ).arn
-            for layer, archive in layers.items()
+
+        # Lambda extracts the layers into /opt in this order, a later one's files over an
+        # earlier one's (docs.aws.amazon.com/lambda/latest/dg/adding-layers.html). The managed
+        # Powertools layer, which `streamer.metrics` writes through (components/powertools.py),
+        # comes first: it brings its own dependencies, and wherever a package is in ours too
+        # (the dependency, app or tracing layer), our pinned build is the one imported.
+        layer_arns = [
+            powertools.layer_arn(args.region, settings.powertools_layer_arns, self),
+            own_layer("dependencies", args.artifacts.layer),
         ]
+        if args.artifacts.app_layer is not None:
+            # The requirements of an app kept outside `lambdas/` (docs/deploying.md).
+            layer_arns.append(own_layer("app", args.artifacts.app_layer))
+        if settings.tracing:
+            # The X-Ray SDK is imported only with tracing on: untraced stacks never ship it.
+            layer_arns.append(own_layer("tracing", args.artifacts.tracing_layer))
         dead_letters = aws.sqs.Queue(
             f"{name}-processor-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,
@@ -188,7 +213,6 @@ class RegionalStack(pulumi.ComponentResource):
                 stream_arn=tables.requests_stream_arn,
                 dead_letter_queue=dead_letters,
                 settings=settings.processor,
-                alarm_actions=self.alarm_actions,
             ),
             opts=child,
         )
@@ -214,6 +238,7 @@ class RegionalStack(pulumi.ComponentResource):
                 source_arn=schedule.arn,
                 opts=child,
             )
+        self._watch(name, args, api, dead_letters, child)
 
         self.url = api.url
         self.http_url = http_api.url
@@ -232,6 +257,52 @@ class RegionalStack(pulumi.ComponentResource):
                 "notification_topic_arn": self.notification_topic_arn,
                 "event_bus_name": self.event_bus_name,
             }
+        )
+
+    def _watch(
+        self,
+        name: str,
+        args: RegionalStackArgs,
+        api: WebSocketApi,
+        dead_letters: aws.sqs.Queue,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The region's alarms, per-tenant views and dashboard, over every function."""
+        function_names = {f: made.function.name for f, made in self.functions.items()}
+        log_groups = {f: made.log_group_name for f, made in self.functions.items()}
+        processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
+        ServiceAlarms(
+            f"{name}-service-alarms",
+            ServiceAlarmsArgs(
+                prefix=args.prefix,
+                region=args.region,
+                settings=args.settings,
+                function_names=function_names,
+                log_group_names=log_groups,
+                dead_letter_queue_name=dead_letters.name,
+                alarm_actions=self.alarm_actions,
+            ),
+            opts=opts,
+        )
+        insights = TenantInsights(
+            f"{name}-insights",
+            TenantInsightsArgs(prefix=args.prefix, log_group_names=list(log_groups.values())),
+            opts=opts,
+        )
+        region_dashboard(
+            f"{name}-dashboard",
+            RegionDashboardArgs(
+                dashboard_name=f"{args.prefix}-{args.region}",
+                region=args.region,
+                stage=args.settings.stage_name,
+                functions=function_names,
+                processor=function_names[processor],
+                dead_letter_queue=dead_letters.name,
+                api_id=api.api_id,
+                tables=args.tables.names,
+                rules=insights.rule_names,
+            ),
+            opts=opts,
         )
 
     @staticmethod

@@ -41,6 +41,10 @@ _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CERTIFICATE_ARN = re.compile(
     r"^arn:aws[a-z-]*:acm:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/.+$"
 )
+#: A layer version's ARN (the API's LayerVersionArn pattern); group 1 is its region.
+_LAYER_VERSION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:lambda:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:layer:[a-zA-Z0-9_-]+:\d+$"
+)
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
 
 
@@ -51,18 +55,38 @@ class ConfigError(ValueError):
     """A `streamer:*` configuration value is missing or out of range; the message names the key."""
 
 
+#: Lambda's own value for "no reserved concurrency": the function draws on the account's
+#: unreserved pool (aws.lambda_.Function `reserved_concurrent_executions`, default -1).
+UNRESERVED = -1
+
+#: Reserved concurrency by function unless `streamer:functions` says otherwise: the
+#: processor is capped at 100 concurrent batches, as the design promises, so a burst of
+#: async work cannot take the concurrency the router and authorizer need to answer.
+DEFAULT_RESERVED_CONCURRENCY: Mapping[str, int] = {"processor": 100}
+
+
 @dataclass(frozen=True)
 class FunctionSize:
-    """Memory (MB) and timeout (seconds) of one function."""
+    """Memory (MB), timeout (seconds) and reserved concurrency of one function."""
 
     memory_mb: int
     timeout_s: int
+    #: Concurrent executions set aside for (and capping) the function; UNRESERVED: none.
+    reserved_concurrency: int = UNRESERVED
 
 
 #: Each function's size unless `streamer:functions` overrides it: the catalog's.
 DEFAULT_SIZES: Mapping[str, FunctionSize] = {
-    f.name: FunctionSize(f.memory_mb, f.timeout_s) for f in catalog.FUNCTIONS.values()
+    f.name: FunctionSize(
+        f.memory_mb, f.timeout_s, DEFAULT_RESERVED_CONCURRENCY.get(f.name, UNRESERVED)
+    )
+    for f in catalog.FUNCTIONS.values()
 }
+
+#: Protocols an SNS subscription takes (sns/latest/api/API_Subscribe.html).
+SUBSCRIPTION_PROTOCOLS = frozenset(
+    {"http", "https", "email", "email-json", "sms", "sqs", "application", "lambda", "firehose"}
+)
 
 
 @dataclass(frozen=True)
@@ -90,12 +114,17 @@ class RuntimeTuning:
     max_attempts: int = _RUNTIME_DEFAULTS["max_attempts"]
     lease_margin_s: int = _RUNTIME_DEFAULTS["lease_margin_s"]
     log_level: str = _RUNTIME_DEFAULTS["log_level"]
+    log_debug_sample_rate: float = _RUNTIME_DEFAULTS["log_debug_sample_rate"]
     rate_limit_per_s: int = _RUNTIME_DEFAULTS["rate_limit_per_s"]
     #: Messages one connection may send at once; 0 is one second's worth (the rate).
     rate_limit_burst: int = 0
     max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
     poller_batch_size: int = _RUNTIME_DEFAULTS["poller_batch_size"]
     watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
+    circuit_window_s: int = _RUNTIME_DEFAULTS["circuit_window_s"]
+    circuit_failure_ratio: float = _RUNTIME_DEFAULTS["circuit_failure_ratio"]
+    circuit_minimum_calls: int = _RUNTIME_DEFAULTS["circuit_minimum_calls"]
+    circuit_open_s: int = _RUNTIME_DEFAULTS["circuit_open_s"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +136,38 @@ class JwtSettings:
     jwks_url: str | None = None
     public_key: pulumi.Input[str] | None = None
     leeway_s: int | None = None
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """Thresholds and evaluation of the alarms (components/service_alarms.py); every alarm
+    looks at one-minute periods and alarms when `datapoints_to_alarm` of the last
+    `evaluation_periods` breach, so one bad minute does not page."""
+
+    #: A function's errors as a percentage of its invocations.
+    error_rate_percent: float = 5.0
+    #: Invocations in a minute below which the error rate counts as 0 (one error in
+    #: two invocations is noise, not an outage).
+    min_invocations: int = 10
+    #: p99 of an async request's total time, queued to ended, every action together.
+    total_duration_p99_ms: int = 300_000
+    #: Consecutive minutes with sweeper re-drives before requests count as stuck: a
+    #: single re-drive is the sweeper doing its job after a crash.
+    stuck_periods: int = 3
+    #: Messages in a dead-letter queue above which it alarms.
+    dead_letters: int = 0
+    #: A function's throttles per minute above which it alarms.
+    throttles: int = 0
+    evaluation_periods: int = 5
+    datapoints_to_alarm: int = 3
+
+
+@dataclass(frozen=True)
+class AlarmSubscription:
+    """One subscriber of the stack's alarm topic (`streamer:alarmSubscriptions`)."""
+
+    protocol: str
+    endpoint: str
 
 
 @dataclass(frozen=True)
@@ -133,7 +194,11 @@ class StackSettings:
     tracing: bool = False
     #: Put `Request Completed` / `Failed` / `Cancelled` on the region's bus when requests end.
     lifecycle_events: bool = True
+    #: Targets notified besides the region's alarm topic, by region.
     alarm_actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Subscribers of every region's alarm topic.
+    alarm_subscriptions: tuple[AlarmSubscription, ...] = ()
+    alarms: AlarmSettings = AlarmSettings()
     deletion_protection: bool = False
     #: Access logs on the WebSocket stages: they need API Gateway's CloudWatch Logs role,
     #: set once per account and region by the bootstrap project (bootstrap/).
@@ -151,6 +216,9 @@ class StackSettings:
     domain_name: str | None = None
     #: The domain's ACM certificate in each region, by region (`certificate_arns`).
     certificate_arns: Mapping[str, str] = field(default_factory=dict)
+    #: The managed Powertools layer given for some regions (`powertools_layer_arns`); the
+    #: others look it up (components/powertools.py).
+    powertools_layer_arns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def home_region(self) -> str:
@@ -193,6 +261,8 @@ class StackSettings:
                 region: tuple(arns)
                 for region, arns in (config.get_object("alarmActions") or {}).items()
             },
+            alarm_subscriptions=_subscriptions(config.get_object("alarmSubscriptions")),
+            alarms=_override(AlarmSettings(), config.get_object("alarms"), "alarms"),
             deletion_protection=bool(config.get_bool("deletionProtection")),
             api_gateway_logging=bool(config.get_bool("apiGatewayLogging", True)),
             bootstrap_stack=config.get("bootstrapStack") or DEFAULT_BOOTSTRAP_STACK,
@@ -202,6 +272,7 @@ class StackSettings:
             http_authorizer_cache_s=_int_or(config.get_int("httpAuthorizerCacheS"), 30),
             domain_name=config.get("domainName"),
             certificate_arns=certificate_arns(config.get("certificateArn")),
+            powertools_layer_arns=powertools_layer_arns(config.get("powertoolsLayerArn"), regions),
         )
         settings.check()
         return settings
@@ -255,6 +326,8 @@ class StackSettings:
             )
         self._check_processor()
         self._check_limits()
+        self._check_alarms()
+        self._check_functions()
         self._check_domain()
 
     def _check_domain(self) -> None:
@@ -277,10 +350,40 @@ class StackSettings:
             "rateLimitBurst": (r.rate_limit_burst, 0, 1_000_000),
             "maxActiveRequests": (r.max_active_requests, 0, 1_000_000),
             "pollerBatchSize": (r.poller_batch_size, 1, 1000),
+            "circuitWindowS": (r.circuit_window_s, 1, 3600),
+            "circuitFailureRatio": (r.circuit_failure_ratio, 0, 1),
+            "circuitMinimumCalls": (r.circuit_minimum_calls, 1, 1_000_000),
+            "circuitOpenS": (r.circuit_open_s, 1, 3600),
         }
         for key, (value, low, high) in bounds.items():
             if not low <= value <= high:
                 raise ConfigError(f"streamer:runtime.{key}: {value} is not in [{low}, {high}]")
+
+    def _check_functions(self) -> None:
+        for function, size in self.functions.items():
+            # 0 would stop the function from running at all; Lambda takes up to the
+            # account's concurrency (1000 by default) minus the 100 it keeps unreserved.
+            if size.reserved_concurrency != UNRESERVED and size.reserved_concurrency < 1:
+                raise ConfigError(
+                    f"streamer:functions.{function}.reservedConcurrency: give a positive "
+                    f"number, or {UNRESERVED} for none"
+                )
+
+    def _check_alarms(self) -> None:
+        a = self.alarms
+        bounds = {
+            "errorRatePercent": (a.error_rate_percent, 0, 100),
+            "minInvocations": (a.min_invocations, 0, 1_000_000),
+            "totalDurationP99Ms": (a.total_duration_p99_ms, 1, 86_400_000),
+            "stuckPeriods": (a.stuck_periods, 1, 60),
+            "deadLetters": (a.dead_letters, 0, 1_000_000),
+            "throttles": (a.throttles, 0, 1_000_000),
+            "evaluationPeriods": (a.evaluation_periods, 1, 60),
+            "datapointsToAlarm": (a.datapoints_to_alarm, 1, a.evaluation_periods),
+        }
+        for key, (value, low, high) in bounds.items():
+            if not low <= value <= high:
+                raise ConfigError(f"streamer:alarms.{key}: {value} is not in [{low}, {high}]")
 
     def _check_processor(self) -> None:
         p = self.processor
@@ -307,6 +410,28 @@ def _cors(given: Any) -> CorsRules:
         raise ConfigError(f"streamer:cors: {error}") from None
 
 
+def _subscriptions(given: Any) -> tuple[AlarmSubscription, ...]:
+    """`streamer:alarmSubscriptions`: a list of `{protocol, endpoint}`."""
+    if given is None:
+        return ()
+    if not isinstance(given, list):
+        raise ConfigError("streamer:alarmSubscriptions: give a list of {protocol, endpoint}")
+    found = []
+    for index, entry in enumerate(given):
+        key = f"streamer:alarmSubscriptions[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"protocol", "endpoint"}:
+            raise ConfigError(f"{key}: give exactly protocol and endpoint, got {entry!r}")
+        if entry["protocol"] not in SUBSCRIPTION_PROTOCOLS:
+            raise ConfigError(
+                f"{key}.protocol: {entry['protocol']!r} is not one of "
+                f"{sorted(SUBSCRIPTION_PROTOCOLS)}"
+            )
+        if not isinstance(entry["endpoint"], str) or not entry["endpoint"]:
+            raise ConfigError(f"{key}.endpoint: give the address to notify")
+        found.append(AlarmSubscription(entry["protocol"], entry["endpoint"]))
+    return tuple(found)
+
+
 def _int_or(value: int | None, default: int) -> int:
     return default if value is None else value
 
@@ -325,6 +450,30 @@ def certificate_arns(value: str | None) -> dict[str, str]:
             raise ConfigError(f"streamer:certificateArn: two certificates in {match.group(1)}")
         by_region[match.group(1)] = str(arn)
     return by_region
+
+
+def powertools_layer_arns(value: str | None, regions: tuple[str, ...]) -> dict[str, str]:
+    """`streamer:powertoolsLayerArn` by region: a map region -> layer version ARN (regions
+    left out look the layer up), or one ARN with `{region}` standing for every region."""
+    if not value:
+        return {}
+    key = "streamer:powertoolsLayerArn"
+    if value.lstrip().startswith("{"):
+        given = json.loads(value)
+        unknown = sorted(set(given) - set(regions))
+        if unknown:
+            raise ConfigError(f"{key}: {unknown} are not configured regions")
+        arns = {region: str(arn) for region, arn in given.items()}
+    else:
+        arns = {region: value.replace("{region}", region) for region in regions}
+    for region, arn in arns.items():
+        match = _LAYER_VERSION_ARN.match(arn)
+        if match is None:
+            raise ConfigError(f"{key}: {arn!r} is not a layer version ARN")
+        if match.group(1) != region:
+            # A function's layers must be in its region (configuration-layers.html).
+            raise ConfigError(f"{key}: {arn!r} is not in {region}, the function's region")
+    return arns
 
 
 def _camel(name: str) -> str:

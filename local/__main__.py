@@ -19,6 +19,7 @@ from local.event_source_mapping import MappingConfig
 from local.gateway import Limits
 from local.stack import Stack, StackOptions, StartupError
 from local.streams import BatchPolicy
+from local.wiring import DEFAULT_PROCESSOR_CONCURRENCY
 
 PROG = "python -m local"
 
@@ -71,6 +72,14 @@ def _stack_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="the stream processor's timeout, which its leases follow (default: the deployed "
         "one, 900)",
+    )
+    parser.add_argument(
+        "--processor-concurrency",
+        type=int,
+        default=DEFAULT_PROCESSOR_CONCURRENCY,
+        metavar="N",
+        help="the stream processor's concurrency limit (its reserved concurrency): invocations "
+        "past it are throttled and the mapping retries them (default: %(default)s)",
     )
     parser.add_argument(
         "--faults",
@@ -133,6 +142,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         poll_jobs_interval_s=args.poll_jobs_interval,
         shutdown_grace_s=args.shutdown_grace,
         processor_timeout_s=args.processor_timeout,
+        processor_concurrency=args.processor_concurrency,
         faults=args.faults,
         event_bus=args.event_bus,
     )

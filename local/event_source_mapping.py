@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local import streams
-from local.functions import LambdaFunction
+from local.functions import THROTTLED, FunctionError, LambdaFunction
 
 log = logging.getLogger("local.streams")
 
@@ -76,7 +76,11 @@ class EventSourceMapping:
         self._enabled = True
         # Every key exists from the start: `stats` may read them from another thread.
         self._counts: Counter[str] = Counter(
-            invocations=0, function_errors=0, batch_item_failures=0, records_discarded=0
+            invocations=0,
+            function_errors=0,
+            batch_item_failures=0,
+            records_discarded=0,
+            throttles=0,
         )
         self._lanes = [streams.Lane(config.policy) for _ in range(config.parallelization_factor)]
         self._shards: dict[str, _Shard] = {}
@@ -242,6 +246,11 @@ class EventSourceMapping:
                 continue
             del self._in_flight[index]
             error = future.exception()
+            if isinstance(error, FunctionError) and error.error_type == THROTTLED:
+                # Over the function's concurrency limit: the batch waits and goes again.
+                self._counts["throttles"] += 1
+                self._lanes[index].throttled(now)
+                continue
             answer = None if error else future.result()
             self._count(answer, error)
             retry_at = streams.retry_from(batch, answer, failed=error is not None)

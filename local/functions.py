@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import json
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -36,15 +37,25 @@ class FunctionError(Exception):
         self.error_message = error_message
 
 
+#: The error type of an invocation Lambda refused for want of concurrency.
+THROTTLED = "TooManyRequestsException"
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
-    """How one Lambda function is configured: handler string, timeout, memory, concurrency."""
+    """How one Lambda function is configured: handler string, timeout, memory, concurrency.
+
+    `concurrency` sizes the pool that runs invocations; `reserved_concurrency`,
+    when set, is the function's concurrency limit: an invocation beyond it is
+    throttled (`THROTTLED`) instead of waiting, as Lambda refuses it.
+    """
 
     name: str
     handler: str
     timeout_s: float
     memory_mb: int = 512
     concurrency: int = 32
+    reserved_concurrency: int | None = None
 
 
 class LambdaContext:
@@ -88,6 +99,11 @@ class LambdaFunction:
         self._account_id = account_id
         self._handler = handler or resolve_handler(spec.handler)
         self._pool = ThreadPoolExecutor(spec.concurrency, thread_name_prefix=f"lambda-{spec.name}")
+        self._running_lock = threading.Lock()
+        self._running_count = 0
+        #: The most invocations that ran at once, and how many were throttled.
+        self.peak_concurrency = 0
+        self.throttles = 0
 
     def _run(self, event_json: str) -> object:
         context = LambdaContext(self.spec, self._region, self._account_id)
@@ -114,8 +130,32 @@ class LambdaFunction:
         return json.loads(answer_json)
 
     def submit(self, event: dict) -> Future:
-        """Start one invocation; the future holds the answer or a `FunctionError`."""
-        return self._pool.submit(self._run, json.dumps(event))
+        """Start one invocation; the future holds the answer or a `FunctionError`.
+
+        At the function's reserved concurrency the invocation is throttled at
+        once: a synchronous invoke over the limit fails with a throttling error
+        (429 `TooManyRequestsException`), and an event source mapping retries it
+        (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html,
+        https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html).
+        """
+        limit = self.spec.reserved_concurrency
+        with self._running_lock:
+            if limit is not None and self._running_count >= limit:
+                self.throttles += 1
+                throttled: Future = Future()
+                throttled.set_exception(FunctionError(self.spec.name, THROTTLED, "Rate Exceeded."))
+                return throttled
+            self._running_count += 1
+            self.peak_concurrency = max(self.peak_concurrency, self._running_count)
+        return self._pool.submit(self._counted, json.dumps(event))
+
+    def _counted(self, event_json: str) -> object:
+        """`_run`, no longer counted as running once it ends (before its future is done)."""
+        try:
+            return self._run(event_json)
+        finally:
+            with self._running_lock:
+                self._running_count -= 1
 
     def invoke(self, event: dict) -> object:
         """Invoke and wait: for callers that are threads themselves (the stream poller)."""

@@ -33,7 +33,7 @@ from local.ingress import EVENTBRIDGE_PATH, SNS_PATH, Ingress
 from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
-from local.wiring import function_specs, wire
+from local.wiring import DEFAULT_PROCESSOR_CONCURRENCY, function_specs, wire
 from streamer import catalog, config, demo
 from streamer.catalog import Trigger
 from streamer.cors import ENV as CORS_ENV
@@ -74,6 +74,9 @@ class StackOptions:
     #: The processor's timeout (None: the catalog's, Lambda's maximum); a worker's lease
     #: follows it.
     processor_timeout_s: float | None = None
+    #: The processor's concurrency limit (its reserved concurrency on AWS): batches past it
+    #: are throttled and the stream mapping retries them.
+    processor_concurrency: int = DEFAULT_PROCESSOR_CONCURRENCY
     #: Serve the `/_faults` API and run the processor in worker processes it can kill.
     faults: bool = False
     state_dir: Path = tokens.STATE_DIR
@@ -273,7 +276,9 @@ class Stack:
                 LocalEventBus, options.host, options.region, options.event_bus, moto_endpoint
             )
             os.environ.update(self._event_bus.environment)
-        specs = function_specs(options.mapping, options.processor_timeout_s)
+        specs = function_specs(
+            options.mapping, options.processor_timeout_s, options.processor_concurrency
+        )
         account = self.api.account_id
         self._functions = {
             name: LambdaFunction(spec, options.region, account) for name, spec in specs.items()

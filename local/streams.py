@@ -261,6 +261,17 @@ class Lane:
             return self._not_before
         return max(self._not_before, self._pending[0][0] + self._policy.maximum_batching_window_s)
 
+    def throttled(self, now: float) -> None:
+        """The batch in flight was throttled: it was never run, so it goes again whole.
+
+        A throttle is not a function error: it does not count against
+        `maximum_retry_attempts` (the records wait until they expire,
+        https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html).
+        The lane backs off as after a first failure.
+        """
+        self._in_flight = 0
+        self._not_before = now + self._policy.retry_backoff_s
+
     def settle(self, retry_at: int | None, now: float) -> list[dict]:
         """Record the outcome of the batch in flight; returns the records given up on.
 

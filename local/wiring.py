@@ -24,23 +24,34 @@ class WiringError(Exception):
     """The functions started are not the catalog's."""
 
 
+#: The stream processor's concurrency limit unless told otherwise: the processor's
+#: default reserved concurrency when deployed, 100.
+DEFAULT_PROCESSOR_CONCURRENCY = 100
+
+
 def function_specs(
-    mapping: MappingConfig, processor_timeout_s: float | None = None
+    mapping: MappingConfig,
+    processor_timeout_s: float | None = None,
+    processor_concurrency: int = DEFAULT_PROCESSOR_CONCURRENCY,
 ) -> dict[str, FunctionSpec]:
     """The catalog's functions as Lambda runs them: handler, timeout, memory, concurrency.
 
     The function the stream invokes gets `processor_timeout_s` when given (its lease
-    follows it), and one invocation per lane at a time, as the mapping's
-    ParallelizationFactor allows; a scheduled function runs once at a time.
+    follows it), one invocation per lane at a time, as the mapping's
+    ParallelizationFactor allows, and `processor_concurrency` as its reserved
+    concurrency: invocations past it are throttled and the mapping retries them.
+    A scheduled function runs once at a time.
     """
     specs = {}
     for function in catalog.FUNCTIONS.values():
         timeout_s: float = function.timeout_s
         concurrency = FunctionSpec.concurrency
+        reserved = None
         if Trigger.REQUESTS_STREAM in function.triggers:
             if processor_timeout_s is not None:
                 timeout_s = processor_timeout_s
             concurrency = mapping.parallelization_factor
+            reserved = processor_concurrency
         elif Trigger.SCHEDULE in function.triggers:
             concurrency = 1
         specs[function.name] = FunctionSpec(
@@ -49,6 +60,7 @@ def function_specs(
             timeout_s=timeout_s,
             memory_mb=function.memory_mb,
             concurrency=concurrency,
+            reserved_concurrency=reserved,
         )
     return specs
 

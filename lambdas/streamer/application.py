@@ -14,14 +14,16 @@ import logging
 import uuid
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store, tracing
 from streamer.admission import Caller
 from streamer.answers import is_store_failure
+from streamer.breaker import breaker_for
+from streamer.circuit import Verdict, is_failure
 from streamer.config import PICKUP_TIMEOUT_MS, Settings
-from streamer.errors import ErrorCode, StreamerError
+from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.execution import Outcome, run_handler
 from streamer.handlers import App, Handler, Request
-from streamer.logs import bind
+from streamer.logs import Timer, bind
 from streamer.models import (
     ASYNC,
     COMPLETED,
@@ -77,6 +79,16 @@ def replay_response(item: RequestItem) -> dict[str, Any]:
     )
 
 
+def _unless_open(action: str, verdict: Verdict) -> Verdict:
+    """`verdict` if it admits the request, else UNAVAILABLE: nothing is stored while it is open."""
+    if verdict.admitted:
+        return verdict
+    raise Unavailable(
+        f"action {action!r} is failing and refused for now; nothing was stored, try again",
+        retry_after_ms=verdict.retry_after_ms,
+    )
+
+
 class _SyncProgress:
     """Sync handlers answer once; their progress reports go nowhere."""
 
@@ -98,6 +110,7 @@ class ApplicationActions:
         self.settings = settings
         self.app = app
         self._sync_pool = sync_pool
+        self.breaker = breaker_for(settings)
 
     def answer(self, message: ClientMessage, caller: Caller, remaining_ms: int) -> dict[str, Any]:
         handler = self.app.get(message.action)
@@ -107,10 +120,12 @@ class ApplicationActions:
                 f"no handler for action {message.action!r}",
                 details={"action": message.action},
             )
+        _unless_open(message.action, self.breaker.admission(message.action))
         payload = handler.validate(dict(message.payload))
         if runs_async(handler, self.settings.async_threshold_ms):
             return self._queue(message, payload, handler, caller)
-        return self._run_sync(message, payload, handler, caller, remaining_ms)
+        verdict = _unless_open(message.action, self.breaker.permit(message.action))
+        return self._run_sync(message, payload, handler, caller, remaining_ms, verdict)
 
     # Async: store it PENDING, acknowledge it
 
@@ -157,6 +172,7 @@ class ApplicationActions:
         handler: Handler,
         caller: Caller,
         remaining_ms: int,
+        verdict: Verdict,
     ) -> dict[str, Any]:
         item = None
         if message.id is not None:
@@ -177,7 +193,11 @@ class ApplicationActions:
             metadata=dict(message.metadata),
         )
         timeout_ms = max(0, min(self.settings.sync_timeout_ms, remaining_ms - ANSWER_MARGIN_MS))
+        timer = Timer()
         outcome = sync_outcome(self._run(handler, request, timeout_ms))
+        metrics.duration(metric_names.SYNC_DURATION, timer.elapsed_ms, action=message.action)
+        failed = is_failure(outcome.status, (outcome.error or {}).get("code"))
+        self.breaker.record(message.action, failed, verdict)
         if item is not None:
             self._record(item, outcome)
         if outcome.status == COMPLETED:
@@ -250,6 +270,7 @@ class ApplicationActions:
             connection_id=caller.connection_id,
             endpoint=caller.endpoint,
             origin_region=self.settings.region,
+            trace_header=tracing.trace_header() if kind == ASYNC else None,
             estimated_duration_ms=handler.estimated_duration_ms,
             created_at=now,
             updated_at=now,

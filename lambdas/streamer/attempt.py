@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store
 from streamer.audience import Audience
 from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
@@ -33,8 +33,9 @@ HandlerCall = Callable[[Handler, Request, ProgressReporter], Outcome]
 
 def run_attempt(
     item: RequestItem, call: HandlerCall, *, settings: Settings, app: App, delivery: Any
-) -> None:
-    """Run `call` for the request `item` holds (claimed by this worker) and record its outcome."""
+) -> Outcome:
+    """Run `call` for the request `item` holds (claimed by this worker), record its outcome
+    and return it."""
     timer = Timer()
     attempt = int(item.attempt)
     audience = Audience(item, delivery)
@@ -43,11 +44,14 @@ def run_attempt(
         error = StreamerError(ErrorCode.INVALID_ACTION, f"no handler for action {item.action!r}")
         outcome = Outcome(FAILED, error=error.to_dict())
         record_outcome(item, attempt, outcome, int(item.seq), audience)
-        return
+        return outcome
     reporter = _reporter(item, attempt, audience, settings)
     log.info("request started", extra={"fields": {"attempt": attempt, "status": item.status}})
     outcome = call(handler, request_of(item), reporter)
+    metrics.duration(metric_names.RUN_DURATION, timer.elapsed_ms, action=item.action)
     last_seq = reporter.close()
+    metrics.count(metric_names.PROGRESS_REPORTS, reporter.reports, action=item.action)
+    metrics.count(metric_names.PROGRESS_SENT, last_seq - int(item.seq), action=item.action)
     if reporter.cancelled and outcome.status != CANCELLED:
         # Cancelled while the handler was finishing: the cancel wins.
         error = StreamerError(ErrorCode.CANCELLED, "the request was cancelled")
@@ -57,6 +61,7 @@ def run_attempt(
         "request ended" if outcome.status != WAITING else "request waiting",
         extra={"fields": {"status": outcome.status, "duration_ms": timer.elapsed_ms}},
     )
+    return outcome
 
 
 def request_of(item: RequestItem) -> Request:

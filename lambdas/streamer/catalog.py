@@ -86,7 +86,7 @@ class Function:
         return config.EVENT_BUS in self.environment
 
 
-_LOGS = frozenset({config.LOG_LEVEL, config.TRACING})
+_LOGS = frozenset({config.LOG_LEVEL, config.LOG_DEBUG_SAMPLE_RATE, config.STAGE, config.TRACING})
 _TABLES = frozenset({config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE})
 #: What verifies a user's token (and a watch token, when the stack has a secret).
 _TOKENS = frozenset(
@@ -111,6 +111,10 @@ _REQUESTS = frozenset(
         config.MAX_ATTEMPTS,
         config.LEASE_MARGIN_S,
         config.PROCESSOR_CONCURRENCY,
+        config.CIRCUIT_WINDOW_S,
+        config.CIRCUIT_FAILURE_RATIO,
+        config.CIRCUIT_MINIMUM_CALLS,
+        config.CIRCUIT_OPEN_S,
     }
 )
 #: What admits messages from clients: rate limit, per-user cap, watch tokens.
@@ -126,6 +130,11 @@ _ADMISSION = frozenset(
 
 _GET, _PUT, _UPDATE = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
 _DELETE, _QUERY = "dynamodb:DeleteItem", "dynamodb:Query"
+_BATCH_GET = "dynamodb:BatchGetItem"
+
+#: The circuit breaker's items in the connections table (`streamer.store.circuits`):
+#: read together, counts added, state changed by conditional updates.
+_CIRCUITS = TableAccess(CONNECTIONS.logical_name, (_BATCH_GET, _UPDATE))
 
 #: What `store.forget_connection` does: delete the connection, then its subscriptions,
 #: found through the by-connection index. The disconnect function calls it, and so does
@@ -186,6 +195,7 @@ FUNCTIONS: Mapping[str, Function] = {
                 # touch_connection (ping); the rate limit's bucket (refill_bucket,
                 # take_token) and its read when both refuse.
                 TableAccess(CONNECTIONS.logical_name, (_GET, _UPDATE)),
+                _CIRCUITS,
                 # subscribe, unsubscribe, subscribers; a topic's retained row.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_DELETE, _GET, _PUT, _QUERY)),
                 *_FORGET_CONNECTION,
@@ -207,6 +217,7 @@ FUNCTIONS: Mapping[str, Function] = {
                 TableAccess(REQUESTS.logical_name, (_GET, _UPDATE)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
+                _CIRCUITS,
                 *_FORGET_CONNECTION,
             ),
             posts_to_connections=True,
@@ -245,6 +256,7 @@ FUNCTIONS: Mapping[str, Function] = {
                 TableAccess(REQUESTS.logical_name, (_GET, _UPDATE)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
+                _CIRCUITS,
                 *_FORGET_CONNECTION,
             ),
             posts_to_connections=True,
@@ -264,6 +276,7 @@ FUNCTIONS: Mapping[str, Function] = {
                 # create_request, finish_request of a sync request with an id; count_active.
                 TableAccess(REQUESTS.logical_name, (_GET, _PUT, _UPDATE)),
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_ACTIVE_OWNER),
+                _CIRCUITS,
             ),
             # It runs the router (`streamer.entry.router.current_router`), long poll included.
             store_budget=ROUTER,

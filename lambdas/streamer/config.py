@@ -41,10 +41,19 @@ WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
 TOPIC_RETENTION_S = "STREAMER_TOPIC_RETENTION_S"
 EVENT_BUS = "STREAMER_EVENT_BUS"
 POLLER_BATCH_SIZE = "STREAMER_POLLER_BATCH_SIZE"
+#: The circuit breaker of each action (`streamer.circuit`).
+CIRCUIT_WINDOW_S = "STREAMER_CIRCUIT_WINDOW_S"
+CIRCUIT_FAILURE_RATIO = "STREAMER_CIRCUIT_FAILURE_RATIO"
+CIRCUIT_MINIMUM_CALLS = "STREAMER_CIRCUIT_MINIMUM_CALLS"
+CIRCUIT_OPEN_S = "STREAMER_CIRCUIT_OPEN_S"
 #: The EventBridge detail-type whose events the publish function delivers.
 NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
 TRACING = "STREAMER_TRACING"
 LOG_LEVEL = "STREAMER_LOG_LEVEL"
+#: The share of invocations (0 to 1) whose DEBUG lines are written, whatever LOG_LEVEL says.
+LOG_DEBUG_SAMPLE_RATE = "STREAMER_LOG_DEBUG_SAMPLE_RATE"
+#: The deployment's stage (the stack), the `stage` dimension of every metric.
+STAGE = "STREAMER_STAGE"
 # Set by Lambda itself; the origin region of requests and the stream filter.
 REGION = "AWS_REGION"
 
@@ -73,6 +82,8 @@ ALL = (
     ALLOWED_TENANTS,
     TRACING,
     LOG_LEVEL,
+    LOG_DEBUG_SAMPLE_RATE,
+    STAGE,
     RATE_LIMIT_PER_S,
     RATE_LIMIT_BURST,
     MAX_ACTIVE_REQUESTS,
@@ -81,6 +92,10 @@ ALL = (
     TOPIC_RETENTION_S,
     EVENT_BUS,
     POLLER_BATCH_SIZE,
+    CIRCUIT_WINDOW_S,
+    CIRCUIT_FAILURE_RATIO,
+    CIRCUIT_MINIMUM_CALLS,
+    CIRCUIT_OPEN_S,
 )
 
 DEFAULT_APP = "streamer.demo"
@@ -162,6 +177,10 @@ class Settings:
     allowed_tenants: frozenset[str] | None = None
     tracing: bool = False
     log_level: str = "INFO"
+    #: The share of invocations, 0 to 1, whose DEBUG lines are written (`streamer.logs`).
+    log_debug_sample_rate: float = 0.0
+    #: The `stage` dimension of every metric (`streamer.metrics`).
+    stage: str = "default"
     #: Messages per connection per second, refilling a token bucket; 0 is no limit.
     rate_limit_per_s: int = 20
     #: The bucket's size: messages a connection may send at once. None: one second's worth.
@@ -176,6 +195,14 @@ class Settings:
     event_bus: str | None = None
     #: External jobs the poller polls at once.
     poller_batch_size: int = 20
+    #: Seconds over which an action's failures are counted for its circuit breaker.
+    circuit_window_s: int = 60
+    #: Failures / calls over the window that open an action's circuit; 0 turns the breaker off.
+    circuit_failure_ratio: float = 0.5
+    #: Calls over the window below which a circuit never opens.
+    circuit_minimum_calls: int = 20
+    #: Seconds an open circuit refuses requests before trial runs go through.
+    circuit_open_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -227,6 +254,8 @@ class Settings:
             ),
             tracing=flag(TRACING, False),
             log_level=(text(LOG_LEVEL) or "INFO").upper(),
+            log_debug_sample_rate=min(max(0.0, decimal(LOG_DEBUG_SAMPLE_RATE, 0.0)), 1.0),
+            stage=text(STAGE) or "default",
             rate_limit_per_s=min(max(0, number(RATE_LIMIT_PER_S, 20)), 1_000_000),
             rate_limit_burst=max(0, number(RATE_LIMIT_BURST, 0)) or None,
             max_active_requests=number(MAX_ACTIVE_REQUESTS, 20),
@@ -235,4 +264,8 @@ class Settings:
             topic_retention_s=number(TOPIC_RETENTION_S, 24 * 3600),
             event_bus=text(EVENT_BUS),
             poller_batch_size=max(1, number(POLLER_BATCH_SIZE, 20)),
+            circuit_window_s=max(1, number(CIRCUIT_WINDOW_S, 60)),
+            circuit_failure_ratio=min(max(0.0, decimal(CIRCUIT_FAILURE_RATIO, 0.5)), 1.0),
+            circuit_minimum_calls=max(1, number(CIRCUIT_MINIMUM_CALLS, 20)),
+            circuit_open_s=max(1, number(CIRCUIT_OPEN_S, 30)),
         )

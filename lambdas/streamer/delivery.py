@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlparse
 
-from streamer import aws
+from streamer import aws, metric_names, metrics
 from streamer.protocol import encode
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Delivery:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "GoneException":
                 log.info("connection gone", extra={"fields": {"target": connection_id}})
+                metrics.count(metric_names.GONE_CONNECTIONS)
                 if self._on_gone is not None:
                     try:
                         self._on_gone(connection_id)
@@ -114,10 +115,22 @@ class Delivery:
                 "message not delivered",
                 extra={"fields": {"target": connection_id, "error_code": code}},
             )
+            metrics.count(metric_names.DELIVERY_FAILURES, reason=failure_reason(code))
             return Sent.FAILED
         except BotoCoreError as error:
             log.warning(
                 "message not delivered",
                 extra={"fields": {"target": connection_id, "error_code": type(error).__name__}},
             )
+            metrics.count(metric_names.DELIVERY_FAILURES, reason="error")
             return Sent.FAILED
+
+
+def failure_reason(error_code: str) -> str:
+    """The `reason` dimension of a failed post: "throttled" (429, `LimitExceededException`)
+    or "error" (any other failure; the code itself is in the log line)."""
+    return (
+        "throttled"
+        if error_code in ("LimitExceededException", "TooManyRequestsException")
+        else "error"
+    )

@@ -110,6 +110,9 @@ class RequestItem(Model):
     # None for a request started over HTTP: it has no owning connection.
     connection_id = UnicodeAttribute(null=True)
     endpoint = UnicodeAttribute(null=True)
+    #: The X-Ray trace header of the router invocation that queued it (tracing on only):
+    #: the processor continues that trace (`streamer.tracing.continued`).
+    trace_header = UnicodeAttribute(null=True)
     origin_region = UnicodeAttribute()
     estimated_duration_ms = NumberAttribute(default=0)
     created_at = NumberAttribute()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from streamer import lifecycle, store, transitions
+from streamer import lifecycle, metric_names, metrics, store, transitions
 from streamer.audience import Audience
 from streamer.execution import Outcome
 from streamer.models import PROCESSING, WAITING, RequestItem
@@ -83,6 +83,7 @@ def _retry(
     if store.schedule_retry(
         item, attempt, retry_after=retry_after, seq=seq, error=outcome.error or {}, now_ms=now
     ):
+        metrics.count(metric_names.RETRIES, action=item.action)
         audience.send(
             progress_message(
                 item.request_id,
@@ -126,6 +127,10 @@ def _end(
     ):
         log.warning("request changed hands before it ended; its outcome is dropped")
         return
+    metrics.count(metric_names.OUTCOMES, action=item.action, status=status)
+    total_ms = now - int(item.created_at)
+    metrics.duration(metric_names.TOTAL_DURATION, total_ms, action=item.action)
+    metrics.duration(metric_names.ASYNC_TOTAL_DURATION, total_ms)
     audience.send(
         complete_message(item.request_id, seq, status, timestamp=now, **final), refresh=True
     )

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store
 from streamer.audience import end_request
 from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
@@ -72,6 +72,9 @@ def poll_due(
                 item, "FAILED", error, processor.delivery, from_statuses=(WAITING,), now=now
             ):
                 report.timed_out.append(item.request_id)
+                metrics.count(
+                    metric_names.EXTERNAL_JOB_POLLS, action=item.action, outcome="timed_out"
+                )
         elif decision == "poll" and store.claim_poll(item, now, now + processor.lease_ms()):
             claimed.append(item)
         else:
@@ -81,10 +84,13 @@ def poll_due(
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(copy_context().run, _poll_one, processor, i) for i in claimed]
             for item, future in zip(claimed, futures, strict=True):
-                if future.result():
-                    report.polled.append(item.request_id)
-                else:
-                    report.skipped.append(item.request_id)
+                polled = future.result()
+                (report.polled if polled else report.skipped).append(item.request_id)
+                metrics.count(
+                    metric_names.EXTERNAL_JOB_POLLS,
+                    action=item.action,
+                    outcome="polled" if polled else "not_recorded",
+                )
     if report.polled or report.timed_out:
         log.info("poll", extra={"fields": report.to_dict()})
     return report

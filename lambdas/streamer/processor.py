@@ -32,13 +32,15 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamer import store
+from streamer import metric_names, metrics, store, tracing
 from streamer.attempt import HandlerCall, run_attempt
+from streamer.breaker import breaker_for
+from streamer.circuit import Verdict, is_failure
 from streamer.config import Settings
 from streamer.events import StreamRecord
 from streamer.execution import run_handler, run_poll
 from streamer.handlers import App
-from streamer.logs import copy_context, log_context
+from streamer.logs import copy_context, current_fields, log_context
 from streamer.models import RequestItem
 from streamer.protocol import now_ms
 from streamer.record_filter import processor_records
@@ -71,6 +73,7 @@ class Processor:
         self.app = app
         self.delivery = delivery
         self.lease_ms = lease_ms
+        self.breaker = breaker_for(settings)
 
     def process_batch(self, records: Sequence[StreamRecord]) -> list[str]:
         """Run a batch; return the sequence numbers to report as batch item failures."""
@@ -113,12 +116,25 @@ class Processor:
         if not is_actionable(record, self.settings.region):
             return
         item = RequestItem.from_raw_data(dict(record.new_image or {}))
-        with _request_log_context(item):
+        with _request_log_context(item), tracing.continued(item.trace_header, "streamer.request"):
+            tracing.annotate_request(current_fields())
+            verdict = self.breaker.permit(item.action)
             now = now_ms()
+            if not verdict.admitted:
+                # Its action's circuit is open: the request waits for the sweeper
+                # instead of running into the same failure.
+                if store.defer_request(item, until=now + self.breaker.wait_ms(verdict), now_ms=now):
+                    log.info("request deferred: its action's circuit is open")
+                return
+            first_attempt = int(item.attempt or 0) == 0
             if not store.claim_request(item, now, now + self.lease_ms()):
                 log.info("request already claimed or no longer pending")
                 return
-            self._attempt(item, run_handler)
+            if first_attempt:
+                metrics.duration(
+                    metric_names.PICKUP_DURATION, now - int(item.created_at), action=item.action
+                )
+            self._attempt(item, run_handler, verdict)
 
     def poll(self, item: RequestItem) -> None:
         """Run the handler's `poll` on a WAITING request this worker claimed."""
@@ -128,8 +144,14 @@ class Processor:
                 item, lambda handler, request, reporter: run_poll(handler, request, state, reporter)
             )
 
-    def _attempt(self, item: RequestItem, call: HandlerCall) -> None:
-        run_attempt(item, call, settings=self.settings, app=self.app, delivery=self.delivery)
+    def _attempt(
+        self, item: RequestItem, call: HandlerCall, verdict: Verdict | None = None
+    ) -> None:
+        outcome = run_attempt(
+            item, call, settings=self.settings, app=self.app, delivery=self.delivery
+        )
+        failed = is_failure(outcome.status, (outcome.error or {}).get("code"))
+        self.breaker.record(item.action, failed, verdict)
 
 
 def _request_log_context(item: RequestItem) -> Any:

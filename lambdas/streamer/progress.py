@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from streamer import tracing
 from streamer.coalescer import Coalescer, Update
 from streamer.errors import RequestCancelled
 from streamer.progress_flusher import MAX_UNPERSISTED_MESSAGES, ProgressFlusher, Snapshot
@@ -80,6 +81,8 @@ class ProgressReporter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.request_id = request_id
+        #: `report` calls so far (the ProgressReports metric; compare with messages sent).
+        self.reports = 0
         self._clock = clock
         # Guarded by _lock: the mailbox between the handler and the flusher thread.
         self._lock = threading.Condition()
@@ -101,7 +104,7 @@ class ProgressReporter:
         )
         self._cancelled = self._flusher.cancelled
         self._thread = threading.Thread(
-            target=self._run, name=f"progress-{request_id}", daemon=True
+            target=tracing.carried(self._run), name=f"progress-{request_id}", daemon=True
         )
         self._thread.start()
 
@@ -131,6 +134,7 @@ class ProgressReporter:
             timestamp=now_ms(),
         )
         with self._lock:
+            self.reports += 1
             ready = self._coalescer.offer(update, self._clock())
             if ready is not None:
                 self._outbox.append(ready)

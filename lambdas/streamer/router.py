@@ -21,13 +21,13 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
-from streamer import aws
+from streamer import aws, metric_names, metrics
 from streamer.admission import Caller, admit, check_watch_scope, rate_limiter
 from streamer.answers import failure_answer
 from streamer.application import ApplicationActions, runs_async
 from streamer.config import Settings
 from streamer.handlers import App
-from streamer.logs import bind
+from streamer.logs import Timer, bind
 from streamer.models import RequestItem
 from streamer.protocol import ClientMessage, client_id_of, now_ms, parse_client_message
 from streamer.system_actions import SystemActions
@@ -55,6 +55,7 @@ class Router:
     def handle(self, body: str | None, caller: Caller, remaining_ms: int) -> dict[str, Any]:
         """Answer one frame with the server message to return to the caller; never raises."""
         message: ClientMessage | None = None
+        timer = Timer()
         try:
             with aws.dynamodb_budget(self.store_budget):
                 admit(self._limiter, caller, now_ms())
@@ -64,7 +65,12 @@ class Router:
                     check_watch_scope(message, caller)
                 if message.is_system:
                     return self._system.answer(message, caller)
-                return self._application.answer(message, caller, remaining_ms)
+                answer = self._application.answer(message, caller, remaining_ms)
+                if answer.get("type") == "acknowledgment":
+                    metrics.duration(
+                        metric_names.ACK_DURATION, timer.elapsed_ms, action=message.action
+                    )
+                return answer
         except Exception as error:
             request_id = message.id if message is not None else client_id_of(body)
             return failure_answer(error, request_id)

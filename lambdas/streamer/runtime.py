@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
+from streamer import metrics
 from streamer.config import Settings
 from streamer.handlers import App, load_app
 from streamer.logs import configure_logging
@@ -20,7 +21,8 @@ from streamer.tracing import enable_tracing
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_debug_sample_rate)
+        metrics.configure(settings.stage, settings.region)
         enable_tracing(settings.tracing)
         bind_models(
             settings.connections_table,
@@ -59,3 +61,7 @@ def reset() -> None:
     global _current
     with _lock:
         _current = None
+    # Imported here: the breaker needs the store, which cold paths do without.
+    from streamer import breaker
+
+    breaker.reset()

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer import lifecycle, store
+from streamer import lifecycle, metric_names, metrics, store
 from streamer.audience import Audience, end_request, stored_complete
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.errors import ErrorCode, StreamerError
@@ -91,6 +91,9 @@ def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> Swee
             _failed(report, due.request_key, error)
     if report.redriven or report.timed_out or report.cancelled or report.resent or report.failed:
         log.info("sweep", extra={"fields": report.to_dict()})
+    redrives = len(report.redriven) + len(report.timed_out) + len(report.cancelled)
+    metrics.count(metric_names.SWEEPER_REDRIVES, redrives)
+    metrics.count(metric_names.SWEEPER_FAILURES, len(report.failed))
     return report
 
 

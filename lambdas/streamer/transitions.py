@@ -48,6 +48,9 @@ class Event(StrEnum):
     ASK_CANCEL = "ask_cancel"
     #: The attempt failed temporarily; the sweeper re-drives it after a backoff.
     RETRY = "retry"
+    #: The action's circuit is open: a PENDING request waits, unclaimed, until the
+    #: sweeper re-drives it (`streamer.circuit`); it uses none of its attempts.
+    DEFER = "defer"
     #: The handler handed the work to an external system, polled later.
     WAIT = "wait"
     #: A poller takes a due WAITING request for one poll.
@@ -113,6 +116,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     *_rows((PROCESSING, WAITING), Event.REPORT, UNCHANGED, SAME_ATTEMPT, Guard.NOT_CANCELLING),
     *_rows((PROCESSING,), Event.ASK_CANCEL, UNCHANGED),
     *_rows((PROCESSING,), Event.RETRY, RETRYING, SAME_ATTEMPT),
+    *_rows((PENDING,), Event.DEFER, RETRYING, SAME_ATTEMPT),
     *_rows((PROCESSING, WAITING), Event.WAIT, WAITING, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((WAITING,), Event.CLAIM_POLL, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((PENDING, PROCESSING, RETRYING), Event.REDRIVE, PENDING, SAME_ATTEMPT, SAME_DUE_AT),

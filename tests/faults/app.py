@@ -17,6 +17,8 @@ from streamer.handlers import App, Handler, Progress, Request
 from tests.functional.apps import app as unit_app
 
 RUN_LOG = "STREAMER_TEST_RUN_LOG"
+#: While the file at this path exists, `fragile` fails every run (`test_circuit_breaker.py`).
+BREAK_FILE = "STREAMER_TEST_BREAK_FILE"
 
 app = App()
 
@@ -71,3 +73,13 @@ def hang(request: Request, progress: Progress) -> Any:
     progress.report(10, "started")
     time.sleep(float(request.payload.get("seconds", 60)))
     return {"hung": False}
+
+
+@app.action("fragile", estimated_duration=60)
+def fragile(request: Request, progress: Progress) -> Any:
+    """Fails every run while the break file exists (its dependency is down), succeeds after."""
+    record_run(request)
+    path = os.environ.get(BREAK_FILE)
+    if path and os.path.exists(path):
+        raise RuntimeError("the dependency of fragile is down")
+    return {"fragile": "ok"}

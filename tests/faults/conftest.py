@@ -155,6 +155,9 @@ def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultySta
         with pytest.MonkeyPatch.context() as environment:
             environment.setenv(config.LEASE_MARGIN_S, str(LEASE_MARGIN_S))
             environment.setenv(RUN_LOG, str(journal))
+            # Actions here fail on purpose (the soak's `explode` every time): the circuit
+            # breaker would refuse them; test_circuit_breaker.py runs a stack of its own.
+            environment.setenv(config.CIRCUIT_FAILURE_RATIO, "0")
             stack = running.enter_context(
                 start_stack(
                     directory,

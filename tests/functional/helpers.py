@@ -9,6 +9,7 @@ import boto3
 
 from streamer import config
 from streamer.entry import connect, disconnect, processor, router
+from streamer.store import circuits
 from tests.conftest import REGION, TABLES, FakeContext, load_event, stream_event
 
 
@@ -81,7 +82,21 @@ def requests() -> list[dict[str, Any]]:
 
 
 def connections() -> list[dict[str, Any]]:
-    return items(config.CONNECTIONS_TABLE)
+    """The connection records (the table also holds the circuit breaker's items)."""
+    return [
+        item
+        for item in items(config.CONNECTIONS_TABLE)
+        if not item["connection_id"]["S"].startswith(circuits.PREFIX)
+    ]
+
+
+def circuit_items() -> list[dict[str, Any]]:
+    """The circuit breaker's items in the connections table (`streamer.store.circuits`)."""
+    return [
+        item
+        for item in items(config.CONNECTIONS_TABLE)
+        if item["connection_id"]["S"].startswith(circuits.PREFIX)
+    ]
 
 
 def subscriptions() -> list[dict[str, Any]]:

@@ -116,6 +116,7 @@ WRITES: dict[Event, Callable[[RequestItem], bool]] = {
     Event.RETRY: lambda item: store.schedule_retry(
         item, int(item.attempt), retry_after=NOW + 5, seq=4, error={"code": "X"}, now_ms=NOW
     ),
+    Event.DEFER: lambda item: store.defer_request(item, until=NOW + 5, now_ms=NOW),
     Event.WAIT: lambda item: store.wait_request(
         item,
         int(item.attempt),

@@ -133,28 +133,3 @@ def test_mapping_failures_are_bounded_and_end_in_the_dead_letter_queue(
     assert mapping["batchSize"] == 10
     assert mapping["maximumBatchingWindowInSeconds"] == 0
     assert mapping["parallelizationFactor"] == parallelization
-
-
-@pytest.mark.parametrize(("stack", "region"), REGIONS)
-def test_iterator_age_and_dead_letters_alarm(
-    request: pytest.FixtureRequest, stack: str, region: str
-) -> None:
-    # GIVEN the region's mapping alarms
-    plan: Plan = request.getfixturevalue(stack)
-    topic = plan.named(f"{PROJECT}-{region}-alarms").outputs["arn"]
-    age = plan.named(f"{PROJECT}-{region}-processor-stream-iterator-age").inputs
-    depth = plan.named(f"{PROJECT}-{region}-processor-stream-dead-letters").inputs
-
-    # WHEN they are read  THEN they watch the processor's lag and the queue's depth
-    assert (age["namespace"], age["metricName"]) == ("AWS/Lambda", "IteratorAge")
-    assert age["dimensions"] == {
-        "FunctionName": function(plan, region, "processor").outputs["name"]
-    }
-    assert (depth["namespace"], depth["metricName"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-    )
-    queue = plan.named(f"{PROJECT}-{region}-processor-dead-letters")
-    assert depth["dimensions"] == {"QueueName": queue.outputs["name"]}
-    assert depth["threshold"] == 0
-    assert age["alarmActions"] == depth["alarmActions"] == [topic]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from components.alarms import REFUSES_BY_RAISING
 from components.package import Artifacts
-from components.plan import SECRET, Plan
+from components.plan import SECRET, Plan, managed_powertools_arn
+from components.settings import ConfigError
 from local.event_source_mapping import MappingConfig
 from local.wiring import function_specs
 from streamer import catalog, config
@@ -21,7 +21,7 @@ from .graph import PROJECT, environment, function, functions, grants
 pytestmark = pytest.mark.infra
 
 #: Variable groups, also read by the HTTP API's test.
-COMMON = {config.LOG_LEVEL, config.TRACING}
+COMMON = {config.LOG_LEVEL, config.LOG_DEBUG_SAMPLE_RATE, config.STAGE, config.TRACING}
 TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
 REQUEST_TUNING = {
     config.APP_MODULE,
@@ -32,6 +32,10 @@ REQUEST_TUNING = {
     config.MAX_ATTEMPTS,
     config.LEASE_MARGIN_S,
     config.PROCESSOR_CONCURRENCY,
+    config.CIRCUIT_WINDOW_S,
+    config.CIRCUIT_FAILURE_RATIO,
+    config.CIRCUIT_MINIMUM_CALLS,
+    config.CIRCUIT_OPEN_S,
 }
 #: The variable names each function gets when the JWKS URL is configured.
 ENVIRONMENT = {
@@ -86,7 +90,8 @@ def test_function_runs_the_shared_code_on_arm64_python312(
     assert inputs["handler"] == catalog.FUNCTIONS[name].handler
     assert inputs["code"] == "archive:code.zip"
     assert inputs["codeSha256"] == artifacts.code.sha256
-    assert inputs["layers"] == [layer.outputs["arn"] for layer in layers]
+    dependencies, tracing = (layer.outputs["arn"] for layer in layers)
+    assert inputs["layers"] == [managed_powertools_arn(region), dependencies, tracing]
     for layer, archive in zip(layers, (artifacts.layer, artifacts.tracing_layer), strict=True):
         assert layer.inputs["compatibleRuntimes"] == ["python3.12"]
         assert layer.inputs["compatibleArchitectures"] == ["arm64"]
@@ -189,7 +194,7 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
     plan = run_stack("prod", artifacts_dir, overrides={"tracing": "false"})
     artifacts = Artifacts.load(artifacts_dir)
 
-    # WHEN the layers are read  THEN each region has the dependency layer only
+    # WHEN the layers are read  THEN each region makes the dependency layer only
     layers = plan.of_type("aws:lambda/layerVersion:LayerVersion")
     assert sorted(layer.name for layer in layers) == [
         f"{PROJECT}-{region}-dependencies" for region in ("eu-west-1", "us-east-1")
@@ -204,11 +209,15 @@ def test_without_tracing_there_is_no_xray(artifacts_dir: Path) -> None:
             # WHEN a function and its grants are read
             actions = {action for action, _ in grants(plan, region, name)}
 
-            # THEN it is not traced, may not write traces, and gets the dependency layer only
+            # THEN it is not traced, may not write traces, and gets the dependency layer and
+            # the managed Powertools layer only
             assert fn.inputs["tracingConfig"] == {"mode": "PassThrough"}
             assert fn.inputs["environment"]["variables"][config.TRACING] == "false"
             assert not {a for a in actions if a.startswith("xray:")}
-            assert fn.inputs["layers"] == [dependencies.outputs["arn"]]
+            assert fn.inputs["layers"] == [
+                managed_powertools_arn(region),
+                dependencies.outputs["arn"],
+            ]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -224,11 +233,16 @@ def test_with_tracing_every_function_gets_both_layers(
     regions = {fn.region for fn in functions}
     assert len(functions) == len(regions) * len(catalog.FUNCTIONS)
 
-    # THEN each has its region's dependency layer and then its tracing layer, of their builds
+    # THEN each has the region's managed Powertools layer, then its dependency layer and its
+    # tracing layer, of their builds
     for fn in functions:
         dependencies = plan.named(f"{PROJECT}-{fn.region}-dependencies")
         tracing = plan.named(f"{PROJECT}-{fn.region}-tracing")
-        assert fn.inputs["layers"] == [dependencies.outputs["arn"], tracing.outputs["arn"]]
+        assert fn.inputs["layers"] == [
+            managed_powertools_arn(fn.region),
+            dependencies.outputs["arn"],
+            tracing.outputs["arn"],
+        ]
         assert fn.inputs["tracingConfig"] == {"mode": "Active"}
         assert dependencies.inputs["sourceCodeHash"] == artifacts.layer.sha256
         assert tracing.inputs["sourceCodeHash"] == artifacts.tracing_layer.sha256
@@ -254,31 +268,6 @@ def test_scheduled_functions_run_every_minute(
     assert permission.inputs["function"] == scheduled.outputs["name"]
     assert permission.inputs["principal"] == "events.amazonaws.com"
     assert permission.inputs["sourceArn"] == rule.outputs["arn"]
-
-
-@pytest.mark.parametrize(("stack", "region"), REGIONS)
-def test_every_function_alarms_on_errors_and_throttles(
-    request: pytest.FixtureRequest, stack: str, region: str
-) -> None:
-    # GIVEN the region's alarms and alarm topic
-    plan: Plan = request.getfixturevalue(stack)
-    topic = plan.named(f"{PROJECT}-{region}-alarms").outputs["arn"]
-
-    for name in catalog.FUNCTIONS:
-        fn_name = function(plan, region, name).outputs["name"]
-        # The authorizer's refusals are Lambda errors: it alarms on crashes instead
-        # (tests/infra/test_infra_alarms.py).
-        refuses_by_raising = catalog.FUNCTIONS[name].handler in REFUSES_BY_RAISING
-        metrics = ("Throttles",) if refuses_by_raising else ("Errors", "Throttles")
-        for metric in metrics:
-            # WHEN one function's alarm is read
-            alarm = plan.named(f"{PROJECT}-{region}-{name}-{metric.lower()}")
-
-            # THEN it watches that function and notifies the region's topic
-            assert alarm.inputs["metricName"] == metric
-            assert alarm.inputs["namespace"] == "AWS/Lambda"
-            assert alarm.inputs["dimensions"] == {"FunctionName": fn_name}
-            assert alarm.inputs["alarmActions"] == [topic]
 
 
 def _triggers(plan: Plan, region: str) -> dict[str, set[Trigger]]:
@@ -327,3 +316,40 @@ def test_pulumi_makes_the_catalogs_functions_invoked_as_it_says(
     # runs, each invoked by exactly the triggers the catalog declares for it
     assert set(invoked_by) == set(catalog.FUNCTIONS) == set(function_specs(MappingConfig()))
     assert invoked_by == {name: set(f.triggers) for name, f in catalog.FUNCTIONS.items()}
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+def test_the_processor_reserves_100_and_the_others_draw_on_the_shared_pool(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN the stack's functions  WHEN their reserved concurrency is read
+    plan: Plan = request.getfixturevalue(stack)
+    reserved = {
+        name: fn.inputs["reservedConcurrentExecutions"]
+        for name, fn in functions(plan, region).items()
+    }
+
+    # THEN the processor has 100 set aside (and cannot take more), the others none (-1)
+    assert reserved == {name: 100 if name == "processor" else -1 for name in catalog.FUNCTIONS}
+
+
+def test_reserved_concurrency_comes_from_config(artifacts_dir: Path) -> None:
+    # GIVEN dev with the router reserved 50 and the processor unreserved
+    given = {"router": {"reservedConcurrency": 50}, "processor": {"reservedConcurrency": -1}}
+    plan = run_stack("dev", artifacts_dir, overrides={"functions": given})
+
+    # WHEN the functions are read  THEN they have what was given, sizes unchanged
+    router = function(plan, "us-east-1", "router").inputs
+    processor = function(plan, "us-east-1", "processor").inputs
+    assert router["reservedConcurrentExecutions"] == 50
+    assert processor["reservedConcurrentExecutions"] == -1
+    assert router["memorySize"] == catalog.FUNCTIONS["router"].memory_mb
+
+
+def test_a_reservation_of_zero_is_refused(artifacts_dir: Path) -> None:
+    # GIVEN a reservation of 0, which would stop the function from ever running
+    # WHEN the program runs  THEN it stops, naming the key
+    with pytest.raises(ConfigError, match=r"functions.sweeper.reservedConcurrency"):
+        run_stack(
+            "dev", artifacts_dir, overrides={"functions": {"sweeper": {"reservedConcurrency": 0}}}
+        )

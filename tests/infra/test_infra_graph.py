@@ -15,9 +15,11 @@ pytestmark = pytest.mark.infra
 
 FUNCTIONS = 8
 
-#: What one region holds, by type (alarms: errors and throttles per function, plus
-#: the two dead-letter depths and iterator age; permissions: four routes/authorizer, the
-#: sweeper, the poller, and SNS and EventBridge invoking the publish function).
+#: What one region holds, by type (alarms, components/service_alarms.py: an error rate
+#: per function but the authorizer, which alarms on crashes, a throttle alarm per
+#: function, async p99, stuck requests, the processor's dead letters and iterator age,
+#: plus the notifications' undelivered messages; permissions: four routes/authorizer,
+#: the sweeper, the poller, and SNS and EventBridge invoking the publish function).
 PER_REGION = Counter(
     {
         "pulumi:providers:aws": 1,
@@ -27,6 +29,8 @@ PER_REGION = Counter(
         "streamer:components:ProcessorMapping": 1,
         "streamer:components:ConnectionsAccess": 1,
         "streamer:components:Notifications": 1,
+        "streamer:components:ServiceAlarms": 1,
+        "streamer:components:TenantInsights": 1,
         "aws:iam/role:Role": FUNCTIONS,
         # One more per function that posts to clients (ConnectionsAccess).
         "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 5,
@@ -34,7 +38,12 @@ PER_REGION = Counter(
         "aws:lambda/function:Function": FUNCTIONS,
         # The dependency layer, and the tracing layer (every stack file turns tracing on).
         "aws:lambda/layerVersion:LayerVersion": 2,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * FUNCTIONS + 3,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * (FUNCTIONS + 1) + 4 + 1,
+        "aws:cloudwatch/compositeAlarm:CompositeAlarm": 1,
+        # Three rules (tenants by requests, failures, duration), four saved queries.
+        "aws:cloudwatch/contributorInsightRule:ContributorInsightRule": 3,
+        "aws:cloudwatch/queryDefinition:QueryDefinition": 4,
+        "aws:cloudwatch/dashboard:Dashboard": 1,
         # The authorizer's crash lines feed a metric of their own (components/alarms.py).
         "aws:cloudwatch/logMetricFilter:LogMetricFilter": 5,
         "aws:sns/topic:Topic": 2,

@@ -18,7 +18,8 @@ from .test_infra_functions import COMMON, REQUEST_TUNING, TABLES
 pytestmark = pytest.mark.infra
 
 REGIONS = {"dev": ["us-east-1"], "prod": ["us-east-1", "eu-west-1"]}
-#: Everything the component holds: the function (role, policy, logs, two alarms) and the API.
+#: Everything the component holds: the function (role, policy, logs) and the API; the
+#: function's alarms are the region's (components/service_alarms.py).
 RESOURCES = Counter(
     {
         "streamer:components:StreamerFunction": 1,
@@ -26,7 +27,6 @@ RESOURCES = Counter(
         "aws:iam/rolePolicy:RolePolicy": 1,
         "aws:lambda/function:Function": 1,
         "aws:cloudwatch/logGroup:LogGroup": 2,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 2,
         "aws:apigatewayv2/api:Api": 1,
         "aws:apigatewayv2/authorizer:Authorizer": 1,
         "aws:apigatewayv2/integration:Integration": 1,
@@ -231,11 +231,13 @@ def test_the_function_gets_the_variables_the_runtime_reads(
 
 
 @pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
-def test_the_role_reaches_the_requests_table_only(
+def test_the_role_reaches_the_requests_table_and_the_circuit_breaker_only(
     request: pytest.FixtureRequest, stack: str, region: str
 ) -> None:
     plan: Plan = request.getfixturevalue(stack)
     requests = table_arns(plan, region)["requests"]
+    # The circuit breaker's items live in the connections table (streamer.store.circuits).
+    connections = table_arns(plan, region)["connections"]
     log_group = plan.named(f"{PROJECT}-{region}-http-logs").outputs["arn"]
 
     assert grants(plan, region, "http") == {
@@ -243,6 +245,8 @@ def test_the_role_reaches_the_requests_table_only(
         ("dynamodb:PutItem", requests),
         ("dynamodb:UpdateItem", requests),
         ("dynamodb:Query", f"{requests}/index/by_active_owner"),
+        ("dynamodb:BatchGetItem", connections),
+        ("dynamodb:UpdateItem", connections),
         ("logs:CreateLogStream", f"{log_group}:*"),
         ("logs:PutLogEvents", f"{log_group}:*"),
         ("xray:PutTraceSegments", "*"),

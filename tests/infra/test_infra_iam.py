@@ -13,6 +13,8 @@ pytestmark = pytest.mark.infra
 GET, PUT, UPDATE, DELETE, QUERY = (
     f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 )
+#: The circuit breaker's items in the connections table (streamer.store.circuits).
+CIRCUITS = {"dynamodb:BatchGetItem", UPDATE}
 #: Lifecycle events, on the region's own bus only.
 PUT_EVENTS = "events:PutEvents"
 STREAM_READ = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
@@ -35,7 +37,7 @@ CALLS: dict[str, dict[str, set[str]]] = {
         **FORGET,
         "requests": {GET, PUT, UPDATE},
         "requests/index/by_active_owner": {QUERY},
-        "connections": {GET, UPDATE, DELETE},
+        "connections": {GET, DELETE} | CIRCUITS,
         "subscriptions": {GET, PUT, DELETE, QUERY},
         "bus": {PUT_EVENTS},
     },
@@ -45,6 +47,7 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "requests stream": STREAM_READ,
         "every stream": {LIST_STREAMS},
         "subscriptions": {QUERY, DELETE},
+        "connections": {DELETE} | CIRCUITS,
         "dead letters": {"sqs:SendMessage"},
         "bus": {PUT_EVENTS},
     },
@@ -60,6 +63,7 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "requests/index/by_due": {QUERY},
         "requests": {GET, UPDATE},
         "subscriptions": {QUERY, DELETE},
+        "connections": {DELETE} | CIRCUITS,
         "bus": {PUT_EVENTS},
     },
     "publish": {

@@ -109,17 +109,6 @@ def test_misspelt_keys_are_refused(
         run_stack("dev", artifacts_dir, overrides={key: value})
 
 
-def test_alarm_actions_replace_the_alarm_topic(artifacts_dir: Path) -> None:
-    # GIVEN dev with its own alarm target
-    target = "arn:aws:sns:us-east-1:123456789012:pager"
-    plan = run_stack("dev", artifacts_dir, overrides={"alarmActions": {"us-east-1": [target]}})
-
-    # WHEN the alarms are read  THEN they notify it and no topic is made
-    alarms = plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert {tuple(a.inputs["alarmActions"]) for a in alarms} == {(target,)}
-    assert not [t for t in plan.of_type("aws:sns/topic:Topic") if t.name.endswith("-alarms")]
-
-
 def test_allowed_tenants_reach_the_authorizer_as_a_list() -> None:
     # GIVEN two allowed tenants  WHEN the authorizer's environment is built
     env = environment("authorizer", with_(allowed_tenants=("t1", "t2")), {})

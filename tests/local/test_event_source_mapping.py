@@ -217,3 +217,57 @@ def test_a_failed_batch_is_retried_after_its_backoff_not_the_next_poll(moto) -> 
     # THEN it came again after its 0.1 s backoff, long before the next poll was due
     assert len(deliveries) == 2
     assert deliveries[1] - deliveries[0] < interval / 2, deliveries
+
+
+def test_the_processors_concurrency_limit_holds_and_throttled_batches_wait(moto) -> None:
+    endpoint, _ = moto
+    # Tables of its own: the only records in the stream are this test's.
+    names = {"connections": "l-c", "requests": "l-requests", "subscriptions": "l-s"}
+    stream_arn = dynamodb.create_tables(endpoint, REGION, names)["l-requests"]
+    requests = [f"limited-{n}" for n in range(8)]
+    lock = threading.Lock()
+    running, peak, delivered = [0], [0], []
+
+    def handler(event: dict, context) -> dict:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+            delivered.extend(r["dynamodb"]["NewImage"]["request_id"]["S"] for r in event["Records"])
+        return {"batchItemFailures": []}
+
+    # GIVEN four lanes, one record a batch, and a processor limited to one invocation at once;
+    # a batch may not be retried after a function error (throttles are not function errors)
+    config = MappingConfig(
+        policy=BatchPolicy(batch_size=1, maximum_retry_attempts=0, retry_backoff_s=0.02),
+        parallelization_factor=4,
+        poll_interval_s=0.02,
+    )
+    function = LambdaFunction(
+        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=4, reserved_concurrency=1),
+        REGION,
+        "123456789012",
+        handler=handler,
+    )
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION), stream_arn, function, config
+    )
+    mapping.start()
+    try:
+        # WHEN more requests arrive at once than the limit runs
+        for request in requests:
+            put_request(endpoint, "l-requests", request)
+        wait_until(lambda: len(delivered) >= len(requests))
+        stats = mapping.stats()
+    finally:
+        mapping.stop()
+        function.close()
+
+    # THEN never more than one invocation ran at a time; the others were throttled and
+    # waited, and every record was delivered once, none given up on
+    assert peak[0] == 1 and function.peak_concurrency == 1
+    assert stats["throttles"] > 0 and function.throttles == stats["throttles"]
+    assert sorted(delivered) == sorted(requests)
+    assert stats["records_discarded"] == 0 and stats["function_errors"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -105,3 +106,34 @@ def test_invocations_run_concurrently_off_the_event_loop() -> None:
     finally:
         lambda_function.close()
     assert time.monotonic() - started < 1.0
+
+
+def test_an_invocation_past_the_reserved_concurrency_is_throttled_not_queued() -> None:
+    release = threading.Event()
+
+    def handler(event, context):
+        release.wait(5)
+        return {"n": event["n"]}
+
+    spec = FunctionSpec("streamer-limited", "x.handler", timeout_s=10, reserved_concurrency=1)
+    lambda_function = function(handler, spec)
+    try:
+        # GIVEN one invocation running, at a limit of one
+        first = lambda_function.submit({"n": 1})
+        # WHEN another comes
+        second = lambda_function.submit({"n": 2})
+        # THEN it fails at once as Lambda throttles, while the first runs on
+        with pytest.raises(FunctionError) as caught:
+            second.result(timeout=1)
+        assert (caught.value.error_type, caught.value.error_message) == (
+            "TooManyRequestsException",
+            "Rate Exceeded.",
+        )
+        release.set()
+        assert first.result(timeout=5) == {"n": 1}
+        # AND once it ended, the next one runs
+        assert lambda_function.invoke({"n": 3}) == {"n": 3}
+    finally:
+        release.set()
+        lambda_function.close()
+    assert lambda_function.throttles == 1 and lambda_function.peak_concurrency == 1

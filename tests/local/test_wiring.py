@@ -6,7 +6,7 @@ import pytest
 
 from local.event_source_mapping import MappingConfig
 from local.stack import StackOptions, schedule_intervals
-from local.wiring import WiringError, function_specs, wire
+from local.wiring import DEFAULT_PROCESSOR_CONCURRENCY, WiringError, function_specs, wire
 from streamer import catalog
 from streamer.catalog import Trigger
 
@@ -32,6 +32,14 @@ def test_the_local_functions_are_the_catalogs_with_its_handlers_and_sizes() -> N
 def test_without_a_timeout_the_stream_function_has_the_catalogs() -> None:
     stream = catalog.the_one(Trigger.REQUESTS_STREAM)
     assert function_specs(MappingConfig())[stream.name].timeout_s == stream.timeout_s
+
+
+def test_only_the_stream_function_gets_the_processor_concurrency_limit() -> None:
+    stream = catalog.the_one(Trigger.REQUESTS_STREAM).name
+    specs = function_specs(MappingConfig(), processor_concurrency=3)
+    assert specs[stream].reserved_concurrency == 3
+    assert {s.reserved_concurrency for n, s in specs.items() if n != stream} == {None}
+    assert StackOptions().processor_concurrency == DEFAULT_PROCESSOR_CONCURRENCY == 100
 
 
 def test_each_trigger_the_local_stack_plays_invokes_the_catalogs_function() -> None:

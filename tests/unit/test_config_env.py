@@ -40,6 +40,12 @@ EVERY_VARIABLE = {
     config.TOPIC_RETENTION_S: "60",
     config.EVENT_BUS: "bus",
     config.POLLER_BATCH_SIZE: "7",
+    config.LOG_DEBUG_SAMPLE_RATE: "0.25",
+    config.STAGE: "prod",
+    config.CIRCUIT_WINDOW_S: "90",
+    config.CIRCUIT_FAILURE_RATIO: "0.4",
+    config.CIRCUIT_MINIMUM_CALLS: "11",
+    config.CIRCUIT_OPEN_S: "45",
 }
 
 
@@ -77,6 +83,12 @@ def test_every_variable_reaches_its_setting() -> None:
         topic_retention_s=60,
         event_bus="bus",
         poller_batch_size=7,
+        log_debug_sample_rate=0.25,
+        stage="prod",
+        circuit_window_s=90,
+        circuit_failure_ratio=0.4,
+        circuit_minimum_calls=11,
+        circuit_open_s=45,
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from streamer import entry, runtime, watch
+from streamer import entry, invocation, metric_names, metrics, runtime, watch
 from streamer.auth import MAX_TOKEN_BYTES, InvalidToken, TokenVerifier, policy, tenant_allowed
 from streamer.budgets import runs_under_its_budget
 from streamer.config import Settings
@@ -106,6 +106,10 @@ def _websocket_answer(event: dict[str, Any], settings: Settings) -> dict[str, An
         identity = _decide(query or header or "", settings)
     except _Refused as refused:
         log.info("connection refused", extra={"fields": {"reason": refused.reason}})
+        metrics.count(
+            metric_names.CONNECTIONS_REFUSED,
+            reason="unauthorized" if refused.status == 401 else "forbidden",
+        )
         if refused.identity is None:
             raise Exception(UNAUTHORIZED) from None
         return policy(refused.identity.user_id, "Deny", request.method_arn, {})
@@ -122,6 +126,7 @@ def _http_answer(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"isAuthorized": True, "context": identity.to_context()}
 
 
+@invocation.entry_point
 @runs_under_its_budget(entry.AUTHORIZER)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     http = is_http_api_event(event)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streamer import entry, runtime, store
+from streamer import entry, invocation, metric_names, metrics, runtime, store
 from streamer.answers import is_store_failure
 from streamer.budgets import runs_under_its_budget
 from streamer.config import CONNECTION_TTL_S
@@ -33,6 +33,7 @@ log = logging.getLogger("streamer.connect")
 STORE_UNAVAILABLE = 503
 
 
+@invocation.entry_point
 @runs_under_its_budget(entry.CONNECT)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = runtime.current().settings
@@ -42,6 +43,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if identity is None:
             # Only reachable if the route lost its authorizer: refuse, store nothing.
             log.error("connect without authorizer context")
+            metrics.count(metric_names.CONNECTIONS_REFUSED, reason="unauthorized")
             return {"statusCode": 401}
         now = now_ms()
         connection = Connection(
@@ -66,4 +68,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             )
             return {"statusCode": STORE_UNAVAILABLE}
         log.info("connected", extra={"fields": {"tenant_id": identity.tenant_id}})
+        metrics.count(metric_names.CONNECTIONS_OPENED)
         return {"statusCode": 200}

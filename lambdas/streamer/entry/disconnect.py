@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streamer import entry, runtime, store
+from streamer import entry, invocation, metric_names, metrics, runtime, store
 from streamer.budgets import runs_under_its_budget
 from streamer.events import WebSocketEvent
 from streamer.logs import log_context
@@ -18,6 +18,7 @@ from streamer.logs import log_context
 log = logging.getLogger("streamer.disconnect")
 
 
+@invocation.entry_point
 @runs_under_its_budget(entry.DISCONNECT)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime.current()
@@ -25,4 +26,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with log_context(connection_id=ws.connection_id):
         store.forget_connection(ws.connection_id)
         log.info("disconnected")
+        metrics.count(metric_names.CONNECTIONS_CLOSED)
     return {"statusCode": 200}

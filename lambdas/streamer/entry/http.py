@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from streamer import aws, store, watch
+from streamer import aws, invocation, metric_names, metrics, store, watch
 from streamer.answers import failure_answer
 from streamer.config import Settings
-from streamer.entry.router import current_router
+from streamer.entry.router import current_router, outcome_of
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import HttpEvent, Identity
 from streamer.logs import Timer, log_context
@@ -33,6 +33,8 @@ from streamer.protocol import encode
 from streamer.router import Caller, Router
 
 log = logging.getLogger("streamer.http")
+#: The `route` dimension of the messages `POST /requests` answers.
+ROUTE = "POST /requests"
 
 #: Longest `?wait=`: API Gateway ends an HTTP API integration at 29 s.
 MAX_WAIT_S = 25
@@ -125,6 +127,7 @@ def start_request(router: Router, request: HttpEvent, context: Any) -> dict[str,
     caller = Caller(connection_id=None, identity=identity, endpoint=None)
     with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
         answer = router.handle(request.body, caller, _remaining_ms(context))
+    metrics.count(metric_names.MESSAGES, route=ROUTE, outcome=outcome_of(answer))
     kind = answer.get("type")
     if kind == "error":
         return error_answer(answer, answer["error"])
@@ -228,6 +231,7 @@ def route_of(request: HttpEvent) -> Callable[[Router, HttpEvent, Any], dict[str,
     return None
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     router = current_router()
     request = HttpEvent(event)

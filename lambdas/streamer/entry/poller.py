@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamer import runtime
+from streamer import invocation, runtime
 from streamer.poller import poll_due
 from streamer.processor import Processor
 from streamer.protocol import now_ms
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime.current()
     remaining = getattr(context, "get_remaining_time_in_millis", None)

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from streamer import runtime
+from streamer import invocation, runtime
 from streamer.events import stream_records
 from streamer.processor import Processor
 
@@ -38,6 +38,7 @@ def _lease_ms() -> int:
     return base + runtime.current().settings.lease_margin_s * 1000
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = _current_processor()
     _context.set(context)

@@ -15,16 +15,18 @@ import logging
 import threading
 from typing import Any
 
-from streamer import entry, runtime
+from streamer import entry, invocation, metric_names, metrics, runtime, tracing
 from streamer.answers import failure_answer
 from streamer.budgets import budget_of
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import WebSocketEvent
-from streamer.logs import Timer, log_context
+from streamer.logs import Timer, current_fields, log_context
 from streamer.protocol import client_id_of, encode
 from streamer.router import Caller, Router
 
 log = logging.getLogger("streamer.router")
+#: The `route` dimension of the messages this function answers (API Gateway's route key).
+ROUTE = "$default"
 _router: Router | None = None
 _lock = threading.Lock()
 
@@ -63,14 +65,27 @@ def _answer(ws: WebSocketEvent, context: Any) -> dict[str, Any]:
             router.settings.region, router.settings.management_endpoint
         ),
     )
-    with log_context(tenant_id=identity.tenant_id, user_id=identity.user_id):
-        return router.handle(ws.body, caller, _remaining_ms(context))
+    with (
+        log_context(tenant_id=identity.tenant_id, user_id=identity.user_id),
+        tracing.subsegment("streamer.router"),
+    ):
+        answer = router.handle(ws.body, caller, _remaining_ms(context))
+        tracing.annotate_request(current_fields())
+        return answer
 
 
+@invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ws = WebSocketEvent(event)
     timer = Timer()
-    with log_context(connection_id=ws.connection_id):
+    identity = ws.identity
+    # The answer's line carries the tenant too: the per-tenant Contributor Insights rules
+    # count requests from it (components/insights.py).
+    with log_context(
+        connection_id=ws.connection_id,
+        tenant_id=identity.tenant_id if identity else None,
+        user_id=identity.user_id if identity else None,
+    ):
         try:
             answer = _answer(ws, context)
             body = encode(answer)
@@ -81,7 +96,20 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "message answered",
             extra={"fields": {"answer": answer.get("type"), "duration_ms": timer.elapsed_ms}},
         )
+        metrics.count(metric_names.MESSAGES, route=ROUTE, outcome=outcome_of(answer))
     return {"statusCode": 200, "body": body}
+
+
+def outcome_of(answer: dict[str, Any]) -> str:
+    """The `outcome` dimension of an answer: its error code if it failed, else its type."""
+    error = answer.get("error") if answer.get("type") in ("error", "response") else None
+    if error is None:
+        return str(answer.get("type"))
+    try:
+        return ErrorCode(error.get("code")).value
+    except (AttributeError, ValueError):
+        # An app's own code is not a bounded value: counted as what the protocol calls it.
+        return ErrorCode.INTERNAL_ERROR.value
 
 
 def _request_id_of(ws: WebSocketEvent) -> str | None:

@@ -141,6 +141,23 @@ def schedule_retry(
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 
+def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
+    """PENDING -> RETRYING without a claim: the sweeper puts it back to PENDING at `until`.
+
+    For a request whose action's circuit is open. False if it was claimed,
+    cancelled or deferred by another worker first.
+    """
+    actions = [
+        *moves(Event.DEFER),
+        RequestItem.retry_after.set(until),
+        RequestItem.due_region.set(item.origin_region),
+        RequestItem.due_at.set(until),
+        RequestItem.updated_at.set(now_ms),
+    ]
+    written = condition(Event.DEFER, Held(attempt=int(item.attempt)))
+    return conditional(lambda: item.update(actions=actions, condition=written))
+
+
 def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int, seq: int) -> bool:
     """Put a due request back to PENDING (a MODIFY the stream filter picks up).
 

@@ -1,0 +1,73 @@
+"""The circuit breaker's items in DynamoDB (moto): each state change is a conditional write
+that a second writer holding the same old state loses."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer import runtime
+from streamer.circuit import CircuitState, Counts, TrialSlot
+from streamer.store import circuits
+
+T0 = 1_000_000
+
+
+@pytest.fixture
+def bound(aws):
+    runtime.current()  # binds the models to the test's tables
+
+
+def test_counts_add_up_per_bucket_and_are_read_with_the_state(bound):
+    circuits.add("report", 0, 7, Counts(5, 2), ttl=99)
+    circuits.add("report", 0, 7, Counts(3, 3), ttl=99)
+    circuits.add("report", 0, 6, Counts(1, 0), ttl=99)
+
+    state, current, previous = circuits.read("report", 0, 7)
+
+    assert state == CircuitState()
+    assert (current, previous) == (Counts(8, 5), Counts(1, 0))
+    assert circuits.read("other", 0, 7) == (CircuitState(), Counts(), Counts())
+
+
+def test_only_one_writer_opens_a_closed_circuit(bound):
+    closed = CircuitState()
+    assert circuits.open_circuit("report", closed, T0)
+    assert not circuits.open_circuit("report", closed, T0 + 1)
+    assert circuits.read("report", 0, 0)[0] == CircuitState(0, T0, 0)
+
+
+def test_trial_slots_are_taken_once_each_and_a_failed_trial_reopens(bound):
+    circuits.open_circuit("report", CircuitState(), T0)
+    opened = CircuitState(0, T0, 0)
+
+    assert circuits.take_trial("report", opened, TrialSlot(0, restart=False), T0)
+    # A second instance that read the same state loses the same slot.
+    assert not circuits.take_trial("report", opened, TrialSlot(0, restart=False), T0)
+    held = CircuitState(0, T0, 1)
+    assert circuits.reopen_circuit("report", held, T0 + 5_000)
+    assert not circuits.close_circuit("report", held, T0 + 6_000)  # it moved on
+    assert circuits.read("report", 0, 0)[0] == CircuitState(0, T0 + 5_000, 0)
+
+
+def test_stale_trials_restart_the_half_open_period(bound):
+    circuits.open_circuit("report", CircuitState(), T0)
+    for trials in range(2):
+        circuits.take_trial("report", CircuitState(0, T0, trials), TrialSlot(trials, False), T0)
+
+    assert circuits.take_trial(
+        "report", CircuitState(0, T0, 2), TrialSlot(2, restart=True), T0 + 9_000
+    )
+    assert circuits.read("report", 0, 0)[0] == CircuitState(0, T0 + 9_000, 1)
+
+
+def test_closing_starts_fresh_counts_under_a_new_epoch(bound):
+    circuits.add("report", 0, 7, Counts(10, 10), ttl=99)
+    circuits.open_circuit("report", CircuitState(), T0)
+
+    assert circuits.close_circuit("report", CircuitState(0, T0, 1), T0 + 5_000)
+    circuits.add("report", T0 + 5_000, 7, Counts(2, 0), ttl=99)
+
+    # A reader that still knew the old epoch gets the new epoch's counts.
+    state, current, _ = circuits.read("report", 0, 7)
+    assert state == CircuitState(T0 + 5_000, None, 0)
+    assert current == Counts(2, 0)
