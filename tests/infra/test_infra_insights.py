@@ -25,7 +25,7 @@ from components.insights import (
     REQUEST,
 )
 from components.plan import Plan
-from tests.unit.helpers import Client, Stream
+from tests.functional.helpers import Client, Stream
 
 from .graph import PROJECT
 
