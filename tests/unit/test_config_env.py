@@ -106,3 +106,40 @@ def test_without_an_environment_given_the_process_environment_is_read(
 def test_blank_values_take_the_defaults() -> None:
     blanks = {name: "  " for name in EVERY_VARIABLE}
     assert Settings.from_env(blanks) == Settings.from_env({})
+
+
+def test_the_newer_settings_default_to_their_documented_values() -> None:
+    # GIVEN an environment that sets none of them, WHEN settings are read
+    settings = Settings.from_env({})
+
+    # THEN debug lines are not sampled, the stage is "default", and the circuit breaker
+    # counts over 60 s, opens at half failing after 20 calls, and stays open 30 s
+    assert settings.log_debug_sample_rate == 0.0
+    assert settings.stage == "default"
+    assert (
+        settings.circuit_window_s,
+        settings.circuit_failure_ratio,
+        settings.circuit_minimum_calls,
+        settings.circuit_open_s,
+    ) == (60, 0.5, 20, 30)
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "field", "expected"),
+    [
+        (config.LOG_DEBUG_SAMPLE_RATE, "1.5", "log_debug_sample_rate", 1.0),
+        (config.LOG_DEBUG_SAMPLE_RATE, "-0.5", "log_debug_sample_rate", 0.0),
+        (config.CIRCUIT_FAILURE_RATIO, "1.5", "circuit_failure_ratio", 1.0),
+        (config.CIRCUIT_FAILURE_RATIO, "-1", "circuit_failure_ratio", 0.0),
+        (config.CIRCUIT_WINDOW_S, "1", "circuit_window_s", 1),
+        (config.CIRCUIT_WINDOW_S, "0", "circuit_window_s", 1),
+        (config.CIRCUIT_MINIMUM_CALLS, "1", "circuit_minimum_calls", 1),
+        (config.CIRCUIT_MINIMUM_CALLS, "0", "circuit_minimum_calls", 1),
+        (config.CIRCUIT_OPEN_S, "1", "circuit_open_s", 1),
+        (config.CIRCUIT_OPEN_S, "0", "circuit_open_s", 1),
+    ],
+)
+def test_shares_are_kept_between_0_and_1_and_breaker_counts_at_least_1(
+    name: str, given: str, field: str, expected: float
+) -> None:
+    assert getattr(Settings.from_env({name: given}), field) == expected
