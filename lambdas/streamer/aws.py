@@ -195,6 +195,14 @@ def share_with_pynamodb() -> None:
     `client` property is wrapped (once) to run under this module's lock and to
     hand out one client per budget: the connection's timeouts and retries are
     fixed when its client is made, and PynamoDB has no per-call setting.
+
+    The clients are kept with the session, one per budget and endpoint, not per
+    connection: every model (each table, and the circuit items' model on the
+    connections table) has a connection of its own, and a client made per
+    connection cost a cold start a client per table it touched. A client is not
+    bound to a table, and botocore clients are thread-safe ("Multithreading or
+    multiprocessing with clients",
+    https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html).
     """
     import pynamodb.connection.base as base
 
@@ -206,15 +214,23 @@ def share_with_pynamodb() -> None:
     def client(connection: Any) -> Any:
         budget = current_budget()
         with _lock:
-            clients = connection.__dict__.setdefault("_streamer_clients", {})
+            shared = session()
+            clients = shared.__dict__.setdefault("_streamer_pynamodb_clients", {})
+            key = (
+                budget,
+                connection.region,
+                connection.host,
+                connection._max_pool_connections,
+                connection._aws_access_key_id,
+            )
             # PynamoDB makes a client from these when it has none (or its
             # credentials were lost), and keeps it in `_client`.
-            connection._client = clients.get(budget)
+            connection._client = clients.get(key)
             connection._connect_timeout_seconds = budget.connect_timeout_s
             connection._read_timeout_seconds = budget.read_timeout_s
             connection._retry_configuration = budget.retries
-            clients[budget] = unlocked(connection)
-            return clients[budget]
+            clients[key] = unlocked(connection)
+            return clients[key]
 
     client._streamer_locked = True  # type: ignore[attr-defined]
     base.Connection.client = property(client)  # type: ignore[method-assign]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamer import aws, metric_names, metrics
 from streamer.admission import Caller, admit, check_watch_scope, rate_limiter
@@ -30,7 +30,9 @@ from streamer.handlers import App
 from streamer.logs import Timer, bind
 from streamer.models import RequestItem
 from streamer.protocol import ClientMessage, client_id_of, now_ms, parse_client_message
-from streamer.system_actions import SystemActions
+
+if TYPE_CHECKING:
+    from streamer.system_actions import SystemActions
 
 __all__ = ["Caller", "Router", "rate_limiter", "runs_async"]
 
@@ -49,7 +51,8 @@ class Router:
         self.app = app
         self.store_budget = store_budget
         self._limiter = rate_limiter(settings)
-        self._system = SystemActions(settings, delivery)
+        self._delivery = delivery
+        self._system_actions: SystemActions | None = None
         self._application = ApplicationActions(settings, app, sync_pool)
 
     def handle(self, body: str | None, caller: Caller, remaining_ms: int) -> dict[str, Any]:
@@ -64,7 +67,7 @@ class Router:
                 if caller.identity.watch_request is not None:
                     check_watch_scope(message, caller)
                 if message.is_system:
-                    return self._system.answer(message, caller)
+                    return self._system().answer(message, caller)
                 answer = self._application.answer(message, caller, remaining_ms)
                 if answer.get("type") == "acknowledgment":
                     metrics.duration(
@@ -75,7 +78,20 @@ class Router:
             request_id = message.id if message is not None else client_id_of(body)
             return failure_answer(error, request_id)
 
+    def _system(self) -> SystemActions:
+        """The system actions, made (and their module imported) at the first system message.
+
+        Most frames are application actions; `streamer.system_actions` brings the
+        audience and lifecycle modules, which a cold start answering one of those
+        need not import (docs/benchmarks.md, section 4).
+        """
+        if self._system_actions is None:
+            from streamer.system_actions import SystemActions
+
+            self._system_actions = SystemActions(self.settings, self._delivery)
+        return self._system_actions
+
     def readable_request(self, caller: Caller, request_id: str) -> RequestItem:
         """The caller's own request, or the one its watch token names; NOT_FOUND otherwise."""
         with aws.dynamodb_budget(self.store_budget):
-            return self._system.readable_request(caller, request_id)
+            return self._system().readable_request(caller, request_id)
