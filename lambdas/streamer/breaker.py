@@ -46,6 +46,11 @@ class _View:
     read_at: int
     state: CircuitState
     counts: Counts
+    #: The bucket the counts were read in and that bucket's and the previous one's counts
+    #: (None if the store could not be read).
+    bucket: int | None
+    current: Counts
+    previous: Counts
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -150,11 +155,11 @@ class Breaker:
         ttl = now // 1000 + 2 * self.policy.window_s + COUNTS_TTL_MARGIN_S
         for (action, epoch), counts in pending.items():
             try:
-                self._store.add(action, epoch, bucket, counts, ttl)
+                totals = self._store.add(action, epoch, bucket, counts, ttl)
             except StoreUnavailable:
                 log.warning("circuit counts not written", extra={"fields": {"action": action}})
                 continue
-            self._forget(action)
+            self._update_view(action, epoch, bucket, totals, now)
             self._open_if_tripped(action, now)
 
     # The store
@@ -173,15 +178,41 @@ class Breaker:
             # Kept for a second as if read, so an outage costs one read a second, not one
             # per request.
             state = view.state if view else CircuitState()
-            view = _View(now, state, view.counts if view else Counts())
+            view = _View(now, state, view.counts if view else Counts(), None, Counts(), Counts())
             with self._lock:
                 self._views[action] = view
             return view
         counts = circuit.window_counts(current, previous, now, self.policy)
-        view = _View(now, state, counts)
+        view = _View(now, state, counts, bucket, current, previous)
         with self._lock:
             self._views[action] = view
         return view
+
+    def _update_view(
+        self, action: str, epoch: int, bucket: int, totals: Counts | None, now: int
+    ) -> None:
+        """Take the bucket's totals the write returned into the view, else forget the view.
+
+        The write's answer holds every instance's counts of the current bucket, so
+        the view it came from needs no second read if it was read in the same bucket
+        under the same epoch: the previous bucket's counts no longer change (counts
+        are written to the bucket they are flushed in), and the state keeps its age
+        (`read_at` is unchanged, so it is read again when it would have been). A
+        state changed meanwhile by another instance is caught where it matters: every
+        change of state is a conditional write on the state read. Otherwise (another
+        bucket or epoch, or a store that returns no totals) the view is forgotten and
+        the next look reads the store, as before. This spares the first message of a
+        new instance, and each flush, one BatchGetItem.
+        """
+        with self._lock:
+            view = self._views.get(action)
+            if totals is None or view is None or view.bucket != bucket or view.state.epoch != epoch:
+                self._views.pop(action, None)
+                return
+            counts = circuit.window_counts(totals, view.previous, now, self.policy)
+            self._views[action] = _View(
+                view.read_at, view.state, counts, bucket, totals, view.previous
+            )
 
     def _forget(self, action: str) -> None:
         with self._lock:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamer import runtime
-from streamer.circuit import CircuitState, Counts, TrialSlot
+from streamer import breaker, runtime
+from streamer.circuit import CircuitState, Counts, Policy, TrialSlot
 from streamer.store import circuits
 
 T0 = 1_000_000
@@ -71,3 +71,40 @@ def test_closing_starts_fresh_counts_under_a_new_epoch(bound):
     state, current, _ = circuits.read("report", 0, 7)
     assert state == CircuitState(T0 + 5_000, None, 0)
     assert current == Counts(2, 0)
+
+
+def test_adding_counts_answers_every_writers_totals_of_the_bucket(bound):
+    assert circuits.add("report", 0, 7, Counts(5, 2), ttl=99) == Counts(5, 2)
+    # A second instance's write answers both instances' counts.
+    assert circuits.add("report", 0, 7, Counts(3, 3), ttl=99) == Counts(8, 5)
+
+
+class _CountedReads:
+    """The real store, counting the breaker's reads of it."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self, action: str, epoch: int, bucket: int) -> tuple:
+        self.reads += 1
+        return circuits.read(action, epoch, bucket)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(circuits, name)
+
+
+def test_a_flush_decides_from_the_totals_it_wrote_without_reading_again(bound):
+    store = _CountedReads()
+    # Another instance's failures are already in the bucket.
+    circuits.add("report", 0, T0 // 60_000, Counts(2, 2), ttl=99)
+    instance = breaker.Breaker(
+        Policy(window_s=60, failure_ratio=0.5, minimum_calls=3, open_s=30),
+        store=store,
+        clock=lambda: T0,
+    )
+
+    assert instance.permit("report").admitted
+    instance.record("report", failed=True)
+
+    assert store.reads == 1
+    assert circuits.read("report", 0, T0 // 60_000)[0].open_until == T0 + 30_000

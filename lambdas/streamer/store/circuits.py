@@ -106,8 +106,12 @@ def read(action: str, epoch: int, bucket: int) -> tuple[CircuitState, Counts, Co
     return state, current, previous
 
 
-def add(action: str, epoch: int, bucket: int, counts: Counts, ttl: int) -> None:
-    """Add `counts` to a bucket's item (made by the first ADD)."""
+def add(action: str, epoch: int, bucket: int, counts: Counts, ttl: int) -> Counts:
+    """Add `counts` to a bucket's item (made by the first ADD); the bucket's totals after it.
+
+    The totals are every instance's, as the UpdateItem returns them (PynamoDB's
+    `update` asks for ALL_NEW and reads the item from the answer).
+    """
     record = _model()(counts_key(action, epoch, bucket))
     guard(
         lambda: record.update(
@@ -118,6 +122,7 @@ def add(action: str, epoch: int, bucket: int, counts: Counts, ttl: int) -> None:
             ]
         )
     )
+    return _counts(record)
 
 
 def open_circuit(action: str, read: CircuitState, open_until: int) -> bool:
