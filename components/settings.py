@@ -355,9 +355,7 @@ class StackSettings:
             "circuitMinimumCalls": (r.circuit_minimum_calls, 1, 1_000_000),
             "circuitOpenS": (r.circuit_open_s, 1, 3600),
         }
-        for key, (value, low, high) in bounds.items():
-            if not low <= value <= high:
-                raise ConfigError(f"streamer:runtime.{key}: {value} is not in [{low}, {high}]")
+        _check_bounds("runtime", bounds)
 
     def _check_functions(self) -> None:
         for function, size in self.functions.items():
@@ -381,9 +379,7 @@ class StackSettings:
             "evaluationPeriods": (a.evaluation_periods, 1, 60),
             "datapointsToAlarm": (a.datapoints_to_alarm, 1, a.evaluation_periods),
         }
-        for key, (value, low, high) in bounds.items():
-            if not low <= value <= high:
-                raise ConfigError(f"streamer:alarms.{key}: {value} is not in [{low}, {high}]")
+        _check_bounds("alarms", bounds)
 
     def _check_processor(self) -> None:
         p = self.processor
@@ -396,9 +392,7 @@ class StackSettings:
             "maxRetryAttempts": (p.max_retry_attempts, 0, 10_000),
             "maxRecordAgeS": (p.max_record_age_s, 60, 604_800),
         }
-        for key, (value, low, high) in bounds.items():
-            if not low <= value <= high:
-                raise ConfigError(f"streamer:processor.{key}: {value} is not in [{low}, {high}]")
+        _check_bounds("processor", bounds)
 
 
 def _cors(given: Any) -> CorsRules:
@@ -434,6 +428,13 @@ def _subscriptions(given: Any) -> tuple[AlarmSubscription, ...]:
 
 def _int_or(value: int | None, default: int) -> int:
     return default if value is None else value
+
+
+def _check_bounds(section: str, bounds: Mapping[str, tuple[float, float, float]]) -> None:
+    """Refuse the first `streamer:<section>.<key>` whose value is outside [low, high]."""
+    for key, (value, low, high) in bounds.items():
+        if not low <= value <= high:
+            raise ConfigError(f"streamer:{section}.{key}: {value} is not in [{low}, {high}]")
 
 
 def certificate_arns(value: str | None) -> dict[str, str]:

@@ -8,6 +8,7 @@ client that records what would have been posted.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from local.streams import lambda_record
+from streamer import aws as streamer_aws
 from streamer import config, runtime, schema
 from streamer.entry import authorizer as authorizer_entry
 
@@ -325,3 +327,21 @@ def alice(test_app: None, management: FakeManagementApi) -> Any:
     client = Client("conn-alice", user="alice", tenant="t1")
     client.connect()
     return client
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once, then released)."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dynamodb_down(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """DynamoDB unreachable: its endpoint is a closed port, with a fresh runtime."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{closed_port()}")
+    # A session of its own: the process's session, once made outside moto, would
+    # lack the handler moto's later tests need (botocore copies its handlers at creation).
+    monkeypatch.setattr(streamer_aws, "_session", None)
+    runtime.reset()
+    yield
+    runtime.reset()

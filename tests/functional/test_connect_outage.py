@@ -10,29 +10,9 @@ local port where nothing listens, reached as the local stack reaches its own.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
-import pytest
-
 from streamer import aws, runtime, store
 from streamer.entry import connect, disconnect
 from tests.conftest import FakeContext, load_event
-
-
-def closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def dynamodb_down(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{closed_port()}")
-    # A session of its own: one made outside moto would lack what moto's later tests need.
-    monkeypatch.setattr(aws, "_session", None)
-    runtime.reset()
-    yield
-    runtime.reset()
 
 
 def test_connect_refuses_the_handshake_with_503_when_the_store_is_down(dynamodb_down):

@@ -8,33 +8,13 @@ the local stack points the functions at its DynamoDB.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from streamer import aws, runtime, store
 from streamer.entry import http as http_entry
 from streamer.models import RequestItem, owner_key
 from streamer.router import Router
 from tests.conftest import FakeContext, load_event
-
-
-def closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def dynamodb_down(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{closed_port()}")
-    # A session of its own: the process's session, once made outside moto, would
-    # lack the handler moto's later tests need (botocore copies its handlers at creation).
-    monkeypatch.setattr(aws, "_session", None)
-    runtime.reset()
-    yield
-    runtime.reset()
 
 
 def post_report() -> dict[str, Any]:

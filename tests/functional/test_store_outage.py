@@ -17,6 +17,7 @@ import pytest
 
 from streamer import aws, store
 from streamer.models import Connection, RequestItem, Subscription, bind_models, owner_key
+from tests.conftest import closed_port
 
 
 class Unreachable:
@@ -47,11 +48,6 @@ class Unreachable:
         self._server.close()
         for connection in self._held:
             connection.close()
-
-
-def closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(params=["hang up", "never answer", "nothing listens"])
