@@ -27,6 +27,7 @@ from bench import (
     machine,
     progress_batching,
     report,
+    router_cpu,
     scale,
     sync_round_trip,
 )
@@ -37,6 +38,7 @@ SECTIONS = {
     "async": async_path.run,
     "progress": progress_batching.run,
     "cost": cost.run,
+    "router_cpu": router_cpu.run,
     "cold_start": cold_start.run,
     "scale": scale.run,
 }

@@ -178,6 +178,30 @@ def _cold_start(section: dict | None) -> str:
     return "\n".join(text)
 
 
+def _router_cpu(section: dict | None) -> str:
+    if error := _error(section):
+        return error
+    rows = [
+        ["router (`streamer.entry.router.handler`)", figure(section["router_us"], 1)],
+        ["bare handler (decode the event, encode the answer)", figure(section["bare_us"], 1)],
+        ["ratio", figure(section["ratio"], 1)],
+    ]
+    profile = [
+        [f"`{row['function']}`", f"{row['share']:.1%}"] for row in section.get("profile", [])
+    ]
+    return "\n".join(
+        [
+            _table(["handler", "CPU per invocation (us)"], rows),
+            f"\n{section['router_us']['runs']} alternating rounds of "
+            f"{section['invocations']:,} invocations each. Where the router's time goes "
+            "(the functions with the most time of their own, one round under cProfile, "
+            "which inflates small calls):",
+            "",
+            _table(["function", "share of own time"], profile),
+        ]
+    )
+
+
 def _scale(section: dict | None) -> str:
     if error := _error(section):
         return error
@@ -502,6 +526,15 @@ def render(results: dict, results_file: Path) -> str:
         "## 6. Cost per request",
         "",
         _cost(results.get("cost")),
+        "",
+        "## 7. Router CPU per message",
+        "",
+        "A warm router answering `echo` without an `id` (answered in the router, nothing "
+        "stored), in-process, against a bare handler that decodes the same event and encodes "
+        "the same answer (`bench/router_cpu.py`). CPU time per invocation, the answer's log "
+        "line and EMF metrics written to /dev/null as on Lambda.",
+        "",
+        _router_cpu(results.get("router_cpu")),
         "",
         "## Recommendations",
         "",

@@ -116,6 +116,23 @@ def _router_cold_reason(results: dict) -> str:
     )
 
 
+def _router_cpu(results: dict):
+    section = _get(results, "router_cpu")
+    if not section or "router_us" not in section:
+        return None
+    used, ratio = section["router_us"]["median"], section["ratio"]["median"]
+    return (
+        f"{used:.0f} us of CPU ({ratio:.0f}x the bare handler)",
+        used <= section["target_us"],
+    )
+
+
+def _router_cpu_reason(results: dict) -> str:
+    profile = _get(results, "router_cpu", "profile") or []
+    top = ", ".join(f"{row['function']} {row['share']:.0%}" for row in profile[:4])
+    return f"Where the time goes (own time under cProfile, section 7): {top}."
+
+
 def _layer(results: dict):
     """Judged on the dependency layer, the one every function gets; the tracing layer, which
     only the functions of a traced stack get, is shown beside it."""
@@ -287,6 +304,12 @@ TARGETS = (
         _router_cold_reason,
     ),
     Target("4", "dependency layer < 15 MiB unzipped", _layer, _layer_reason),
+    Target(
+        "7",
+        "router: warm sync echo <= 150 us of handler CPU",
+        _router_cpu,
+        _router_cpu_reason,
+    ),
     Target(
         "6",
         "async request: <= 3 DynamoDB writes + 1 persist per second of run",

@@ -120,11 +120,11 @@ class ApplicationActions:
                 f"no handler for action {message.action!r}",
                 details={"action": message.action},
             )
-        _unless_open(message.action, self.breaker.admission(message.action))
         payload = handler.validate(dict(message.payload))
         if runs_async(handler, self.settings.async_threshold_ms):
+            _unless_open(message.action, self.breaker.admission(message.action))
             return self._queue(message, payload, handler, caller)
-        verdict = _unless_open(message.action, self.breaker.permit(message.action))
+        verdict = _unless_open(message.action, self.breaker.permit_sync(message.action))
         return self._run_sync(message, payload, handler, caller, remaining_ms, verdict)
 
     # Async: store it PENDING, acknowledge it

@@ -5,11 +5,13 @@ view read from the store (`streamer.store.circuits`) for up to a second, and
 the calls and failures counted since the last write.
 
 Cost model. Per action and per instance, at most once a second: one
-UpdateItem adding the counts (only if runs ended meanwhile) and one
-BatchGetItem reading the state and two count items (only if the action is
-used). So the writes a second per action are at most the number of running
-instances, whatever the request rate; reads likewise. Opening, each trial
-and closing are one conditional write each, a few per outage. The counts are
+UpdateItem adding the counts (only if runs ended meanwhile, and not in the
+instance's first second) and one BatchGetItem reading the state and two count
+items (only if the action is used, and for sync runs not in the instance's
+first second: `circuit.reads_before_sync_run`). So the writes a second per
+action are at most the number of running instances, whatever the request
+rate; reads likewise. Opening, each trial and closing are one conditional
+write each, a few per outage. The counts are
 written when the instance next handles the action after a second has passed:
 an instance that goes idle keeps its last second's counts until its next
 request, which delays an opening by at most that, never causes a wrong one.
@@ -79,7 +81,10 @@ class Breaker:
         self._lock = threading.Lock()
         self._views: dict[str, _View] = {}
         self._pending: dict[tuple[str, int], Counts] = {}
-        self._flushed_at: int | None = None
+        self._started = clock()
+        # The first write waits a second like the others: a new instance's first message
+        # does not pay for one.
+        self._flushed_at = self._started
 
     # Before a request
 
@@ -121,6 +126,18 @@ class Breaker:
         log.info("circuit trial", extra={"fields": {"action": action}})
         return Verdict(True, trial=True, held=held)
 
+    def permit_sync(self, action: str) -> Verdict:
+        """`permit` for a run the caller waits on; a new instance trusts an unread circuit
+        closed for its first second (`circuit.reads_before_sync_run`)."""
+        if not self.policy.enabled:
+            return Verdict(True)
+        now = self._clock()
+        with self._lock:
+            seen = action in self._views
+        if not seen and not circuit.reads_before_sync_run(now - self._started):
+            return Verdict(True)
+        return self.permit(action)
+
     def wait_ms(self, verdict: Verdict) -> int:
         """How long a queued request refused by `verdict` waits before it is tried again."""
         return circuit.wait_ms(verdict, self._rng())
@@ -132,9 +149,14 @@ class Breaker:
         if not self.policy.enabled:
             return
         now = self._clock()
-        # Counted under the epoch the run started in: runs from before a close
-        # must not count against the closed circuit.
-        view = self._view(action, now)
+        # Counted under the epoch the run started in (the view it was let through on):
+        # runs from before a close must not count against the closed circuit. A run
+        # let through unread (`permit_sync`) counts under the first epoch; if the
+        # circuit has closed since, those counts are outside its window, never against it.
+        with self._lock:
+            view = self._views.get(action)
+        if view is None and circuit.reads_before_sync_run(now - self._started):
+            view = self._view(action, now)
         key = (action, view.state.epoch if view else 0)
         with self._lock:
             self._pending[key] = self._pending.get(key, Counts()) + Counts(1, int(failed))
@@ -146,7 +168,7 @@ class Breaker:
         """Write the counts kept since the last write, if a second has passed (or `force`)."""
         now = self._clock() if now is None else now
         with self._lock:
-            due = force or self._flushed_at is None or now - self._flushed_at >= circuit.VIEW_TTL_MS
+            due = force or now - self._flushed_at >= circuit.VIEW_TTL_MS
             if not due or not self._pending:
                 return
             pending, self._pending = self._pending, {}

@@ -30,6 +30,9 @@ from streamer.transitions import RETRY, Status
 HALF_OPEN_TRIALS = 3
 #: What an in-process view of a circuit may lag behind the store (ms).
 VIEW_TTL_MS = 1000
+#: A new instance runs sync requests without reading their circuits for this long (ms):
+#: see `reads_before_sync_run`.
+COLD_TRUST_MS = VIEW_TTL_MS
 #: Error codes of an ended run that count as the action failing. A refused
 #: payload, a cancel or a result too large are the caller's, not the action's.
 FAILURE_CODES = frozenset(
@@ -193,3 +196,18 @@ def wait_ms(verdict: Verdict, jitter: float) -> int:
     outage do not all come back in the same instant.
     """
     return int(verdict.retry_after_ms * (1 + jitter / 10))
+
+
+def reads_before_sync_run(instance_age_ms: int) -> bool:
+    """Whether a sync run of an action this instance has no view of waits on a read of it.
+
+    Not during an instance's first `COLD_TRUST_MS`: a sync run is answered on the
+    message's critical path and, unlike an async request, costs no store call of its own,
+    so on a new instance the read would be the only DynamoDB call of its first message
+    (a client built and a round trip: most of the router's cold start, docs/benchmarks.md
+    section 4). A new instance starts its circuits closed, as a per-process breaker does;
+    the counts of those runs are kept and written after that time like any others. The
+    cost: while a circuit is open, each new instance runs at most its first second of
+    sync runs of the action (for a failing action that times out, one or two runs).
+    """
+    return instance_age_ms >= COLD_TRUST_MS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer import breaker, config, runtime, sweeper
+from streamer import breaker, circuit, config, runtime, sweeper
 from streamer.entry import processor
 from streamer.protocol import now_ms
 from tests.conftest import FakeContext
@@ -21,6 +21,9 @@ def alice(test_app, management, monkeypatch) -> Client:
     monkeypatch.setenv(config.CIRCUIT_MINIMUM_CALLS, str(MINIMUM_CALLS))
     monkeypatch.setenv(config.CIRCUIT_FAILURE_RATIO, "0.5")
     monkeypatch.setenv(config.CIRCUIT_OPEN_S, str(OPEN_S))
+    # Every instance here is past its first second: sync runs read their circuit
+    # (a new instance's first second is tests/unit/test_circuit.py's).
+    monkeypatch.setattr(circuit, "COLD_TRUST_MS", 0)
     runtime.reset()
     apps.runs.clear()
     client = Client("conn-alice", user="alice", tenant="t1")

@@ -105,6 +105,7 @@ def test_a_flush_decides_from_the_totals_it_wrote_without_reading_again(bound):
 
     assert instance.permit("report").admitted
     instance.record("report", failed=True)
+    instance.flush(force=True)
 
     assert store.reads == 1
     assert circuits.read("report", 0, T0 // 60_000)[0].open_until == T0 + 30_000

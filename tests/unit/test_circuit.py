@@ -260,3 +260,42 @@ def test_an_outage_of_its_store_costs_the_breaker_one_read_a_second_not_one_per_
     b.admission("report")
 
     assert len(reads) == 2
+
+
+def test_a_new_instances_first_second_of_sync_runs_costs_no_store_call():
+    # GIVEN a fresh instance (the router's cold start: its first message is a sync run)
+    store, clock = FakeStore(), Clock(T0)
+    b = breaker(store, clock)
+
+    # WHEN it runs sync requests during its first second
+    for _ in range(5):
+        verdict = b.permit_sync("echo")
+        b.record("echo", failed=False, verdict=verdict)
+        clock.now += 100
+
+    # THEN nothing was read or written: they ran as under a closed circuit
+    assert verdict.admitted
+    assert (store.reads, store.adds) == (0, 0)
+
+    # and once the second is over, the next run reads the circuit and writes the counts
+    clock.now = T0 + circuit.VIEW_TTL_MS
+    b.record("echo", failed=False, verdict=b.permit_sync("echo"))
+    assert store.reads >= 1 and store.adds == 1
+    b.flush(force=True)
+    assert sum(c.calls for c in store.counts.values()) == 6
+
+
+def test_a_new_instance_sees_an_open_circuit_for_async_admission_and_after_its_first_second():
+    store, clock = FakeStore(), Clock(T0)
+    fail_for_seconds(breaker(store, clock), clock, 2)
+
+    # WHEN a new instance starts while the circuit is open
+    fresh = breaker(store, clock)
+
+    # THEN an async request is refused at once (a write would follow anyway, so the read is
+    # not the cold path's), and sync runs are refused once its first second is over
+    assert not fresh.admission("report").admitted
+    later = breaker(store, clock)
+    assert later.permit_sync("report").admitted
+    clock.now += circuit.VIEW_TTL_MS
+    assert not later.permit_sync("report").admitted
