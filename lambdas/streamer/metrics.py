@@ -46,6 +46,9 @@ _lock = threading.Lock()
 _points: _Points = {}
 _base: dict[str, str] = {"service": SERVICE, "stage": "unknown", "region": "unknown"}
 _provider_class: Any = None
+#: Serialises flushes through the one provider (`_provider`).
+_provider_lock = threading.Lock()
+_shared_provider: Any = None
 
 
 def configure(stage: str, region: str) -> None:
@@ -96,17 +99,40 @@ def flush() -> None:
     if not points:
         return
     try:
-        provider_class = _emf_provider()
-        for key, group in points.items():
-            provider = provider_class(namespace=NAMESPACE)
-            for name, value in (*((n, _base[n]) for n in BASE_DIMENSIONS), *key):
-                provider.add_dimension(name, value)
-            for metric_name, (unit, values) in group.items():
-                for value in values:
-                    provider.add_metric(name=metric_name, unit=unit.value, value=value)
-            provider.flush_metrics()
+        with _provider_lock:
+            provider = _provider()
+            for key, group in points.items():
+                for name, value in (*((n, _base[n]) for n in BASE_DIMENSIONS), *key):
+                    provider.add_dimension(name, value)
+                for metric_name, (unit, values) in group.items():
+                    for value in values:
+                        provider.add_metric(name=metric_name, unit=unit.value, value=value)
+                # Writes the document and clears the provider's metrics and dimensions.
+                provider.flush_metrics()
     except Exception:
+        with _provider_lock:
+            _discard_provider()
         log.exception("metrics not written", extra={"fields": {"dropped": _names(points)}})
+
+
+def _provider() -> Any:
+    """The process's one provider, made at the first flush and reused by every flush.
+
+    A provider is reusable: `flush_metrics` clears its metrics and dimensions. Making one
+    per document cost more than the document itself (its constructor lists every unit and
+    resolution); reusing it halves the metrics' share of a warm sync message
+    (docs/benchmarks.md, "router CPU").
+    """
+    global _shared_provider
+    if _shared_provider is None:
+        _shared_provider = _emf_provider()(namespace=NAMESPACE)
+    return _shared_provider
+
+
+def _discard_provider() -> None:
+    """Drop a provider a failed flush may have left half-filled."""
+    global _shared_provider
+    _shared_provider = None
 
 
 def _names(points: _Points) -> list[str]:
