@@ -20,6 +20,7 @@ from streamer.answers import is_store_failure
 from streamer.breaker import breaker_for
 from streamer.circuit import Verdict, is_failure
 from streamer.config import PICKUP_TIMEOUT_MS, Settings
+from streamer.deadline import DeadlineExceeded, run_within
 from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.execution import Outcome, run_handler
 from streamer.handlers import App, Handler, Request
@@ -228,10 +229,13 @@ class ApplicationActions:
             log.warning("sync answer not stored: the store is unavailable")
 
     def _run(self, handler: Handler, request: Request, timeout_ms: int) -> Outcome:
-        future = self._sync_pool.submit(run_handler, handler, request, _SyncProgress())
         try:
-            return future.result(timeout=timeout_ms / 1000)
-        except concurrent.futures.TimeoutError:
+            return run_within(
+                lambda: run_handler(handler, request, _SyncProgress()),
+                timeout_ms / 1000,
+                self._sync_pool,
+            )
+        except DeadlineExceeded:
             return Outcome(
                 FAILED,
                 error=StreamerError(

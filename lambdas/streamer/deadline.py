@@ -1,0 +1,78 @@
+"""Running a sync handler under a deadline, on the invocation's own thread where it can be.
+
+The router answers a sync message within its deadline whatever the handler
+does. Lambda's Python runtime calls the handler on the process's main thread,
+one invocation at a time (docs.aws.amazon.com/lambda/latest/dg/
+lambda-runtime-environment.html: an execution environment handles one
+invocation at a time), so there the handler runs inline under an interval
+timer (`signal.setitimer`): at the deadline the timer's signal raises
+`DeadlinePassed` inside the handler, which stops it. Python runs signal
+handlers on the main thread only, between bytecodes, and wakes blocking calls
+such as `time.sleep` and socket reads to do so (PEP 475); code blocked inside
+a C extension that never returns to Python is stopped when it does.
+
+Elsewhere (a thread of the local stack's threaded mode, a test's thread) the
+handler runs on a worker thread of `pool` and the caller stops waiting at the
+deadline; the handler itself runs on. Inline, the message costs no thread
+hand-off, which was the largest share of a warm sync message's CPU
+(docs/benchmarks.md, section 7).
+
+`DeadlinePassed` derives from `BaseException`, so a handler's `except
+Exception` does not swallow it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+Result = TypeVar("Result")
+
+
+class DeadlinePassed(BaseException):
+    """Raised inside a handler run inline when its deadline passes."""
+
+
+class DeadlineExceeded(Exception):
+    """The call did not end within its deadline."""
+
+
+def run_within(
+    call: Callable[[], Result], timeout_s: float, pool: concurrent.futures.Executor
+) -> Result:
+    """`call()`'s result, or `DeadlineExceeded` if it has not returned after `timeout_s`."""
+    if timeout_s <= 0:
+        raise DeadlineExceeded
+    if threading.current_thread() is threading.main_thread():
+        return _inline(call, timeout_s)
+    future = pool.submit(call)
+    try:
+        return future.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise DeadlineExceeded from None
+
+
+def _inline(call: Callable[[], Result], timeout_s: float) -> Result:
+    armed = [True]
+
+    def expire(signum: int, frame: Any) -> None:
+        # A signal delivered after the call returned (before the timer is cleared) is late:
+        # the call made its deadline.
+        if armed[0]:
+            raise DeadlinePassed
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        result = call()
+        armed[0] = False
+        return result
+    except DeadlinePassed:
+        raise DeadlineExceeded from None
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
