@@ -2,9 +2,10 @@
 
 The router answers a sync message within its deadline whatever the handler
 does. Lambda's Python runtime calls the handler on the process's main thread,
-one invocation at a time (docs.aws.amazon.com/lambda/latest/dg/
-lambda-runtime-environment.html: an execution environment handles one
-invocation at a time), so there the handler runs inline under an interval
+one invocation at a time (the runtime interface client's loop, `run` in
+aws/aws-lambda-python-runtime-interface-client awslambdaric/bootstrap.py:
+`wait_next_invocation` then `handle_event_request`, on the thread that started
+it; Lambda Managed Instances fork a process per concurrent invocation), so there the handler runs inline under an interval
 timer (`signal.setitimer`): at the deadline the timer's signal raises
 `DeadlinePassed` inside the handler, which stops it. Python runs signal
 handlers on the main thread only, between bytecodes, and wakes blocking calls
