@@ -6,6 +6,7 @@ events from API Gateway, the DynamoDB stream mapping and the local stack.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,7 @@ class WebSocketEvent:
     def body(self) -> str | None:
         return _body(self.raw)
 
-    @property
+    @functools.cached_property
     def identity(self) -> Identity | None:
         return Identity.from_context(self.request_context.get("authorizer"))
 

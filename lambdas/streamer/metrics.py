@@ -16,18 +16,23 @@ writes every point recorded so far, so each point is still written exactly once.
 
 Points with the same dimension values make one EMF document (EMF gives every
 metric of a document the same dimension values); counts of one metric are summed,
-durations kept as a list of values. Serialising is Powertools for AWS Lambda's
-CloudWatch EMF provider (`AmazonCloudWatchEMFProvider`, the class its `Metrics`
-delegates to), which validates names, units and the EMF limits (100 metrics and
-100 values per document: it writes a document and starts another when one is
-full; 30 dimensions). It is imported at the first flush, and without the package
-`__init__`, which imports Powertools' Logger and Tracer too: measured in
-docs/operations.md ("Metrics").
+durations kept as a list of values, split into more documents past the EMF
+limits (`documents`). Serialising is Powertools for AWS Lambda's CloudWatch EMF
+provider (`AmazonCloudWatchEMFProvider`, the class its `Metrics` delegates to),
+given the whole metric set at once (`serialize_metric_set`): its per-point
+`add_metric` and `add_dimension` checked names and units on every call and were
+a third of a warm sync message's CPU (docs/benchmarks.md, section 7); the names,
+units and dimensions are checked once instead, where they are declared
+(`streamer.metric_names`, and tests/functional/test_observability.py runs every
+declared metric through Powertools' own checks). It is imported at the first
+flush, and without the package `__init__`, which imports Powertools' Logger and
+Tracer too: measured in docs/operations.md ("Metrics").
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import sys
 import threading
@@ -39,6 +44,9 @@ from streamer.metric_names import BASE_DIMENSIONS, NAMESPACE, SERVICE, Metric, U
 
 log = logging.getLogger(__name__)
 
+#: The EMF specification's limits on one document (`documents`).
+MAX_METRICS_PER_DOCUMENT = 100
+MAX_VALUES_PER_METRIC = 100
 #: Dimension values -> metric name -> (unit, values).
 _Points = dict[tuple[tuple[str, str], ...], dict[str, tuple[Unit, list[float]]]]
 
@@ -102,26 +110,50 @@ def flush() -> None:
         with _provider_lock:
             provider = _provider()
             for key, group in points.items():
-                for name, value in (*((n, _base[n]) for n in BASE_DIMENSIONS), *key):
-                    provider.add_dimension(name, value)
-                for metric_name, (unit, values) in group.items():
-                    for value in values:
-                        provider.add_metric(name=metric_name, unit=unit.value, value=value)
-                # Writes the document and clears the provider's metrics and dimensions.
-                provider.flush_metrics()
+                dimensions = {**{name: _base[name] for name in BASE_DIMENSIONS}, **dict(key)}
+                for metric_set in documents(group):
+                    document = provider.serialize_metric_set(
+                        metrics=metric_set, dimensions=dimensions, metadata={}
+                    )
+                    print(json.dumps(document, separators=(",", ":")))
     except Exception:
         with _provider_lock:
             _discard_provider()
         log.exception("metrics not written", extra={"fields": {"dropped": _names(points)}})
 
 
+def documents(group: dict[str, tuple[Unit, list[float]]]) -> list[dict[str, dict[str, Any]]]:
+    """One dimension set's points as the metric sets of its EMF documents.
+
+    A document holds at most `MAX_METRICS_PER_DOCUMENT` metrics and each metric at most
+    `MAX_VALUES_PER_METRIC` values (EMF specification, docs.aws.amazon.com/AmazonCloudWatch/
+    latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html: "up to 100
+    values" per metric array, "up to 100 metrics" per directive); more make more documents.
+    The sets are in the form Powertools' `serialize_metric_set` takes.
+    """
+    names = list(group)
+    longest = max((len(values) for _, values in group.values()), default=0)
+    sets = []
+    for first_name in range(0, len(names), MAX_METRICS_PER_DOCUMENT):
+        chunk = names[first_name : first_name + MAX_METRICS_PER_DOCUMENT]
+        for first_value in range(0, longest, MAX_VALUES_PER_METRIC):
+            metric_set = {}
+            for name in chunk:
+                unit, values = group[name]
+                part = values[first_value : first_value + MAX_VALUES_PER_METRIC]
+                if part:
+                    metric_set[name] = {"Unit": unit.value, "Value": part}
+            if metric_set:
+                sets.append(metric_set)
+    return sets
+
+
 def _provider() -> Any:
     """The process's one provider, made at the first flush and reused by every flush.
 
-    A provider is reusable: `flush_metrics` clears its metrics and dimensions. Making one
-    per document cost more than the document itself (its constructor lists every unit and
-    resolution); reusing it halves the metrics' share of a warm sync message
-    (docs/benchmarks.md, "router CPU").
+    `serialize_metric_set` reads only what it is given and the namespace; making a
+    provider per document cost more than the document (its constructor lists every unit
+    and resolution).
     """
     global _shared_provider
     if _shared_provider is None:

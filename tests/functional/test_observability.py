@@ -16,7 +16,7 @@ from local.schedule import scheduled_event
 from streamer import config, metrics, runtime
 from streamer.entry import authorizer, connect, disconnect, poller, processor, router, sweeper
 from streamer.logs import JsonFormatter, lambda_context
-from streamer.metric_names import BASE_DIMENSIONS, METRICS, NAMESPACE
+from streamer.metric_names import BASE_DIMENSIONS, METRICS, NAMESPACE, Unit
 from tests.conftest import FakeContext, load_event, stream_event
 
 
@@ -249,6 +249,8 @@ def test_a_flush_that_cannot_write_logs_what_it_dropped_and_does_not_raise(monke
         raise ModuleNotFoundError("No module named 'aws_lambda_powertools'")
 
     metrics.pending()
+    # A process whose first flush finds no Powertools (no provider made yet).
+    monkeypatch.setattr(metrics, "_shared_provider", None)
     monkeypatch.setattr(metrics, "_emf_provider", missing)
     metrics.count(METRICS["ConnectionsClosed"])
     with caplog.at_level(logging.ERROR, logger="streamer.metrics"):
@@ -315,3 +317,39 @@ def test_a_poll_of_an_external_job_is_counted_by_action_and_outcome(
     assert [(p["action"], p["outcome"], p["value"]) for p in found["ExternalJobPolls"]] == [
         ("external_count", "polled", [1.0])
     ]
+
+
+def test_every_declared_metric_passes_powertools_own_checks_and_serialises_alike():
+    """The flush hands Powertools whole metric sets (`serialize_metric_set`); each name and
+    unit is checked here by Powertools' per-point `add_metric`, once, and the document the
+    flush writes equals the one Powertools' own path writes for the same points."""
+    provider_class = metrics._emf_provider()
+    for metric in METRICS.values():
+        reference = provider_class(namespace=NAMESPACE)
+        dimensions = {name: "x" for name in (*BASE_DIMENSIONS, *metric.dimensions)}
+        for name, value in dimensions.items():
+            reference.add_dimension(name, value)
+        reference.add_metric(name=metric.name, unit=metric.unit.value, value=2.0)
+        reference.timestamp = 1_700_000_000_000
+        expected = reference.serialize_metric_set()
+
+        flushed = provider_class(namespace=NAMESPACE)
+        flushed.timestamp = 1_700_000_000_000
+        (metric_set,) = metrics.documents({metric.name: (metric.unit, [2.0])})
+        assert flushed.serialize_metric_set(metric_set, dimensions, {}) == expected
+
+
+def test_points_past_the_emf_limits_make_more_documents():
+    # 250 durations of one metric and 150 counts of others, in one dimension set
+    group = {"RunDuration": (Unit.MILLISECONDS, [float(n) for n in range(250)])}
+    group |= {f"M{n}": (Unit.COUNT, [1.0]) for n in range(150)}
+
+    sets = metrics.documents(group)
+
+    assert all(len(s) <= 100 for s in sets)
+    assert all(len(m["Value"]) <= 100 for s in sets for m in s.values())
+    durations = [v for s in sets for v in s.get("RunDuration", {}).get("Value", [])]
+    assert durations == [float(n) for n in range(250)]
+    assert sorted(name for s in sets for name in s if name != "RunDuration") == sorted(
+        f"M{n}" for n in range(150)
+    )
