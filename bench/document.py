@@ -319,8 +319,8 @@ def _sync_writes(scenarios: dict) -> str:
         "costs a twentieth of a write a message and a refused message nothing "
         "(docs/security.md, the rate limit across router instances). The circuit breaker "
         "writes an action's counts at most once a second per router instance while requests "
-        "run, whatever their number; with an `id` the sync answer is stored, one `PutItem` on "
-        "the requests table."
+        "run, whatever their number; with an `id` the sync answer is stored on the requests "
+        "table (the calls below)."
     )
 
 
