@@ -68,7 +68,12 @@ class TokenBucket:
 
     @property
     def report_every(self) -> int:
-        """Admitted messages an instance keeps to itself before it reports them: the burst."""
+        """Admitted messages an instance keeps to itself before it reports them: the burst.
+
+        An instance that has not seen a connection admits a burst anyway, so reporting
+        more often would not make spreading gain less than a burst per instance; less
+        often, it would gain more (docs/security.md).
+        """
         return self.burst
 
     def admits(self, tat: int | None, now_us: int) -> bool:
@@ -190,11 +195,6 @@ class ConnectionRateLimiter:
         if decision.report:
             self._report(connection_id, decision.view)
         return ADMITTED
-
-    def view(self, connection_id: str) -> View:
-        """This instance's view of a connection (an empty one if it has none)."""
-        with self._lock:
-            return self._views.get(connection_id, View())
 
     def _report(self, connection_id: str, view: View) -> None:
         """Add the view's unreported messages to the shared bucket, then take its `tat`.
