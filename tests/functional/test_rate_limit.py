@@ -162,3 +162,29 @@ def test_a_connection_without_a_record_is_admitted(test_app):
     limiter = ConnectionRateLimiter(BUCKET)
 
     assert [limiter.admit("conn-gone", NOW).admitted for _ in range(4)] == [True] * 3 + [False]
+
+
+def test_a_message_admitted_while_a_report_is_under_way_is_reported_once(alice, monkeypatch):
+    # GIVEN an instance whose third message starts a report
+    limiter = ConnectionRateLimiter(BUCKET)
+    real_refill = store.refill_bucket
+    during: list[bool] = []
+
+    def another_message_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(store, "refill_bucket", real_refill)
+        during.append(limiter.admit(alice, NOW + 200).admitted)
+        return real_refill(*args, **kwargs)
+
+    monkeypatch.setattr(store, "refill_bucket", another_message_meanwhile)
+
+    # WHEN a fourth message of the connection arrives while the write is under way
+    for ms in (0, 100, 150):
+        limiter.admit(alice, NOW + ms)
+
+    # THEN it is admitted and left out of this report (three tokens from NOW)...
+    assert during == [True]
+    assert store.get_connection(alice).rate_tat == us(NOW + 300)
+    # ... and counted by the next: two more messages make three unreported, a report
+    for ms in (1_000, 1_000):
+        limiter.admit(alice, NOW + ms)
+    assert store.get_connection(alice).rate_tat == us(NOW + 1_200)
