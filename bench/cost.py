@@ -9,7 +9,8 @@ sweeper's schedule is set to an hour, so nothing runs but the scenario.
 
 API Gateway bills every message in either direction: the client's frame, the
 route response, and each post through `@connections`. They are counted on
-the client's side.
+the client's side. `bench.alternatives` sets each request's cost next to
+Streamer's floor and to what a user would build instead on AWS.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from bench import prices, processes, wire
+from bench import alternatives, prices, processes, wire
 from bench.counting import READS, WRITES
 from components.settings import DEFAULT_SIZES
 from local import dynamodb
@@ -220,8 +221,10 @@ def run(workdir: Path, quick: bool = False) -> dict:
     with processes.local_stack(workdir / "stack-cost", *flags, counts_file=counts_file) as stack:
         scenarios = asyncio.run(_scenarios(stack, Counts(counts_file)))
     units_measured = engine == dynamodb.DYNAMODB_LOCAL
-    for scenario in scenarios.values():
+    for name, scenario in scenarios.items():
         scenario["totals"] = _totals(scenario["counted"], scenario["messages"], units_measured)
+        scenario["comparison"] = alternatives.comparison(name, scenario)
+    print(alternatives.console(scenarios), flush=True)
     return {
         "dynamodb": engine,
         "units_measured": units_measured,

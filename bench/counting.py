@@ -46,6 +46,19 @@ def _units(consumed: Any) -> float:
     return 0.0
 
 
+#: The circuit breaker keeps its counts on the connections table (`streamer.store.circuits`).
+CIRCUIT_KEY_PREFIX = "circuit#"
+CIRCUITS = " (circuits)"
+
+
+def _purpose(params: dict) -> str:
+    """` (circuits)` for a call on a circuit breaker's item, so that its calls are counted
+    apart from the connection records' (the rate limit's) on the same table."""
+    key = params.get("Key", {}).get("connection_id", {})
+    value = key.get("S", "") if isinstance(key, dict) else ""
+    return CIRCUITS if value.startswith(CIRCUIT_KEY_PREFIX) else ""
+
+
 class Meter:
     """Counts calls and invocations from any thread; `snapshot` gives them as JSON data."""
 
@@ -71,7 +84,7 @@ class Meter:
         if "ReturnConsumedCapacity" in model.input_shape.members:
             params["ReturnConsumedCapacity"] = "INDEXES"
         if context is not None:
-            context["bench_table"] = params.get("TableName", "")
+            context["bench_table"] = params.get("TableName", "") + _purpose(params)
 
     def after_call(self, parsed: dict, model: Any, context: dict, **_: Any) -> None:
         service = model.service_model.service_name

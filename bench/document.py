@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import prices, report
+from bench import alternatives, prices, report
+from bench.counting import CIRCUITS
 from bench.machine import ROOT
 from bench.report import figure, mib
 
@@ -264,8 +265,8 @@ def _cost(section: dict | None) -> str:
         rows.append(
             [
                 name,
-                _number(t["dynamodb_writes"]),
-                _number(t["dynamodb_reads"]),
+                _number(t["dynamodb_writes"], 2),
+                _number(t["dynamodb_reads"], 2),
                 _number(t["wru"]),
                 _number(t["rru"]),
                 _number(t["management_posts"]),
@@ -298,6 +299,8 @@ def _cost(section: dict | None) -> str:
         "Lambda GB-s are this machine's durations at the deployed memory sizes, the "
         "processor's including the handler's own run."
     )
+    text.append(_sync_writes(scenarios))
+    text.append("\n" + _comparison(scenarios))
     operations = sorted({key for s in scenarios.values() for key in s["counted"]["calls"]})
     names = list(scenarios)
     breakdown = [
@@ -319,6 +322,75 @@ def _cost(section: dict | None) -> str:
         )
     )
     return "\n".join(text)
+
+
+def _sync_writes(scenarios: dict) -> str:
+    """What a sync message writes, from the counts: the rate limit's share of a write."""
+    sync = {n: s for n, s in scenarios.items() if n.startswith("sync")}
+    if not sync:
+        return ""
+
+    def figures(table: str) -> str:
+        return ", ".join(f"{report.table_writes(s, table):.2f} ({n})" for n, s in sync.items())
+
+    return (
+        "\nDynamoDB writes per sync message, of the rate limit (the connection records): "
+        f"{figures('connections')}; of the circuit breaker's counts: "
+        f"{figures(CIRCUITS)}. A sync message makes no write of its own: the rate limit "
+        "decides in each router instance's memory and adds a connection's admitted messages "
+        "to the shared bucket on its record in one write per burst "
+        "(`STREAMER_RATE_LIMIT_BURST`, 20 by default) of them, so a client under the limit "
+        "costs a twentieth of a write a message and a refused message nothing "
+        "(docs/security.md, the rate limit across router instances). The circuit breaker "
+        "writes an action's counts at most once a second per router instance while requests "
+        "run, whatever their number; with an `id` the sync answer is stored on the requests "
+        "table (the calls below)."
+    )
+
+
+def _comparison(scenarios: dict) -> str:
+    """Each request's cost next to Streamer's floor and to the AWS alternatives."""
+    rows = []
+    for name, scenario in scenarios.items():
+        c = alternatives.comparison(name, scenario)
+        rows.append(
+            [
+                name,
+                _money(c["streamer"]),
+                _money(c["floor"]),
+                f"{c['ratio_to_floor']:.2f}x",
+                _money(c["sqs_worker"]),
+                _money(c["step_functions_express"]),
+            ]
+        )
+    header = ["per request", "Streamer $/M", "floor $/M", "Streamer / floor"]
+    header += ["WebSocket + SQS + Lambda $/M", "WebSocket + Step Functions Express $/M"]
+    return (
+        "Next to the floor and the alternatives (`bench/alternatives.py`, the same list "
+        "prices). The floor is what Streamer's design cannot avoid: the API Gateway messages "
+        "above, one Lambda invocation per function the request passes through (authorizer "
+        "and `$connect`; the router; the router and the processor; `$disconnect`) and the "
+        "handler's own run at the processor's 1,024 MB, with no DynamoDB call and no other "
+        "Lambda time. Every column here counts Lambda time that way, Streamer's too: the "
+        "durations above are this machine's, not Lambda's, so Streamer's excess over the "
+        "floor is its DynamoDB calls and its extra invocations and messages. The alternatives "
+        "are what a user would build on AWS instead for an "
+        "async request, with the same messages and the same handler run: the router puts "
+        "the request on an SQS standard queue and a worker Lambda runs it (SendMessage, "
+        "ReceiveMessage, DeleteMessage, two invocations), or the router starts a Step "
+        "Functions Express execution whose one task invokes the handler (one Express "
+        "request, its duration rounded up to 100 ms at 64 MB, two invocations). Neither "
+        "stores the request, so neither answers `status` after a reconnect, retries from a "
+        "checkpoint or delivers exactly one result: that is what Streamer's DynamoDB calls "
+        "buy. A sync request is one invocation in any design; it has no alternative row."
+        + (
+            ""
+            if all(alternatives.comparison(n, s)["dynamodb_priced"] for n, s in scenarios.items())
+            else " This run was on moto: DynamoDB is not priced, so the ratios leave it out."
+        )
+        + "\n\n"
+        + _table(header, rows)
+    )
 
 
 def _fixed(results: dict) -> str:
@@ -366,16 +438,15 @@ def _fixed(results: dict) -> str:
 
 
 FIXED_SINCE = """\
-- **The rate limit is one write a message, and a token bucket.** It was a fixed
-  one-second window: an increment conditional on the current second, which
-  failed on a connection's first message of every second, then a reset, so a
-  client sending less than a message a second paid two writes a message. It is
-  now the generic cell rate algorithm (`streamer.ratelimit`): one number on the
-  connection record, its two cases (bucket full, bucket part-used) two
-  conditional writes, and the router tries first the case the connection's last
-  message points to. `tests/functional/test_rate_limit.py` counts one write a message
-  for a client under the rate and for a burst on one router (section 6 measures
-  it); the `by_user` index projects only `endpoint`, so each write is 1 WRU.
+- **No DynamoDB write for a sync message.** The rate limit was one
+  conditional write a message on the connection's bucket. Each router instance
+  now decides from its own copy of the bucket, in memory, and adds the messages
+  it admitted to the shared bucket on the connection record once every burst
+  (20 by default): a twentieth of a write a message, nothing for a refused one,
+  no read (section 6). Spreading a connection over N router instances gains at
+  most N - 1 bursts, once (docs/security.md, with the arithmetic;
+  `tests/unit/test_rate_limit_model.py` checks the bound over random schedules,
+  `tests/functional/test_rate_limit.py` counts the writes).
 - **moto's server runs in a process of its own** (`local/moto_child.py`). In a
   thread of the stack it answered every DynamoDB call under the same
   interpreter lock as the gateway and every function; a child process runs on

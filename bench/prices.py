@@ -73,6 +73,34 @@ WEBSOCKET_CONNECTION_MINUTE = Price(
     "(repost.aws), quoting aws.amazon.com/api-gateway/pricing/",
 )
 
+SQS_REQUEST = Price(
+    "SQS standard queue request (first 100 billion a month; each 64 KB of a payload is a request)",
+    0.40e-6,
+    "request",
+    "$0.40 per million requests",
+    'cloudburn.io, "Amazon SQS Pricing: Complete Guide + Calculator (2026)" (2026-03-14), US '
+    'East; factualminds.com, "Amazon SQS Pricing: The 64 KB Rule, FIFO Premium..." (2026-06-13)',
+)
+STEP_FUNCTIONS_EXPRESS_REQUEST = Price(
+    "Step Functions Express workflow request (an execution started)",
+    1.00e-6,
+    "execution",
+    "$1.00 per million requests",
+    "aws.amazon.com/step-functions/pricing/ (its pricing example, as copied by "
+    'mdsite.deno.dev); AWS Compute Blog, "Building cost-effective AWS Step Functions '
+    'workflows" ("$1.00 per million invocations")',
+)
+STEP_FUNCTIONS_EXPRESS_GB_SECOND = Price(
+    "Step Functions Express duration (first 1,000 GB-hours a month; each execution rounded "
+    "up to 100 ms, its memory to 64 MB chunks, 64 MB at least)",
+    0.06 / 3600,
+    "GB-s",
+    "$0.06 per GB-hour",
+    "aws.amazon.com/step-functions/pricing/ (its pricing example 3, as copied by "
+    "mdsite.deno.dev: 50 MB + definition + data, billed in 64 MB chunks; duration "
+    "rounded up to the nearest 100 ms)",
+)
+
 ALL = (
     DYNAMODB_WRITE,
     DYNAMODB_READ,
@@ -80,4 +108,7 @@ ALL = (
     LAMBDA_ARM_GB_SECOND,
     WEBSOCKET_MESSAGE,
     WEBSOCKET_CONNECTION_MINUTE,
+    SQS_REQUEST,
+    STEP_FUNCTIONS_EXPRESS_REQUEST,
+    STEP_FUNCTIONS_EXPRESS_GB_SECOND,
 )

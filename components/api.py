@@ -228,6 +228,9 @@ class WebSocketApi(pulumi.ComponentResource):
             api_id=api.id,
             name=args.stage_name,
             deployment_id=deployment.id,
+            # Every route's throttle: a token bucket over all clients together, best effort
+            # ("targets rather than guaranteed request ceilings", websocket-api-protect);
+            # the per-connection limit is the router's (docs/security.md).
             default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
                 throttling_burst_limit=args.throttle.burst_limit,
                 throttling_rate_limit=args.throttle.rate_limit,

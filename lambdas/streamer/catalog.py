@@ -192,8 +192,8 @@ FUNCTIONS: Mapping[str, Function] = {
                 TableAccess(REQUESTS.logical_name, (_GET, _PUT, _UPDATE)),
                 # count_active (the per-user cap).
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_ACTIVE_OWNER),
-                # touch_connection (ping); the rate limit's bucket (refill_bucket,
-                # take_token) and its read when both refuse.
+                # touch_connection (ping); the rate limit's shared bucket
+                # (refill_bucket, charge_bucket).
                 TableAccess(CONNECTIONS.logical_name, (_GET, _UPDATE)),
                 _CIRCUITS,
                 # subscribe, unsubscribe, subscribers; a topic's retained row.

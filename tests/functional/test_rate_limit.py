@@ -1,4 +1,5 @@
-"""The per-connection token bucket (GCRA on the connection record)."""
+"""The per-connection rate limit: a bucket in each router instance, shared on the connection
+record by one conditional write per `burst` admitted messages."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from streamer import store
 from streamer.ratelimit import ConnectionRateLimiter
+from streamer.store.errors import StoreUnavailable
 from tests.functional.helpers import Client
 from tests.unit.test_rate_limit import BUCKET, NOW, us
 
@@ -31,6 +33,20 @@ def writes(monkeypatch) -> list[bool]:
     return made
 
 
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """Every read of a connection record."""
+    made: list[str] = []
+    real = store.get_connection
+
+    def counted(connection_id, **kwargs):
+        made.append(connection_id)
+        return real(connection_id, **kwargs)
+
+    monkeypatch.setattr(store, "get_connection", counted)
+    return made
+
+
 def test_a_burst_is_admitted_then_refused_until_a_token_comes_back(alice):
     limiter = ConnectionRateLimiter(BUCKET)
 
@@ -50,73 +66,125 @@ def test_a_burst_is_admitted_then_refused_until_a_token_comes_back(alice):
     ]
 
 
-def test_the_stored_time_follows_the_algorithm(alice):
+def test_a_client_under_the_rate_pays_one_write_per_burst_of_messages_and_no_read(
+    alice, writes, reads
+):
+    # GIVEN a router instance that never saw the connection
     limiter = ConnectionRateLimiter(BUCKET)
 
-    limiter.admit(alice, NOW)
-    after_one = store.get_connection(alice).rate_tat
-    limiter.admit(alice, NOW + 50)
-    after_two = store.get_connection(alice).rate_tat
-    limiter.admit(alice, NOW + 5_000)
+    # WHEN the client sends 30 messages, one every 150 ms (under 10 a second)
+    for n in range(30):
+        assert limiter.admit(alice, NOW + 150 * n).admitted
 
-    # full bucket: now + interval; not full: the previous time + interval (in µs)
-    assert (after_one, after_two) == (us(NOW + 100), us(NOW + 200))
-    assert store.get_connection(alice).rate_tat == us(NOW + 5_100)
+    # THEN every third message (the bucket holds 3) reported three: 10 writes, no read
+    assert writes == [True] * 10
+    assert reads == []
 
 
-def test_a_client_sending_under_the_rate_pays_one_write_a_message(alice, writes):
-    # GIVEN a router process that never saw the connection (no guess)
+def test_a_flood_is_refused_without_a_store_call(alice, writes, reads):
     limiter = ConnectionRateLimiter(BUCKET)
 
-    # WHEN the client sends a message every 2 seconds
-    for second in range(5):
-        assert limiter.admit(alice, NOW + 2_000 * second).admitted
+    verdicts = [limiter.admit(alice, NOW).admitted for _ in range(100)]
 
-    # THEN each message was one conditional write, and each applied
-    assert writes == [True] * 5
+    # a bucket's worth admitted and reported in one write; the 97 refused cost nothing
+    assert verdicts == [True] * 3 + [False] * 97
+    assert writes == [True]
+    assert reads == []
 
 
-def test_a_burst_on_one_router_pays_one_write_a_message(alice, writes):
+def test_the_shared_bucket_follows_the_algorithm(alice):
     limiter = ConnectionRateLimiter(BUCKET)
 
-    assert all(limiter.admit(alice, NOW + ms).admitted for ms in (0, 10, 20))
+    for _ in range(3):
+        limiter.admit(alice, NOW)
+    after_first_report = store.get_connection(alice).rate_tat
+    for ms in (300, 400, 500):
+        limiter.admit(alice, NOW + ms)
+    after_second_report = store.get_connection(alice).rate_tat
+    for ms in (5_000, 5_000, 5_000):
+        limiter.admit(alice, NOW + ms)
 
-    assert writes == [True] * 3
-
-
-def test_the_limit_holds_across_router_instances(alice, writes):
-    # GIVEN two router processes serving the same connection in turn
-    routers = [ConnectionRateLimiter(BUCKET), ConnectionRateLimiter(BUCKET)]
-
-    # WHEN six messages arrive at one instant
-    verdicts = [routers[i % 2].admit(alice, NOW).admitted for i in range(6)]
-
-    # THEN the bucket of 3 admitted 3; a wrong guess costs one more write, not a wrong answer
-    assert verdicts == [True, True, True, False, False, False]
-    assert writes.count(True) == 3
+    # full bucket: now + 3 intervals; not full: the shared time + 3 intervals (in µs)
+    assert after_first_report == us(NOW + 300)
+    assert after_second_report == us(NOW + 600)
+    assert store.get_connection(alice).rate_tat == us(NOW + 5_300)
 
 
-def test_a_message_racing_another_of_the_connection_is_admitted(alice, monkeypatch):
-    # GIVEN a full bucket, and a limiter about to take its first token
+def test_an_instance_learns_another_instances_messages_when_it_reports(alice):
+    # GIVEN two router instances serving the same connection
+    first, second = ConnectionRateLimiter(BUCKET), ConnectionRateLimiter(BUCKET)
+
+    # WHEN each admits a bucket's worth at once (a spread: one extra burst, the bound)
+    spread = [first.admit(alice, NOW).admitted for _ in range(3)]
+    spread += [second.admit(alice, NOW).admitted for _ in range(3)]
+
+    # THEN the second's report brought back both: it refuses until six tokens are
+    # back, less the burst (600 ms - 200 ms), where alone it would admit at +100 ms
+    assert spread == [True] * 6
+    assert store.get_connection(alice).rate_tat == us(NOW + 600)
+    refused = second.admit(alice, NOW + 100)
+    assert not refused.admitted and refused.retry_after_ms == 300
+    assert second.admit(alice, NOW + 400).admitted
+
+
+def test_a_wrong_guess_costs_one_more_write_not_a_wrong_count(alice, writes):
+    # GIVEN a shared bucket another instance charged far ahead
+    other = ConnectionRateLimiter(BUCKET)
+    for _ in range(3):
+        other.admit(alice, NOW)
+    writes.clear()
+
+    # WHEN an instance whose own view is full reports three messages spaced out
     limiter = ConnectionRateLimiter(BUCKET)
-    other_router = ConnectionRateLimiter(BUCKET)
-    real_refill = store.refill_bucket
-    raced: list[bool] = []
+    for ms in (0, 150, 300):
+        limiter.admit(alice, NOW + ms)
 
-    def another_message_gets_in_first(*args, **kwargs):
-        monkeypatch.setattr(store, "refill_bucket", real_refill)
-        raced.append(other_router.admit(alice, NOW).admitted)
-        return real_refill(*args, **kwargs)
+    # THEN its refill was refused (the bucket is not full) and the charge applied
+    assert writes == [False, True]
+    assert store.get_connection(alice).rate_tat == us(NOW + 600)
 
-    monkeypatch.setattr(store, "refill_bucket", another_message_gets_in_first)
 
-    # WHEN another router's message takes it first
-    verdict = limiter.admit(alice, NOW)
+def test_an_outage_leaves_each_instance_its_own_limit(alice, monkeypatch):
+    # GIVEN DynamoDB refusing every write
+    def unavailable(*args, **kwargs):
+        raise StoreUnavailable("ProvisionedThroughputExceededException")
 
-    # THEN both are admitted, and both counted
-    assert raced == [True] and verdict.admitted
-    assert store.get_connection(alice).rate_tat == us(NOW + 200)
+    monkeypatch.setattr(store, "refill_bucket", unavailable)
+    monkeypatch.setattr(store, "charge_bucket", unavailable)
+    limiter = ConnectionRateLimiter(BUCKET)
+
+    # WHEN the connection floods  THEN the instance's bucket still admits 3 and refuses
+    assert [limiter.admit(alice, NOW).admitted for _ in range(5)] == [True] * 3 + [False] * 2
+    assert limiter.admit(alice, NOW + 100).admitted
 
 
 def test_a_connection_without_a_record_is_admitted(test_app):
-    assert ConnectionRateLimiter(BUCKET).admit("conn-gone", NOW).admitted
+    limiter = ConnectionRateLimiter(BUCKET)
+
+    assert [limiter.admit("conn-gone", NOW).admitted for _ in range(4)] == [True] * 3 + [False]
+
+
+def test_a_message_admitted_while_a_report_is_under_way_is_reported_once(alice, monkeypatch):
+    # GIVEN an instance whose third message starts a report
+    limiter = ConnectionRateLimiter(BUCKET)
+    real_refill = store.refill_bucket
+    during: list[bool] = []
+
+    def another_message_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(store, "refill_bucket", real_refill)
+        during.append(limiter.admit(alice, NOW + 200).admitted)
+        return real_refill(*args, **kwargs)
+
+    monkeypatch.setattr(store, "refill_bucket", another_message_meanwhile)
+
+    # WHEN a fourth message of the connection arrives while the write is under way
+    for ms in (0, 100, 150):
+        limiter.admit(alice, NOW + ms)
+
+    # THEN it is admitted and left out of this report (three tokens from NOW)...
+    assert during == [True]
+    assert store.get_connection(alice).rate_tat == us(NOW + 300)
+    # ... and counted by the next: two more messages make three unreported, a report
+    for ms in (1_000, 1_000):
+        limiter.admit(alice, NOW + ms)
+    assert store.get_connection(alice).rate_tat == us(NOW + 1_200)

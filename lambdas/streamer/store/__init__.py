@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from streamer.keys import poll_partition, sweep_partition
 from streamer.store.connections import (
+    charge_bucket,
     connections_of_user,
     forget_connection,
     get_connection,
     refill_bucket,
     save_connection,
-    take_token,
     touch_connection,
 )
 from streamer.store.errors import StoreUnavailable
@@ -59,6 +59,7 @@ __all__ = [
     "StoreUnavailable",
     "Unreadable",
     "cancel_requested",
+    "charge_bucket",
     "claim_poll",
     "claim_request",
     "complete_sent",
@@ -86,7 +87,6 @@ __all__ = [
     "subscribers",
     "subscribers_of_key",
     "sweep_partition",
-    "take_token",
     "touch_connection",
     "unsubscribe",
     "unsubscribe_key",

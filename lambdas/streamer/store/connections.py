@@ -27,36 +27,38 @@ def touch_connection(connection_id: str, now_ms: int, ttl: int) -> bool:
     )
 
 
-def refill_bucket(connection_id: str, now_us: int, interval_us: int) -> bool:
-    """Take a token of a full rate-limit bucket (`rate_tat` before `now_us`, or none yet).
+def refill_bucket(connection_id: str, start_us: int, debt_us: int) -> bool:
+    """Charge a rate-limit bucket whose `rate_tat` is before `start_us` (or none yet)
+    with messages whose tokens count from `start_us`: `rate_tat = start_us + debt_us`.
 
     See `streamer.ratelimit` (times in microseconds). False if the connection
-    has no record or its bucket is not full.
+    has no record or its `rate_tat` is at or past `start_us`.
     """
     connection = Connection(connection_id=connection_id)
     return conditional(
         lambda: connection.update(
-            actions=[Connection.rate_tat.set(now_us + interval_us)],
+            actions=[Connection.rate_tat.set(start_us + debt_us)],
             condition=Connection.connection_id.exists()
-            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat < now_us)),
+            & (Connection.rate_tat.does_not_exist() | (Connection.rate_tat < start_us)),
         )
     )
 
 
-def take_token(connection_id: str, now_us: int, interval_us: int, tolerance_us: int) -> int | None:
-    """Take a token of a rate-limit bucket that is not full but not empty; its new `rate_tat`.
+def charge_bucket(connection_id: str, start_us: int, debt_us: int) -> int | None:
+    """Charge a rate-limit bucket whose `rate_tat` is at or past `start_us` with `debt_us`
+    of admitted messages on top; its new `rate_tat`.
 
     See `streamer.ratelimit` (times in microseconds). None if the bucket is
-    full, empty, or missing.
+    before `start_us` or missing. No upper bound: the messages were admitted already.
     """
     connection = Connection(connection_id=connection_id)
-    taken = conditional(
+    charged = conditional(
         lambda: connection.update(
-            actions=[Connection.rate_tat.add(interval_us)],
-            condition=Connection.rate_tat.between(now_us, now_us + tolerance_us),
+            actions=[Connection.rate_tat.add(debt_us)],
+            condition=Connection.rate_tat >= start_us,
         )
     )
-    return int(connection.rate_tat) if taken else None
+    return int(connection.rate_tat) if charged else None
 
 
 def forget_connection(connection_id: str) -> None:
