@@ -270,7 +270,9 @@ class Answers:
         for message_id, call in list(self._calls.items()):
             if call.wait.deadline is not None and call.wait.deadline <= now:
                 del self._calls[message_id]
-                self._out.results.append(Failed(call.handle, self._no_answer(call.wait, None)))
+                self._out.results.append(
+                    Failed(call.handle, self._no_answer(call.wait, call.target))
+                )
         for subscription in self._topics.values():
             if subscription.wait.deadline is not None and subscription.wait.deadline <= now:
                 error = self._no_answer(subscription.wait, None)
@@ -426,6 +428,7 @@ class Answers:
         answered = rejection.request_id
         if answered is None:
             self._unmatched = (rejection.error, self._now)
+            self._out.notes.append(f"server error answering no message: {rejection.error}")
             return
         error = rejection.error
         owner = self._refused_owner(answered)
@@ -467,6 +470,8 @@ class Answers:
         wait.refused[error.code] = (count + 1, since)
         wait.resend_at = self._now + round(seconds * 1000)
         wait.resend_text = text
+        why = "rate limited" if error.code == "RATE_LIMITED" else f"answered {error.code}"
+        self._out.notes.append(f"a message was {why}; sending it again in {seconds:.2f} s")
         return None
 
     def _refused(self, answered: str, error: ErrorInfo) -> None:

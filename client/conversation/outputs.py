@@ -2,7 +2,7 @@
 
 Every input returns one `Output`: `io` for the I/O layer to carry out in
 order, `events` for the application's callbacks, `results` for the calls that
-ended. `to_json` gives the shape the conversation vectors compare.
+ended, `notes` for a log. `to_json` gives the shape the conversation vectors compare.
 """
 
 from __future__ import annotations
@@ -160,8 +160,5 @@ class Output:
     io: list[IO] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
-
-    def extend(self, other: Output) -> None:
-        self.io.extend(other.io)
-        self.events.extend(other.events)
-        self.results.extend(other.results)
+    # What a log should say about the decisions taken (not compared by the vectors).
+    notes: list[str] = field(default_factory=list)
