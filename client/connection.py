@@ -158,7 +158,11 @@ class StreamerClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._machine = Conversation(
-            self._options, now_ms=self._now(), new_id=_new_id, random=self._rng.random
+            self._options,
+            now_ms=self._now(),
+            new_id=_new_id,
+            # Through `uniform`, so a `random.Random` subclass that picks its jitter is obeyed.
+            random=lambda: self._rng.uniform(0.0, 1.0),
         )
         self._handles = itertools.count(1)
         self._inboxes: dict[int, asyncio.Queue[ProgressEvent | Ok | Failed]] = {}
