@@ -79,6 +79,7 @@ DEFAULT_UNAVAILABLE_DEADLINE_SECONDS = 30.0
 DEFAULT_ANSWER_TIMEOUT_SECONDS = 35.0
 
 EVENTS = (
+    "statechange",
     "connecting",
     "connected",
     "disconnected",
@@ -182,8 +183,9 @@ class StreamerClient:
         return self._machine.state
 
     def on(self, event: str, callback: Callable[[Any], Any]) -> None:
-        """Call `callback` on `event`: a state name (with the `StateChanged`) or
-        `notification` (with every new `Notification`, a topic's or the user's)."""
+        """Call `callback` on `event`: a state name or `statechange` (any state; both
+        with the `StateChanged`), or `notification` (with every new `Notification`, a
+        topic's or the user's). The names are the JS client's too."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
         self._listeners[event].append(callback)
@@ -454,6 +456,7 @@ class StreamerClient:
                 inbox.put_nowait(event)
         elif isinstance(event, StateChanged):
             logger.info("streamer client %s%s", event.state, _retry_note(event))
+            self._call_listeners(self._listeners["statechange"], event)
             self._call_listeners(self._listeners[event.state], event)
         elif isinstance(event, NotificationEvent):
             self._call_listeners(self._listeners["notification"], event.notification)
