@@ -67,6 +67,7 @@ class Conversation(Answers):
         self._reconnect_at: int | None = None
         self._connect_handle: Handle | None = None
         self._connected_once = False
+        self._first_refresh = False
 
     # ----- the application's calls
 
@@ -196,7 +197,9 @@ class Conversation(Answers):
                 self._token_failures += 1
                 self._open_failed(purpose, error, token=True)
             else:
-                fatal = status in (401, 403)
+                # A fixed token refused with 401 cannot change; a rotation's old
+                # connection still serves, so only a reconnect gives up on it.
+                fatal = status == 403 or (status == 401 and purpose != "rotate")
                 self._open_failed(purpose, error, fatal=fatal)
 
         return self._step(run)
@@ -327,7 +330,18 @@ class Conversation(Answers):
         self, purpose: str, error: StreamerError, *, token: bool = False, fatal: bool = False
     ) -> None:
         out_of_tokens = token and self._token_failures >= self.options.max_token_failures
-        if purpose == "rotate":
+        if purpose == "first":
+            refused_401 = isinstance(error, ConnectionRefused) and error.status_code == 401
+            if refused_401 and not self._first_refresh:
+                # The first connect's one second chance: a new token after a 401.
+                self._first_refresh = True
+                self._begin_open("first")
+            else:
+                # Not retried: a wrong URL, token or provider fails fast.
+                self._fail(error)
+        elif fatal or out_of_tokens:
+            self._fail(error)
+        elif purpose == "rotate":
             # The old connection still serves; try again after a backoff.
             self._rotating = False
             current = self._live_current()
@@ -335,10 +349,6 @@ class Conversation(Answers):
                 wait = backoff_ms(self.options, self._rotation_failures, self._random())
                 current.rotate_at = self._now + wait
             self._rotation_failures += 1
-        elif fatal or out_of_tokens or (purpose == "first" and not token):
-            self._fail(error)
-        elif purpose == "first":
-            self._begin_open("first")
         else:
             self._attempts += 1
             limit = self.options.max_reconnect_attempts
