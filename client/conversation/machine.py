@@ -332,7 +332,7 @@ class Conversation(Answers):
         out_of_tokens = token and self._token_failures >= self.options.max_token_failures
         if purpose == "first":
             refused_401 = isinstance(error, ConnectionRefused) and error.status_code == 401
-            if refused_401 and not self._first_refresh:
+            if token and refused_401 and not self._first_refresh:
                 # The first connect's one second chance: a new token after a 401.
                 self._first_refresh = True
                 self._begin_open("first")
