@@ -39,7 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from client.conversation import (
-    GATEWAY_IDLE_TIMEOUT_MS,
+    STATES,
     Close,
     Conversation,
     Failed,
@@ -68,26 +68,15 @@ NotificationCallback = Callable[[Notification], Awaitable[None] | None]
 TokenProvider = Callable[[], Awaitable[str] | str]
 """Returns a fresh JWT; called before every connect. May be async."""
 
-# Half the gateway's 10-minute idle timeout, with room for a slow network.
-DEFAULT_HEARTBEAT_SECONDS = GATEWAY_IDLE_TIMEOUT_MS / 2000
-# As the JS client's `rateLimitRetries`.
-DEFAULT_RATE_LIMIT_RETRIES = 3
-# As the JS client's `unavailableDeadlineMs`.
-DEFAULT_UNAVAILABLE_DEADLINE_SECONDS = 30.0
-# As the JS client's `answerTimeoutMs`: API Gateway ends a route's integration
-# after 29 s and answers itself, so a message unanswered for longer never will be.
-DEFAULT_ANSWER_TIMEOUT_SECONDS = 35.0
+# The conversation's defaults (client/conversation/README.md), in seconds.
+_DEFAULTS = Options()
+DEFAULT_HEARTBEAT_SECONDS = (_DEFAULTS.ping_interval_ms or 0) / 1000
+DEFAULT_RATE_LIMIT_RETRIES = _DEFAULTS.rate_limit_retries
+DEFAULT_UNAVAILABLE_DEADLINE_SECONDS = _DEFAULTS.unavailable_deadline_ms / 1000
+DEFAULT_ANSWER_TIMEOUT_SECONDS = (_DEFAULTS.answer_timeout_ms or 0) / 1000
 
-EVENTS = (
-    "statechange",
-    "connecting",
-    "connected",
-    "disconnected",
-    "suspended",
-    "closed",
-    "failed",
-    "notification",
-)
+# What `on()` takes: every state the client can enter, any state change, notifications.
+EVENTS = ("statechange", *(state for state in STATES if state != "idle"), "notification")
 
 
 class StreamerClient:
@@ -120,15 +109,15 @@ class StreamerClient:
         *,
         reconnect: ReconnectPolicy | None = None,
         heartbeat_interval: float | None = DEFAULT_HEARTBEAT_SECONDS,
-        pong_timeout: float = 15.0,
+        pong_timeout: float = _DEFAULTS.pong_timeout_ms / 1000,
         open_timeout: float = 10.0,
         rng: random.Random | None = None,
         rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
         unavailable_deadline_s: float = DEFAULT_UNAVAILABLE_DEADLINE_SECONDS,
         answer_timeout_s: float | None = DEFAULT_ANSWER_TIMEOUT_SECONDS,
-        max_connection_s: float = 2 * 60 * 60,
-        rotate_before_s: float = 5 * 60,
-        max_token_failures: int = 3,
+        max_connection_s: float = _DEFAULTS.max_connection_ms / 1000,
+        rotate_before_s: float = _DEFAULTS.rotate_before_ms / 1000,
+        max_token_failures: int = _DEFAULTS.max_token_failures,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if heartbeat_interval is not None and heartbeat_interval <= 0:

@@ -479,9 +479,6 @@ class Conversation(Answers):
         self._out.io.append(Send(conn.number, text))
         conn.last_send = self._now
 
-    def _current_for_send(self) -> Connection | None:
-        return self._live_current()
-
     def _guarded_call(
         self, handle: Handle, action: str, *, target: str | None = None, topic: str | None = None
     ) -> SystemCall | None:
