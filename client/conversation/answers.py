@@ -212,18 +212,15 @@ class Answers(Topics, Refusals):
         tracked = self._requests.get(snapshot.request_id)
         if tracked is None:
             return
-        for watcher in tracked.watchers:
-            if watcher.kind != "cancel" or watcher.handle != handle:
-                continue
-            ending = snapshot.completion() if snapshot.is_terminal else watcher.early_complete
-            if ending is None:
-                # A running request ends when its worker notices; the `complete` follows.
-                watcher.cancel_answered = True
-                return
-            tracked.watchers.remove(watcher)
-            self._out.results.append(Ok(handle, ending))
-            self._untrack_if_unwatched(tracked)
+        if not snapshot.is_terminal:
+            # A running request ends when its worker notices; the `complete` follows.
             return
+        for watcher in tracked.watchers:
+            if watcher.kind == "cancel" and watcher.handle == handle:
+                tracked.watchers.remove(watcher)
+                self._out.results.append(Ok(handle, snapshot.completion()))
+                self._untrack_if_unwatched(tracked)
+                return
 
     def _answer_unsubscribed(self, conn: int, answer: Unsubscribed) -> None:
         for message_id, call in list(self._calls.items()):
@@ -280,10 +277,9 @@ class Answers(Topics, Refusals):
     def _ended(self, tracked: TrackedRequest, message: Response | Completion) -> None:
         for watcher in list(tracked.watchers):
             if watcher.kind == "cancel" and isinstance(message, Completion):
-                if not watcher.cancel_answered:
-                    watcher.early_complete = message
-                    continue
+                # How it ended, whoever ended it: the cancel's own answer no longer matters.
                 self._out.results.append(Ok(watcher.handle, message))
+                self._forget_calls_of(watcher.handle)
             else:
                 self._out.results.append(_outcome(watcher.handle, message))
             tracked.watchers.remove(watcher)

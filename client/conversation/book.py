@@ -111,14 +111,17 @@ class Book:
         for subscription in self._topics.values():
             yield subscription.wait
 
+    def _forget_calls_of(self, handle: Handle) -> None:
+        for message_id, call in list(self._calls.items()):
+            if call.handle == handle:
+                del self._calls[message_id]
+
     def _end_request(self, tracked: TrackedRequest, error: StreamerError) -> None:
         for watcher in tracked.watchers:
             self._out.results.append(Failed(watcher.handle, error))
             if watcher.kind == "cancel":
                 # Its `cancel` message ends with it: one result per call.
-                for message_id, call in list(self._calls.items()):
-                    if call.handle == watcher.handle:
-                        del self._calls[message_id]
+                self._forget_calls_of(watcher.handle)
         tracked.watchers.clear()
         self._untrack_if_unwatched(tracked)
 

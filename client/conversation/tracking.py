@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from client.conversation.outputs import Handle
-from client.messages import Completion
 
 
 @dataclass
@@ -43,9 +42,6 @@ class Watcher:
 
     handle: Handle
     kind: str
-    # For `cancel`: whether the cancel's `status` answer came, and a `complete` seen before it.
-    cancel_answered: bool = False
-    early_complete: Completion | None = None
 
 
 @dataclass
