@@ -533,7 +533,11 @@ class StreamerClient:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             except TimeoutError:
-                self._feed(lambda: self._machine.tick(self._now()))
+                try:
+                    self._feed(lambda: self._machine.tick(self._now()))
+                except Exception:
+                    # The clock must keep running: every timer of every call depends on it.
+                    logger.exception("could not handle a timer")
 
 
 async def _awaited(outcome: Awaitable[Any]) -> None:

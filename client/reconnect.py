@@ -5,11 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from client.conversation.options import Options
-
-# The conversation's defaults (client/conversation/README.md), in seconds.
-_DEFAULTS = Options()
-
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
@@ -24,12 +19,12 @@ class ReconnectPolicy:
     after that many failed attempts in a row (0 disables reconnecting).
     """
 
-    max_attempts: int | None = _DEFAULTS.max_reconnect_attempts
-    initial_delay: float = _DEFAULTS.initial_delay_ms / 1000
-    max_delay: float = _DEFAULTS.max_delay_ms / 1000
-    multiplier: float = _DEFAULTS.multiplier
-    suspend_after: float = _DEFAULTS.suspend_after_ms / 1000
-    suspended_retry: float = _DEFAULTS.suspended_retry_ms / 1000
+    max_attempts: int | None = None
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    suspend_after: float = 120.0
+    suspended_retry: float = 30.0
 
     def __post_init__(self) -> None:
         values = (self.initial_delay, self.max_delay, self.suspend_after, self.suspended_retry)

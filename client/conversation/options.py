@@ -10,12 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from client.reconnect import ReconnectPolicy
+
 # API Gateway closes a WebSocket connection after 2 hours and after 10 minutes
 # without messages ("WebSocket API quotas": "Connection duration for WebSocket
 # API: 2 hours"; "Idle Connection Timeout: 10 minutes"; docs.aws.amazon.com/
 # apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html).
 GATEWAY_MAX_CONNECTION_MS = 2 * 60 * 60 * 1000
 GATEWAY_IDLE_TIMEOUT_MS = 10 * 60 * 1000
+# The reconnect policy's defaults (seconds) are the conversation's (milliseconds).
+_POLICY = ReconnectPolicy()
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 @dataclass(frozen=True)
@@ -30,13 +38,13 @@ class Options:
     answer_timeout_ms: int | None = 35_000
     rate_limit_retries: int = 3
     unavailable_deadline_ms: int = 30_000
-    initial_delay_ms: int = 500
-    max_delay_ms: int = 30_000
-    multiplier: float = 2.0
-    suspend_after_ms: int = 120_000
-    suspended_retry_ms: int = 30_000
+    initial_delay_ms: int = _ms(_POLICY.initial_delay)
+    max_delay_ms: int = _ms(_POLICY.max_delay)
+    multiplier: float = _POLICY.multiplier
+    suspend_after_ms: int = _ms(_POLICY.suspend_after)
+    suspended_retry_ms: int = _ms(_POLICY.suspended_retry)
     # None: reconnect for good.
-    max_reconnect_attempts: int | None = None
+    max_reconnect_attempts: int | None = _POLICY.max_attempts
     max_token_failures: int = 3
     # Half the gateway's idle timeout: a ping is a data message, which API
     # Gateway counts as activity (WebSocket ping frames are not known to be).
