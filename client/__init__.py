@@ -1,10 +1,19 @@
 """Python client for Streamer: an asyncio library and a command line (`python -m client`).
 
-async with StreamerClient(url, token) as client:
+async with StreamerClient(url, token_or_provider) as client:
     result = await client.call("generate_report", {"pages": 5}, on_progress=print)
+    await client.subscribe_topic("job-1", on_notification=print)
 """
 
-from client.connection import DEFAULT_HEARTBEAT_SECONDS, ProgressCallback, StreamerClient
+from client.connection import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    EVENTS,
+    NotificationCallback,
+    ProgressCallback,
+    StreamerClient,
+    TokenProvider,
+)
+from client.conversation import StateChanged
 from client.errors import (
     ERROR_TYPES,
     Conflict,
@@ -26,16 +35,20 @@ from client.errors import (
     RequestTimeout,
     StreamerError,
     SubscriptionEnded,
+    TokenFailed,
     Unauthorized,
     Unavailable,
     ValidationError,
 )
-from client.messages import Completion, Progress, RequestSnapshot
+from client.messages import Completion, Notification, Progress, RequestSnapshot
 from client.reconnect import ReconnectPolicy
+
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_HEARTBEAT_SECONDS",
     "ERROR_TYPES",
+    "EVENTS",
     "Completion",
     "Conflict",
     "ConnectionFailed",
@@ -49,6 +62,8 @@ __all__ = [
     "NoAnswer",
     "NotFound",
     "NotSynchronous",
+    "Notification",
+    "NotificationCallback",
     "PayloadTooLarge",
     "ProcessingFailed",
     "Progress",
@@ -58,10 +73,14 @@ __all__ = [
     "RequestCancelled",
     "RequestSnapshot",
     "RequestTimeout",
+    "StateChanged",
     "StreamerClient",
     "StreamerError",
     "SubscriptionEnded",
+    "TokenFailed",
+    "TokenProvider",
     "Unauthorized",
     "Unavailable",
     "ValidationError",
+    "__version__",
 ]

@@ -1,8 +1,12 @@
-"""`python -m client`: call Streamer actions, check and cancel requests from a shell.
+"""`streamer-client` (or `python -m client`): call Streamer actions, check and cancel
+requests from a shell.
 
 Results go to stdout as JSON; progress and errors go to stderr, so that
-`python -m client call ... | jq` sees only the result. The exit code says
-how it went (see EXIT_* and client/README.md).
+`streamer-client call ... | jq` sees only the result; with `--json` stdout
+holds one JSON document whatever happened. The exit code says how it went
+(see EXIT_* and client/README.md). The token comes from `--token`,
+`STREAMER_TOKEN`, or `--token-command` (run before every connect, so a
+long call reconnects with a fresh token).
 """
 
 from __future__ import annotations
@@ -15,8 +19,15 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from client.connection import StreamerClient
-from client.errors import ConnectionFailed, ConnectionRefused, NoAnswer, StreamerError
+from client import __version__
+from client.connection import StreamerClient, TokenProvider
+from client.errors import (
+    ConnectionFailed,
+    ConnectionRefused,
+    NoAnswer,
+    StreamerError,
+    TokenFailed,
+)
 from client.messages import is_valid_request_id, new_request_id
 from client.progress_display import ProgressDisplay
 
@@ -32,7 +43,7 @@ EXIT_INTERRUPTED = 130
 
 def exit_code_for(error: StreamerError) -> int:
     """The exit code for an error: how the request ended, or why it never ran."""
-    if isinstance(error, ConnectionRefused):
+    if isinstance(error, ConnectionRefused | TokenFailed):
         return EXIT_REFUSED
     if isinstance(error, ConnectionFailed):
         return EXIT_CONNECTION
@@ -55,9 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", default=os.environ.get("STREAMER_TOKEN"), help="JWT (env STREAMER_TOKEN)"
     )
     common.add_argument(
+        "--token-command",
+        default=os.environ.get("STREAMER_TOKEN_COMMAND"),
+        metavar="COMMAND",
+        help="shell command printing a fresh JWT, run before every connect "
+        "(env STREAMER_TOKEN_COMMAND); wins over --token",
+    )
+    common.add_argument(
         "--timeout", type=float, default=None, help="give up after this many seconds (exit 6)"
     )
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout: the result or the error, with the exit code",
+    )
+    parser = argparse.ArgumentParser(
+        prog="streamer-client",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"streamer-client {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     call = commands.add_parser("call", parents=[common], help="run an action, print its result")
@@ -79,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.url:
         parser.error("--url or STREAMER_URL is required")
-    if not args.token:
-        parser.error("--token or STREAMER_TOKEN is required")
+    if not args.token and not args.token_command:
+        parser.error("--token, STREAMER_TOKEN or --token-command is required")
     if args.command == "call":
         try:
             args.payload = json.loads(args.payload)
@@ -92,36 +120,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     request_id = args.id if args.command == "call" else args.request_id
     if not is_valid_request_id(request_id):
         parser.error("request ids are 1-128 characters of [A-Za-z0-9_.:-]")
+    output = Output(args.json, request_id)
     try:
-        return asyncio.run(_run(args, request_id))
+        return asyncio.run(_run(args, output))
     except KeyboardInterrupt:
-        _report({"request_id": request_id, "error": {"code": "INTERRUPTED", "message": ""}})
-        return EXIT_INTERRUPTED
+        return output.error({"error": {"code": "INTERRUPTED", "message": ""}}, EXIT_INTERRUPTED)
 
 
-async def _run(args: argparse.Namespace, request_id: str) -> int:
-    command: Callable[[StreamerClient, argparse.Namespace], Awaitable[int]] = COMMANDS[args.command]
-    try:
-        async with asyncio.timeout(args.timeout), StreamerClient(args.url, args.token) as client:
-            return await command(client, args)
-    except TimeoutError:
-        _report(
-            {
-                "request_id": request_id,
-                "error": {
-                    "code": "CLIENT_TIMEOUT",
-                    "message": f"no answer within {args.timeout} s; the request may still run "
-                    f"(python -m client status {request_id})",
-                },
-            }
+class Output:
+    """Where answers and errors go: stdout and stderr, or one JSON document (`--json`)."""
+
+    def __init__(self, as_json: bool, request_id: str) -> None:
+        self.as_json = as_json
+        self.request_id = request_id
+
+    def result(self, value: Any, code: int = EXIT_OK) -> int:
+        if self.as_json:
+            value = {"ok": code == EXIT_OK, "exit_code": code, "result": value}
+        _write(sys.stdout, value)
+        return code
+
+    def error(self, report: dict[str, Any], code: int) -> int:
+        report = {"request_id": self.request_id, **report}
+        if self.as_json:
+            _write(sys.stdout, {"ok": False, "exit_code": code, **report})
+        else:
+            _write(sys.stderr, report)
+        return code
+
+
+def token_command_provider(command: str) -> TokenProvider:
+    """A token provider that runs `command` in a shell and reads the token from its stdout."""
+
+    async def provide() -> str:
+        process = await asyncio.create_subprocess_shell(
+            command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        return EXIT_TIMEOUT
+        out, err = await process.communicate()
+        token = out.decode().strip()
+        if process.returncode != 0 or not token:
+            said = err.decode().strip()[-200:]
+            raise RuntimeError(f"--token-command exited {process.returncode}: {said}")
+        return token
+
+    return provide
+
+
+async def _run(args: argparse.Namespace, output: Output) -> int:
+    command: Callable[[StreamerClient, argparse.Namespace, Output], Awaitable[int]] = COMMANDS[
+        args.command
+    ]
+    token: str | TokenProvider = (
+        token_command_provider(args.token_command) if args.token_command else args.token
+    )
+    try:
+        async with asyncio.timeout(args.timeout), StreamerClient(args.url, token) as client:
+            return await command(client, args, output)
+    except TimeoutError:
+        timeout = {
+            "code": "CLIENT_TIMEOUT",
+            "message": f"no answer within {args.timeout} s; the request may still run "
+            f"(streamer-client status {output.request_id})",
+        }
+        return output.error({"error": timeout}, EXIT_TIMEOUT)
     except StreamerError as exc:
-        _report(exc.to_json())
-        return exit_code_for(exc)
+        return output.error(exc.to_json(), exit_code_for(exc))
 
 
-async def _call(client: StreamerClient, args: argparse.Namespace) -> int:
+async def _call(client: StreamerClient, args: argparse.Namespace, output: Output) -> int:
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty())
     try:
         result = await client.call(
@@ -129,35 +195,29 @@ async def _call(client: StreamerClient, args: argparse.Namespace) -> int:
         )
     finally:
         display.finish()
-    _print(result)
-    return EXIT_OK
+    return output.result(result)
 
 
-async def _status(client: StreamerClient, args: argparse.Namespace) -> int:
+async def _status(client: StreamerClient, args: argparse.Namespace, output: Output) -> int:
     snapshot = await client.status(args.request_id)
-    _print(snapshot.to_json())
-    return EXIT_OK
+    return output.result(snapshot.to_json())
 
 
-async def _cancel(client: StreamerClient, args: argparse.Namespace) -> int:
+async def _cancel(client: StreamerClient, args: argparse.Namespace, output: Output) -> int:
     completion = await client.cancel(args.request_id)
-    _print(completion.to_json())
     # Non-zero when there was nothing left to cancel: it had already ended otherwise.
-    return EXIT_OK if completion.status == "CANCELLED" else EXIT_FAILED
+    return output.result(
+        completion.to_json(), EXIT_OK if completion.status == "CANCELLED" else EXIT_FAILED
+    )
 
 
-COMMANDS: dict[str, Callable[[StreamerClient, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[StreamerClient, argparse.Namespace, Output], Awaitable[int]]] = {
     "call": _call,
     "status": _status,
     "cancel": _cancel,
 }
 
 
-def _print(value: Any) -> None:
-    sys.stdout.write(json.dumps(value) + "\n")
-    sys.stdout.flush()
-
-
-def _report(error: dict[str, Any]) -> None:
-    sys.stderr.write(json.dumps(error) + "\n")
-    sys.stderr.flush()
+def _write(stream: Any, value: Any) -> None:
+    stream.write(json.dumps(value) + "\n")
+    stream.flush()

@@ -1,48 +1,23 @@
-"""The asyncio client: one WebSocket connection to Streamer, shared by many requests.
+"""The asyncio client: the I/O around the conversation (`client.conversation`).
 
-How answers find their caller. Every message the client sends carries an
-`id`, so every `acknowledgment`, `response` and `error` can be matched:
-application requests use the request id itself; system actions use a fresh
-message id of their own. `progress` and `complete` are matched by
-`request_id`, `status` answers (which also answer `cancel`) by
-`request.request_id`, `unsubscribed` by its `request_id`, and `pong` (which
-carries nothing) answers the oldest `ping`.
+`StreamerClient` owns sockets, timers and the token provider; every decision
+(what to send, what an answer means, when to resend, reconnect, rotate or
+ping) is the sans-I/O `Conversation`'s, specified in
+client/conversation/README.md and pinned by the vectors both clients run.
+The client feeds it what happened (a call, a message, a connection opened or
+lost, the clock) and carries out the I/O it asks for, in order.
 
-How nothing is lost when the connection drops. Whatever a caller still
-awaits is remembered: a request the server has not answered yet is sent again
-with the same `id` (the protocol makes that idempotent: the server answers
-again and starts no second run); a request it has accepted gets `subscribe`,
-whose answer is the latest `progress` or the `complete`; pending system
-actions are sent again. Updates whose `seq` is not above the last one seen
-are dropped, so a snapshot that repeats what the caller already saw is
-invisible to it.
+Connection states (the `on()` events): `connecting`, `connected`,
+`disconnected` (retrying with jittered backoff), `suspended` (retrying about
+every 30 s after a long outage), `closed`, `failed` (given up: a refused
+handshake that a new token cannot fix, a token provider that keeps failing, or
+a reconnect limit). Reconnecting never gives up by default.
 
-How a resume survives the connection's rate limit. The server refuses a
-message over its per-connection token bucket with a retryable `RATE_LIMITED`
-whose `details` hold `limit_per_second` and `retry_after_ms`; nothing was
-stored, so the client sends the same message again after that wait plus
-jitter, a few times in a row per request or system action (a request's count
-starts again once the server sends anything about it), before the caller sees
-the error. A resume sends one message per awaited request at once, so it is the
-usual way to meet the limit. The per-user cap on running requests answers
-`RATE_LIMITED` too, without `limit_per_second`: it lasts until a request ends,
-so it goes to the caller at once.
-
-How a store outage is waited out. The server answers a message it could not
-serve because a dependency is out with a retryable `UNAVAILABLE` (nothing was
-stored; `details.retry_after_ms` says when to try again). The client sends the
-same message again by the same mechanism, after `retry_after_ms` plus a jitter
-that grows exponentially and is capped, for as long as the next resend still
-falls within `unavailable_deadline_s` of the first refusal; then the caller
-gets `Unavailable` (`client/resend.py` holds these decisions).
-
-How no call waits forever. Every message that awaits an answer (a request
-before its acknowledgment or response, a `subscribe` before its snapshot, a
-system action) must be answered within `answer_timeout_s` of being sent, or
-its caller gets `NoAnswer`. A server that answers with an error naming no
-message (API Gateway's own "Internal server error" after an integration
-failure carries only its own ids) cannot be matched: the timeout ends the
-call, and its error quotes what the server sent.
+Tokens: a fixed token, or a provider (a function, sync or async, returning a
+JWT) called before every connect. A 401 on a reconnect fetches a new token;
+the connection is replaced (new one first, resumed, then the old one closed)
+before the token's `exp` and before API Gateway's 2-hour maximum connection
+duration, so a client lives for days without losing an update.
 """
 
 from __future__ import annotations
@@ -50,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import random
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -62,167 +38,151 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from client.errors import (
-    Conflict,
-    ConnectionFailed,
-    ConnectionLost,
-    ConnectionRefused,
-    ErrorInfo,
-    NoAnswer,
-    NotSynchronous,
-    StreamerError,
-    SubscriptionEnded,
-    error_from_info,
+from client.conversation import (
+    STATES,
+    Close,
+    Conversation,
+    Failed,
+    FetchToken,
+    NotificationEvent,
+    Ok,
+    Open,
+    Options,
+    Output,
+    ProgressEvent,
+    Send,
+    StateChanged,
+    TopicNotification,
 )
-from client.messages import (
-    Acknowledgment,
-    Completion,
-    Pong,
-    Progress,
-    Rejection,
-    RequestSnapshot,
-    Response,
-    Unsubscribed,
-    encode_request,
-    encode_system,
-    new_request_id,
-    parse_server_message,
-)
+from client.messages import Completion, Notification, Progress, RequestSnapshot
 from client.reconnect import ReconnectPolicy
-from client.resend import Refusals, ResendLimits, given_up, is_resendable, resend_wait
 
 logger = logging.getLogger("client")
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 """Called with each new `Progress` of a request, in `seq` order; may be async."""
 
-# Under the gateway's 10-minute idle timeout, with room for a slow network.
-DEFAULT_HEARTBEAT_SECONDS = 300.0
-# As the JS client's `rateLimitRetries`.
-DEFAULT_RATE_LIMIT_RETRIES = 3
-# As the JS client's `unavailableDeadlineMs`: long enough to ride out a store
-# hiccup, short enough that a person waiting is told.
-DEFAULT_UNAVAILABLE_DEADLINE_SECONDS = 30.0
-# As the JS client's `answerTimeoutMs`: API Gateway ends a route's integration
-# after 29 s and answers itself, so a message unanswered for longer never will be.
-DEFAULT_ANSWER_TIMEOUT_SECONDS = 35.0
+NotificationCallback = Callable[[Notification], Awaitable[None] | None]
+"""Called with each new notification of a topic (or, for `notification`, any)."""
 
-_Event = Acknowledgment | Response | Progress | Completion | Rejection | StreamerError
+TokenProvider = Callable[[], Awaitable[str] | str]
+"""Returns a fresh JWT; called before every connect. May be async."""
 
+# The conversation's defaults (client/conversation/README.md), in seconds.
+_DEFAULTS = Options()
+DEFAULT_HEARTBEAT_SECONDS = (_DEFAULTS.ping_interval_ms or 0) / 1000
+DEFAULT_RATE_LIMIT_RETRIES = _DEFAULTS.rate_limit_retries
+DEFAULT_UNAVAILABLE_DEADLINE_SECONDS = _DEFAULTS.unavailable_deadline_ms / 1000
+DEFAULT_ANSWER_TIMEOUT_SECONDS = (_DEFAULTS.answer_timeout_ms or 0) / 1000
 
-@dataclass
-class _TrackedRequest:
-    """A request some caller awaits; its answers go to every watcher's queue in order."""
-
-    request_id: str
-    # The request itself while the server has not answered it (resent after a
-    # reconnect), and the connection generation on which a client-generated id
-    # was first sent (its acknowledgment there needs no `subscribe`).
-    pending_message: str | None = None
-    fresh_on: int | None = None
-    resent: bool = False
-    # `seq` starts at 1: a subscribe snapshot with seq 0 (nothing reported yet) is no news.
-    last_seq: int = 0
-    # Per refusing code, how often its messages were refused in a row since the
-    # server last sent anything else about it, and when the first of those came.
-    refused: dict[str, tuple[int, float]] = field(default_factory=dict)
-    # Fires when what was last sent for it stays unanswered for the answer timeout.
-    answer_timer: asyncio.TimerHandle | None = None
-    sent_at: float = 0.0
-    message_ids: set[str] = field(default_factory=set)
-    watchers: list[asyncio.Queue[_Event]] = field(default_factory=list)
-
-    def is_new(self, seq: int | None) -> bool:
-        """Whether an update with this `seq` is news; remembers it if so."""
-        if seq is None:
-            return True
-        if seq <= self.last_seq:
-            return False
-        self.last_seq = seq
-        return True
-
-
-@dataclass
-class _SystemCall:
-    """A pending `ping`, `status`, `cancel` or `unsubscribe` and the answer type it awaits."""
-
-    message: str
-    answer: type[Pong | RequestSnapshot | Unsubscribed]
-    target: str | None
-    future: asyncio.Future[Any]
-    # Per refusing code, how often it was refused in a row and when the first came.
-    refused: dict[str, tuple[int, float]] = field(default_factory=dict)
-    answer_timer: asyncio.TimerHandle | None = None
-    sent_at: float = 0.0
-
-
-_Owner = _TrackedRequest | _SystemCall
+# What `on()` takes: every state the client can enter, any state change, notifications.
+EVENTS = ("statechange", *(state for state in STATES if state != "idle"), "notification")
 
 
 class StreamerClient:
-    """A connection to Streamer that runs requests and follows their progress.
+    """A connection to Streamer that runs requests, follows topics and survives drops.
 
     Use it as an async context manager::
 
         async with StreamerClient("ws://127.0.0.1:8080/", token) as client:
             result = await client.call("generate_report", {"pages": 5}, on_progress=print)
 
-    Many calls may run at once on one client. After an unexpected drop the
-    client reconnects by `reconnect` (jittered exponential backoff, bounded
-    attempts) and resumes every request still awaited, so an awaiting `call`
-    still returns. A `ping` goes out every `heartbeat_interval` seconds (None
-    disables it) to stay under the gateway's idle timeout. A message the
-    connection's rate limit refused is sent again after the wait the server
-    names (at least 0.25 s) plus the policy's jitter, up to
-    `rate_limit_retries` times in a row per request or system action, before
-    the caller gets `RateLimited`. A message answered `UNAVAILABLE` is sent
-    again the same way for up to `unavailable_deadline_s` seconds from the
-    first such answer (0 turns that off), then the caller gets `Unavailable`.
-    A message unanswered for `answer_timeout_s` seconds (None: wait forever)
-    ends its caller's wait with `NoAnswer`. Errors are
-    `client.errors.StreamerError` subclasses carrying the protocol's code.
+    `token` is a JWT or a `TokenProvider`. Many calls may run at once. After
+    a drop the client reconnects by `reconnect` and resumes every request,
+    call and topic still followed, so an awaiting `call` still returns. A
+    `ping` goes out after `heartbeat_interval` seconds without sending (None:
+    never); silence for `pong_timeout` seconds after it means the connection
+    is dead and is replaced. A message the rate limit refused is sent again
+    after the server's wait plus jitter, up to `rate_limit_retries` times in
+    a row; one answered `UNAVAILABLE`, for up to `unavailable_deadline_s`
+    seconds. A message unanswered for `answer_timeout_s` seconds (None: wait
+    forever) ends its caller's wait with `NoAnswer`. The connection is
+    replaced `rotate_before_s` before `max_connection_s` (API Gateway's 2 h)
+    or the token's `exp`. `clock` (seconds since the epoch) is for tests.
+    Errors are `client.errors.StreamerError` subclasses carrying the code.
     """
 
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | TokenProvider,
         *,
         reconnect: ReconnectPolicy | None = None,
         heartbeat_interval: float | None = DEFAULT_HEARTBEAT_SECONDS,
+        pong_timeout: float = _DEFAULTS.pong_timeout_ms / 1000,
         open_timeout: float = 10.0,
         rng: random.Random | None = None,
         rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
         unavailable_deadline_s: float = DEFAULT_UNAVAILABLE_DEADLINE_SECONDS,
         answer_timeout_s: float | None = DEFAULT_ANSWER_TIMEOUT_SECONDS,
+        max_connection_s: float = _DEFAULTS.max_connection_ms / 1000,
+        rotate_before_s: float = _DEFAULTS.rotate_before_ms / 1000,
+        max_token_failures: int = _DEFAULTS.max_token_failures,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if heartbeat_interval is not None and heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive or None")
-        if rate_limit_retries < 0:
-            raise ValueError("rate_limit_retries must not be negative")
-        if unavailable_deadline_s < 0:
-            raise ValueError("unavailable_deadline_s must not be negative")
         if answer_timeout_s is not None and answer_timeout_s <= 0:
             raise ValueError("answer_timeout_s must be positive or None")
-        self._public_url = url
-        self._url = _url_with_token(url, token)
-        self._policy = reconnect or ReconnectPolicy()
-        self._heartbeat_interval = heartbeat_interval
+        policy = reconnect or ReconnectPolicy()
+        self._options = Options(
+            token=token if isinstance(token, str) else None,
+            answer_timeout_ms=None if answer_timeout_s is None else _ms(answer_timeout_s),
+            rate_limit_retries=rate_limit_retries,
+            unavailable_deadline_ms=_ms(unavailable_deadline_s),
+            initial_delay_ms=_ms(policy.initial_delay),
+            max_delay_ms=_ms(policy.max_delay),
+            multiplier=policy.multiplier,
+            suspend_after_ms=_ms(policy.suspend_after),
+            suspended_retry_ms=_ms(policy.suspended_retry),
+            max_reconnect_attempts=policy.max_attempts,
+            max_token_failures=max_token_failures,
+            ping_interval_ms=None if heartbeat_interval is None else _ms(heartbeat_interval),
+            pong_timeout_ms=_ms(pong_timeout),
+            max_connection_ms=_ms(max_connection_s),
+            rotate_before_ms=_ms(rotate_before_s),
+        )
+        self._url = url
+        self._provider = None if isinstance(token, str) else token
         self._open_timeout = open_timeout
+        self._clock = clock
         self._rng = rng or random.Random()
-        self._resend_limits = ResendLimits(rate_limit_retries, unavailable_deadline_s, self._policy)
-        self._answer_timeout = answer_timeout_s
-        # The latest error the server sent that named no message, and when.
-        self._unmatched: tuple[ErrorInfo, float] | None = None
-        self._ws: ClientConnection | None = None
-        self._generation = 0
-        self._connected = asyncio.Event()
-        self._failure: StreamerError | None = None
-        self._requests: dict[str, _TrackedRequest] = {}
-        self._aliases: dict[str, str] = {}
-        self._calls: dict[str, _SystemCall] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._resends: set[asyncio.Task[None]] = set()
+        self._machine = Conversation(
+            self._options,
+            now_ms=self._now(),
+            new_id=_new_id,
+            # Through `uniform`, so a `random.Random` subclass that picks its jitter is obeyed.
+            random=lambda: self._rng.uniform(0.0, 1.0),
+        )
+        self._handles = itertools.count(1)
+        self._inboxes: dict[int, asyncio.Queue[ProgressEvent | Ok | Failed]] = {}
+        self._topic_callbacks: dict[int, NotificationCallback] = {}
+        self._topic_handles: dict[str, list[int]] = {}
+        self._listeners: dict[str, list[Callable[[Any], Any]]] = {name: [] for name in EVENTS}
+        self._links: dict[int, ClientConnection] = {}
+        self._outboxes: dict[int, asyncio.Queue[str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._clock_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def state(self) -> str:
+        """`idle` (before connect), `connecting`, `connected`, `disconnected`, `suspended`,
+        `closed` or `failed`."""
+        return self._machine.state
+
+    def on(self, event: str, callback: Callable[[Any], Any]) -> None:
+        """Call `callback` on `event`: a state name or `statechange` (any state; both
+        with the `StateChanged`), or `notification` (with every new `Notification`, a
+        topic's or the user's). The names are the JS client's too."""
+        if event not in self._listeners:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
+        self._listeners[event].append(callback)
+
+    def off(self, event: str, callback: Callable[[Any], Any]) -> None:
+        """Stop calling `callback` on `event`."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._listeners[event].remove(callback)
 
     async def __aenter__(self) -> StreamerClient:
         await self.connect()
@@ -241,31 +201,30 @@ class StreamerClient:
 
         Raises `ConnectionRefused` (with `status_code`, e.g. 401 or 403) when
         the server refuses the handshake, `ConnectionFailed` when it cannot be
-        reached. The first connection is not retried: a wrong URL or token
-        should fail fast.
+        reached, `TokenFailed` when the provider keeps failing. The first
+        connection is not retried (a wrong URL fails fast), except with a new
+        token after a 401.
         """
-        if self._ws is not None:
-            raise RuntimeError("StreamerClient is already connected")
-        self._ws = await self._open()
-        self._generation = 1
-        self._connected.set()
-        self._tasks.append(asyncio.create_task(self._read_forever()))
-        if self._heartbeat_interval is not None:
-            self._tasks.append(asyncio.create_task(self._beat(self._heartbeat_interval)))
+        handle = next(self._handles)
+        inbox = self._inbox(handle)
+        self._feed(lambda: self._machine.connect(handle))
+        self._clock_task = asyncio.create_task(self._keep_time())
+        await self._outcome(handle, inbox, None)
 
     async def close(self) -> None:
-        """Close the connection; anything still awaited raises `ConnectionFailed`."""
-        tasks = [*self._tasks, *self._resends]
+        """Close every connection; anything still awaited raises `ConnectionFailed`."""
+        self._feed(self._machine.close)
+        links = list(self._links.values())
+        self._links.clear()
+        for ws in links:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        tasks = [*self._tasks, *([self._clock_task] if self._clock_task else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
-        if self._ws is not None:
-            await self._ws.close()
-        if self._failure is None:
-            self._fail(ConnectionFailed("the client is closed"))
 
     async def call(
         self,
@@ -278,22 +237,19 @@ class StreamerClient:
     ) -> Any:
         """Run `action` and return its result, sync or async alike.
 
-        A sync action's `response` returns its `data` at once. An async action
-        is acknowledged, reports `Progress` to `on_progress` (in `seq` order,
-        each at most once), and returns the `result` of its COMPLETED
-        `complete`. `request_id` (1-128 of `[A-Za-z0-9_.:-]`, generated when
-        None) is the idempotency key: calling again with the same id, action
-        and payload starts no second run and still returns the result.
+        A sync action's `response` returns its `data`. An async action is
+        acknowledged, reports `Progress` to `on_progress` (in `seq` order, each
+        at most once, across reconnects and rotations), and returns the
+        `result` of its COMPLETED `complete`. `request_id` (1-128 of
+        `[A-Za-z0-9_.:-]`, generated when None) is the idempotency key.
 
         Raises the typed error of the protocol code: with `request_status`
         FAILED or CANCELLED when the request ran and ended so, None when it
-        was refused (e.g. `ValidationError`); `Unavailable` when the server
-        still answered UNAVAILABLE at the end of `unavailable_deadline_s`;
-        `NoAnswer` when a message got no answer within `answer_timeout_s`;
-        `ConnectionLost` when the connection dropped and could not be
-        re-established; ValueError for an action or id that breaks the
-        protocol's rules and `PayloadTooLarge` for a message over 128 KiB,
-        before anything is sent.
+        was refused; `Unavailable` once `unavailable_deadline_s` is over;
+        `NoAnswer` after `answer_timeout_s` without an answer; the client's
+        failure (`ConnectionRefused`, `ConnectionLost`, `TokenFailed`) when it
+        gave up; ValueError for an action or id that breaks the protocol's rules
+        and `PayloadTooLarge` over 128 KiB, before anything is sent.
         """
         return await self._request(action, payload, request_id, metadata, on_progress, False)
 
@@ -316,64 +272,65 @@ class StreamerClient:
     async def subscribe(self, request_id: str, on_progress: ProgressCallback | None = None) -> Any:
         """Follow an existing request (e.g. from another connection) to its end.
 
-        The server answers with a snapshot: the latest `Progress` (handed to
-        `on_progress`) or, if the request already ended, its `complete`, which
-        returns at once; otherwise this waits for the `complete`. Returns the
-        result or raises as `call` does (`NotFound` for an unknown id).
+        Returns the result or raises as `call` does (`NotFound` for an unknown id).
         """
-        with self._watching(request_id) as events:
-            await self._send(self._subscribe_message(request_id), self._requests[request_id])
-            while True:
-                event = await self._next_decision(request_id, events, on_progress)
-                if isinstance(event, Completion):
-                    return _result_of(event)
+        return await self._run(lambda h: self._machine.subscribe(h, request_id), on_progress)
 
     async def unsubscribe(self, request_id: str) -> None:
-        """Stop receiving a request's updates on this connection.
-
-        A `call` or `subscribe` of this client still awaiting that request
-        raises `SubscriptionEnded`.
-        """
-        await self._system_call("unsubscribe", Unsubscribed, request_id)
-        request = self._requests.get(request_id)
-        if request is not None:
-            ended = SubscriptionEnded("UNSUBSCRIBED", "unsubscribed", request_id=request_id)
-            for queue in request.watchers:
-                queue.put_nowait(ended)
+        """Stop receiving a request's updates; its awaiting calls raise `SubscriptionEnded`."""
+        await self._run(lambda h: self._machine.unsubscribe(h, request_id))
 
     async def status(self, request_id: str) -> RequestSnapshot:
         """The request's stored state; raises `NotFound` for an unknown id."""
-        snapshot: RequestSnapshot = await self._system_call("status", RequestSnapshot, request_id)
+        snapshot: RequestSnapshot = await self._run(lambda h: self._machine.status(h, request_id))
         return snapshot
 
     async def cancel(self, request_id: str) -> Completion:
-        """Cancel a request and return how it ended.
+        """Cancel a request and return how it ended (CANCELLED, or how it had ended already).
 
-        The result's `status` is CANCELLED, or the status it had already
-        ended with (a terminal request does not change). The server answers
-        `cancel` with the request's `status`; a request still running ends
-        when its worker notices, so the client subscribes first and waits for
-        the `complete` even when another connection owns the request. Raises
-        `NotFound` for an unknown id.
+        A running request ends when its worker notices, so this waits for the
+        `complete`. Raises `NotFound` for an unknown id.
         """
-        with self._watching(request_id) as events:
-            await self._send(self._subscribe_message(request_id), self._requests[request_id])
-            snapshot: RequestSnapshot = await self._system_call(
-                "cancel", RequestSnapshot, request_id
-            )
-            if snapshot.is_terminal:
-                return snapshot.completion()
-            # A running request ends when its worker notices; the `complete` follows.
-            while True:
-                event = await self._next_decision(request_id, events, None)
-                if isinstance(event, Completion):
-                    return event
+        completion: Completion = await self._run(lambda h: self._machine.cancel(h, request_id))
+        return completion
 
     async def ping(self) -> float:
         """Send `ping`, await `pong`; returns the round trip in seconds."""
-        started = asyncio.get_running_loop().time()
-        await self._system_call("ping", Pong, None)
-        return asyncio.get_running_loop().time() - started
+        started = time.monotonic()
+        await self._run(self._machine.ping)
+        return time.monotonic() - started
+
+    async def subscribe_topic(self, topic: str, on_notification: NotificationCallback) -> None:
+        """Follow `topic` (of the caller's tenant); returns once subscribed.
+
+        `on_notification` gets each new `Notification` of the topic, the
+        topic's retained one included. The subscription is restored on every
+        new connection; a retained notification repeated by that is not
+        delivered again. Raises `Forbidden` for a watch token.
+        """
+        self._started()
+        handle = next(self._handles)
+        self._topic_callbacks[handle] = on_notification
+        self._topic_handles.setdefault(topic, []).append(handle)
+        inbox = self._inbox(handle)
+        try:
+            self._feed(lambda: self._machine.subscribe_topic(handle, topic))
+            await self._outcome(handle, inbox, None)
+        except BaseException:
+            self._forget_topic_handle(topic, handle)
+            raise
+
+    async def unsubscribe_topic(self, topic: str) -> None:
+        """Stop following `topic`."""
+        for handle in self._topic_handles.pop(topic, []):
+            self._topic_callbacks.pop(handle, None)
+        await self._run(lambda h: self._machine.unsubscribe_topic(h, topic))
+
+    # ----- calls
+
+    def _started(self) -> None:
+        if self._machine.state == "idle":
+            raise RuntimeError("StreamerClient is not connected: use `async with` or connect()")
 
     async def _request(
         self,
@@ -384,401 +341,226 @@ class StreamerClient:
         on_progress: ProgressCallback | None,
         sync_only: bool,
     ) -> Any:
-        fresh = request_id is None
-        request_id = request_id or new_request_id()
-        message = encode_request(action, request_id, payload, metadata)
-        with self._watching(request_id, message, fresh) as events:
-            request = self._requests[request_id]
-            await self._send(message, request)
-            repeats = 0
-            while True:
-                try:
-                    event = await self._next_decision(request_id, events, on_progress)
-                except Conflict as conflict:
-                    if (
-                        not (conflict.retryable and request.resent)
-                        or repeats >= self._policy.max_attempts
-                    ):
-                        raise
-                    # This client's own repeat after a reconnect met the first run
-                    # still going (a sync request): ask again until it has answered.
-                    await asyncio.sleep(self._policy.delay(repeats, self._rng))
-                    repeats += 1
-                    await self._send(message, request)
-                    continue
-                if not isinstance(event, Acknowledgment):
-                    return _result_of(event)
-                if sync_only:
-                    raise NotSynchronous(
-                        "NOT_SYNCHRONOUS",
-                        f"{action} is async: it was acknowledged, not answered",
-                        {"estimated_duration_ms": event.estimated_duration_ms},
-                        request_id=request_id,
-                    )
-
-    async def _next_decision(
-        self,
-        request_id: str,
-        events: asyncio.Queue[_Event],
-        on_progress: ProgressCallback | None,
-    ) -> Acknowledgment | Response | Completion:
-        """The next answer that decides something; progress goes to `on_progress` meanwhile."""
-        while True:
-            event = await events.get()
-            if isinstance(event, StreamerError):
-                raise event
-            if isinstance(event, Rejection):
-                raise error_from_info(event.error, request_id=request_id, request_status=None)
-            if isinstance(event, Progress):
-                if on_progress is not None:
-                    outcome = on_progress(event)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                continue
-            return event
-
-    @contextlib.contextmanager
-    def _watching(
-        self, request_id: str, pending_message: str | None = None, fresh: bool = False
-    ) -> Iterator[asyncio.Queue[_Event]]:
-        if self._failure is not None:
-            raise self._failure
-        request = self._requests.setdefault(request_id, _TrackedRequest(request_id))
-        if pending_message is not None:
-            request.pending_message = pending_message
-            request.fresh_on = self._generation if fresh else None
-        events: asyncio.Queue[_Event] = asyncio.Queue()
-        request.watchers.append(events)
-        try:
-            yield events
-        finally:
-            request.watchers.remove(events)
-            if not request.watchers:
-                self._heard(request)
-                del self._requests[request_id]
-                for message_id in request.message_ids:
-                    self._aliases.pop(message_id, None)
-
-    def _subscribe_message(self, request_id: str) -> str:
-        """A `subscribe` whose `error` answer (e.g. NOT_FOUND) reaches the request's watchers."""
-        message_id = _new_message_id()
-        self._requests[request_id].message_ids.add(message_id)
-        self._aliases[message_id] = request_id
-        return encode_system("subscribe", message_id, request_id)
-
-    async def _system_call(
-        self,
-        action: str,
-        answer: type[Pong | RequestSnapshot | Unsubscribed],
-        target: str | None,
-    ) -> Any:
-        if self._failure is not None:
-            raise self._failure
-        message_id = _new_message_id()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        call = _SystemCall(encode_system(action, message_id, target), answer, target, future)
-        self._calls[message_id] = call
-        try:
-            await self._send(call.message, call)
-            return await future
-        finally:
-            self._calls.pop(message_id, None)
-            self._heard(call)
-
-    async def _send(self, text: str, owner: _Owner) -> None:
-        """Send a message `owner` awaits the answer to."""
-        if self._ws is None:
-            raise RuntimeError("StreamerClient is not connected: use `async with` or connect()")
-        await self._connected.wait()
-        if self._failure is not None:
-            raise self._failure
-        # A message lost to a drop needs no retry here: whatever it belongs to
-        # is still awaited, so the reconnect sends it again.
-        with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(text)
-        self._expect_answer(owner)
-
-    def _expect_answer(self, owner: _Owner) -> None:
-        """Start the answer timeout for what was just sent for `owner` (again)."""
-        if self._answer_timeout is None:
-            return
-        if owner.answer_timer is not None:
-            owner.answer_timer.cancel()
-        loop = asyncio.get_running_loop()
-        owner.sent_at = loop.time()
-        owner.answer_timer = loop.call_later(
-            self._answer_timeout, self._no_answer, owner, self._generation
-        )
-
-    def _heard(self, owner: _Owner) -> None:
-        """The server answered about `owner`: nothing it awaits is overdue."""
-        if owner.answer_timer is not None:
-            owner.answer_timer.cancel()
-            owner.answer_timer = None
-
-    def _no_answer(self, owner: _Owner, generation: int) -> None:
-        owner.answer_timer = None
-        # On a connection since replaced, or being replaced, the resume sends it
-        # again and starts a new timeout.
-        if generation != self._generation or not self._connected.is_set():
-            return
-        if self._failure is not None:
-            return
-        reason = f"no answer within {self._answer_timeout} s"
-        if self._unmatched is not None and self._unmatched[1] >= owner.sent_at:
-            unmatched = self._unmatched[0]
-            reason += (
-                "; meanwhile the server sent an error naming no message: "
-                f"{unmatched.code}: {unmatched.message}"
+        def start(handle: int) -> Output:
+            return self._machine.request(
+                handle,
+                action,
+                payload,
+                request_id=request_id,
+                metadata=metadata,
+                sync_only=sync_only,
             )
-        if isinstance(owner, _SystemCall):
-            if not owner.future.done():
-                owner.future.set_exception(NoAnswer(reason, request_id=owner.target))
-            return
-        if self._requests.get(owner.request_id) is owner:
-            error = NoAnswer(reason, request_id=owner.request_id)
-            for queue in owner.watchers:
-                queue.put_nowait(error)
 
-    async def _open(self) -> ClientConnection:
+        return await self._run(start, on_progress)
+
+    async def _run(
+        self, start: Callable[[int], Output], on_progress: ProgressCallback | None = None
+    ) -> Any:
+        self._started()
+        handle = next(self._handles)
+        inbox = self._inbox(handle)
+        try:
+            self._feed(lambda: start(handle))
+        except BaseException:
+            self._inboxes.pop(handle, None)
+            raise
+        return await self._outcome(handle, inbox, on_progress)
+
+    def _inbox(self, handle: int) -> asyncio.Queue[ProgressEvent | Ok | Failed]:
+        inbox: asyncio.Queue[ProgressEvent | Ok | Failed] = asyncio.Queue()
+        self._inboxes[handle] = inbox
+        return inbox
+
+    async def _outcome(
+        self,
+        handle: int,
+        inbox: asyncio.Queue[ProgressEvent | Ok | Failed],
+        on_progress: ProgressCallback | None,
+    ) -> Any:
+        finished = False
+        try:
+            while True:
+                item = await inbox.get()
+                if isinstance(item, ProgressEvent):
+                    if on_progress is not None:
+                        outcome = on_progress(item.progress)
+                        if inspect.isawaitable(outcome):
+                            await outcome
+                    continue
+                finished = True
+                if isinstance(item, Failed):
+                    raise item.error
+                return item.value
+        finally:
+            self._inboxes.pop(handle, None)
+            if not finished and self._machine.state != "closed":
+                # The caller stopped waiting (cancelled, timed out): nothing awaits it now.
+                self._feed(lambda: self._machine.abandon(handle))
+
+    def _forget_topic_handle(self, topic: str, handle: int) -> None:
+        self._topic_callbacks.pop(handle, None)
+        handles = self._topic_handles.get(topic, [])
+        if handle in handles:
+            handles.remove(handle)
+
+    # ----- feeding the conversation and doing what it asks
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _feed(self, step: Callable[[], Output]) -> None:
+        """Move the conversation's clock to now, feed it `step`, carry out the outputs."""
+        self._apply(self._machine.tick(self._now()))
+        self._apply(step())
+        self._wake.set()
+
+    def _apply(self, output: Output) -> None:
+        for note in output.notes:
+            logger.info("%s", note)
+        for io in output.io:
+            if isinstance(io, Send):
+                outbox = self._outboxes.get(io.conn)
+                if outbox is not None:
+                    outbox.put_nowait(io.text)
+            elif isinstance(io, Open):
+                self._spawn(self._open(io.conn, io.token))
+            elif isinstance(io, Close):
+                self._outboxes.pop(io.conn, None)
+                ws = self._links.pop(io.conn, None)
+                if ws is not None:
+                    self._spawn(ws.close())
+            elif isinstance(io, FetchToken):
+                self._spawn(self._fetch_token())
+        for event in output.events:
+            self._emit(event)
+        for result in output.results:
+            inbox = self._inboxes.get(result.handle)  # type: ignore[arg-type]
+            if inbox is not None:
+                inbox.put_nowait(result)
+
+    def _emit(self, event: Any) -> None:
+        if isinstance(event, ProgressEvent):
+            inbox = self._inboxes.get(event.handle)  # type: ignore[arg-type]
+            if inbox is not None:
+                inbox.put_nowait(event)
+        elif isinstance(event, StateChanged):
+            logger.info("streamer client %s%s", event.state, _retry_note(event))
+            self._call_listeners(self._listeners["statechange"], event)
+            self._call_listeners(self._listeners[event.state], event)
+        elif isinstance(event, NotificationEvent):
+            self._call_listeners(self._listeners["notification"], event.notification)
+        elif isinstance(event, TopicNotification):
+            callback = self._topic_callbacks.get(event.handle)  # type: ignore[arg-type]
+            if callback is not None:
+                self._call_listeners([callback], event.notification)
+
+    def _call_listeners(self, callbacks: list[Callable[[Any], Any]], value: Any) -> None:
+        for callback in list(callbacks):
+            try:
+                outcome = callback(value)
+                if inspect.isawaitable(outcome):
+                    self._spawn(_awaited(outcome))
+            except Exception:
+                logger.exception("a streamer client callback raised")
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch_token(self) -> None:
+        assert self._provider is not None
+        try:
+            token = self._provider()
+            if inspect.isawaitable(token):
+                token = await token
+            if not isinstance(token, str) or not token:
+                raise TypeError("the token provider must return a non-empty string")
+        except Exception:
+            logger.exception("the token provider failed")
+            self._feed(self._machine.token_failed)
+            return
+        self._feed(lambda: self._machine.token(token))
+
+    async def _open(self, conn: int, token: str) -> None:
         try:
             # permessage-deflate costs the gateway ~3x memory per connection.
-            return await connect(self._url, compression=None, open_timeout=self._open_timeout)
+            ws = await connect(
+                _url_with_token(self._url, token),
+                compression=None,
+                open_timeout=self._open_timeout,
+            )
         except InvalidStatus as exc:
-            raise ConnectionRefused(exc.response.status_code) from exc
+            status = exc.response.status_code
+            self._feed(lambda: self._machine.refused(conn, status))
+            return
         except (OSError, TimeoutError, WebSocketException) as exc:
-            raise ConnectionFailed(f"could not connect to {self._public_url}: {exc}") from exc
-
-    async def _read_forever(self) -> None:
-        ws = self._ws
-        assert ws is not None
-        while True:
-            with contextlib.suppress(ConnectionClosed):
-                async for raw in ws:
-                    try:
-                        await self._dispatch(raw)
-                    except Exception:
-                        # One bad message must not stop the reader every caller depends on.
-                        logger.exception("could not handle a server message")
-            self._connected.clear()
-            logger.info("connection to %s dropped; reconnecting", self._public_url)
-            try:
-                ws = await self._reconnect()
-            except StreamerError as exc:
-                self._fail(exc)
-                return
-            self._ws = ws
-            self._generation += 1
-            await self._resume(ws)
-            self._connected.set()
-
-    async def _reconnect(self) -> ClientConnection:
-        last_error: StreamerError | None = None
-        for attempt in range(self._policy.max_attempts):
-            await asyncio.sleep(self._policy.delay(attempt, self._rng))
-            try:
-                return await self._open()
-            except ConnectionFailed as exc:
-                if not exc.retryable:
-                    raise
-                last_error = exc
-                logger.info("reconnect attempt %d failed: %s", attempt + 1, exc)
-        raise ConnectionLost(
-            f"connection to {self._public_url} dropped; {self._policy.max_attempts} "
-            f"reconnect attempts failed (last: {last_error})"
-        )
-
-    async def _resume(self, ws: ClientConnection) -> None:
-        messages: list[tuple[str, _Owner]] = []
-        for request in self._requests.values():
-            if request.pending_message is not None:
-                messages.append((request.pending_message, request))
-                request.resent = True
-            else:
-                messages.append((self._subscribe_message(request.request_id), request))
-        messages.extend((call.message, call) for call in self._calls.values())
-        try:
-            for message, owner in messages:
-                await ws.send(message)
-                self._expect_answer(owner)
-        except ConnectionClosed:
-            # The reader sees the same close and reconnects again.
+            reason = f"{self._url}: {exc}"
+            self._feed(lambda: self._machine.unreachable(conn, reason))
             return
+        self._links[conn] = ws
+        outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outboxes[conn] = outbox
+        self._spawn(self._write(ws, outbox))
+        self._spawn(self._read(conn, ws))
+        self._feed(lambda: self._machine.opened(conn))
 
-    async def _dispatch(self, raw: str | bytes) -> None:
-        message = parse_server_message(raw)
-        if isinstance(message, Pong):
-            self._answer(Pong, None, message, only_oldest=True)
-        elif isinstance(message, RequestSnapshot):
-            self._answer(RequestSnapshot, message.request_id, message, only_oldest=False)
-        elif isinstance(message, Unsubscribed):
-            only_oldest = message.request_id is None
-            self._answer(Unsubscribed, message.request_id, message, only_oldest=only_oldest)
-        elif isinstance(message, Rejection):
-            self._reject(message)
-        elif message is not None:
-            await self._deliver(message)
-        else:
-            logger.debug("skipped a message this client does not know: %.200r", raw)
-
-    def _answer(self, answer: type, target: str | None, value: Any, *, only_oldest: bool) -> None:
-        for message_id, call in list(self._calls.items()):
-            if call.answer is answer and (target is None or call.target == target):
-                del self._calls[message_id]
-                if not call.future.done():
-                    call.future.set_result(value)
-                if only_oldest:
-                    return
-
-    def _reject(self, rejection: Rejection) -> None:
-        answered = rejection.request_id
-        if answered is None:
-            logger.warning("server error answering no message: %s", rejection.error)
-            self._unmatched = (rejection.error, asyncio.get_running_loop().time())
-            return
-        if is_resendable(rejection.error):
-            error = self._resend_later(answered, rejection.error)
-            if error is None:
-                return
-            rejection = Rejection(answered, error)
-        call = self._calls.pop(answered, None)
-        if call is not None:
-            if not call.future.done():
-                call.future.set_exception(
-                    error_from_info(rejection.error, request_id=call.target, request_status=None)
-                )
-            return
-        request = self._requests.get(self._aliases.get(answered, answered))
-        if request is not None:
-            self._heard(request)
-            for queue in request.watchers:
-                queue.put_nowait(rejection)
-            return
-        # A server may name the request a system action was about, not the message id.
-        for message_id, call in list(self._calls.items()):
-            if call.target == answered:
-                del self._calls[message_id]
-                if not call.future.done():
-                    call.future.set_exception(
-                        error_from_info(rejection.error, request_id=answered, request_status=None)
-                    )
-
-    def _awaiting(self, message_id: str) -> tuple[_TrackedRequest | _SystemCall, str] | None:
-        """Who still awaits the answer to the message `message_id`, and that message.
-
-        None when nothing does: the request or system action has ended, or an
-        answered request's id names no message to send again.
-        """
-        call = self._calls.get(message_id)
-        if call is not None:
-            return call, call.message
-        request_id = self._aliases.get(message_id)
-        if request_id is not None:
-            # A `subscribe`: the same id again, so its answer still finds the request.
-            return self._requests[request_id], encode_system("subscribe", message_id, request_id)
-        request = self._requests.get(message_id)
-        if request is not None and request.pending_message is not None:
-            return request, request.pending_message
-        return None
-
-    def _resend_later(self, message_id: str, error: ErrorInfo) -> ErrorInfo | None:
-        """Send a refused message again later if it may be (`client.resend` decides).
-
-        None when it will be; otherwise the error its caller gets: as the
-        server sent it when nothing awaits the message any more, saying the
-        client gave up when its resends are over (`rate_limit_retries` for the
-        rate limit, `unavailable_deadline_s` for UNAVAILABLE).
-        """
-        awaiting = self._awaiting(message_id)
-        if awaiting is None:
-            return error
-        owner, _ = awaiting
-        self._heard(owner)
-        now = asyncio.get_running_loop().time()
-        count, since = owner.refused.get(error.code, (0, now))
-        wait = resend_wait(error, Refusals(count, now - since), self._resend_limits, self._rng)
-        if wait is None:
-            return given_up(error, Refusals(count + 1, now - since))
-        owner.refused[error.code] = (count + 1, since)
-        why = "rate limited" if error.code == "RATE_LIMITED" else f"answered {error.code}"
-        logger.info("message %s was %s; sending it again in %.2f s", message_id, why, wait)
-        task = asyncio.create_task(self._resend(message_id, owner, self._generation, wait))
-        self._resends.add(task)
-        task.add_done_callback(self._resends.discard)
-        return None
-
-    async def _resend(
-        self, message_id: str, owner: _TrackedRequest | _SystemCall, generation: int, wait: float
-    ) -> None:
-        await asyncio.sleep(wait)
-        awaiting = self._awaiting(message_id)
-        if awaiting is None or awaiting[0] is not owner or self._failure is not None:
-            return
-        # On a connection since replaced (or being replaced) the resume sends it.
-        if generation != self._generation or not self._connected.is_set() or self._ws is None:
-            return
+    async def _write(self, ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
+        # One writer per connection keeps the conversation's order of sends.
         with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(awaiting[1])
-        self._expect_answer(owner)
+            while True:
+                await ws.send(await outbox.get())
 
-    async def _deliver(self, message: Acknowledgment | Response | Progress | Completion) -> None:
-        request = self._requests.get(message.request_id)
-        if request is None:
-            return
-        # The server answers about it again: a later refusal (a resume's) starts a new count.
-        request.refused.clear()
-        self._heard(request)
-        if isinstance(message, Progress | Completion) and not request.is_new(message.seq):
-            return
-        if not isinstance(message, Progress):
-            request.pending_message = None
-        if isinstance(message, Acknowledgment) and request.fresh_on != self._generation:
-            # Accepted earlier (a repeated id) or on a connection since replaced:
-            # this connection is not the owner, so it must ask for the updates.
-            await self._send(self._subscribe_message(request.request_id), request)
-        for queue in request.watchers:
-            queue.put_nowait(message)
+    async def _read(self, conn: int, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                try:
+                    self._feed(lambda raw=raw: self._machine.receive(conn, raw))  # type: ignore[misc]
+                except Exception:
+                    # One bad message must not stop the reader every caller depends on.
+                    logger.exception("could not handle a server message")
+        self._links.pop(conn, None)
+        self._outboxes.pop(conn, None)
+        self._feed(lambda: self._machine.closed(conn))
 
-    def _fail(self, error: StreamerError) -> None:
-        self._failure = error
-        self._connected.set()
-        for request in self._requests.values():
-            self._heard(request)
-            for queue in request.watchers:
-                queue.put_nowait(error)
-        for call in self._calls.values():
-            self._heard(call)
-            if not call.future.done():
-                call.future.set_exception(error)
-        self._calls.clear()
-
-    async def _beat(self, interval: float) -> None:
+    async def _keep_time(self) -> None:
+        """Tick the conversation when its next timer is due."""
         while True:
-            await asyncio.sleep(interval)
+            self._wake.clear()
+            deadline = self._machine.next_deadline_ms()
+            timeout = None if deadline is None else max(0.0, (deadline - self._now()) / 1000)
             try:
-                async with asyncio.timeout(interval):
-                    await self.ping()
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
-                logger.info("heartbeat ping got no pong within %s s", interval)
-            except StreamerError:
-                return
+                try:
+                    self._feed(lambda: self._machine.tick(self._now()))
+                except Exception:
+                    # The clock must keep running: every timer of every call depends on it.
+                    logger.exception("could not handle a timer")
 
 
-def _result_of(event: Response | Completion) -> Any:
-    if isinstance(event, Response):
-        if event.success:
-            return event.data
-        info = event.error or ErrorInfo("INTERNAL_ERROR", "response without an error object")
-        raise error_from_info(info, request_id=event.request_id, request_status="FAILED")
-    if event.status == "COMPLETED":
-        return event.result
-    code = "CANCELLED" if event.status == "CANCELLED" else "INTERNAL_ERROR"
-    info = event.error or ErrorInfo(code, f"request ended {event.status}")
-    raise error_from_info(info, request_id=event.request_id, request_status=event.status)
+async def _awaited(outcome: Awaitable[Any]) -> None:
+    try:
+        await outcome
+    except Exception:
+        logger.exception("a streamer client callback raised")
 
 
-def _new_message_id() -> str:
-    return f"m-{uuid.uuid4().hex}"
+def _retry_note(event: StateChanged) -> str:
+    if event.retry_in_ms is not None:
+        return f"; next attempt in {event.retry_in_ms} ms"
+    if event.error is not None:
+        return f": {event.error}"
+    return ""
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _new_id(kind: str) -> str:
+    return f"{'py' if kind == 'request' else 'm'}-{uuid.uuid4().hex}"
 
 
 def _url_with_token(url: str, token: str) -> str:

@@ -224,3 +224,10 @@ class ConnectionRefused(ConnectionFailed):
         self.status_code = status_code
         self.details = {"status_code": status_code}
         self.retryable = status_code not in (401, 403)
+
+
+class TokenFailed(ConnectionFailed):
+    """The token provider failed (raised, or kept handing out refused tokens) too often in a row."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="TOKEN_FAILED")

@@ -149,9 +149,40 @@ class RequestSnapshot:
 
 @dataclass(frozen=True)
 class Unsubscribed:
-    """The answer to `unsubscribe`."""
+    """The answer to `unsubscribe`: of a request (`request_id`) or of a topic (`topic`)."""
 
     request_id: str | None
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    """The answer to a topic's `subscribe` when the topic has no retained message."""
+
+    topic: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A published message: to a topic this connection follows, or (no `topic`) to its user.
+
+    A topic's retained notification also answers that topic's `subscribe`.
+    """
+
+    topic: str | None
+    event: str
+    data: Any
+    timestamp: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The notification as the server sends it."""
+        message: dict[str, Any] = {"type": "notification"}
+        if self.topic is not None:
+            message["topic"] = self.topic
+        message.update(event=self.event, data=self.data)
+        if self.timestamp is not None:
+            message["timestamp"] = self.timestamp
+        return message
 
 
 ServerMessage = (
@@ -163,6 +194,8 @@ ServerMessage = (
     | Pong
     | RequestSnapshot
     | Unsubscribed
+    | Subscribed
+    | Notification
 )
 
 
@@ -189,15 +222,22 @@ def encode_request(
     return _dumps(message)
 
 
-def encode_system(action: str, message_id: str, request_id: str | None = None) -> str:
+def encode_system(
+    action: str, message_id: str, request_id: str | None = None, *, topic: str | None = None
+) -> str:
     """The JSON text of a system action (`ping`, `status`, `subscribe`, ...).
 
     `message_id` is the message's own `id`, so that an `error` answering it
-    can be told apart from the answers about `request_id`.
+    can be told apart from the answers about `request_id`. `subscribe` and
+    `unsubscribe` name a `topic` instead of a request (docs/notifications.md).
     """
     message: dict[str, Any] = {"action": action, "id": _checked_id(message_id)}
     if request_id is not None:
         message["request_id"] = _checked_id(request_id)
+    if topic is not None:
+        if not is_valid_request_id(topic):
+            raise ValueError(f"topic must be 1-128 characters of [A-Za-z0-9_.:-]: {topic!r}")
+        message["topic"] = topic
     return _dumps(message)
 
 
@@ -243,7 +283,15 @@ def parse_server_message(text: str | bytes) -> ServerMessage | None:
         if kind == "pong":
             return Pong()
         if kind == "unsubscribed":
-            return Unsubscribed(request_id if isinstance(request_id, str) else None)
+            topic = value.get("topic")
+            return Unsubscribed(
+                request_id if isinstance(request_id, str) else None,
+                topic if isinstance(topic, str) else None,
+            )
+        if kind == "subscribed":
+            return Subscribed(value["topic"]) if isinstance(value.get("topic"), str) else None
+        if kind == "notification":
+            return _parse_notification(value)
         if kind == "error":
             return Rejection(
                 request_id if isinstance(request_id, str) else None,
@@ -302,6 +350,13 @@ def _parse_snapshot(value: Any) -> RequestSnapshot:
         result=value.get("result"),
         error=ErrorInfo.from_json(error) if error is not None else None,
     )
+
+
+def _parse_notification(value: dict[str, Any]) -> Notification | None:
+    topic, event = value.get("topic"), value.get("event")
+    if not isinstance(event, str) or (topic is not None and not isinstance(topic, str)):
+        return None
+    return Notification(topic, event, value.get("data"), _optional_int(value.get("timestamp")))
 
 
 def _optional_int(value: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""When to try reconnecting after an unexpected drop."""
+"""When to try reconnecting after an unexpected drop (in seconds, for the Python API)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,27 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
-    """Jittered exponential backoff with a bounded number of attempts.
+    """Jittered exponential backoff, then slow retries, by default for good.
 
     Attempt `n` (from 0) waits a uniformly random time between 0 and
     `min(max_delay, initial_delay * multiplier ** n)` ("full jitter"), so many
     clients dropped at once by the same outage do not come back in lockstep.
-    `max_attempts = 0` disables reconnecting.
+    Once `suspend_after` seconds have passed since the drop the client is
+    `suspended` and tries every `suspended_retry` seconds or so (half to all
+    of it). `max_attempts = None` never gives up; a number fails the client
+    after that many failed attempts in a row (0 disables reconnecting).
     """
 
-    max_attempts: int = 8
+    max_attempts: int | None = None
     initial_delay: float = 0.5
     max_delay: float = 30.0
     multiplier: float = 2.0
+    suspend_after: float = 120.0
+    suspended_retry: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 0 or self.initial_delay < 0 or self.max_delay < 0:
+        values = (self.initial_delay, self.max_delay, self.suspend_after, self.suspended_retry)
+        if (self.max_attempts is not None and self.max_attempts < 0) or min(values) < 0:
             raise ValueError("reconnect policy values must not be negative")
         if self.multiplier < 1:
             raise ValueError("multiplier must be at least 1")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from client import StreamerClient, errors
+from client import StreamerClient, __version__, errors
 from client.cli import exit_code_for
 from client.messages import Progress
-from client.progress_display import ProgressDisplay, bar_line, plain_line
+from client.progress_display import ProgressDisplay, bar_line, fitted_bar_line, plain_line
 from tests.client.fake_streamer_server import VALID_TOKEN, FakeStreamer, PageGate, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +99,7 @@ def test_live_display_redraws_one_line_and_plain_display_writes_lines():
         (errors.RequestCancelled("CANCELLED", "x", request_status="CANCELLED"), 3),
         (errors.ConnectionRefused(401), 4),
         (errors.ConnectionRefused(403), 4),
+        (errors.TokenFailed("the token provider failed"), 4),
         (errors.ConnectionLost("gone"), 5),
         (errors.ConnectionFailed("unreachable"), 5),
         (errors.Unavailable("UNAVAILABLE", "store out", {"retry_after_ms": 1000}, True), 2),
@@ -343,5 +344,86 @@ def test_cancel_command_cancels_a_running_request_and_reports_finished_ones():
             assert json.loads(out)["status"] == "CANCELLED"
             assert late[0] == 1
             assert json.loads(late[1])["status"] == "COMPLETED"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("columns", [12, 30, 60, 80, 200])
+def test_the_live_bar_fits_the_terminal_width(columns):
+    # GIVEN an update with a long message and a terminal `columns` wide
+    update = progress(42.0, "page 42 of 100: " + "rendering the appendix " * 5)
+    # WHEN it is drawn
+    line = fitted_bar_line(update, columns)
+    # THEN it leaves the last column free (no wrap) and still says how far it is
+    assert len(line) <= columns - 1
+    assert "42%" in line
+    # AND a terminal wide enough gets the bar
+    assert ("[" in line) is (columns >= 24)
+
+
+def test_a_live_display_draws_for_the_width_at_each_update():
+    # GIVEN a display whose terminal shrinks between two updates
+    widths = iter([100, 30])
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, live=True, columns=lambda: next(widths))
+    # WHEN two updates are shown
+    display.show(progress(10.0, "x" * 80))
+    display.show(progress(20.0, "x" * 80))
+    # THEN each line fits the width it was drawn for
+    first, second = (part.removesuffix("\x1b[K") for part in stream.getvalue().split("\r")[1:])
+    assert 30 < len(first) <= 99
+    assert len(second) <= 29
+
+
+def test_version_prints_the_package_version():
+    async def scenario():
+        # GIVEN / WHEN --version / THEN the version and exit 0
+        code, out, _ = await cli("--version")
+        assert code == 0
+        assert out.strip() == f"streamer-client {__version__}"
+
+    run(scenario())
+
+
+def test_json_output_holds_the_result_or_the_error_with_the_exit_code():
+    async def scenario():
+        async with FakeStreamer() as server:
+            # GIVEN --json
+            # WHEN a call succeeds and one is rejected
+            ok = await cli("call", "echo", "--payload", '{"a": 1}', "--json", *connection(server))
+            bad = await cli("call", "nope", "--id", "n-1", "--json", *connection(server))
+            # THEN stdout holds one JSON document each, saying how it went
+            assert ok[0] == 0
+            assert json.loads(ok[1]) == {"ok": True, "exit_code": 0, "result": {"echo": {"a": 1}}}
+            assert bad[0] == 2
+            document = json.loads(bad[1])
+            assert (document["ok"], document["exit_code"], document["request_id"]) == (
+                False,
+                2,
+                "n-1",
+            )
+            assert document["error"]["code"] == "INVALID_ACTION"
+            assert bad[2] == []
+
+    run(scenario())
+
+
+def test_the_token_command_gives_the_token_and_its_failure_exits_4():
+    async def scenario():
+        async with FakeStreamer() as server:
+            # GIVEN a token command printing a valid token, and one that fails
+            good = f"echo {VALID_TOKEN}"
+            # WHEN the CLI uses each (the first also with a wrong --token it must not use)
+            code, out, _ = await cli(
+                "call", "echo", "--url", server.url, "--token", "wrong", "--token-command", good
+            )
+            failed = await cli(
+                "call", "echo", "--url", server.url, "--token-command", "echo no >&2; exit 3"
+            )
+            # THEN the first connects with the command's token; the second exits 4 (TOKEN_FAILED)
+            assert code == 0
+            assert json.loads(out) == {"echo": {}}
+            assert failed[0] == 4
+            assert json.loads(failed[2][-1])["error"]["code"] == "TOKEN_FAILED"
 
     run(scenario())

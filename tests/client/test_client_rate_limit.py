@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from client import RateLimited, StreamerClient
+from client import RateLimited, RequestCancelled, StreamerClient
 from tests.client.fake_streamer_server import FakeRequest, FakeStreamer, PageGate, run
 from tests.client.test_client_library import FAST_RECONNECT, client_for, report
 
@@ -145,13 +145,27 @@ SYSTEM_ACTIONS: dict[str, Callable[[StreamerClient, str], Awaitable[Any]]] = {
 def test_a_refused_system_action_is_sent_again(action):
     async def scenario():
         async with FakeStreamer() as server, client_for(server) as client:
-            # GIVEN a finished report (its generated id needs no subscribe), and
-            # a rate limit refusing the first `action`
-            await client.call("generate_report", report(1))
+            # GIVEN a report (its generated id needs no subscribe), finished, or for
+            # `cancel` held at its first page (a finished one needs no cancel: the
+            # subscribe's snapshot already says how it ended), and a rate limit
+            # refusing the first `action`
+            if action == "cancel":
+                server.before_page = PageGate(page=1)
+                running = asyncio.create_task(client.call("generate_report", report(2)))
+                await server.before_page.reached.wait()
+            else:
+                await client.call("generate_report", report(1))
             [request_id] = server.requests
             server.on_message = refusing(action, 1, BUCKET | {"retry_after_ms": 10})
             # WHEN the client does that action
-            await SYSTEM_ACTIONS[action](client, request_id)
+            doing = asyncio.create_task(SYSTEM_ACTIONS[action](client, request_id))
+            if action == "cancel":
+                # (the held report notices the cancel at its next page)
+                await server.wait_until(lambda: len(server.received_actions("cancel")) == 2)
+                server.before_page.opened.set()
+                with pytest.raises(RequestCancelled):
+                    await running
+            await doing
             # THEN it was answered after the same message went out again
             first, again = server.received_actions(action)
             assert first == again

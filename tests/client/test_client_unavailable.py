@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from client import NoAnswer, StreamerClient, Unavailable
+from client import NoAnswer, RequestCancelled, StreamerClient, Unavailable
 from tests.client.fake_streamer_server import FakeStreamer, PageGate, run
 from tests.client.test_client_library import client_for, report
 
@@ -143,16 +143,37 @@ SYSTEM_ACTIONS: dict[str, Callable[[StreamerClient, str], Awaitable[Any]]] = {
 }
 
 
+async def report_for(
+    server: FakeStreamer, client: StreamerClient, action: str
+) -> asyncio.Task[Any] | None:
+    """A finished report, or for `cancel` one held at its first page (the running call):
+    a finished one needs no cancel, the subscribe's snapshot already says how it ended."""
+    if action != "cancel":
+        await client.call("generate_report", report(1))
+        return None
+    gate = server.before_page = PageGate(page=1)
+    running = asyncio.create_task(client.call("generate_report", report(2)))
+    await gate.reached.wait()
+    return running
+
+
 @pytest.mark.parametrize("action", SYSTEM_ACTIONS)
 def test_a_system_action_answered_unavailable_is_sent_again(action):
     async def scenario():
         async with FakeStreamer() as server, client_for(server) as client:
-            # GIVEN a finished report, and an outage answering the first `action`
-            await client.call("generate_report", report(1))
+            # GIVEN a report, and an outage answering the first `action`
+            running = await report_for(server, client, action)
             [request_id] = server.requests
             server.on_message = out_for(action, 1, OUTAGE)
             # WHEN the client does that action
-            await SYSTEM_ACTIONS[action](client, request_id)
+            doing = asyncio.create_task(SYSTEM_ACTIONS[action](client, request_id))
+            if running is not None:
+                # (the held report notices the cancel at its next page)
+                await server.wait_until(lambda: len(server.received_actions(action)) == 2)
+                server.before_page.opened.set()
+                with pytest.raises(RequestCancelled):
+                    await running
+            await doing
             # THEN it was answered after the same message went out again
             first, again = server.received_actions(action)
             assert first == again
@@ -167,12 +188,15 @@ def test_a_system_action_still_unavailable_at_the_deadline_raises(action):
             FakeStreamer() as server,
             client_for(server, unavailable_deadline_s=0.3) as client,
         ):
-            await client.call("generate_report", report(1))
+            running = await report_for(server, client, action)
             [request_id] = server.requests
             server.on_message = out_for(action, 10_000, OUTAGE)
             with pytest.raises(Unavailable) as caught:
                 await SYSTEM_ACTIONS[action](client, request_id)
             assert caught.value.request_id == request_id
+            if running is not None:
+                server.before_page.opened.set()
+                assert (await running)["pages"] == 2
 
     run(scenario())
 
