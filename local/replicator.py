@@ -56,6 +56,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -81,6 +82,8 @@ class Version:
 class _Shard:
     shard_id: str
     iterator: str | None = None
+    #: The last record read: an expired iterator is reopened after it, never from the start.
+    last_sequence: str | None = None
     closed: bool = False
 
 
@@ -88,6 +91,7 @@ class _Shard:
 class _Stream:
     arn: str
     shards: dict[str, _Shard] = field(default_factory=dict)
+    next_discovery: float = 0.0
 
 
 def _canonical(keys: dict) -> str:
@@ -126,7 +130,8 @@ class Replicator:
         tables: Sequence[str],
         *,
         lag_s: float = 0.0,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.1,
+        shard_discovery_s: float = 1.0,
     ) -> None:
         if len(endpoints) < 2:
             raise ValueError("replication needs at least two regions")
@@ -134,6 +139,7 @@ class Replicator:
         self.tables = tuple(tables)
         self._lag_s = lag_s
         self._poll_interval_s = poll_interval_s
+        self._shard_discovery_s = shard_discovery_s
         self._dynamodb = {r: client("dynamodb", url, r) for r, url in endpoints.items()}
         self._streams_api = {r: client("dynamodbstreams", url, r) for r, url in endpoints.items()}
         self._streams: dict[tuple[str, str], _Stream] = {}
@@ -212,29 +218,33 @@ class Replicator:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._pass()
-            except (BotoCoreError, ClientError) as error:
-                # An endpoint stopped (a region's DynamoDB went away): try again later.
-                log.warning("replication pass failed: %s", error)
+            self._pass()
             self._stop.wait(self._poll_interval_s)
 
     def _pass(self) -> None:
         with self._lock:
             connected = [r for r in self.regions if r not in self._isolated]
         for region in connected:
-            for table in self.tables:
-                for record in self._new_records(region, table):
-                    with self._lock:
-                        self._observe(region, table, record)
+            try:
+                for table in self.tables:
+                    for record in self._new_records(region, table):
+                        with self._lock:
+                            self._observe(region, table, record)
+            except (BotoCoreError, ClientError) as error:
+                # Its endpoint stopped answering: the other regions go on, this one
+                # is read again on the next pass from where it was left.
+                log.warning("reading %s's streams failed: %s", region, error)
         self._apply_due(time.time())
 
     def _new_records(self, region: str, table: str) -> list[dict]:
         api = self._streams_api[region]
         stream = self._streams[(region, table)]
-        description = api.describe_stream(StreamArn=stream.arn)["StreamDescription"]
-        for shard in description.get("Shards", []):
-            stream.shards.setdefault(shard["ShardId"], _Shard(shard["ShardId"]))
+        now = time.monotonic()
+        if now >= stream.next_discovery:
+            stream.next_discovery = now + self._shard_discovery_s
+            description = api.describe_stream(StreamArn=stream.arn)["StreamDescription"]
+            for shard in description.get("Shards", []):
+                stream.shards.setdefault(shard["ShardId"], _Shard(shard["ShardId"]))
         records: list[dict] = []
         # moto and DynamoDB Local keep one shard per stream; shards are read in
         # the order they were found, which keeps each item's records in order.
@@ -242,17 +252,33 @@ class Replicator:
             if shard.closed:
                 continue
             if shard.iterator is None:
-                shard.iterator = api.get_shard_iterator(
-                    StreamArn=stream.arn, ShardId=shard.shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
+                shard.iterator = self._open(api, stream.arn, shard)
             while shard.iterator is not None:
-                answer = api.get_records(ShardIterator=shard.iterator, Limit=1000)
+                try:
+                    answer = api.get_records(ShardIterator=shard.iterator, Limit=1000)
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "ExpiredIteratorException":
+                        raise
+                    shard.iterator = self._open(api, stream.arn, shard)
+                    continue
                 shard.iterator = answer.get("NextShardIterator")
                 records.extend(answer["Records"])
                 if not answer["Records"]:
                     break
+                shard.last_sequence = answer["Records"][-1]["dynamodb"]["SequenceNumber"]
             shard.closed = shard.iterator is None
         return records
+
+    @staticmethod
+    def _open(api: Any, arn: str, shard: _Shard) -> str:
+        """An iterator from the shard's start, or just after the last record read."""
+        position = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_sequence}
+            if shard.last_sequence
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        answer = api.get_shard_iterator(StreamArn=arn, ShardId=shard.shard_id, **position)
+        return answer["ShardIterator"]
 
     def _observe(self, region: str, table: str, record: dict) -> None:
         """One stream record of `region`'s replica: the replicator's own write, or a new one."""
