@@ -70,12 +70,6 @@ def home_region(owner: str, regions: Sequence[str]) -> str:
     return max(regions, key=lambda region: _weight(region, owner))
 
 
-def new_placement(owner: str, regions: Sequence[str]) -> Placement:
-    """The placement of a request not created yet: decided and run in its owner's home."""
-    home = home_region(owner, regions)
-    return Placement(decider=home, runner=home, epoch=0)
-
-
 def placement_of(
     owner: str,
     regions: Sequence[str],
@@ -84,11 +78,12 @@ def placement_of(
     runner: str | None = None,
     epoch: int | None = None,
 ) -> Placement:
-    """The placement an item carries; an item written before regions were placed gets its home.
+    """The placement an item carries; without one, its owner's home (decided and run there).
 
-    A region's replica may not have received the item yet: then the owner's
-    home is where it was (or will be) created, which is the same answer as
-    long as the configured regions are the same.
+    A request not created yet, or an item from before placement, has none. A
+    region's replica may not have received the item yet: then the owner's home
+    is where it was (or will be) created, which is the same answer as long as
+    the configured regions are the same.
     """
     home = home_region(owner, regions)
     decided_by = decider or home

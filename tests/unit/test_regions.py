@@ -30,7 +30,6 @@ from streamer.regions import (
     home_region,
     latest_placement,
     must_rejoin,
-    new_placement,
     placement_of,
     recovery_bound_s,
     route_write,
@@ -78,14 +77,9 @@ def test_no_configured_region_is_an_error() -> None:
 
 
 def test_a_new_request_is_decided_and_run_in_its_owners_home() -> None:
+    # Also an item written before placement existed, or not yet replicated here.
     home = home_region("acme#alice", [US, EU])
-    assert new_placement("acme#alice", [US, EU]) == Placement(decider=home, runner=home, epoch=0)
-
-
-def test_an_item_without_placement_is_placed_at_its_owners_home() -> None:
-    # Items written before placement existed, or not yet replicated here.
-    home = home_region("acme#alice", [US, EU])
-    assert placement_of("acme#alice", [US, EU]) == Placement(home, home, 0)
+    assert placement_of("acme#alice", [US, EU]) == Placement(decider=home, runner=home, epoch=0)
 
 
 def test_the_placement_an_item_carries_wins_over_the_owners_home() -> None:
@@ -339,7 +333,7 @@ def interleavings(draw: st.DrawFn) -> list[tuple[str, str, bool]]:
 
 
 def play(steps: list[tuple[str, str, bool]]) -> World:
-    world = World(item=Item(placement=new_placement("acme#alice", [US, EU])))
+    world = World(item=Item(placement=placement_of("acme#alice", [US, EU])))
     for action, region, fresh in steps:
         if action == "tick":
             world.now += int(region)
@@ -364,7 +358,7 @@ def test_a_stopped_regions_request_is_finished_by_the_taker() -> None:
     # GIVEN a request claimed in its home region, which then stops
     home = home_region("acme#alice", [US, EU])
     taker = EU if home == US else US
-    world = World(item=Item(placement=new_placement("acme#alice", [US, EU])))
+    world = World(item=Item(placement=placement_of("acme#alice", [US, EU])))
     for action in ("heartbeat", "claim", "stop"):
         step(world, action, home, fresh=True)
     # WHEN the lease, the grace and the heartbeat's staleness have passed
