@@ -392,3 +392,24 @@ def test_deciding_at_each_regions_own_replica_lets_both_runs_finish() -> None:
             replica.status = "DONE"
             run.finished = True
     assert [run.finished for run in runs] == [True, True]
+
+
+def test_failover_runs_again_a_request_whose_finish_had_not_replicated() -> None:
+    # Why failover is off by default. US finishes the run in its replica (DONE)
+    # and stops before that write replicates; EU's replica still shows the
+    # request PROCESSING with the lease US last replicated, so EU fails it
+    # over, and will run it a second time.
+    home = Placement(decider=US, runner=US, epoch=0)
+    eu_replica = Item(placement=home, status="PROCESSING", due_at=0.0)
+    decision = takeover(
+        eu_replica.placement,
+        ended=eu_replica.status == "DONE",
+        due_at=eu_replica.due_at,
+        taker=EU,
+        now=recovery_bound_s(SETTINGS),
+        heartbeats={US: 0.0},
+        decider_reachable=False,
+        settings=replace(SETTINGS, failover=True),
+    )
+    assert isinstance(decision, Takeover)
+    assert decision.placement == Placement(decider=EU, runner=EU, epoch=1)
