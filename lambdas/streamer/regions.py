@@ -191,7 +191,11 @@ class Refusal(Enum):
 
 @dataclass(frozen=True)
 class Takeover:
-    """One takeover write: where it goes, what it requires, what it stores."""
+    """One takeover write: where it goes, what it requires, what it stores.
+
+    The store adds the lifecycle's own condition (the request has not ended)
+    to the epoch and due-time checks here.
+    """
 
     #: The region whose table endpoint evaluates the takeover's condition.
     write_region: str
