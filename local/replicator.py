@@ -190,7 +190,7 @@ class Replicator:
             self._thread.join(timeout=10)
 
     def converged(self) -> bool:
-        """Whether every write seen so far is in every connected replica (no write in flight)."""
+        """Whether every write seen so far is in every replica: none in flight, none cut off."""
         with self._lock:
             return not self._due and not any(self._echoes.values()) and not self._isolated
 

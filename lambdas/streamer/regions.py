@@ -145,7 +145,9 @@ def admits(stored_epoch: int, fence: Fence) -> bool:
 class TakeoverSettings:
     """The times that bound a takeover; docs/guarantees.md derives the recovery time from them."""
 
-    #: The longest lease a claim or progress persist sets: processor timeout plus lease margin.
+    #: The longest a request can be due after its last write: the lease a claim or
+    #: progress persist sets (processor timeout plus lease margin), or the pickup
+    #: timeout of a PENDING request if that is longer.
     lease_s: float
     #: How often each region's sweeper runs, and writes its heartbeat.
     sweep_interval_s: float
