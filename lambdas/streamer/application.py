@@ -23,6 +23,7 @@ from streamer.config import PICKUP_TIMEOUT_MS, Settings
 from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.execution import Outcome, run_handler
 from streamer.handlers import App, Handler, Request
+from streamer.keys import due_shard, sweep_partition
 from streamer.logs import Timer, bind
 from streamer.models import (
     ASYNC,
@@ -281,7 +282,8 @@ class ApplicationActions:
             ttl=now // 1000 + self.settings.request_retention_s,
         )
         if kind == ASYNC:
-            item.due_region = self.settings.region
+            item.due_shard = due_shard(item.request_key, self.settings.due_shards)
+            item.due_region = sweep_partition(self.settings.region, item.due_shard)
             item.due_at = now + PICKUP_TIMEOUT_MS
             item.active_owner = caller.owner
         return item

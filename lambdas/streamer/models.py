@@ -138,6 +138,8 @@ class RequestItem(Model):
     # or while WAITING under the poller's partition (`keys.poll_partition`).
     due_region = UnicodeAttribute(null=True)
     due_at = NumberAttribute(null=True)
+    # The request's shard of the due index (`keys.due_shard`); absent: shard 0.
+    due_shard = NumberAttribute(null=True)
     # The owner while an async request has not ended: the per-user cap's index.
     active_owner = UnicodeAttribute(null=True)
     ttl = NumberAttribute()
@@ -148,6 +150,11 @@ class RequestItem(Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def shard(self) -> int:
+        """The due-index shard the request is keyed under (0 for one stored before sharding)."""
+        return int(self.due_shard or 0)
 
     def snapshot(self) -> dict[str, Any]:
         """The protocol's request snapshot (`status` answers)."""

@@ -20,13 +20,18 @@ from typing import Any
 
 from streamer import lifecycle, metric_names, metrics, store
 from streamer.audience import Audience, end_request, stored_complete
-from streamer.config import PICKUP_TIMEOUT_MS
+from streamer.config import PICKUP_TIMEOUT_MS, Settings
 from streamer.errors import ErrorCode, StreamerError
+from streamer.keys import due_shard, shards_read
 from streamer.models import CANCELLED, FAILED, PROCESSING, RequestItem
 from streamer.progress import MAX_UNPERSISTED_MESSAGES
 from streamer.transitions import SweepAction, sweep_action
 
 log = logging.getLogger(__name__)
+
+#: The sweeper and the poller read one more shard each turn of this length (`keys.shards_read`):
+#: their schedule's period, so each run reads another.
+SWEEP_TURN_MS = 60_000
 
 
 @dataclass
@@ -72,20 +77,29 @@ def last_seq_sent(item: RequestItem) -> int:
     return int(item.seq)
 
 
-def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> SweepReport:
+def sweep(
+    region: str,
+    delivery: Any,
+    now: int,
+    *,
+    max_items: int = 500,
+    shards: int = Settings.due_shards,
+) -> SweepReport:
     """Act on every due request of `region`; one that fails is logged, counted, and left.
 
-    Each item of the index is parsed and acted on by itself, so an item that
-    cannot be parsed or updated stops only itself. It stays in the index and
-    comes up again at the next sweep.
+    Reads every one of the due index's `shards` (and, in turn, one above them:
+    `keys.shards_read`). Each item of the index is parsed and acted on by
+    itself, so an item that cannot be parsed or updated stops only itself. It
+    stays in the index and comes up again at the next sweep.
     """
     report = SweepReport()
-    for due in store.due_items(region, now, limit=max_items):
+    read = shards_read(shards, now // SWEEP_TURN_MS)
+    for due in store.due_items(region, now, limit=max_items, shards=read):
         if isinstance(due, store.Unreadable):
             _failed(report, due.request_key, due.error)
             continue
         try:
-            _sweep_one(due, delivery, now, report)
+            _sweep_one(due, delivery, now, report, shards)
         except Exception as error:
             # Whatever one request does wrong, the others are still swept.
             _failed(report, due.request_key, error)
@@ -106,12 +120,16 @@ def _failed(report: SweepReport, key: str, error: Exception) -> None:
     report.failed.append(key)
 
 
-def _sweep_one(item: RequestItem, delivery: Any, now: int, report: SweepReport) -> None:
+def _sweep_one(
+    item: RequestItem, delivery: Any, now: int, report: SweepReport, shards: int
+) -> None:
     decision = sweep_decision(item, now)
     last_seq = last_seq_sent(item)
     if decision is SweepAction.REDRIVE:
+        # Keyed again under today's shard count: one read from a dropped shard moves here.
+        shard = due_shard(item.request_key, shards)
         if store.redrive_request(
-            item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq
+            item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq, shard=shard
         ):
             report.redriven.append(item.request_id)
     elif decision is SweepAction.TIME_OUT:
@@ -144,4 +162,4 @@ def _end(
     )
 
 
-__all__ = ["SweepReport", "last_seq_sent", "sweep", "sweep_decision"]
+__all__ = ["SWEEP_TURN_MS", "SweepReport", "last_seq_sent", "sweep", "sweep_decision"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamer.keys import poll_partition
+from streamer.keys import poll_partition, sweep_partition
 from streamer.models import PROCESSING, RequestItem
 from streamer.store.conditions import Held, condition, moves
 from streamer.store.errors import conditional
@@ -27,7 +27,7 @@ def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool
         *moves(Event.CLAIM),
         RequestItem.attempt.add(1),
         RequestItem.lease_expires_at.set(lease_expires_at),
-        RequestItem.due_region.set(item.origin_region),
+        RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
         RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
@@ -81,10 +81,11 @@ def finish_request(
     """Move a request to a terminal status, if it is still in one of `from_statuses`.
 
     `attempt` must still be the request's attempt (the caller's lease; None:
-    the one `item` shows). With `deliver_by`, the request stays in the
-    sweeper's index until then, unless `complete_sent` takes it off first: a
-    `complete` lost with its worker is sent again. On success `item` holds the
-    final state.
+    the one `item` shows). The request leaves the sweeper's index, unless
+    `deliver_by` is given (a poll's end: no stream record comes again for a
+    poller that died): then it stays there until that time, unless
+    `complete_sent` takes it off first, and a `complete` lost with its poller
+    is sent by the sweeper. On success `item` holds the final state.
     """
     event = ending(status)
     actions = [
@@ -98,7 +99,7 @@ def finish_request(
         actions += [RequestItem.due_region.remove(), RequestItem.due_at.remove()]
     else:
         actions += [
-            RequestItem.due_region.set(item.origin_region),
+            RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
             RequestItem.due_at.set(deliver_by),
         ]
     if result is not None:
@@ -150,7 +151,7 @@ def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
     actions = [
         *moves(Event.DEFER),
         RequestItem.retry_after.set(until),
-        RequestItem.due_region.set(item.origin_region),
+        RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
         RequestItem.due_at.set(until),
         RequestItem.updated_at.set(now_ms),
     ]
@@ -158,16 +159,22 @@ def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 
-def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int, seq: int) -> bool:
+def redrive_request(
+    item: RequestItem, *, now_ms: int, next_due_at: int, seq: int, shard: int | None = None
+) -> bool:
     """Put a due request back to PENDING (a MODIFY the stream filter picks up).
 
     `seq` is the last one its messages may have used; the next attempt goes on
-    from there. Conditional on the request being unchanged since the sweeper
-    read it.
+    from there. `shard` (default: the request's own) re-keys it in the due
+    index, as after the shard count changed. Conditional on the request being
+    unchanged since the sweeper read it.
     """
+    shard = item.shard if shard is None else shard
     actions = [
         *moves(Event.REDRIVE),
         RequestItem.seq.set(seq),
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(sweep_partition(item.origin_region, shard)),
         RequestItem.due_at.set(next_due_at),
         RequestItem.lease_expires_at.remove(),
         RequestItem.retry_after.remove(),
@@ -207,7 +214,7 @@ def wait_request(
         RequestItem.poll_interval_ms.set(poll_interval_ms),
         RequestItem.deadline_at.set(deadline_at),
         failures,
-        RequestItem.due_region.set(poll_partition(item.origin_region)),
+        RequestItem.due_region.set(poll_partition(item.origin_region, item.shard)),
         RequestItem.due_at.set(poll_at),
         RequestItem.seq.set(seq),
         RequestItem.lease_expires_at.remove(),
@@ -217,14 +224,20 @@ def wait_request(
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 
-def claim_poll(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
+def claim_poll(
+    item: RequestItem, now_ms: int, lease_expires_at: int, shard: int | None = None
+) -> bool:
     """Take a due WAITING request for one poll; False if another poller took it first.
 
     The claim moves `due_at` to the lease's end, so the request leaves the due
     set (no second poller sees it) and comes back if this poller dies.
+    `shard` (default: the request's own) re-keys it, as `redrive_request` does.
     """
+    shard = item.shard if shard is None else shard
     actions = [
         *moves(Event.CLAIM_POLL),
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(poll_partition(item.origin_region, shard)),
         RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from streamer import aws, schema
+from streamer.config import Settings
 from streamer.keys import poll_partition, request_key, sweep_partition
 from streamer.models import CANCELLED, RequestItem
 from streamer.store.conditions import Held, condition
 from streamer.store.errors import conditional, get_or_none, guard
 from streamer.transitions import Event, rows
 
+#: The shards read when a caller names none: those of the default shard count.
+EVERY_SHARD = range(Settings.due_shards)
 BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY_DUE)
 
 
@@ -40,12 +44,26 @@ def cancel_requested(owner: str, request_id: str) -> bool:
     return item is None or bool(item.cancel_requested) or item.status == CANCELLED
 
 
-def due_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
-    """Requests of this region whose lease, retry time or pickup time has passed."""
-    partition = sweep_partition(region)
-    return guard(
-        lambda: list(RequestItem.by_due.query(partition, RequestItem.due_at <= now_ms, limit=limit))
+def due_requests(
+    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+) -> list[RequestItem]:
+    """Requests of this region whose lease, retry time or pickup time has passed, on `shards`."""
+    return _on_shards(
+        [sweep_partition(region, shard) for shard in shards], now_ms, limit, RequestItem.by_due
     )
+
+
+def _on_shards(partitions: list[str], now_ms: int, limit: int, index: Any) -> list[RequestItem]:
+    """Up to `limit` items due by `now_ms`, read from each partition in turn."""
+    found: list[RequestItem] = []
+    for partition in partitions:
+        if len(found) >= limit:
+            break
+        left = limit - len(found)
+        found += guard(
+            lambda p=partition, n=left: list(index.query(p, RequestItem.due_at <= now_ms, limit=n))
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -56,9 +74,13 @@ class Unreadable:
     error: Exception
 
 
-def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | Unreadable]:
+def due_items(
+    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+) -> list[RequestItem | Unreadable]:
     """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
 
+    Reads the sweeper's partition of each of `shards` in turn, up to `limit`
+    items in all.
     Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
     https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)
     rather than PynamoDB's iterator, which parses as it reads and gives no key
@@ -71,18 +93,23 @@ def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | 
             region_name=RequestItem.Meta.region,
             endpoint_url=getattr(RequestItem.Meta, "host", None),
         )
-        pages = client.get_paginator("query").paginate(
-            TableName=RequestItem.Meta.table_name,
-            IndexName=BY_DUE.name,
-            KeyConditionExpression="#partition = :partition AND #due <= :now",
-            ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
-            ExpressionAttributeValues={
-                ":partition": {"S": sweep_partition(region)},
-                ":now": {"N": str(now_ms)},
-            },
-            PaginationConfig={"MaxItems": limit},
-        )
-        return [_parsed(raw) for page in pages for raw in page["Items"]]
+        found: list[RequestItem | Unreadable] = []
+        for shard in shards:
+            if len(found) >= limit:
+                break
+            pages = client.get_paginator("query").paginate(
+                TableName=RequestItem.Meta.table_name,
+                IndexName=BY_DUE.name,
+                KeyConditionExpression="#partition = :partition AND #due <= :now",
+                ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
+                ExpressionAttributeValues={
+                    ":partition": {"S": sweep_partition(region, shard)},
+                    ":now": {"N": str(now_ms)},
+                },
+                PaginationConfig={"MaxItems": limit - len(found)},
+            )
+            found += [_parsed(raw) for page in pages for raw in page["Items"]]
+        return found
 
     return guard(query)
 
@@ -95,14 +122,12 @@ def _parsed(raw: dict[str, Any]) -> RequestItem | Unreadable:
         return Unreadable(raw.get("request_key", {}).get("S", ""), error)
 
 
-def waiting_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
-    """WAITING requests of this region whose poll time has come."""
-    return guard(
-        lambda: list(
-            RequestItem.by_due.query(
-                poll_partition(region), RequestItem.due_at <= now_ms, limit=limit
-            )
-        )
+def waiting_requests(
+    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+) -> list[RequestItem]:
+    """WAITING requests of this region whose poll time has come, on `shards`."""
+    return _on_shards(
+        [poll_partition(region, shard) for shard in shards], now_ms, limit, RequestItem.by_due
     )
 
 
