@@ -1,15 +1,18 @@
 """The sweeper: re-drives requests whose lease, retry time or pickup time passed.
 
 Runs on a schedule. It reads the sparse `by_due` index (PENDING, PROCESSING
-and RETRYING requests, and ended ones until their `complete` is out), never
-scans the table; what it does with each request is the lifecycle table's
-decision (`streamer.transitions.sweep_action`). A PROCESSING request whose
+and RETRYING requests, and those a poll ended until their `complete` is out),
+on every shard (`streamer.keys`), never scans the table; what it does with
+each request is the lifecycle table's decision
+(`streamer.transitions.sweep_action`). A PROCESSING request whose
 lease expired means its worker died or timed out: it goes back to PENDING, or
 ends FAILED with TIMEOUT once it used all its attempts. The dead worker may
 have sent messages it never recorded, so whatever is sent for the request
-next skips past them (`last_seq_sent`). An ended request is due only if its
-worker died between storing the outcome and sending the `complete`: the
-sweeper sends it.
+next skips past them (`last_seq_sent`). An ended request is due only if the
+poller that ended it died between storing the outcome and sending the
+`complete`: the sweeper sends it. (A processor's attempt takes its request off
+the index as it ends it: a `complete` lost with that worker is sent when Lambda
+delivers the failed batch again, `streamer.outcomes.resend_lost_complete`.)
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def _sweep_one(
         if _end(item, CANCELLED, error, delivery, now, last_seq):
             report.cancelled.append(item.request_id)
     elif decision is SweepAction.RESEND:
-        # The worker died after storing the outcome: its complete and its
+        # The poller died after storing the outcome: its complete and its
         # lifecycle event may both be lost (the client drops a repeat by seq).
         Audience(item, delivery).send(stored_complete(item), refresh=True)
         lifecycle.request_ended(item, int(item.updated_at))

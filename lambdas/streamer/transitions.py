@@ -60,7 +60,7 @@ class Event(StrEnum):
     COMPLETE = "complete"
     FAIL = "fail"
     CANCEL = "cancel"
-    #: The `complete` of an ended request went out: it leaves the sweeper's index.
+    #: The `complete` of a request a poll ended went out: it leaves the sweeper's index.
     COMPLETE_SENT = "complete_sent"
 
 
