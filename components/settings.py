@@ -121,7 +121,10 @@ class RuntimeTuning:
     rate_limit_burst: int = 0
     max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
     poller_batch_size: int = _RUNTIME_DEFAULTS["poller_batch_size"]
-    due_shards: int = _RUNTIME_DEFAULTS["due_shards"]
+    #: Shards of the requests' due index per region: enough that at 10,000 async requests a
+    #: second no shard's key takes 1,000 WCU/s (docs/benchmarks.md, section 7); more than a
+    #: function run without the setting reads (`streamer.config.Settings.due_shards`).
+    due_shards: int = 64
     watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
     circuit_window_s: int = _RUNTIME_DEFAULTS["circuit_window_s"]
     circuit_failure_ratio: float = _RUNTIME_DEFAULTS["circuit_failure_ratio"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 
 #: The most shards the due index may be spread over (`STREAMER_DUE_SHARDS` is bounded by it).
-MAX_DUE_SHARDS = 64
+MAX_DUE_SHARDS = 128
 
 
 def owner_key(tenant_id: str, user_id: str) -> str:

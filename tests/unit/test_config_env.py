@@ -140,8 +140,8 @@ def test_the_newer_settings_default_to_their_documented_values() -> None:
         (config.CIRCUIT_OPEN_S, "1", "circuit_open_s", 1),
         (config.CIRCUIT_OPEN_S, "0", "circuit_open_s", 1),
         (config.DUE_SHARDS, "0", "due_shards", 1),
-        (config.DUE_SHARDS, "64", "due_shards", 64),
-        (config.DUE_SHARDS, "65", "due_shards", 64),
+        (config.DUE_SHARDS, "128", "due_shards", 128),
+        (config.DUE_SHARDS, "129", "due_shards", 128),
     ],
 )
 def test_shares_are_kept_between_0_and_1_and_breaker_counts_at_least_1(

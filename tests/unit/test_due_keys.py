@@ -37,7 +37,7 @@ def test_partitions_of_different_shards_and_kinds_never_collide():
     assert len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("shards", [1, 2, 32, 63])
+@pytest.mark.parametrize("shards", [1, 2, 64, 127])
 def test_a_reader_reads_every_shard_and_in_turn_each_one_above(shards):
     read = [keys.shards_read(shards, turn) for turn in range(keys.MAX_DUE_SHARDS)]
 
