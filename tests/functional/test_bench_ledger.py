@@ -1,0 +1,63 @@
+"""The scale model's recording (bench.counting's ledger): what each DynamoDB call of a real
+request spent, on which table, index and partition key value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import counting
+from streamer import aws, keys, runtime
+from streamer.models import owner_key
+from tests.functional.helpers import Client, Stream
+
+
+@pytest.fixture
+def ledger(test_app, management, tmp_path):
+    """A meter with its ledger on, on every client the runtime makes from now on."""
+    path = tmp_path / "ledger.jsonl"
+    meter = counting.Meter(path, estimate=True)
+    session = aws.session()
+    for event, handler in meter.handlers():
+        session.register(event, handler)
+    runtime.reset()
+    yield path
+    for event, handler in meter.handlers():
+        session.unregister(event, handler)
+
+
+def read(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_async_request_is_recorded_as_a_put_a_claim_and_a_finish(ledger):
+    # GIVEN a connected client
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+
+    # WHEN it sends an async request, and the processor runs it to its end
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1, "page_ms": 0}})
+    Stream().run()
+
+    # THEN the requests table took three writes, each recorded with the request's key and
+    # the index writes it caused: the put enters the due and owner indexes, the claim
+    # moves its due time (a delete and a put), the finish leaves both
+    key = keys.request_key(owner_key("t1", "alice"), "r-1")
+    lines = read(ledger)
+    writes = [x for x in lines if x["table"] == "requests" and x["op"] in counting.WRITES]
+    assert [(w["op"], w["key"]) for w in writes] == [
+        ("PutItem", key),
+        ("UpdateItem", key),
+        ("UpdateItem", key),
+    ]
+    assert [w["index_units"] for w in writes] == [
+        {"by_due": 1, "by_active_owner": 1},
+        {"by_due": 2},
+        {"by_due": 1, "by_active_owner": 1},
+    ]
+    shard = keys.due_shard(key, runtime.current().settings.due_shards)
+    assert writes[0]["index_keys"]["by_due"] == keys.sweep_partition("us-east-1", shard)
+    # and the per-user cap's count is a query on the owner's key of its index
+    [count] = [x for x in lines if x["op"] == "Query" and x["index"] == "by_active_owner"]
+    assert count["key"] == owner_key("t1", "alice")
