@@ -28,6 +28,7 @@ from bench import (
     progress_batching,
     report,
     scale,
+    scale_model,
     sync_round_trip,
 )
 
@@ -37,6 +38,7 @@ SECTIONS = {
     "async": async_path.run,
     "progress": progress_batching.run,
     "cost": cost.run,
+    "hot_keys": scale_model.run,
     "cold_start": cold_start.run,
     "scale": scale.run,
 }

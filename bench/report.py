@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench import scale_model
 from bench.counting import WRITES
 
 MIB = 2**20
@@ -173,11 +174,7 @@ def _async_writes_reason(results: dict) -> str:
     if extra > 0:
         parts.append(
             f"The requests table takes {requests:.1f} writes: the put, the claim and the "
-            "finish (and a progress persist a second while progress flows), and one more "
-            "update once the `complete` is posted (`store.complete_sent`), which takes the "
-            "request off the sweeper's index so that the sweeper re-sends only a `complete` "
-            "lost with its worker. The target predates that guarantee, which costs this "
-            "one write per request."
+            "finish, and a progress persist a second while progress flows."
         )
     connections = table_writes(worst, "connections")
     if connections > 0:
@@ -294,6 +291,19 @@ TARGETS = (
         _async_writes_reason,
     ),
     Target("6", "no management API call for sync answers or acknowledgments", _no_posts),
+    Target(
+        "7",
+        "no partition key value over 1,000 WCU/s or 3,000 RCU/s at 10,000 async requests "
+        "and 1,000 sync messages a second per region",
+        lambda results: scale_model.hot_keys_check(results.get("hot_keys")),
+        lambda results: scale_model.hot_keys_reason(results["hot_keys"]),
+    ),
+    Target(
+        "7",
+        "async request: <= 3 writes and 6 WRU on the requests table and its indexes",
+        lambda results: scale_model.async_cost_check(results.get("hot_keys")),
+        lambda results: scale_model.async_cost_reason(results["hot_keys"]),
+    ),
 )
 
 

@@ -180,6 +180,11 @@ def project(
                     found[group][name] += value
                 else:
                     found[group][name] = max(found[group][name], value)
+    for (_, _, kind), v in found.items():
+        if kind == ACTION:
+            # However many workloads share the region, its instances stay under the quota.
+            for name in list(v):
+                v[name] = min(v[name], ACCOUNT_CONCURRENCY * (1.0 if "write" in name else 0.5))
     return [
         Row(
             table,
@@ -397,9 +402,88 @@ def hottest(section: dict) -> tuple[float, float, float, float]:
     )
 
 
+#: Issue 15's budget for one async request (no progress): the put, the claim, the finish.
+ASYNC_WRITES, ASYNC_WRU = 3, 6
+
+
+def hot_keys_check(section: dict | None) -> tuple[str, bool] | None:
+    """The hot-key target: the hottest key's WCU/s and RCU/s, before and after."""
+    if not section or "projection" not in section:
+        return None
+    wcu_before, wcu_after, rcu_before, rcu_after = hottest(section)
+    text = (
+        f"hottest key {wcu_after:,.0f} WCU/s and {rcu_after:,.0f} RCU/s on "
+        f"{section['shards']} due shards (one shard: {wcu_before:,.0f} WCU/s, "
+        f"{rcu_before:,.0f} RCU/s)"
+    )
+    return text, wcu_after <= MAX_WCU_PER_KEY and rcu_after <= MAX_RCU_PER_KEY
+
+
+def hot_keys_reason(section: dict) -> str:
+    """Which keys are over the limit, and what they are."""
+    over = {
+        (r["table"], r["index"], r["kind"]): r
+        for rows in section["projection"].values()
+        for r in rows
+        if not r["met"]
+    }
+    parts = [
+        f"{_place(r)} (one key per {r['kind']}): {r['wcu_after']:,.0f} WCU/s, "
+        f"{r['rcu_after']:,.0f} RCU/s"
+        for r in over.values()
+    ]
+    text = "Over the limit: " + "; ".join(parts) + "."
+    if any(kind == ACTION for _, _, kind in over):
+        text += (
+            " An action's circuit-breaker count item takes one write a second from each "
+            "Lambda instance that ran the action (`streamer.breaker`), so it needs as many "
+            "WCU/s as instances run at once; the model counts them from this machine's "
+            "invocation times (far longer than Lambda's), up to the region's default "
+            f"concurrency quota of {ACCOUNT_CONCURRENCY:,}. Past that quota the count items "
+            "need shards of their own."
+        )
+    return text
+
+
+def async_cost_check(section: dict | None) -> tuple[str, bool] | None:
+    """The async request budget on the requests table: writes and WRU (indexes included)."""
+    scenario = (section or {}).get("scenarios", {}).get("async, no progress")
+    if not scenario:
+        return None
+    writes = scenario["writes_by_table"].get("requests", 0.0)
+    wru = sum(v for k, v in scenario["wru_by_place"].items() if k.split(".")[0] == "requests")
+    text = f"requests table {writes:.1f} writes, {wru:.1f} WRU with its indexes"
+    return text, writes <= ASYNC_WRITES and wru <= ASYNC_WRU
+
+
+def async_cost_reason(section: dict) -> str:
+    scenario = section["scenarios"]["async, no progress"]
+    places = ", ".join(
+        f"{k} {v:.1f}" for k, v in scenario["wru_by_place"].items() if k.startswith("requests")
+    )
+    return (
+        f"WRU by table and index: {places}. Each write is 1 WRU on the table (the item is "
+        "under 1 KB); the indexes add theirs: the due index takes the put, the claim (its "
+        "sort key `due_at` moves to the lease's end: a delete and a put) and the finish (a "
+        "delete); the per-user cap's index takes the put and the finish. An index update "
+        "that changes the index key is billed as a delete and a put "
+        "(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
+        "GSI.html#GSI.ThroughputConsiderations.Writes). What would get under 6: a due index "
+        "projecting only keys, whose claim leaves `due_at` alone while the lease ends after "
+        "the pickup timeout (the sweeper then moves it once, for runs that long); see "
+        "recommendation 5."
+    )
+
+
 __all__ = [
+    "ASYNC_WRITES",
+    "ASYNC_WRU",
     "Row",
     "Use",
+    "async_cost_check",
+    "async_cost_reason",
+    "hot_keys_check",
+    "hot_keys_reason",
     "hottest",
     "hottest_per_s",
     "hottest_shard_share",

@@ -233,8 +233,8 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # due_requests.
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_DUE),
-                # redrive_request, finish_request.
-                TableAccess(REQUESTS.logical_name, (_UPDATE,)),
+                # due_requests' reads of what the index found; redrive_request, finish_request.
+                TableAccess(REQUESTS.logical_name, (_BATCH_GET, _UPDATE)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
                 *_FORGET_CONNECTION,
@@ -253,8 +253,9 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # waiting_requests.
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_DUE),
-                # cancel_requested; claim_poll, save_progress, wait_request, finish_request.
-                TableAccess(REQUESTS.logical_name, (_GET, _UPDATE)),
+                # cancel_requested; waiting_requests' reads of what the index found;
+                # claim_poll, save_progress, wait_request, finish_request.
+                TableAccess(REQUESTS.logical_name, (_BATCH_GET, _GET, _UPDATE)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
                 _CIRCUITS,

@@ -20,7 +20,6 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.indexes import (
-    AllProjection,
     GlobalSecondaryIndex,
     IncludeProjection,
     KeysOnlyProjection,
@@ -77,7 +76,7 @@ class Connection(Model):
 class RequestsByDue(GlobalSecondaryIndex):
     class Meta:
         index_name = schema.REQUESTS_BY_DUE
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     due_region = UnicodeAttribute(hash_key=True)
     due_at = NumberAttribute(range_key=True)

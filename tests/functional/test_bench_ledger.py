@@ -14,13 +14,15 @@ from tests.functional.helpers import Client, Stream
 
 
 @pytest.fixture
-def ledger(test_app, management, tmp_path):
+def ledger(test_app, management, tmp_path, monkeypatch):
     """A meter with its ledger on, on every client the runtime makes from now on."""
     path = tmp_path / "ledger.jsonl"
     meter = counting.Meter(path, estimate=True)
     session = aws.session()
     for event, handler in meter.handlers():
         session.register(event, handler)
+    # Clients made before the meter was registered would not carry it (`aws.share_with_pynamodb`).
+    monkeypatch.setitem(session.__dict__, "_streamer_pynamodb_clients", {})
     runtime.reset()
     yield path
     for event, handler in meter.handlers():

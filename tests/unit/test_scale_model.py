@@ -146,14 +146,25 @@ def test_a_put_writes_the_table_and_every_index_the_item_enters():
     assert units == 1 and indexes == {"by_due": 1, "by_active_owner": 1}
 
 
-def test_a_big_item_takes_a_unit_per_started_kilobyte_on_the_table_and_an_all_index():
+def test_a_big_item_takes_a_unit_per_started_kilobyte_on_the_table_not_on_a_keys_index():
     big = {**REQUEST, "result": {"S": "x" * 2_500}, **IN_DUE}
 
     units, indexes = counting.estimated_write_units(
         "PutItem", put_params(**big), {}, schema.REQUESTS
     )
 
-    assert units == 3 and indexes == {"by_due": 3, "by_active_owner": 1}
+    assert units == 3 and indexes == {"by_due": 1, "by_active_owner": 1}
+
+
+def test_an_index_projecting_everything_takes_the_whole_items_units():
+    everything = schema.TableSchema(
+        "requests", "request_key", indexes=(schema.Index("all", "due_region", "due_at"),)
+    )
+    big = {**REQUEST, "result": {"S": "x" * 2_500}, **IN_DUE}
+
+    _, indexes = counting.estimated_write_units("PutItem", put_params(**big), {}, everything)
+
+    assert indexes == {"all": 3}
 
 
 def update(expression: str, names: dict[str, str], after: dict) -> tuple[dict, dict]:
@@ -181,8 +192,8 @@ def update(expression: str, names: dict[str, str], after: dict) -> tuple[dict, d
         ),
         # removing keys an item never had writes no index
         ("REMOVE #1", {"#1": "due_region"}, {}, frozenset(), {}),
-        # a progress persist rewrites the ALL-projected entry, not the KEYS_ONLY one
-        ("SET #0 = :0", {"#0": "progress"}, IN_DUE, None, {"by_due": 1}),
+        # a progress persist changes no key and nothing the indexes project
+        ("SET #0 = :0", {"#0": "progress"}, IN_DUE, None, {}),
     ],
     ids=["claim", "finish", "never in", "persist"],
 )

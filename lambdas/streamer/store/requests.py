@@ -16,6 +16,9 @@ from streamer.transitions import Event, rows
 
 #: The shards read when a caller names none: those of the default shard count.
 EVERY_SHARD = range(Settings.due_shards)
+#: Keys one BatchGetItem takes, and the rounds of unprocessed keys asked again.
+BATCH_GET_MAX = 100
+UNPROCESSED_ROUNDS = 5
 BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY_DUE)
 
 
@@ -54,16 +57,26 @@ def due_requests(
 
 
 def _on_shards(partitions: list[str], now_ms: int, limit: int, index: Any) -> list[RequestItem]:
-    """Up to `limit` items due by `now_ms`, read from each partition in turn."""
-    found: list[RequestItem] = []
+    """Up to `limit` requests due by `now_ms`, found in each partition in turn.
+
+    The index projects only keys, so each request found is then read from the
+    table (consistently: what the caller decides on is the request as it is now).
+    """
+    keys: list[str] = []
     for partition in partitions:
-        if len(found) >= limit:
+        if len(keys) >= limit:
             break
-        left = limit - len(found)
-        found += guard(
+        left = limit - len(keys)
+        found = guard(
             lambda p=partition, n=left: list(index.query(p, RequestItem.due_at <= now_ms, limit=n))
         )
-    return found
+        keys += [item.request_key for item in found]
+    if not keys:
+        return []
+    items = guard(
+        lambda: {i.request_key: i for i in RequestItem.batch_get(keys, consistent_read=True)}
+    )
+    return [items[key] for key in keys if key in items]
 
 
 @dataclass(frozen=True)
@@ -80,8 +93,9 @@ def due_items(
     """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
 
     Reads the sweeper's partition of each of `shards` in turn, up to `limit`
-    items in all.
-    Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
+    items in all; the index projects only keys, so the items are then read from
+    the table with consistent `BatchGetItem`s, and one that is gone meanwhile is
+    left out. Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
     https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)
     rather than PynamoDB's iterator, which parses as it reads and gives no key
     for an item it could not parse. The same Query on the index, so the same grant,
@@ -93,9 +107,9 @@ def due_items(
             region_name=RequestItem.Meta.region,
             endpoint_url=getattr(RequestItem.Meta, "host", None),
         )
-        found: list[RequestItem | Unreadable] = []
+        keys: list[dict[str, Any]] = []
         for shard in shards:
-            if len(found) >= limit:
+            if len(keys) >= limit:
                 break
             pages = client.get_paginator("query").paginate(
                 TableName=RequestItem.Meta.table_name,
@@ -106,12 +120,35 @@ def due_items(
                     ":partition": {"S": sweep_partition(region, shard)},
                     ":now": {"N": str(now_ms)},
                 },
-                PaginationConfig={"MaxItems": limit - len(found)},
+                PaginationConfig={"MaxItems": limit - len(keys)},
             )
-            found += [_parsed(raw) for page in pages for raw in page["Items"]]
-        return found
+            keys += [raw["request_key"] for page in pages for raw in page["Items"]]
+        return [_parsed(raw) for raw in _read(client, keys)]
 
     return guard(query)
+
+
+def _read(client: Any, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of these request keys (raw), in the keys' order, consistently read.
+
+    BatchGetItem takes at most 100 keys and may leave some unprocessed, to ask again:
+    https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html
+    """
+    table = RequestItem.Meta.table_name
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), BATCH_GET_MAX):
+        ask: dict[str, Any] = {
+            table: {"Keys": [{"request_key": k} for k in keys[start : start + BATCH_GET_MAX]]}
+        }
+        ask[table]["ConsistentRead"] = True
+        for _ in range(UNPROCESSED_ROUNDS):
+            answer = client.batch_get_item(RequestItems=ask)
+            for raw in answer.get("Responses", {}).get(table, []):
+                found[raw["request_key"]["S"]] = raw
+            ask = answer.get("UnprocessedKeys") or {}
+            if not ask:
+                break
+    return [found[k["S"]] for k in keys if k["S"] in found]
 
 
 def _parsed(raw: dict[str, Any]) -> RequestItem | Unreadable:
