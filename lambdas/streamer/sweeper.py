@@ -4,7 +4,9 @@ Runs on a schedule. It reads the sparse `by_due` index (PENDING, PROCESSING
 and RETRYING requests, and those a poll ended until their `complete` is out),
 on every shard (`streamer.keys`), never scans the table; what it does with
 each request is the lifecycle table's decision
-(`streamer.transitions.sweep_action`). A PROCESSING request whose
+(`streamer.transitions.sweep_action`). A PROCESSING request found
+before its lease ended (a claim leaves it due at its pickup time, which saves
+the claim a write to the index) is postponed to the lease's end. One whose
 lease expired means its worker died or timed out: it goes back to PENDING, or
 ends FAILED with TIMEOUT once it used all its attempts. The dead worker may
 have sent messages it never recorded, so whatever is sent for the request
@@ -40,6 +42,8 @@ SWEEP_TURN_MS = 60_000
 @dataclass
 class SweepReport:
     redriven: list[str] = field(default_factory=list)
+    #: Running within their lease: due again at its end.
+    postponed: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
@@ -49,6 +53,7 @@ class SweepReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "redriven": len(self.redriven),
+            "postponed": len(self.postponed),
             "timed_out": len(self.timed_out),
             "cancelled": len(self.cancelled),
             "resent": len(self.resent),
@@ -65,6 +70,7 @@ def sweep_decision(item: RequestItem, now: int) -> SweepAction:
         attempt=int(item.attempt),
         max_attempts=int(item.max_attempts),
         cancel_requested=bool(item.cancel_requested),
+        lease_expires_at=None if item.lease_expires_at is None else int(item.lease_expires_at),
     )
 
 
@@ -106,7 +112,7 @@ def sweep(
         except Exception as error:
             # Whatever one request does wrong, the others are still swept.
             _failed(report, due.request_key, error)
-    if report.redriven or report.timed_out or report.cancelled or report.resent or report.failed:
+    if any(report.to_dict().values()):
         log.info("sweep", extra={"fields": report.to_dict()})
     redrives = len(report.redriven) + len(report.timed_out) + len(report.cancelled)
     metrics.count(metric_names.SWEEPER_REDRIVES, redrives)
@@ -135,6 +141,9 @@ def _sweep_one(
             item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq, shard=shard
         ):
             report.redriven.append(item.request_id)
+    elif decision is SweepAction.POSTPONE:
+        if store.postpone_request(item, until=int(item.lease_expires_at)):
+            report.postponed.append(item.request_id)
     elif decision is SweepAction.TIME_OUT:
         error = StreamerError(
             ErrorCode.TIMEOUT,

@@ -14,23 +14,29 @@ from streamer.keys import poll_partition, sweep_partition
 from streamer.models import PROCESSING, RequestItem
 from streamer.store.conditions import Held, condition, moves
 from streamer.store.errors import conditional
-from streamer.transitions import Event, ending
+from streamer.transitions import Event, claim_due_at, ending
 
 
 def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
     """PENDING -> PROCESSING for the attempt after the one `item` shows.
 
     On success `item` holds the new state. False if another worker claimed it,
-    it was cancelled, or it is not PENDING any more.
+    it was cancelled, or it is not PENDING any more. The request is due next at
+    `transitions.claim_due_at`; where that is the time it is due at already,
+    the claim leaves the due index alone.
     """
+    due_at = claim_due_at(_due_at(item), lease_expires_at)
     actions = [
         *moves(Event.CLAIM),
         RequestItem.attempt.add(1),
         RequestItem.lease_expires_at.set(lease_expires_at),
-        RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
-        RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
+    if due_at != _due_at(item) or item.due_region is None:
+        actions += [
+            RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
+            RequestItem.due_at.set(due_at),
+        ]
     written = condition(Event.CLAIM, Held(attempt=int(item.attempt)))
     return conditional(lambda: item.update(actions=actions, condition=written))
 
@@ -242,6 +248,17 @@ def claim_poll(
         RequestItem.updated_at.set(now_ms),
     ]
     written = condition(Event.CLAIM_POLL, Held(attempt=int(item.attempt), due_at=_due_at(item)))
+    return conditional(lambda: item.update(actions=actions, condition=written))
+
+
+def postpone_request(item: RequestItem, *, until: int) -> bool:
+    """Make a running request due at `until` (its lease's end) instead of now.
+
+    Conditional on the request being as the sweeper read it: still PROCESSING,
+    at the same attempt and `due_at`.
+    """
+    actions = [*moves(Event.POSTPONE), RequestItem.due_at.set(until)]
+    written = condition(Event.POSTPONE, Held(attempt=int(item.attempt), due_at=_due_at(item)))
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 
