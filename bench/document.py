@@ -369,6 +369,16 @@ FIXED_SINCE = """\
   the same `seq`, which clients drop. A poll's end, which no record brings
   back, keeps the old way (`pytest tests/functional/test_external_jobs.py -k
   lost_with_its_poller`).
+- **Fewer write units on the due index.** It projected every attribute, so
+  every write of a request in it was rewritten there at the item's full size
+  (payload, checkpoint, result), a progress persist included, and the claim
+  moved `due_at` to the lease's end, a delete and a put. It now projects only
+  its keys (the sweeper and the poller read the items they find, consistently,
+  with `BatchGetItem`), and the claim leaves `due_at` at the pickup time when
+  the lease ends later: the sweeper postpones a run still going at that time
+  to its lease's end, once (`pytest tests/functional/test_sweeper.py -k
+  postponed`). The due index now takes 2 units a request, one per write
+  whatever the item's size (section 7).
 - **The rate limit is one write a message, and a token bucket.** It was a fixed
   one-second window: an increment conditional on the current second, which
   failed on a connection's first message of every second, then a reset, so a
@@ -479,16 +489,13 @@ RECOMMENDATIONS = """\
    (1,000) bounds it at the limit; a stack whose quota is raised past it needs
    the count items sharded (say `circuit#{action}#{epoch}#{bucket}#{n}`, an
    instance writing one of them and the readers adding them up).
-5. **Under 6 WRU an async request.** Section 7 measures 3 writes, and more
-   write units than 6 with the indexes (put, claim and finish each write the
-   due index, the claim as a delete and a put since it moves `due_at`; the
-   per-user cap's index takes the put and the finish). Two changes would take
-   the due index to 2 units a request: project only its keys (the sweeper then
-   reads the items it finds, which also keeps payloads and results out of the
-   index and a progress persist off it), and let the claim leave `due_at` at
-   the pickup timeout when the lease ends later, the sweeper moving it to the
-   lease's end once for a run that long. The cap's index costs 2 more while
-   `runtime.maxActiveRequests` is on.
+5. **The per-user cap's index.** An async request costs 3 writes: 3 WRU on
+   the table (items under 1 KB), 2 on the due index (the put enters it, the
+   finish leaves it) and 2 on `by_active_owner` (the same), 7 in all while the
+   per-user cap is on (`runtime.maxActiveRequests`, 20); with it off (0) the
+   router sets no `active_owner`, and a request costs 5. Getting under 6 with
+   the cap on needs a way to count a user's active requests without an index
+   of their own (the due index is keyed by region and shard, not by user).
 """
 
 METHOD = """\

@@ -463,15 +463,12 @@ def async_cost_reason(section: dict) -> str:
     )
     return (
         f"WRU by table and index: {places}. Each write is 1 WRU on the table (the item is "
-        "under 1 KB); the indexes add theirs: the due index takes the put, the claim (its "
-        "sort key `due_at` moves to the lease's end: a delete and a put) and the finish (a "
-        "delete); the per-user cap's index takes the put and the finish. An index update "
-        "that changes the index key is billed as a delete and a put "
-        "(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
-        "GSI.html#GSI.ThroughputConsiderations.Writes). What would get under 6: a due index "
-        "projecting only keys, whose claim leaves `due_at` alone while the lease ends after "
-        "the pickup timeout (the sweeper then moves it once, for runs that long); see "
-        "recommendation 5."
+        "under 1 KB); each index adds a write where the item enters it, leaves it or "
+        "changes its key (a delete and a put: "
+        "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
+        "GSI.html#GSI.ThroughputConsiderations.Writes): the due index takes the put and the "
+        "finish, the claim leaving it alone while the lease ends after the pickup time; the "
+        "per-user cap's index takes the put and the finish (recommendation 5)."
     )
 
 

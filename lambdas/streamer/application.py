@@ -285,7 +285,9 @@ class ApplicationActions:
             item.due_shard = due_shard(item.request_key, self.settings.due_shards)
             item.due_region = sweep_partition(self.settings.region, item.due_shard)
             item.due_at = now + PICKUP_TIMEOUT_MS
-            item.active_owner = caller.owner
+            if self.settings.max_active_requests > 0:
+                # Only the per-user cap counts it: without the cap, no index write.
+                item.active_owner = caller.owner
         return item
 
     def _existing(self, message: ClientMessage, payload: dict, caller: Caller) -> RequestItem:

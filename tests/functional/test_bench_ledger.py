@@ -8,8 +8,10 @@ import json
 import pytest
 
 from bench import counting
-from streamer import aws, keys, runtime
+from streamer import aws, config, keys, runtime
+from streamer.entry import processor
 from streamer.models import owner_key
+from tests.conftest import FakeContext
 from tests.functional.helpers import Client, Stream
 
 
@@ -63,3 +65,22 @@ def test_an_async_request_is_recorded_as_a_put_a_claim_and_a_finish(ledger):
     # and the per-user cap's count is a query on the owner's key of its index
     [count] = [x for x in lines if x["op"] == "Query" and x["index"] == "by_active_owner"]
     assert count["key"] == owner_key("t1", "alice")
+
+
+def test_without_the_per_user_cap_an_async_request_is_3_writes_and_5_write_units(
+    ledger, monkeypatch
+):
+    # GIVEN no per-user cap, and a processor whose lease ends after the pickup time
+    monkeypatch.setenv(config.MAX_ACTIVE_REQUESTS, "0")
+    runtime.reset()
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+
+    # WHEN an async request runs to its end
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1, "page_ms": 0}})
+    processor.handler(Stream().next_event(), FakeContext(remaining_ms=900_000))
+
+    # THEN the put enters the due index, the claim leaves it alone, the finish leaves it
+    writes = [x for x in read(ledger) if x["table"] == "requests" and x["op"] in counting.WRITES]
+    assert [w["index_units"] for w in writes] == [{"by_due": 1}, {}, {"by_due": 1}]
+    assert sum(w["units"] + sum(w["index_units"].values()) for w in writes) == 5
