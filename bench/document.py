@@ -354,8 +354,8 @@ FIXED_SINCE = """\
   count each minute, so that requests keyed under a shard dropped by lowering
   the count are still found and re-keyed
   (`pytest tests/functional/test_due_shards.py tests/unit/test_due_keys.py`).
-  Section 7 projects it: at 10,000 async requests a second, the hottest due
-  key goes from about 40,000 WCU/s to under 1,000.
+  Section 7 projects the hottest due key at 10,000 async requests a second,
+  on one key a region and on the shards.
 - **An async request in 3 writes.** The requests table took a fourth write
   per request, `store.complete_sent`, once the `complete` was posted, so that
   the sweeper re-sent only a `complete` lost with its worker. The finish now
