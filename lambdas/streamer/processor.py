@@ -126,6 +126,8 @@ class Processor:
                 # instead of running into the same failure.
                 if store.defer_request(item, until=now + self.breaker.wait_ms(verdict), now_ms=now):
                     log.info("request deferred: its action's circuit is open")
+                elif resend_lost_complete(item, self.delivery):
+                    log.info("record came again after its request ended; complete sent again")
                 return
             first_attempt = int(item.attempt or 0) == 0
             if not store.claim_request(item, now, now + self.lease_ms()):
