@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ EVERY_SHARD = range(Settings.due_shards)
 #: Keys one BatchGetItem takes, and the rounds of unprocessed keys asked again.
 BATCH_GET_MAX = 100
 UNPROCESSED_ROUNDS = 5
+UNPROCESSED_BACKOFF_S = 0.05
 BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY_DUE)
 
 
@@ -131,8 +133,10 @@ def due_items(
 def _read(client: Any, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items of these request keys (raw), in the keys' order, consistently read.
 
-    BatchGetItem takes at most 100 keys and may leave some unprocessed, to ask again:
+    BatchGetItem takes at most 100 keys and may leave some unprocessed, to ask again
+    after an exponential backoff:
     https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html
+    Keys still unprocessed after the last round are left for the next run.
     """
     table = RequestItem.Meta.table_name
     found: dict[str, dict[str, Any]] = {}
@@ -141,7 +145,9 @@ def _read(client: Any, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
             table: {"Keys": [{"request_key": k} for k in keys[start : start + BATCH_GET_MAX]]}
         }
         ask[table]["ConsistentRead"] = True
-        for _ in range(UNPROCESSED_ROUNDS):
+        for round_ in range(UNPROCESSED_ROUNDS):
+            if round_:
+                time.sleep(UNPROCESSED_BACKOFF_S * 2 ** (round_ - 1))
             answer = client.batch_get_item(RequestItems=ask)
             for raw in answer.get("Responses", {}).get(table, []):
                 found[raw["request_key"]["S"]] = raw
