@@ -158,7 +158,7 @@ def estimated_write_units(
     the item enters it, a delete when it leaves, both when the write changes the
     index's key, and one update when the item stays with a projected attribute
     changed; nothing when the write touches neither the key nor the projection
-    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes),
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes),
     each by the size of the index entry (the whole item with projection ALL).
     `was_in`: the indexes the item was in before the write, where known (else
     an update that removes or changes an index's key is taken to have been in it).

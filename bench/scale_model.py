@@ -5,8 +5,9 @@ second per partition, and one partition key value is never split across
 partitions by its writes (the key's own item collection goes to one
 partition), on a global secondary index as on a table; an index that cannot
 keep up throttles the table's writes
-(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html,
-https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.ThroughputConsiderations.html).
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/throttling-key-range-limit-exceeded-mitigation.html,
+https://repost.aws/knowledge-center/dynamodb-gsi-throttling-table).
 
 `run` starts the local stack under `bench.counting` with its ledger on
 (`BENCH_LEDGER`: one line per DynamoDB call with its table, index, partition
@@ -474,7 +475,7 @@ def async_cost_reason(section: dict) -> str:
         "under 1 KB); each index adds a write where the item enters it, leaves it or "
         "changes its key (a delete and a put: "
         "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
-        "GSI.html#GSI.ThroughputConsiderations.Writes): the due index takes the put and the "
+        "GSI.html#GSI.Writes): the due index takes the put and the "
         "finish, the claim leaving it alone while the lease ends after the pickup time; the "
         "per-user cap's index takes the put and the finish (recommendation 5)."
     )

@@ -8,8 +8,9 @@ move on by `due_at`) and the poller's (WAITING requests whose next poll is at
 shard being a stable hash of its key: one partition key value of an index
 takes about 1,000 write units a second, as on a table, and a throttled index
 throttles the table's writes
-(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html,
-https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.ThroughputConsiderations.html).
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/throttling-key-range-limit-exceeded-mitigation.html,
+https://repost.aws/knowledge-center/dynamodb-gsi-throttling-table).
 Shard 0 is keyed as before sharding (`<region>`, `<region>#waiting`), so one
 shard is the unsharded layout and items written before sharding are read as shard 0.
 """
