@@ -29,6 +29,7 @@ from bench import (
     report,
     router_cpu,
     scale,
+    scale_model,
     sync_round_trip,
 )
 
@@ -39,6 +40,7 @@ SECTIONS = {
     "progress": progress_batching.run,
     "cost": cost.run,
     "router_cpu": router_cpu.run,
+    "hot_keys": scale_model.run,
     "cold_start": cold_start.run,
     "scale": scale.run,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import alternatives, prices, report
+from bench import alternatives, prices, report, scale_model
 from bench.counting import CIRCUITS
 from bench.machine import ROOT
 from bench.report import figure, mib
@@ -438,6 +438,43 @@ def _fixed(results: dict) -> str:
 
 
 FIXED_SINCE = """\
+- **No hot key on the due index.** Every async request's put, claim and
+  finish wrote the due index under one partition key value per region
+  (`due_region`), and one key value takes at most about 1,000 WCU/s, on an
+  index as on a table, an index that cannot keep up throttling the table's
+  writes. The key is now `<region>#<shard>`, the shard a CRC-32 of the
+  request's key modulo `runtime.dueShards` (64 on a deployed stack;
+  `STREAMER_DUE_SHARDS`, 4 where unset, as in the local stack), shard 0 keeping
+  the old `<region>` so that items written before sharding are read as shard
+  0. The sweeper and the poller query every shard, and one more above the
+  count each minute, so that requests keyed under a shard dropped by lowering
+  the count are still found and re-keyed
+  (`pytest tests/functional/test_due_shards.py tests/unit/test_due_keys.py`).
+  Section 7 projects the hottest due key at 10,000 async requests a second,
+  on one key a region and on the shards.
+- **An async request in 3 writes.** The requests table took a fourth write
+  per request, `store.complete_sent`, once the `complete` was posted, so that
+  the sweeper re-sent only a `complete` lost with its worker. The finish now
+  takes the request off the sweeper's index itself; a worker that dies between
+  the finish and the post fails its invocation, Lambda delivers the batch again,
+  and the record's second run, whose claim fails, reads the request and, if the
+  attempt it claimed ended it, posts the stored `complete` and the lifecycle
+  event again (`streamer.outcomes.resend_lost_complete`;
+  `pytest tests/functional/test_leases.py -k "complete_lost or comes_again"`).
+  A record that comes again after a `complete` that did go out repeats it with
+  the same `seq`, which clients drop. A poll's end, which no record brings
+  back, keeps the old way (`pytest tests/functional/test_external_jobs.py -k
+  lost_with_its_poller`).
+- **Fewer write units on the due index.** It projected every attribute, so
+  every write of a request in it was rewritten there at the item's full size
+  (payload, checkpoint, result), a progress persist included, and the claim
+  moved `due_at` to the lease's end, a delete and a put. It now projects only
+  its keys (the sweeper and the poller read the items they find, consistently,
+  with `BatchGetItem`), and the claim leaves `due_at` at the pickup time when
+  the lease ends later: the sweeper postpones a run still going at that time
+  to its lease's end, once (`pytest tests/functional/test_sweeper.py -k
+  postponed`). The due index now takes 2 units a request, one per write
+  whatever the item's size (section 7).
 - **No DynamoDB write for a sync message.** The rate limit was one
   conditional write a message on the connection's bucket. Each router instance
   now decides from its own copy of the bucket, in memory, and adds the messages
@@ -475,6 +512,49 @@ FIXED_SINCE = """\
 """
 
 
+HOT_KEYS = """\
+How it is projected (`bench/scale_model.py`, unit-tested in
+`tests/unit/test_scale_model.py`): the stack runs under `bench.counting` with
+`BENCH_LEDGER` set, which records every DynamoDB call with its table, index,
+partition key value and capacity units (on moto, which reports none, each
+write is billed by DynamoDB's rules from its parameters: a unit per started
+kilobyte of the item on the table and on each index it enters, leaves or
+changes, a changed index key being a delete and a put;
+`tests/functional/test_bench_ledger.py`). A key of a request takes what one
+request spends on it, as if within one second; a connection's or a user's,
+one connection at the rate limit (20 messages a second); a region's, the
+whole region's load on one key before and the busiest shard's share after;
+an action's (the circuit breaker's items), a write a second per Lambda
+instance. `python -m bench --only hot_keys` runs this section alone.
+
+Every table and index, and why it is sharded or not:
+
+- `requests`, key `request_key`: one request's own key (its put, claim,
+  finish, a persist a second). Not shared.
+- `requests` index `by_due`, key `due_region`: the region's, written by every
+  async request: sharded (`runtime.dueShards`). The poller's partitions
+  (`<region>#<shard>#waiting`) are sharded the same way.
+- `requests` index `by_active_owner`, key `active_owner`: one user's; a write
+  at the put and the finish, a query per async request. One user would need
+  about 500 async requests a second to reach 1,000 WCU/s; the per-user cap
+  (`runtime.maxActiveRequests`, 20) and the per-connection rate limit keep a
+  user far below.
+- `connections`, key `connection_id`: one connection's (connect, rate limit,
+  ping, disconnect). Bounded by the per-connection rate limit.
+- `connections` index `by_user`, key `user_key`: one user's, projecting only
+  `endpoint`: written at connect and disconnect.
+- `connections`, keys `circuit#...`: one per action and window bucket, written
+  once a second per Lambda instance, whatever the request rate (recommendation 4).
+- `subscriptions`, key `request_key`: a request's subscribers, or a topic's
+  (`topic!{tenant}!{topic}`). A topic's key takes a write per subscribe and a
+  query per notification: a topic with many subscribers notified often is one
+  key (a notification to 10,000 subscribers reads about 1 MB, some 125 RCU, so
+  about 24 notifications a second reach the 3,000 RCU/s of one key); topics
+  are not part of this load.
+- `subscriptions` index `by_connection`, key `connection_id`: one connection's.
+"""
+
+
 RECOMMENDATIONS = """\
 1. **The local stack's DynamoDB under load.** moto's server works out, on
    every call, which AWS service a request is for from its headers
@@ -497,11 +577,20 @@ RECOMMENDATIONS = """\
    the runtime's own Python (3.12; this machine has 3.11, whose bytecode 3.12
    does not load), with `--invalidation-mode unchecked-hash` so the archives
    stay deterministic.
-4. **The `complete` bookkeeping write.** `store.complete_sent` is one write per
-   async request so that the sweeper re-sends only a `complete` lost with its
-   worker (section 6, requests table). Folding it into the finish would mean
-   posting the `complete` before the conditional finish, which could announce
-   an end that a lost lease then overturns; it stays.
+4. **The circuit breaker's count items past 1,000 instances.** Each Lambda
+   instance that runs an action adds its counts to the action's bucket item
+   once a second (`streamer.breaker`), so that item takes as many WCU/s as
+   instances run at once (section 7). The region's default concurrency quota
+   (1,000) bounds it at the limit; a stack whose quota is raised past it needs
+   the count items sharded (say `circuit#{action}#{epoch}#{bucket}#{n}`, an
+   instance writing one of them and the readers adding them up).
+5. **The per-user cap's index.** An async request costs 3 writes: 3 WRU on
+   the table (items under 1 KB), 2 on the due index (the put enters it, the
+   finish leaves it) and 2 on `by_active_owner` (the same), 7 in all while the
+   per-user cap is on (`runtime.maxActiveRequests`, 20); with it off (0) the
+   router sets no `active_owner`, and a request costs 5. Getting under 6 with
+   the cap on needs a way to count a user's active requests without an index
+   of their own (the due index is keyed by region and shard, not by user).
 """
 
 METHOD = """\
@@ -598,7 +687,13 @@ def render(results: dict, results_file: Path) -> str:
         "",
         _cost(results.get("cost")),
         "",
-        "## 7. Router CPU per message",
+        "## 7. Hot keys",
+        "",
+        scale_model.markdown(results.get("hot_keys")),
+        "",
+        HOT_KEYS,
+        "",
+        "## 8. Router CPU per message",
         "",
         "A warm router answering `echo` without an `id` (answered in the router, nothing "
         "stored), in-process, against a bare handler that decodes the same event and encodes "

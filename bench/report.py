@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench import scale_model
 from bench.counting import WRITES
 
 MIB = 2**20
@@ -129,7 +130,7 @@ def _router_cpu(results: dict):
 def _router_cpu_reason(results: dict) -> str:
     profile = _get(results, "router_cpu", "profile") or []
     top = ", ".join(f"{row['function']} {row['share']:.0%}" for row in profile[:4])
-    return f"Where the time goes (own time under cProfile, section 7): {top}."
+    return f"Where the time goes (own time under cProfile, section 8): {top}."
 
 
 def _layer(results: dict):
@@ -189,11 +190,7 @@ def _async_writes_reason(results: dict) -> str:
     if extra > 0:
         parts.append(
             f"The requests table takes {requests:.1f} writes: the put, the claim and the "
-            "finish (and a progress persist a second while progress flows), and one more "
-            "update once the `complete` is posted (`store.complete_sent`), which takes the "
-            "request off the sweeper's index so that the sweeper re-sends only a `complete` "
-            "lost with its worker. The target predates that guarantee, which costs this "
-            "one write per request."
+            "finish, and a progress persist a second while progress flows."
         )
     connections = table_writes(worst, "connections")
     if connections > 0:
@@ -318,12 +315,6 @@ TARGETS = (
     ),
     Target("4", "dependency layer < 15 MiB unzipped", _layer, _layer_reason),
     Target(
-        "7",
-        "router: warm sync echo <= 150 us of handler CPU",
-        _router_cpu,
-        _router_cpu_reason,
-    ),
-    Target(
         "6",
         "async request: <= 3 DynamoDB writes + 1 persist per second of run",
         _async_writes,
@@ -334,6 +325,25 @@ TARGETS = (
         "6",
         "sync message: no DynamoDB write of its own (rate limit: 1 write per 20 messages)",
         _sync_writes,
+    ),
+    Target(
+        "7",
+        "no partition key value over 1,000 WCU/s or 3,000 RCU/s at 10,000 async requests "
+        "and 1,000 sync messages a second per region",
+        lambda results: scale_model.hot_keys_check(results.get("hot_keys")),
+        lambda results: scale_model.hot_keys_reason(results["hot_keys"]),
+    ),
+    Target(
+        "7",
+        "async request: <= 3 writes and 6 WRU on the requests table and its indexes",
+        lambda results: scale_model.async_cost_check(results.get("hot_keys")),
+        lambda results: scale_model.async_cost_reason(results["hot_keys"]),
+    ),
+    Target(
+        "8",
+        "router: warm sync echo <= 150 us of handler CPU",
+        _router_cpu,
+        _router_cpu_reason,
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Section 7: the router's CPU per warm sync message, against a bare JSON handler.
+"""Section 8: the router's CPU per warm sync message, against a bare JSON handler.
 
 A fresh process (`python -m bench.router_cpu EVENT_FILE`, configured as the
 cold start section's functions are) imports the router's entry point, warms

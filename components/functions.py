@@ -74,6 +74,7 @@ def _values(
         config.LEASE_MARGIN_S: str(tuning.lease_margin_s),
         config.PROCESSOR_CONCURRENCY: str(settings.processor.concurrency),
         config.POLLER_BATCH_SIZE: str(tuning.poller_batch_size),
+        config.DUE_SHARDS: str(tuning.due_shards),
         config.RATE_LIMIT_PER_S: str(tuning.rate_limit_per_s),
         config.RATE_LIMIT_BURST: str(tuning.rate_limit_burst),
         config.MAX_ACTIVE_REQUESTS: str(tuning.max_active_requests),

@@ -20,6 +20,7 @@ import pulumi
 from streamer import catalog
 from streamer.config import Settings as RuntimeSettings
 from streamer.cors import CorsRules, InvalidCorsRules
+from streamer.keys import MAX_DUE_SHARDS
 
 #: API Gateway ends every integration call (so every sync answer) after 29 seconds.
 API_INTEGRATION_LIMIT_S = catalog.API_INTEGRATION_LIMIT_S
@@ -120,6 +121,10 @@ class RuntimeTuning:
     rate_limit_burst: int = 0
     max_active_requests: int = _RUNTIME_DEFAULTS["max_active_requests"]
     poller_batch_size: int = _RUNTIME_DEFAULTS["poller_batch_size"]
+    #: Shards of the requests' due index per region: enough that at 10,000 async requests a
+    #: second no shard's key takes 1,000 WCU/s (docs/benchmarks.md, section 7); more than a
+    #: function run without the setting reads (`streamer.config.Settings.due_shards`).
+    due_shards: int = 64
     watch_token_ttl_s: int = _RUNTIME_DEFAULTS["watch_token_ttl_s"]
     circuit_window_s: int = _RUNTIME_DEFAULTS["circuit_window_s"]
     circuit_failure_ratio: float = _RUNTIME_DEFAULTS["circuit_failure_ratio"]
@@ -350,6 +355,7 @@ class StackSettings:
             "rateLimitBurst": (r.rate_limit_burst, 0, 1_000_000),
             "maxActiveRequests": (r.max_active_requests, 0, 1_000_000),
             "pollerBatchSize": (r.poller_batch_size, 1, 1000),
+            "dueShards": (r.due_shards, 1, MAX_DUE_SHARDS),
             "circuitWindowS": (r.circuit_window_s, 1, 3600),
             "circuitFailureRatio": (r.circuit_failure_ratio, 0, 1),
             "circuitMinimumCalls": (r.circuit_minimum_calls, 1, 1_000_000),

@@ -24,6 +24,7 @@ from streamer.deadline import DeadlineExceeded, run_within
 from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.execution import Outcome, run_handler
 from streamer.handlers import App, Handler, Request
+from streamer.keys import due_shard, sweep_partition
 from streamer.logs import Timer, bind
 from streamer.models import (
     ASYNC,
@@ -285,9 +286,12 @@ class ApplicationActions:
             ttl=now // 1000 + self.settings.request_retention_s,
         )
         if kind == ASYNC:
-            item.due_region = self.settings.region
+            item.due_shard = due_shard(item.request_key, self.settings.due_shards)
+            item.due_region = sweep_partition(self.settings.region, item.due_shard)
             item.due_at = now + PICKUP_TIMEOUT_MS
-            item.active_owner = caller.owner
+            if self.settings.max_active_requests > 0:
+                # Only the per-user cap counts it: without the cap, no index write.
+                item.active_owner = caller.owner
         return item
 
     def _existing(self, message: ClientMessage, payload: dict, caller: Caller) -> RequestItem:

@@ -111,6 +111,7 @@ _REQUESTS = frozenset(
         config.MAX_ATTEMPTS,
         config.LEASE_MARGIN_S,
         config.PROCESSOR_CONCURRENCY,
+        config.DUE_SHARDS,
         config.CIRCUIT_WINDOW_S,
         config.CIRCUIT_FAILURE_RATIO,
         config.CIRCUIT_MINIMUM_CALLS,
@@ -232,8 +233,8 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # due_requests.
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_DUE),
-                # redrive_request, finish_request.
-                TableAccess(REQUESTS.logical_name, (_UPDATE,)),
+                # due_requests' reads of what the index found; redrive_request, finish_request.
+                TableAccess(REQUESTS.logical_name, (_BATCH_GET, _UPDATE)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
                 *_FORGET_CONNECTION,
@@ -252,8 +253,9 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # waiting_requests.
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_DUE),
-                # cancel_requested; claim_poll, save_progress, wait_request, finish_request.
-                TableAccess(REQUESTS.logical_name, (_GET, _UPDATE)),
+                # cancel_requested; waiting_requests' reads of what the index found;
+                # claim_poll, save_progress, wait_request, finish_request.
+                TableAccess(REQUESTS.logical_name, (_BATCH_GET, _GET, _UPDATE)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
                 _CIRCUITS,

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from streamer.keys import MAX_DUE_SHARDS
+
 CONNECTIONS_TABLE = "STREAMER_CONNECTIONS_TABLE"
 REQUESTS_TABLE = "STREAMER_REQUESTS_TABLE"
 SUBSCRIPTIONS_TABLE = "STREAMER_SUBSCRIPTIONS_TABLE"
@@ -41,6 +43,8 @@ WATCH_TOKEN_TTL_S = "STREAMER_WATCH_TOKEN_TTL_S"
 TOPIC_RETENTION_S = "STREAMER_TOPIC_RETENTION_S"
 EVENT_BUS = "STREAMER_EVENT_BUS"
 POLLER_BATCH_SIZE = "STREAMER_POLLER_BATCH_SIZE"
+#: Partition key values the requests' due index is spread over, per region (`streamer.keys`).
+DUE_SHARDS = "STREAMER_DUE_SHARDS"
 #: The circuit breaker of each action (`streamer.circuit`).
 CIRCUIT_WINDOW_S = "STREAMER_CIRCUIT_WINDOW_S"
 CIRCUIT_FAILURE_RATIO = "STREAMER_CIRCUIT_FAILURE_RATIO"
@@ -92,6 +96,7 @@ ALL = (
     TOPIC_RETENTION_S,
     EVENT_BUS,
     POLLER_BATCH_SIZE,
+    DUE_SHARDS,
     CIRCUIT_WINDOW_S,
     CIRCUIT_FAILURE_RATIO,
     CIRCUIT_MINIMUM_CALLS,
@@ -195,6 +200,10 @@ class Settings:
     event_bus: str | None = None
     #: External jobs the poller polls at once.
     poller_batch_size: int = 20
+    #: Shards of the requests' due index per region, 1 to `keys.MAX_DUE_SHARDS`. Few
+    #: here, for a function run without the stack's setting (the local stack: its sweeper
+    #: and poller query every shard each run); a deployed stack gives `runtime.dueShards`.
+    due_shards: int = 4
     #: Seconds over which an action's failures are counted for its circuit breaker.
     circuit_window_s: int = 60
     #: Failures / calls over the window that open an action's circuit; 0 turns the breaker off.
@@ -264,6 +273,7 @@ class Settings:
             topic_retention_s=number(TOPIC_RETENTION_S, 24 * 3600),
             event_bus=text(EVENT_BUS),
             poller_batch_size=max(1, number(POLLER_BATCH_SIZE, 20)),
+            due_shards=min(max(1, number(DUE_SHARDS, 4)), MAX_DUE_SHARDS),
             circuit_window_s=max(1, number(CIRCUIT_WINDOW_S, 60)),
             circuit_failure_ratio=min(max(0.0, decimal(CIRCUIT_FAILURE_RATIO, 0.5)), 1.0),
             circuit_minimum_calls=max(1, number(CIRCUIT_MINIMUM_CALLS, 20)),

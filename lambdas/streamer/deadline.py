@@ -17,7 +17,7 @@ Elsewhere (a thread of the local stack's threaded mode, a test's thread) the
 handler runs on a worker thread of `pool` and the caller stops waiting at the
 deadline; the handler itself runs on. Inline, the message costs no thread
 hand-off, which was the largest share of a warm sync message's CPU
-(docs/benchmarks.md, section 7).
+(docs/benchmarks.md, section 8).
 
 `DeadlinePassed` derives from `BaseException`, so a handler's `except
 Exception` does not swallow it.

@@ -2,11 +2,25 @@
 
 A request is addressable only through its owner (`tenant#user`), so an id of
 another tenant cannot even be looked up. The `by_due` index is sparse and
-split per region in two partitions: the sweeper's (requests that must move on
-by `due_at`) and the poller's (WAITING requests whose next poll is at `due_at`).
+split per region in two kinds of partitions: the sweeper's (requests that must
+move on by `due_at`) and the poller's (WAITING requests whose next poll is at
+`due_at`). Each kind is spread over `shards` partition key values, a request's
+shard being a stable hash of its key: one partition key value of an index
+takes about 1,000 write units a second, as on a table, and a throttled index
+throttles the table's writes
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/throttling-key-range-limit-exceeded-mitigation.html,
+https://repost.aws/knowledge-center/dynamodb-gsi-throttling-table).
+Shard 0 is keyed as before sharding (`<region>`, `<region>#waiting`), so one
+shard is the unsharded layout and items written before sharding are read as shard 0.
 """
 
 from __future__ import annotations
+
+import zlib
+
+#: The most shards the due index may be spread over (`STREAMER_DUE_SHARDS` is bounded by it).
+MAX_DUE_SHARDS = 128
 
 
 def owner_key(tenant_id: str, user_id: str) -> str:
@@ -19,11 +33,34 @@ def request_key(owner: str, request_id: str) -> str:
     return f"{owner}#{request_id}"
 
 
-def sweep_partition(region: str) -> str:
+def due_shard(key: str, shards: int) -> int:
+    """The due-index shard of the request keyed `key`, one of `range(shards)`.
+
+    CRC-32 of the key, not `hash()`: the same in every process and Python version.
+    """
+    return zlib.crc32(key.encode("utf-8")) % max(1, shards)
+
+
+def sweep_partition(region: str, shard: int = 0) -> str:
     """The `by_due` partition the sweeper reads: leases, retries, pickups, unsent completes."""
-    return region
+    return region if shard == 0 else f"{region}#{shard}"
 
 
-def poll_partition(region: str) -> str:
+def poll_partition(region: str, shard: int = 0) -> str:
     """The `by_due` partition of a region's WAITING requests: the poller's, not the sweeper's."""
-    return f"{region}#waiting"
+    return f"{sweep_partition(region, shard)}#waiting"
+
+
+def shards_read(shards: int, turn: int) -> tuple[int, ...]:
+    """The shards a reader of the due index queries: all of `range(shards)`, and one more.
+
+    The one more is a shard at or above `shards`, a different one each `turn`
+    (the sweeper and the poller pass the minute they run in): after the shard
+    count was lowered, requests keyed under a dropped shard are still found,
+    within `MAX_DUE_SHARDS - shards` turns, and re-keyed below `shards` by the
+    write that moves them on.
+    """
+    shards = min(max(1, shards), MAX_DUE_SHARDS)
+    dropped = MAX_DUE_SHARDS - shards
+    extra = (shards + turn % dropped,) if dropped else ()
+    return (*range(shards), *extra)

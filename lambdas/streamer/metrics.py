@@ -21,7 +21,7 @@ limits (`documents`). Serialising is Powertools for AWS Lambda's CloudWatch EMF
 provider (`AmazonCloudWatchEMFProvider`, the class its `Metrics` delegates to),
 given the whole metric set at once (`serialize_metric_set`): its per-point
 `add_metric` and `add_dimension` checked names and units on every call and were
-a third of a warm sync message's CPU (docs/benchmarks.md, section 7); the names,
+a third of a warm sync message's CPU (docs/benchmarks.md, section 8); the names,
 units and dimensions are checked once instead, where they are declared
 (`streamer.metric_names`, and tests/functional/test_observability.py runs every
 declared metric through Powertools' own checks). It is imported at the first

@@ -20,7 +20,6 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.indexes import (
-    AllProjection,
     GlobalSecondaryIndex,
     IncludeProjection,
     KeysOnlyProjection,
@@ -77,7 +76,7 @@ class Connection(Model):
 class RequestsByDue(GlobalSecondaryIndex):
     class Meta:
         index_name = schema.REQUESTS_BY_DUE
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     due_region = UnicodeAttribute(hash_key=True)
     due_at = NumberAttribute(range_key=True)
@@ -138,6 +137,8 @@ class RequestItem(Model):
     # or while WAITING under the poller's partition (`keys.poll_partition`).
     due_region = UnicodeAttribute(null=True)
     due_at = NumberAttribute(null=True)
+    # The request's shard of the due index (`keys.due_shard`); absent: shard 0.
+    due_shard = NumberAttribute(null=True)
     # The owner while an async request has not ended: the per-user cap's index.
     active_owner = UnicodeAttribute(null=True)
     ttl = NumberAttribute()
@@ -148,6 +149,11 @@ class RequestItem(Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def shard(self) -> int:
+        """The due-index shard the request is keyed under (0 for one stored before sharding)."""
+        return int(self.due_shard or 0)
 
     def snapshot(self) -> dict[str, Any]:
         """The protocol's request snapshot (`status` answers)."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from streamer import lifecycle, metric_names, metrics, store, transitions
-from streamer.audience import Audience
+from streamer.audience import Audience, stored_complete
+from streamer.delivery import Delivery
 from streamer.execution import Outcome
-from streamer.models import PROCESSING, WAITING, RequestItem
+from streamer.models import WAITING, RequestItem
 from streamer.protocol import complete_message, now_ms, progress_message
 from streamer.transitions import Event, after_attempt
 
@@ -105,15 +106,19 @@ def _end(
     audience: Audience,
     now: int,
 ) -> None:
-    """Store the final status, send the `complete`, then take the request off the sweeper's index.
+    """Store the final status, then send the `complete` and the lifecycle event.
 
-    Should this worker die before the `complete` is out, the request is still
-    in the index at `deliver_by` and the sweeper sends it.
+    An attempt's end takes the request off the sweeper's index in the same
+    write: should this worker die before the `complete` is out, its invocation
+    fails, Lambda delivers the batch again, and the record's second run finds
+    the request ended by the attempt it claimed and sends the stored
+    `complete` (`resend_lost_complete`). A poll has no record to come again:
+    its end keeps the request in the index until its claim ends, and takes it
+    off once the `complete` is out; the sweeper sends one lost with its poller.
     """
     status = transitions.target(event)
     final = {"result": outcome.result} if outcome.error is None else {"error": outcome.error}
-    # A poll's claim, not a lease, bounds how long the complete may take.
-    deliver_by = item.lease_expires_at if item.status == PROCESSING else item.due_at
+    polled = item.status == WAITING
     if not store.finish_request(
         item,
         from_statuses=(item.status,),
@@ -122,7 +127,8 @@ def _end(
         seq=seq,
         now_ms=now,
         progress=100.0 if outcome.error is None else None,
-        deliver_by=int(deliver_by),
+        # A poll's claim, not a lease, bounds how long the complete may take.
+        deliver_by=int(item.due_at) if polled else None,
         **final,
     ):
         log.warning("request changed hands before it ended; its outcome is dropped")
@@ -134,10 +140,31 @@ def _end(
     audience.send(
         complete_message(item.request_id, seq, status, timestamp=now, **final), refresh=True
     )
-    # Before the request leaves the sweeper's index: should this worker die
-    # here, the sweeper sends the complete and the event again.
     lifecycle.request_ended(item, now)
-    try:
-        store.complete_sent(item)
-    except store.StoreUnavailable:
-        log.warning("complete sent but not recorded; the sweeper will send it again")
+    if polled:
+        try:
+            store.complete_sent(item)
+        except store.StoreUnavailable:
+            log.warning("complete sent but not recorded; the sweeper will send it again")
+
+
+def resend_lost_complete(record: RequestItem, delivery: Delivery) -> bool:
+    """Send again the `complete` of a request whose stream record came again after it ended.
+
+    `record` is the request as the record shows it (PENDING, before its
+    claim). Lambda delivers a batch again when its invocation failed, so the
+    worker that claimed this record may have stored the outcome and died
+    before its `complete` and lifecycle event went out. If the request ended
+    in the attempt claimed from this record, both are sent again (the client
+    drops a repeat by `seq`); otherwise (it is running, or ended without that
+    claim, as by a cancel) nothing is. One consistent read, only for a record
+    whose claim failed.
+    """
+    current = store.get_request(record.owner, record.request_id)
+    if current is None or not current.is_terminal:
+        return False
+    if int(current.attempt) != int(record.attempt or 0) + 1:
+        return False
+    Audience(current, delivery).send(stored_complete(current), refresh=True)
+    lifecycle.request_ended(current, int(current.updated_at))
+    return True

@@ -20,9 +20,11 @@ from streamer import metric_names, metrics, store
 from streamer.audience import end_request
 from streamer.config import Settings
 from streamer.errors import ErrorCode, StreamerError
+from streamer.keys import due_shard, shards_read
 from streamer.logs import copy_context
 from streamer.models import WAITING, RequestItem
 from streamer.processor import Processor
+from streamer.sweeper import SWEEP_TURN_MS
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,9 @@ def poll_due(
 ) -> PollReport:
     report = PollReport()
     claimed: list[RequestItem] = []
-    region = processor.settings.region
-    for item in store.waiting_requests(region, now, limit=max_items):
+    region, shards = processor.settings.region, processor.settings.due_shards
+    read = shards_read(shards, now // SWEEP_TURN_MS)
+    for item in store.waiting_requests(region, now, limit=max_items, shards=read):
         decision = poll_decision(item, now)
         if decision == "time_out":
             error = StreamerError(
@@ -75,7 +78,9 @@ def poll_due(
                 metrics.count(
                     metric_names.EXTERNAL_JOB_POLLS, action=item.action, outcome="timed_out"
                 )
-        elif decision == "poll" and store.claim_poll(item, now, now + processor.lease_ms()):
+        elif decision == "poll" and store.claim_poll(
+            item, now, now + processor.lease_ms(), due_shard(item.request_key, shards)
+        ):
             claimed.append(item)
         else:
             report.skipped.append(item.request_id)

@@ -42,6 +42,7 @@ from streamer.execution import run_handler, run_poll
 from streamer.handlers import App
 from streamer.logs import copy_context, current_fields, log_context
 from streamer.models import RequestItem
+from streamer.outcomes import resend_lost_complete
 from streamer.protocol import now_ms
 from streamer.record_filter import processor_records
 from streamer.transitions import (
@@ -125,10 +126,15 @@ class Processor:
                 # instead of running into the same failure.
                 if store.defer_request(item, until=now + self.breaker.wait_ms(verdict), now_ms=now):
                     log.info("request deferred: its action's circuit is open")
+                elif resend_lost_complete(item, self.delivery):
+                    log.info("record came again after its request ended; complete sent again")
                 return
             first_attempt = int(item.attempt or 0) == 0
             if not store.claim_request(item, now, now + self.lease_ms()):
-                log.info("request already claimed or no longer pending")
+                if resend_lost_complete(item, self.delivery):
+                    log.info("record came again after its request ended; complete sent again")
+                else:
+                    log.info("request already claimed or no longer pending")
                 return
             if first_attempt:
                 metrics.duration(

@@ -76,12 +76,16 @@ CONNECTIONS = TableSchema(
 REQUESTS = TableSchema(
     logical_name="requests",
     hash_key="request_key",
-    # Sparse index for the sweeper: only PROCESSING and RETRYING requests carry
-    # `due_region` (their origin region) and `due_at` (lease expiry or retry time).
+    # Sparse index for the sweeper: only requests that must move on by a time carry
+    # `due_region` (their origin region and shard, `streamer.keys`) and `due_at`
+    # (pickup time, lease expiry or retry time).
     # Sparse index of the async requests not yet ended, per owner: counts them
     # for the per-user cap on concurrent requests.
     indexes=(
-        Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at"),
+        # Keys only: a write that changes neither key writes nothing to it (claims
+        # aside, no progress persist or finish payload lands here), and what the
+        # sweeper acts on it reads from the table.
+        Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at", projection="KEYS_ONLY"),
         Index(REQUESTS_BY_ACTIVE_OWNER, hash_key="active_owner", projection="KEYS_ONLY"),
     ),
     stream_view_type="NEW_AND_OLD_IMAGES",

@@ -1,15 +1,20 @@
 """The sweeper: re-drives requests whose lease, retry time or pickup time passed.
 
 Runs on a schedule. It reads the sparse `by_due` index (PENDING, PROCESSING
-and RETRYING requests, and ended ones until their `complete` is out), never
-scans the table; what it does with each request is the lifecycle table's
-decision (`streamer.transitions.sweep_action`). A PROCESSING request whose
+and RETRYING requests, and those a poll ended until their `complete` is out),
+on every shard (`streamer.keys`), never scans the table; what it does with
+each request is the lifecycle table's decision
+(`streamer.transitions.sweep_action`). A PROCESSING request found
+before its lease ended (a claim leaves it due at its pickup time, which saves
+the claim a write to the index) is postponed to the lease's end. One whose
 lease expired means its worker died or timed out: it goes back to PENDING, or
 ends FAILED with TIMEOUT once it used all its attempts. The dead worker may
 have sent messages it never recorded, so whatever is sent for the request
-next skips past them (`last_seq_sent`). An ended request is due only if its
-worker died between storing the outcome and sending the `complete`: the
-sweeper sends it.
+next skips past them (`last_seq_sent`). An ended request is due only if the
+poller that ended it died between storing the outcome and sending the
+`complete`: the sweeper sends it. (A processor's attempt takes its request off
+the index as it ends it: a `complete` lost with that worker is sent when Lambda
+delivers the failed batch again, `streamer.outcomes.resend_lost_complete`.)
 """
 
 from __future__ import annotations
@@ -20,18 +25,25 @@ from typing import Any
 
 from streamer import lifecycle, metric_names, metrics, store
 from streamer.audience import Audience, end_request, stored_complete
-from streamer.config import PICKUP_TIMEOUT_MS
+from streamer.config import PICKUP_TIMEOUT_MS, Settings
 from streamer.errors import ErrorCode, StreamerError
+from streamer.keys import due_shard, shards_read
 from streamer.models import CANCELLED, FAILED, PROCESSING, RequestItem
 from streamer.progress import MAX_UNPERSISTED_MESSAGES
 from streamer.transitions import SweepAction, sweep_action
 
 log = logging.getLogger(__name__)
 
+#: The sweeper and the poller read one more shard each turn of this length (`keys.shards_read`):
+#: their schedule's period, so each run reads another.
+SWEEP_TURN_MS = 60_000
+
 
 @dataclass
 class SweepReport:
     redriven: list[str] = field(default_factory=list)
+    #: Running within their lease: due again at its end.
+    postponed: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
@@ -41,6 +53,7 @@ class SweepReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "redriven": len(self.redriven),
+            "postponed": len(self.postponed),
             "timed_out": len(self.timed_out),
             "cancelled": len(self.cancelled),
             "resent": len(self.resent),
@@ -57,6 +70,7 @@ def sweep_decision(item: RequestItem, now: int) -> SweepAction:
         attempt=int(item.attempt),
         max_attempts=int(item.max_attempts),
         cancel_requested=bool(item.cancel_requested),
+        lease_expires_at=None if item.lease_expires_at is None else int(item.lease_expires_at),
     )
 
 
@@ -72,24 +86,33 @@ def last_seq_sent(item: RequestItem) -> int:
     return int(item.seq)
 
 
-def sweep(region: str, delivery: Any, now: int, *, max_items: int = 500) -> SweepReport:
+def sweep(
+    region: str,
+    delivery: Any,
+    now: int,
+    *,
+    max_items: int = 500,
+    shards: int = Settings.due_shards,
+) -> SweepReport:
     """Act on every due request of `region`; one that fails is logged, counted, and left.
 
-    Each item of the index is parsed and acted on by itself, so an item that
-    cannot be parsed or updated stops only itself. It stays in the index and
-    comes up again at the next sweep.
+    Reads every one of the due index's `shards` (and, in turn, one above them:
+    `keys.shards_read`). Each item of the index is parsed and acted on by
+    itself, so an item that cannot be parsed or updated stops only itself. It
+    stays in the index and comes up again at the next sweep.
     """
     report = SweepReport()
-    for due in store.due_items(region, now, limit=max_items):
+    read = shards_read(shards, now // SWEEP_TURN_MS)
+    for due in store.due_items(region, now, limit=max_items, shards=read):
         if isinstance(due, store.Unreadable):
             _failed(report, due.request_key, due.error)
             continue
         try:
-            _sweep_one(due, delivery, now, report)
+            _sweep_one(due, delivery, now, report, shards)
         except Exception as error:
             # Whatever one request does wrong, the others are still swept.
             _failed(report, due.request_key, error)
-    if report.redriven or report.timed_out or report.cancelled or report.resent or report.failed:
+    if any(report.to_dict().values()):
         log.info("sweep", extra={"fields": report.to_dict()})
     redrives = len(report.redriven) + len(report.timed_out) + len(report.cancelled)
     metrics.count(metric_names.SWEEPER_REDRIVES, redrives)
@@ -106,14 +129,21 @@ def _failed(report: SweepReport, key: str, error: Exception) -> None:
     report.failed.append(key)
 
 
-def _sweep_one(item: RequestItem, delivery: Any, now: int, report: SweepReport) -> None:
+def _sweep_one(
+    item: RequestItem, delivery: Any, now: int, report: SweepReport, shards: int
+) -> None:
     decision = sweep_decision(item, now)
     last_seq = last_seq_sent(item)
     if decision is SweepAction.REDRIVE:
+        # Keyed again under today's shard count: one read from a dropped shard moves here.
+        shard = due_shard(item.request_key, shards)
         if store.redrive_request(
-            item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq
+            item, now_ms=now, next_due_at=now + PICKUP_TIMEOUT_MS, seq=last_seq, shard=shard
         ):
             report.redriven.append(item.request_id)
+    elif decision is SweepAction.POSTPONE:
+        if store.postpone_request(item, until=int(item.lease_expires_at)):
+            report.postponed.append(item.request_id)
     elif decision is SweepAction.TIME_OUT:
         error = StreamerError(
             ErrorCode.TIMEOUT,
@@ -127,7 +157,7 @@ def _sweep_one(item: RequestItem, delivery: Any, now: int, report: SweepReport) 
         if _end(item, CANCELLED, error, delivery, now, last_seq):
             report.cancelled.append(item.request_id)
     elif decision is SweepAction.RESEND:
-        # The worker died after storing the outcome: its complete and its
+        # The poller died after storing the outcome: its complete and its
         # lifecycle event may both be lost (the client drops a repeat by seq).
         Audience(item, delivery).send(stored_complete(item), refresh=True)
         lifecycle.request_ended(item, int(item.updated_at))
@@ -144,4 +174,4 @@ def _end(
     )
 
 
-__all__ = ["SweepReport", "last_seq_sent", "sweep", "sweep_decision"]
+__all__ = ["SWEEP_TURN_MS", "SweepReport", "last_seq_sent", "sweep", "sweep_decision"]

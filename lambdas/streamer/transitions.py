@@ -55,12 +55,16 @@ class Event(StrEnum):
     WAIT = "wait"
     #: A poller takes a due WAITING request for one poll.
     CLAIM_POLL = "claim_poll"
+    #: The sweeper found a running request whose lease has not ended: it is due
+    #: again at the lease's end (a claim keeps the pickup time while the lease
+    #: ends later, so that the due index is not written on every claim).
+    POSTPONE = "postpone"
     #: The sweeper puts a request back to PENDING (lease, retry or pickup time passed).
     REDRIVE = "redrive"
     COMPLETE = "complete"
     FAIL = "fail"
     CANCEL = "cancel"
-    #: The `complete` of an ended request went out: it leaves the sweeper's index.
+    #: The `complete` of a request a poll ended went out: it leaves the sweeper's index.
     COMPLETE_SENT = "complete_sent"
 
 
@@ -117,9 +121,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     *_rows((PROCESSING,), Event.ASK_CANCEL, UNCHANGED),
     *_rows((PROCESSING,), Event.RETRY, RETRYING, SAME_ATTEMPT),
     *_rows((PENDING,), Event.DEFER, RETRYING, SAME_ATTEMPT),
-    *_rows((PROCESSING, WAITING), Event.WAIT, WAITING, SAME_ATTEMPT, SAME_DUE_AT),
+    # From PROCESSING the attempt fences the writer (every claim moves it on);
+    # from WAITING the poll's claim does, through `due_at`.
+    *_rows((PROCESSING,), Event.WAIT, WAITING, SAME_ATTEMPT),
+    *_rows((WAITING,), Event.WAIT, WAITING, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((WAITING,), Event.CLAIM_POLL, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((PENDING, PROCESSING, RETRYING), Event.REDRIVE, PENDING, SAME_ATTEMPT, SAME_DUE_AT),
+    *_rows((PROCESSING,), Event.POSTPONE, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((PROCESSING, WAITING), Event.COMPLETE, COMPLETED, SAME_ATTEMPT),
     *_rows((PROCESSING, WAITING), Event.FAIL, FAILED, SAME_ATTEMPT),
     *_rows((PENDING, PROCESSING, RETRYING, WAITING), Event.CANCEL, CANCELLED, SAME_ATTEMPT),
@@ -171,6 +179,8 @@ class SweepAction(StrEnum):
     """What the sweeper does with a request found in its due index."""
 
     REDRIVE = "redrive"
+    #: A running request whose lease has not ended: due again at the lease's end.
+    POSTPONE = "postpone"
     TIME_OUT = "time_out"
     CANCEL = "cancel"
     RESEND = "resend"
@@ -185,10 +195,14 @@ def sweep_action(
     attempt: int,
     max_attempts: int,
     cancel_requested: bool,
+    lease_expires_at: int | None = None,
 ) -> SweepAction:
     """The sweeper's decision for a request its due index listed.
 
-    A PROCESSING request is due when its lease expired: its worker is dead.
+    A PROCESSING request is due at its pickup time or its lease's end,
+    whichever its claim left first (`claim_due_at`): while the lease lasts its
+    worker is alive, and it is postponed to the lease's end; after, the worker
+    is dead.
     Asked to stop meanwhile, it ends CANCELLED rather than running again; out
     of attempts, it ends FAILED (TIMEOUT). An ended one is due only when its
     `complete` may not have gone out.
@@ -198,6 +212,8 @@ def sweep_action(
         return SweepAction.SKIP
     if transition(status, Event.COMPLETE_SENT):
         return SweepAction.RESEND
+    if status == Status.PROCESSING and lease_expires_at is not None and lease_expires_at > now:
+        return SweepAction.POSTPONE
     if status == Status.PROCESSING and cancel_requested:
         return SweepAction.CANCEL
     if status == Status.PROCESSING and attempt >= max_attempts:
@@ -205,6 +221,17 @@ def sweep_action(
     if transition(status, Event.REDRIVE):
         return SweepAction.REDRIVE
     return SweepAction.SKIP
+
+
+def claim_due_at(due_at: int | None, lease_expires_at: int) -> int:
+    """When a claimed request is next due for the sweeper: its lease's end, unless the
+    time it is already due at (its pickup time) comes first.
+
+    Keeping the pickup time saves the claim a write to the due index (a moved
+    `due_at` is a delete and a put there); a run still going then is postponed
+    once by the sweeper (`SweepAction.POSTPONE`).
+    """
+    return lease_expires_at if due_at is None else min(due_at, lease_expires_at)
 
 
 #: Not a stored status: an attempt's outcome when it failed and may be run again.

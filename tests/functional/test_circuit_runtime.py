@@ -11,6 +11,7 @@ from streamer.protocol import now_ms
 from tests.conftest import FakeContext
 from tests.functional import apps, helpers
 from tests.functional.helpers import Client, Stream
+from tests.functional.test_sweeper import management_delivery
 
 MINIMUM_CALLS = 3
 OPEN_S = 30
@@ -120,3 +121,27 @@ def test_sync_runs_count_too_and_refused_payloads_do_not(alice):
     assert alice.send({"action": "slow_sync", "id": "s-again"})["error"]["code"] == "UNAVAILABLE"
     answer = alice.send({"action": "count", "id": "c-good", "payload": {"to": 2}})
     assert answer["type"] == "response" and answer["data"] == [0, 1]
+
+
+def test_a_record_that_comes_again_while_the_circuit_is_open_still_sends_the_stored_complete(
+    alice, management
+):
+    # GIVEN requests that ran and ended, which opened their action's circuit
+    runtime.current().__dict__["delivery"] = management_delivery(management)
+    for n in range(MINIMUM_CALLS):
+        alice.send({"action": "explode", "id": f"x-{n}"})
+    batch = Stream().next_event()
+    processor.handler(batch, FakeContext())
+    instance_breaker().flush(force=True)
+    first = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+
+    # WHEN Lambda delivers the batch again (its workers may have died before their completes)
+    processor.handler(batch, FakeContext())
+
+    # THEN each stored complete goes out again, with its seq, though the circuit is open
+    again = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+    assert len(first) == MINIMUM_CALLS and len(again) == 2 * MINIMUM_CALLS
+    assert sorted((m["request_id"], m["seq"]) for m in again) == sorted(
+        (m["request_id"], m["seq"]) for m in first * 2
+    )
+    assert apps.runs.count("x-0") == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streamer import runtime, store
+from streamer.audience import Audience
 from streamer.models import owner_key
 from streamer.poller import poll_due
 from streamer.processor import Processor
@@ -182,3 +185,39 @@ def test_a_sync_action_cannot_wait(alice):
     # THEN the caller is told it failed, and nothing is left waiting
     assert answer["type"] == "response" and answer["error"]["code"] == "PROCESSING_FAILED"
     assert store.waiting_requests("us-east-1", now_ms() + 10_000) == []
+
+
+class PollerDied(BaseException):
+    """The poller stops here: nothing after this line of it runs."""
+
+
+def test_a_complete_lost_with_its_poller_is_sent_by_the_sweeper_once(
+    alice, management, monkeypatch
+):
+    # GIVEN a job whose last poll stores the outcome, and a poller that dies at the complete
+    start_job(alice, "j-1", 2)
+    real_send = Audience.send
+
+    def die_at_the_complete(self, message, **kwargs):
+        if message["type"] == "complete":
+            raise PollerDied
+        return real_send(self, message, **kwargs)
+
+    monkeypatch.setattr(Audience, "send", die_at_the_complete)
+    with pytest.raises(PollerDied):
+        poll_until_idle()
+    monkeypatch.setattr(Audience, "send", real_send)
+    item = store.get_request(OWNER, "j-1")
+    assert item.status == "COMPLETED"
+    assert not [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+
+    # WHEN the sweeper runs before the poll's claim ended, and after
+    delivery = runtime.current().delivery
+    early = sweep("us-east-1", delivery, now=int(item.due_at) - 1)
+    late = sweep("us-east-1", delivery, now=int(item.due_at))
+    again = sweep("us-east-1", delivery, now=int(item.due_at) + 60_000)
+
+    # THEN the stored complete goes out once, after the claim
+    assert early.resent == [] and late.resent == ["j-1"] and again.resent == []
+    [complete] = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
+    assert complete["status"] == "COMPLETED" and complete["seq"] == int(item.seq)

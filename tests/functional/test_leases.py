@@ -123,7 +123,7 @@ class WorkerDied(BaseException):
     """The Lambda stops here: nothing after this line of the worker runs."""
 
 
-def test_a_complete_lost_with_its_worker_is_sent_by_the_sweeper_once(
+def test_a_complete_lost_with_its_worker_is_sent_when_lambda_delivers_the_batch_again(
     alice, management, monkeypatch
 ):
     # GIVEN a worker that stores the outcome and dies before the complete goes out
@@ -136,23 +136,55 @@ def test_a_complete_lost_with_its_worker_is_sent_by_the_sweeper_once(
         return real_send(self, message, **kwargs)
 
     monkeypatch.setattr(Audience, "send", die_at_the_complete)
+    batch = Stream().next_event()
     with pytest.raises(WorkerDied):
-        Stream().run()
+        processor.handler(batch, FakeContext())
     monkeypatch.setattr(Audience, "send", real_send)
     item = store.get_request(owner_key("t1", "alice"), "r-1")
     assert item.status == "COMPLETED"
     assert not [m for m in management.messages("conn-alice") if m["type"] == "complete"]
 
-    # WHEN the sweeper runs before the worker's lease ended, and after
-    early = sweep("us-east-1", runtime.current().delivery, now=int(item.due_at) - 1)
-    late = sweep("us-east-1", runtime.current().delivery, now=int(item.due_at))
-    again = sweep("us-east-1", runtime.current().delivery, now=int(item.due_at) + 60_000)
+    # WHEN Lambda delivers the failed batch again, and the sweeper runs after the lease
+    processor.handler(batch, FakeContext())
+    swept = sweep("us-east-1", runtime.current().delivery, now=10**15)
 
-    # THEN the stored complete goes out once, after the lease
-    assert early.resent == [] and late.resent == ["r-1"] and again.resent == []
+    # THEN the stored complete goes out once, from the batch's second run, with its seq;
+    # the request ran once and is not left for the sweeper
     [complete] = [m for m in management.messages("conn-alice") if m["type"] == "complete"]
     assert complete["status"] == "COMPLETED" and complete["result"]["pages"] == 1
     assert complete["seq"] == int(item.seq)
+    assert store.get_request(owner_key("t1", "alice"), "r-1").attempt == 1
+    assert swept.resent == [] and swept.redriven == []
+
+
+def test_a_record_that_comes_again_for_a_request_running_sends_nothing(alice, management):
+    # GIVEN a request claimed by a worker that is still running it
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1}})
+    batch = Stream().next_event()
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
+    assert store.claim_request(item, 1_000, 10**15)
+
+    # WHEN its record comes again
+    processor.handler(batch, FakeContext())
+
+    # THEN nothing is sent and nothing runs
+    assert management.messages("conn-alice") == []
+    assert store.get_request(owner_key("t1", "alice"), "r-1").status == "PROCESSING"
+
+
+def test_a_record_that_comes_again_for_a_request_cancelled_before_its_claim_sends_nothing(
+    alice, management
+):
+    # GIVEN a request cancelled before any worker claimed it (its complete went out then)
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1}})
+    alice.send({"action": "cancel", "request_id": "r-1"})
+    sent = len(management.messages("conn-alice"))
+
+    # WHEN its record reaches the processor
+    Stream().run()
+
+    # THEN no second complete is sent
+    assert len(management.messages("conn-alice")) == sent
 
 
 def test_a_request_whose_complete_went_out_leaves_the_sweepers_index(alice, management):

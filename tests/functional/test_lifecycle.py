@@ -7,10 +7,10 @@ import json
 import boto3
 import pytest
 
-from streamer import config, lifecycle, runtime, store
+from streamer import config, lifecycle, store
+from streamer.entry import processor
 from streamer.models import owner_key
-from streamer.sweeper import sweep
-from tests.conftest import REGION, load_event
+from tests.conftest import REGION, FakeContext, load_event
 from tests.functional.helpers import Client, Stream
 
 BUS = "streamer-lifecycle"
@@ -120,24 +120,26 @@ def test_without_a_bus_nothing_is_published(test_app, monkeypatch):
     assert lifecycle.publisher() is None
 
 
-def test_an_event_lost_with_its_worker_is_published_by_the_sweeper(bus_queue, management):
+def test_an_event_lost_with_its_worker_is_published_when_the_batch_comes_again(
+    bus_queue, management
+):
     # GIVEN a worker that sent its complete and died before it published its event
     alice = Client("conn-alice", user="alice", tenant="t1")
     alice.connect()
     alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1, "page_ms": 0}})
+    batch = Stream().next_event()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lifecycle, "request_ended", worker_dies)
         with pytest.raises(WorkerDied):
-            Stream().run()
+            processor.handler(batch, FakeContext())
     item = store.get_request(owner_key("t1", "alice"), "r-1")
     assert item.status == "COMPLETED" and received(bus_queue) == []
 
-    # WHEN the sweeper runs after the worker's lease
-    report = sweep(REGION, runtime.current().delivery, now=int(item.due_at))
+    # WHEN Lambda delivers the failed batch again
+    processor.handler(batch, FakeContext())
 
     # THEN the event is published (with the request's own duration), and the complete
     # repeated with its seq, which the client drops
-    assert report.resent == ["r-1"]
     [event] = received(bus_queue)
     assert event["detail-type"] == "Request Completed"
     assert event["detail"]["duration_ms"] == int(item.updated_at) - int(item.created_at)

@@ -161,3 +161,32 @@ def test_a_request_whose_update_fails_does_not_stop_the_sweep(test_app, manageme
     assert report.redriven == ["r-2"]
     assert report.failed == [f"{owner_key('t1', 'alice')}#r-1"]
     assert store.get_request(owner_key("t1", "alice"), "r-2").status == "PENDING"
+
+
+def test_a_run_longer_than_its_pickup_time_is_postponed_to_its_lease_and_redriven_after(
+    test_app, management
+):
+    # GIVEN a request claimed with a lease that ends after its pickup time
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    alice.send({"action": "generate_report", "id": "r-1", "payload": {"pages": 1}})
+    item = store.get_request(owner_key("t1", "alice"), "r-1")
+    pickup = int(item.due_at)
+    lease_end = pickup + 600_000
+    assert store.claim_request(item, pickup - 1_000, lease_end)
+
+    # THEN the claim left the request due at its pickup time (no write to the due index)
+    assert int(store.get_request(owner_key("t1", "alice"), "r-1").due_at) == pickup
+
+    # WHEN the sweeper runs at the pickup time, its worker still within the lease
+    during = sweep("us-east-1", runtime.current().delivery, now=pickup)
+    # THEN it is left running, due again at the lease's end
+    stored = store.get_request(owner_key("t1", "alice"), "r-1")
+    assert during.postponed == ["r-1"] and during.redriven == []
+    assert stored.status == PROCESSING and int(stored.due_at) == lease_end
+
+    # WHEN the sweeper runs after the lease, the worker having died
+    after = sweep("us-east-1", runtime.current().delivery, now=lease_end)
+    # THEN the request is re-driven
+    assert after.redriven == ["r-1"]
+    assert store.get_request(owner_key("t1", "alice"), "r-1").status == "PENDING"

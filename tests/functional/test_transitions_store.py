@@ -18,7 +18,7 @@ import pytest
 from streamer import config, schema, store
 from streamer.keys import owner_key, request_key
 from streamer.models import RequestItem, bind_models
-from streamer.transitions import TRANSITIONS, Event, Status, target, transition
+from streamer.transitions import TRANSITIONS, Event, Guard, Status, target, transition
 from tests.conftest import REGION, TABLES
 
 OWNER = owner_key("t1", "alice")
@@ -129,6 +129,7 @@ WRITES: dict[Event, Callable[[RequestItem], bool]] = {
     ),
     Event.CLAIM_POLL: lambda item: store.claim_poll(item, NOW, NOW + 60_000),
     Event.REDRIVE: lambda item: store.redrive_request(item, now_ms=NOW, next_due_at=NOW + 5, seq=4),
+    Event.POSTPONE: lambda item: store.postpone_request(item, until=NOW + 5),
     Event.COMPLETE: finish(Status.COMPLETED),
     Event.FAIL: finish(Status.FAILED),
     Event.CANCEL: finish(Status.CANCELLED),
@@ -174,12 +175,29 @@ def test_a_writer_whose_attempt_was_taken_over_is_refused(requests_table, event)
     assert not WRITES[event](item)
 
 
-@pytest.mark.parametrize("event", [Event.WAIT, Event.CLAIM_POLL, Event.REDRIVE])
+@pytest.mark.parametrize("event", [Event.WAIT, Event.CLAIM_POLL, Event.REDRIVE, Event.POSTPONE])
 def test_a_writer_whose_due_time_was_moved_is_refused(requests_table, event):
-    item = stored_in(next(row.source for row in TRANSITIONS if row.event == event))
+    item = stored_in(
+        next(
+            row.source
+            for row in TRANSITIONS
+            if row.event == event and Guard.SAME_DUE_AT in row.guards
+        )
+    )
     item.due_at = NOW - 2
 
     assert not WRITES[event](item)
+
+
+def test_a_running_attempt_hands_its_work_out_after_the_sweeper_postponed_it(requests_table):
+    # GIVEN a running attempt, whose request the sweeper made due later meanwhile
+    item = stored_in(Status.PROCESSING)
+    swept = store.get_request(OWNER, "r-1")
+    assert store.postpone_request(swept, until=NOW + 60_000)
+
+    # WHEN the attempt's handler returns Waiting, THEN its write is the attempt's to make
+    assert WRITES[Event.WAIT](item)
+    assert store.get_request(OWNER, "r-1").status == Status.WAITING
 
 
 def test_progress_is_refused_once_a_cancel_was_asked(requests_table):

@@ -32,6 +32,7 @@ REQUEST_TUNING = {
     config.MAX_ATTEMPTS,
     config.LEASE_MARGIN_S,
     config.PROCESSOR_CONCURRENCY,
+    config.DUE_SHARDS,
     config.CIRCUIT_WINDOW_S,
     config.CIRCUIT_FAILURE_RATIO,
     config.CIRCUIT_MINIMUM_CALLS,

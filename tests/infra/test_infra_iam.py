@@ -14,7 +14,8 @@ GET, PUT, UPDATE, DELETE, QUERY = (
     f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 )
 #: The circuit breaker's items in the connections table (streamer.store.circuits).
-CIRCUITS = {"dynamodb:BatchGetItem", UPDATE}
+BATCH_GET = "dynamodb:BatchGetItem"
+CIRCUITS = {BATCH_GET, UPDATE}
 #: Lifecycle events, on the region's own bus only.
 PUT_EVENTS = "events:PutEvents"
 STREAM_READ = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
@@ -54,14 +55,14 @@ CALLS: dict[str, dict[str, set[str]]] = {
     "sweeper": {
         **FORGET,
         "requests/index/by_due": {QUERY},
-        "requests": {UPDATE},
+        "requests": {BATCH_GET, UPDATE},
         "subscriptions": {QUERY, DELETE},
         "bus": {PUT_EVENTS},
     },
     "poller": {
         **FORGET,
         "requests/index/by_due": {QUERY},
-        "requests": {GET, UPDATE},
+        "requests": {BATCH_GET, GET, UPDATE},
         "subscriptions": {QUERY, DELETE},
         "connections": {DELETE} | CIRCUITS,
         "bus": {PUT_EVENTS},

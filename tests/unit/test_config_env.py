@@ -40,6 +40,7 @@ EVERY_VARIABLE = {
     config.TOPIC_RETENTION_S: "60",
     config.EVENT_BUS: "bus",
     config.POLLER_BATCH_SIZE: "7",
+    config.DUE_SHARDS: "12",
     config.LOG_DEBUG_SAMPLE_RATE: "0.25",
     config.STAGE: "prod",
     config.CIRCUIT_WINDOW_S: "90",
@@ -83,6 +84,7 @@ def test_every_variable_reaches_its_setting() -> None:
         topic_retention_s=60,
         event_bus="bus",
         poller_batch_size=7,
+        due_shards=12,
         log_debug_sample_rate=0.25,
         stage="prod",
         circuit_window_s=90,
@@ -137,6 +139,9 @@ def test_the_newer_settings_default_to_their_documented_values() -> None:
         (config.CIRCUIT_MINIMUM_CALLS, "0", "circuit_minimum_calls", 1),
         (config.CIRCUIT_OPEN_S, "1", "circuit_open_s", 1),
         (config.CIRCUIT_OPEN_S, "0", "circuit_open_s", 1),
+        (config.DUE_SHARDS, "0", "due_shards", 1),
+        (config.DUE_SHARDS, "128", "due_shards", 128),
+        (config.DUE_SHARDS, "129", "due_shards", 128),
     ],
 )
 def test_shares_are_kept_between_0_and_1_and_breaker_counts_at_least_1(

@@ -22,7 +22,14 @@ from streamer.events import Identity
 from streamer.execution import checked_result
 from streamer.handlers import Handler
 from streamer.protocol import ClientMessage, parse_client_message
-from streamer.transitions import Event, Status, SweepAction, after_attempt, sweep_action
+from streamer.transitions import (
+    Event,
+    Status,
+    SweepAction,
+    after_attempt,
+    claim_due_at,
+    sweep_action,
+)
 
 KIB = 1024
 
@@ -207,6 +214,32 @@ def test_a_lease_expires_at_its_due_time_not_a_millisecond_before() -> None:
     assert sweep(Status.PROCESSING, due_at=1000, now=999) is SweepAction.SKIP
     assert sweep(Status.PROCESSING, due_at=1000, now=1000) is SweepAction.REDRIVE
     assert sweep(Status.PROCESSING, due_at=1000, now=1001) is SweepAction.REDRIVE
+
+
+def test_a_running_request_due_before_its_lease_ends_is_postponed_until_it_ends() -> None:
+    # due at its pickup time, its lease ending later: the worker is alive
+    assert sweep(Status.PROCESSING, due_at=1000, now=1000, lease_expires_at=1001) is (
+        SweepAction.POSTPONE
+    )
+    assert sweep(Status.PROCESSING, due_at=1000, now=1001, lease_expires_at=1001) is (
+        SweepAction.REDRIVE
+    )
+    assert (
+        sweep(Status.PROCESSING, due_at=0, now=5, lease_expires_at=9, cancel_requested=True)
+        is SweepAction.POSTPONE
+    )
+    # only a running request has a lease to wait for
+    assert sweep(Status.RETRYING, due_at=0, now=5, lease_expires_at=9) is SweepAction.REDRIVE
+
+
+@pytest.mark.parametrize(
+    ("due_at", "lease", "expected"),
+    [(1000, 5000, 1000), (1000, 1000, 1000), (1000, 999, 999), (None, 5000, 5000)],
+)
+def test_a_claim_leaves_a_request_due_at_its_pickup_time_or_its_lease_end_if_sooner(
+    due_at: int | None, lease: int, expected: int
+) -> None:
+    assert claim_due_at(due_at, lease) == expected
 
 
 def test_a_request_with_no_due_time_is_never_swept() -> None:

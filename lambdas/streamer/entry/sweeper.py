@@ -12,4 +12,4 @@ from streamer.sweeper import sweep
 @invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime.current()
-    return sweep(rt.settings.region, rt.delivery, now_ms()).to_dict()
+    return sweep(rt.settings.region, rt.delivery, now_ms(), shards=rt.settings.due_shards).to_dict()

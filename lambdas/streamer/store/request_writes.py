@@ -10,27 +10,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamer.keys import poll_partition
+from streamer.keys import poll_partition, sweep_partition
 from streamer.models import PROCESSING, RequestItem
 from streamer.store.conditions import Held, condition, moves
 from streamer.store.errors import conditional
-from streamer.transitions import Event, ending
+from streamer.transitions import Event, claim_due_at, ending
 
 
 def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
     """PENDING -> PROCESSING for the attempt after the one `item` shows.
 
     On success `item` holds the new state. False if another worker claimed it,
-    it was cancelled, or it is not PENDING any more.
+    it was cancelled, or it is not PENDING any more. The request is due next at
+    `transitions.claim_due_at`; where that is the time it is due at already,
+    the claim leaves the due index alone.
     """
+    due_at = claim_due_at(_due_at(item), lease_expires_at)
     actions = [
         *moves(Event.CLAIM),
         RequestItem.attempt.add(1),
         RequestItem.lease_expires_at.set(lease_expires_at),
-        RequestItem.due_region.set(item.origin_region),
-        RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
+    if due_at != _due_at(item) or item.due_region is None:
+        actions += [
+            RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
+            RequestItem.due_at.set(due_at),
+        ]
     written = condition(Event.CLAIM, Held(attempt=int(item.attempt)))
     return conditional(lambda: item.update(actions=actions, condition=written))
 
@@ -81,10 +87,11 @@ def finish_request(
     """Move a request to a terminal status, if it is still in one of `from_statuses`.
 
     `attempt` must still be the request's attempt (the caller's lease; None:
-    the one `item` shows). With `deliver_by`, the request stays in the
-    sweeper's index until then, unless `complete_sent` takes it off first: a
-    `complete` lost with its worker is sent again. On success `item` holds the
-    final state.
+    the one `item` shows). The request leaves the sweeper's index, unless
+    `deliver_by` is given (a poll's end: no stream record comes again for a
+    poller that died): then it stays there until that time, unless
+    `complete_sent` takes it off first, and a `complete` lost with its poller
+    is sent by the sweeper. On success `item` holds the final state.
     """
     event = ending(status)
     actions = [
@@ -98,7 +105,7 @@ def finish_request(
         actions += [RequestItem.due_region.remove(), RequestItem.due_at.remove()]
     else:
         actions += [
-            RequestItem.due_region.set(item.origin_region),
+            RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
             RequestItem.due_at.set(deliver_by),
         ]
     if result is not None:
@@ -150,7 +157,7 @@ def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
     actions = [
         *moves(Event.DEFER),
         RequestItem.retry_after.set(until),
-        RequestItem.due_region.set(item.origin_region),
+        RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
         RequestItem.due_at.set(until),
         RequestItem.updated_at.set(now_ms),
     ]
@@ -158,16 +165,22 @@ def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 
-def redrive_request(item: RequestItem, *, now_ms: int, next_due_at: int, seq: int) -> bool:
+def redrive_request(
+    item: RequestItem, *, now_ms: int, next_due_at: int, seq: int, shard: int | None = None
+) -> bool:
     """Put a due request back to PENDING (a MODIFY the stream filter picks up).
 
     `seq` is the last one its messages may have used; the next attempt goes on
-    from there. Conditional on the request being unchanged since the sweeper
-    read it.
+    from there. `shard` (default: the request's own) re-keys it in the due
+    index, as after the shard count changed. Conditional on the request being
+    unchanged since the sweeper read it.
     """
+    shard = item.shard if shard is None else shard
     actions = [
         *moves(Event.REDRIVE),
         RequestItem.seq.set(seq),
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(sweep_partition(item.origin_region, shard)),
         RequestItem.due_at.set(next_due_at),
         RequestItem.lease_expires_at.remove(),
         RequestItem.retry_after.remove(),
@@ -207,7 +220,7 @@ def wait_request(
         RequestItem.poll_interval_ms.set(poll_interval_ms),
         RequestItem.deadline_at.set(deadline_at),
         failures,
-        RequestItem.due_region.set(poll_partition(item.origin_region)),
+        RequestItem.due_region.set(poll_partition(item.origin_region, item.shard)),
         RequestItem.due_at.set(poll_at),
         RequestItem.seq.set(seq),
         RequestItem.lease_expires_at.remove(),
@@ -217,18 +230,35 @@ def wait_request(
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 
-def claim_poll(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
+def claim_poll(
+    item: RequestItem, now_ms: int, lease_expires_at: int, shard: int | None = None
+) -> bool:
     """Take a due WAITING request for one poll; False if another poller took it first.
 
     The claim moves `due_at` to the lease's end, so the request leaves the due
     set (no second poller sees it) and comes back if this poller dies.
+    `shard` (default: the request's own) re-keys it, as `redrive_request` does.
     """
+    shard = item.shard if shard is None else shard
     actions = [
         *moves(Event.CLAIM_POLL),
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(poll_partition(item.origin_region, shard)),
         RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
     written = condition(Event.CLAIM_POLL, Held(attempt=int(item.attempt), due_at=_due_at(item)))
+    return conditional(lambda: item.update(actions=actions, condition=written))
+
+
+def postpone_request(item: RequestItem, *, until: int) -> bool:
+    """Make a running request due at `until` (its lease's end) instead of now.
+
+    Conditional on the request being as the sweeper read it: still PROCESSING,
+    at the same attempt and `due_at`.
+    """
+    actions = [*moves(Event.POSTPONE), RequestItem.due_at.set(until)]
+    written = condition(Event.POSTPONE, Held(attempt=int(item.attempt), due_at=_due_at(item)))
     return conditional(lambda: item.update(actions=actions, condition=written))
 
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from streamer import aws, schema
+from streamer.config import Settings
 from streamer.keys import poll_partition, request_key, sweep_partition
 from streamer.models import CANCELLED, RequestItem
 from streamer.store.conditions import Held, condition
 from streamer.store.errors import conditional, get_or_none, guard
 from streamer.transitions import Event, rows
 
+#: The shards read when a caller names none: those of the default shard count.
+EVERY_SHARD = range(Settings.due_shards)
+#: Keys one BatchGetItem takes, and the rounds of unprocessed keys asked again.
+BATCH_GET_MAX = 100
+UNPROCESSED_ROUNDS = 5
+UNPROCESSED_BACKOFF_S = 0.05
 BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY_DUE)
 
 
@@ -40,12 +49,36 @@ def cancel_requested(owner: str, request_id: str) -> bool:
     return item is None or bool(item.cancel_requested) or item.status == CANCELLED
 
 
-def due_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
-    """Requests of this region whose lease, retry time or pickup time has passed."""
-    partition = sweep_partition(region)
-    return guard(
-        lambda: list(RequestItem.by_due.query(partition, RequestItem.due_at <= now_ms, limit=limit))
+def due_requests(
+    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+) -> list[RequestItem]:
+    """Requests of this region whose lease, retry time or pickup time has passed, on `shards`."""
+    return _on_shards(
+        [sweep_partition(region, shard) for shard in shards], now_ms, limit, RequestItem.by_due
     )
+
+
+def _on_shards(partitions: list[str], now_ms: int, limit: int, index: Any) -> list[RequestItem]:
+    """Up to `limit` requests due by `now_ms`, found in each partition in turn.
+
+    The index projects only keys, so each request found is then read from the
+    table (consistently: what the caller decides on is the request as it is now).
+    """
+    keys: list[str] = []
+    for partition in partitions:
+        if len(keys) >= limit:
+            break
+        left = limit - len(keys)
+        found = guard(
+            lambda p=partition, n=left: list(index.query(p, RequestItem.due_at <= now_ms, limit=n))
+        )
+        keys += [item.request_key for item in found]
+    if not keys:
+        return []
+    items = guard(
+        lambda: {i.request_key: i for i in RequestItem.batch_get(keys, consistent_read=True)}
+    )
+    return [items[key] for key in keys if key in items]
 
 
 @dataclass(frozen=True)
@@ -56,10 +89,15 @@ class Unreadable:
     error: Exception
 
 
-def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | Unreadable]:
+def due_items(
+    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+) -> list[RequestItem | Unreadable]:
     """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
 
-    Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
+    Reads the sweeper's partition of each of `shards` in turn, up to `limit`
+    items in all; the index projects only keys, so the items are then read from
+    the table with consistent `BatchGetItem`s, and one that is gone meanwhile is
+    left out. Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
     https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)
     rather than PynamoDB's iterator, which parses as it reads and gives no key
     for an item it could not parse. The same Query on the index, so the same grant,
@@ -71,20 +109,52 @@ def due_items(region: str, now_ms: int, limit: int = 100) -> list[RequestItem | 
             region_name=RequestItem.Meta.region,
             endpoint_url=getattr(RequestItem.Meta, "host", None),
         )
-        pages = client.get_paginator("query").paginate(
-            TableName=RequestItem.Meta.table_name,
-            IndexName=BY_DUE.name,
-            KeyConditionExpression="#partition = :partition AND #due <= :now",
-            ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
-            ExpressionAttributeValues={
-                ":partition": {"S": sweep_partition(region)},
-                ":now": {"N": str(now_ms)},
-            },
-            PaginationConfig={"MaxItems": limit},
-        )
-        return [_parsed(raw) for page in pages for raw in page["Items"]]
+        keys: list[dict[str, Any]] = []
+        for shard in shards:
+            if len(keys) >= limit:
+                break
+            pages = client.get_paginator("query").paginate(
+                TableName=RequestItem.Meta.table_name,
+                IndexName=BY_DUE.name,
+                KeyConditionExpression="#partition = :partition AND #due <= :now",
+                ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
+                ExpressionAttributeValues={
+                    ":partition": {"S": sweep_partition(region, shard)},
+                    ":now": {"N": str(now_ms)},
+                },
+                PaginationConfig={"MaxItems": limit - len(keys)},
+            )
+            keys += [raw["request_key"] for page in pages for raw in page["Items"]]
+        return [_parsed(raw) for raw in _read(client, keys)]
 
     return guard(query)
+
+
+def _read(client: Any, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of these request keys (raw), in the keys' order, consistently read.
+
+    BatchGetItem takes at most 100 keys and may leave some unprocessed, to ask again
+    after an exponential backoff:
+    https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html
+    Keys still unprocessed after the last round are left for the next run.
+    """
+    table = RequestItem.Meta.table_name
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), BATCH_GET_MAX):
+        ask: dict[str, Any] = {
+            table: {"Keys": [{"request_key": k} for k in keys[start : start + BATCH_GET_MAX]]}
+        }
+        ask[table]["ConsistentRead"] = True
+        for round_ in range(UNPROCESSED_ROUNDS):
+            if round_:
+                time.sleep(UNPROCESSED_BACKOFF_S * 2 ** (round_ - 1))
+            answer = client.batch_get_item(RequestItems=ask)
+            for raw in answer.get("Responses", {}).get(table, []):
+                found[raw["request_key"]["S"]] = raw
+            ask = answer.get("UnprocessedKeys") or {}
+            if not ask:
+                break
+    return [found[k["S"]] for k in keys if k["S"] in found]
 
 
 def _parsed(raw: dict[str, Any]) -> RequestItem | Unreadable:
@@ -95,14 +165,12 @@ def _parsed(raw: dict[str, Any]) -> RequestItem | Unreadable:
         return Unreadable(raw.get("request_key", {}).get("S", ""), error)
 
 
-def waiting_requests(region: str, now_ms: int, limit: int = 100) -> list[RequestItem]:
-    """WAITING requests of this region whose poll time has come."""
-    return guard(
-        lambda: list(
-            RequestItem.by_due.query(
-                poll_partition(region), RequestItem.due_at <= now_ms, limit=limit
-            )
-        )
+def waiting_requests(
+    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+) -> list[RequestItem]:
+    """WAITING requests of this region whose poll time has come, on `shards`."""
+    return _on_shards(
+        [poll_partition(region, shard) for shard in shards], now_ms, limit, RequestItem.by_due
     )
 
 
