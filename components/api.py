@@ -111,8 +111,9 @@ class WebSocketApiArgs:
     """The functions behind the routes and the stage's name, throttling and logging."""
 
     api_name: str
-    authorizer: aws.lambda_.Function
-    routes: Mapping[str, aws.lambda_.Function]
+    #: The functions' `live` aliases: API Gateway never invokes $LATEST.
+    authorizer: aws.lambda_.Alias
+    routes: Mapping[str, aws.lambda_.Alias]
     stage_name: str
     throttle: Throttle
     log_retention_days: int
@@ -162,7 +163,8 @@ class WebSocketApi(pulumi.ComponentResource):
         aws.lambda_.Permission(
             f"{name}-authorizer-invoke",
             action="lambda:InvokeFunction",
-            function=args.authorizer.name,
+            function=args.authorizer.function_name,
+            qualifier=args.authorizer.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/authorizers/", authorizer.id),
             opts=child,
@@ -193,7 +195,8 @@ class WebSocketApi(pulumi.ComponentResource):
             aws.lambda_.Permission(
                 f"{name}-{slug}-invoke",
                 action="lambda:InvokeFunction",
-                function=function.name,
+                function=function.function_name,
+                qualifier=function.name,
                 principal="apigateway.amazonaws.com",
                 source_arn=pulumi.Output.concat(api.execution_arn, "/", args.stage_name, "/", key),
                 opts=child,

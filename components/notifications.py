@@ -112,11 +112,14 @@ class Notifications(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        function = self.publish.function
+        # Every trigger invokes the `live` alias, and the invoke configuration is the
+        # alias's: asynchronous settings are per qualifier (API_PutFunctionEventInvokeConfig).
+        function = self.publish.alias
 
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-invoke-config",
-            function_name=function.name,
+            function_name=function.function_name,
+            qualifier=function.name,
             maximum_retry_attempts=INVOKE_RETRIES,
             destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
                 on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
@@ -152,7 +155,8 @@ class Notifications(pulumi.ComponentResource):
             aws.lambda_.Permission(
                 f"{name}-{source}-invoke",
                 action="lambda:InvokeFunction",
-                function=function.name,
+                function=function.function_name,
+                qualifier=function.name,
                 principal=principal,
                 source_arn=source_arn,
                 opts=child,

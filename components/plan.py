@@ -94,6 +94,11 @@ class PlannedResource:
     depends_on: list[str] = field(default_factory=list)
     id: str | None = field(repr=False, default=None)
     outputs: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: Resource options the engine would apply: inputs Pulumi leaves as they are on updates,
+    #: refusing deletion (`protect`), and keeping the cloud resource when deleted.
+    ignore_changes: list[str] = field(repr=False, default_factory=list)
+    protect: bool = field(repr=False, default=False)
+    retain_on_delete: bool = field(repr=False, default=False)
 
 
 @dataclass
@@ -128,7 +133,11 @@ class Plan:
             "project": self.project,
             "stack": self.stack,
             "resources": [
-                {k: v for k, v in asdict(r).items() if k not in ("id", "outputs")}
+                {
+                    k: v
+                    for k, v in asdict(r).items()
+                    if k not in ("id", "outputs", "ignore_changes", "protect", "retain_on_delete")
+                }
                 for r in self.resources
             ],
             "outputs": self.outputs,
@@ -240,7 +249,24 @@ class PlanMocks(pulumi.runtime.Mocks):
             invoke = (
                 f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"
             )
-            outputs.update(name=name, arn=arn, invokeArn=invoke)
+            # publish=True: each deploy publishes a version (the mocks' is always "1").
+            version = "1" if args.inputs.get("publish") else "$LATEST"
+            outputs.update(
+                name=name,
+                arn=arn,
+                invokeArn=invoke,
+                version=version,
+                qualifiedArn=f"{arn}:{version}",
+            )
+        elif kind == "Alias":
+            # An alias's ARN is the function's qualified by the alias name
+            # (lambda/latest/dg/configuration-aliases.html).
+            function_arn = service_arn.format("lambda") + f"function:{args.inputs['functionName']}"
+            arn = f"{function_arn}:{name}"
+            invoke = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"
+            )
+            outputs.update(arn=arn, invokeArn=invoke)
         elif kind == "LayerVersion":
             layer_arn = service_arn.format("lambda") + f"layer:{args.inputs['layerName']}"
             outputs.update(layerArn=layer_arn, arn=f"{layer_arn}:1", version="1")
@@ -504,6 +530,9 @@ def _resources(monitor: _RecordingMonitor, plan_mocks: PlanMocks) -> list[Planne
                 ),
                 id=monitor.resources[urn].id or None,
                 outputs=monitor.resources[urn].state,
+                ignore_changes=[] if read else list(request.ignoreChanges),
+                protect=False if read else bool(request.protect),
+                retain_on_delete=False if read else bool(request.retainOnDelete),
             )
         )
     # Registration order depends on when outputs resolve; sort for stable diffs.

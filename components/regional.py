@@ -30,6 +30,7 @@ from components.api import (
 )
 from components.context import RegionalContext
 from components.dashboard import RegionDashboardArgs, region_dashboard
+from components.deployments import Deployments, DeploymentsArgs
 from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
 from components.insights import TenantInsights, TenantInsightsArgs
@@ -169,7 +170,8 @@ class RegionalStack(pulumi.ComponentResource):
             if function not in MADE_BY_COMPONENTS
         }
         self.functions["publish"] = notifications.publish
-        lambdas = {function: made.function for function, made in self.functions.items()}
+        # What every trigger invokes: each function's `live` alias.
+        lambdas = {function: made.alias for function, made in self.functions.items()}
 
         api = WebSocketApi(
             f"{name}-websocket",
@@ -233,12 +235,27 @@ class RegionalStack(pulumi.ComponentResource):
             aws.lambda_.Permission(
                 f"{name}-{function}-invoke",
                 action="lambda:InvokeFunction",
-                function=lambdas[function].name,
+                function=lambdas[function].function_name,
+                qualifier=lambdas[function].name,
                 principal="events.amazonaws.com",
                 source_arn=schedule.arn,
                 opts=child,
             )
-        self._watch(name, args, api, dead_letters, child)
+        alarms = self._watch(name, args, api, dead_letters, child)
+        if settings.rollout_settings.shifted:
+            # New versions reach traffic through CodeDeploy, rolled back by the alarms.
+            Deployments(
+                f"{name}-deployments",
+                DeploymentsArgs(
+                    prefix=args.prefix,
+                    region=args.region,
+                    rollout=settings.rollout_settings,
+                    functions=self.functions,
+                    rollback_alarms={f: alarms.rollback_alarms(f) for f in self.functions},
+                    alarms=list(alarms.alarms.values()),
+                ),
+                opts=child,
+            )
 
         self.url = api.url
         self.http_url = http_api.url
@@ -266,12 +283,12 @@ class RegionalStack(pulumi.ComponentResource):
         api: WebSocketApi,
         dead_letters: aws.sqs.Queue,
         opts: pulumi.ResourceOptions,
-    ) -> None:
+    ) -> ServiceAlarms:
         """The region's alarms, per-tenant views and dashboard, over every function."""
         function_names = {f: made.function.name for f, made in self.functions.items()}
         log_groups = {f: made.log_group_name for f, made in self.functions.items()}
         processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
-        ServiceAlarms(
+        alarms = ServiceAlarms(
             f"{name}-service-alarms",
             ServiceAlarmsArgs(
                 prefix=args.prefix,
@@ -304,6 +321,7 @@ class RegionalStack(pulumi.ComponentResource):
             ),
             opts=opts,
         )
+        return alarms
 
     @staticmethod
     def _account_logging_role(
