@@ -124,6 +124,8 @@ class WebSocketApiArgs:
     #: A custom domain mapped to the stage, with its ACM certificate in this region.
     domain_name: str | None = None
     certificate_arn: str | None = None
+    #: The access logs' customer-managed key; None: CloudWatch Logs' own encryption.
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class WebSocketApi(pulumi.ComponentResource):
@@ -305,6 +307,7 @@ class WebSocketApi(pulumi.ComponentResource):
             f"{name}-access-logs",
             name=args.access_log_group_name,
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
             opts=opts,
         )
         return aws.apigatewayv2.StageAccessLogSettingsArgs(

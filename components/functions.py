@@ -23,6 +23,9 @@ from streamer import catalog, config
 from streamer.schema import CONNECTIONS, REQUESTS, SUBSCRIPTIONS
 
 RUNTIME = "python3.12"
+#: A function's use of the stack's customer-managed key: decrypt its environment and read
+#: the encrypted tables and queues, make data keys to write them (components/keys.py).
+FUNCTION_KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 #: What a function in a VPC needs to manage its network interfaces: AWS's managed policy
 #: (lambda/latest/dg/configuration-vpc.html, "Required IAM permissions":
 #: ec2:CreateNetworkInterface, DescribeNetworkInterfaces, DescribeSubnets,
@@ -164,6 +167,11 @@ def function_args(
             *policies.table_statements(function, region.tables.arns),
             *policies.stream_statements(function, region.tables.requests_stream_arn),
             *statements,
+            *(
+                [policies.statement(FUNCTION_KMS_ACTIONS, [region.kms_key_arn])]
+                if region.kms_key_arn is not None
+                else []
+            ),
         ],
     )
 

@@ -152,6 +152,7 @@ class HttpApi(pulumi.ComponentResource):
             f"{name}-access-logs",
             name=f"/{args.region.prefix}/http-access",
             retention_in_days=settings.log_retention_days,
+            kms_key_id=args.region.kms_key_arn,
             opts=child,
         )
         stage = aws.apigatewayv2.Stage(

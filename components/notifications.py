@@ -88,11 +88,16 @@ class Notifications(pulumi.ComponentResource):
         dead_letters = aws.sqs.Queue(
             f"{name}-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,
-            sqs_managed_sse_enabled=True,
+            # SSE-SQS unless the stack has its own key (the two are exclusive).
+            sqs_managed_sse_enabled=args.region.kms_key_arn is None,
+            kms_master_key_id=args.region.kms_key_arn,
             opts=child,
         )
         topic = aws.sns.Topic(
-            f"{name}-topic", name=f"{args.region.prefix}-notifications", opts=child
+            f"{name}-topic",
+            name=f"{args.region.prefix}-notifications",
+            kms_master_key_id=args.region.kms_key_arn,
+            opts=child,
         )
         rule = aws.cloudwatch.EventRule(
             f"{name}-rule",

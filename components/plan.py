@@ -53,6 +53,7 @@ UNKNOWN = "[unknown]"
 PROVIDER_TYPE = "pulumi:providers:aws"
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 GET_PARAMETER = "aws:ssm/getParameter:getParameter"
+GET_CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
 #: The public parameters Powertools publishes its layers under, `{arch}/{python}/{version}`.
 POWERTOOLS_PARAMETER = re.compile(r"^/aws/service/powertools/python/([^/]+)/(python3\.\d+)/[^/]+$")
 #: The layer version the mocks' parameters name (AWS's counts up with each release).
@@ -258,7 +259,7 @@ class PlanMocks(pulumi.runtime.Mocks):
                 version=version,
                 qualifiedArn=f"{arn}:{version}",
             )
-        elif kind == "Alias":
+        elif args.typ == "aws:lambda/alias:Alias":
             # An alias's ARN is the function's qualified by the alias name
             # (lambda/latest/dg/configuration-aliases.html).
             function_arn = service_arn.format("lambda") + f"function:{args.inputs['functionName']}"
@@ -303,13 +304,27 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs.update(name=name, arn=service_arn.format("events") + f"event-bus/{name}")
         elif kind == "EventArchive":
             outputs.update(name=name, arn=service_arn.format("events") + f"archive/{name}")
+        elif kind == "Key":
+            key_id = (
+                hashlib.sha1(args.name.encode()).hexdigest()[:8] + "-0000-4000-8000-000000000000"
+            )
+            outputs.update(keyId=key_id, arn=service_arn.format("kms") + f"key/{key_id}")
+            resource_id = key_id
         elif kind == "EventSourceMapping":
             outputs["uuid"] = f"{args.name}-uuid"
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
-        """The one function the programs call: `aws.ssm.get_parameter`, for the managed
+        """The functions the programs call: `aws.get_caller_identity` (the account, for key
+        policies: components/keys.py) and `aws.ssm.get_parameter`, for the managed
         Powertools layer (components/powertools.py), answered as AWS publishes it."""
+        if args.token == GET_CALLER_IDENTITY:
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "id": ACCOUNT,
+                "userId": "AIDAEXAMPLEDEPLOYER",
+            }, []
         if args.token != GET_PARAMETER:
             raise NotImplementedError(f"no mock for {args.token}")
         name = args.args["name"]

@@ -34,6 +34,7 @@ from components.deployments import Deployments, DeploymentsArgs
 from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
 from components.insights import TenantInsights, TenantInsightsArgs
+from components.network import VpcEndpoints, VpcEndpointsArgs
 from components.notifications import Notifications, NotificationsArgs
 from components.package import Archive, Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
@@ -64,6 +65,8 @@ class RegionalStackArgs:
     settings: StackSettings
     tables: RegionalTables
     artifacts: Artifacts
+    #: The region's customer-managed key (components/keys.py); None: AWS's own keys.
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class RegionalStack(pulumi.ComponentResource):
@@ -89,7 +92,9 @@ class RegionalStack(pulumi.ComponentResource):
 
         # Alarms notify the region's topic (an alarm's SNS action must be in its own
         # region), and any targets configured for the region besides.
-        alarm_topic = aws.sns.Topic(f"{name}-alarms", opts=child)
+        alarm_topic = aws.sns.Topic(
+            f"{name}-alarms", kms_master_key_id=args.kms_key_arn, opts=child
+        )
         for index, subscription in enumerate(settings.alarm_subscriptions):
             aws.sns.TopicSubscription(
                 f"{name}-alarms-subscription-{index}",
@@ -129,9 +134,18 @@ class RegionalStack(pulumi.ComponentResource):
         dead_letters = aws.sqs.Queue(
             f"{name}-processor-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,
-            sqs_managed_sse_enabled=True,
+            # SSE-SQS unless the stack has its own key (the two are exclusive).
+            sqs_managed_sse_enabled=args.kms_key_arn is None,
+            kms_master_key_id=args.kms_key_arn,
             opts=child,
         )
+        if args.region in settings.vpc:
+            # The functions run in the stack's subnets: the endpoints they need there.
+            VpcEndpoints(
+                f"{name}-vpc-endpoints",
+                VpcEndpointsArgs(region=args.region, vpc=settings.vpc[args.region]),
+                opts=child,
+            )
         code = pulumi.FileArchive(str(args.artifacts.code.path))
         region = RegionalContext(
             prefix=args.prefix,
@@ -141,6 +155,8 @@ class RegionalStack(pulumi.ComponentResource):
             code_sha256=args.artifacts.code.sha256,
             layer_arns=layer_arns,
             alarm_actions=self.alarm_actions,
+            kms_key_arn=args.kms_key_arn,
+            vpc=settings.vpc.get(args.region),
         )
         notifications = Notifications(
             f"{name}-notifications",
@@ -193,6 +209,7 @@ class RegionalStack(pulumi.ComponentResource):
                 account_logging_role=self._account_logging_role(name, args, child),
                 domain_name=settings.domain_name,
                 certificate_arn=settings.certificate_arns.get(args.region),
+                kms_key_arn=args.kms_key_arn,
             ),
             opts=child,
         )
