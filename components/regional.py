@@ -8,6 +8,9 @@ on this region's replica stream with its dead-letter queue, a one-minute schedul
 scheduled function; and watching it all: an alarm topic with the configured subscribers,
 the alarms (components/service_alarms.py), the per-tenant Contributor Insights rules and
 saved queries (components/insights.py) and the region's dashboard (components/dashboard.py).
+Every trigger invokes a function's `live` alias; with `streamer:rollout` canary or linear,
+`Deployments` has CodeDeploy shift it to each new version (components/deployments.py).
+With `streamer:vpc`, the functions run in the region's subnets, with `VpcEndpoints`.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
