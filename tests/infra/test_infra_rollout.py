@@ -2,7 +2,10 @@
 the AppSpec, and the dynamic provider's CodeDeploy calls against botocore's Stubber
 answering as the API reference says (GetAlias, CreateDeployment, GetDeployment with
 `deploymentInfo.status` Created / Queued / InProgress / Baking / Ready / Succeeded /
-Failed / Stopped, codedeploy/latest/APIReference/API_DeploymentInfo.html)."""
+Failed / Stopped, codedeploy/latest/APIReference/API_DeploymentInfo.html). Not moto: its
+CodeDeploy (5.2) leaves every deployment `Created` and never moves an alias, so it could
+show neither a success nor a rollback; Stubber also checks each call's parameters and
+each response against botocore's service model."""
 
 from __future__ import annotations
 
