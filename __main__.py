@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.connections import ConnectionsAccess, ConnectionsAccessArgs
+from components.keys import region_key
 from components.package import Artifacts
 from components.regional import RegionalStack, RegionalStackArgs
 from components.settings import StackSettings
@@ -20,9 +21,21 @@ artifacts = Artifacts.load(settings.artifacts_dir, allow_placeholder=pulumi.runt
 artifacts.check_app(settings.runtime.app_module)
 
 providers = {region: aws.Provider(f"aws-{region}", region=region) for region in settings.regions}
+# Each region's customer-managed key (created or given), None for AWS's own keys.
+keys = {
+    region: region_key(f"{project}-{region}", settings, region, f"{project}-{stack}", provider)
+    for region, provider in providers.items()
+}
 tables = Tables(
     f"{project}-tables",
-    TablesArgs(regions=settings.regions, deletion_protection=settings.deletion_protection),
+    TablesArgs(
+        regions=settings.regions,
+        deletion_protection=settings.deletion_protection,
+        # Pulumi refuses to delete or replace protected tables; a replacement the stack
+        # allows (streamer:allowTableReplacement) must not be refused.
+        protect=settings.deletion_protection and not settings.allow_table_replacement,
+        kms_key_arns={region: key for region, key in keys.items() if key is not None},
+    ),
     opts=pulumi.ResourceOptions(providers=[providers[settings.home_region]]),
 )
 regions = {
@@ -34,6 +47,7 @@ regions = {
             settings=settings,
             tables=tables.in_region(region),
             artifacts=artifacts,
+            kms_key_arn=keys[region],
         ),
         opts=pulumi.ResourceOptions(providers=[providers[region]]),
     )

@@ -111,8 +111,9 @@ class WebSocketApiArgs:
     """The functions behind the routes and the stage's name, throttling and logging."""
 
     api_name: str
-    authorizer: aws.lambda_.Function
-    routes: Mapping[str, aws.lambda_.Function]
+    #: The functions' `live` aliases: API Gateway never invokes $LATEST.
+    authorizer: aws.lambda_.Alias
+    routes: Mapping[str, aws.lambda_.Alias]
     stage_name: str
     throttle: Throttle
     log_retention_days: int
@@ -123,6 +124,8 @@ class WebSocketApiArgs:
     #: A custom domain mapped to the stage, with its ACM certificate in this region.
     domain_name: str | None = None
     certificate_arn: str | None = None
+    #: The access logs' customer-managed key; None: CloudWatch Logs' own encryption.
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class WebSocketApi(pulumi.ComponentResource):
@@ -162,7 +165,8 @@ class WebSocketApi(pulumi.ComponentResource):
         aws.lambda_.Permission(
             f"{name}-authorizer-invoke",
             action="lambda:InvokeFunction",
-            function=args.authorizer.name,
+            function=args.authorizer.function_name,
+            qualifier=args.authorizer.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/authorizers/", authorizer.id),
             opts=child,
@@ -193,7 +197,8 @@ class WebSocketApi(pulumi.ComponentResource):
             aws.lambda_.Permission(
                 f"{name}-{slug}-invoke",
                 action="lambda:InvokeFunction",
-                function=function.name,
+                function=function.function_name,
+                qualifier=function.name,
                 principal="apigateway.amazonaws.com",
                 source_arn=pulumi.Output.concat(api.execution_arn, "/", args.stage_name, "/", key),
                 opts=child,
@@ -305,6 +310,7 @@ class WebSocketApi(pulumi.ComponentResource):
             f"{name}-access-logs",
             name=args.access_log_group_name,
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
             opts=opts,
         )
         return aws.apigatewayv2.StageAccessLogSettingsArgs(

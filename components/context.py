@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.settings import StackSettings
+from components.settings import StackSettings, VpcSettings
 from components.tables import RegionalTables
 
 
@@ -24,3 +24,7 @@ class RegionalContext:
     #: the dependency layer, the app's layer (if any), the tracing layer when traced.
     layer_arns: Sequence[pulumi.Input[str]]
     alarm_actions: Sequence[pulumi.Input[str]]
+    #: The region's customer-managed key (components/keys.py); None: AWS-owned keys.
+    kms_key_arn: pulumi.Input[str] | None = None
+    #: The region's VPC for the functions; None: none.
+    vpc: VpcSettings | None = None

@@ -17,11 +17,20 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import RegionalContext
-from components.settings import FunctionSize, StackSettings
+from components.rollout import LIVE_ALIAS
+from components.settings import FunctionSize, StackSettings, VpcSettings
 from streamer import catalog, config
 from streamer.schema import CONNECTIONS, REQUESTS, SUBSCRIPTIONS
 
 RUNTIME = "python3.12"
+#: A function's use of the stack's customer-managed key: decrypt its environment and read
+#: the encrypted tables and queues, make data keys to write them (components/keys.py).
+FUNCTION_KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+#: What a function in a VPC needs to manage its network interfaces: AWS's managed policy
+#: (lambda/latest/dg/configuration-vpc.html, "Required IAM permissions":
+#: ec2:CreateNetworkInterface, DescribeNetworkInterfaces, DescribeSubnets,
+#: DeleteNetworkInterface, AssignPrivateIpAddresses, UnassignPrivateIpAddresses).
+VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 ARCHITECTURE = "arm64"
 #: Variables whose value a component's resource gives: the WebSocket API's URL, the event
 #: bus (with lifecycle events on), the publish function's topic retention.
@@ -120,6 +129,12 @@ class StreamerFunctionArgs:
     log_retention_days: int
     tracing: bool
     statements: Sequence[dict[str, Any]] = field(default_factory=list)
+    #: CodeDeploy, not Pulumi, moves the `live` alias to a new version (components/rollout.py).
+    shifted: bool = False
+    #: The customer-managed key of the environment variables and the log group; None: AWS's.
+    kms_key_arn: pulumi.Input[str] | None = None
+    #: The VPC the function runs in; None: Lambda's own network.
+    vpc: VpcSettings | None = None
 
 
 def function_args(
@@ -146,19 +161,29 @@ def function_args(
         log_group_name=f"/{region.prefix}/{function}",
         log_retention_days=settings.log_retention_days,
         tracing=settings.tracing,
+        shifted=settings.rollout_settings.shifted,
+        kms_key_arn=region.kms_key_arn,
+        vpc=region.vpc,
         statements=[
             *policies.table_statements(function, region.tables.arns),
             *policies.stream_statements(function, region.tables.requests_stream_arn),
             *statements,
+            *(
+                [policies.statement(FUNCTION_KMS_ACTIONS, [region.kms_key_arn])]
+                if region.kms_key_arn is not None
+                else []
+            ),
         ],
     )
 
 
 class StreamerFunction(pulumi.ComponentResource):
-    """A function, its execution role and policy, and its log group (its alarms are the
-    region's: components/service_alarms.py)."""
+    """A function publishing a version at each change, its `live` alias (what every trigger
+    invokes), its execution role and policy, and its log group (its alarms are the region's:
+    components/service_alarms.py)."""
 
     function: aws.lambda_.Function
+    alias: aws.lambda_.Alias
     role: aws.iam.Role
     log_group_name: pulumi.Output[str]
 
@@ -177,6 +202,8 @@ class StreamerFunction(pulumi.ComponentResource):
             f"{name}-logs",
             name=args.log_group_name,
             retention_in_days=args.log_retention_days,
+            # The key's policy lets CloudWatch Logs use it (components/keys.py).
+            kms_key_id=args.kms_key_arn,
             opts=child,
         )
         statements = [
@@ -191,6 +218,16 @@ class StreamerFunction(pulumi.ComponentResource):
             policy=policies.document(statements),
             opts=child,
         )
+        waits_for: list[pulumi.Resource] = [policy, log_group]
+        if args.vpc is not None:
+            waits_for.append(
+                aws.iam.RolePolicyAttachment(
+                    f"{name}-vpc-access",
+                    role=self.role.name,
+                    policy_arn=VPC_ACCESS_POLICY,
+                    opts=child,
+                )
+            )
         self.function = aws.lambda_.Function(
             f"{name}-function",
             runtime=RUNTIME,
@@ -205,6 +242,17 @@ class StreamerFunction(pulumi.ComponentResource):
             # -1 (UNRESERVED) is Lambda's "no reservation".
             reserved_concurrent_executions=args.size.reserved_concurrency,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
+            # None: Lambda's AWS-managed key (configuration-envvars-encryption.html).
+            kms_key_arn=args.kms_key_arn,
+            vpc_config=None
+            if args.vpc is None
+            else aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=list(args.vpc.subnet_ids),
+                security_group_ids=list(args.vpc.security_group_ids),
+            ),
+            # Each change of code or configuration publishes a new version, which the
+            # `live` alias then points at (lambda/latest/dg/configuration-versions.html).
+            publish=True,
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(
                 mode="Active" if args.tracing else "PassThrough"
             ),
@@ -213,11 +261,24 @@ class StreamerFunction(pulumi.ComponentResource):
             ),
             # The policy and log group first, so the first invocation can already log
             # and reach its tables.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for),
+        )
+        self.alias = aws.lambda_.Alias(
+            f"{name}-live",
+            name=LIVE_ALIAS,
+            function_name=self.function.name,
+            # Created on the version just published. Once CodeDeploy shifts the alias, the
+            # version it is on is CodeDeploy's: Pulumi keeps whatever it finds (ignore_changes
+            # applies to updates only, so the first deploy still sets it).
+            function_version=self.function.version,
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["functionVersion"] if args.shifted else None
+            ),
         )
         self.log_group_name = log_group.name
         self.register_outputs(
             {
+                "alias_arn": self.alias.arn,
                 "function_arn": self.function.arn,
                 "function_name": self.function.name,
                 "role_arn": self.role.arn,

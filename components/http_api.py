@@ -59,7 +59,8 @@ class HttpApiArgs:
     function_name: str
     region: RegionalContext
     websocket_url: pulumi.Input[str]
-    authorizer: aws.lambda_.Function
+    #: The shared authorizer's `live` alias.
+    authorizer: aws.lambda_.Alias
 
 
 def cors_configuration(rules: CorsRules) -> aws.apigatewayv2.ApiCorsConfigurationArgs | None:
@@ -95,7 +96,7 @@ class HttpApi(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        function = self.function.function
+        function = self.function.alias
 
         api = aws.apigatewayv2.Api(
             f"{name}-api",
@@ -121,7 +122,8 @@ class HttpApi(pulumi.ComponentResource):
         aws.lambda_.Permission(
             f"{name}-authorizer-invoke",
             action="lambda:InvokeFunction",
-            function=args.authorizer.name,
+            function=args.authorizer.function_name,
+            qualifier=args.authorizer.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/authorizers/", authorizer.id),
             opts=child,
@@ -150,6 +152,7 @@ class HttpApi(pulumi.ComponentResource):
             f"{name}-access-logs",
             name=f"/{args.region.prefix}/http-access",
             retention_in_days=settings.log_retention_days,
+            kms_key_id=args.region.kms_key_arn,
             opts=child,
         )
         stage = aws.apigatewayv2.Stage(
@@ -170,11 +173,12 @@ class HttpApi(pulumi.ComponentResource):
         aws.lambda_.Permission(
             f"{name}-invoke",
             action="lambda:InvokeFunction",
-            function=function.name,
+            function=function.function_name,
+            qualifier=function.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/*/*/requests*"),
             opts=child,
         )
 
         self.url = stage.invoke_url
-        self.register_outputs({"url": self.url, "function_arn": function.arn})
+        self.register_outputs({"url": self.url, "alias_arn": function.arn})

@@ -88,11 +88,16 @@ class Notifications(pulumi.ComponentResource):
         dead_letters = aws.sqs.Queue(
             f"{name}-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,
-            sqs_managed_sse_enabled=True,
+            # SSE-SQS unless the stack has its own key (the two are exclusive).
+            sqs_managed_sse_enabled=args.region.kms_key_arn is None,
+            kms_master_key_id=args.region.kms_key_arn,
             opts=child,
         )
         topic = aws.sns.Topic(
-            f"{name}-topic", name=f"{args.region.prefix}-notifications", opts=child
+            f"{name}-topic",
+            name=f"{args.region.prefix}-notifications",
+            kms_master_key_id=args.region.kms_key_arn,
+            opts=child,
         )
         rule = aws.cloudwatch.EventRule(
             f"{name}-rule",
@@ -112,11 +117,14 @@ class Notifications(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        function = self.publish.function
+        # Every trigger invokes the `live` alias, and the invoke configuration is the
+        # alias's: asynchronous settings are per qualifier (API_PutFunctionEventInvokeConfig).
+        function = self.publish.alias
 
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-invoke-config",
-            function_name=function.name,
+            function_name=function.function_name,
+            qualifier=function.name,
             maximum_retry_attempts=INVOKE_RETRIES,
             destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
                 on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
@@ -152,7 +160,8 @@ class Notifications(pulumi.ComponentResource):
             aws.lambda_.Permission(
                 f"{name}-{source}-invoke",
                 action="lambda:InvokeFunction",
-                function=function.name,
+                function=function.function_name,
+                qualifier=function.name,
                 principal=principal,
                 source_arn=source_arn,
                 opts=child,

@@ -53,6 +53,7 @@ UNKNOWN = "[unknown]"
 PROVIDER_TYPE = "pulumi:providers:aws"
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 GET_PARAMETER = "aws:ssm/getParameter:getParameter"
+GET_CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
 #: The public parameters Powertools publishes its layers under, `{arch}/{python}/{version}`.
 POWERTOOLS_PARAMETER = re.compile(r"^/aws/service/powertools/python/([^/]+)/(python3\.\d+)/[^/]+$")
 #: The layer version the mocks' parameters name (AWS's counts up with each release).
@@ -94,6 +95,11 @@ class PlannedResource:
     depends_on: list[str] = field(default_factory=list)
     id: str | None = field(repr=False, default=None)
     outputs: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: Resource options the engine would apply: inputs Pulumi leaves as they are on updates,
+    #: refusing deletion (`protect`), and keeping the cloud resource when deleted.
+    ignore_changes: list[str] = field(repr=False, default_factory=list)
+    protect: bool = field(repr=False, default=False)
+    retain_on_delete: bool = field(repr=False, default=False)
 
 
 @dataclass
@@ -128,7 +134,11 @@ class Plan:
             "project": self.project,
             "stack": self.stack,
             "resources": [
-                {k: v for k, v in asdict(r).items() if k not in ("id", "outputs")}
+                {
+                    k: v
+                    for k, v in asdict(r).items()
+                    if k not in ("id", "outputs", "ignore_changes", "protect", "retain_on_delete")
+                }
                 for r in self.resources
             ],
             "outputs": self.outputs,
@@ -240,7 +250,24 @@ class PlanMocks(pulumi.runtime.Mocks):
             invoke = (
                 f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"
             )
-            outputs.update(name=name, arn=arn, invokeArn=invoke)
+            # publish=True: each deploy publishes a version (the mocks' is always "1").
+            version = "1" if args.inputs.get("publish") else "$LATEST"
+            outputs.update(
+                name=name,
+                arn=arn,
+                invokeArn=invoke,
+                version=version,
+                qualifiedArn=f"{arn}:{version}",
+            )
+        elif args.typ == "aws:lambda/alias:Alias":
+            # An alias's ARN is the function's qualified by the alias name
+            # (lambda/latest/dg/configuration-aliases.html).
+            function_arn = service_arn.format("lambda") + f"function:{args.inputs['functionName']}"
+            arn = f"{function_arn}:{name}"
+            invoke = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"
+            )
+            outputs.update(arn=arn, invokeArn=invoke)
         elif kind == "LayerVersion":
             layer_arn = service_arn.format("lambda") + f"layer:{args.inputs['layerName']}"
             outputs.update(layerArn=layer_arn, arn=f"{layer_arn}:1", version="1")
@@ -277,13 +304,27 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs.update(name=name, arn=service_arn.format("events") + f"event-bus/{name}")
         elif kind == "EventArchive":
             outputs.update(name=name, arn=service_arn.format("events") + f"archive/{name}")
+        elif kind == "Key":
+            key_id = (
+                hashlib.sha1(args.name.encode()).hexdigest()[:8] + "-0000-4000-8000-000000000000"
+            )
+            outputs.update(keyId=key_id, arn=service_arn.format("kms") + f"key/{key_id}")
+            resource_id = key_id
         elif kind == "EventSourceMapping":
             outputs["uuid"] = f"{args.name}-uuid"
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
-        """The one function the programs call: `aws.ssm.get_parameter`, for the managed
+        """The functions the programs call: `aws.get_caller_identity` (the account, for key
+        policies: components/keys.py) and `aws.ssm.get_parameter`, for the managed
         Powertools layer (components/powertools.py), answered as AWS publishes it."""
+        if args.token == GET_CALLER_IDENTITY:
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "id": ACCOUNT,
+                "userId": "AIDAEXAMPLEDEPLOYER",
+            }, []
         if args.token != GET_PARAMETER:
             raise NotImplementedError(f"no mock for {args.token}")
         name = args.args["name"]
@@ -504,6 +545,9 @@ def _resources(monitor: _RecordingMonitor, plan_mocks: PlanMocks) -> list[Planne
                 ),
                 id=monitor.resources[urn].id or None,
                 outputs=monitor.resources[urn].state,
+                ignore_changes=[] if read else list(request.ignoreChanges),
+                protect=False if read else bool(request.protect),
+                retain_on_delete=False if read else bool(request.retainOnDelete),
             )
         )
     # Registration order depends on when outputs resolve; sort for stable diffs.

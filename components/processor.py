@@ -31,7 +31,8 @@ class ProcessorMappingArgs:
     """The processor, the stream it reads, where failures go and how batches are shaped."""
 
     region: str
-    function: aws.lambda_.Function
+    #: The processor's `live` alias: the mapping invokes it, never $LATEST.
+    function: aws.lambda_.Alias
     stream_arn: pulumi.Input[str]
     dead_letter_queue: aws.sqs.Queue
     settings: ProcessorSettings

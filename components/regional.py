@@ -8,6 +8,9 @@ on this region's replica stream with its dead-letter queue, a one-minute schedul
 scheduled function; and watching it all: an alarm topic with the configured subscribers,
 the alarms (components/service_alarms.py), the per-tenant Contributor Insights rules and
 saved queries (components/insights.py) and the region's dashboard (components/dashboard.py).
+Every trigger invokes a function's `live` alias; with `streamer:rollout` canary or linear,
+`Deployments` has CodeDeploy shift it to each new version (components/deployments.py).
+With `streamer:vpc`, the functions run in the region's subnets, with `VpcEndpoints`.
 Posting to clients (`execute-api:ManageConnections`) is granted afterwards by
 `ConnectionsAccess`, because it names every region's API.
 """
@@ -30,9 +33,11 @@ from components.api import (
 )
 from components.context import RegionalContext
 from components.dashboard import RegionDashboardArgs, region_dashboard
+from components.deployments import Deployments, DeploymentsArgs
 from components.functions import ARCHITECTURE, RUNTIME, StreamerFunction, function_args
 from components.http_api import HttpApi, HttpApiArgs
 from components.insights import TenantInsights, TenantInsightsArgs
+from components.network import VpcEndpoints, VpcEndpointsArgs
 from components.notifications import Notifications, NotificationsArgs
 from components.package import Archive, Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
@@ -63,6 +68,8 @@ class RegionalStackArgs:
     settings: StackSettings
     tables: RegionalTables
     artifacts: Artifacts
+    #: The region's customer-managed key (components/keys.py); None: AWS's own keys.
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class RegionalStack(pulumi.ComponentResource):
@@ -88,7 +95,9 @@ class RegionalStack(pulumi.ComponentResource):
 
         # Alarms notify the region's topic (an alarm's SNS action must be in its own
         # region), and any targets configured for the region besides.
-        alarm_topic = aws.sns.Topic(f"{name}-alarms", opts=child)
+        alarm_topic = aws.sns.Topic(
+            f"{name}-alarms", kms_master_key_id=args.kms_key_arn, opts=child
+        )
         for index, subscription in enumerate(settings.alarm_subscriptions):
             aws.sns.TopicSubscription(
                 f"{name}-alarms-subscription-{index}",
@@ -128,9 +137,18 @@ class RegionalStack(pulumi.ComponentResource):
         dead_letters = aws.sqs.Queue(
             f"{name}-processor-dead-letters",
             message_retention_seconds=DEAD_LETTER_RETENTION_S,
-            sqs_managed_sse_enabled=True,
+            # SSE-SQS unless the stack has its own key (the two are exclusive).
+            sqs_managed_sse_enabled=args.kms_key_arn is None,
+            kms_master_key_id=args.kms_key_arn,
             opts=child,
         )
+        if args.region in settings.vpc:
+            # The functions run in the stack's subnets: the endpoints they need there.
+            VpcEndpoints(
+                f"{name}-vpc-endpoints",
+                VpcEndpointsArgs(region=args.region, vpc=settings.vpc[args.region]),
+                opts=child,
+            )
         code = pulumi.FileArchive(str(args.artifacts.code.path))
         region = RegionalContext(
             prefix=args.prefix,
@@ -140,6 +158,8 @@ class RegionalStack(pulumi.ComponentResource):
             code_sha256=args.artifacts.code.sha256,
             layer_arns=layer_arns,
             alarm_actions=self.alarm_actions,
+            kms_key_arn=args.kms_key_arn,
+            vpc=settings.vpc.get(args.region),
         )
         notifications = Notifications(
             f"{name}-notifications",
@@ -169,7 +189,8 @@ class RegionalStack(pulumi.ComponentResource):
             if function not in MADE_BY_COMPONENTS
         }
         self.functions["publish"] = notifications.publish
-        lambdas = {function: made.function for function, made in self.functions.items()}
+        # What every trigger invokes: each function's `live` alias.
+        lambdas = {function: made.alias for function, made in self.functions.items()}
 
         api = WebSocketApi(
             f"{name}-websocket",
@@ -191,6 +212,7 @@ class RegionalStack(pulumi.ComponentResource):
                 account_logging_role=self._account_logging_role(name, args, child),
                 domain_name=settings.domain_name,
                 certificate_arn=settings.certificate_arns.get(args.region),
+                kms_key_arn=args.kms_key_arn,
             ),
             opts=child,
         )
@@ -233,12 +255,27 @@ class RegionalStack(pulumi.ComponentResource):
             aws.lambda_.Permission(
                 f"{name}-{function}-invoke",
                 action="lambda:InvokeFunction",
-                function=lambdas[function].name,
+                function=lambdas[function].function_name,
+                qualifier=lambdas[function].name,
                 principal="events.amazonaws.com",
                 source_arn=schedule.arn,
                 opts=child,
             )
-        self._watch(name, args, api, dead_letters, child)
+        alarms = self._watch(name, args, api, dead_letters, child)
+        if settings.rollout_settings.shifted:
+            # New versions reach traffic through CodeDeploy, rolled back by the alarms.
+            Deployments(
+                f"{name}-deployments",
+                DeploymentsArgs(
+                    prefix=args.prefix,
+                    region=args.region,
+                    rollout=settings.rollout_settings,
+                    functions=self.functions,
+                    rollback_alarms={f: alarms.rollback_alarms(f) for f in self.functions},
+                    alarms=list(alarms.alarms.values()),
+                ),
+                opts=child,
+            )
 
         self.url = api.url
         self.http_url = http_api.url
@@ -266,12 +303,12 @@ class RegionalStack(pulumi.ComponentResource):
         api: WebSocketApi,
         dead_letters: aws.sqs.Queue,
         opts: pulumi.ResourceOptions,
-    ) -> None:
+    ) -> ServiceAlarms:
         """The region's alarms, per-tenant views and dashboard, over every function."""
         function_names = {f: made.function.name for f, made in self.functions.items()}
         log_groups = {f: made.log_group_name for f, made in self.functions.items()}
         processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
-        ServiceAlarms(
+        alarms = ServiceAlarms(
             f"{name}-service-alarms",
             ServiceAlarmsArgs(
                 prefix=args.prefix,
@@ -304,6 +341,7 @@ class RegionalStack(pulumi.ComponentResource):
             ),
             opts=opts,
         )
+        return alarms
 
     @staticmethod
     def _account_logging_role(

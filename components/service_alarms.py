@@ -66,6 +66,7 @@ class ServiceAlarms(pulumi.ComponentResource):
         tuning = settings.alarms
         evaluation = Evaluation(tuning.evaluation_periods, tuning.datapoints_to_alarm)
         self.alarms = {}
+        self._prefix = args.prefix
 
         def named(suffix: str) -> str:
             return f"{args.prefix}-{suffix}"
@@ -180,6 +181,14 @@ class ServiceAlarms(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.alarms.values())),
         )
         self.register_outputs({"unhealthy": self.unhealthy.arn})
+
+    def rollback_alarms(self, function: str) -> list[str]:
+        """The alarms whose firing rolls back a new version of `function` (components/
+        rollout.py): its error rate (the authorizer: its crashes), async requests' p99 and
+        the processor's dead letters, the symptoms a bad version shows first."""
+        own = [f"{self._prefix}-{function}-{kind}" for kind in ("error-rate", "crashes")]
+        shared = [f"{self._prefix}-{kind}" for kind in ("async-p99", "dead-letters")]
+        return [name for name in (*own, *shared) if name in self.alarms]
 
 
 def unhealthy_rule(alarm_names: Sequence[str] | Mapping[str, object]) -> str:

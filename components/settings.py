@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pulumi
 
+from components.rollout import STRATEGIES, Rollout
 from streamer import catalog
 from streamer.config import Settings as RuntimeSettings
 from streamer.cors import CorsRules, InvalidCorsRules
@@ -46,6 +47,14 @@ _CERTIFICATE_ARN = re.compile(
 _LAYER_VERSION_ARN = re.compile(
     r"^arn:aws[a-z-]*:lambda:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:layer:[a-zA-Z0-9_-]+:\d+$"
 )
+#: A KMS key's ARN; group 1 is its region.
+_KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:key/[a-zA-Z0-9-]+$"
+)
+_SUBNET, _SECURITY_GROUP = re.compile(r"^subnet-[0-9a-f]+$"), re.compile(r"^sg-[0-9a-f]+$")
+_VPC, _ROUTE_TABLE = re.compile(r"^vpc-[0-9a-f]+$"), re.compile(r"^rtb-[0-9a-f]+$")
+#: A Lambda function takes at most 16 subnets and 5 security groups (API_VpcConfig.html).
+MAX_SUBNETS, MAX_SECURITY_GROUPS = 16, 5
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
 
 
@@ -184,6 +193,19 @@ class Throttle:
 
 
 @dataclass(frozen=True)
+class VpcSettings:
+    """One region's VPC for the functions (`streamer:vpc.<region>`): docs/deploying.md, "VPC"."""
+
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    #: Route tables of the subnets, which the DynamoDB gateway endpoint is added to.
+    route_table_ids: tuple[str, ...]
+    #: An EventBridge interface endpoint in the subnets (else events go through the NAT).
+    event_bridge_endpoint: bool = False
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Everything one stack is configured with."""
 
@@ -224,6 +246,23 @@ class StackSettings:
     #: The managed Powertools layer given for some regions (`powertools_layer_arns`); the
     #: others look it up (components/powertools.py).
     powertools_layer_arns: Mapping[str, str] = field(default_factory=dict)
+    #: How a new version reaches traffic (components/rollout.py): all-at-once, canary, linear.
+    rollout: str = "all-at-once"
+    rollout_percent: int = 10
+    rollout_interval_minutes: int = 5
+    #: Let a change replace a table (new key schema or name): its items would be lost.
+    allow_table_replacement: bool = False
+    #: Create a customer-managed KMS key in each region (components/keys.py).
+    customer_managed_key: bool = False
+    #: Customer-managed keys given by ARN, by region (`kms_key_arns`).
+    kms_key_arns: Mapping[str, str] = field(default_factory=dict)
+    #: The functions' VPC, by region; none: Lambda's own network.
+    vpc: Mapping[str, VpcSettings] = field(default_factory=dict)
+
+    @property
+    def rollout_settings(self) -> Rollout:
+        """`rollout`, `rolloutPercent` and `rolloutIntervalMinutes` together."""
+        return Rollout(self.rollout, self.rollout_percent, self.rollout_interval_minutes)
 
     @property
     def home_region(self) -> str:
@@ -278,6 +317,13 @@ class StackSettings:
             domain_name=config.get("domainName"),
             certificate_arns=certificate_arns(config.get("certificateArn")),
             powertools_layer_arns=powertools_layer_arns(config.get("powertoolsLayerArn"), regions),
+            rollout=config.get("rollout") or "all-at-once",
+            rollout_percent=_int_or(config.get_int("rolloutPercent"), 10),
+            rollout_interval_minutes=_int_or(config.get_int("rolloutIntervalMinutes"), 5),
+            allow_table_replacement=bool(config.get_bool("allowTableReplacement")),
+            customer_managed_key=bool(config.get_bool("customerManagedKey")),
+            kms_key_arns=kms_key_arns(config.get("kmsKeyArn"), regions),
+            vpc=vpc_settings(config.get_object("vpc"), regions),
         )
         settings.check()
         return settings
@@ -334,6 +380,27 @@ class StackSettings:
         self._check_alarms()
         self._check_functions()
         self._check_domain()
+        self._check_rollout()
+        if self.customer_managed_key and self.kms_key_arns:
+            raise ConfigError(
+                "streamer:customerManagedKey and streamer:kmsKeyArn: create keys or give them, "
+                "not both"
+            )
+
+    def _check_rollout(self) -> None:
+        if self.rollout not in STRATEGIES:
+            raise ConfigError(
+                f"streamer:rollout: {self.rollout!r} is not one of {', '.join(STRATEGIES)}"
+            )
+        # CodeDeploy's TimeBasedCanary/TimeBasedLinear take a whole percentage and minutes
+        # (API_TimeBasedCanary.html, API_TimeBasedLinear.html); 100 % would be all at once.
+        if not 1 <= self.rollout_percent <= 99:
+            raise ConfigError(f"streamer:rolloutPercent: {self.rollout_percent} is not in [1, 99]")
+        if not 1 <= self.rollout_interval_minutes <= 2880:
+            raise ConfigError(
+                f"streamer:rolloutIntervalMinutes: {self.rollout_interval_minutes} is not in "
+                "[1, 2880] (two days, the longest CodeDeploy waits)"
+            )
 
     def _check_domain(self) -> None:
         if (self.domain_name is None) != (not self.certificate_arns):
@@ -481,6 +548,73 @@ def powertools_layer_arns(value: str | None, regions: tuple[str, ...]) -> dict[s
             # A function's layers must be in its region (configuration-layers.html).
             raise ConfigError(f"{key}: {arn!r} is not in {region}, the function's region")
     return arns
+
+
+def kms_key_arns(value: str | None, regions: tuple[str, ...]) -> dict[str, str]:
+    """`streamer:kmsKeyArn` by region: a map region -> key ARN covering every region, or one
+    ARN with `{region}` standing for each (a multi-Region key's replicas share their id)."""
+    if not value:
+        return {}
+    key = "streamer:kmsKeyArn"
+    if value.lstrip().startswith("{"):
+        arns = {region: str(arn) for region, arn in json.loads(value).items()}
+    else:
+        arns = {region: value.replace("{region}", region) for region in regions}
+    if set(arns) != set(regions):
+        raise ConfigError(f"{key}: give a key for each of {list(regions)}, got {sorted(arns)}")
+    for region, arn in arns.items():
+        match = _KMS_KEY_ARN.match(arn)
+        if match is None:
+            raise ConfigError(f"{key}: {arn!r} is not a KMS key ARN")
+        if match.group(1) != region:
+            # A table, queue, topic or log group takes a key of its own region only.
+            raise ConfigError(f"{key}: {arn!r} is not in {region}")
+    return arns
+
+
+def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]:
+    """`streamer:vpc`: by region, `{vpcId, subnetIds, securityGroupIds, routeTableIds,
+    eventBridgeEndpoint}`; every configured region or none."""
+    if not given:
+        return {}
+    if not isinstance(given, dict) or set(given) != set(regions):
+        raise ConfigError(f"streamer:vpc: give a VPC for each of {list(regions)}")
+    found = {}
+    for region, entry in given.items():
+        key = f"streamer:vpc.{region}"
+        fields = {"vpcId", "subnetIds", "securityGroupIds", "routeTableIds"}
+        if not isinstance(entry, dict) or not fields <= set(entry):
+            raise ConfigError(f"{key}: give {sorted(fields)} (and eventBridgeEndpoint)")
+        unknown = set(entry) - fields - {"eventBridgeEndpoint"}
+        if unknown:
+            raise ConfigError(f"{key}: unknown keys {sorted(unknown)}")
+        settings = VpcSettings(
+            vpc_id=str(entry["vpcId"]),
+            subnet_ids=tuple(entry["subnetIds"]),
+            security_group_ids=tuple(entry["securityGroupIds"]),
+            route_table_ids=tuple(entry["routeTableIds"]),
+            event_bridge_endpoint=config_value(
+                f"vpc.{region}.eventBridgeEndpoint", entry.get("eventBridgeEndpoint", False), False
+            ),
+        )
+        _check_vpc(key, settings)
+        found[region] = settings
+    return found
+
+
+def _check_vpc(key: str, vpc: VpcSettings) -> None:
+    if not _VPC.match(vpc.vpc_id):
+        raise ConfigError(f"{key}.vpcId: {vpc.vpc_id!r} is not a VPC id")
+    for name, ids, pattern, most in (
+        ("subnetIds", vpc.subnet_ids, _SUBNET, MAX_SUBNETS),
+        ("securityGroupIds", vpc.security_group_ids, _SECURITY_GROUP, MAX_SECURITY_GROUPS),
+        ("routeTableIds", vpc.route_table_ids, _ROUTE_TABLE, 255),
+    ):
+        if not 1 <= len(ids) <= most:
+            raise ConfigError(f"{key}.{name}: give 1 to {most}")
+        for value in ids:
+            if not pattern.match(str(value)):
+                raise ConfigError(f"{key}.{name}: {value!r} is not such an id")
 
 
 def _camel(name: str) -> str:

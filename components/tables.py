@@ -9,7 +9,7 @@ names and that region's ARNs (table and stream), which the region's functions us
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -27,6 +27,11 @@ class TablesArgs:
 
     regions: Sequence[str]
     deletion_protection: bool = False
+    #: Pulumi refuses to delete or replace the tables (prod, unless replacement is allowed).
+    protect: bool = False
+    #: The customer-managed key of each region (the home table's and each replica's);
+    #: none: DynamoDB's AWS-managed key.
+    kms_key_arns: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,9 @@ class Tables(pulumi.ComponentResource):
             ],
             ttl=aws.dynamodb.TableTtlArgs(attribute_name=schema.ttl_attribute, enabled=True),
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
-            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
+                enabled=True, kms_key_arn=args.kms_key_arns.get(self._home)
+            ),
             stream_enabled=stream_view is not None,
             stream_view_type=stream_view,
             deletion_protection_enabled=args.deletion_protection,
@@ -95,10 +102,16 @@ class Tables(pulumi.ComponentResource):
                     point_in_time_recovery=True,
                     deletion_protection_enabled=args.deletion_protection,
                     propagate_tags=True,
+                    # A replica is encrypted with a key of its own region.
+                    kms_key_arn=args.kms_key_arns.get(region),
                 )
                 for region in self._replica_regions
             ],
-            opts=pulumi.ResourceOptions(parent=self),
+            # With deletion protection the table's items outlive the stack: Pulumi keeps
+            # the table when its resource goes (docs/deploying.md, "Changing the tables").
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.deletion_protection
+            ),
         )
 
     def in_region(self, region: str) -> RegionalTables:

@@ -28,6 +28,11 @@ def function(plan: Plan, region: str, name: str) -> PlannedResource:
     return plan.named(f"{PROJECT}-{region}-{name}-function")
 
 
+def alias(plan: Plan, region: str, name: str) -> PlannedResource:
+    """The `live` alias of function `name`: what every trigger invokes."""
+    return plan.named(f"{PROJECT}-{region}-{name}-live")
+
+
 def functions(plan: Plan, region: str) -> dict[str, PlannedResource]:
     """Every function of `region` (the components' included), by its short name (`router`)."""
     return {

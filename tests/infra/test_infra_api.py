@@ -15,7 +15,7 @@ from components.api import CONNECT, DEFAULT, DISCONNECT, WebSocketApi, WebSocket
 from components.plan import Plan, PlanMocks
 from components.settings import Throttle
 
-from .graph import PROJECT, function
+from .graph import PROJECT, alias, function
 
 pytestmark = pytest.mark.infra
 
@@ -55,7 +55,7 @@ def test_authorizer_guards_connect_and_nothing_else(
     assert authorizer.inputs["identitySources"] == ["route.request.querystring.token"]
     assert (
         authorizer.inputs["authorizerUri"]
-        == (function(plan, region, "authorizer").outputs["invokeArn"])
+        == (alias(plan, region, "authorizer").outputs["invokeArn"])
     )
 
 
@@ -99,7 +99,8 @@ def test_routes_invoke_their_functions_only_from_this_api(
         for r in api_resources(plan, region, "aws:lambda/permission:Permission")
     }
 
-    # THEN each route proxies to its function, which only this API's stage may invoke
+    # THEN each route proxies to its function's live alias, which only this API's stage
+    # may invoke
     for key, name in behind.items():
         slug = key.lstrip("$")
         route = plan.named(f"{PROJECT}-{region}-websocket-{slug}-route")
@@ -107,8 +108,11 @@ def test_routes_invoke_their_functions_only_from_this_api(
         target = function(plan, region, name)
         assert route.inputs["target"] == f"integrations/{integration.id}"
         assert integration.inputs["integrationType"] == "AWS_PROXY"
-        assert integration.inputs["integrationUri"] == target.outputs["invokeArn"]
+        assert (
+            integration.inputs["integrationUri"] == alias(plan, region, name).outputs["invokeArn"]
+        )
         permission = permissions[target.outputs["name"]]
+        assert permission.inputs["qualifier"] == "live"
         assert permission.inputs["principal"] == "apigateway.amazonaws.com"
         assert permission.inputs["sourceArn"] == f"{execution_arn}/{stage}/{key}"
     authorizer = plan.named(f"{PROJECT}-{region}-websocket-authorizer")
@@ -222,13 +226,19 @@ def websocket_trigger(plan_mocks: PlanMocks, router_name: str = "router") -> str
 
     def program() -> None:
         functions = {
-            name: aws.lambda_.Function(
-                name,
-                name=router_name if name == "router" else name,
-                role="arn:aws:iam::123456789012:role/r",
-                runtime="python3.12",
-                handler="h.handler",
-                code=pulumi.AssetArchive({}),
+            name: aws.lambda_.Alias(
+                f"{name}-live",
+                name="live",
+                function_name=aws.lambda_.Function(
+                    name,
+                    name=router_name if name == "router" else name,
+                    role="arn:aws:iam::123456789012:role/r",
+                    runtime="python3.12",
+                    handler="h.handler",
+                    code=pulumi.AssetArchive({}),
+                    publish=True,
+                ).name,
+                function_version="1",
             )
             for name in ("authorizer", "connect", "disconnect", "router")
         }

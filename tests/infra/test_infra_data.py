@@ -9,7 +9,7 @@ import pytest
 from components.plan import Plan
 from streamer import schema
 
-from .graph import PROJECT, function, requests_stream_arn
+from .graph import PROJECT, alias, requests_stream_arn
 
 pytestmark = pytest.mark.infra
 
@@ -99,7 +99,7 @@ def test_mapping_reads_only_its_regions_pending_requests(
     # THEN it reads this region's replica stream, new or changed PENDING items of this region
     assert mapping["eventSourceArn"] == requests_stream_arn(plan, region)
     assert f":{region}:" in mapping["eventSourceArn"]
-    assert mapping["functionName"] == function(plan, region, "processor").outputs["arn"]
+    assert mapping["functionName"] == alias(plan, region, "processor").outputs["arn"]
     assert pattern == {
         "eventName": ["INSERT", "MODIFY"],
         "dynamodb": {"NewImage": {"status": {"S": ["PENDING"]}, "origin_region": {"S": [region]}}},

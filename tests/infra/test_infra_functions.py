@@ -16,7 +16,7 @@ from streamer import catalog, config
 from streamer.catalog import Trigger
 
 from .conftest import run_stack
-from .graph import PROJECT, environment, function, functions, grants
+from .graph import PROJECT, alias, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
@@ -264,9 +264,10 @@ def test_scheduled_functions_run_every_minute(
 
     # WHEN it is read  THEN it invokes the function once a minute, and only it may
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
-    assert target.inputs["arn"] == scheduled.outputs["arn"]
+    assert target.inputs["arn"] == alias(plan, region, name).outputs["arn"]
     assert target.inputs["rule"] == rule.outputs["name"]
     assert permission.inputs["function"] == scheduled.outputs["name"]
+    assert permission.inputs["qualifier"] == "live"
     assert permission.inputs["principal"] == "events.amazonaws.com"
     assert permission.inputs["sourceArn"] == rule.outputs["arn"]
 
@@ -274,7 +275,7 @@ def test_scheduled_functions_run_every_minute(
 def _triggers(plan: Plan, region: str) -> dict[str, set[Trigger]]:
     """What invokes each function of `region`, read from its invoke permissions and mappings."""
     by_name = {fn.outputs["name"]: name for name, fn in functions(plan, region).items()}
-    by_arn = {fn.outputs["arn"]: name for name, fn in functions(plan, region).items()}
+    by_arn = {alias(plan, region, name).outputs["arn"]: name for name in functions(plan, region)}
     schedules = {
         rule.outputs["arn"]
         for rule in plan.of_type("aws:cloudwatch/eventRule:EventRule")

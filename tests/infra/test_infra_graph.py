@@ -36,6 +36,8 @@ PER_REGION = Counter(
         "aws:iam/rolePolicy:RolePolicy": FUNCTIONS + 5,
         "aws:cloudwatch/logGroup:LogGroup": FUNCTIONS + 1,
         "aws:lambda/function:Function": FUNCTIONS,
+        # Each function's `live` alias, which every trigger invokes.
+        "aws:lambda/alias:Alias": FUNCTIONS,
         # The dependency layer, and the tracing layer (every stack file turns tracing on).
         "aws:lambda/layerVersion:LayerVersion": 2,
         "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * (FUNCTIONS + 1) + 4 + 1,
@@ -69,6 +71,19 @@ PER_REGION = Counter(
 #: The HTTP API (components/http_api.py): its function and role, the API with its JWT
 #: authorizer, two routes, one integration, the stage and its access logs, one permission.
 HTTP_API = RESOURCES + Counter({"streamer:components:HttpApi": 1})
+#: A canary or linear rollout (prod, staging): CodeDeploy's service role and its managed
+#: policy, one Lambda application, and per function (the HTTP API's too) a deployment group
+#: and the dynamic resource that starts its alias's shift (components/deployments.py).
+GRADUAL_ROLLOUT = Counter(
+    {
+        "streamer:components:Deployments": 1,
+        "aws:iam/role:Role": 1,
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
+        "aws:codedeploy/application:Application": 1,
+        "aws:codedeploy/deploymentGroup:DeploymentGroup": FUNCTIONS + 1,
+        "pulumi-python:dynamic/streamer:AliasDeployment": FUNCTIONS + 1,
+    }
+)
 #: Each region reads its account bootstrap (API Gateway's CloudWatch role) through a stack
 #: reference and creates no account-level resource (tests/infra/test_infra_bootstrap.py).
 BOOTSTRAP_CHECK = Counter({"pulumi:pulumi:StackReference": 1})
@@ -79,7 +94,11 @@ TABLES = Counter({"streamer:components:Tables": 1, "aws:dynamodb/table:Table": 3
     ("stack", "regions", "per_region"),
     [
         ("dev", ["us-east-1"], PER_REGION + HTTP_API + BOOTSTRAP_CHECK),
-        ("prod", ["us-east-1", "eu-west-1"], PER_REGION + HTTP_API + BOOTSTRAP_CHECK),
+        (
+            "prod",
+            ["us-east-1", "eu-west-1"],
+            PER_REGION + HTTP_API + BOOTSTRAP_CHECK + GRADUAL_ROLLOUT,
+        ),
     ],
 )
 def test_each_region_has_exactly_the_expected_resources(

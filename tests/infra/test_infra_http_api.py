@@ -12,7 +12,7 @@ from components.plan import Plan
 from streamer import config, entry
 
 from .conftest import run_stack
-from .graph import PROJECT, environment, function, grants, table_arns, type_counts
+from .graph import PROJECT, alias, environment, function, grants, table_arns, type_counts
 from .test_infra_functions import COMMON, REQUEST_TUNING, TABLES
 
 pytestmark = pytest.mark.infra
@@ -26,6 +26,7 @@ RESOURCES = Counter(
         "aws:iam/role:Role": 1,
         "aws:iam/rolePolicy:RolePolicy": 1,
         "aws:lambda/function:Function": 1,
+        "aws:lambda/alias:Alias": 1,
         "aws:cloudwatch/logGroup:LogGroup": 2,
         "aws:apigatewayv2/api:Api": 1,
         "aws:apigatewayv2/authorizer:Authorizer": 1,
@@ -106,8 +107,7 @@ def test_both_routes_use_the_websockets_authorizer_function_with_simple_response
         == websocket_authorizer(plan, region).inputs["authorizerUri"]
     )
     assert (
-        authorizer.inputs["authorizerUri"]
-        == function(plan, region, "authorizer").outputs["invokeArn"]
+        authorizer.inputs["authorizerUri"] == alias(plan, region, "authorizer").outputs["invokeArn"]
     )
     assert authorizer.inputs["authorizerPayloadFormatVersion"] == "2.0"
     assert authorizer.inputs["enableSimpleResponses"] is True
@@ -188,7 +188,7 @@ def test_both_routes_reach_the_http_function_by_payload_format_2(
 
     assert integration.inputs["integrationType"] == "AWS_PROXY"
     assert integration.inputs["payloadFormatVersion"] == "2.0"
-    assert integration.inputs["integrationUri"] == http.outputs["invokeArn"]
+    assert integration.inputs["integrationUri"] == alias(plan, region, "http").outputs["invokeArn"]
     for route in routes(plan, region).values():
         assert route.inputs["target"] == f"integrations/{integration.id}"
     # Only this API may invoke the function, on its /requests paths.

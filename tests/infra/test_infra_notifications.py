@@ -11,7 +11,7 @@ from components.plan import Plan
 from streamer import config
 
 from .conftest import run_stack
-from .graph import PROJECT, environment, function, functions, grants
+from .graph import PROJECT, alias, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
@@ -33,13 +33,12 @@ def test_the_bus_rule_sends_real_time_notifications_to_the_publish_function(
     plan: Plan = request.getfixturevalue(stack)
     bus, rule, target = (named(plan, region, s) for s in ("bus", "rule", "target"))
     dlq = named(plan, region, "dead-letters")
-    publish = function(plan, region, "publish")
 
     # WHEN they are read  THEN only `Real-time Notification` events of the bus reach the
     # function, retried for an hour, then parked in the queue
     assert rule.inputs["eventBusName"] == bus.outputs["name"]
     assert json.loads(rule.inputs["eventPattern"]) == {"detail-type": ["Real-time Notification"]}
-    assert target.inputs["arn"] == publish.outputs["arn"]
+    assert target.inputs["arn"] == alias(plan, region, "publish").outputs["arn"]
     assert target.inputs["eventBusName"] == bus.outputs["name"]
     assert target.inputs["retryPolicy"] == {
         "maximumEventAgeInSeconds": 3600,
@@ -63,12 +62,13 @@ def test_the_sns_topic_invokes_the_publish_function_and_failures_reach_the_dlq(
 
     assert subscription.inputs["topic"] == topic.outputs["arn"]
     assert subscription.inputs["protocol"] == "lambda"
-    assert subscription.inputs["endpoint"] == publish.outputs["arn"]
+    assert subscription.inputs["endpoint"] == alias(plan, region, "publish").outputs["arn"]
     assert json.loads(subscription.inputs["redrivePolicy"]) == {
         "deadLetterTargetArn": dlq.outputs["arn"]
     }
     # A failed invocation (malformed message, store down) is retried twice, then parked.
     assert invoke.inputs["functionName"] == publish.outputs["name"]
+    assert invoke.inputs["qualifier"] == "live"
     assert invoke.inputs["maximumRetryAttempts"] == 2
     assert invoke.inputs["destinationConfig"] == {"onFailure": {"destination": dlq.outputs["arn"]}}
 
@@ -143,7 +143,7 @@ def test_lifecycle_events_follow_the_stack_setting(
         # AND the bus still brings other systems' notifications to the publish function
         target = named(plan, region, "target")
         assert target.inputs["eventBusName"] == bus.outputs["name"]
-        assert target.inputs["arn"] == function(plan, region, "publish").outputs["arn"]
+        assert target.inputs["arn"] == alias(plan, region, "publish").outputs["arn"]
         assert plan.outputs["eventBuses"][region] == bus.outputs["name"]
 
 
