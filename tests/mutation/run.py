@@ -77,8 +77,12 @@ MODULES: dict[str, Module] = {
     ),
     "ratelimit": Module(
         "ratelimit.py",
-        ("tests/unit/test_token_bucket.py",),
-        functions=("TokenBucket",),
+        (
+            "tests/unit/test_token_bucket.py",
+            "tests/unit/test_rate_limit.py",
+            "tests/unit/test_rate_limit_model.py",
+        ),
+        functions=("TokenBucket", "decide", "charged", "reconcile", "reported"),
     ),
     "protocol": Module(
         "protocol.py",

@@ -124,6 +124,8 @@ def test_the_newer_settings_default_to_their_documented_values() -> None:
         settings.circuit_minimum_calls,
         settings.circuit_open_s,
     ) == (60, 0.5, 20, 30)
+    # and the due index is spread over 4 shards (a deployed stack sets 64)
+    assert settings.due_shards == 4
 
 
 @pytest.mark.parametrize(
