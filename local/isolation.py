@@ -8,8 +8,9 @@ the invocations it serves
 (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html,
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
 So here: an invocation takes an idle worker process, or starts one (a cold
-start: the new process imports the handler, Lambda's init phase, before it
-runs the invocation), and gives it back when done; at most the function's
+start: `local.zygote` forks it with the shared libraries loaded, and it
+imports the handler, Lambda's init phase, before it runs the invocation),
+and gives it back when done; at most the function's
 concurrency of them exist, and invocations past that wait for one (or, at a
 reserved concurrency, are throttled, as `LambdaFunction` does). The stack's
 process keeps the gateway and the triggers; the functions run on every core.
@@ -29,9 +30,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,8 +41,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
+from local import zygote
 from local.functions import FunctionError, FunctionSpec, LambdaFunction
 from local.worker import INIT_ERROR, READY
+from local.zygote import EXITED
 
 log = logging.getLogger("local.functions")
 
@@ -50,12 +53,6 @@ Instructions = dict
 NO_INSTRUCTIONS: Instructions = {}
 #: Lambda's limit for a new environment's initialisation, which its timeout does not count.
 INIT_TIMEOUT_S = 10.0
-#: The worker's first line: the stack's `sys.path` (where `--app-path` put the app, and
-#: wherever `local` was found), then `local.worker`; the stack's working directory stays.
-BOOTSTRAP = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[2])['sys_path']; "
-    "from local.worker import main; main(sys.argv[1:])"
-)
 
 
 def exit_message(aws_request_id: str, returncode: int | None) -> str:
@@ -76,24 +73,17 @@ def exit_message(aws_request_id: str, returncode: int | None) -> str:
 
 @dataclass
 class _Worker:
-    """One execution environment: its process and our end of the socket pair."""
+    """One execution environment: its process (the zygote's child) and our end of its socket."""
 
-    process: subprocess.Popen
+    pid: int
     connection: Connection
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-
-    def returncode(self, wait_s: float) -> int | None:
-        try:
-            return self.process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            return None
+            os.kill(self.pid, signal.SIGKILL)
 
     def discard(self) -> None:
         self.kill()
-        self.process.wait()
         self.connection.close()
 
 
@@ -145,7 +135,7 @@ class IsolatedFunction(LambdaFunction):
         """The processes of the function's execution environments, idle or busy."""
         with self._lock:
             workers = self._idle + [i.worker for i in self._running.values()]
-        return [worker.process.pid for worker in workers]
+        return [worker.pid for worker in workers]
 
     def kill(self, invocation: Invocation) -> bool:
         """End the worker running `invocation` at once; False if it already ended."""
@@ -161,31 +151,25 @@ class IsolatedFunction(LambdaFunction):
         invocation.worker.kill()
         return True
 
-    def _setup(self) -> str:
-        return json.dumps(
-            {
-                "spec": asdict(self.spec),
-                "region": self._region,
-                "account_id": self._account_id,
-                "sys_path": sys.path,
-                "log_level": logging.getLogger().getEffectiveLevel(),
-                "faults": self._instructions is not None,
-            }
-        )
+    def _setup(self) -> dict:
+        return {
+            "spec": asdict(self.spec),
+            "region": self._region,
+            "account_id": self._account_id,
+            "sys_path": sys.path,
+            "log_level": logging.getLogger().getEffectiveLevel(),
+            "faults": self._instructions is not None,
+        }
 
     def _start_worker(self) -> _Worker:
         """A new execution environment, once it has imported the handler (the init phase)."""
         ours, theirs = socket.socketpair()
         started = time.monotonic()
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-c", BOOTSTRAP, str(theirs.fileno()), self._setup()],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-            )
+            pid = zygote.shared().fork(self._setup(), theirs.fileno())
         finally:
             theirs.close()
-        worker = _Worker(process, Connection(ours.detach()))
+        worker = _Worker(pid, Connection(ours.detach()))
         try:
             ready = worker.connection.poll(INIT_TIMEOUT_S)
             answer = worker.connection.recv() if ready else None
@@ -197,7 +181,7 @@ class IsolatedFunction(LambdaFunction):
             log.info(
                 "%s: new execution environment, pid %d, init %.0f ms (%.0f ms to ready)",
                 self.spec.name,
-                process.pid,
+                pid,
                 answer[1],
                 (time.monotonic() - started) * 1000,
             )
@@ -265,12 +249,15 @@ class IsolatedFunction(LambdaFunction):
                 message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
                 log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
                 raise FunctionError(self.spec.name, "TimeoutError", message)
-            return connection.recv()
-        except (EOFError, OSError) as error:
-            elapsed = time.monotonic() - started
-            message = exit_message(invocation.aws_request_id, invocation.worker.returncode(1.0))
-            log.warning("%s after %.0f ms: %s", self.spec.name, elapsed * 1000, message)
-            raise FunctionError(self.spec.name, "Runtime.ExitError", message) from error
+            reply = connection.recv()
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        if reply[0] != EXITED:
+            return reply
+        elapsed = time.monotonic() - started
+        message = exit_message(invocation.aws_request_id, reply[1])
+        log.warning("%s after %.0f ms: %s", self.spec.name, elapsed * 1000, message)
+        raise FunctionError(self.spec.name, "Runtime.ExitError", message)
 
     def close(self) -> None:
         """Let running invocations finish (the pool waits), then stop the idle workers."""
@@ -282,6 +269,7 @@ class IsolatedFunction(LambdaFunction):
         for worker in idle:
             with contextlib.suppress(OSError):
                 worker.connection.send(None)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.process.wait(timeout=5)
+                # It answers by ending: the zygote reports its exit.
+                if worker.connection.poll(5):
+                    worker.connection.recv()
             worker.discard()

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local import dynamodb, static_site, tokens
+from local import dynamodb, static_site, tokens, zygote
 from local.apigateway import DEFAULT_ROUTE, Api
 from local.batch_provider import BatchProvider
 from local.event_source_mapping import EventSourceMapping, MappingConfig
@@ -444,6 +444,7 @@ class Stack:
             self._mapping.stop()
         for function in self._functions.values():
             function.close()
+        zygote.stop_shared()
         if self._http is not None:
             self._http.close()
         if self._batch_provider is not None:

@@ -1,14 +1,13 @@
-"""One Lambda execution environment, a process `local.isolation` starts with FD and SETUP_JSON.
+"""One Lambda execution environment: a process forked by `local.zygote` for `local.isolation`.
 
-The stack (`local.isolation.BOOTSTRAP`) starts this process with one end of a socket
-pair as file descriptor FD and talks to it over
+It gets one end of a socket pair, over which the stack talks to it with
 `multiprocessing.connection`. As Lambda's runtime does, it first imports the
 handler (the init phase) and says whether that worked, then runs one
 invocation at a time, each with a context rebuilt from what the stack sent
 (request id, deadline), and answers with the handler's JSON or its error.
 It ends when told to, or when the stack is gone (its end of the pair closes).
 
-SETUP_JSON holds the function's spec, region, account, the stack's
+Its setup holds the function's spec, region, account, the stack's
 `sys.path` (where `--app-path` put the app) and log level, and whether this
 environment takes fault instructions (`local.faults`).
 """
@@ -60,6 +59,9 @@ def serve(connection: Connection, setup: dict) -> None:
         from local.faults import CallFaults
 
         faults = CallFaults.install()
+    from local.calls import CallLog
+
+    calls = CallLog.from_env(spec.name)
     started = time.monotonic()
     handler, failure = _import_handler(spec.handler)
     if failure is not None:
@@ -76,6 +78,8 @@ def serve(connection: Connection, setup: dict) -> None:
         aws_request_id, deadline, event_json, instructions = message
         if faults is not None:
             faults.arm(instructions)
+        if calls is not None:
+            calls.invocation = aws_request_id
         context = LambdaContext(
             spec, setup["region"], setup["account_id"], aws_request_id, deadline
         )
@@ -87,8 +91,8 @@ def serve(connection: Connection, setup: dict) -> None:
         connection.send(reply)
 
 
-def main(argv: list[str]) -> None:
-    descriptor, setup = int(argv[0]), json.loads(argv[1])
+def main(descriptor: int, setup: dict) -> None:
+    """Serve on the socket `descriptor` as `setup` says (`local.zygote` forks and calls this)."""
     logging.basicConfig(
         level=setup["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
