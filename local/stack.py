@@ -293,6 +293,9 @@ class Stack:
             os.environ.update(self._event_bus.environment)
         account = self.api.account_id
         self._functions = self._make_functions()
+        if options.invocations == PROCESSES or self._faults is not None:
+            # Its libraries load now, not at the first cold start.
+            await asyncio.to_thread(zygote.shared)
         wiring = wire(self._functions)
 
         self._ingress = Ingress(wiring.notifications, options.region, account)
