@@ -20,6 +20,7 @@ zygote ends when the stack does (its control socket closes).
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import socket
@@ -158,6 +159,9 @@ def main(descriptor: int) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # What is loaded now stays out of the children's garbage collections, which would
+    # otherwise touch (and so copy) every page they share with the zygote.
+    gc.freeze()
     with socket.socket(fileno=descriptor) as control:
         serve(control)
     os._exit(0)
