@@ -294,8 +294,11 @@ class Stack:
         account = self.api.account_id
         self._functions = self._make_functions()
         if options.invocations == PROCESSES or self._faults is not None:
-            # Its libraries load now, not at the first cold start.
-            await asyncio.to_thread(zygote.shared)
+            # Its libraries and the entry points load now, once, not at every cold start.
+            entry_points = tuple(
+                sorted({f.spec.handler.rpartition(".")[0] for f in self._functions.values()})
+            )
+            await asyncio.to_thread(zygote.shared, entry_points)
         wiring = wire(self._functions)
 
         self._ingress = Ingress(wiring.notifications, options.region, account)

@@ -3,10 +3,14 @@
 A worker process started from nothing spends most of its cold start loading
 the interpreter and the libraries every function shares (botocore, PynamoDB,
 PyJWT, cryptography), which on a small shared machine made each cold start
-cost most of a second of CPU. The zygote imports those libraries once
-(never the functions' own code: each new environment still imports its
-handler, Lambda's init phase) and forks one child per environment the
-stack asks for.
+cost most of a second of CPU, and seconds under load, so a burst of
+connections outwaited the handshake. The zygote imports those libraries once,
+and the modules the stack names (the catalog's entry points: the stack passes
+them), and forks one child per environment the stack asks for. What a cold
+start still does in each new environment: resolve its handler, and on its
+first invocation build the runtime (settings, clients) and import the
+application's module (`STREAMER_APP`), the user's code. Nothing the zygote
+imported has run a handler, so every environment starts with fresh state.
 
 The stack talks to it over a Unix socket (`control`): each request carries
 the environment's end of a socket pair (`socket.send_fds`), its setup and
@@ -155,8 +159,8 @@ def serve(control: socket.socket) -> None:
         control.sendall(_SIZE.pack(pid))
 
 
-def main(descriptor: int) -> None:
-    for name in PRELOAD:
+def main(descriptor: int, modules: list[str]) -> None:
+    for name in (*PRELOAD, *modules):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     # What is loaded now stays out of the children's garbage collections, which would
@@ -173,17 +177,19 @@ class Zygote:
     #: Its first line: the stack's `sys.path` (where `local` was found), then this module.
     BOOTSTRAP = (
         "import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
-        "from local.zygote import main; main(int(sys.argv[1]))"
+        "from local.zygote import main; main(int(sys.argv[1]), json.loads(sys.argv[3]))"
     )
 
-    def __init__(self) -> None:
+    def __init__(self, modules: tuple[str, ...] = ()) -> None:
+        """`modules`: imported by the zygote too (beyond `PRELOAD`)."""
         import json
         import subprocess
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        arguments = [str(theirs.fileno()), json.dumps(sys.path), json.dumps(list(modules))]
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", self.BOOTSTRAP, str(theirs.fileno()), json.dumps(sys.path)],
+                [sys.executable, "-c", self.BOOTSTRAP, *arguments],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
             )
@@ -212,12 +218,13 @@ _zygote: Zygote | None = None
 _zygote_lock = threading.Lock()
 
 
-def shared() -> Zygote:
-    """This process's zygote, started at the first environment it needs."""
+def shared(modules: tuple[str, ...] = ()) -> Zygote:
+    """This process's zygote, started at the first environment it needs, or before with
+    the `modules` it should import."""
     global _zygote
     with _zygote_lock:
         if _zygote is None or _zygote._process.poll() is not None:
-            _zygote = Zygote()
+            _zygote = Zygote(modules)
         return _zygote
 
 
