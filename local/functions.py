@@ -161,24 +161,36 @@ class LambdaFunction:
         (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html,
         https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html).
         """
+        if not self._admit():
+            throttled: Future = Future()
+            throttled.set_exception(self._throttled())
+            return throttled
+        return self._pool.submit(self._counted, json.dumps(event))
+
+    def _admit(self) -> bool:
+        """Count one more invocation running, or False (throttled) at the reserved limit."""
         limit = self.spec.reserved_concurrency
         with self._running_lock:
             if limit is not None and self._running_count >= limit:
                 self.throttles += 1
-                throttled: Future = Future()
-                throttled.set_exception(FunctionError(self.spec.name, THROTTLED, "Rate Exceeded."))
-                return throttled
+                return False
             self._running_count += 1
             self.peak_concurrency = max(self.peak_concurrency, self._running_count)
-        return self._pool.submit(self._counted, json.dumps(event))
+            return True
+
+    def _release(self) -> None:
+        with self._running_lock:
+            self._running_count -= 1
+
+    def _throttled(self) -> FunctionError:
+        return FunctionError(self.spec.name, THROTTLED, "Rate Exceeded.")
 
     def _counted(self, event_json: str) -> object:
         """`_run`, no longer counted as running once it ends (before its future is done)."""
         try:
             return self._run(event_json)
         finally:
-            with self._running_lock:
-                self._running_count -= 1
+            self._release()
 
     def invoke(self, event: dict) -> object:
         """Invoke and wait: for callers that are threads themselves (the stream poller)."""

@@ -27,6 +27,7 @@ runs is the unchanged one).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -54,7 +55,7 @@ NO_INSTRUCTIONS: Instructions = {}
 #: Lambda's limit for a new environment's initialisation, which its timeout does not count.
 INIT_TIMEOUT_S = 10.0
 #: How many environments of one function start at once (see `_checkout`).
-STARTS_AT_ONCE = 1
+STARTS_AT_ONCE = 2
 
 
 def exit_message(aws_request_id: str, returncode: int | None) -> str:
@@ -203,10 +204,11 @@ class IsolatedFunction(LambdaFunction):
     def _checkout(self) -> _Worker:
         """An idle worker, or a new one; one start at a time per function.
 
-        Starting a worker takes CPU (its imports) that the busy ones need too: on a
-        small machine, twenty environments starting at once finish later than one
-        after another while the warm ones keep serving. So an invocation that finds
-        none idle while another start is under way waits for whichever comes first.
+        Starting a worker takes CPU (its first invocation builds the runtime) that the
+        busy ones need too: on a small machine, twenty environments starting at once
+        finish later than a few at a time while the warm ones keep serving. So an
+        invocation that finds none idle while `STARTS_AT_ONCE` starts are under way
+        waits for whichever comes first.
         """
         with self._changed:
             while not self._idle and self._starting >= STARTS_AT_ONCE:
@@ -245,17 +247,93 @@ class IsolatedFunction(LambdaFunction):
             with self._lock:
                 self._running.pop(invocation.aws_request_id, None)
         self._give_back(worker)
+        return self._answer(invocation.aws_request_id, reply)
+
+    def _answer(self, aws_request_id: str, reply: tuple) -> object:
+        """The handler's answer from its worker's reply, or its error as `FunctionError`."""
         if reply[0] == "error":
             _, error_type, error_message, trace = reply
             log.warning(
-                "%s %s failed: %s\n%s",
-                self.spec.name,
-                invocation.aws_request_id,
-                error_message,
-                trace,
+                "%s %s failed: %s\n%s", self.spec.name, aws_request_id, error_message, trace
             )
             raise FunctionError(self.spec.name, error_type, error_message)
         return json.loads(reply[1])
+
+    async def invoke_async(self, event: dict) -> object:
+        """From the event loop: straight to an idle worker when there is one, else
+        through a thread of the pool, which waits for a worker or starts one.
+
+        Straight means the loop sends the event on the worker's socket and reads the
+        reply when the socket is readable: no thread hand-off either way. Invocations
+        with fault instructions always go through the pool.
+        """
+        worker = self._idle_worker() if self._instructions is None else None
+        if worker is None:
+            return await super().invoke_async(event)
+        if not self._admit():
+            self._give_back(worker)
+            raise self._throttled()
+        invocation = Invocation(str(uuid.uuid4()), {}, worker)
+        with self._lock:
+            self._running[invocation.aws_request_id] = invocation
+        try:
+            reply = await self._exchange_on_loop(invocation, json.dumps(event))
+        finally:
+            with self._lock:
+                self._running.pop(invocation.aws_request_id, None)
+            self._release()
+        return self._answer(invocation.aws_request_id, reply)
+
+    def _idle_worker(self) -> _Worker | None:
+        with self._changed:
+            return self._idle.pop() if self._idle else None
+
+    async def _exchange_on_loop(self, invocation: Invocation, event_json: str) -> tuple:
+        """`_exchange` on the event loop; the worker goes back to the pool or is discarded."""
+        loop = asyncio.get_running_loop()
+        worker = invocation.worker
+        descriptor = worker.connection.fileno()
+        readable = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        started = time.monotonic()
+        loop.add_reader(descriptor, ready)
+        timed_out = False
+        try:
+            worker.connection.send(
+                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {})
+            )
+            try:
+                await asyncio.wait_for(readable, self.spec.timeout_s)
+                reply = worker.connection.recv()
+            except TimeoutError:
+                timed_out = True
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        except asyncio.CancelledError:
+            # Its answer will never be read: the worker cannot serve another.
+            loop.remove_reader(descriptor)
+            worker.discard()
+            raise
+        finally:
+            loop.remove_reader(descriptor)
+        if timed_out:
+            self._stop(invocation, "timed out")
+            worker.discard()
+            message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+            log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
+            raise FunctionError(self.spec.name, "TimeoutError", message)
+        if reply[0] == EXITED:
+            worker.discard()
+            message = exit_message(invocation.aws_request_id, reply[1])
+            elapsed_ms = (time.monotonic() - started) * 1000
+            log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, message)
+            raise FunctionError(self.spec.name, "Runtime.ExitError", message)
+        self._give_back(worker)
+        return reply
 
     def _exchange(self, invocation: Invocation, event_json: str, instructions: dict) -> tuple:
         """Send one invocation and wait for its reply, within the function's timeout."""

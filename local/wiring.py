@@ -28,9 +28,10 @@ class WiringError(Exception):
 #: default reserved concurrency when deployed, 100.
 DEFAULT_PROCESSOR_CONCURRENCY = 100
 #: How many invocations of a function without a reserved concurrency run at once unless
-#: told otherwise: each is an execution environment, a worker process of about 60 MiB,
-#: and two cores gain nothing from more of them than wait on DynamoDB at once.
-DEFAULT_FUNCTION_CONCURRENCY = 8
+#: told otherwise: each is an execution environment, a worker process (about 25 MiB of its
+#: own beside what it shares with the zygote); most of their time is spent waiting on
+#: DynamoDB, so a burst needs more of them than there are cores.
+DEFAULT_FUNCTION_CONCURRENCY = 16
 
 
 def function_specs(

@@ -31,6 +31,13 @@ def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
 
 
+def remember_or_exit(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """`exit_with` when the event has a status, else `remember`."""
+    if "status" in event:
+        exit_with(event, context)
+    return remember(event, context)
+
+
 def exit_with(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """End the process as a crashing runtime would, with the event's exit status."""
     os._exit(event["status"])

@@ -160,3 +160,30 @@ def test_close_stops_every_worker(remember) -> None:
     assert remember.worker_pids() == []
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_warm_environment_invoked_from_the_event_loop_fails_as_lambda_reports_it() -> None:
+    # GIVEN a warm environment (the loop then talks to it directly, with no thread between)
+    function = isolated("tests.local.lambdas.remember_or_exit", timeout_s=1)
+    try:
+        first = run(function.invoke_async({}))
+
+        # WHEN it answers, then exits mid-invocation, then outlives its timeout
+        second = run(function.invoke_async({}))
+        with pytest.raises(FunctionError) as died:
+            run(function.invoke_async({"status": 3}))
+        run(function.invoke_async({}))
+        with pytest.raises(FunctionError) as late:
+            run(function.invoke_async({"seconds": 5}))
+    finally:
+        function.close()
+
+    # THEN the warm one kept its state, and each failure is worded as Lambda words it
+    assert (second["pid"], second["invocations"]) == (first["pid"], 2)
+    assert died.value.error_type == "Runtime.ExitError"
+    assert died.value.error_message.endswith("Runtime exited with error: exit status 3")
+    assert (late.value.error_type, late.value.error_message) == (
+        "TimeoutError",
+        "Task timed out after 1.00 seconds",
+    )
+    assert [i.stopped for i in function.stopped()] == ["timed out"]
