@@ -159,10 +159,30 @@ def serve(control: socket.socket) -> None:
         control.sendall(_SIZE.pack(pid))
 
 
+#: The services whose models the runtime's clients load (`_load_sdk_models`).
+SERVICES = ("dynamodb", "dynamodbstreams", "apigatewaymanagementapi", "events")
+
+
+def _load_sdk_models() -> None:
+    """Have the runtime's botocore session (`streamer.aws.session`, one per process) read
+    its service models now, so that a new environment's first client does not parse them
+    again (a good part of a second on a loaded machine). Like a Lambda SnapStart snapshot,
+    each environment gets a copy of the session; nothing of it has made a call."""
+    aws = sys.modules.get("streamer.aws")
+    if aws is None:
+        return
+    loader = aws.session().get_component("data_loader")
+    for service in SERVICES:
+        loader.load_service_model(service, "service-2")
+    loader.load_data("endpoints")
+    loader.load_data("partitions")
+
+
 def main(descriptor: int, modules: list[str]) -> None:
     for name in (*PRELOAD, *modules):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    _load_sdk_models()
     # What is loaded now stays out of the children's garbage collections, which would
     # otherwise touch (and so copy) every page they share with the zygote.
     gc.freeze()
