@@ -121,6 +121,8 @@ class IsolatedFunction(LambdaFunction):
         #: Signalled when a worker is given back or a start ends.
         self._changed = threading.Condition(self._lock)
         self._starting = 0
+        #: Workers alive (idle, busy, or finishing an invocation nobody waits for).
+        self._workers = 0
         self._idle: list[_Worker] = []
         self._running: dict[str, Invocation] = {}
         self._stopped: list[Invocation] = []
@@ -211,17 +213,32 @@ class IsolatedFunction(LambdaFunction):
         waits for whichever comes first.
         """
         with self._changed:
-            while not self._idle and self._starting >= STARTS_AT_ONCE:
+            while not self._idle and (
+                self._starting >= STARTS_AT_ONCE or self._workers >= self.spec.concurrency
+            ):
                 self._changed.wait()
             if self._idle:
                 return self._idle.pop()
             self._starting += 1
+            self._workers += 1
+        started = False
         try:
-            return self._start_worker()
+            worker = self._start_worker()
+            started = True
+            return worker
         finally:
             with self._changed:
                 self._starting -= 1
+                if not started:
+                    self._workers -= 1
                 self._changed.notify_all()
+
+    def _discard(self, worker: _Worker) -> None:
+        """Stop a worker for good; another may start in its place."""
+        worker.discard()
+        with self._changed:
+            self._workers -= 1
+            self._changed.notify_all()
 
     def _give_back(self, worker: _Worker) -> None:
         with self._changed:
@@ -229,7 +246,7 @@ class IsolatedFunction(LambdaFunction):
                 self._idle.append(worker)
                 self._changed.notify()
                 return
-        worker.discard()
+        self._discard(worker)
 
     def _run(self, event_json: str) -> object:
         event = json.loads(event_json) if self._instructions is not None else {}
@@ -241,7 +258,7 @@ class IsolatedFunction(LambdaFunction):
         try:
             reply = self._exchange(invocation, event_json, instructions)
         except BaseException:
-            worker.discard()
+            self._discard(worker)
             raise
         finally:
             with self._lock:
@@ -284,6 +301,20 @@ class IsolatedFunction(LambdaFunction):
             self._release()
         return self._answer(invocation.aws_request_id, reply)
 
+    def _finish_abandoned(self, invocation: Invocation, deadline: float) -> None:
+        """Wait for the answer nobody reads; then give the worker back, or stop it at its
+        timeout."""
+        worker = invocation.worker
+        try:
+            answered = worker.connection.poll(max(0.0, deadline - time.monotonic()))
+            reply = worker.connection.recv() if answered else (EXITED, None)
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        if reply[0] == EXITED:
+            self._discard(worker)
+            return
+        self._give_back(worker)
+
     def _idle_worker(self) -> _Worker | None:
         with self._changed:
             return self._idle.pop() if self._idle else None
@@ -314,20 +345,24 @@ class IsolatedFunction(LambdaFunction):
         except (EOFError, OSError):
             reply = (EXITED, None)
         except asyncio.CancelledError:
-            # Its answer will never be read: the worker cannot serve another.
+            # The caller gave up (a handshake past its timeout), not the function: as on
+            # Lambda the invocation runs on, and its worker serves again once it answers.
             loop.remove_reader(descriptor)
-            worker.discard()
+            deadline = started + self.spec.timeout_s
+            threading.Thread(
+                target=self._finish_abandoned, args=(invocation, deadline), daemon=True
+            ).start()
             raise
         finally:
             loop.remove_reader(descriptor)
         if timed_out:
             self._stop(invocation, "timed out")
-            worker.discard()
+            self._discard(worker)
             message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
             log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
             raise FunctionError(self.spec.name, "TimeoutError", message)
         if reply[0] == EXITED:
-            worker.discard()
+            self._discard(worker)
             message = exit_message(invocation.aws_request_id, reply[1])
             elapsed_ms = (time.monotonic() - started) * 1000
             log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, message)
@@ -371,4 +406,4 @@ class IsolatedFunction(LambdaFunction):
                 # It answers by ending: the zygote reports its exit.
                 if worker.connection.poll(5):
                     worker.connection.recv()
-            worker.discard()
+            self._discard(worker)

@@ -187,3 +187,24 @@ def test_a_warm_environment_invoked_from_the_event_loop_fails_as_lambda_reports_
         "Task timed out after 1.00 seconds",
     )
     assert [i.stopped for i in function.stopped()] == ["timed out"]
+
+
+def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again() -> None:
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    try:
+        first = run(function.invoke_async({}))
+
+        # WHEN the caller stops waiting (as the gateway does at a handshake's timeout)
+        async def give_up() -> None:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(function.invoke_async({"seconds": 1}), 0.1)
+
+        run(give_up())
+
+        # THEN the invocation ran to its end in the same environment, which serves the next
+        after = function.invoke({})
+    finally:
+        function.close()
+    assert after["pid"] == first["pid"]
+    assert after["invocations"] == 3
+    assert function.cold_starts == 1
