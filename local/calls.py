@@ -7,20 +7,35 @@ body as sent, and when the call started and ended (`time.time()`, one clock
 for every process of the machine). `bench.emulator` replays those calls
 straight to a fresh emulator to tell the emulator's own time from the rest.
 
-The meter is a botocore event handler that every botocore session registers
-when it is made (`botocore.handlers.BUILTIN_HANDLERS`), so the runtime it
-measures is the unchanged one.
+The meter is a botocore event handler on every botocore session
+(`register_botocore_handler`), so the runtime it measures is the unchanged one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
 #: The environment variable naming the log file; unset, nothing is logged.
 ENV = "STREAMER_LOCAL_CALL_LOG"
+
+
+def register_botocore_handler(event: str, handler: Any) -> None:
+    """Have every botocore client of this process call `handler` on `event`.
+
+    Sessions made from now on register it as they are made; the runtime's own session
+    (`streamer.aws.session`), which an environment forked from the zygote already has,
+    is told directly. Call it before the first client is made.
+    """
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    BUILTIN_HANDLERS.append((event, handler))
+    aws = sys.modules.get("streamer.aws")
+    if aws is not None and getattr(aws, "_session", None) is not None:
+        aws.session().register(event, handler)
 
 
 class CallLog:
@@ -38,11 +53,9 @@ class CallLog:
         path = os.environ.get(ENV)
         if not path:
             return None
-        from botocore.handlers import BUILTIN_HANDLERS
-
         log = cls(path, function_name)
-        BUILTIN_HANDLERS.append(("before-call.dynamodb", log._before))
-        BUILTIN_HANDLERS.append(("after-call.dynamodb", log._after))
+        register_botocore_handler("before-call.dynamodb", log._before)
+        register_botocore_handler("after-call.dynamodb", log._after)
         return log
 
     def _before(self, params: dict, context: dict, **_: Any) -> None:
