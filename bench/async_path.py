@@ -17,9 +17,10 @@ also measured for requests sent back to back, the moment the previous one
 completed.
 
 The stack runs on DynamoDB Local when it is installed, its functions in worker
-processes (`python -m local`'s default). The 100-client runs are repeated on a
-stack whose functions run in threads of its one process (`--invocations
-threads`, the local stack before issue 15), as the baseline. The DynamoDB calls
+processes (`python -m local`'s default). The 100-client runs alternate with
+those of a stack whose functions run in threads of its one process
+(`--invocations threads`, the local stack before issue 15), the baseline,
+running beside it. The DynamoDB calls
 of the worker-process stack's 100-client runs are logged and replayed straight
 to a fresh emulator at the same moments (`bench.emulator`): what the emulator
 alone takes of an acknowledgment.
@@ -125,29 +126,31 @@ def run(workdir: Path, quick: bool = False) -> dict:
     env = {LOG_ENV: str(log_file)}
     engine = processes.best_dynamodb()
     flags = ("--poll-interval", str(POLL_INTERVAL_S), "--dynamodb", engine)
-    with processes.local_stack(
-        workdir / "stack-async", *flags, env=env, call_log=call_log
-    ) as stack:
+    with (
+        processes.local_stack(workdir / "stack-async", *flags, env=env, call_log=call_log) as stack,
+        processes.local_stack(
+            workdir / "stack-async-threads", *flags, "--invocations", "threads", env=env
+        ) as threads,
+    ):
         # Warm up: imports, pools, the first stream read.
         asyncio.run(_sequential(stack, "warm-up", 2))
-        single_runs, many_runs, back_to_back, windows = [], [], [], []
+        asyncio.run(_sequential(threads, "threads-warm-up", 2))
+        single_runs, many_runs, back_to_back, windows, threads_runs = [], [], [], [], []
         for run in range(runs):
             single = _sequential(stack, f"single-{run}", 10 if quick else 15)
             single_runs.append(asyncio.run(single))
-            calls, window = asyncio.run(_concurrent(stack, f"processes-{run}", 100))
-            many_runs.append(calls)
-            windows.append(window)
+            # The two stacks' 100-client runs alternate, so both see the same noise.
+            for kind in ("processes", "threads") if run % 2 == 0 else ("threads", "processes"):
+                if kind == "threads":
+                    threads_runs.append(asyncio.run(_concurrent(threads, f"threads-{run}", 100))[0])
+                    continue
+                calls, window = asyncio.run(_concurrent(stack, f"processes-{run}", 100))
+                many_runs.append(calls)
+                windows.append(window)
             back_to_back.append(asyncio.run(_sequential(stack, f"next-{run}", 10, pause=False)))
         environments = processes.environments_memory(stack.pid)
         tables = stack.ready["tables"]
         region = stack.ready["region"]
-    with processes.local_stack(
-        workdir / "stack-async-threads", *flags, "--invocations", "threads", env=env
-    ) as stack:
-        asyncio.run(_sequential(stack, "threads-warm-up", 2))
-        threads_runs = [
-            asyncio.run(_concurrent(stack, f"threads-{run}", 100))[0] for run in range(runs)
-        ]
     handlers = handler_times(log_file)
     result: dict = {
         "work_ms": WORK_MS,
