@@ -45,3 +45,17 @@ def exit_with(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def unserialisable(event: dict[str, Any], context: Any) -> object:
     return {"when": object()}
+
+
+def list_tables(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One DynamoDB call through the runtime's own session, at the endpoint of the event."""
+    from streamer import aws
+
+    client = aws.create_client(
+        "dynamodb",
+        endpoint_url=event["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    return {"tables": client.list_tables()["TableNames"]}
