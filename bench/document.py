@@ -59,14 +59,22 @@ def _targets(results: dict) -> str:
     return "\n".join(text)
 
 
+_SERVERS = {
+    "baseline": "bare `websockets` echo",
+    "stack": "local stack, `echo`, worker processes",
+    "threads": "local stack, `echo`, threads (`--invocations threads`)",
+}
+
+
 def _sync(section: dict | None) -> str:
     if error := _error(section):
         return error
     rows = []
     for clients in ("1", "100"):
         data = section[f"clients_{clients}"]
-        for name in ("baseline", "stack"):
-            label = "bare `websockets` echo" if name == "baseline" else "local stack, `echo`"
+        for name, label in _SERVERS.items():
+            if name not in data:
+                continue
             rows.append(
                 [
                     clients,
@@ -78,28 +86,90 @@ def _sync(section: dict | None) -> str:
             )
         ratio = figure(data["throughput_ratio"], 3)
         rows.append([clients, "**ratio stack / baseline**", ratio, "", ""])
-    return _table(["clients", "server", "throughput (msg/s)", "p50 (ms)", "p99 (ms)"], rows)
+        if "threads_throughput_ratio" in data:
+            threads = figure(data["threads_throughput_ratio"], 3)
+            rows.append([clients, "ratio threads / baseline", threads, "", ""])
+    text = _table(["clients", "server", "throughput (msg/s)", "p50 (ms)", "p99 (ms)"], rows)
+    calls = section.get("router_dynamodb_calls_per_message")
+    if calls is not None:
+        environments = section["environments"]
+        text += (
+            f"\n\nThe router made {calls:.2f} DynamoDB calls per echo (logged by "
+            "`STREAMER_LOCAL_CALL_LOG`), so none of this is the emulator's time. The "
+            f"worker-process stack ran {environments['processes']} processes (its zygote "
+            f"included), {mib(environments['pss_bytes'])} between them (PSS)."
+        )
+    return text
 
 
 def _async(section: dict | None) -> str:
     if error := _error(section):
         return error
     rows = []
-    for clients in ("1", "100"):
-        data = section[f"clients_{clients}"]
-        row = [clients, f"{data['completed']}/{data['requests']}"]
+    labelled = (
+        ("1", "clients_1", "worker processes"),
+        ("100", "clients_100", "worker processes"),
+        ("100", "threads_clients_100", "threads"),
+    )
+    for clients, key, functions in labelled:
+        data = section.get(key)
+        if data is None:
+            continue
+        row = [clients, functions, f"{data['completed']}/{data['requests']}"]
         for phase in ("ack", "pickup", "completion", "total"):
             row += [figure(data[phase]["p50"], 0), figure(data[phase]["p99"], 0)]
         rows.append(row)
-    header = ["clients", "completed", "ack p50", "ack p99", "pickup p50", "pickup p99"]
-    header += ["completion p50", "completion p99", "total p50", "total p99"]
-    return (
+    header = ["clients", "functions", "completed", "ack p50", "ack p99", "pickup p50"]
+    header += ["pickup p99", "completion p50", "completion p99", "total p50", "total p99"]
+    text = (
         _table(header, rows)
-        + f"\n\nAll in ms. Poll interval (`--poll-interval`): {section['poll_interval_ms']:.0f} ms;"
+        + f"\n\nAll in ms, on {section.get('dynamodb', 'moto')}. Poll interval "
+        f"(`--poll-interval`): {section['poll_interval_ms']:.0f} ms;"
         f" the handler sleeps {section['work_ms']} ms. Pickup of a request sent the moment "
         "the previous one completed (1 client, no pause): "
         f"{figure(section.get('back_to_back_pickup_p50'), 0)} ms at p50 (recommendation 2)."
     )
+    replay = section.get("emulator")
+    if replay:
+        text += "\n\n" + _emulator_table(replay, "an acknowledgment (router invocation)")
+    return text
+
+
+def _emulator_table(replay: dict, invocation: str) -> str:
+    """What the emulator alone takes of the same calls, replayed at the same moments."""
+    if not replay.get("calls"):
+        return "No DynamoDB calls were logged in the measured window."
+    rows = [
+        ["DynamoDB calls in the measured window", f"{replay['calls']:,}"],
+        ["calls per second", f"{replay['calls_per_s']:,.0f}"],
+        ["most calls in flight at once (replay threads)", str(replay["threads"])],
+        ["one call in the stack, p50 / p99 (ms)", _pair_ms(replay["call_logged_ms"])],
+        ["the same call, emulator alone, p50 / p99 (ms)", _pair_ms(replay["call_alone_ms"])],
+        [
+            "share of the window the emulator alone has a call in flight",
+            f"{replay['busy_share']:.0%}",
+        ],
+    ]
+    if "per_invocation_alone_ms" in replay:
+        rows += [
+            [
+                f"DynamoDB time of {invocation} in the stack, p50 / p99 (ms)",
+                _pair_ms(replay["per_invocation_logged_ms"]),
+            ],
+            [
+                "the same calls, emulator alone, p50 / p99 (ms)",
+                _pair_ms(replay["per_invocation_alone_ms"]),
+            ],
+        ]
+    return (
+        "The emulator alone (`bench.emulator`): the window's DynamoDB calls, logged by the "
+        "functions, replayed straight to a fresh emulator at the moments they were made, "
+        "after everything before the window.\n\n" + _table(["emulator alone", ""], rows)
+    )
+
+
+def _pair_ms(percentiles: dict) -> str:
+    return f"{percentiles['p50']:,.1f} / {percentiles['p99']:,.1f}"
 
 
 def _progress(section: dict | None) -> str:
@@ -230,10 +300,40 @@ def _scale(section: dict | None) -> str:
         ["stack RSS at the end of the burst", mib(busy["rss_bytes"])],
         ["memory per busy connection (bytes)", f"{busy['bytes_per_connection']:,.0f}"],
     ]
-    return _table([f"{section['clients']:,} clients", ""], rows) + (
+    environments = busy.get("environments")
+    if environments:
+        rows.append(
+            [
+                "worker processes at the end of the burst, and their memory (PSS)",
+                f"{environments['processes']}, {mib(environments['pss_bytes'])}",
+            ]
+        )
+    threads = section.get("threads_busy")
+    if threads:
+        rows += [
+            [
+                "**threads** (`--invocations threads`): completed",
+                f"{threads['completed']:,} of {threads['requests']:,}",
+            ],
+            ["threads: requests per second", f"{threads['requests_per_s']:.1f}"],
+            [
+                "threads: acknowledgment p50 / p99 (ms)",
+                _pair(threads["ack_p50_ms"], threads["ack_p99_ms"]),
+            ],
+            [
+                "threads: `complete` p50 / p99 (ms)",
+                _pair(threads["complete_p50_ms"], threads["complete_p99_ms"]),
+            ],
+        ]
+    text = _table([f"{section['clients']:,} clients", ""], rows) + (
         f"\n\nPer-connection memory is the RSS growth of each of the {len(idle['steps'])} "
-        "connection steps divided by the connections it added (median, min-max over steps)."
+        "connection steps divided by the connections it added (median, min-max over steps); "
+        "the stack's RSS is the gateway's process, without the worker processes."
     )
+    replay = section.get("emulator")
+    if replay:
+        text += "\n\n" + _emulator_table(replay, "an acknowledgment (router invocation)")
+    return text
 
 
 def _rss_span(idle: dict) -> str:
@@ -505,6 +605,17 @@ FIXED_SINCE = """\
   publisher now share one session, and PynamoDB creates each client under
   one lock: threads racing to their first call (the local stack's, or the
   processor's) made one client each before (`tests/functional/test_aws.py`).
+- **The local stack runs on every core, like Lambda** (issue 15). Every
+  function's invocations ran in threads of the stack's one interpreter, so the
+  gateway, every function and their JSON shared one core. Each execution
+  environment is now a worker process (`local/isolation.py`), forked from a
+  zygote that has the shared libraries loaded (`local/zygote.py`), importing
+  its handler at its cold start and serving one invocation at a time, reused
+  warm, at most `--function-concurrency` per function (the processor: its
+  lanes, under its reserved concurrency); a worker that dies fails its
+  invocation with `Runtime.ExitError` as Lambda words it
+  (`tests/local/test_isolation.py`). `--invocations threads` keeps the old
+  way, the baseline beside the new figures in sections 1, 2 and 5.
 - **The local stream poller keeps its cadence.** An invocation ending between
   two reads woke it, and it then slept a full poll interval from the wake,
   putting the next read off by up to an interval
@@ -600,10 +711,19 @@ METHOD = """\
   competes with the server for the two cores. Figures
   are medians over repeated runs, with min-max beside them; ratios divide
   each run by the baseline run next to it.
-- The local stack plays API Gateway and Lambda in one Python process, so
-  concurrent invocations share one interpreter; on AWS each has its own CPU.
-  What the local stack measures well is the work per message; what it
-  measures poorly is latency under concurrency.
+- The local stack plays API Gateway in one Python process and runs each
+  Lambda execution environment in a worker process of its own (one
+  invocation at a time, reused warm, at most `--function-concurrency` per
+  function), so the functions use both cores; on AWS each invocation also has
+  its own CPU, which two cores shared with the load generator and the
+  emulator are not. Sections 1, 2 and 5 also run the stack with its functions
+  in threads of its one process (`--invocations threads`), as the baseline
+  of that change; section 6 counts in threads (its meters live in the
+  stack's process).
+- Sections 2 and 5 replay the DynamoDB calls of their measured window
+  straight to a fresh emulator at the moments they were made
+  (`bench.emulator`): what the emulator alone takes of a figure, the rest
+  being the stack's.
 - Section 1 turns the router's per-connection rate limit off
   (`STREAMER_RATE_LIMIT_PER_S=0`): with its default of 20 messages a second a
   throughput run would measure the limit. Every other section runs the
@@ -652,7 +772,8 @@ def render(results: dict, results_file: Path) -> str:
         "Acknowledgment: request sent to `acknowledgment` received. Pickup: "
         "`acknowledgment` received to handler start (recorded by `bench.app`). Completion: "
         "handler end to `complete` received. One client sends its requests one after "
-        "another with a random pause; 100 clients (one user each) send at once.",
+        "another with a random pause; 100 clients (one user each) send at once, on the "
+        "worker-process stack and then on one whose functions run in threads.",
         "",
         _async(results.get("async")),
         "",
@@ -679,7 +800,8 @@ def render(results: dict, results_file: Path) -> str:
         "idle connections, as the baseline. The stack runs on DynamoDB Local when it is "
         "installed: moto answers a query on an index by scanning the whole table, and the "
         "router queries one for every async request, so on moto each request would cost "
-        "more than the one before.",
+        "more than the one before. The same burst then runs on a stack whose functions run "
+        "in threads (`--invocations threads`), the baseline of issue 15.",
         "",
         _scale(results.get("scale")),
         "",

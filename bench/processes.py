@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from bench.machine import ROOT
 from local import dynamodb, tokens
+from local.calls import ENV as CALL_LOG_ENV
 
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 60
@@ -110,14 +111,22 @@ def local_stack(
     *flags: str,
     env: dict[str, str] | None = None,
     counts_file: Path | None = None,
+    call_log: Path | None = None,
 ):
     """`python -m local --port 0 FLAGS` with the benchmark app, as a context manager.
 
     With `counts_file`, the stack runs under `bench.counting`, which keeps that
-    file up to date with the AWS calls and Lambda invocations it made.
+    file up to date with the AWS calls and Lambda invocations it made; its meters
+    live in the stack's process, so the functions then run in its threads
+    (`--invocations threads`). With `call_log`, every DynamoDB call of every function
+    is logged there (`local.calls`).
     """
-    launcher = ["local"] if counts_file is None else ["bench.counting", str(counts_file)]
+    launcher = ["local"]
+    if counts_file is not None:
+        launcher = ["bench.counting", str(counts_file), "--invocations", "threads"]
     command = [sys.executable, "-m", *launcher, "--port", "0", "--app", "bench.app", *flags]
+    if call_log is not None:
+        env = {**(env or {}), CALL_LOG_ENV: str(call_log)}
     return running(command, directory, env)
 
 
@@ -133,6 +142,53 @@ def best_dynamodb() -> str:
     except dynamodb.DynamoDBUnavailable:
         return dynamodb.MOTO
     return dynamodb.DYNAMODB_LOCAL
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def environment_pids(pid: int) -> list[int]:
+    """The stack's execution environments and the zygote they are forked from."""
+    found = []
+    pending = _children(pid)
+    while pending:
+        child = pending.pop()
+        if "local.zygote" in _command_line(child):
+            found.append(child)
+            pending += _children(child)
+    return found
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size (pages shared with other processes divided among them)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def environments_memory(pid: int) -> dict:
+    """How many execution environments the stack runs now, and their memory (PSS, zygote
+    included: the environments share its pages)."""
+    pids = environment_pids(pid)
+    return {"processes": len(pids), "pss_bytes": sum(pss_bytes(p) for p in pids)}
 
 
 def rss_bytes(pid: int) -> int:

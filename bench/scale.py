@@ -18,6 +18,12 @@ WebSocket connection costs in Python.
 Busy: then every client sends one async request at once (`work`: a 10 ms
 sleep, no progress) and the run ends when every `complete` is in, or after a
 timeout.
+
+The stack's functions run in worker processes (`python -m local`'s default);
+the same burst on a stack whose functions run in threads of its one process
+(`--invocations threads`) is the baseline. The burst's DynamoDB calls are
+logged and replayed straight to a fresh emulator at the same moments
+(`bench.emulator`), for the emulator's own share.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import resource
 import time
 from pathlib import Path
 
-from bench import processes, stats, wire
+from bench import emulator, processes, stats, wire
+from bench.emulator import Window
 
 CLIENTS = 2000
 STEPS = 4
@@ -107,10 +114,8 @@ async def _baseline(server: processes.Server, clients: int) -> dict:
     return idle
 
 
-async def _stack(stack: processes.Server, clients: int) -> dict:
-    await _warm_up(stack, [stack.url(stack.token(f"scale-warm-{i}")) for i in range(50)])
-    urls = [stack.url(stack.token(f"scale-{i}")) for i in range(clients)]
-    idle, sockets = await _idle(stack, urls)
+async def _burst(stack: processes.Server, sockets: list, rss_before: int) -> tuple[dict, Window]:
+    """Every socket sends one async request at once; the figures, and the burst's window."""
     started = time.time()
     calls = await asyncio.gather(
         *(
@@ -121,24 +126,40 @@ async def _stack(stack: processes.Server, clients: int) -> dict:
     completed = [c for c in calls if c.status == "COMPLETED"]
     ended = max((c.completed_at for c in completed), default=time.time())
     rss_busy = processes.rss_bytes(stack.pid)
-    await wire.close_all(sockets)
     acks = [(c.acknowledged_at - c.sent_at) * 1000 for c in calls if c.acknowledged_at]
     totals = [(c.completed_at - c.sent_at) * 1000 for c in completed]
     return {
-        "idle": idle,
-        "busy": {
-            "requests": len(calls),
-            "completed": len(completed),
-            "wall_s": ended - started,
-            "requests_per_s": len(completed) / (ended - started),
-            "ack_p50_ms": stats.percentile(acks, 0.5) if acks else None,
-            "ack_p99_ms": stats.percentile(acks, 0.99) if acks else None,
-            "complete_p50_ms": stats.percentile(totals, 0.5) if totals else None,
-            "complete_p99_ms": stats.percentile(totals, 0.99) if totals else None,
-            "rss_bytes": rss_busy,
-            "bytes_per_connection": (rss_busy - idle["rss_before_bytes"]) / len(calls),
-        },
-    }
+        "requests": len(calls),
+        "completed": len(completed),
+        "wall_s": ended - started,
+        "requests_per_s": len(completed) / (ended - started),
+        "ack_p50_ms": stats.percentile(acks, 0.5) if acks else None,
+        "ack_p99_ms": stats.percentile(acks, 0.99) if acks else None,
+        "complete_p50_ms": stats.percentile(totals, 0.5) if totals else None,
+        "complete_p99_ms": stats.percentile(totals, 0.99) if totals else None,
+        "rss_bytes": rss_busy,
+        "bytes_per_connection": (rss_busy - rss_before) / len(calls),
+        "environments": processes.environments_memory(stack.pid),
+    }, Window(started, ended)
+
+
+async def _stack(stack: processes.Server, clients: int) -> tuple[dict, Window]:
+    await _warm_up(stack, [stack.url(stack.token(f"scale-warm-{i}")) for i in range(50)])
+    urls = [stack.url(stack.token(f"scale-{i}")) for i in range(clients)]
+    idle, sockets = await _idle(stack, urls)
+    busy, window = await _burst(stack, sockets, idle["rss_before_bytes"])
+    await wire.close_all(sockets)
+    return {"idle": idle, "busy": busy}, window
+
+
+async def _threads_baseline(stack: processes.Server, clients: int) -> dict:
+    """The burst alone, on the stack whose functions run in threads."""
+    await _warm_up(stack, [stack.url(stack.token(f"scale-warm-{i}")) for i in range(50)])
+    urls = [stack.url(stack.token(f"scale-threads-{i}")) for i in range(clients)]
+    sockets = await wire.open_connections(urls, concurrency=100)
+    busy, _ = await _burst(stack, sockets, processes.rss_bytes(stack.pid))
+    await wire.close_all(sockets)
+    return busy
 
 
 def run(workdir: Path, quick: bool = False) -> dict:
@@ -148,8 +169,16 @@ def run(workdir: Path, quick: bool = False) -> dict:
         bare = asyncio.run(_baseline(baseline, clients))
     engine = processes.best_dynamodb()
     flags = ("--shutdown-grace", "60", "--dynamodb", engine)
-    with processes.local_stack(workdir / "stack-scale", *flags) as stack:
-        result = asyncio.run(_stack(stack, clients))
+    call_log = workdir / "scale-calls.jsonl"
+    call_log.unlink(missing_ok=True)
+    with processes.local_stack(workdir / "stack-scale", *flags, call_log=call_log) as stack:
+        result, window = asyncio.run(_stack(stack, clients))
+        tables, region = stack.ready["tables"], stack.ready["region"]
+    threads_flags = (*flags, "--invocations", "threads")
+    with processes.local_stack(workdir / "stack-scale-threads", *threads_flags) as stack:
+        result["threads_busy"] = asyncio.run(_threads_baseline(stack, clients))
+    replayed = emulator.replay(call_log, engine, region, tables, [window])
+    result["emulator"] = emulator.summary(replayed, window.end - window.start, "streamer-router")
     result["clients"] = clients
     result["dynamodb"] = engine
     result["open_files_limit"] = limit

@@ -5,6 +5,12 @@ so both see the same noise; every stack figure is divided by the baseline
 run beside it. The echo carries no `id`, so the router stores nothing: this
 is the path's own cost (authorized connection, gateway, `$default` event,
 router, route response).
+
+The stack runs its functions in worker processes (`python -m local`'s
+default); a second stack with them in threads of its one process
+(`--invocations threads`) runs in the same rotation, for comparison. The
+worker-process stack logs its DynamoDB calls (`local.calls`): the emulator's
+share of an echo is whatever the router calls per message.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from bench import processes, stats, wire
+from bench import emulator, processes, stats, wire
 from streamer import config
 
 FRAME = '{"action": "echo", "payload": {"hello": "world"}}'
@@ -30,27 +36,32 @@ async def _run(sockets: list, duration_s: float) -> dict:
     elapsed = time.perf_counter() - started
     latencies = [value for values in per_client for value in values]
     return {
+        "messages": len(latencies),
         "throughput": len(latencies) / elapsed,
         "p50": stats.percentile(latencies, 0.5),
         "p99": stats.percentile(latencies, 0.99),
     }
 
 
-async def _compare(baseline_url: str, stack_url: str, clients: int, runs: int, duration_s: float):
-    targets = {"baseline": baseline_url, "stack": stack_url}
-    sockets = {name: await wire.open_connections([url] * clients) for name, url in targets.items()}
+async def _compare(urls: dict[str, str], clients: int, runs: int, duration_s: float):
+    """Runs of each server in turn, the order rotating; `urls` by name, the baseline first."""
+    sockets = {name: await wire.open_connections([url] * clients) for name, url in urls.items()}
     try:
-        probe = sockets["stack"][0]
-        await probe.send(FRAME)
-        answer = json.loads(await probe.recv())
-        if answer.get("type") != "response" or "data" not in answer:
-            raise RuntimeError(f"the stack did not answer echo with a response: {answer}")
+        for name in urls:
+            if name == "baseline":
+                continue
+            probe = sockets[name][0]
+            await probe.send(FRAME)
+            answer = json.loads(await probe.recv())
+            if answer.get("type") != "response" or "data" not in answer:
+                raise RuntimeError(f"the {name} stack answered echo with {answer}")
         # Warm up: the first messages import the app and fill the pools.
-        for name in targets:
+        for name in urls:
             await _run(sockets[name], 0.5)
-        samples: dict[str, list[dict]] = {name: [] for name in targets}
+        samples: dict[str, list[dict]] = {name: [] for name in urls}
+        names = list(urls)
         for run in range(runs):
-            order = ["baseline", "stack"] if run % 2 == 0 else ["stack", "baseline"]
+            order = names[run % len(names) :] + names[: run % len(names)]
             for name in order:
                 samples[name].append(await _run(sockets[name], duration_s))
     finally:
@@ -61,32 +72,49 @@ async def _compare(baseline_url: str, stack_url: str, clients: int, runs: int, d
 
 def _figures(samples: dict[str, list[dict]]) -> dict:
     result: dict = {}
-    for name in ("baseline", "stack"):
-        runs = samples[name]
+    for name, runs in samples.items():
         result[name] = {
             "throughput": stats.summary([r["throughput"] for r in runs], "msg/s"),
             "p50": stats.summary([r["p50"] for r in runs], "ms"),
             "p99": stats.summary([r["p99"] for r in runs], "ms"),
         }
-    result["throughput_ratio"] = stats.ratio(
-        [r["throughput"] for r in samples["stack"]], [r["throughput"] for r in samples["baseline"]]
+    baseline = [r["throughput"] for r in samples["baseline"]]
+    result["throughput_ratio"] = stats.ratio([r["throughput"] for r in samples["stack"]], baseline)
+    result["threads_throughput_ratio"] = stats.ratio(
+        [r["throughput"] for r in samples["threads"]], baseline
     )
     return result
 
 
+def _router_calls(call_log: Path) -> int:
+    return sum(1 for call in emulator.read_log(call_log) if call["function"] == "streamer-router")
+
+
 def run(workdir: Path, quick: bool = False) -> dict:
     runs = 3 if quick else 5
+    call_log = workdir / "sync-calls.jsonl"
+    call_log.unlink(missing_ok=True)
     with (
         processes.echo_server(workdir / "echo-server") as baseline,
-        processes.local_stack(workdir / "stack-sync", env=UNLIMITED) as stack,
+        processes.local_stack(workdir / "stack-sync", env=UNLIMITED, call_log=call_log) as stack,
+        processes.local_stack(
+            workdir / "stack-sync-threads", "--invocations", "threads", env=UNLIMITED
+        ) as threads,
     ):
-        url = stack.url(stack.token("sync-user"))
-        one = asyncio.run(_compare(baseline.websocket_url, url, 1, runs, 1.0 if quick else 2.0))
-        hundred = asyncio.run(
-            _compare(baseline.websocket_url, url, 100, runs, 1.5 if quick else 2.5)
-        )
+        urls = {
+            "baseline": baseline.websocket_url,
+            "stack": stack.url(stack.token("sync-user")),
+            "threads": threads.url(threads.token("sync-user")),
+        }
+        one = asyncio.run(_compare(urls, 1, runs, 1.0 if quick else 2.0))
+        hundred = asyncio.run(_compare(urls, 100, runs, 1.5 if quick else 2.5))
+        environments = processes.environments_memory(stack.pid)
+    messages = sum(r["messages"] for sample in (one, hundred) for r in sample["stack"])
     return {
         "frame": FRAME,
         "clients_1": _figures(one),
         "clients_100": _figures(hundred),
+        "environments": environments,
+        # Warm-up and probe messages included in neither count: an upper bound.
+        "router_dynamodb_calls_per_message": _router_calls(call_log) / messages,
     }

@@ -17,9 +17,9 @@ from pathlib import Path
 from local import dynamodb, ingress, tokens
 from local.event_source_mapping import MappingConfig
 from local.gateway import Limits
-from local.stack import Stack, StackOptions, StartupError
+from local.stack import INVOCATION_MODES, PROCESSES, Stack, StackOptions, StartupError
 from local.streams import BatchPolicy
-from local.wiring import DEFAULT_PROCESSOR_CONCURRENCY
+from local.wiring import DEFAULT_FUNCTION_CONCURRENCY, DEFAULT_PROCESSOR_CONCURRENCY
 
 PROG = "python -m local"
 
@@ -80,6 +80,21 @@ def _stack_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the stream processor's concurrency limit (its reserved concurrency): invocations "
         "past it are throttled and the mapping retries them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--function-concurrency",
+        type=int,
+        default=DEFAULT_FUNCTION_CONCURRENCY,
+        metavar="N",
+        help="how many invocations of each other function run at once, each in its own "
+        "execution environment; more wait for one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--invocations",
+        choices=INVOCATION_MODES,
+        default=PROCESSES,
+        help="run each execution environment in a worker process, as Lambda does, or every "
+        "invocation in a thread of the stack's process (default: %(default)s)",
     )
     parser.add_argument(
         "--faults",
@@ -143,6 +158,8 @@ def _options(args: argparse.Namespace) -> StackOptions:
         shutdown_grace_s=args.shutdown_grace,
         processor_timeout_s=args.processor_timeout,
         processor_concurrency=args.processor_concurrency,
+        function_concurrency=args.function_concurrency,
+        invocations=args.invocations,
         faults=args.faults,
         event_bus=args.event_bus,
     )
@@ -202,6 +219,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.app_path is not None and args.app is None:
         parser.error("--app-path needs --app MODULE")
+    if args.function_concurrency < 1:
+        parser.error("--function-concurrency must be at least 1")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

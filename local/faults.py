@@ -151,12 +151,11 @@ class CallFaults:
 
     @classmethod
     def install(cls) -> CallFaults:
-        from botocore.handlers import BUILTIN_HANDLERS
+        from local.calls import register_botocore_handler
 
         faults = cls()
-        # Every botocore session registers these when it is created: install
-        # before the runtime makes its first client.
-        BUILTIN_HANDLERS.append(("before-call.dynamodb.UpdateItem", faults._before_update))
+        # Before the runtime makes its first client.
+        register_botocore_handler("before-call.dynamodb.UpdateItem", faults._before_update)
         return faults
 
     def arm(self, instructions: dict) -> None:

@@ -1,10 +1,15 @@
-"""Lambda functions played in-process: one thread pool per function, Lambda's context object.
+"""Lambda functions played in threads of one interpreter, and Lambda's context object.
 
-Each function runs off the event loop, in its own pool sized like its
-concurrency limit, so a handler that calls back into the gateway (posting to a
-connection) never waits on the loop that is waiting on it. Events and answers
-cross the boundary as JSON, as they do on Lambda, so nothing is shared by
-reference and an answer Lambda could not serialise fails here too.
+`LambdaFunction` runs a function's invocations in a thread pool sized like its
+concurrency: the way to run a handler in-process (tests that hand it a
+callable). The local stack runs its functions in worker processes instead
+(`local.isolation`), one per execution environment, on the same interface.
+
+Each function runs off the event loop, so a handler that calls back into the
+gateway (posting to a connection) never waits on the loop that is waiting on
+it. Events and answers cross the boundary as JSON, as they do on Lambda, so
+nothing is shared by reference and an answer Lambda could not serialise fails
+here too.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ THROTTLED = "TooManyRequestsException"
 class FunctionSpec:
     """How one Lambda function is configured: handler string, timeout, memory, concurrency.
 
-    `concurrency` sizes the pool that runs invocations; `reserved_concurrency`,
+    `concurrency` is how many invocations run at once (threads, or execution
+    environments in worker processes); more wait for one. `reserved_concurrency`,
     when set, is the function's concurrency limit: an invocation beyond it is
     throttled (`THROTTLED`) instead of waiting, as Lambda refuses it.
     """
@@ -61,8 +67,17 @@ class FunctionSpec:
 class LambdaContext:
     """The context object the Python runtime passes to a handler."""
 
-    def __init__(self, spec: FunctionSpec, region: str, account_id: str) -> None:
-        self.aws_request_id = str(uuid.uuid4())
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        region: str,
+        account_id: str,
+        aws_request_id: str | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """`deadline` is on `time.monotonic()`'s clock (one clock for every process of
+        the machine); by default the function's timeout from now."""
+        self.aws_request_id = aws_request_id or str(uuid.uuid4())
         self.function_name = spec.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
@@ -72,7 +87,7 @@ class LambdaContext:
         self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]local")
         self.identity = None
         self.client_context = None
-        self._deadline = time.monotonic() + spec.timeout_s
+        self._deadline = time.monotonic() + spec.timeout_s if deadline is None else deadline
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
@@ -97,7 +112,8 @@ class LambdaFunction:
         self.spec = spec
         self._region = region
         self._account_id = account_id
-        self._handler = handler or resolve_handler(spec.handler)
+        self._handler = handler
+        self._import_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(spec.concurrency, thread_name_prefix=f"lambda-{spec.name}")
         self._running_lock = threading.Lock()
         self._running_count = 0
@@ -105,11 +121,18 @@ class LambdaFunction:
         self.peak_concurrency = 0
         self.throttles = 0
 
+    def _resolved(self) -> Callable[[dict, object], object]:
+        """The handler, imported by the first invocation that needs it (the cold start)."""
+        with self._import_lock:
+            if self._handler is None:
+                self._handler = resolve_handler(self.spec.handler)
+            return self._handler
+
     def _run(self, event_json: str) -> object:
         context = LambdaContext(self.spec, self._region, self._account_id)
         started = time.monotonic()
         try:
-            answer = self._handler(json.loads(event_json), context)
+            answer = self._resolved()(json.loads(event_json), context)
             answer_json = json.dumps(answer)
         except Exception as error:
             log.warning(
@@ -138,24 +161,36 @@ class LambdaFunction:
         (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html,
         https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html).
         """
+        if not self._admit():
+            throttled: Future = Future()
+            throttled.set_exception(self._throttled())
+            return throttled
+        return self._pool.submit(self._counted, json.dumps(event))
+
+    def _admit(self) -> bool:
+        """Count one more invocation running, or False (throttled) at the reserved limit."""
         limit = self.spec.reserved_concurrency
         with self._running_lock:
             if limit is not None and self._running_count >= limit:
                 self.throttles += 1
-                throttled: Future = Future()
-                throttled.set_exception(FunctionError(self.spec.name, THROTTLED, "Rate Exceeded."))
-                return throttled
+                return False
             self._running_count += 1
             self.peak_concurrency = max(self.peak_concurrency, self._running_count)
-        return self._pool.submit(self._counted, json.dumps(event))
+            return True
+
+    def _release(self) -> None:
+        with self._running_lock:
+            self._running_count -= 1
+
+    def _throttled(self) -> FunctionError:
+        return FunctionError(self.spec.name, THROTTLED, "Rate Exceeded.")
 
     def _counted(self, event_json: str) -> object:
         """`_run`, no longer counted as running once it ends (before its future is done)."""
         try:
             return self._run(event_json)
         finally:
-            with self._running_lock:
-                self._running_count -= 1
+            self._release()
 
     def invoke(self, event: dict) -> object:
         """Invoke and wait: for callers that are threads themselves (the stream poller)."""

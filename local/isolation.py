@@ -1,33 +1,51 @@
-"""A Lambda function whose invocations run in worker processes, so a worker can really die.
+"""Lambda functions whose invocations run in worker processes, one per execution environment.
 
-The threads of `LambdaFunction` cannot be stopped; a process can. With
-`--faults` the stack runs the stream processor this way: each invocation goes
-to a warm worker process (started on demand, reused like a warm Lambda
-environment), and `kill` ends a worker with SIGKILL in the middle of whatever
-it runs. As on Lambda, a killed or timed-out invocation writes nothing more,
-sends nothing more, and fails with the error Lambda reports, so the event
-source mapping retries its batch and the request's lease expires.
+This is how the local stack runs every function (`python -m local`; threads
+only with `--invocations threads`). Lambda runs one invocation at a time in
+an execution environment and serves concurrent invocations from more
+environments, each a process of its own that keeps its module state between
+the invocations it serves
+(https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html,
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
+So here: an invocation takes an idle worker process, or starts one (a cold
+start: `local.zygote` forks it with the shared libraries loaded, and it
+imports the handler, Lambda's init phase, before it runs the invocation),
+and gives it back when done; at most the function's
+concurrency of them exist, and invocations past that wait for one (or, at a
+reserved concurrency, are throttled, as `LambdaFunction` does). The stack's
+process keeps the gateway and the triggers; the functions run on every core.
 
-`instructions` decides, per invocation, which of the worker's AWS calls fail
-(`local.faults`); the worker applies them with a botocore hook of its own, so
-the runtime it runs is the unchanged one.
+A worker that dies mid-invocation (killed, crashed, exited) fails that
+invocation with the error Lambda reports, `Runtime.ExitError`; one past its
+timeout is killed and fails with Lambda's timeout message. Either way it
+writes and sends nothing more, and the next invocation gets a new worker.
+With `--faults`, `kill` ends the worker running a given invocation, and
+`instructions` decides per invocation which of its AWS calls fail
+(`local.faults`, applied by a botocore hook in the worker, so the runtime it
+runs is the unchanged one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
+import os
+import signal
+import socket
+import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
-from local.functions import FunctionError, FunctionSpec, LambdaContext, LambdaFunction
+from local import zygote
+from local.functions import FunctionError, FunctionSpec, LambdaFunction
+from local.worker import INIT_ERROR, READY
+from local.zygote import EXITED
 
 log = logging.getLogger("local.functions")
 
@@ -36,21 +54,39 @@ Instructions = dict
 NO_INSTRUCTIONS: Instructions = {}
 #: Lambda's limit for a new environment's initialisation, which its timeout does not count.
 INIT_TIMEOUT_S = 10.0
-READY = "ready"
+#: How many environments of one function start at once (see `_checkout`).
+STARTS_AT_ONCE = 2
+
+
+def exit_message(aws_request_id: str, returncode: int | None) -> str:
+    """How Lambda words a runtime that ended mid-invocation (`Runtime.ExitError`).
+
+    A process ended by a signal: `signal: killed` (as Go, which Lambda's init is
+    written in, names it); one that exited: `exit status N`.
+    """
+    if returncode is None:
+        cause = "Runtime exited without providing a reason"
+        return f"RequestId: {aws_request_id} Error: {cause}"
+    if returncode < 0:
+        cause = f"signal: {signal.strsignal(-returncode).lower()}"
+    else:
+        cause = f"exit status {returncode}"
+    return f"RequestId: {aws_request_id} Error: Runtime exited with error: {cause}"
 
 
 @dataclass
 class _Worker:
-    process: multiprocessing.process.BaseProcess
+    """One execution environment: its process (the zygote's child) and our end of its socket."""
+
+    pid: int
     connection: Connection
 
     def kill(self) -> None:
-        self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
 
     def discard(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join()
+        self.kill()
         self.connection.close()
 
 
@@ -66,24 +102,33 @@ class Invocation:
 
 
 class IsolatedFunction(LambdaFunction):
-    """`LambdaFunction` with each invocation in a worker process; `kill` ends one mid-run."""
+    """`LambdaFunction` with each execution environment a worker process.
+
+    `instructions`, when given, is asked for each invocation's fault
+    instructions, and the workers install the hook that applies them.
+    """
 
     def __init__(
         self,
         spec: FunctionSpec,
         region: str,
         account_id: str,
-        instructions: Callable[[dict], Instructions] = lambda event: NO_INSTRUCTIONS,
+        instructions: Callable[[dict], Instructions] | None = None,
     ) -> None:
         super().__init__(spec, region, account_id)
         self._instructions = instructions
-        # spawn: the stack's process runs threads, which fork would copy half-way.
-        self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
+        #: Signalled when a worker is given back or a start ends.
+        self._changed = threading.Condition(self._lock)
+        self._starting = 0
+        #: Workers alive (idle, busy, or finishing an invocation nobody waits for).
+        self._workers = 0
         self._idle: list[_Worker] = []
         self._running: dict[str, Invocation] = {}
         self._stopped: list[Invocation] = []
         self._closing = False
+        #: How many execution environments were started (cold starts).
+        self.cold_starts = 0
 
     def running(self) -> list[Invocation]:
         with self._lock:
@@ -93,6 +138,12 @@ class IsolatedFunction(LambdaFunction):
         """Invocations whose worker was killed or stopped at the timeout, oldest first."""
         with self._lock:
             return list(self._stopped)
+
+    def worker_pids(self) -> list[int]:
+        """The processes of the function's execution environments, idle or busy."""
+        with self._lock:
+            workers = self._idle + [i.worker for i in self._running.values()]
+        return [worker.pid for worker in workers]
 
     def kill(self, invocation: Invocation) -> bool:
         """End the worker running `invocation` at once; False if it already ended."""
@@ -108,86 +159,239 @@ class IsolatedFunction(LambdaFunction):
         invocation.worker.kill()
         return True
 
+    def _setup(self) -> dict:
+        return {
+            "spec": asdict(self.spec),
+            "region": self._region,
+            "account_id": self._account_id,
+            "sys_path": sys.path,
+            "log_level": logging.getLogger().getEffectiveLevel(),
+            "faults": self._instructions is not None,
+        }
+
     def _start_worker(self) -> _Worker:
-        """A new worker, once it has imported the handler (Lambda's init phase)."""
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(
-            target=serve,
-            args=(theirs, self.spec, self._region, self._account_id),
-            name=f"lambda-{self.spec.name}",
-            daemon=True,
-        )
-        process.start()
-        theirs.close()
-        worker = _Worker(process, ours)
+        """A new execution environment, once it has imported the handler (the init phase)."""
+        ours, theirs = socket.socketpair()
+        started = time.monotonic()
         try:
-            if ours.poll(INIT_TIMEOUT_S) and ours.recv() == READY:
-                return worker
+            pid = zygote.shared().fork(self._setup(), theirs.fileno())
+        finally:
+            theirs.close()
+        worker = _Worker(pid, Connection(ours.detach()))
+        try:
+            ready = worker.connection.poll(INIT_TIMEOUT_S)
+            answer = worker.connection.recv() if ready else None
         except (EOFError, OSError):
-            pass
+            answer = None
+        if answer is not None and answer[0] == READY:
+            with self._lock:
+                self.cold_starts += 1
+            log.info(
+                "%s: new execution environment, pid %d, init %.0f ms (%.0f ms to ready)",
+                self.spec.name,
+                pid,
+                answer[1],
+                (time.monotonic() - started) * 1000,
+            )
+            return worker
         worker.discard()
+        if answer is not None and answer[0] == INIT_ERROR:
+            _, error_type, error_message, trace = answer
+            log.warning("%s: init failed: %s\n%s", self.spec.name, error_message, trace)
+            raise FunctionError(self.spec.name, error_type, error_message)
         raise FunctionError(
             self.spec.name, "Runtime.InitError", f"init did not finish in {INIT_TIMEOUT_S:.0f} s"
         )
 
     def _checkout(self) -> _Worker:
-        with self._lock:
+        """An idle worker, or a new one; one start at a time per function.
+
+        Starting a worker takes CPU (its first invocation builds the runtime) that the
+        busy ones need too: on a small machine, twenty environments starting at once
+        finish later than a few at a time while the warm ones keep serving. So an
+        invocation that finds none idle while `STARTS_AT_ONCE` starts are under way
+        waits for whichever comes first.
+        """
+        with self._changed:
+            while not self._idle and (
+                self._starting >= STARTS_AT_ONCE or self._workers >= self.spec.concurrency
+            ):
+                self._changed.wait()
             if self._idle:
                 return self._idle.pop()
-        return self._start_worker()
+            self._starting += 1
+            self._workers += 1
+        started = False
+        try:
+            worker = self._start_worker()
+            started = True
+            return worker
+        finally:
+            with self._changed:
+                self._starting -= 1
+                if not started:
+                    self._workers -= 1
+                self._changed.notify_all()
+
+    def _discard(self, worker: _Worker) -> None:
+        """Stop a worker for good; another may start in its place."""
+        worker.discard()
+        with self._changed:
+            self._workers -= 1
+            self._changed.notify_all()
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._changed:
+            if not self._closing:
+                self._idle.append(worker)
+                self._changed.notify()
+                return
+        self._discard(worker)
 
     def _run(self, event_json: str) -> object:
-        event = json.loads(event_json)
+        event = json.loads(event_json) if self._instructions is not None else {}
+        instructions = self._instructions(event) if self._instructions is not None else {}
         invocation = Invocation(str(uuid.uuid4()), event, self._checkout())
         worker = invocation.worker
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
-            reply = self._exchange(invocation, (event_json, self._instructions(event)))
+            reply = self._exchange(invocation, event_json, instructions)
         except BaseException:
-            worker.discard()
+            self._discard(worker)
             raise
         finally:
             with self._lock:
                 self._running.pop(invocation.aws_request_id, None)
-        with self._lock:
-            if self._closing:
-                worker.discard()
-            else:
-                self._idle.append(worker)
+        self._give_back(worker)
+        return self._answer(invocation.aws_request_id, reply)
+
+    def _answer(self, aws_request_id: str, reply: tuple) -> object:
+        """The handler's answer from its worker's reply, or its error as `FunctionError`."""
         if reply[0] == "error":
             _, error_type, error_message, trace = reply
             log.warning(
-                "%s %s failed: %s\n%s",
-                self.spec.name,
-                invocation.aws_request_id,
-                error_message,
-                trace,
+                "%s %s failed: %s\n%s", self.spec.name, aws_request_id, error_message, trace
             )
             raise FunctionError(self.spec.name, error_type, error_message)
         return json.loads(reply[1])
 
-    def _exchange(self, invocation: Invocation, message: tuple) -> tuple:
+    async def invoke_async(self, event: dict) -> object:
+        """From the event loop: straight to an idle worker when there is one, else
+        through a thread of the pool, which waits for a worker or starts one.
+
+        Straight means the loop sends the event on the worker's socket and reads the
+        reply when the socket is readable: no thread hand-off either way. Invocations
+        with fault instructions always go through the pool.
+        """
+        worker = self._idle_worker() if self._instructions is None else None
+        if worker is None:
+            return await super().invoke_async(event)
+        if not self._admit():
+            self._give_back(worker)
+            raise self._throttled()
+        invocation = Invocation(str(uuid.uuid4()), {}, worker)
+        with self._lock:
+            self._running[invocation.aws_request_id] = invocation
+        try:
+            reply = await self._exchange_on_loop(invocation, json.dumps(event))
+        finally:
+            with self._lock:
+                self._running.pop(invocation.aws_request_id, None)
+            self._release()
+        return self._answer(invocation.aws_request_id, reply)
+
+    def _finish_abandoned(self, invocation: Invocation, deadline: float) -> None:
+        """Wait for the answer nobody reads; then give the worker back, or stop it at its
+        timeout."""
+        worker = invocation.worker
+        try:
+            answered = worker.connection.poll(max(0.0, deadline - time.monotonic()))
+            reply = worker.connection.recv() if answered else (EXITED, None)
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        if reply[0] == EXITED:
+            self._discard(worker)
+            return
+        self._give_back(worker)
+
+    def _idle_worker(self) -> _Worker | None:
+        with self._changed:
+            return self._idle.pop() if self._idle else None
+
+    async def _exchange_on_loop(self, invocation: Invocation, event_json: str) -> tuple:
+        """`_exchange` on the event loop; the worker goes back to the pool or is discarded."""
+        loop = asyncio.get_running_loop()
+        worker = invocation.worker
+        descriptor = worker.connection.fileno()
+        readable = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        started = time.monotonic()
+        loop.add_reader(descriptor, ready)
+        timed_out = False
+        try:
+            worker.connection.send(
+                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {})
+            )
+            try:
+                await asyncio.wait_for(readable, self.spec.timeout_s)
+                reply = worker.connection.recv()
+            except TimeoutError:
+                timed_out = True
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        except asyncio.CancelledError:
+            # The caller gave up (a handshake past its timeout), not the function: as on
+            # Lambda the invocation runs on, and its worker serves again once it answers.
+            loop.remove_reader(descriptor)
+            deadline = started + self.spec.timeout_s
+            threading.Thread(
+                target=self._finish_abandoned, args=(invocation, deadline), daemon=True
+            ).start()
+            raise
+        finally:
+            loop.remove_reader(descriptor)
+        if timed_out:
+            self._stop(invocation, "timed out")
+            self._discard(worker)
+            message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+            log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
+            raise FunctionError(self.spec.name, "TimeoutError", message)
+        if reply[0] == EXITED:
+            self._discard(worker)
+            message = exit_message(invocation.aws_request_id, reply[1])
+            elapsed_ms = (time.monotonic() - started) * 1000
+            log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, message)
+            raise FunctionError(self.spec.name, "Runtime.ExitError", message)
+        self._give_back(worker)
+        return reply
+
+    def _exchange(self, invocation: Invocation, event_json: str, instructions: dict) -> tuple:
         """Send one invocation and wait for its reply, within the function's timeout."""
         connection = invocation.worker.connection
         started = time.monotonic()
+        deadline = started + self.spec.timeout_s
         try:
-            connection.send(message)
+            connection.send((invocation.aws_request_id, deadline, event_json, instructions))
             if not connection.poll(self.spec.timeout_s):
                 # Lambda stops a function at its timeout; so does this.
                 self._stop(invocation, "timed out")
                 message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
                 log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
                 raise FunctionError(self.spec.name, "TimeoutError", message)
-            return connection.recv()
-        except (EOFError, OSError) as error:
-            elapsed = time.monotonic() - started
-            cause = "signal: killed" if invocation.stopped else type(error).__name__
-            message = (
-                f"RequestId: {invocation.aws_request_id} Error: Runtime exited with error: {cause}"
-            )
-            log.warning("%s after %.0f ms: %s", self.spec.name, elapsed * 1000, message)
-            raise FunctionError(self.spec.name, "Runtime.ExitError", message) from error
+            reply = connection.recv()
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        if reply[0] != EXITED:
+            return reply
+        elapsed = time.monotonic() - started
+        message = exit_message(invocation.aws_request_id, reply[1])
+        log.warning("%s after %.0f ms: %s", self.spec.name, elapsed * 1000, message)
+        raise FunctionError(self.spec.name, "Runtime.ExitError", message)
 
     def close(self) -> None:
         """Let running invocations finish (the pool waits), then stop the idle workers."""
@@ -199,32 +403,7 @@ class IsolatedFunction(LambdaFunction):
         for worker in idle:
             with contextlib.suppress(OSError):
                 worker.connection.send(None)
-            worker.process.join(timeout=5)
-            worker.discard()
-
-
-def serve(connection: Connection, spec: FunctionSpec, region: str, account_id: str) -> None:
-    """A worker process: run invocations from `connection` until told to stop or orphaned."""
-    from local.faults import CallFaults
-    from local.functions import resolve_handler
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    faults = CallFaults.install()
-    handler = resolve_handler(spec.handler)
-    connection.send(READY)
-    while True:
-        try:
-            message = connection.recv()
-        except EOFError:
-            return  # the stack is gone
-        if message is None:
-            return
-        event_json, instructions = message
-        faults.arm(instructions)
-        context = LambdaContext(spec, region, account_id)
-        try:
-            answer_json = json.dumps(handler(json.loads(event_json), context))
-            reply: tuple = ("ok", answer_json)
-        except Exception as error:
-            reply = ("error", type(error).__name__, str(error), traceback.format_exc())
-        connection.send(reply)
+                # It answers by ending: the zygote reports its exit.
+                if worker.connection.poll(5):
+                    worker.connection.recv()
+            self._discard(worker)

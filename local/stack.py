@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local import dynamodb, static_site, tokens
+from local import dynamodb, static_site, tokens, zygote
 from local.apigateway import DEFAULT_ROUTE, Api
 from local.batch_provider import BatchProvider
 from local.event_source_mapping import EventSourceMapping, MappingConfig
@@ -33,7 +33,12 @@ from local.ingress import EVENTBRIDGE_PATH, SNS_PATH, Ingress
 from local.isolation import IsolatedFunction
 from local.management import GatewayConnections, HttpResponse, HttpServer
 from local.schedule import Schedule
-from local.wiring import DEFAULT_PROCESSOR_CONCURRENCY, function_specs, wire
+from local.wiring import (
+    DEFAULT_FUNCTION_CONCURRENCY,
+    DEFAULT_PROCESSOR_CONCURRENCY,
+    function_specs,
+    wire,
+)
 from streamer import catalog, config, demo
 from streamer.catalog import Trigger
 from streamer.cors import ENV as CORS_ENV
@@ -41,6 +46,12 @@ from streamer.cors import CorsRules, InvalidCorsRules
 from streamer.record_filter import processor_records
 
 log = logging.getLogger("local.stack")
+
+#: How the functions' invocations run: each execution environment a worker process, as
+#: Lambda runs them, or threads of the stack's own interpreter.
+PROCESSES = "processes"
+THREADS = "threads"
+INVOCATION_MODES = (PROCESSES, THREADS)
 
 
 class StartupError(Exception):
@@ -77,7 +88,11 @@ class StackOptions:
     #: The processor's concurrency limit (its reserved concurrency on AWS): batches past it
     #: are throttled and the stream mapping retries them.
     processor_concurrency: int = DEFAULT_PROCESSOR_CONCURRENCY
-    #: Serve the `/_faults` API and run the processor in worker processes it can kill.
+    #: The concurrency of every function without a reserved one (invocations past it wait).
+    function_concurrency: int = DEFAULT_FUNCTION_CONCURRENCY
+    #: `PROCESSES` (each execution environment a worker process) or `THREADS`.
+    invocations: str = PROCESSES
+    #: Serve the `/_faults` API (the processor then runs in worker processes in any mode).
     faults: bool = False
     state_dir: Path = tokens.STATE_DIR
     #: Publish lifecycle events to this EventBridge bus (made on a moto server); None: off.
@@ -276,21 +291,14 @@ class Stack:
                 LocalEventBus, options.host, options.region, options.event_bus, moto_endpoint
             )
             os.environ.update(self._event_bus.environment)
-        specs = function_specs(
-            options.mapping, options.processor_timeout_s, options.processor_concurrency
-        )
         account = self.api.account_id
-        self._functions = {
-            name: LambdaFunction(spec, options.region, account) for name, spec in specs.items()
-        }
-        processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
-        if self._faults is not None:
-            self._functions[processor] = IsolatedFunction(
-                specs[processor],
-                options.region,
-                account,
-                self._faults.plan.invocation_instructions,
+        self._functions = self._make_functions()
+        if options.invocations == PROCESSES or self._faults is not None:
+            # Its libraries and the entry points load now, once, not at every cold start.
+            entry_points = tuple(
+                sorted({f.spec.handler.rpartition(".")[0] for f in self._functions.values()})
             )
+            await asyncio.to_thread(zygote.shared, entry_points)
         wiring = wire(self._functions)
 
         self._ingress = Ingress(wiring.notifications, options.region, account)
@@ -366,6 +374,31 @@ class Stack:
         log.info("ready: %s", self.ready["websocket_url"])
         return self.ready
 
+    def _make_functions(self) -> dict[str, LambdaFunction]:
+        """The catalog's functions, in worker processes or threads as the options say; with
+        `--faults` the processor's workers take fault instructions."""
+        options = self.options
+        specs = function_specs(
+            options.mapping,
+            options.processor_timeout_s,
+            options.processor_concurrency,
+            options.function_concurrency,
+        )
+        account = self.api.account_id
+        kind = IsolatedFunction if options.invocations == PROCESSES else LambdaFunction
+        functions: dict[str, LambdaFunction] = {
+            name: kind(spec, options.region, account) for name, spec in specs.items()
+        }
+        processor = catalog.the_one(Trigger.REQUESTS_STREAM).name
+        if self._faults is not None:
+            functions[processor] = IsolatedFunction(
+                specs[processor],
+                options.region,
+                account,
+                self._faults.plan.invocation_instructions,
+            )
+        return functions
+
     def _intercept(self, method: str, path: str, body: bytes) -> HttpResponse | None:
         """Requests answered before the management API: fault injection, then the ingress."""
         if self._faults is not None:
@@ -417,6 +450,7 @@ class Stack:
             self._mapping.stop()
         for function in self._functions.values():
             function.close()
+        zygote.stop_shared()
         if self._http is not None:
             self._http.close()
         if self._batch_provider is not None:

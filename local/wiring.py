@@ -27,14 +27,23 @@ class WiringError(Exception):
 #: The stream processor's concurrency limit unless told otherwise: the processor's
 #: default reserved concurrency when deployed, 100.
 DEFAULT_PROCESSOR_CONCURRENCY = 100
+#: How many invocations of a function without a reserved concurrency run at once unless
+#: told otherwise: each is an execution environment, a worker process (about 25 MiB of its
+#: own beside what it shares with the zygote); most of their time is spent waiting on
+#: DynamoDB, so a burst needs more of them than there are cores.
+DEFAULT_FUNCTION_CONCURRENCY = 16
 
 
 def function_specs(
     mapping: MappingConfig,
     processor_timeout_s: float | None = None,
     processor_concurrency: int = DEFAULT_PROCESSOR_CONCURRENCY,
+    function_concurrency: int = DEFAULT_FUNCTION_CONCURRENCY,
 ) -> dict[str, FunctionSpec]:
     """The catalog's functions as Lambda runs them: handler, timeout, memory, concurrency.
+
+    A function triggered otherwise runs at most `function_concurrency` invocations at
+    once (on AWS, the account's unreserved concurrency); more wait for one to end.
 
     The function the stream invokes gets `processor_timeout_s` when given (its lease
     follows it), one invocation per lane at a time, as the mapping's
@@ -45,7 +54,7 @@ def function_specs(
     specs = {}
     for function in catalog.FUNCTIONS.values():
         timeout_s: float = function.timeout_s
-        concurrency = FunctionSpec.concurrency
+        concurrency = function_concurrency
         reserved = None
         if Trigger.REQUESTS_STREAM in function.triggers:
             if processor_timeout_s is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from local.__main__ import _options, _stack_parser
 from local.event_source_mapping import MappingConfig
-from local.stack import StackOptions, schedule_intervals
+from local.stack import PROCESSES, THREADS, StackOptions, schedule_intervals
 from local.wiring import DEFAULT_PROCESSOR_CONCURRENCY, WiringError, function_specs, wire
 from streamer import catalog
 from streamer.catalog import Trigger
@@ -40,6 +41,16 @@ def test_only_the_stream_function_gets_the_processor_concurrency_limit() -> None
     assert specs[stream].reserved_concurrency == 3
     assert {s.reserved_concurrency for n, s in specs.items() if n != stream} == {None}
     assert StackOptions().processor_concurrency == DEFAULT_PROCESSOR_CONCURRENCY == 100
+
+
+def test_the_stack_runs_its_functions_in_worker_processes_unless_told_otherwise() -> None:
+    assert _options(_stack_parser().parse_args([])).invocations == PROCESSES
+    assert _options(_stack_parser().parse_args(["--invocations", "threads"])).invocations == THREADS
+    specs = function_specs(MappingConfig(), function_concurrency=3)
+    stream = catalog.the_one(Trigger.REQUESTS_STREAM).name
+    scheduled = {f.name for f in catalog.triggered_by(Trigger.SCHEDULE)}
+    others = {n: s.concurrency for n, s in specs.items() if n != stream and n not in scheduled}
+    assert set(others.values()) == {3}
 
 
 def test_each_trigger_the_local_stack_plays_invokes_the_catalogs_function() -> None:

@@ -1,0 +1,210 @@
+"""Functions in worker processes: one invocation per execution environment, as Lambda runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from local.functions import FunctionError, FunctionSpec
+from local.isolation import IsolatedFunction
+from tests.e2e.wire import run
+
+REGION, ACCOUNT = "eu-west-1", "111122223333"
+
+
+def isolated(handler: str, **spec: object) -> IsolatedFunction:
+    settings = {"timeout_s": 10, "memory_mb": 256, **spec}
+    return IsolatedFunction(FunctionSpec("streamer-test", handler, **settings), REGION, ACCOUNT)
+
+
+@pytest.fixture
+def remember():
+    function = isolated("tests.local.lambdas.remember", concurrency=2)
+    yield function
+    function.close()
+
+
+def test_the_handler_gets_the_event_and_a_context_rebuilt_in_its_worker(remember) -> None:
+    answer = remember.invoke({"hello": ["world"]})
+
+    assert answer["event"] == {"hello": ["world"]}
+    assert answer["function_name"] == "streamer-test"
+    assert answer["invoked_function_arn"] == (
+        "arn:aws:lambda:eu-west-1:111122223333:function:streamer-test"
+    )
+    assert answer["memory_limit_in_mb"] == "256"
+    assert len(answer["aws_request_id"]) == 36
+    assert 0 < answer["remaining_ms"] <= 10_000
+
+
+def test_a_warm_environment_serves_the_next_invocation_with_its_module_state(remember) -> None:
+    first = remember.invoke({})
+    second = remember.invoke({})
+
+    assert second["pid"] == first["pid"]
+    assert (first["invocations"], second["invocations"]) == (1, 2)
+    assert second["aws_request_id"] != first["aws_request_id"]
+    assert remember.cold_starts == 1
+
+
+def test_concurrent_invocations_each_get_an_environment_of_their_own(remember) -> None:
+    async def both() -> list:
+        return await asyncio.gather(*(remember.invoke_async({"seconds": 1}) for _ in range(2)))
+
+    first, second = run(both())
+
+    # Two processes, each with its own module state: neither saw the other's invocation.
+    assert first["pid"] != second["pid"]
+    assert first["invocations"] == second["invocations"] == 1
+    assert remember.cold_starts == 2
+    assert sorted(remember.worker_pids()) == sorted([first["pid"], second["pid"]])
+
+
+def test_no_more_environments_than_the_concurrency(remember) -> None:
+    async def many() -> list:
+        return await asyncio.gather(*(remember.invoke_async({"seconds": 0.2}) for _ in range(6)))
+
+    answers = run(many())
+
+    assert len({answer["pid"] for answer in answers}) <= 2
+    assert sum(answer["invocations"] == 1 for answer in answers) <= 2
+    assert remember.cold_starts <= 2
+
+
+def test_the_reserved_concurrency_throttles_in_processes_too() -> None:
+    function = isolated("tests.local.lambdas.remember", concurrency=2, reserved_concurrency=1)
+    try:
+        first = function.submit({"seconds": 1})
+        with pytest.raises(FunctionError) as throttled:
+            function.submit({}).result(timeout=5)
+        assert throttled.value.error_type == "TooManyRequestsException"
+        assert first.result(timeout=10)["invocations"] == 1
+    finally:
+        function.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "cause"), [(3, "exit status 3"), (-9, "signal: killed")], ids=["exit", "signal"]
+)
+def test_a_worker_that_dies_fails_its_invocation_as_lambda_reports_it(
+    status: int, cause: str
+) -> None:
+    handler = "tests.local.lambdas.exit_with" if status > 0 else "tests.local.lambdas.remember"
+    function = isolated(handler)
+    try:
+        if status > 0:
+            running = function.submit({"status": status})
+        else:
+            # A worker killed from outside mid-invocation (as the OOM killer would).
+            running = function.submit({"seconds": 5})
+            while not function.running():
+                time.sleep(0.01)
+            [invocation] = function.running()
+            invocation.worker.kill()
+        with pytest.raises(FunctionError) as failed:
+            running.result(timeout=10)
+        assert failed.value.error_type == "Runtime.ExitError"
+        assert failed.value.error_message.endswith(f"Error: Runtime exited with error: {cause}")
+        assert failed.value.error_message.startswith("RequestId: ")
+    finally:
+        function.close()
+
+
+def test_after_a_crash_the_next_invocation_gets_a_new_environment() -> None:
+    function = isolated("tests.local.lambdas.exit_with")
+    try:
+        with pytest.raises(FunctionError):
+            function.invoke({"status": 1})
+        with pytest.raises(FunctionError):
+            function.invoke({"status": 1})
+        assert function.cold_starts == 2
+    finally:
+        function.close()
+
+
+def test_a_handler_that_cannot_be_imported_fails_with_lambdas_init_error() -> None:
+    function = isolated("tests.local.no_such_module.handler")
+    try:
+        with pytest.raises(FunctionError) as failed:
+            function.invoke({})
+    finally:
+        function.close()
+    assert failed.value.error_type == "Runtime.ImportModuleError"
+    assert failed.value.error_message.startswith(
+        "Unable to import module 'tests.local.no_such_module': "
+    )
+
+
+def test_an_answer_lambda_cannot_serialise_is_the_handlers_error() -> None:
+    function = isolated("tests.local.lambdas.unserialisable")
+    try:
+        with pytest.raises(FunctionError) as failed:
+            function.invoke({})
+        assert failed.value.error_type == "TypeError"
+        assert "not JSON serializable" in failed.value.error_message
+        # The environment survives its handler's error.
+        assert function.cold_starts == 1
+    finally:
+        function.close()
+
+
+def test_close_stops_every_worker(remember) -> None:
+    remember.invoke({})
+    [pid] = remember.worker_pids()
+
+    remember.close()
+
+    assert remember.worker_pids() == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_warm_environment_invoked_from_the_event_loop_fails_as_lambda_reports_it() -> None:
+    # GIVEN a warm environment (the loop then talks to it directly, with no thread between)
+    function = isolated("tests.local.lambdas.remember_or_exit", timeout_s=1)
+    try:
+        first = run(function.invoke_async({}))
+
+        # WHEN it answers, then exits mid-invocation, then outlives its timeout
+        second = run(function.invoke_async({}))
+        with pytest.raises(FunctionError) as died:
+            run(function.invoke_async({"status": 3}))
+        run(function.invoke_async({}))
+        with pytest.raises(FunctionError) as late:
+            run(function.invoke_async({"seconds": 5}))
+    finally:
+        function.close()
+
+    # THEN the warm one kept its state, and each failure is worded as Lambda words it
+    assert (second["pid"], second["invocations"]) == (first["pid"], 2)
+    assert died.value.error_type == "Runtime.ExitError"
+    assert died.value.error_message.endswith("Runtime exited with error: exit status 3")
+    assert (late.value.error_type, late.value.error_message) == (
+        "TimeoutError",
+        "Task timed out after 1.00 seconds",
+    )
+    assert [i.stopped for i in function.stopped()] == ["timed out"]
+
+
+def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again() -> None:
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    try:
+        first = run(function.invoke_async({}))
+
+        # WHEN the caller stops waiting (as the gateway does at a handshake's timeout)
+        async def give_up() -> None:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(function.invoke_async({"seconds": 1}), 0.1)
+
+        run(give_up())
+
+        # THEN the invocation ran to its end in the same environment, which serves the next
+        after = function.invoke({})
+    finally:
+        function.close()
+    assert after["pid"] == first["pid"]
+    assert after["invocations"] == 3
+    assert function.cold_starts == 1
