@@ -320,6 +320,21 @@ def consume(fixture: Path, tables_file: Path, out: Path) -> None:
             "owner": types(posts, OWNER),
         }
 
+    # The INSERT record delivered again after the request ended (its worker's invocation
+    # failed after the finish): what this release sends, with the sweeper's next run.
+    with mock_aws():
+        posts = start(tables)
+        load(at(steps, "async completed"))
+        from streamer.entry import sweeper
+
+        failures = process(inserts)["batchItemFailures"]
+        swept = sweeper.handler({}, Context())
+        report["redelivered"] = {
+            "failures": failures,
+            "resent": swept["resent"],
+            "owner": types(posts, OWNER),
+        }
+
     # The circuit the other release opened is open for this one.
     with mock_aws():
         start(tables)

@@ -215,3 +215,24 @@ def test_the_previous_sweeper_skips_what_a_keys_only_index_lists(tmp: str) -> No
     release must not be the only sweeper once the index is keys-only (docs/deploying.md)."""
     report = consumed("previous", "current", "current", tmp)
     assert report["sweep"] == {"redriven": 0, "status": "PENDING", "owner": []}
+
+
+@pytest.mark.parametrize("writer", ["previous", "current"])
+def test_this_release_sends_again_the_complete_of_a_record_delivered_again(
+    writer: str, tmp: str
+) -> None:
+    """A request's INSERT record delivered again after it ended (its worker's invocation
+    failed after the finish): this release sends the stored `complete` again, whichever
+    release ran it."""
+    report = consumed("current", writer, "current", tmp)
+    assert report["redelivered"] == {"failures": [], "resent": 0, "owner": ["complete"]}
+
+
+def test_the_previous_release_does_not_send_a_complete_this_release_lost(tmp: str) -> None:
+    """This release's finish takes the request off the due index, where the previous
+    release's sweeper looked for a `complete` lost with its worker; the previous processor
+    does not send it for a record delivered again. A `complete` lost by this release's
+    worker and redelivered to the previous release stays unsent (the client reads it with
+    `status` or `subscribe`): docs/deploying.md, "Item formats across a deploy"."""
+    report = consumed("previous", "current", "current", tmp)
+    assert report["redelivered"] == {"failures": [], "resent": 0, "owner": []}
