@@ -66,7 +66,10 @@ class Versioned(Model):
     item_format = NumberAttribute(null=True)
 
     def save(self, condition: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """PutItem, stamped: a put replaces the whole item, so it carries this code's format."""
+        """PutItem, stamped: a put replaces the whole item, so it carries this code's format.
+
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html
+        """
         self.item_format = ITEM_FORMAT
         return super().save(condition, *args, **kwargs)
 
