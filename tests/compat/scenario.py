@@ -34,6 +34,7 @@ TABLE_NAMES = {"connections": "compat-connections", "requests": "compat-requests
 TABLE_NAMES["subscriptions"] = "compat-subscriptions"
 OWNER, SUBSCRIBER = "conn-owner", "conn-follower"
 ASYNC_ID, SYNC_ID, TOPIC, ACTION = "async-1", "sync-1", "news", "generate_report"
+FAILING_ID = "async-2"
 
 
 def environment() -> None:
@@ -211,7 +212,10 @@ def table_requests() -> list[dict[str, Any]]:
 
 
 def generate(out: Path) -> None:
-    """One of each item this release writes, after each step of a life, and its stream."""
+    """One of each item this release writes, after each step of a life, and its stream:
+    two connections, a sync request with an id, an async request that completes and one
+    that fails, a subscription to a request and to a topic, a topic's retained
+    notification, a circuit's count and state items."""
     environment()
     from moto import mock_aws
 
@@ -238,6 +242,11 @@ def generate(out: Path) -> None:
         step("subscribed")
         process([r["record"] for r in records if r["step"] == "async queued"])
         step("async completed")
+        payload = {"pages": 2, "page_ms": 0, "fail_at_page": 1}
+        send(OWNER, {"action": ACTION, "id": FAILING_ID, "payload": payload})
+        step("failing queued")
+        process([r["record"] for r in records if r["step"] == "failing queued"])
+        step("async failed")
         circuit_writes()
         step("circuit opened")
     out.mkdir(parents=True, exist_ok=True)

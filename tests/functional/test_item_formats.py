@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -143,6 +144,35 @@ def test_every_item_written_has_what_the_other_release_reads(
                 elif next(iter(item[name])) not in (attribute["type"], "NULL"):
                     retyped.append(f"{step['step']}: {kind}.{name} is {next(iter(item[name]))}")
     assert missing == [] and retyped == []
+
+
+#: The model classes of the runtime, by the kind of item they write.
+MODEL_KINDS = {
+    "Connection": "connections",
+    "CircuitRecord": "circuits",
+    "RequestItem": "requests",
+    "Subscription": "subscriptions",
+}
+REMOVE = re.compile(r"\b(" + "|".join(MODEL_KINDS) + r")\.(\w+)\.remove\(\)")
+
+
+def test_no_write_of_this_release_removes_what_the_previous_release_requires(tmp: str) -> None:
+    """Every attribute an update of this release removes (`<Model>.<attribute>.remove()`
+    anywhere in the runtime, on every path, not only the scenario's) is one the previous
+    release's models read as optional."""
+    removed = {
+        (MODEL_KINDS[model], attribute)
+        for path in (RELEASES["current"] / "streamer").rglob("*.py")
+        for model, attribute in REMOVE.findall(path.read_text())
+    }
+    assert ("requests", "due_region") in removed  # the finish's: the pattern sees them all
+    previous = declared("previous", tmp)
+    required = sorted(
+        f"{kind}.{name}"
+        for kind, name in removed
+        if name in previous[kind] and not previous[kind][name]["optional"]
+    )
+    assert required == []
 
 
 # --- each release runs the other's items and stream records --------------------------------------
