@@ -21,13 +21,17 @@ from typing import Any
 
 import pytest
 
+import streamer
 from streamer.models import ITEM_FORMAT, OLDEST_READ_FORMAT, RequestItem
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "compat" / "scenario.py"
 FIXTURES = ROOT / "tests" / "fixtures" / "formats"
-#: Where each release's `streamer` package is.
-RELEASES = {"previous": ROOT / "tests" / "compat" / "previous", "current": ROOT / "lambdas"}
+#: Where each release's `streamer` package is: the current one is the one this process runs.
+RELEASES = {
+    "previous": ROOT / "tests" / "compat" / "previous",
+    "current": Path(streamer.__file__).resolve().parents[1],
+}
 #: The format each release writes.
 FORMATS = {"previous": OLDEST_READ_FORMAT, "current": ITEM_FORMAT}
 CIRCUIT_PREFIX = "circuit#"
