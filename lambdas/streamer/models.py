@@ -43,6 +43,46 @@ from streamer.transitions import (
 SYNC = "sync"
 ASYNC = "async"
 
+#: The format of the items this code writes (docs/deploying.md, "Item formats across a
+#: deploy"). Every write stamps it in `item_format`; an item without one was written by a
+#: release before formats were numbered (format 1, commit d697912).
+ITEM_FORMAT = 2
+#: The oldest format this code reads: the previous release's, which runs beside it while
+#: a deploy shifts traffic.
+OLDEST_READ_FORMAT = 1
+UNNUMBERED_FORMAT = 1
+
+
+class Versioned(Model):
+    """A model whose every write stamps the format of the code that made it.
+
+    Reading ignores attributes the model does not declare and leaves an
+    undeclared or missing one at its default (PynamoDB's `_container_deserialize`
+    reads only the model's own attributes, with no null check), so an item of the
+    next or the previous format parses; what each format may leave out is
+    declared `null=True` or with a default.
+    """
+
+    item_format = NumberAttribute(null=True)
+
+    def save(self, condition: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """PutItem, stamped: a put replaces the whole item, so it carries this code's format.
+
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html
+        """
+        self.item_format = ITEM_FORMAT
+        return super().save(condition, *args, **kwargs)
+
+    def update(self, actions: list[Any], condition: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """UpdateItem, stamped: the item was last written by this code's format."""
+        stamped = [*actions, type(self).item_format.set(ITEM_FORMAT)]
+        return super().update(stamped, condition, *args, **kwargs)
+
+    @property
+    def format(self) -> int:
+        """The format of the code that last wrote this item (1: before formats were numbered)."""
+        return UNNUMBERED_FORMAT if self.item_format is None else int(self.item_format)
+
 
 class ConnectionsByUser(GlobalSecondaryIndex):
     class Meta:
@@ -52,7 +92,7 @@ class ConnectionsByUser(GlobalSecondaryIndex):
     user_key = UnicodeAttribute(hash_key=True)
 
 
-class Connection(Model):
+class Connection(Versioned):
     """An open WebSocket connection and the identity the authorizer gave it."""
 
     class Meta:
@@ -90,7 +130,7 @@ class RequestsByActiveOwner(GlobalSecondaryIndex):
     active_owner = UnicodeAttribute(hash_key=True)
 
 
-class RequestItem(Model):
+class RequestItem(Versioned):
     """A client request: its state machine, progress, and outcome."""
 
     class Meta:
@@ -181,7 +221,7 @@ class SubscriptionsByConnection(GlobalSecondaryIndex):
     connection_id = UnicodeAttribute(hash_key=True)
 
 
-class Subscription(Model):
+class Subscription(Versioned):
     """A connection that receives a request's or a topic's messages (besides a request's owner)."""
 
     class Meta:
@@ -220,16 +260,20 @@ __all__ = [
     "CANCELLED",
     "COMPLETED",
     "FAILED",
+    "ITEM_FORMAT",
+    "OLDEST_READ_FORMAT",
     "PENDING",
     "PROCESSING",
     "RETRYING",
     "SYNC",
     "TERMINAL",
+    "UNNUMBERED_FORMAT",
     "WAITING",
     "Connection",
     "RequestItem",
     "Status",
     "Subscription",
+    "Versioned",
     "bind_models",
     "owner_key",
     "request_key",

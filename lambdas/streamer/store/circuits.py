@@ -24,16 +24,15 @@ each), so even 1,000 instances stay within a partition's limits.
 from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.models import Model
 
 from streamer.circuit import CircuitState, Counts, TrialSlot
-from streamer.models import Connection
+from streamer.models import Connection, Versioned
 from streamer.store.errors import conditional, guard
 
 PREFIX = "circuit#"
 
 
-class CircuitRecord(Model):
+class CircuitRecord(Versioned):
     """A circuit's state or one bucket's counts (which attributes are set says which)."""
 
     class Meta:

@@ -1,0 +1,15 @@
+"""Scheduled sweeper: re-drive requests whose lease or retry time passed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamer import invocation, runtime
+from streamer.protocol import now_ms
+from streamer.sweeper import sweep
+
+
+@invocation.entry_point
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    rt = runtime.current()
+    return sweep(rt.settings.region, rt.delivery, now_ms()).to_dict()

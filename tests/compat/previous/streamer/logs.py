@@ -1,0 +1,163 @@
+"""Structured JSON logs: one object per line, with the invocation's and the request's context.
+
+Context (`request_id`, `connection_id`, `tenant_id`, `action`, ...) is bound
+with `log_context` and added to every record logged inside it, across the
+runtime's modules. `lambda_context` binds what Lambda tells about the
+invocation: its request id, the function's name and version, whether this is
+the process's first invocation (cold start) and the X-Ray trace id. The field
+names are documented in docs/operations.md ("Log fields").
+
+DEBUG lines are written for a sampled share of invocations
+(`STREAMER_LOG_DEBUG_SAMPLE_RATE`), decided once per invocation, or always
+when the level is DEBUG.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("streamer_log_context")
+#: This invocation's draw in [0, 1): its DEBUG lines are written if it is under the rate.
+_debug_draw: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "streamer_debug_draw", default=1.0
+)
+_configured = False
+_level = logging.INFO
+_debug_sample_rate = 0.0
+_cold_start = True
+#: Set by Lambda for each invocation: `Root=1-...;Parent=...;Sampled=1` (docs.aws.amazon.com/
+#: lambda/latest/dg/configuration-envvars.html, "Defined runtime environment variables").
+TRACE_HEADER_VARIABLE = "_X_AMZN_TRACE_ID"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": int(record.created * 1000),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(_context.get({}))
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+class _DebugSampling(logging.Filter):
+    """Lets DEBUG records through only at level DEBUG or in a sampled invocation."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO or _level <= logging.DEBUG:
+            return True
+        return _debug_draw.get() < _debug_sample_rate
+
+
+def configure_logging(level: str = "INFO", debug_sample_rate: float = 0.0) -> None:
+    """Send the `streamer` loggers' records to stdout as JSON (once per process).
+
+    With a `debug_sample_rate` above 0, DEBUG records are made and written for
+    that share of invocations (`lambda_context`).
+    """
+    global _configured, _level, _debug_sample_rate
+    logger = logging.getLogger("streamer")
+    logger.setLevel(level)
+    _level, _debug_sample_rate = logger.level, debug_sample_rate
+    if debug_sample_rate > 0:
+        logger.setLevel(logging.DEBUG)
+    if _configured:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_DebugSampling())
+    logger.addHandler(handler)
+    logger.propagate = False
+    _configured = True
+
+
+def trace_id(header: str | None) -> str | None:
+    """The `Root` of an X-Ray trace header (`Root=1-...;Parent=...;Sampled=1`), if any."""
+    for part in (header or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "Root" and value:
+            return value
+    return None
+
+
+def invocation_fields(context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What Lambda's context object and environment tell about this invocation.
+
+    Context attributes per docs.aws.amazon.com/lambda/latest/dg/python-context.html.
+    Reading them marks the process warm: only its first invocation is a cold start.
+    """
+    global _cold_start
+    env = os.environ if env is None else env
+    fields = {
+        "aws_request_id": getattr(context, "aws_request_id", None),
+        "function_name": getattr(context, "function_name", None),
+        "function_version": getattr(context, "function_version", None),
+        "cold_start": _cold_start,
+        "xray_trace_id": trace_id(env.get(TRACE_HEADER_VARIABLE)),
+    }
+    _cold_start = False
+    return fields
+
+
+@contextmanager
+def lambda_context(context: Any) -> Iterator[None]:
+    """Bind the invocation's fields (`invocation_fields`) and draw its debug sample."""
+    draw = _debug_draw.set(random.random())
+    try:
+        with log_context(**invocation_fields(context)):
+            yield
+    finally:
+        _debug_draw.reset(draw)
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add `fields` to every record logged inside the block (this thread or task)."""
+    merged = {**_context.get({}), **{k: v for k, v in fields.items() if v is not None}}
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind(**fields: Any) -> None:
+    """Add fields to the current context until the enclosing `log_context` ends."""
+    _context.set({**_context.get({}), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def current_fields() -> dict[str, Any]:
+    """The fields bound where this is called (read by `streamer.tracing` for annotations)."""
+    return dict(_context.get({}))
+
+
+def copy_context() -> contextvars.Context:
+    """The current context, to run work in another thread with the same log fields."""
+    return contextvars.copy_context()
+
+
+class Timer:
+    """Milliseconds since creation, for `duration_ms` fields."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self._start) * 1000)
