@@ -68,3 +68,38 @@ def test_a_bucket_out_of_range_says_what_a_bucket_needs() -> None:
     assert str(raised.value) == (
         "a token bucket needs a rate from above 0 to 1,000,000 a second and a burst of at least 1"
     )
+
+
+# An instance's view of a connection's bucket (`decide`, `reconcile`, `reported`).
+
+
+def test_a_refused_message_is_told_the_exact_wait_and_keeps_the_view() -> None:
+    from streamer.ratelimit import View, decide
+
+    now = 5_000_000
+    # One microsecond past the tolerance: the next token is 1 us away, told as 1 ms.
+    view = View(tat=now + 200_001, unreported=2, batch_tat=now + 100_000)
+    decision = decide(BUCKET, view, now)
+    assert decision.admitted is False
+    assert decision.retry_after_ms == 1
+    assert decision.view == view and decision.report is False
+
+    # 150 ms past the tolerance: 150 ms.
+    later = decide(BUCKET, View(tat=now + 350_000), now)
+    assert (later.admitted, later.retry_after_ms) == (False, 150)
+
+
+def test_a_view_with_no_shared_or_own_tat_stays_without_one() -> None:
+    from streamer.ratelimit import View, reconcile
+
+    assert reconcile(View(), None).tat is None
+    assert reconcile(View(tat=7), None).tat == 7
+    assert reconcile(View(), 9).tat == 9
+    assert reconcile(View(tat=7), 9).tat == 9
+
+
+def test_a_reported_view_has_nothing_left_to_report() -> None:
+    from streamer.ratelimit import View, reported
+
+    view = View(tat=500, unreported=3, batch_tat=400)
+    assert reported(view) == View(tat=500, unreported=0, batch_tat=None)
