@@ -67,16 +67,27 @@ def sync_outcome(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def replay_response(item: RequestItem) -> dict[str, Any]:
-    """The answer a repeated sync request gets: the stored response, or CONFLICT while running."""
+def replay_response(
+    item: RequestItem, now_ms: int | None = None, stale_after_ms: int | None = None
+) -> dict[str, Any]:
+    """The answer a repeated sync request gets: the stored response, or CONFLICT while running.
+
+    With the time and the age at which a running sync item may be taken over
+    (`stale_after_ms`), the conflict says when: `details.retry_after_ms`. A put whose
+    answer was lost (DynamoDB's client timed out during an outage) may still have stored
+    the item although no router runs it; the repeat then runs once the item is stale.
+    """
     if item.status == COMPLETED:
         return response_message(item.request_id, data=item.result)
     if item.status == FAILED:
         return response_message(item.request_id, error=item.error)
+    details: dict[str, Any] = {"request_id": item.request_id}
+    if now_ms is not None and stale_after_ms is not None:
+        details["retry_after_ms"] = max(1, int(item.created_at) + stale_after_ms - now_ms)
     raise StreamerError(
         ErrorCode.CONFLICT,
         "a request with this id is still running",
-        details={"request_id": item.request_id},
+        details=details,
         retryable=True,
     )
 
@@ -180,9 +191,11 @@ class ApplicationActions:
         if message.id is not None:
             # A client id makes the answer retrievable and the run idempotent.
             item = self._new_item(message, payload, handler, caller, kind=SYNC, status=PROCESSING)
-            stale_before = now_ms() - self.settings.sync_timeout_ms - STALE_SYNC_MARGIN_MS
-            if not store.create_request(item, stale_sync_before_ms=stale_before):
-                return replay_response(self._existing(message, payload, caller))
+            now, stale_after_ms = now_ms(), self.settings.sync_timeout_ms + STALE_SYNC_MARGIN_MS
+            if not store.create_request(item, stale_sync_before_ms=now - stale_after_ms):
+                return replay_response(
+                    self._existing(message, payload, caller), now, stale_after_ms
+                )
         request_id = item.request_id if item else f"req-{uuid.uuid4().hex}"
         bind(request_id=request_id)
         request = Request(

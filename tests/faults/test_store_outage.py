@@ -10,6 +10,7 @@ cut it off with a bare "Internal server error".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -76,8 +77,17 @@ def test_a_request_during_an_outage_is_answered_unavailable_with_its_id(tmp_path
                     # WHEN the client sends a request with an id
                     await send(socket, message)
                     during = await receive(socket, timeout=ANSWER_TIMEOUT_S)
-                # and sends it again once DynamoDB is back
+                # and sends it again once DynamoDB is back. The router's put may have
+                # reached DynamoDB and been stored after its client gave up, as on AWS
+                # (a timed-out write may have been applied): the repeat is then told
+                # when the id frees up, and runs then.
                 after = await ask(socket, message)
+                for _ in range(3):
+                    if after.get("type") != "error" or after["error"]["code"] != "CONFLICT":
+                        break
+                    assert after["request_id"] == "during-outage"
+                    await asyncio.sleep(after["error"]["details"]["retry_after_ms"] / 1000)
+                    after = await ask(socket, message)
                 return during, after
 
         during, after = run(scenario())
@@ -88,7 +98,7 @@ def test_a_request_during_an_outage_is_answered_unavailable_with_its_id(tmp_path
     assert during["error"]["code"] == "UNAVAILABLE"
     assert during["error"]["retryable"] is True
     assert during["error"]["details"]["retry_after_ms"] > 0
-    # and the retry after the outage runs it: nothing of the failed attempt was kept
+    # and the retry after the outage runs it: what the failed attempt kept does not block it
     assert after == {
         "type": "response",
         "request_id": "during-outage",

@@ -105,3 +105,20 @@ def test_a_repeat_of_a_sync_request_still_running_is_a_retryable_conflict() -> N
         "retryable": True,
         "details": {"request_id": "r-1"},
     }
+
+
+def test_a_repeat_of_a_running_sync_request_is_told_when_its_id_frees_up() -> None:
+    # GIVEN a sync request stored PROCESSING at t=10,000 ms, whose item a repeat may take
+    # over once it is older than the sync deadline and its margin (here 7,000 ms)
+    item = stored("PROCESSING", created_at=10_000)
+
+    # WHEN it is repeated at t=12,500 ms
+    with pytest.raises(StreamerError) as raised:
+        replay_response(item, now_ms=12_500, stale_after_ms=7_000)
+
+    # THEN the conflict says to come back in 4,500 ms (a write whose answer was lost in an
+    # outage may still have stored it: the repeat then runs once the item is stale)
+    assert raised.value.to_dict()["details"] == {"request_id": "r-1", "retry_after_ms": 4_500}
+    with pytest.raises(StreamerError) as later:
+        replay_response(item, now_ms=17_000, stale_after_ms=7_000)
+    assert later.value.to_dict()["details"]["retry_after_ms"] == 1
