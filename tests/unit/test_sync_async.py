@@ -122,3 +122,11 @@ def test_a_repeat_of_a_running_sync_request_is_told_when_its_id_frees_up() -> No
     with pytest.raises(StreamerError) as later:
         replay_response(item, now_ms=17_000, stale_after_ms=7_000)
     assert later.value.to_dict()["details"]["retry_after_ms"] == 1
+
+
+def test_without_both_the_time_and_the_stale_age_the_conflict_names_no_wait() -> None:
+    item = stored("PROCESSING", created_at=10_000)
+    for given in ({"now_ms": 12_500}, {"stale_after_ms": 7_000}):
+        with pytest.raises(StreamerError) as raised:
+            replay_response(item, **given)
+        assert raised.value.to_dict()["details"] == {"request_id": "r-1"}
