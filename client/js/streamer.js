@@ -1,49 +1,60 @@
-// Streamer's WebSocket client for browsers and Node 20+: one ES module, no dependencies.
+// Streamer's WebSocket client for browsers and Node 20+: ES modules, no dependencies.
 //
-// It follows the wire protocol (docs/protocol.md) and behaves as the Python
-// client (client/connection.py):
+// This module is the I/O around the conversation (conversation.js, which
+// decides what to send and what each server message means): sockets, timers,
+// tokens, connection states, keepalive, rotation and the browser's life.
 //
-// - Every message it sends carries an `id`: an application request uses its
-//   request id, a system action (`ping`, `status`, `subscribe`, ...) a fresh
-//   message id, so every `error` names what it answers.
-// - `progress` and `complete` are matched by `request_id`; an update whose
-//   `seq` is not above the last one seen for its request is dropped, so
-//   callbacks see each update at most once and in order.
-// - After an unexpected drop it reconnects with jittered exponential backoff
-//   and resumes whatever is still awaited: a request the server has not
-//   answered is sent again with the same `id` (idempotent: no second run), an
-//   accepted one is re-`subscribe`d (the answer is its latest progress or its
-//   `complete`), pending system actions are sent again.
-// - A `ping` goes out every `heartbeatMs` (default 5 minutes, under the
-//   gateway's 10-minute idle timeout).
-// - A message refused with a retryable RATE_LIMITED from the connection's
-//   rate limit, or with UNAVAILABLE (a dependency such as the store is out;
-//   nothing was stored), is sent again after the server's `retry_after_ms`
-//   (at least 250 ms) plus a jitter that grows exponentially and is capped:
-//   `rateLimitRetries` times in a row for the rate limit, and for as long as
-//   the next resend falls within `unavailableDeadlineMs` of the first
-//   UNAVAILABLE. Then the caller gets the error.
-// - No call waits forever: a message that awaits an answer and gets none
-//   within `answerTimeoutMs` rejects its caller with NO_ANSWER (an error that
-//   names no message, such as API Gateway's own "Internal server error",
-//   cannot be matched to a call; the NO_ANSWER error quotes it).
+// - Connection states: `initialized`, `connecting`, `connected`,
+//   `disconnected` (retrying with jittered backoff), `suspended` (the backoff's
+//   attempts are spent: retrying every `suspendedRetryMs`), `closed` (by
+//   `close()`), `failed` (for good: a refused handshake with a fixed token, a
+//   token provider that keeps failing, or `giveUpAfterMs` without a
+//   connection). Reconnecting never gives up by default.
+// - The token is a string or a provider, an async function called before
+//   every connect for a fresh one.
+// - API Gateway closes a connection after 2 hours (reconnect.js cites the
+//   quota), and an expired token opens none: the client rotates the
+//   connection before either, opening the new one first, resuming on it,
+//   then closing the old one.
+// - A `ping` every `heartbeatMs` keeps the connection under the gateway's
+//   10-minute idle timeout; one unanswered within `pongTimeoutMs` means the
+//   connection is dead, and the client reconnects at once.
+// - In a browser: `online` reconnects at once, `offline` pauses the retries,
+//   a page that becomes visible checks its connection.
 
-/** The gateway closes the connection (1009) on a bigger message; the client refuses to send one. */
-export const MAX_MESSAGE_BYTES = 128 * 1024;
+import { ConnectionError, StreamerError } from "./errors.js";
+import { Conversation, DEFAULT_ANSWER_TIMEOUT_MS, DEFAULT_RATE_LIMIT_RETRIES, DEFAULT_UNAVAILABLE_DEADLINE_MS } from "./conversation.js";
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_ROTATION_MARGIN_MS, GATEWAY_MAX_CONNECTION_MS, ReconnectPolicy, rotationDelay, tokenExpiry } from "./reconnect.js";
 
-/** Under the gateway's 10-minute idle timeout, with room for a slow network. */
-export const DEFAULT_HEARTBEAT_MS = 300_000;
+export { ConnectionError, StreamerError } from "./errors.js";
+export {
+  Conversation,
+  DEFAULT_ANSWER_TIMEOUT_MS,
+  DEFAULT_UNAVAILABLE_DEADLINE_MS,
+  MAX_MESSAGE_BYTES,
+  TERMINAL_STATUSES,
+  isValidRequestId,
+  newRequestId,
+} from "./conversation.js";
+export {
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_ROTATION_MARGIN_MS,
+  DEFAULT_SUSPENDED_RETRY_MS,
+  GATEWAY_IDLE_TIMEOUT_MS,
+  GATEWAY_MAX_CONNECTION_MS,
+  ReconnectPolicy,
+  rotationDelay,
+  tokenExpiry,
+} from "./reconnect.js";
 
-/** How long a message answered UNAVAILABLE keeps being sent again, as the Python client's. */
-export const DEFAULT_UNAVAILABLE_DEADLINE_MS = 30_000;
+/** The client's version (client/js/package.json's). */
+export const VERSION = "0.2.0";
 
-/** API Gateway ends a route's integration after 29 s: a message unanswered for longer never will be. */
-export const DEFAULT_ANSWER_TIMEOUT_MS = 35_000;
+/** A keepalive `ping` unanswered this long means the connection is dead. */
+export const DEFAULT_PONG_TIMEOUT_MS = 10_000;
 
-// The least wait before sending a refused message again, whatever the server says.
-const MIN_RESEND_WAIT_MS = 250;
-
-export const TERMINAL_STATUSES = Object.freeze(["COMPLETED", "FAILED", "CANCELLED"]);
+/** A token provider that fails this often in a row fails the client. */
+export const DEFAULT_TOKEN_ATTEMPTS = 5;
 
 /** The protocol's error codes, and the client's own (connection) codes. */
 export const ErrorCodes = Object.freeze({
@@ -66,216 +77,19 @@ export const ErrorCodes = Object.freeze({
   CONNECTION_FAILED: "CONNECTION_FAILED",
   CONNECTION_LOST: "CONNECTION_LOST",
   CONNECTION_REFUSED: "CONNECTION_REFUSED",
+  TOKEN_FAILED: "TOKEN_FAILED",
   UNSUBSCRIBED: "UNSUBSCRIBED",
 });
 
-const ACTION_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-const ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const CONNECTION_STATES = Object.freeze(["initialized", "connecting", "connected", "disconnected", "suspended", "closed", "failed"]);
+
 const OPEN = 1;
-const encoder = new TextEncoder();
-
-/**
- * Every error about Streamer: the protocol's error object (`code`, `message`,
- * `details`, `retryable`) plus the request it is about (`requestId`) and, when
- * the request ran and ended so, `requestStatus` (FAILED or CANCELLED; null when
- * the message was refused before anything was stored).
- */
-export class StreamerError extends Error {
-  constructor(code, message, { details = {}, retryable = false, requestId = null, requestStatus = null } = {}) {
-    super(message ? `${code}: ${message}` : code);
-    this.name = "StreamerError";
-    this.code = code;
-    this.reason = message || "";
-    this.details = details && typeof details === "object" ? details : {};
-    this.retryable = retryable === true;
-    this.requestId = requestId;
-    this.requestStatus = requestStatus;
-  }
-
-  /** The protocol's error object. */
-  toJSON() {
-    const error = { code: this.code, message: this.reason };
-    if (Object.keys(this.details).length) error.details = this.details;
-    error.retryable = this.retryable;
-    return error;
-  }
-
-  /** A typed error from a protocol error object (a malformed one still yields an error). */
-  static fromInfo(info, { requestId = null, requestStatus = null } = {}) {
-    if (!info || typeof info !== "object") {
-      return new StreamerError("INTERNAL_ERROR", "malformed error object from the server", { requestId, requestStatus });
-    }
-    return new StreamerError(String(info.code ?? "INTERNAL_ERROR"), String(info.message ?? ""), {
-      details: info.details && typeof info.details === "object" ? info.details : {},
-      retryable: info.retryable === true,
-      requestId,
-      requestStatus,
-    });
-  }
-}
-
-/**
- * The client could not connect (CONNECTION_FAILED), the server refused the
- * handshake (UNAUTHORIZED for 401, FORBIDDEN for 403, CONNECTION_REFUSED for
- * other statuses; `statusCode` when the WebSocket implementation reports it,
- * which browsers never do), or the connection dropped and every reconnect
- * attempt failed (CONNECTION_LOST).
- */
-export class ConnectionError extends StreamerError {
-  constructor(code, message, { retryable = true, statusCode = null } = {}) {
-    super(code, message, { retryable, details: statusCode ? { status_code: statusCode } : {} });
-    this.name = "ConnectionError";
-    this.statusCode = statusCode;
-  }
-}
-
-/** A fresh request id within the protocol's `id` rules (`js-` and 32 hex digits). */
-export function newRequestId(prefix = "js") {
-  const bytes = new Uint8Array(16);
-  globalThis.crypto.getRandomValues(bytes);
-  return `${prefix}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
-
-/** Whether `value` is 1-128 characters of `[A-Za-z0-9_.:-]`. */
-export function isValidRequestId(value) {
-  return typeof value === "string" && ID_RE.test(value);
-}
-
-/**
- * Jittered exponential backoff: attempt n (from 0) waits a uniformly random
- * time up to min(maxDelayMs, initialDelayMs * multiplier ** n) ("full jitter").
- */
-export class ReconnectPolicy {
-  constructor({ maxAttempts = 8, initialDelayMs = 500, maxDelayMs = 30_000, multiplier = 2 } = {}) {
-    if (maxAttempts < 0 || initialDelayMs < 0 || maxDelayMs < 0) throw new RangeError("reconnect policy values must not be negative");
-    if (multiplier < 1) throw new RangeError("multiplier must be at least 1");
-    Object.assign(this, { maxAttempts, initialDelayMs, maxDelayMs, multiplier });
-    Object.freeze(this);
-  }
-
-  ceiling(attempt) {
-    return Math.min(this.maxDelayMs, this.initialDelayMs * this.multiplier ** attempt);
-  }
-
-  delay(attempt, random = Math.random) {
-    return random() * this.ceiling(attempt);
-  }
-}
-
-// --- when to send a refused message again (pure decisions, as client/resend.py) ---
-
-// Whether the refusal says the same message may pass if sent again later. The
-// per-user cap on running requests is RATE_LIMITED too, but names
-// max_active_requests instead of limit_per_second: it lasts until a request
-// ends, so it is never resent.
-function isResendable(info) {
-  if (!info || info.retryable !== true) return false;
-  if (info.code === "RATE_LIMITED") return info.details?.limit_per_second !== undefined;
-  return info.code === "UNAVAILABLE";
-}
-
-// Milliseconds before sending the refused message again, or null to give up.
-// `before` counts the refusals by the same code in a row before this one and
-// the milliseconds since the first of them.
-function resendWait(info, before, limits, random) {
-  if (!isResendable(info)) return null;
-  const retryAfter = Number(info.details?.retry_after_ms);
-  const floor = Math.max(MIN_RESEND_WAIT_MS, Number.isFinite(retryAfter) ? retryAfter : 0);
-  const wait = floor + limits.policy.delay(before.count, random);
-  if (info.code === "RATE_LIMITED") return before.count < limits.rateLimitRetries ? wait : null;
-  return before.ms + wait <= limits.unavailableDeadlineMs ? wait : null;
-}
-
-// The error object the caller gets once the resends are over: the server's, saying so.
-function givenUp(info, refusals) {
-  if (refusals.count <= 1) return info;
-  const note = `gave up after ${refusals.count} refusals over ${(refusals.ms / 1000).toFixed(1)} s`;
-  return { ...info, message: info.message ? `${info.message} (${note})` : note };
-}
 
 /** The URL with `?token=` set: browsers cannot set headers on a WebSocket. */
 export function urlWithToken(url, token) {
   const parsed = new URL(url);
   parsed.searchParams.set("token", token);
   return parsed.toString();
-}
-
-function encode(message) {
-  const text = JSON.stringify(message, (key, value) => {
-    if (typeof value === "number" && !Number.isFinite(value)) {
-      throw new TypeError(`${key || "value"} is not JSON: ${value}`);
-    }
-    if (typeof value === "bigint") throw new TypeError(`${key || "value"} is a BigInt, not JSON`);
-    return value;
-  });
-  const size = encoder.encode(text).length;
-  if (size > MAX_MESSAGE_BYTES) {
-    throw new StreamerError("PAYLOAD_TOO_LARGE", `message of ${size} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`, {
-      details: { size, limit: MAX_MESSAGE_BYTES },
-    });
-  }
-  return text;
-}
-
-function checkedId(value, what = "request id") {
-  if (!isValidRequestId(value)) throw new TypeError(`${what} must be 1-128 characters of [A-Za-z0-9_.:-]: ${JSON.stringify(value)}`);
-  return value;
-}
-
-function optionalInt(value) {
-  return Number.isInteger(value) ? value : null;
-}
-
-function parseProgress(m) {
-  return {
-    requestId: m.request_id,
-    seq: Number(m.seq),
-    percentage: Number(m.percentage ?? 0),
-    message: String(m.message ?? ""),
-    metadata: m.metadata && typeof m.metadata === "object" ? m.metadata : {},
-    timestamp: optionalInt(m.timestamp),
-  };
-}
-
-function parseCompletion(m) {
-  const status = String(m.status);
-  return {
-    requestId: m.request_id,
-    seq: optionalInt(m.seq),
-    status,
-    result: status === "COMPLETED" ? m.result : undefined,
-    error: status === "COMPLETED" ? null : StreamerError.fromInfo(m.error ?? { code: status === "CANCELLED" ? "CANCELLED" : "INTERNAL_ERROR", message: `request ended ${status}` }, { requestId: m.request_id, requestStatus: status }),
-    timestamp: optionalInt(m.timestamp),
-  };
-}
-
-function parseSnapshot(r) {
-  if (!r || typeof r !== "object" || typeof r.request_id !== "string") return null;
-  const terminal = TERMINAL_STATUSES.includes(r.status);
-  return {
-    requestId: r.request_id,
-    action: String(r.action ?? ""),
-    status: String(r.status),
-    progress: typeof r.progress === "number" ? r.progress : null,
-    progressMessage: r.progress_message ?? null,
-    createdAt: optionalInt(r.created_at),
-    updatedAt: optionalInt(r.updated_at),
-    result: terminal && r.status === "COMPLETED" ? r.result : undefined,
-    error: r.error ? StreamerError.fromInfo(r.error, { requestId: r.request_id, requestStatus: terminal ? r.status : null }) : null,
-    terminal,
-  };
-}
-
-function resultOf(event) {
-  if (event.type === "response") {
-    if (event.success) return event.data;
-    throw StreamerError.fromInfo(event.error ?? { code: "INTERNAL_ERROR", message: "response without an error object" }, {
-      requestId: event.requestId,
-      requestStatus: "FAILED",
-    });
-  }
-  if (event.status === "COMPLETED") return event.result;
-  throw event.error;
 }
 
 function decodeData(data) {
@@ -285,385 +99,363 @@ function decodeData(data) {
   return String(data);
 }
 
-function safeCall(callback, value, logger) {
-  if (!callback) return;
-  try {
-    const outcome = callback(value);
-    if (outcome && typeof outcome.catch === "function") outcome.catch((error) => logger.warn("callback failed", error));
-  } catch (error) {
-    logger.warn("callback failed", error);
-  }
+function refused(statusCode, url, text) {
+  if (statusCode === 401) return new ConnectionError("UNAUTHORIZED", "handshake refused with HTTP 401", { retryable: false, statusCode });
+  if (statusCode === 403) return new ConnectionError("FORBIDDEN", "handshake refused with HTTP 403", { retryable: false, statusCode });
+  if (statusCode) return new ConnectionError("CONNECTION_REFUSED", `handshake refused with HTTP ${statusCode}`, { statusCode });
+  return new ConnectionError("CONNECTION_FAILED", `could not connect to ${url}${text ? `: ${text}` : ""}`);
+}
+
+function positiveOrNull(value, fallback, name) {
+  const chosen = value === undefined ? fallback : value;
+  if (chosen !== null && !(chosen > 0)) throw new RangeError(`${name} must be positive or null`);
+  return chosen;
+}
+
+// The browser's window, document and navigator, when there are any.
+function browserLife() {
+  const target = globalThis.window;
+  if (!target || typeof target.addEventListener !== "function") return null;
+  return {
+    target,
+    online: () => globalThis.navigator?.onLine !== false,
+    visible: () => globalThis.document?.visibilityState !== "hidden",
+    document: globalThis.document ?? null,
+  };
 }
 
 /**
- * A connection to Streamer that runs requests and follows their progress.
+ * A connection to Streamer that runs requests, follows their progress and
+ * delivers topic notifications, across reconnects, token renewals and
+ * rotations.
  *
- *   const client = new StreamerClient("ws://127.0.0.1:8080/", token);
+ *   const client = new StreamerClient("ws://127.0.0.1:8080/", async () => fetchToken());
  *   await client.connect();
  *   const result = await client.call("generate_report", { pages: 5 }, { onProgress: (p) => console.log(p.percentage) });
  *
- * Options: `WebSocket` (a constructor; default `globalThis.WebSocket`),
- * `createWebSocket(url)` (a factory, wins over `WebSocket`), `reconnect`
- * (`ReconnectPolicy` or its options), `heartbeatMs` (null disables),
- * `openTimeoutMs`, `random` (for the jitter), `logger`, `onStateChange(state,
- * info)` with state `connecting`, `open`, `reconnecting`, `closed`,
- * `rateLimitRetries` (default 3), `unavailableDeadlineMs` (default 30000; 0
- * gives the first UNAVAILABLE to the caller) and `answerTimeoutMs` (default
- * 35000; null waits forever).
+ * See README.md for the options.
  */
 export class StreamerClient {
   constructor(url, token, options = {}) {
-    if (typeof token !== "string" || !token) throw new TypeError("a token is required");
+    if (typeof token === "function") this._provider = token;
+    else if (typeof token === "string" && token) this._fixedToken = token;
+    else throw new TypeError("a token (a string, or an async function that returns one) is required");
     this.url = url;
-    this._url = urlWithToken(url, token);
+    new URL(url);
     this._policy = options.reconnect instanceof ReconnectPolicy ? options.reconnect : new ReconnectPolicy(options.reconnect ?? {});
-    this._heartbeatMs = options.heartbeatMs === undefined ? DEFAULT_HEARTBEAT_MS : options.heartbeatMs;
-    if (this._heartbeatMs !== null && !(this._heartbeatMs > 0)) throw new RangeError("heartbeatMs must be positive or null");
+    this._heartbeatMs = positiveOrNull(options.heartbeatMs, DEFAULT_HEARTBEAT_MS, "heartbeatMs");
+    this._pongTimeoutMs = positiveOrNull(options.pongTimeoutMs, DEFAULT_PONG_TIMEOUT_MS, "pongTimeoutMs") ?? DEFAULT_PONG_TIMEOUT_MS;
     this._openTimeoutMs = options.openTimeoutMs ?? 10_000;
+    this._maxConnectionMs = positiveOrNull(options.maxConnectionMs, GATEWAY_MAX_CONNECTION_MS, "maxConnectionMs");
+    this._rotationMarginMs = options.rotationMarginMs ?? DEFAULT_ROTATION_MARGIN_MS;
+    this._tokenAttempts = options.tokenAttempts ?? DEFAULT_TOKEN_ATTEMPTS;
     this._random = options.random ?? Math.random;
     this._logger = options.logger ?? { info() {}, warn() {} };
-    this._onStateChange = options.onStateChange ?? null;
-    const unavailableDeadlineMs = options.unavailableDeadlineMs ?? DEFAULT_UNAVAILABLE_DEADLINE_MS;
-    if (!(unavailableDeadlineMs >= 0)) throw new RangeError("unavailableDeadlineMs must not be negative");
-    this._resendLimits = { rateLimitRetries: options.rateLimitRetries ?? 3, unavailableDeadlineMs, policy: this._policy };
-    this._answerTimeoutMs = options.answerTimeoutMs === undefined ? DEFAULT_ANSWER_TIMEOUT_MS : options.answerTimeoutMs;
-    if (this._answerTimeoutMs !== null && !(this._answerTimeoutMs > 0)) throw new RangeError("answerTimeoutMs must be positive or null");
-    this._unmatched = null; // the latest error naming no message, and when it came
-    const WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
-    this._createWebSocket = options.createWebSocket ?? (WebSocketImpl ? (u) => new WebSocketImpl(u) : null);
-    if (!this._createWebSocket) {
-      throw new TypeError("no WebSocket here: pass the WebSocket option (in Node 20, e.g. the ws package's WebSocket)");
+    const answerTimeoutMs = options.answerTimeoutMs === undefined ? DEFAULT_ANSWER_TIMEOUT_MS : options.answerTimeoutMs;
+    this._conversation = new Conversation({
+      random: this._random,
+      policy: this._policy,
+      conflictRetries: this._policy.maxAttempts,
+      rateLimitRetries: options.rateLimitRetries ?? DEFAULT_RATE_LIMIT_RETRIES,
+      unavailableDeadlineMs: options.unavailableDeadlineMs ?? DEFAULT_UNAVAILABLE_DEADLINE_MS,
+      answerTimeoutMs,
+    });
+    this._answerTimeoutMs = answerTimeoutMs;
+    if (options.createWebSocket) this._createWebSocket = options.createWebSocket;
+    else {
+      const WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
+      if (!WebSocketClass) throw new TypeError("no WebSocket: pass options.WebSocket (e.g. the ws package's) or options.createWebSocket");
+      this._createWebSocket = (target) => new WebSocketClass(target);
     }
-    this.state = "idle";
+    this._life = options.browserEvents === false ? null : browserLife();
+    this.state = "initialized";
+    this._listeners = new Map();
+    if (options.onStateChange) this.on("statechange", (change) => options.onStateChange(change.current, change));
+    this._ops = new Map();
+    this._nextOp = 1;
+    this._topicHandlers = new Map();
     this._ws = null;
-    this._generation = 0;
-    this._failure = null;
-    this._closing = false;
-    this._requests = new Map(); // request id -> tracked request
-    this._aliases = new Map(); // subscribe message id -> request id
-    this._calls = new Map(); // message id -> pending system call
+    this._retiring = new Set();
+    this._epoch = 0; // one per connection made current; stale work checks it
+    this._failedAttempts = 0;
+    this._refusals = 0;
+    this._tokenFailures = 0;
+    this._disconnectedAt = null;
+    this._retryTimer = null;
+    this._wakeTimer = null;
     this._heartbeat = null;
-    this._reconnectTimer = null;
+    this._pongTimer = null;
+    this._rotationTimer = null;
+    this._failure = null;
+    this._lifeHandlers = null;
   }
 
-  /** Whether the socket is open now (false while reconnecting). */
+  /** Whether a connection is open now. */
   get connected() {
-    return this._ws !== null && this._ws.readyState === OPEN && this.state === "open";
+    return this.state === "connected" && this._ws !== null && this._ws.readyState === OPEN;
+  }
+
+  /** Listen to `statechange` ({current, previous, reason, retryInMs}), a state's name, `notification` or `rotated`; returns the function that stops it. */
+  on(event, listener) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(listener);
+    return () => this.off(event, listener);
+  }
+
+  off(event, listener) {
+    this._listeners.get(event)?.delete(listener);
   }
 
   /**
-   * Open the connection. Rejects with `ConnectionError`: UNAUTHORIZED/FORBIDDEN
-   * when the handshake is refused with 401/403 (only where the WebSocket
-   * implementation reports the status, e.g. the ws package), CONNECTION_FAILED
-   * otherwise. The first connection is not retried: a wrong URL or token fails fast.
+   * Open the first connection. Rejects with a `ConnectionError` and leaves the
+   * client `failed` when it cannot (a wrong URL or token fails fast; with a
+   * token provider a refused handshake is tried once more with a fresh token).
+   * Later drops are retried without end unless the policy says otherwise.
    */
   async connect() {
-    if (this.state !== "idle") throw new Error("StreamerClient.connect() may be called once");
-    this._setState("connecting");
+    if (this.state !== "initialized") throw new Error("StreamerClient.connect() may be called once");
+    this._listenToBrowser();
+    this._setState("connecting", { reason: null });
+    let ws;
     try {
-      this._ws = await this._open();
-    } catch (error) {
-      this._setState("closed", { error });
-      this._fail(error);
-      throw error;
-    }
-    this._generation = 1;
-    this._attach(this._ws);
-    this._setState("open");
-    this._resume(true);
-    if (this._heartbeatMs !== null) {
-      this._heartbeat = setInterval(() => this._beat(), this._heartbeatMs);
-      this._heartbeat.unref?.();
-    }
-  }
-
-  /** Close the connection; everything still awaited rejects with CONNECTION_FAILED. */
-  close() {
-    this._closing = true;
-    clearInterval(this._heartbeat);
-    clearTimeout(this._reconnectTimer);
-    if (this._ws && this._ws.readyState <= OPEN) {
-      try {
-        this._ws.close(1000, "client closed");
-      } catch {
-        // already closing
+      ws = await this._attempt("connect");
+    } catch (firstError) {
+      if (this._failure) throw this._failure;
+      if (this._provider && firstError.code !== "FORBIDDEN" && firstError.code !== "TOKEN_FAILED") {
+        try {
+          ws = await this._attempt("refused");
+        } catch (error) {
+          this._giveUp(error);
+          throw error;
+        }
+      } else {
+        this._giveUp(firstError);
+        throw firstError;
       }
     }
-    if (!this._failure) this._fail(new ConnectionError("CONNECTION_FAILED", "the client is closed"));
-    this._setState("closed");
+    if (this._failure) {
+      ws.close(1000, "client closed");
+      throw this._failure;
+    }
+    this._install(ws);
   }
 
+  /** Close; everything still awaited rejects with CONNECTION_FAILED. */
+  close() {
+    if (this.state === "closed" || this.state === "failed") return;
+    this._end(new ConnectionError("CONNECTION_FAILED", "the client is closed"), "closed");
+  }
+
+  // --- the caller's operations ------------------------------------------------------------
+
   /**
-   * Run `action` and resolve with its result, sync or async alike: a sync
-   * action's `response` data, or the `result` of an async action's COMPLETED
-   * `complete`, reporting each new progress to `onProgress` in `seq` order.
-   * `id` (default: a new one) is the idempotency key: calling again with the
-   * same id, action and payload starts no second run and still resolves.
-   * Rejects with a `StreamerError` (the protocol's code; `requestStatus` FAILED
-   * or CANCELLED when the request ran and ended so), or a TypeError for an
-   * action, id or payload the protocol does not allow.
+   * Run `action` and resolve with its result: a sync action's `data`, or the
+   * `result` of an async action's COMPLETED `complete`, reporting each new
+   * progress to `onProgress` in `seq` order. `id` (default: a new one) is the
+   * idempotency key. Rejects with a `StreamerError`, or a TypeError for what
+   * the protocol does not allow.
    */
   call(action, payload = {}, { onProgress, onAcknowledged, id, metadata } = {}) {
-    return new Promise((resolve, reject) => {
-      if (typeof action !== "string" || !ACTION_RE.test(action)) throw new TypeError(`action must be 1-64 characters of [A-Za-z0-9_.-]: ${JSON.stringify(action)}`);
-      if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new TypeError("payload must be an object");
-      const fresh = id === undefined || id === null;
-      const requestId = fresh ? newRequestId() : checkedId(id);
-      const message = { action, id: requestId, payload };
-      if (metadata !== undefined) {
-        if (!metadata || typeof metadata !== "object" || !Object.values(metadata).every((v) => typeof v === "string")) {
-          throw new TypeError("metadata must map strings to strings");
-        }
-        message.metadata = metadata;
-      }
-      const text = encode(message);
-      this._checkUsable();
-      let repeats = 0;
-      const watcher = this._watch(requestId, {
-        progress: (p) => safeCall(onProgress, p, this._logger),
-        acknowledgment: (a) => safeCall(onAcknowledged, a, this._logger),
-        settle: (event) => {
-          try {
-            resolve(resultOf(event));
-          } catch (error) {
-            reject(error);
-          }
-        },
-        rejection: (error) => {
-          const request = this._requests.get(requestId);
-          if (error.code === "CONFLICT" && error.retryable && request?.resent && repeats < this._policy.maxAttempts) {
-            // This client's own repeat after a reconnect met the first run still
-            // going (a sync request): ask again until it has answered.
-            const wait = this._policy.delay(repeats, this._random);
-            repeats += 1;
-            setTimeout(() => {
-              if (this._requests.get(requestId) === request && request.pendingMessage) this._send(request.pendingMessage, request);
-            }, wait);
-            return false;
-          }
-          reject(error);
-          return true;
-        },
-        fail: reject,
-      }, { pendingMessage: text, fresh });
-      if (watcher) this._send(text, this._requests.get(requestId));
-    });
+    return this._operation({ onProgress, onAcknowledged }, (op) => this._conversation.call(op, action, payload, { id, metadata }));
   }
 
-  /**
-   * Follow an existing request (e.g. one started before a page reload) to its
-   * end. The server answers with a snapshot: its latest progress (handed to
-   * `onProgress`) or, if it has ended, its `complete`, which settles at once.
-   * Resolves with the result or rejects as `call` does (NOT_FOUND for an unknown id).
-   */
+  /** Follow an existing request to its end (its result at once if it has ended). */
   subscribe(requestId, { onProgress } = {}) {
-    return new Promise((resolve, reject) => {
-      checkedId(requestId);
-      this._checkUsable();
-      this._watch(requestId, {
-        progress: (p) => safeCall(onProgress, p, this._logger),
-        settle: (event) => {
-          try {
-            resolve(resultOf(event));
-          } catch (error) {
-            reject(error);
-          }
-        },
-        rejection: (error) => {
-          reject(error);
-          return true;
-        },
-        fail: reject,
-      });
-      this._send(this._subscribeMessage(requestId), this._requests.get(requestId));
-    });
+    return this._operation({ onProgress }, (op) => this._conversation.subscribe(op, requestId));
   }
 
   /** Stop a request's updates on this connection; a `call`/`subscribe` awaiting it rejects with UNSUBSCRIBED. */
-  async unsubscribe(requestId) {
-    checkedId(requestId);
-    await this._systemCall("unsubscribe", "unsubscribed", requestId);
-    const request = this._requests.get(requestId);
-    if (request) {
-      const ended = new StreamerError("UNSUBSCRIBED", "unsubscribed", { requestId });
-      for (const watcher of [...request.watchers]) this._finish(request, watcher, () => watcher.fail(ended));
-    }
+  unsubscribe(requestId) {
+    return this._operation({}, (op) => this._conversation.unsubscribe(op, requestId));
   }
 
-  /** The request's stored state (`status`, `progress`, `progressMessage`, `result`/`error`, timestamps). */
-  async status(requestId) {
-    checkedId(requestId);
-    return this._systemCall("status", "status", requestId);
+  /** The request's stored state. */
+  status(requestId) {
+    return this._operation({}, (op) => this._conversation.status(op, requestId));
   }
 
-  /**
-   * Cancel a request and resolve with how it ended: `{requestId, status, result, error}`
-   * with status CANCELLED, or the status it had already ended with. A running
-   * request ends when its worker notices, so this subscribes first and waits
-   * for the `complete`. Rejects with NOT_FOUND for an unknown id.
-   */
+  /** Cancel a request and resolve with how it ended: `{requestId, status, result, error}`. */
   cancel(requestId) {
-    return new Promise((resolve, reject) => {
-      checkedId(requestId);
-      this._checkUsable();
-      let done = false;
-      let watcher = null;
-      const finish = (fn) => {
-        if (done) return;
-        done = true;
-        const request = this._requests.get(requestId);
-        if (request && watcher) this._finish(request, watcher, () => {});
-        fn();
-      };
-      watcher = this._watch(requestId, {
-        settle: (event) => finish(() => resolve(event.type === "complete" ? { requestId, status: event.status, result: event.result, error: event.error } : { requestId, status: "COMPLETED", result: event.data, error: null })),
-        rejection: (error) => {
-          finish(() => reject(error));
-          return true;
-        },
-        fail: (error) => finish(() => reject(error)),
-      });
-      this._send(this._subscribeMessage(requestId), this._requests.get(requestId));
-      this._systemCall("cancel", "status", requestId).then(
-        (snapshot) => {
-          if (snapshot.terminal) finish(() => resolve({ requestId, status: snapshot.status, result: snapshot.result, error: snapshot.error }));
-        },
-        (error) => finish(() => reject(error)),
-      );
-    });
+    return this._operation({}, (op) => this._conversation.cancel(op, requestId));
   }
 
   /** Send `ping`, await `pong`; resolves with the round trip in milliseconds. */
   async ping() {
     const started = Date.now();
-    await this._systemCall("ping", "pong", null);
+    await this._operation({}, (op) => this._conversation.ping(op));
     return Date.now() - started;
   }
 
-  // --- requests and their watchers ------------------------------------------------
-
-  _checkUsable() {
-    if (this._failure) throw this._failure;
-    if (this.state === "idle") throw new Error("StreamerClient is not connected: call connect() first");
+  /**
+   * Subscribe to a topic of your tenant: `onNotification` gets each of its
+   * notifications (`{topic, event, data, timestamp}`), the retained last one
+   * first when there is one. Resolves once subscribed; subscribed again after
+   * every reconnect (a retained notification already delivered is not
+   * delivered again).
+   */
+  subscribeTopic(topic, onNotification) {
+    if (onNotification !== undefined && typeof onNotification !== "function") throw new TypeError("onNotification must be a function");
+    const promise = this._operation({}, (op) => this._conversation.subscribeTopic(op, topic));
+    if (onNotification) this._topicHandlers.set(topic, onNotification);
+    return promise;
   }
 
-  // A watcher has: progress(p), acknowledgment(a), settle(response|complete),
-  // rejection(error) -> true when it ends the watch, fail(error).
-  _watch(requestId, handlers, { pendingMessage = null, fresh = false } = {}) {
-    let request = this._requests.get(requestId);
-    if (!request) {
-      // `refused`: per refusing code, {count, since} of the refusals in a row
-      // since the server last sent anything else about it.
-      request = { requestId, pendingMessage: null, freshOn: null, resent: false, lastSeq: 0, messageIds: new Set(), watchers: new Set(), refused: new Map(), answerTimer: null, sentAt: 0 };
-      this._requests.set(requestId, request);
-    }
-    if (pendingMessage !== null) {
-      request.pendingMessage = pendingMessage;
-      request.freshOn = fresh ? this._generation : null;
-    }
-    request.watchers.add(handlers);
-    return handlers;
+  /** Leave a topic: no more of its notifications, here or after a reconnect. */
+  unsubscribeTopic(topic) {
+    this._topicHandlers.delete(topic);
+    return this._operation({}, (op) => this._conversation.unsubscribeTopic(op, topic));
   }
 
-  _finish(request, watcher, then) {
-    request.watchers.delete(watcher);
-    if (request.watchers.size === 0 && this._requests.get(request.requestId) === request) {
-      this._heard(request);
-      this._requests.delete(request.requestId);
-      for (const messageId of request.messageIds) this._aliases.delete(messageId);
-    }
-    then();
+  /** The topics this client is subscribed to. */
+  get topics() {
+    return this._conversation.topics();
   }
 
-  _subscribeMessage(requestId) {
-    const messageId = newRequestId("m");
-    this._requests.get(requestId)?.messageIds.add(messageId);
-    this._aliases.set(messageId, requestId);
-    return encode({ action: "subscribe", id: messageId, request_id: requestId });
-  }
-
-  _systemCall(action, answer, target) {
+  _operation(handlers, start) {
     return new Promise((resolve, reject) => {
-      this._checkUsable();
-      const messageId = newRequestId("m");
-      const message = { action, id: messageId };
-      if (target !== null) message.request_id = target;
-      const settle = (fn) => (value) => {
-        this._heard(call);
-        fn(value);
-      };
-      const call = { messageId, message: encode(message), answer, target, resolve: settle(resolve), reject: settle(reject), refused: new Map(), answerTimer: null, sentAt: 0 };
-      this._calls.set(messageId, call);
-      this._send(call.message, call);
+      if (this.state === "initialized") throw new Error("StreamerClient is not connected: call connect() first");
+      const op = this._nextOp++;
+      this._ops.set(op, { ...handlers, resolve, reject });
+      try {
+        start(op);
+      } catch (error) {
+        this._ops.delete(op);
+        throw error;
+      }
+      this._pump();
     });
   }
 
-  // Send a message `owner` (a tracked request or a system call) awaits the
-  // answer to. A message lost to a drop needs no retry here: whatever it
-  // belongs to is still awaited, so the reconnect sends it again.
-  _send(text, owner) {
-    if (this.state === "open" && this._ws && this._ws.readyState === OPEN) {
-      try {
-        this._ws.send(text);
-      } catch (error) {
-        this._logger.info("send failed; it is sent again on reconnect", error);
-        return;
+  // --- carrying out the conversation's outputs --------------------------------------------
+
+  _pump() {
+    for (const output of this._conversation.takeOutputs()) {
+      switch (output.type) {
+        case "send":
+          this._sendText(output.text);
+          break;
+        case "progress":
+          this._callback(this._ops.get(output.op)?.onProgress, output.progress);
+          break;
+        case "acknowledged":
+          this._callback(this._ops.get(output.op)?.onAcknowledged, output.acknowledgment);
+          break;
+        case "resolve":
+        case "reject": {
+          const pending = this._ops.get(output.op);
+          this._ops.delete(output.op);
+          if (output.type === "resolve") pending?.resolve(output.value);
+          else pending?.reject(output.error);
+          break;
+        }
+        case "notification": {
+          const { notification } = output;
+          if (notification.topic !== null) this._callback(this._topicHandlers.get(notification.topic), notification);
+          this._emit("notification", notification);
+          break;
+        }
+        case "warning":
+          this._logger.warn(output.message, output.detail);
+          break;
+        default:
+          break;
       }
-      if (owner) this._expectAnswer(owner);
+    }
+    this._retireIfResumed();
+    this._scheduleWake();
+  }
+
+  _sendText(text) {
+    if (!this._ws || this._ws.readyState !== OPEN) return;
+    try {
+      this._ws.send(text);
+    } catch (error) {
+      this._logger.info("send failed; it is sent again on reconnect", error);
     }
   }
 
-  // --- the answer timeout ---------------------------------------------------------------
-
-  _expectAnswer(owner) {
-    if (this._answerTimeoutMs === null) return;
-    clearTimeout(owner.answerTimer);
-    owner.sentAt = Date.now();
-    const generation = this._generation;
-    owner.answerTimer = setTimeout(() => this._noAnswer(owner, generation), this._answerTimeoutMs);
-    owner.answerTimer.unref?.();
+  _scheduleWake() {
+    clearTimeout(this._wakeTimer);
+    const at = this._conversation.nextWake();
+    if (at === null) return;
+    this._wakeTimer = setTimeout(() => {
+      this._conversation.tick();
+      this._pump();
+    }, Math.max(0, at - Date.now()));
+    this._wakeTimer.unref?.();
   }
 
-  // The server answered about `owner`: nothing it awaits is overdue.
-  _heard(owner) {
-    clearTimeout(owner.answerTimer);
-    owner.answerTimer = null;
-  }
-
-  _noAnswer(owner, generation) {
-    owner.answerTimer = null;
-    // On a connection since replaced, or being replaced, the resume sends it
-    // again and starts a new timeout.
-    if (generation !== this._generation || this.state !== "open" || this._failure) return;
-    let reason = `no answer within ${this._answerTimeoutMs} ms`;
-    if (this._unmatched && this._unmatched.at >= owner.sentAt) {
-      const { info } = this._unmatched;
-      reason += `; meanwhile the server sent an error naming no message: ${info?.code}: ${info?.message}`;
+  _callback(callback, value) {
+    if (!callback) return;
+    try {
+      const outcome = callback(value);
+      if (outcome && typeof outcome.catch === "function") outcome.catch((error) => this._logger.warn("callback failed", error));
+    } catch (error) {
+      this._logger.warn("callback failed", error);
     }
-    if (owner.messageId !== undefined) {
-      if (this._calls.get(owner.messageId) !== owner) return;
-      this._calls.delete(owner.messageId);
-      owner.reject(new StreamerError("NO_ANSWER", reason, { retryable: true, requestId: owner.target }));
-      return;
-    }
-    if (this._requests.get(owner.requestId) !== owner) return;
-    const error = new StreamerError("NO_ANSWER", reason, { retryable: true, requestId: owner.requestId });
-    for (const watcher of [...owner.watchers]) this._finish(owner, watcher, () => watcher.fail(error));
   }
 
-  // --- the socket --------------------------------------------------------------------
+  _emit(event, value) {
+    for (const listener of [...(this._listeners.get(event) ?? [])]) this._callback(listener, value);
+  }
 
   _setState(state, info = {}) {
-    if (this.state === state && state !== "reconnecting") return;
+    const previous = this.state;
+    if (previous === state && state !== "disconnected" && state !== "suspended") return;
     this.state = state;
-    safeCall(this._onStateChange && ((s) => this._onStateChange(s, info)), state, this._logger);
+    const change = { current: state, previous, reason: info.reason ?? null, ...info };
+    this._emit("statechange", change);
+    this._emit(state, change);
   }
 
-  _open() {
+  // --- tokens and sockets -------------------------------------------------------------------
+
+  // A fresh token: the fixed one, or the provider's (TOKEN_FAILED when it throws or answers no string).
+  async _token(reason) {
+    if (!this._provider) return this._fixedToken;
+    let token;
+    try {
+      token = await this._provider({ reason });
+    } catch (error) {
+      this._tokenFailures += 1;
+      throw new ConnectionError("TOKEN_FAILED", `the token provider failed: ${error?.message ?? error}`, { retryable: this._tokenFailures < this._tokenAttempts });
+    }
+    if (typeof token !== "string" || !token) {
+      this._tokenFailures += 1;
+      throw new ConnectionError("TOKEN_FAILED", "the token provider returned no token", { retryable: this._tokenFailures < this._tokenAttempts });
+    }
+    this._tokenFailures = 0;
+    return token;
+  }
+
+  // One connection attempt with a fresh token: the open socket, or a ConnectionError.
+  // With a provider a refusal is retryable: the next attempt asks for a new
+  // token. A browser never sees the handshake's status, so there a close
+  // before `open` counts as a possible 401 and the next token is fresh anyway.
+  async _attempt(reason) {
+    const token = await this._token(reason);
+    let ws;
+    try {
+      ws = await this._open(urlWithToken(this.url, token));
+    } catch (error) {
+      if (error.code === "UNAUTHORIZED" && this._provider) {
+        this._refusals += 1;
+        if (this._refusals < this._tokenAttempts) {
+          throw new ConnectionError("UNAUTHORIZED", `${error.reason}; asking the token provider for a new token`, { retryable: true, statusCode: 401 });
+        }
+      }
+      throw error;
+    }
+    this._refusals = 0;
+    ws.token = token;
+    return ws;
+  }
+
+  _open(target) {
     return new Promise((resolve, reject) => {
       let ws;
       try {
-        ws = this._createWebSocket(this._url);
+        ws = this._createWebSocket(target);
       } catch (error) {
         reject(new ConnectionError("CONNECTION_FAILED", `could not connect to ${this.url}: ${error.message}`));
         return;
@@ -701,262 +493,288 @@ export class StreamerClient {
     });
   }
 
+  // Make `ws` the connection: the conversation resumes on it.
+  _install(ws) {
+    this._epoch += 1;
+    this._ws = ws;
+    this._attach(ws);
+    this._failedAttempts = 0;
+    this._disconnectedAt = null;
+    const reconnected = this._epoch > 1;
+    this._setState("connected", { reason: null, reconnected });
+    this._conversation.opened();
+    this._pump();
+    this._startHeartbeat();
+    this._scheduleRotation(ws);
+  }
+
   _attach(ws) {
     ws.onmessage = (event) => {
-      if (ws !== this._ws) return;
+      if (ws !== this._ws && !this._retiring.has(ws)) return;
       try {
-        this._dispatch(decodeData(event.data));
+        this._conversation.receive(decodeData(event.data));
       } catch (error) {
         // One bad message must not stop the reader every caller depends on.
         this._logger.warn("could not handle a server message", error);
       }
+      if (ws === this._ws) this._alive();
+      this._pump();
     };
     ws.onerror = () => {};
     ws.onclose = (event) => {
-      if (ws !== this._ws || this._closing) return;
-      this._logger.info(`connection to ${this.url} dropped (code ${event?.code}); reconnecting`);
-      this._reconnect(0, null);
+      this._retiring.delete(ws);
+      if (ws !== this._ws) return;
+      this._dropped(new ConnectionError("CONNECTION_FAILED", `connection to ${this.url} dropped (code ${event?.code})`));
     };
   }
 
-  _reconnect(attempt, lastError) {
-    if (this._closing) return;
-    if (attempt >= this._policy.maxAttempts) {
-      const error = new ConnectionError(
-        "CONNECTION_LOST",
-        `connection to ${this.url} dropped; ${this._policy.maxAttempts} reconnect attempts failed (last: ${lastError?.message ?? "none"})`,
-      );
-      this._setState("closed", { error });
-      this._fail(error);
-      return;
-    }
-    this._setState("reconnecting", { attempt: attempt + 1 });
-    this._reconnectTimer = setTimeout(async () => {
-      let ws;
+  // --- losing and getting the connection back -------------------------------------------------
+
+  _dropped(error) {
+    if (this.state === "closed" || this.state === "failed") return;
+    this._logger.info(`${error.message}; reconnecting`);
+    const ws = this._ws;
+    this._ws = null;
+    this._epoch += 1;
+    if (ws) {
+      ws.onmessage = ws.onclose = null;
+      ws.onerror = () => {};
       try {
-        ws = await this._open();
-      } catch (error) {
-        if (this._closing) return;
-        if (!error.retryable) {
-          this._setState("closed", { error });
-          this._fail(error);
-          return;
-        }
-        this._logger.info(`reconnect attempt ${attempt + 1} failed: ${error.message}`);
-        this._reconnect(attempt + 1, error);
-        return;
-      }
-      if (this._closing) {
-        ws.close(1000, "client closed");
-        return;
-      }
-      this._ws = ws;
-      this._generation += 1;
-      this._attach(ws);
-      this._setState("open", { reconnected: true });
-      this._resume();
-    }, this._policy.delay(attempt, this._random));
-  }
-
-  // Everything still awaited, sent (again) on a new connection. On the first
-  // one, that is only what was asked for while it opened: never sent before.
-  _resume(initial = false) {
-    const messages = [];
-    for (const request of this._requests.values()) {
-      if (request.pendingMessage !== null) {
-        messages.push([request.pendingMessage, request]);
-        if (!initial) request.resent = true;
-        else if (request.freshOn !== null) request.freshOn = this._generation;
-      } else {
-        messages.push([this._subscribeMessage(request.requestId), request]);
+        ws.close();
+      } catch {
+        // already closed
       }
     }
-    for (const call of this._calls.values()) messages.push([call.message, call]);
-    for (const [message, owner] of messages) this._send(message, owner);
+    this._stopConnectionTimers();
+    this._conversation.lost();
+    this._pump();
+    this._disconnectedAt ??= Date.now();
+    this._scheduleRetry(error);
   }
 
-  _beat() {
-    if (this.state !== "open") return;
-    const timer = setTimeout(() => this._logger.info(`heartbeat ping got no pong within ${this._heartbeatMs} ms`), this._heartbeatMs);
-    timer.unref?.();
-    this.ping().then(
-      () => clearTimeout(timer),
-      () => clearTimeout(timer),
-    );
-  }
-
-  _fail(error) {
-    this._failure = error;
-    clearInterval(this._heartbeat);
-    for (const request of [...this._requests.values()]) {
-      this._heard(request);
-      for (const watcher of [...request.watchers]) this._finish(request, watcher, () => watcher.fail(error));
+  _scheduleRetry(error) {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    const next = this._policy.next(this._failedAttempts, Date.now() - this._disconnectedAt, this._random);
+    if (next.state === "failed") {
+      this._end(new ConnectionError("CONNECTION_LOST", `no connection to ${this.url} for ${this._policy.giveUpAfterMs} ms (last: ${error?.message ?? "none"})`, { retryable: true }), "failed");
+      return;
     }
-    for (const call of this._calls.values()) call.reject(error);
-    this._calls.clear();
+    if (this._life && !this._life.online()) {
+      // Retries wait for the browser's `online` event.
+      this._setState(next.state, { reason: error, retryInMs: null, attempt: this._failedAttempts + 1 });
+      return;
+    }
+    this._setState(next.state, { reason: error, retryInMs: next.delayMs, attempt: this._failedAttempts + 1 });
+    this._retryTimer = setTimeout(() => this._reconnect(), next.delayMs);
   }
 
-  // --- what the server sends ---------------------------------------------------------
-
-  _dispatch(raw) {
-    let m;
+  async _reconnect() {
+    this._retryTimer = null;
+    if (this.state !== "disconnected" && this.state !== "suspended") return;
+    const epoch = this._epoch;
+    this._setState("connecting", { reason: null, attempt: this._failedAttempts + 1 });
+    let ws;
     try {
-      m = JSON.parse(raw);
-    } catch {
-      return;
-    }
-    if (!m || typeof m !== "object" || Array.isArray(m)) return;
-    const requestId = typeof m.request_id === "string" ? m.request_id : null;
-    if (m.type === undefined && typeof m.message === "string") {
-      // API Gateway's own answer when a route's integration fails or times out:
-      // {"message": "Internal server error", "connectionId", "requestId"}, where
-      // requestId is the gateway's, so it names no message of ours.
-      return this._reject(null, { code: "INTERNAL_ERROR", message: m.message, retryable: false });
-    }
-    switch (m.type) {
-      case "pong":
-        return this._answer("pong", null, {}, true);
-      case "status": {
-        const snapshot = parseSnapshot(m.request);
-        if (snapshot) this._answer("status", snapshot.requestId, snapshot, false);
+      ws = await this._attempt("reconnect");
+    } catch (error) {
+      if (this._epoch !== epoch || this.state !== "connecting") return;
+      if (!error.retryable) {
+        this._end(error, "failed");
         return;
       }
-      case "unsubscribed":
-        return this._answer("unsubscribed", requestId, { requestId }, requestId === null);
-      case "error":
-        return this._reject(requestId, m.error);
-      case "acknowledgment":
-        if (requestId) this._deliver({ type: "acknowledgment", requestId, estimatedDurationMs: optionalInt(m.estimated_duration_ms) });
-        return;
-      case "response":
-        if (requestId) {
-          this._deliver({ type: "response", requestId, success: m.success === true, data: m.data, error: m.success === true ? null : m.error });
+      this._failedAttempts += 1;
+      this._logger.info(`reconnect attempt ${this._failedAttempts} failed: ${error.message}`);
+      this._scheduleRetry(error);
+      return;
+    }
+    if (this._epoch !== epoch || this.state !== "connecting") {
+      ws.close(1000, "not needed");
+      return;
+    }
+    this._install(ws);
+  }
+
+  // Reconnect now (the browser is back online, the page visible again): a fresh backoff.
+  _retryNow() {
+    if (this.state !== "disconnected" && this.state !== "suspended") return;
+    clearTimeout(this._retryTimer);
+    this._failedAttempts = 0;
+    this._reconnect();
+  }
+
+  _end(error, state) {
+    this._failure = error;
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._wakeTimer);
+    this._stopConnectionTimers();
+    this._stopListeningToBrowser();
+    for (const ws of [this._ws, ...this._retiring]) {
+      if (ws && ws.readyState <= OPEN) {
+        ws.onclose = null;
+        try {
+          ws.close(1000, "client closed");
+        } catch {
+          // already closing
         }
-        return;
-      case "progress":
-        if (requestId && Number.isFinite(Number(m.seq))) this._deliver({ type: "progress", ...parseProgress(m) });
-        return;
-      case "complete":
-        if (requestId && typeof m.status === "string") this._deliver({ type: "complete", ...parseCompletion(m) });
-        return;
-      default:
-        // Unknown types are skipped so a newer server can add some.
-        return;
-    }
-  }
-
-  _answer(answer, target, value, onlyOldest) {
-    for (const [messageId, call] of this._calls) {
-      if (call.answer === answer && (target === null || call.target === target)) {
-        this._calls.delete(messageId);
-        call.resolve(value);
-        if (onlyOldest) return;
       }
     }
+    this._ws = null;
+    this._retiring.clear();
+    this._epoch += 1;
+    this._setState(state, { reason: state === "failed" ? error : null });
+    this._conversation.close(error);
+    this._pump();
+    clearTimeout(this._wakeTimer);
   }
 
-  _reject(answered, info) {
-    if (answered === null) {
-      this._logger.warn("server error answering no message", info);
-      this._unmatched = { info, at: Date.now() };
-      return;
-    }
-    if (isResendable(info)) {
-      info = this._retryLater(answered, info);
-      if (info === null) return;
-    }
-    const call = this._calls.get(answered);
-    if (call) {
-      this._calls.delete(answered);
-      call.reject(StreamerError.fromInfo(info, { requestId: call.target }));
-      return;
-    }
-    const requestId = this._aliases.get(answered) ?? answered;
-    const request = this._requests.get(requestId);
-    if (request) {
-      this._heard(request);
-      const error = StreamerError.fromInfo(info, { requestId });
-      for (const watcher of [...request.watchers]) {
-        if (watcher.rejection(error)) this._finish(request, watcher, () => {});
+  _giveUp(error) {
+    if (this.state === "closed" || this.state === "failed") return;
+    this._end(error, "failed");
+  }
+
+  // --- keepalive -----------------------------------------------------------------------------
+
+  _stopConnectionTimers() {
+    clearInterval(this._heartbeat);
+    clearTimeout(this._pongTimer);
+    clearTimeout(this._rotationTimer);
+    this._heartbeat = this._pongTimer = this._rotationTimer = null;
+  }
+
+  _startHeartbeat() {
+    if (this._heartbeatMs === null) return;
+    this._heartbeat = setInterval(() => this.check(), this._heartbeatMs);
+    this._heartbeat.unref?.();
+  }
+
+  /**
+   * Check the connection now: a `ping` that gets no `pong` within
+   * `pongTimeoutMs` means it is dead, and the client reconnects. Also run on
+   * the heartbeat, and when a page becomes visible again or the browser says
+   * it is online.
+   */
+  check() {
+    if (this.state !== "connected" || this._pongTimer) return;
+    const epoch = this._epoch;
+    this._pongTimer = setTimeout(() => {
+      this._pongTimer = null;
+      if (this._epoch === epoch && this.state === "connected") {
+        this._dropped(new ConnectionError("CONNECTION_FAILED", `no pong within ${this._pongTimeoutMs} ms: the connection is dead`));
       }
+    }, this._pongTimeoutMs);
+    this._pongTimer.unref?.();
+    this.ping().catch(() => {});
+  }
+
+  // Any message on the current connection shows it is alive.
+  _alive() {
+    clearTimeout(this._pongTimer);
+    this._pongTimer = null;
+  }
+
+  // --- rotation -----------------------------------------------------------------------------
+
+  _scheduleRotation(ws) {
+    const delay = rotationDelay({ openedAt: Date.now(), maxConnectionMs: this._maxConnectionMs, expiresAt: tokenExpiry(ws.token), marginMs: this._rotationMarginMs });
+    if (delay === null) return;
+    this._rotationTimer = setTimeout(() => this._rotate(), delay);
+    this._rotationTimer.unref?.();
+  }
+
+  // A new connection first, the conversation resumed on it, then the old one
+  // closed once every resumed message is answered (or the answer timeout has
+  // passed): messages on both meanwhile are handled once, by `seq`.
+  async _rotate() {
+    this._rotationTimer = null;
+    if (this.state !== "connected") return;
+    const epoch = this._epoch;
+    const old = this._ws;
+    let ws;
+    try {
+      ws = await this._attempt("rotate");
+    } catch (error) {
+      if (this._epoch !== epoch || this.state !== "connected") return;
+      if (!error.retryable) {
+        this._end(error, "failed");
+        return;
+      }
+      const wait = this._policy.delay(this._failedAttempts, this._random);
+      this._logger.info(`rotation failed (${error.message}); trying again in ${Math.round(wait)} ms`);
+      this._rotationTimer = setTimeout(() => this._rotate(), wait);
+      this._rotationTimer.unref?.();
       return;
     }
-    // A server may name the request a system action was about, not the message id.
-    for (const [messageId, pending] of this._calls) {
-      if (pending.target === answered) {
-        this._calls.delete(messageId);
-        pending.reject(StreamerError.fromInfo(info, { requestId: answered }));
-      }
+    if (this._epoch !== epoch || this.state !== "connected" || this._ws !== old) {
+      ws.close(1000, "not needed");
+      return;
+    }
+    this._retiring.add(old);
+    clearInterval(this._heartbeat);
+    clearTimeout(this._pongTimer);
+    this._heartbeat = this._pongTimer = null;
+    this._epoch += 1;
+    this._ws = ws;
+    this._attach(ws);
+    this._conversation.opened();
+    this._pump();
+    this._startHeartbeat();
+    this._scheduleRotation(ws);
+    const timer = setTimeout(() => this._retire(old), this._answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS);
+    timer.unref?.();
+    old.retireTimer = timer;
+    this._emit("rotated", { reason: ws.token === old.token ? "connection" : "token" });
+    this._retireIfResumed();
+  }
+
+  _retireIfResumed() {
+    if (this._retiring.size === 0 || this._conversation.awaitingAnswers() > 0) return;
+    for (const ws of [...this._retiring]) this._retire(ws);
+  }
+
+  _retire(ws) {
+    if (!this._retiring.delete(ws)) return;
+    clearTimeout(ws.retireTimer);
+    ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+    try {
+      ws.close(1000, "rotated");
+    } catch {
+      // already closed
     }
   }
 
-  // A refused message that a later resend may pass (the connection's rate
-  // limit, or UNAVAILABLE; nothing was stored, so this is safe): send it again
-  // later if `resendWait` says so, and return null; otherwise return the error
-  // object its caller gets (saying the client gave up when its resends are over).
-  _retryLater(answered, info) {
-    let owner;
-    let resend;
-    const call = this._calls.get(answered);
-    const aliased = this._aliases.get(answered);
-    if (call) {
-      owner = call;
-      resend = () => this._calls.get(answered) === call && this._send(call.message, call);
-    } else if (aliased !== undefined) {
-      owner = this._requests.get(aliased);
-      resend = () => {
-        if (this._requests.get(aliased) !== owner) return;
-        this._aliases.delete(answered);
-        owner.messageIds.delete(answered);
-        this._send(this._subscribeMessage(aliased), owner);
-      };
-    } else {
-      owner = this._requests.get(answered);
-      if (owner?.pendingMessage == null) return info;
-      resend = () => this._requests.get(answered) === owner && owner.pendingMessage && this._send(owner.pendingMessage, owner);
-    }
-    if (!owner) return info;
-    this._heard(owner);
-    const now = Date.now();
-    const { count, since } = owner.refused.get(info.code) ?? { count: 0, since: now };
-    const wait = resendWait(info, { count, ms: now - since }, this._resendLimits, this._random);
-    if (wait === null) return givenUp(info, { count: count + 1, ms: now - since });
-    owner.refused.set(info.code, { count: count + 1, since });
-    const generation = this._generation;
-    setTimeout(() => {
-      // On a connection since replaced the resume has sent it.
-      if (generation === this._generation && !this._failure) resend();
-    }, wait);
-    return null;
+  // --- the browser's life ---------------------------------------------------------------------
+
+  _listenToBrowser() {
+    if (!this._life) return;
+    const { target, document } = this._life;
+    const online = () => {
+      if (this.state === "connected") this.check();
+      else this._retryNow();
+    };
+    const offline = () => {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = null;
+      if (this.state === "connected") this.check();
+    };
+    const visibility = () => {
+      if (!this._life.visible()) return;
+      if (this.state === "connected") this.check();
+      else if (this._life.online()) this._retryNow();
+    };
+    target.addEventListener("online", online);
+    target.addEventListener("offline", offline);
+    document?.addEventListener("visibilitychange", visibility);
+    this._lifeHandlers = { online, offline, visibility };
   }
 
-  _deliver(event) {
-    const request = this._requests.get(event.requestId);
-    if (!request) return;
-    // The server answered about it: a later refusal (e.g. on a resume) starts a fresh count.
-    request.refused.clear();
-    this._heard(request);
-    if ((event.type === "progress" || event.type === "complete") && event.seq !== null) {
-      if (event.seq <= request.lastSeq) return;
-      request.lastSeq = event.seq;
-    }
-    if (event.type !== "progress") request.pendingMessage = null;
-    if (event.type === "acknowledgment" && request.freshOn !== this._generation) {
-      // Accepted earlier (a repeated id) or on a connection since replaced:
-      // this connection is not the owner, so it must ask for the updates.
-      this._send(this._subscribeMessage(request.requestId), request);
-    }
-    for (const watcher of [...request.watchers]) {
-      if (event.type === "progress") watcher.progress?.(event);
-      else if (event.type === "acknowledgment") watcher.acknowledgment?.(event);
-      else this._finish(request, watcher, () => watcher.settle(event));
-    }
+  _stopListeningToBrowser() {
+    if (!this._life || !this._lifeHandlers) return;
+    const { target, document } = this._life;
+    target.removeEventListener("online", this._lifeHandlers.online);
+    target.removeEventListener("offline", this._lifeHandlers.offline);
+    document?.removeEventListener("visibilitychange", this._lifeHandlers.visibility);
+    this._lifeHandlers = null;
   }
-}
-
-function refused(statusCode, url, text) {
-  if (statusCode === 401) return new ConnectionError("UNAUTHORIZED", "handshake refused with HTTP 401", { retryable: false, statusCode });
-  if (statusCode === 403) return new ConnectionError("FORBIDDEN", "handshake refused with HTTP 403", { retryable: false, statusCode });
-  if (statusCode) return new ConnectionError("CONNECTION_REFUSED", `handshake refused with HTTP ${statusCode}`, { statusCode });
-  return new ConnectionError("CONNECTION_FAILED", `could not connect to ${url}${text ? `: ${text}` : ""}`);
 }

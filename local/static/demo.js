@@ -53,15 +53,17 @@ function forgetJob(id) {
 
 function showConnection(state, info = {}) {
   const text = {
-    idle: "not connected",
+    initialized: "not connected",
     connecting: "connecting…",
-    open: "connected",
-    reconnecting: `connection lost: reconnecting (attempt ${info.attempt ?? 1})…`,
-    closed: info.error ? `disconnected: ${info.error.code}` : "disconnected",
+    connected: "connected",
+    disconnected: `connection lost: reconnecting (attempt ${info.attempt ?? 1})…`,
+    suspended: "connection lost for a while: retrying every 30 s…",
+    closed: "disconnected",
+    failed: `disconnected: ${info.reason?.code ?? info.error?.code ?? "failed"}`,
   }[state];
   ui.connection.textContent = text;
   ui.connection.dataset.state = state;
-  ui.start.disabled = !(state === "open" || state === "reconnecting");
+  ui.start.disabled = ["initialized", "closed", "failed"].includes(state);
 }
 
 async function connect() {
@@ -70,7 +72,7 @@ async function connect() {
   if (client) client.close();
   client = null;
   if (!token) {
-    showConnection("idle");
+    showConnection("initialized");
     showFormError("Paste a token to connect.");
     return;
   }
@@ -83,7 +85,7 @@ async function connect() {
   try {
     await current.connect();
   } catch (error) {
-    showConnection("closed", { error });
+    showConnection("failed", { error });
     showFormError(error.code === "CONNECTION_FAILED" ? `Could not connect (a wrong URL, or a refused token). ${error.reason}` : describe(error));
     return;
   }
@@ -304,7 +306,7 @@ async function main() {
   }
   for (const job of storedJobs()) card(job);
   if (ui.token.value.trim()) await connect();
-  else showConnection("idle");
+  else showConnection("initialized");
   document.body.dataset.ready = "true";
 }
 
