@@ -295,9 +295,10 @@ export class StreamerClient {
    */
   subscribeTopic(topic, onNotification) {
     if (onNotification !== undefined && typeof onNotification !== "function") throw new TypeError("onNotification must be a function");
-    const promise = this._operation({}, (op) => this._conversation.subscribeTopic(op, topic));
-    if (onNotification) this._topicHandlers.set(topic, onNotification);
-    return promise;
+    return this._operation({}, (op) => {
+      this._conversation.subscribeTopic(op, topic);
+      if (onNotification) this._topicHandlers.set(topic, onNotification);
+    });
   }
 
   /** Leave a topic: no more of its notifications, here or after a reconnect. */

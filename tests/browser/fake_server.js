@@ -6,13 +6,14 @@
 import { once } from "node:events";
 import { WebSocketServer } from "ws";
 
-/** Start a server; resolves with `{url, received, runs, onMessage, holdReports, close()}`. */
-export async function startFakeServer() {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
+/** Start a server (on `port`, default a free one); resolves with `{url, port, received, runs, onMessage, holdReports, close()}`. */
+export async function startFakeServer({ port = 0 } = {}) {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false });
   await once(wss, "listening");
   const requests = new Map();
   const server = {
     url: `ws://127.0.0.1:${wss.address().port}/`,
+    port: wss.address().port,
     /** Every client message, in arrival order. */
     received: [],
     /** How often each async request ran. */
