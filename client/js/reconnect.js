@@ -1,69 +1,52 @@
-// When to connect again and when to rotate a connection: pure decisions over numbers.
+// When to connect again, and when to rotate a connection: pure decisions over numbers.
 
 /**
  * API Gateway closes every WebSocket connection after 2 hours, and after 10
- * minutes without a message ("Connection duration for WebSocket APIs: 2 hours;
- * Idle Connection Timeout: 10 minutes", Amazon API Gateway quotas for
- * configuring and running a WebSocket API:
+ * minutes without a message ("Connection duration for WebSocket API: 2 hours;
+ * Idle Connection Timeout: 10 minutes", Quotas for configuring and running a
+ * WebSocket API in API Gateway:
  * https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html).
  */
 export const GATEWAY_MAX_CONNECTION_MS = 2 * 60 * 60 * 1000;
 export const GATEWAY_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
 
-/** A `ping` this often keeps a connection under the idle timeout, with room for a slow network. */
-export const DEFAULT_HEARTBEAT_MS = GATEWAY_IDLE_TIMEOUT_MS / 2;
-
-/** A connection is rotated this long before the gateway's limit or the token's `exp`. */
-export const DEFAULT_ROTATION_MARGIN_MS = 5 * 60 * 1000;
-
-/** Retries after the backoff's attempts are spent ("suspended") come this often. */
-export const DEFAULT_SUSPENDED_RETRY_MS = 30_000;
-
 /**
- * Jittered exponential backoff: attempt n (from 0) waits a uniformly random
- * time up to min(maxDelayMs, initialDelayMs * multiplier ** n) ("full jitter").
- * After `maxAttempts` failed attempts in a row the client is `suspended` and
- * tries every `suspendedRetryMs` (jittered by up to a fifth either way); it
- * gives up (`failed`) only after `giveUpAfterMs` without a connection, and by
- * default never.
+ * The connection's timing options and their defaults (client/conversation/README.md
+ * lists the same, snake_case, for both clients).
  */
-export class ReconnectPolicy {
-  constructor({
-    maxAttempts = 8,
-    initialDelayMs = 500,
-    maxDelayMs = 30_000,
-    multiplier = 2,
-    suspendedRetryMs = DEFAULT_SUSPENDED_RETRY_MS,
-    giveUpAfterMs = null,
-  } = {}) {
-    if (maxAttempts < 0 || initialDelayMs < 0 || maxDelayMs < 0 || suspendedRetryMs < 0) throw new RangeError("reconnect policy values must not be negative");
-    if (multiplier < 1) throw new RangeError("multiplier must be at least 1");
-    if (giveUpAfterMs !== null && !(giveUpAfterMs >= 0)) throw new RangeError("giveUpAfterMs must be null (never) or not negative");
-    Object.assign(this, { maxAttempts, initialDelayMs, maxDelayMs, multiplier, suspendedRetryMs, giveUpAfterMs });
-    Object.freeze(this);
-  }
+export const CONNECTION_DEFAULTS = Object.freeze({
+  initialDelayMs: 500,
+  maxDelayMs: 30_000,
+  multiplier: 2,
+  suspendAfterMs: 120_000,
+  suspendedRetryMs: 30_000,
+  maxReconnectAttempts: null,
+  maxTokenFailures: 3,
+  // Under the idle timeout, with room for a slow network.
+  pingIntervalMs: GATEWAY_IDLE_TIMEOUT_MS / 2,
+  pongTimeoutMs: 15_000,
+  maxConnectionMs: GATEWAY_MAX_CONNECTION_MS,
+  rotateBeforeMs: 5 * 60 * 1000,
+});
 
-  ceiling(attempt) {
-    return Math.min(this.maxDelayMs, this.initialDelayMs * this.multiplier ** attempt);
-  }
-
-  delay(attempt, random = Math.random) {
-    return random() * this.ceiling(attempt);
-  }
-
-  /**
-   * What to do after `failed` attempts in a row, `disconnectedMs` after the
-   * connection was lost: `{state: "disconnected" | "suspended", delayMs}`, or
-   * `{state: "failed"}` once `giveUpAfterMs` has passed.
-   */
-  next(failed, disconnectedMs, random = Math.random) {
-    if (this.giveUpAfterMs !== null && disconnectedMs >= this.giveUpAfterMs) return { state: "failed", delayMs: null };
-    if (failed < this.maxAttempts) return { state: "disconnected", delayMs: this.delay(failed, random) };
-    return { state: "suspended", delayMs: this.suspendedRetryMs * (0.8 + 0.4 * random()) };
-  }
+/** Full jitter: attempt n (from 0) waits random() * min(maxDelayMs, initialDelayMs * multiplier ** n). */
+export function backoffDelay(attempt, { initialDelayMs, maxDelayMs, multiplier }, random) {
+  return random() * Math.min(maxDelayMs, initialDelayMs * multiplier ** attempt);
 }
 
-/** The token's `exp` in ms, or null when it is not a JWT with a numeric `exp`. */
+/**
+ * After `failedAttempts` failed attempts in a row since the connection was
+ * lost `disconnectedMs` ago: `{state: "disconnected" | "suspended", delayMs}`,
+ * or `{state: "failed"}` once `maxReconnectAttempts` (null: never) is reached.
+ * Suspended retries wait suspendedRetryMs * (0.5 + random() / 2).
+ */
+export function retryPlan(failedAttempts, disconnectedMs, options, random) {
+  if (options.maxReconnectAttempts !== null && failedAttempts >= options.maxReconnectAttempts) return { state: "failed", delayMs: null };
+  if (disconnectedMs >= options.suspendAfterMs) return { state: "suspended", delayMs: options.suspendedRetryMs * (0.5 + random() / 2) };
+  return { state: "disconnected", delayMs: backoffDelay(failedAttempts, options, random) };
+}
+
+/** The token's `exp` in ms (read, not verified), or null when it is not a JWT with a numeric `exp`. */
 export function tokenExpiry(token) {
   const part = typeof token === "string" ? token.split(".")[1] : undefined;
   if (!part) return null;
@@ -77,17 +60,18 @@ export function tokenExpiry(token) {
 }
 
 /**
- * Milliseconds from opening a connection to rotating it: `marginMs` before the
- * earlier of the gateway's limit (`maxConnectionMs` after opening) and the
- * token's expiry, but never before half of that time, so a short-lived token
- * does not make the client rotate at once again and again. Null when neither
- * limit applies (or the token has already expired: rotating would not help).
+ * When to rotate a connection opened at `openedAt`: `rotateBeforeMs` before
+ * the earlier of the gateway's limit and the token's expiry, but no earlier
+ * than half-way there, so a short-lived token does not rotate again and again.
+ * Null when neither limit applies or the token has already expired.
  */
-export function rotationDelay({ openedAt, maxConnectionMs, expiresAt, marginMs }) {
-  const limits = [];
-  if (maxConnectionMs !== null) limits.push(maxConnectionMs);
-  if (expiresAt !== null && expiresAt > openedAt) limits.push(expiresAt - openedAt);
-  if (limits.length === 0) return null;
-  const lifetime = Math.min(...limits);
-  return Math.max(lifetime / 2, lifetime - marginMs);
+export function rotationAt({ openedAt, maxConnectionMs, expiresAt, rotateBeforeMs }) {
+  const deadlines = [];
+  if (maxConnectionMs !== null) deadlines.push(openedAt + maxConnectionMs);
+  if (expiresAt !== null) deadlines.push(expiresAt);
+  if (deadlines.length === 0) return null;
+  const deadline = Math.min(...deadlines);
+  const span = deadline - openedAt;
+  if (span <= 0) return null;
+  return deadline - Math.min(rotateBeforeMs, span / 2);
 }

@@ -1,60 +1,22 @@
 // Streamer's WebSocket client for browsers and Node 20+: ES modules, no dependencies.
 //
-// This module is the I/O around the conversation (conversation.js, which
-// decides what to send and what each server message means): sockets, timers,
-// tokens, connection states, keepalive, rotation and the browser's life.
-//
-// - Connection states: `initialized`, `connecting`, `connected`,
-//   `disconnected` (retrying with jittered backoff), `suspended` (the backoff's
-//   attempts are spent: retrying every `suspendedRetryMs`), `closed` (by
-//   `close()`), `failed` (for good: a refused handshake with a fixed token, a
-//   token provider that keeps failing, or `giveUpAfterMs` without a
-//   connection). Reconnecting never gives up by default.
-// - The token is a string or a provider, an async function called before
-//   every connect for a fresh one.
-// - API Gateway closes a connection after 2 hours (reconnect.js cites the
-//   quota), and an expired token opens none: the client rotates the
-//   connection before either, opening the new one first, resuming on it,
-//   then closing the old one.
-// - A `ping` every `heartbeatMs` keeps the connection under the gateway's
-//   10-minute idle timeout; one unanswered within `pongTimeoutMs` means the
-//   connection is dead, and the client reconnects at once.
-// - In a browser: `online` reconnects at once, `offline` pauses the retries,
-//   a page that becomes visible checks its connection.
+// The conversation (conversation.js) decides everything: what to send, what a
+// server message means, when to reconnect, rotate or ping. This module is its
+// I/O: WebSockets, one timer for the machine's next deadline, the token
+// provider, the browser's online/offline/visibility events, and the promises
+// and callbacks the application sees.
 
-import { ConnectionError, StreamerError } from "./errors.js";
-import { Conversation, DEFAULT_ANSWER_TIMEOUT_MS, DEFAULT_RATE_LIMIT_RETRIES, DEFAULT_UNAVAILABLE_DEADLINE_MS } from "./conversation.js";
-import { DEFAULT_HEARTBEAT_MS, DEFAULT_ROTATION_MARGIN_MS, GATEWAY_MAX_CONNECTION_MS, ReconnectPolicy, rotationDelay, tokenExpiry } from "./reconnect.js";
+import { Conversation, DEFAULTS } from "./conversation.js";
+import { StreamerError } from "./errors.js";
+import { TERMINAL_STATUSES } from "./protocol.js";
 
+export { Conversation, DEFAULTS } from "./conversation.js";
 export { ConnectionError, StreamerError } from "./errors.js";
-export {
-  Conversation,
-  DEFAULT_ANSWER_TIMEOUT_MS,
-  DEFAULT_UNAVAILABLE_DEADLINE_MS,
-  MAX_MESSAGE_BYTES,
-  TERMINAL_STATUSES,
-  isValidRequestId,
-  newRequestId,
-} from "./conversation.js";
-export {
-  DEFAULT_HEARTBEAT_MS,
-  DEFAULT_ROTATION_MARGIN_MS,
-  DEFAULT_SUSPENDED_RETRY_MS,
-  GATEWAY_IDLE_TIMEOUT_MS,
-  GATEWAY_MAX_CONNECTION_MS,
-  ReconnectPolicy,
-  rotationDelay,
-  tokenExpiry,
-} from "./reconnect.js";
+export { MAX_MESSAGE_BYTES, TERMINAL_STATUSES, isValidRequestId, newRequestId } from "./protocol.js";
+export { GATEWAY_IDLE_TIMEOUT_MS, GATEWAY_MAX_CONNECTION_MS, rotationAt, tokenExpiry } from "./reconnect.js";
 
-/** The client's version (client/js/package.json's). */
+/** The client's version (client/js/package.json's; a test holds them equal). */
 export const VERSION = "0.2.0";
-
-/** A keepalive `ping` unanswered this long means the connection is dead. */
-export const DEFAULT_PONG_TIMEOUT_MS = 10_000;
-
-/** A token provider that fails this often in a row fails the client. */
-export const DEFAULT_TOKEN_ATTEMPTS = 5;
 
 /** The protocol's error codes, and the client's own (connection) codes. */
 export const ErrorCodes = Object.freeze({
@@ -74,6 +36,7 @@ export const ErrorCodes = Object.freeze({
   INTERNAL_ERROR: "INTERNAL_ERROR",
   // The client's own:
   NO_ANSWER: "NO_ANSWER",
+  NOT_SYNCHRONOUS: "NOT_SYNCHRONOUS",
   CONNECTION_FAILED: "CONNECTION_FAILED",
   CONNECTION_LOST: "CONNECTION_LOST",
   CONNECTION_REFUSED: "CONNECTION_REFUSED",
@@ -81,11 +44,13 @@ export const ErrorCodes = Object.freeze({
   UNSUBSCRIBED: "UNSUBSCRIBED",
 });
 
-export const CONNECTION_STATES = Object.freeze(["initialized", "connecting", "connected", "disconnected", "suspended", "closed", "failed"]);
+/** `idle` before `connect()`, then the others; `closed` and `failed` are for good. */
+export const CONNECTION_STATES = Object.freeze(["idle", "connecting", "connected", "disconnected", "suspended", "closed", "failed"]);
 
 const OPEN = 1;
+const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 
-/** The URL with `?token=` set: browsers cannot set headers on a WebSocket. */
+/** The URL with `?token=` set: browsers cannot set headers on a WebSocket (and API Gateway reads the query string). */
 export function urlWithToken(url, token) {
   const parsed = new URL(url);
   parsed.searchParams.set("token", token);
@@ -99,103 +64,100 @@ function decodeData(data) {
   return String(data);
 }
 
-function refused(statusCode, url, text) {
-  if (statusCode === 401) return new ConnectionError("UNAUTHORIZED", "handshake refused with HTTP 401", { retryable: false, statusCode });
-  if (statusCode === 403) return new ConnectionError("FORBIDDEN", "handshake refused with HTTP 403", { retryable: false, statusCode });
-  if (statusCode) return new ConnectionError("CONNECTION_REFUSED", `handshake refused with HTTP ${statusCode}`, { statusCode });
-  return new ConnectionError("CONNECTION_FAILED", `could not connect to ${url}${text ? `: ${text}` : ""}`);
+function optionalInt(value) {
+  return Number.isInteger(value) ? value : null;
 }
 
-function positiveOrNull(value, fallback, name) {
-  const chosen = value === undefined ? fallback : value;
-  if (chosen !== null && !(chosen > 0)) throw new RangeError(`${name} must be positive or null`);
-  return chosen;
-}
-
-// The browser's window, document and navigator, when there are any.
-function browserLife() {
-  const target = globalThis.window;
-  if (!target || typeof target.addEventListener !== "function") return null;
+// `status`'s answer, the server's request object, as the JS API gives it.
+function snapshotOf(r) {
+  const terminal = TERMINAL_STATUSES.includes(r.status);
   return {
-    target,
-    online: () => globalThis.navigator?.onLine !== false,
-    visible: () => globalThis.document?.visibilityState !== "hidden",
-    document: globalThis.document ?? null,
+    requestId: r.request_id,
+    action: String(r.action ?? ""),
+    status: String(r.status),
+    progress: typeof r.progress === "number" ? r.progress : null,
+    progressMessage: r.progress_message ?? null,
+    createdAt: optionalInt(r.created_at),
+    updatedAt: optionalInt(r.updated_at),
+    result: terminal && r.status === "COMPLETED" ? r.result : undefined,
+    error: r.error ? StreamerError.fromInfo(r.error, { requestId: r.request_id, requestStatus: terminal ? r.status : null }) : null,
+    terminal,
   };
 }
 
+// `cancel`'s answer: how the request ended.
+function completionOf(value) {
+  const error = value.status === "COMPLETED" ? null : StreamerError.fromInfo(value.error ?? { code: value.status, message: `request ended ${value.status}` }, { requestId: value.request_id, requestStatus: value.status });
+  return { requestId: value.request_id, status: value.status, result: value.status === "COMPLETED" ? value.result : undefined, error };
+}
+
+// The machine's options from the client's (the rest are the driver's own).
+function machineOptions(options) {
+  return Object.fromEntries(Object.keys(DEFAULTS).filter((key) => key !== "token" && options[key] !== undefined).map((key) => [key, options[key]]));
+}
+
+const DRIVER_OPTIONS = new Set(["WebSocket", "createWebSocket", "openTimeoutMs", "random", "logger", "onStateChange", "browserEvents"]);
+
 /**
  * A connection to Streamer that runs requests, follows their progress and
- * delivers topic notifications, across reconnects, token renewals and
- * rotations.
+ * delivers notifications, across reconnects, token renewals and rotations.
  *
- *   const client = new StreamerClient("ws://127.0.0.1:8080/", async () => fetchToken());
+ *   const client = new StreamerClient("wss://.../prod", async () => fetchToken());
  *   await client.connect();
  *   const result = await client.call("generate_report", { pages: 5 }, { onProgress: (p) => console.log(p.percentage) });
  *
- * See README.md for the options.
+ * `token` is a string or an async function returning one (called before every
+ * connection). The options are README.md's.
  */
 export class StreamerClient {
   constructor(url, token, options = {}) {
     if (typeof token === "function") this._provider = token;
-    else if (typeof token === "string" && token) this._fixedToken = token;
-    else throw new TypeError("a token (a string, or an async function that returns one) is required");
-    this.url = url;
+    else if (typeof token !== "string" || !token) throw new TypeError("a token (a string, or an async function that returns one) is required");
+    for (const key of Object.keys(options)) {
+      if (!DRIVER_OPTIONS.has(key) && !(key in DEFAULTS && key !== "token")) throw new TypeError(`unknown option ${key}`);
+    }
     new URL(url);
-    this._policy = options.reconnect instanceof ReconnectPolicy ? options.reconnect : new ReconnectPolicy(options.reconnect ?? {});
-    this._heartbeatMs = positiveOrNull(options.heartbeatMs, DEFAULT_HEARTBEAT_MS, "heartbeatMs");
-    this._pongTimeoutMs = positiveOrNull(options.pongTimeoutMs, DEFAULT_PONG_TIMEOUT_MS, "pongTimeoutMs") ?? DEFAULT_PONG_TIMEOUT_MS;
-    this._openTimeoutMs = options.openTimeoutMs ?? 10_000;
-    this._maxConnectionMs = positiveOrNull(options.maxConnectionMs, GATEWAY_MAX_CONNECTION_MS, "maxConnectionMs");
-    this._rotationMarginMs = options.rotationMarginMs ?? DEFAULT_ROTATION_MARGIN_MS;
-    this._tokenAttempts = options.tokenAttempts ?? DEFAULT_TOKEN_ATTEMPTS;
-    this._random = options.random ?? Math.random;
-    this._logger = options.logger ?? { info() {}, warn() {} };
-    const answerTimeoutMs = options.answerTimeoutMs === undefined ? DEFAULT_ANSWER_TIMEOUT_MS : options.answerTimeoutMs;
-    this._conversation = new Conversation({
-      random: this._random,
-      policy: this._policy,
-      conflictRetries: this._policy.maxAttempts,
-      rateLimitRetries: options.rateLimitRetries ?? DEFAULT_RATE_LIMIT_RETRIES,
-      unavailableDeadlineMs: options.unavailableDeadlineMs ?? DEFAULT_UNAVAILABLE_DEADLINE_MS,
-      answerTimeoutMs,
-    });
-    this._answerTimeoutMs = answerTimeoutMs;
+    this.url = url;
+    this._machine = new Conversation({ ...machineOptions(options), token: typeof token === "string" ? token : null }, { random: options.random ?? Math.random });
     if (options.createWebSocket) this._createWebSocket = options.createWebSocket;
     else {
       const WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
       if (!WebSocketClass) throw new TypeError("no WebSocket: pass options.WebSocket (e.g. the ws package's) or options.createWebSocket");
       this._createWebSocket = (target) => new WebSocketClass(target);
     }
-    this._life = options.browserEvents === false ? null : browserLife();
-    this.state = "initialized";
+    this._openTimeoutMs = options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+    this._logger = options.logger ?? { info() {}, warn() {} };
+    this._browser = options.browserEvents === false ? null : browserLife();
     this._listeners = new Map();
     if (options.onStateChange) this.on("statechange", (change) => options.onStateChange(change.current, change));
-    this._ops = new Map();
-    this._nextOp = 1;
-    this._topicHandlers = new Map();
-    this._ws = null;
-    this._retiring = new Set();
-    this._epoch = 0; // one per connection made current; stale work checks it
-    this._failedAttempts = 0;
-    this._refusals = 0;
-    this._tokenFailures = 0;
-    this._disconnectedAt = null;
-    this._retryTimer = null;
-    this._wakeTimer = null;
-    this._heartbeat = null;
-    this._pongTimer = null;
-    this._rotationTimer = null;
-    this._failure = null;
-    this._lifeHandlers = null;
+    this._ops = new Map(); // handle -> {kind, resolve, reject, onProgress, onAcknowledged, started}
+    this._nextHandle = 1;
+    this._topicHandlers = new Map(); // subscribe_topic handle -> onNotification
+    this._sockets = new Map(); // connection number -> WebSocket
+    this._timer = null;
+    this._unlisten = null;
+  }
+
+  /** `idle`, `connecting`, `connected`, `disconnected`, `suspended`, `closed` or `failed`. */
+  get state() {
+    return this._machine.state;
   }
 
   /** Whether a connection is open now. */
   get connected() {
-    return this.state === "connected" && this._ws !== null && this._ws.readyState === OPEN;
+    return this.state === "connected";
   }
 
-  /** Listen to `statechange` ({current, previous, reason, retryInMs}), a state's name, `notification` or `rotated`; returns the function that stops it. */
+  /** The topics this client follows. */
+  get topics() {
+    return this._machine.topics();
+  }
+
+  /**
+   * Listen to `statechange` ({current, previous, retryInMs, code}), a state's
+   * name, `notification` (every notification, topic's or user's) or `rotated`
+   * ({reason: "connection" | "token"}); returns the function that stops it.
+   */
   on(event, listener) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
     this._listeners.get(event).add(listener);
@@ -207,46 +169,40 @@ export class StreamerClient {
   }
 
   /**
-   * Open the first connection. Rejects with a `ConnectionError` and leaves the
-   * client `failed` when it cannot (a wrong URL or token fails fast; with a
-   * token provider a refused handshake is tried once more with a fresh token).
-   * Later drops are retried without end unless the policy says otherwise.
+   * Open the first connection. Rejects with a `ConnectionError` (and the
+   * client is `failed`) when it cannot: the first connect is not retried, so a
+   * wrong URL or token fails fast; a token provider gets one more try after a
+   * 401. Once connected, drops are retried without end by default.
    */
-  async connect() {
-    if (this.state !== "initialized") throw new Error("StreamerClient.connect() may be called once");
-    this._listenToBrowser();
-    this._setState("connecting", { reason: null });
-    let ws;
-    try {
-      ws = await this._attempt("connect");
-    } catch (firstError) {
-      if (this._failure) throw this._failure;
-      if (this._provider && firstError.code !== "FORBIDDEN" && firstError.code !== "TOKEN_FAILED") {
-        try {
-          ws = await this._attempt("refused");
-        } catch (error) {
-          this._giveUp(error);
-          throw error;
-        }
-      } else {
-        this._giveUp(firstError);
-        throw firstError;
+  connect() {
+    if (this.state !== "idle") return Promise.reject(new Error("StreamerClient.connect() may be called once"));
+    return new Promise((resolve, reject) => {
+      this._ops.set("connect", { kind: "connect", resolve, reject });
+      this._listenToBrowser();
+      try {
+        this._input({ call: "connect" });
+      } catch (error) {
+        this._ops.delete("connect");
+        throw error;
       }
-    }
-    if (this._failure) {
-      ws.close(1000, "client closed");
-      throw this._failure;
-    }
-    this._install(ws);
+    });
   }
 
   /** Close; everything still awaited rejects with CONNECTION_FAILED. */
   close() {
-    if (this.state === "closed" || this.state === "failed") return;
-    this._end(new ConnectionError("CONNECTION_FAILED", "the client is closed"), "closed");
+    this._input({ call: "close" });
   }
 
-  // --- the caller's operations ------------------------------------------------------------
+  /**
+   * Check the connection now: a `ping`, and if nothing arrives within
+   * `pongTimeoutMs` the connection is dead and replaced. The keepalive and the
+   * browser's `online` and `visibilitychange` events do the same.
+   */
+  check() {
+    this._input({ event: "check" });
+  }
+
+  // --- the application's operations ------------------------------------------------------------
 
   /**
    * Run `action` and resolve with its result: a sync action's `data`, or the
@@ -256,134 +212,251 @@ export class StreamerClient {
    * the protocol does not allow.
    */
   call(action, payload = {}, { onProgress, onAcknowledged, id, metadata } = {}) {
-    return this._operation({ onProgress, onAcknowledged }, (op) => this._conversation.call(op, action, payload, { id, metadata }));
+    return this._operation("request", { onProgress, onAcknowledged }, { action, payload, id, metadata });
+  }
+
+  /** Run a sync action: its `data`; NOT_SYNCHRONOUS when the server accepts it to run asynchronously. */
+  send(action, payload = {}, { id, metadata } = {}) {
+    return this._operation("request", {}, { action, payload, id, metadata, sync_only: true });
   }
 
   /** Follow an existing request to its end (its result at once if it has ended). */
   subscribe(requestId, { onProgress } = {}) {
-    return this._operation({ onProgress }, (op) => this._conversation.subscribe(op, requestId));
+    return this._operation("subscribe", { onProgress }, { request_id: requestId });
   }
 
-  /** Stop a request's updates on this connection; a `call`/`subscribe` awaiting it rejects with UNSUBSCRIBED. */
-  unsubscribe(requestId) {
-    return this._operation({}, (op) => this._conversation.unsubscribe(op, requestId));
+  /** Stop a request's updates here; a `call`/`subscribe` awaiting it rejects with UNSUBSCRIBED. */
+  async unsubscribe(requestId) {
+    await this._operation("unsubscribe", {}, { request_id: requestId });
   }
 
   /** The request's stored state. */
   status(requestId) {
-    return this._operation({}, (op) => this._conversation.status(op, requestId));
+    return this._operation("status", {}, { request_id: requestId });
   }
 
   /** Cancel a request and resolve with how it ended: `{requestId, status, result, error}`. */
   cancel(requestId) {
-    return this._operation({}, (op) => this._conversation.cancel(op, requestId));
+    return this._operation("cancel", {}, { request_id: requestId });
   }
 
   /** Send `ping`, await `pong`; resolves with the round trip in milliseconds. */
-  async ping() {
-    const started = Date.now();
-    await this._operation({}, (op) => this._conversation.ping(op));
-    return Date.now() - started;
+  ping() {
+    return this._operation("ping", {}, undefined);
   }
 
   /**
-   * Subscribe to a topic of your tenant: `onNotification` gets each of its
-   * notifications (`{topic, event, data, timestamp}`), the retained last one
-   * first when there is one. Resolves once subscribed; subscribed again after
-   * every reconnect (a retained notification already delivered is not
-   * delivered again).
+   * Follow a topic of your tenant: `onNotification` gets each of its
+   * notifications as the server sends them (`{type, topic, event, data,
+   * timestamp}`), the retained last one first when there is one. Resolves once
+   * subscribed. Subscribed again after every reconnect; a notification already
+   * delivered is not delivered again.
    */
-  subscribeTopic(topic, onNotification) {
+  async subscribeTopic(topic, onNotification) {
     if (onNotification !== undefined && typeof onNotification !== "function") throw new TypeError("onNotification must be a function");
-    return this._operation({}, (op) => {
-      this._conversation.subscribeTopic(op, topic);
-      if (onNotification) this._topicHandlers.set(topic, onNotification);
-    });
+    await this._operation("subscribe_topic", { onNotification }, { topic });
   }
 
-  /** Leave a topic: no more of its notifications, here or after a reconnect. */
-  unsubscribeTopic(topic) {
-    this._topicHandlers.delete(topic);
-    return this._operation({}, (op) => this._conversation.unsubscribeTopic(op, topic));
+  /** Stop following a topic, here and after any reconnect. */
+  async unsubscribeTopic(topic) {
+    for (const [handle, entry] of this._topicHandlers) if (entry.topic === topic) this._topicHandlers.delete(handle);
+    await this._operation("unsubscribe_topic", {}, { topic });
   }
 
-  /** The topics this client is subscribed to. */
-  get topics() {
-    return this._conversation.topics();
-  }
-
-  _operation(handlers, start) {
+  _operation(call, handlers, args) {
     return new Promise((resolve, reject) => {
-      if (this.state === "initialized") throw new Error("StreamerClient is not connected: call connect() first");
-      const op = this._nextOp++;
-      this._ops.set(op, { ...handlers, resolve, reject });
+      const handle = this._nextHandle++;
+      this._ops.set(handle, { kind: call, ...handlers, resolve, reject, started: Date.now() });
+      if (call === "subscribe_topic" && handlers.onNotification) {
+        for (const [other, entry] of this._topicHandlers) if (entry.topic === args.topic) this._topicHandlers.delete(other);
+        this._topicHandlers.set(handle, { topic: args.topic, onNotification: handlers.onNotification });
+      }
       try {
-        start(op);
+        this._input({ call, args, handle });
       } catch (error) {
-        this._ops.delete(op);
+        this._ops.delete(handle);
+        if (call === "subscribe_topic") this._topicHandlers.delete(handle);
         throw error;
       }
-      this._pump();
     });
   }
 
-  // --- carrying out the conversation's outputs --------------------------------------------
+  // --- driving the machine ---------------------------------------------------------------------
 
-  _pump() {
-    for (const output of this._conversation.takeOutputs()) {
-      switch (output.type) {
-        case "send":
-          this._sendText(output.text);
-          break;
-        case "progress":
-          this._callback(this._ops.get(output.op)?.onProgress, output.progress);
-          break;
-        case "acknowledged":
-          this._callback(this._ops.get(output.op)?.onAcknowledged, output.acknowledgment);
-          break;
-        case "resolve":
-        case "reject": {
-          const pending = this._ops.get(output.op);
-          this._ops.delete(output.op);
-          if (output.type === "resolve") pending?.resolve(output.value);
-          else pending?.reject(output.error);
-          break;
-        }
-        case "notification": {
-          const { notification } = output;
-          if (notification.topic !== null) this._callback(this._topicHandlers.get(notification.topic), notification);
-          this._emit("notification", notification);
-          break;
-        }
-        case "warning":
-          this._logger.warn(output.message, output.detail);
-          break;
-        default:
-          break;
-      }
-    }
-    this._retireIfResumed();
-    this._scheduleWake();
+  _input(input) {
+    const out = this._machine.handle(input);
+    for (const note of out.notes) this._note(note);
+    for (const io of out.io) this._do(io);
+    for (const event of out.events) this._event(event);
+    for (const result of out.results) this._settle(result);
+    this._schedule();
   }
 
-  _sendText(text) {
-    if (!this._ws || this._ws.readyState !== OPEN) return;
-    try {
-      this._ws.send(text);
-    } catch (error) {
-      this._logger.info("send failed; it is sent again on reconnect", error);
-    }
-  }
-
-  _scheduleWake() {
-    clearTimeout(this._wakeTimer);
-    const at = this._conversation.nextWake();
+  _schedule() {
+    clearTimeout(this._timer);
+    this._timer = null;
+    const at = this._machine.nextDeadline();
     if (at === null) return;
-    this._wakeTimer = setTimeout(() => {
-      this._conversation.tick();
-      this._pump();
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      this._input({ event: "tick", at: Date.now() });
     }, Math.max(0, at - Date.now()));
-    this._wakeTimer.unref?.();
+  }
+
+  _do(io) {
+    switch (io.do) {
+      case "fetch_token":
+        return this._fetchToken(io.reason);
+      case "open":
+        return this._open(io.conn, io.token);
+      case "send": {
+        const ws = this._sockets.get(io.conn);
+        if (!ws || ws.readyState !== OPEN) return undefined;
+        try {
+          ws.send(JSON.stringify(io.message));
+        } catch (error) {
+          // The socket is going: its close event reconnects, and the resume sends this again.
+          this._logger.info("send failed", error);
+        }
+        return undefined;
+      }
+      case "close": {
+        const ws = this._sockets.get(io.conn);
+        this._sockets.delete(io.conn);
+        if (ws) {
+          ws.onmessage = ws.onclose = ws.onopen = null;
+          ws.onerror = () => {};
+          try {
+            ws.close(1000, "client closed");
+          } catch {
+            // never opened
+          }
+        }
+        return undefined;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  _fetchToken(reason) {
+    Promise.resolve()
+      .then(() => this._provider({ reason }))
+      .then(
+        (token) => this._input(typeof token === "string" && token ? { event: "token", token } : { event: "token_failed" }),
+        (error) => {
+          this._logger.warn("the token provider failed", error);
+          this._input({ event: "token_failed" });
+        },
+      );
+  }
+
+  // Open connection `conn`. Browsers never say why a handshake failed: a
+  // socket that closes before it opens is `connect_failed` there, and the ws
+  // package's "Unexpected server response: 401" is `handshake_refused`. A
+  // token provider is asked before every connection, so a browser gets a new
+  // token on the next attempt without knowing the status.
+  _open(conn, token) {
+    let ws;
+    try {
+      ws = this._createWebSocket(urlWithToken(this.url, token));
+    } catch (error) {
+      this._logger.warn(`could not connect to ${this.url}`, error);
+      queueMicrotask(() => this._input({ event: "connect_failed", conn }));
+      return;
+    }
+    this._sockets.set(conn, ws);
+    let opened = false;
+    let status = null;
+    const timer = setTimeout(() => {
+      if (opened || this._sockets.get(conn) !== ws) return;
+      this._sockets.delete(conn);
+      ws.onopen = ws.onclose = ws.onmessage = null;
+      try {
+        ws.close();
+      } catch {
+        // never opened
+      }
+      this._input({ event: "connect_failed", conn });
+    }, this._openTimeoutMs);
+    ws.onopen = () => {
+      opened = true;
+      clearTimeout(timer);
+      if (this._sockets.get(conn) === ws) this._input({ event: "open", conn });
+    };
+    ws.onerror = (event) => {
+      const text = String(event?.message ?? event?.error?.message ?? "");
+      const match = /Unexpected server response: (\d{3})/.exec(text);
+      if (match) status = Number(match[1]);
+    };
+    ws.onclose = () => {
+      clearTimeout(timer);
+      if (this._sockets.get(conn) !== ws) return;
+      this._sockets.delete(conn);
+      if (opened) this._input({ event: "close", conn });
+      else if (status !== null) this._input({ event: "handshake_refused", conn, status });
+      else this._input({ event: "connect_failed", conn });
+    };
+    ws.onmessage = (event) => {
+      if (this._sockets.get(conn) !== ws) return;
+      let message;
+      try {
+        message = JSON.parse(decodeData(event.data));
+      } catch {
+        this._logger.warn("a server message that is not JSON", String(event.data).slice(0, 200));
+        return;
+      }
+      this._input({ receive: message, conn });
+    };
+  }
+
+  _event(event) {
+    switch (event.event) {
+      case "on_progress": {
+        const op = this._ops.get(event.handle);
+        const { request_id: requestId, seq, percentage, message, metadata, timestamp } = event;
+        return this._callback(op?.onProgress, { requestId, seq, percentage, message, metadata, timestamp });
+      }
+      case "on_acknowledged":
+        return this._callback(this._ops.get(event.handle)?.onAcknowledged, { type: "acknowledgment", requestId: event.request_id, estimatedDurationMs: event.estimated_duration_ms });
+      case "notification":
+        return this._emit("notification", event.notification);
+      case "on_notification":
+        return this._callback(this._topicHandlers.get(event.handle)?.onNotification, event.notification);
+      default:
+        return this._stateChanged(event);
+    }
+  }
+
+  _stateChanged({ event: state, retry_in_ms: retryInMs, code }) {
+    const change = { current: state, previous: this._lastState ?? "idle", retryInMs: retryInMs ?? null, code: code ?? null };
+    this._lastState = state;
+    if (state === "closed" || state === "failed") {
+      clearTimeout(this._timer);
+      this._stopListeningToBrowser();
+    }
+    this._emit("statechange", change);
+    this._emit(state, change);
+  }
+
+  _settle(result) {
+    const op = this._ops.get(result.handle);
+    if (!op) return;
+    this._ops.delete(result.handle);
+    if (result.error) {
+      if (op.kind === "subscribe_topic") this._topicHandlers.delete(result.handle);
+      op.reject(result.error);
+      return;
+    }
+    if (op.kind === "status") op.resolve(snapshotOf(result.ok));
+    else if (op.kind === "cancel") op.resolve(completionOf(result.ok));
+    else if (op.kind === "ping") op.resolve(Date.now() - op.started);
+    else op.resolve(result.ok ?? undefined);
+  }
+
+  _note(note) {
+    if (note.note === "rotated") this._emit("rotated", { reason: note.reason });
+    this._logger.info(note.note, note.detail ?? "");
   }
 
   _callback(callback, value) {
@@ -400,382 +473,36 @@ export class StreamerClient {
     for (const listener of [...(this._listeners.get(event) ?? [])]) this._callback(listener, value);
   }
 
-  _setState(state, info = {}) {
-    const previous = this.state;
-    if (previous === state && state !== "disconnected" && state !== "suspended") return;
-    this.state = state;
-    const change = { current: state, previous, reason: info.reason ?? null, ...info };
-    this._emit("statechange", change);
-    this._emit(state, change);
-  }
-
-  // --- tokens and sockets -------------------------------------------------------------------
-
-  // A fresh token: the fixed one, or the provider's (TOKEN_FAILED when it throws or answers no string).
-  async _token(reason) {
-    if (!this._provider) return this._fixedToken;
-    let token;
-    try {
-      token = await this._provider({ reason });
-    } catch (error) {
-      this._tokenFailures += 1;
-      throw new ConnectionError("TOKEN_FAILED", `the token provider failed: ${error?.message ?? error}`, { retryable: this._tokenFailures < this._tokenAttempts });
-    }
-    if (typeof token !== "string" || !token) {
-      this._tokenFailures += 1;
-      throw new ConnectionError("TOKEN_FAILED", "the token provider returned no token", { retryable: this._tokenFailures < this._tokenAttempts });
-    }
-    this._tokenFailures = 0;
-    return token;
-  }
-
-  // One connection attempt with a fresh token: the open socket, or a ConnectionError.
-  // With a provider a refusal is retryable: the next attempt asks for a new
-  // token. A browser never sees the handshake's status, so there a close
-  // before `open` counts as a possible 401 and the next token is fresh anyway.
-  async _attempt(reason) {
-    const token = await this._token(reason);
-    let ws;
-    try {
-      ws = await this._open(urlWithToken(this.url, token));
-    } catch (error) {
-      if (error.code === "UNAUTHORIZED" && this._provider) {
-        this._refusals += 1;
-        if (this._refusals < this._tokenAttempts) {
-          throw new ConnectionError("UNAUTHORIZED", `${error.reason}; asking the token provider for a new token`, { retryable: true, statusCode: 401 });
-        }
-      }
-      throw error;
-    }
-    this._refusals = 0;
-    ws.token = token;
-    return ws;
-  }
-
-  _open(target) {
-    return new Promise((resolve, reject) => {
-      let ws;
-      try {
-        ws = this._createWebSocket(target);
-      } catch (error) {
-        reject(new ConnectionError("CONNECTION_FAILED", `could not connect to ${this.url}: ${error.message}`));
-        return;
-      }
-      let settled = false;
-      let statusCode = null;
-      const done = (error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        // A no-op, not null: the ws package throws an error event nobody listens to.
-        ws.onopen = ws.onclose = null;
-        ws.onerror = () => {};
-        if (error) {
-          try {
-            ws.close();
-          } catch {
-            // never opened
-          }
-          reject(error);
-        } else {
-          resolve(ws);
-        }
-      };
-      const timer = setTimeout(() => done(new ConnectionError("CONNECTION_FAILED", `could not connect to ${this.url}: no handshake within ${this._openTimeoutMs} ms`)), this._openTimeoutMs);
-      ws.onopen = () => done(null);
-      ws.onerror = (event) => {
-        // Browsers hide why a handshake failed; the ws package names the HTTP status.
-        const text = String(event?.message ?? event?.error?.message ?? "");
-        const match = /Unexpected server response: (\d{3})/.exec(text);
-        if (match) statusCode = Number(match[1]);
-        done(refused(statusCode, this.url, text));
-      };
-      ws.onclose = (event) => done(refused(statusCode, this.url, `closed with code ${event?.code}`));
-    });
-  }
-
-  // Make `ws` the connection: the conversation resumes on it.
-  _install(ws) {
-    this._epoch += 1;
-    this._ws = ws;
-    this._attach(ws);
-    this._failedAttempts = 0;
-    this._disconnectedAt = null;
-    const reconnected = this._epoch > 1;
-    this._setState("connected", { reason: null, reconnected });
-    this._conversation.opened();
-    this._pump();
-    this._startHeartbeat();
-    this._scheduleRotation(ws);
-  }
-
-  _attach(ws) {
-    ws.onmessage = (event) => {
-      if (ws !== this._ws && !this._retiring.has(ws)) return;
-      try {
-        this._conversation.receive(decodeData(event.data));
-      } catch (error) {
-        // One bad message must not stop the reader every caller depends on.
-        this._logger.warn("could not handle a server message", error);
-      }
-      if (ws === this._ws) this._alive();
-      this._pump();
-    };
-    ws.onerror = () => {};
-    ws.onclose = (event) => {
-      this._retiring.delete(ws);
-      if (ws !== this._ws) return;
-      this._dropped(new ConnectionError("CONNECTION_FAILED", `connection to ${this.url} dropped (code ${event?.code})`));
-    };
-  }
-
-  // --- losing and getting the connection back -------------------------------------------------
-
-  _dropped(error) {
-    if (this.state === "closed" || this.state === "failed") return;
-    this._logger.info(`${error.message}; reconnecting`);
-    const ws = this._ws;
-    this._ws = null;
-    this._epoch += 1;
-    if (ws) {
-      ws.onmessage = ws.onclose = null;
-      ws.onerror = () => {};
-      try {
-        ws.close();
-      } catch {
-        // already closed
-      }
-    }
-    this._stopConnectionTimers();
-    this._conversation.lost();
-    this._pump();
-    this._disconnectedAt ??= Date.now();
-    this._scheduleRetry(error);
-  }
-
-  _scheduleRetry(error) {
-    clearTimeout(this._retryTimer);
-    this._retryTimer = null;
-    const next = this._policy.next(this._failedAttempts, Date.now() - this._disconnectedAt, this._random);
-    if (next.state === "failed") {
-      this._end(new ConnectionError("CONNECTION_LOST", `no connection to ${this.url} for ${this._policy.giveUpAfterMs} ms (last: ${error?.message ?? "none"})`, { retryable: true }), "failed");
-      return;
-    }
-    if (this._life && !this._life.online()) {
-      // Retries wait for the browser's `online` event.
-      this._setState(next.state, { reason: error, retryInMs: null, attempt: this._failedAttempts + 1 });
-      return;
-    }
-    this._setState(next.state, { reason: error, retryInMs: next.delayMs, attempt: this._failedAttempts + 1 });
-    this._retryTimer = setTimeout(() => this._reconnect(), next.delayMs);
-  }
-
-  async _reconnect() {
-    this._retryTimer = null;
-    if (this.state !== "disconnected" && this.state !== "suspended") return;
-    const epoch = this._epoch;
-    this._setState("connecting", { reason: null, attempt: this._failedAttempts + 1 });
-    let ws;
-    try {
-      ws = await this._attempt("reconnect");
-    } catch (error) {
-      if (this._epoch !== epoch || this.state !== "connecting") return;
-      if (!error.retryable) {
-        this._end(error, "failed");
-        return;
-      }
-      this._failedAttempts += 1;
-      this._logger.info(`reconnect attempt ${this._failedAttempts} failed: ${error.message}`);
-      this._scheduleRetry(error);
-      return;
-    }
-    if (this._epoch !== epoch || this.state !== "connecting") {
-      ws.close(1000, "not needed");
-      return;
-    }
-    this._install(ws);
-  }
-
-  // Reconnect now (the browser is back online, the page visible again): a fresh backoff.
-  _retryNow() {
-    if (this.state !== "disconnected" && this.state !== "suspended") return;
-    clearTimeout(this._retryTimer);
-    this._failedAttempts = 0;
-    this._reconnect();
-  }
-
-  _end(error, state) {
-    this._failure = error;
-    clearTimeout(this._retryTimer);
-    clearTimeout(this._wakeTimer);
-    this._stopConnectionTimers();
-    this._stopListeningToBrowser();
-    for (const ws of [this._ws, ...this._retiring]) {
-      if (ws && ws.readyState <= OPEN) {
-        ws.onclose = null;
-        try {
-          ws.close(1000, "client closed");
-        } catch {
-          // already closing
-        }
-      }
-    }
-    this._ws = null;
-    this._retiring.clear();
-    this._epoch += 1;
-    this._setState(state, { reason: state === "failed" ? error : null });
-    this._conversation.close(error);
-    this._pump();
-    clearTimeout(this._wakeTimer);
-  }
-
-  _giveUp(error) {
-    if (this.state === "closed" || this.state === "failed") return;
-    this._end(error, "failed");
-  }
-
-  // --- keepalive -----------------------------------------------------------------------------
-
-  _stopConnectionTimers() {
-    clearInterval(this._heartbeat);
-    clearTimeout(this._pongTimer);
-    clearTimeout(this._rotationTimer);
-    this._heartbeat = this._pongTimer = this._rotationTimer = null;
-  }
-
-  _startHeartbeat() {
-    if (this._heartbeatMs === null) return;
-    this._heartbeat = setInterval(() => this.check(), this._heartbeatMs);
-    this._heartbeat.unref?.();
-  }
-
-  /**
-   * Check the connection now: a `ping` that gets no `pong` within
-   * `pongTimeoutMs` means it is dead, and the client reconnects. Also run on
-   * the heartbeat, and when a page becomes visible again or the browser says
-   * it is online.
-   */
-  check() {
-    if (this.state !== "connected" || this._pongTimer) return;
-    const epoch = this._epoch;
-    this._pongTimer = setTimeout(() => {
-      this._pongTimer = null;
-      if (this._epoch === epoch && this.state === "connected") {
-        this._dropped(new ConnectionError("CONNECTION_FAILED", `no pong within ${this._pongTimeoutMs} ms: the connection is dead`));
-      }
-    }, this._pongTimeoutMs);
-    this._pongTimer.unref?.();
-    this.ping().catch(() => {});
-  }
-
-  // Any message on the current connection shows it is alive.
-  _alive() {
-    clearTimeout(this._pongTimer);
-    this._pongTimer = null;
-  }
-
-  // --- rotation -----------------------------------------------------------------------------
-
-  _scheduleRotation(ws) {
-    const delay = rotationDelay({ openedAt: Date.now(), maxConnectionMs: this._maxConnectionMs, expiresAt: tokenExpiry(ws.token), marginMs: this._rotationMarginMs });
-    if (delay === null) return;
-    this._rotationTimer = setTimeout(() => this._rotate(), delay);
-    this._rotationTimer.unref?.();
-  }
-
-  // A new connection first, the conversation resumed on it, then the old one
-  // closed once every resumed message is answered (or the answer timeout has
-  // passed): messages on both meanwhile are handled once, by `seq`.
-  async _rotate() {
-    this._rotationTimer = null;
-    if (this.state !== "connected") return;
-    const epoch = this._epoch;
-    const old = this._ws;
-    let ws;
-    try {
-      ws = await this._attempt("rotate");
-    } catch (error) {
-      if (this._epoch !== epoch || this.state !== "connected") return;
-      if (!error.retryable) {
-        this._end(error, "failed");
-        return;
-      }
-      const wait = this._policy.delay(this._failedAttempts, this._random);
-      this._logger.info(`rotation failed (${error.message}); trying again in ${Math.round(wait)} ms`);
-      this._rotationTimer = setTimeout(() => this._rotate(), wait);
-      this._rotationTimer.unref?.();
-      return;
-    }
-    if (this._epoch !== epoch || this.state !== "connected" || this._ws !== old) {
-      ws.close(1000, "not needed");
-      return;
-    }
-    this._retiring.add(old);
-    clearInterval(this._heartbeat);
-    clearTimeout(this._pongTimer);
-    this._heartbeat = this._pongTimer = null;
-    this._epoch += 1;
-    this._ws = ws;
-    this._attach(ws);
-    this._conversation.opened();
-    this._pump();
-    this._startHeartbeat();
-    this._scheduleRotation(ws);
-    const timer = setTimeout(() => this._retire(old), this._answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS);
-    timer.unref?.();
-    old.retireTimer = timer;
-    this._emit("rotated", { reason: ws.token === old.token ? "connection" : "token" });
-    this._retireIfResumed();
-  }
-
-  _retireIfResumed() {
-    if (this._retiring.size === 0 || this._conversation.awaitingAnswers() > 0) return;
-    for (const ws of [...this._retiring]) this._retire(ws);
-  }
-
-  _retire(ws) {
-    if (!this._retiring.delete(ws)) return;
-    clearTimeout(ws.retireTimer);
-    ws.onmessage = ws.onclose = null;
-    ws.onerror = () => {};
-    try {
-      ws.close(1000, "rotated");
-    } catch {
-      // already closed
-    }
-  }
-
-  // --- the browser's life ---------------------------------------------------------------------
+  // --- the browser's life ------------------------------------------------------------------
 
   _listenToBrowser() {
-    if (!this._life) return;
-    const { target, document } = this._life;
-    const online = () => {
-      if (this.state === "connected") this.check();
-      else this._retryNow();
-    };
-    const offline = () => {
-      clearTimeout(this._retryTimer);
-      this._retryTimer = null;
-      if (this.state === "connected") this.check();
-    };
+    if (!this._browser || this._unlisten) return;
+    const { window, document } = this._browser;
+    const online = () => this._input({ event: "online" });
+    const offline = () => this._input({ event: "offline" });
     const visibility = () => {
-      if (!this._life.visible()) return;
-      if (this.state === "connected") this.check();
-      else if (this._life.online()) this._retryNow();
+      if (document.visibilityState === "visible") this._input({ event: "visible" });
     };
-    target.addEventListener("online", online);
-    target.addEventListener("offline", offline);
+    window.addEventListener("online", online);
+    window.addEventListener("offline", offline);
     document?.addEventListener("visibilitychange", visibility);
-    this._lifeHandlers = { online, offline, visibility };
+    this._unlisten = () => {
+      window.removeEventListener("online", online);
+      window.removeEventListener("offline", offline);
+      document?.removeEventListener("visibilitychange", visibility);
+    };
+    if (globalThis.navigator?.onLine === false) this._input({ event: "offline" });
   }
 
   _stopListeningToBrowser() {
-    if (!this._life || !this._lifeHandlers) return;
-    const { target, document } = this._life;
-    target.removeEventListener("online", this._lifeHandlers.online);
-    target.removeEventListener("offline", this._lifeHandlers.offline);
-    document?.removeEventListener("visibilitychange", this._lifeHandlers.visibility);
-    this._lifeHandlers = null;
+    this._unlisten?.();
+    this._unlisten = null;
   }
+}
+
+// The page's window and document, when there are any (not in Node).
+function browserLife() {
+  const window = globalThis.window;
+  if (!window || typeof window.addEventListener !== "function") return null;
+  return { window, document: globalThis.document ?? null };
 }

@@ -53,17 +53,17 @@ function forgetJob(id) {
 
 function showConnection(state, info = {}) {
   const text = {
-    initialized: "not connected",
+    idle: "not connected",
     connecting: "connecting…",
     connected: "connected",
-    disconnected: `connection lost: reconnecting (attempt ${info.attempt ?? 1})…`,
-    suspended: "connection lost for a while: retrying every 30 s…",
+    disconnected: "connection lost: reconnecting…",
+    suspended: "connection lost for a while: retrying every 30 s or so…",
     closed: "disconnected",
-    failed: `disconnected: ${info.reason?.code ?? info.error?.code ?? "failed"}`,
+    failed: `disconnected: ${info.code ?? info.error?.code ?? "failed"}`,
   }[state];
   ui.connection.textContent = text;
   ui.connection.dataset.state = state;
-  ui.start.disabled = ["initialized", "closed", "failed"].includes(state);
+  ui.start.disabled = !["connected", "disconnected", "suspended"].includes(state);
 }
 
 async function connect() {
@@ -72,7 +72,7 @@ async function connect() {
   if (client) client.close();
   client = null;
   if (!token) {
-    showConnection("initialized");
+    showConnection("idle");
     showFormError("Paste a token to connect.");
     return;
   }
@@ -306,7 +306,7 @@ async function main() {
   }
   for (const job of storedJobs()) card(job);
   if (ui.token.value.trim()) await connect();
-  else showConnection("initialized");
+  else showConnection("idle");
   document.body.dataset.ready = "true";
 }
 

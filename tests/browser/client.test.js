@@ -7,7 +7,7 @@ import WebSocket from "ws";
 import { ConnectionError, StreamerClient, StreamerError, newRequestId } from "../../client/js/streamer.js";
 import { eventually, startStack, uniqueUser } from "./stack.js";
 
-const FAST = { initialDelayMs: 50, maxDelayMs: 300, maxAttempts: 8 };
+const FAST = { initialDelayMs: 50, maxDelayMs: 300 };
 
 /** A client of a fresh user (so the test's connections are its own), with the sockets it opened. */
 async function connectClient(stack, options = {}) {
@@ -20,7 +20,7 @@ async function connectClient(stack, options = {}) {
       sockets.push(socket);
       return socket;
     },
-    reconnect: FAST,
+    ...FAST,
     onStateChange: (state) => states.push(state),
     ...options.clientOptions,
   });
@@ -296,7 +296,11 @@ describe("heartbeat and giving up", () => {
     let stopped = false;
     try {
       const { client, sockets, states } = await connectClient(stack, {
-        clientOptions: { heartbeatMs: 300, reconnect: { initialDelayMs: 20, maxDelayMs: 100, maxAttempts: 3, suspendedRetryMs: 100, giveUpAfterMs: 1500 } },
+        clientOptions: {
+          pingIntervalMs: 300,
+          ...{ initialDelayMs: 40, maxDelayMs: 100, suspendAfterMs: 100, suspendedRetryMs: 100, maxReconnectAttempts: 6 },
+          random: () => 1,
+        },
       });
       await new Promise((resolve) => setTimeout(resolve, 2500));
       assert.equal(sockets.length, 1, "no reconnect: the pings kept it open");
@@ -325,7 +329,7 @@ describe("heartbeat and giving up", () => {
   it("without a heartbeat, the gateway's idle timeout drops it and the client reconnects", async () => {
     const stack = await startStack("--idle-timeout", "1");
     try {
-      const { client, sockets, states } = await connectClient(stack, { clientOptions: { heartbeatMs: null } });
+      const { client, sockets, states } = await connectClient(stack, { clientOptions: { pingIntervalMs: null } });
       await eventually(() => sockets.length === 2 && client.state === "connected", Boolean, 5000);
       assert.ok(states.includes("disconnected"));
       assert.deepEqual(await client.call("echo", {}), { echo: {} });

@@ -9,7 +9,7 @@ import WebSocket from "ws";
 import { StreamerClient, StreamerError } from "../../client/js/streamer.js";
 import { startFakeServer } from "./fake_server.js";
 
-const FAST = { initialDelayMs: 1, maxDelayMs: 10, maxAttempts: 5 };
+const FAST = { initialDelayMs: 1, maxDelayMs: 10 };
 const OUTAGE = { retry_after_ms: 20 };
 
 /** An `onMessage` hook answering the first `times` messages of `action` UNAVAILABLE. */
@@ -32,7 +32,7 @@ describe("a server that answers badly never hangs a call", () => {
   let server;
   const clients = [];
   const open = async (options = {}) => {
-    const client = new StreamerClient(server.url, "token", { WebSocket, reconnect: FAST, heartbeatMs: null, ...options });
+    const client = new StreamerClient(server.url, "token", { WebSocket, ...FAST, pingIntervalMs: null, ...options });
     clients.push(client);
     await client.connect();
     return client;
