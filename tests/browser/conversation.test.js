@@ -1,6 +1,8 @@
 // Every conversation vector (client/conversation/vectors/*.json, the format in
 // client/conversation/README.md) run through the JS client's sans-I/O machine,
 // client/js/conversation.js; the Python client's suite runs the same files.
+// vectors/ here holds the JS client's own, in the same format with its
+// browser-life inputs (online, offline, visible), which Python has no use for.
 
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
@@ -9,7 +11,8 @@ import { describe, it } from "node:test";
 import { Conversation } from "../../client/js/conversation.js";
 import { ROOT } from "./stack.js";
 
-const VECTORS = join(ROOT, "client", "conversation", "vectors");
+const SHARED = join(ROOT, "client", "conversation", "vectors");
+const JS_ONLY = join(ROOT, "tests", "browser", "vectors");
 
 // What the JS machine says that the shared format has no place for: the
 // acknowledgment callback (the Python client has none) and the logger's notes.
@@ -58,28 +61,35 @@ function runStep(machine, clock, step) {
   return asVector(machine.handle(input));
 }
 
-const files = readdirSync(VECTORS).filter((name) => name.endsWith(".json")).sort();
-console.log(`conversation vectors: ${files.length} in client/conversation/vectors`);
+const vectorFiles = (directory) => readdirSync(directory).filter((name) => name.endsWith(".json")).sort();
+const shared = vectorFiles(SHARED);
+const jsOnly = vectorFiles(JS_ONLY);
+console.log(`conversation vectors: ${shared.length} shared (client/conversation/vectors), ${jsOnly.length} JS only (tests/browser/vectors)`);
 
-describe(`conversation vectors (${files.length})`, () => {
-  it("there are vectors to run", () => {
-    assert.ok(files.length >= 15, `${files.length} vectors`);
-  });
-
-  for (const file of files) {
-    const vector = JSON.parse(readFileSync(join(VECTORS, file), "utf8"));
-    it(`${vector.name}: ${vector.description}`, () => {
-      assert.equal(`${vector.name}.json`, file, "a vector's name is its file's");
-      const { machine, clock } = machineFor(vector);
-      vector.steps.forEach((step, index) => {
-        const got = runStep(machine, clock, step);
-        const where = `${file} step ${index + 1}: ${JSON.stringify({ ...step, expect: undefined })}`;
-        const expected = step.expect ?? {};
-        for (const kind of ["io", "events", "results"]) {
-          assert.deepEqual(got[kind], expected[kind] ?? [], `${where}: ${kind}`);
-        }
-        if (expected.state !== undefined) assert.equal(machine.state, expected.state, `${where}: state`);
-      });
+function runVector(directory, file) {
+  const vector = JSON.parse(readFileSync(join(directory, file), "utf8"));
+  it(`${vector.name}: ${vector.description}`, () => {
+    assert.equal(`${vector.name}.json`, file, "a vector's name is its file's");
+    const { machine, clock } = machineFor(vector);
+    vector.steps.forEach((step, index) => {
+      const got = runStep(machine, clock, step);
+      const where = `${file} step ${index + 1}: ${JSON.stringify({ ...step, expect: undefined })}`;
+      const expected = step.expect ?? {};
+      for (const kind of ["io", "events", "results"]) {
+        assert.deepEqual(got[kind], expected[kind] ?? [], `${where}: ${kind}`);
+      }
+      if (expected.state !== undefined) assert.equal(machine.state, expected.state, `${where}: state`);
     });
-  }
+  });
+}
+
+describe(`shared conversation vectors (${shared.length})`, () => {
+  it("there are vectors to run", () => {
+    assert.ok(shared.length >= 15, `${shared.length} vectors`);
+  });
+  for (const file of shared) runVector(SHARED, file);
+});
+
+describe(`the JS client's own vectors (${jsOnly.length})`, () => {
+  for (const file of jsOnly) runVector(JS_ONLY, file);
 });
