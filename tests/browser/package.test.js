@@ -26,6 +26,7 @@ const SHIPPED = [
   "reconnect.js",
   "streamer.d.ts",
   "streamer.js",
+  "tracking.js",
 ];
 
 describe("the npm package", () => {
