@@ -87,6 +87,15 @@ describe("StreamerClient against python -m local", () => {
     assert.match(progress.at(-1)[3], /^page \d+ of 8$/);
   });
 
+  it("send() answers a sync action and refuses to wait for an async one (NOT_SYNCHRONOUS)", async () => {
+    const { client } = await open();
+    assert.deepEqual(await client.send("echo", { quick: true }), { echo: { quick: true } });
+    const id = newRequestId();
+    await assert.rejects(client.send("generate_report", { pages: 1, page_ms: 0 }, { id }), { code: "NOT_SYNCHRONOUS", requestId: id });
+    // It was accepted and runs: its result is there to subscribe to.
+    assert.equal((await client.subscribe(id)).pages, 1);
+  });
+
   it("runs many requests at once on one connection", async () => {
     const { client } = await open();
     const [a, b, c] = await Promise.all([
