@@ -304,6 +304,8 @@ export class Conversation {
     this._failedAttempts = 0;
     this._tokenTrouble = 0;
     this._droppedAt = null;
+    // A connection opened: the network is there, whatever `offline` said before.
+    this._paused = false;
     this._connected = true;
     this._setState("connected");
     if (this._connectHandle !== null) {
