@@ -65,6 +65,18 @@ describe("the npm package", () => {
     }
   });
 
+  it("declares a type for every value each module exports, and no value it does not export", async () => {
+    for (const [module, types] of [["streamer.js", "streamer.d.ts"], ["conversation.js", "conversation.d.ts"]]) {
+      const exported = Object.keys(await import(`../../client/js/${module}`)).sort();
+      const declarations = readFileSync(join(PACKAGE_DIR, types), "utf8");
+      const declared = new Set([...declarations.matchAll(/^export declare (?:const|class|function) (\w+)/gm)].map((match) => match[1]));
+      for (const match of declarations.matchAll(/^export \{([^}]+)\} from/gm)) {
+        for (const name of match[1].split(",")) declared.add(name.trim());
+      }
+      assert.deepEqual([...declared].sort(), exported, types);
+    }
+  });
+
   it("has types that tsc --strict accepts for a program using the API, and that refuse misuse", () => {
     const tsc = join(HERE, "node_modules", "typescript", "bin", "tsc");
     execFileSync(process.execPath, [tsc, "-p", join(HERE, "types")], { encoding: "utf8", stdio: "pipe" });
