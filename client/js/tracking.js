@@ -10,6 +10,9 @@ import { backoffDelay } from "./reconnect.js";
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
+// How many ended ids the application chose are remembered (see `_forget`).
+const ENDED_IDS_KEPT = 256;
+
 // What a `complete` or a terminal snapshot says about how a request ended, as `cancel` answers it.
 function ending(requestId, status, result, error) {
   return status === "COMPLETED" ? { request_id: requestId, status, result } : { request_id: requestId, status, error };
@@ -42,6 +45,7 @@ export class Tracker {
     this._calls = new Map(); // message id -> pending system action
     this._topics = new Map(); // topic -> subscription, in subscription order
     this._unmatched = null;
+    this._endedIds = new Set(); // ids the application chose whose tracking ended, oldest first
   }
 
   /** The topics followed, in subscription order. */
@@ -89,6 +93,7 @@ export class Tracker {
     request.pending = message;
     request.fresh = fresh;
     request.firstConn = null;
+    request.again = !fresh && this._endedIds.has(requestId);
     this._send(message, request);
     return requestId;
   }
@@ -249,7 +254,7 @@ export class Tracker {
     if (!request) {
       // `refused`: per refusing code, {count, since} of the refusals in a row
       // since the server last sent anything else about it.
-      request = { requestId, pending: null, fresh: false, firstConn: null, resent: false, lastSeq: 0, messageIds: new Set(), watchers: new Map(), refused: new Map(), answerTimer: null, awaiting: null, sentAt: 0 };
+      request = { requestId, pending: null, fresh: false, again: false, firstConn: null, resent: false, lastSeq: 0, messageIds: new Set(), watchers: new Map(), refused: new Map(), answerTimer: null, awaiting: null, sentAt: 0 };
       this._requests.set(requestId, request);
     }
     request.watchers.set(handle, { handle, kind, repeats: 0, cancel: null });
@@ -268,13 +273,23 @@ export class Tracker {
     const watcher = request.watchers.get(handle);
     if (!watcher) return;
     request.watchers.delete(handle);
-    if (request.watchers.size === 0 && this._requests.get(request.requestId) === request) {
-      request.answerTimer = this._host.cancel(request.answerTimer);
-      this._requests.delete(request.requestId);
-      for (const messageId of request.messageIds) this._aliases.delete(messageId);
-    }
+    if (request.watchers.size === 0 && this._requests.get(request.requestId) === request) this._forget(request);
     if (watcher.cancel) return this._endCancel(watcher.cancel, outcome);
     this._host.result(handle, outcome);
+  }
+
+  // No watcher is left: the request is no longer tracked. An id the
+  // application chose is remembered (the last few hundred): a `subscribe`
+  // snapshot still on its way must not be taken for news about a new request
+  // with the same id.
+  _forget(request) {
+    request.answerTimer = this._host.cancel(request.answerTimer);
+    this._requests.delete(request.requestId);
+    for (const messageId of request.messageIds) this._aliases.delete(messageId);
+    if (request.fresh) return;
+    this._endedIds.delete(request.requestId);
+    this._endedIds.add(request.requestId);
+    if (this._endedIds.size > ENDED_IDS_KEPT) this._endedIds.delete(this._endedIds.values().next().value);
   }
 
   _endCancel(cancel, outcome) {
@@ -284,11 +299,7 @@ export class Tracker {
     if (request?.watchers.get(cancel.handle)?.cancel === cancel) {
       request.watchers.get(cancel.handle).cancel = null;
       request.watchers.delete(cancel.handle);
-      if (request.watchers.size === 0) {
-        request.answerTimer = this._host.cancel(request.answerTimer);
-        this._requests.delete(request.requestId);
-        for (const messageId of request.messageIds) this._aliases.delete(messageId);
-      }
+      if (request.watchers.size === 0) this._forget(request);
     }
     for (const call of [...this._calls.values()]) {
       if (call.cancel === cancel) {
@@ -493,6 +504,14 @@ export class Tracker {
   _deliver(m, conn) {
     const request = this._requests.get(m.request_id);
     if (!request) return;
+    if (request.again && request.pending !== null && (m.type === "progress" || m.type === "complete")) {
+      // The id was tracked here before: until its own message is answered, a
+      // progress or complete is the earlier tracking's subscribe snapshot
+      // arriving late (the answer to this one is an acknowledgment, which is
+      // followed by a subscribe whose snapshot brings the same run's news, or
+      // an error such as CONFLICT, which must not be pre-empted).
+      return;
+    }
     // The server answered about it: a later refusal (e.g. on a resume) starts a fresh count.
     request.refused.clear();
     this._heard(request, conn);

@@ -1,8 +1,9 @@
 // Every conversation vector (client/conversation/vectors/*.json, the format in
 // client/conversation/README.md) run through the JS client's sans-I/O machine,
 // client/js/conversation.js; the Python client's suite runs the same files.
-// vectors/ here holds the JS client's own, in the same format with its
-// browser-life inputs (online, offline, visible), which Python has no use for.
+// vectors/ here holds the JS client's own, in the same format: its
+// browser-life inputs (online, offline, visible), which Python has no use for,
+// and a race the JS client handles that the shared set does not pin yet.
 
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
