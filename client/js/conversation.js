@@ -69,6 +69,7 @@ export class Conversation {
     this._connectHandle = null;
     this._firstRefresh = false;
     this._failedAttempts = 0;
+    this._rotationFailures = 0;
     this._tokenTrouble = 0; // provider failures and 401s in a row
     this._droppedAt = null;
     this._paused = false; // offline: retries wait for `online`
@@ -215,8 +216,15 @@ export class Conversation {
   }
 
   _close() {
+    const closed = new ConnectionError("CONNECTION_FAILED", "the client is closed");
+    if (this.state === "failed") {
+      // Nothing is left to end; from now on calls are refused as closed.
+      this._failure = closed;
+      this._setState("closed");
+      return;
+    }
     if (!LIVE_STATES.has(this.state) && this.state !== "idle") return;
-    this._end("closed", new ConnectionError("CONNECTION_FAILED", "the client is closed"));
+    this._end("closed", closed);
   }
 
   // --- connections ------------------------------------------------------------------------
@@ -286,10 +294,11 @@ export class Conversation {
   _tokenFailed(purpose = this._tokenFor) {
     if (purpose === null) return;
     this._tokenFor = null;
+    // A rotation's failure leaves the old connection serving: try again later.
+    if (purpose === "rotate") return this._rotationFailed();
     this._tokenTrouble += 1;
     const error = new ConnectionError("TOKEN_FAILED", "the token provider failed", { retryable: false });
     if (!this._connected || this._tokenTrouble >= this.options.maxTokenFailures) return this._fail(error);
-    if (purpose === "rotate") return this._rotationFailed();
     this._attemptFailed(error);
   }
 
@@ -331,6 +340,7 @@ export class Conversation {
     this._tokenTrouble = 0;
     if (old) old.role = "retiring";
     this._pongTimer = this._cancel(this._pongTimer);
+    this._rotationFailures = 0;
     this._resumed = this._tracker.resume();
     this._startKeepalive(conn);
     this._scheduleRotation(conn);
@@ -352,20 +362,33 @@ export class Conversation {
     this._conns.delete(conn.no);
     if (conn.role === "opening" || conn.role === "next") return this._refused(conn, null);
     if (conn.role !== "current") return;
+    const old = [...this._conns.values()].find((other) => other.role === "retiring");
+    if (old) return this._fallBackTo(old);
     this._dropped(new ConnectionError("CONNECTION_FAILED", `connection ${conn.no} closed`));
+  }
+
+  // A rotation's new connection dropped before the old one was closed: the
+  // old one serves again (everything awaited resumed on it), and the rotation
+  // is tried again after the backoff.
+  _fallBackTo(old) {
+    this._stopConnectionTimers();
+    this._timers.clear();
+    this._tracker.connectionLost();
+    this._resumed = [];
+    old.role = "current";
+    this._current = old.no;
+    this._tracker.resume();
+    this._startKeepalive(old);
+    this._rotationFailed();
   }
 
   _refused(conn, status) {
     this._conns.delete(conn.no);
     const error = refusal(status);
     if (conn.role === "next") {
+      // The old connection serves on; only a 403 (the tenant is not allowed) ends it.
       this._next = null;
       if (status === 403) return this._fail(error);
-      if (status === 401) {
-        if (this.options.token !== null) return this._note({ note: "rotation refused with 401: the fixed token cannot change" });
-        this._tokenTrouble += 1;
-        if (this._tokenTrouble >= this.options.maxTokenFailures) return this._fail(error);
-      }
       return this._rotationFailed();
     }
     if (conn.role !== "opening") return;
@@ -516,8 +539,12 @@ export class Conversation {
   }
 
   // A rotation whose open failed is tried again after the backoff; the old connection serves meanwhile.
+  // A rotation that failed is tried again after the backoff for the rotation
+  // failures in a row; the old connection serves meanwhile.
   _rotationFailed() {
-    const wait = backoffDelay(this._failedAttempts, this.options, this._random);
+    const wait = backoffDelay(this._rotationFailures, this.options, this._random);
+    this._rotationFailures += 1;
+    this._rotationTimer = this._cancel(this._rotationTimer);
     this._rotationTimer = this._schedule(this._now() + wait, () => this._rotate());
   }
 

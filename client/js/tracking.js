@@ -202,7 +202,9 @@ export class Tracker {
   // tracked: each request (again if unanswered, else `subscribe`), each system
   // call, each topic (a new `subscribe`). Returns what was sent for.
   resume() {
-    const owners = [];
+    const owners = [...this._requests.values(), ...this._calls.values(), ...this._topics.values()];
+    // A resume starts the refusal counts again.
+    for (const owner of owners) owner.refused.clear();
     for (const request of this._requests.values()) {
       if (request.pending !== null) {
         if (request.firstConn !== null) request.resent = true;
@@ -210,16 +212,9 @@ export class Tracker {
       } else {
         this._send(this._subscribeMessage(request), request);
       }
-      owners.push(request);
     }
-    for (const call of this._calls.values()) {
-      this._send(call.message, call);
-      owners.push(call);
-    }
-    for (const subscription of this._topics.values()) {
-      this._sendTopic(subscription);
-      owners.push(subscription);
-    }
+    for (const call of this._calls.values()) this._send(call.message, call);
+    for (const subscription of this._topics.values()) this._sendTopic(subscription);
     return owners;
   }
 
@@ -472,15 +467,11 @@ export class Tracker {
       resend = () => this._calls.get(answered) === call && this._send(call.message, call);
     } else if (subscription) {
       owner = subscription;
-      resend = () => this._topics.get(subscription.topic) === subscription && this._sendTopic(subscription);
+      resend = () => this._topics.get(subscription.topic) === subscription && this._send(subscription.message, subscription);
     } else if (aliased !== undefined) {
       owner = this._requests.get(aliased);
-      resend = () => {
-        if (this._requests.get(aliased) !== owner) return;
-        this._aliases.delete(answered);
-        owner.messageIds.delete(answered);
-        this._send(this._subscribeMessage(owner), owner);
-      };
+      // The same subscribe, with its id, as every resend.
+      resend = () => this._requests.get(aliased) === owner && this._send({ action: "subscribe", id: answered, request_id: aliased }, owner);
     } else {
       owner = this._requests.get(answered);
       if (owner?.pending == null) return info;
