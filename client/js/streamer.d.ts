@@ -1,12 +1,18 @@
 // Type declarations for streamer.js (Streamer's browser and Node 20+ client).
 
+import type { ConversationOptions } from "./conversation.js";
+export { Conversation, DEFAULTS } from "./conversation.js";
+export type { ConversationOptions, ConversationInput, ConversationOutput } from "./conversation.js";
+
+/** The client's version, as in its package.json. */
+export declare const VERSION: string;
+/** The gateway closes the connection (1009) on a bigger message; the client refuses to send one. */
 export declare const MAX_MESSAGE_BYTES: number;
-export declare const DEFAULT_HEARTBEAT_MS: number;
-/** 30000: how long a message answered UNAVAILABLE keeps being sent again by default. */
-export declare const DEFAULT_UNAVAILABLE_DEADLINE_MS: number;
-/** 35000: how long a message may go unanswered by default (API Gateway ends an integration after 29 s). */
-export declare const DEFAULT_ANSWER_TIMEOUT_MS: number;
 export declare const TERMINAL_STATUSES: readonly ["COMPLETED", "FAILED", "CANCELLED"];
+/** API Gateway's maximum connection duration, 2 hours. */
+export declare const GATEWAY_MAX_CONNECTION_MS: number;
+/** API Gateway's idle connection timeout, 10 minutes. */
+export declare const GATEWAY_IDLE_TIMEOUT_MS: number;
 
 /** The protocol's error codes. */
 export type ProtocolErrorCode =
@@ -26,7 +32,14 @@ export type ProtocolErrorCode =
   | "INTERNAL_ERROR";
 
 /** The client's own codes. */
-export type ClientErrorCode = "NO_ANSWER" | "CONNECTION_FAILED" | "CONNECTION_LOST" | "CONNECTION_REFUSED" | "UNSUBSCRIBED";
+export type ClientErrorCode =
+  | "NO_ANSWER"
+  | "NOT_SYNCHRONOUS"
+  | "CONNECTION_FAILED"
+  | "CONNECTION_LOST"
+  | "CONNECTION_REFUSED"
+  | "TOKEN_FAILED"
+  | "UNSUBSCRIBED";
 
 export type ErrorCode = ProtocolErrorCode | ClientErrorCode;
 
@@ -65,7 +78,7 @@ export declare class StreamerError extends Error {
   static fromInfo(info: unknown, options?: { requestId?: string | null; requestStatus?: string | null }): StreamerError;
 }
 
-/** CONNECTION_FAILED, CONNECTION_LOST, or a refused handshake (UNAUTHORIZED, FORBIDDEN, CONNECTION_REFUSED). */
+/** CONNECTION_FAILED, CONNECTION_LOST, TOKEN_FAILED, or a refused handshake (UNAUTHORIZED, FORBIDDEN, CONNECTION_REFUSED). */
 export declare class ConnectionError extends StreamerError {
   constructor(code: string, message: string, options?: { retryable?: boolean; statusCode?: number | null });
   /** The handshake's HTTP status, where the WebSocket implementation reports it (the ws package does, browsers never). */
@@ -109,26 +122,13 @@ export interface RequestSnapshot<T = unknown> {
   terminal: boolean;
 }
 
-export interface ReconnectOptions {
-  /** Default 8; 0 disables reconnecting. */
-  maxAttempts?: number;
-  /** Default 500. */
-  initialDelayMs?: number;
-  /** Default 30000. */
-  maxDelayMs?: number;
-  /** Default 2. */
-  multiplier?: number;
-}
-
-/** Jittered exponential backoff: attempt n waits random() * min(maxDelayMs, initialDelayMs * multiplier ** n). */
-export declare class ReconnectPolicy {
-  constructor(options?: ReconnectOptions);
-  readonly maxAttempts: number;
-  readonly initialDelayMs: number;
-  readonly maxDelayMs: number;
-  readonly multiplier: number;
-  ceiling(attempt: number): number;
-  delay(attempt: number, random?: () => number): number;
+/** A notification as the server sends it: a topic's (`topic` set) or one for the user (no `topic`). */
+export interface Notification<T = unknown> {
+  type: "notification";
+  topic?: string;
+  event: string;
+  data: T;
+  timestamp: number;
 }
 
 /** What the client needs of a WebSocket: the browser's, Node 22's, or the ws package's. */
@@ -142,38 +142,39 @@ export interface WebSocketLike {
   onclose: ((event: { code?: number }) => void) | null;
 }
 
-export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+export type ConnectionState = "idle" | "connecting" | "connected" | "disconnected" | "suspended" | "closed" | "failed";
+export declare const CONNECTION_STATES: readonly ConnectionState[];
 
-export interface StreamerClientOptions {
+export interface StateChange {
+  current: ConnectionState;
+  previous: ConnectionState;
+  /** `disconnected`/`suspended`: when the next attempt comes (null while the browser is offline). */
+  retryInMs: number | null;
+  /** `failed`: why (UNAUTHORIZED, FORBIDDEN, CONNECTION_REFUSED, CONNECTION_FAILED, CONNECTION_LOST, TOKEN_FAILED). */
+  code: ErrorCode | null;
+}
+
+/** Why the token is asked for: the first connection, a reconnect, or a rotation. */
+export interface TokenContext {
+  reason: "connect" | "reconnect" | "rotate";
+}
+
+/** A fixed token, or a provider called for a fresh one before every connection. */
+export type TokenSource = string | ((context: TokenContext) => string | Promise<string>);
+
+export interface StreamerClientOptions extends Omit<ConversationOptions, "token"> {
   /** A WebSocket constructor; default `globalThis.WebSocket` (Node 20: pass the ws package's). */
   WebSocket?: new (url: string) => WebSocketLike;
   /** A factory, for options a constructor cannot take (wins over `WebSocket`). */
   createWebSocket?: (url: string) => WebSocketLike;
-  reconnect?: ReconnectPolicy | ReconnectOptions;
-  /** A `ping` this often (default 300000, under the gateway's 10-minute idle timeout); null disables it. */
-  heartbeatMs?: number | null;
-  /** Default 10000. */
+  /** A handshake not done in this long is a failed attempt; default 10000. */
   openTimeoutMs?: number;
-  /** For the backoff's jitter; default Math.random. */
+  /** For the jitter; default Math.random. */
   random?: () => number;
-  /** How often a message the connection's rate limit refused (RATE_LIMITED with details.limit_per_second) is sent again before the caller sees the error; default 3. */
-  rateLimitRetries?: number;
-  /**
-   * How long a message answered UNAVAILABLE (a dependency such as the store is out; nothing was stored)
-   * keeps being sent again, from the first such answer: each resend waits `details.retry_after_ms`
-   * (at least 250) plus the reconnect policy's jitter, which grows exponentially and is capped.
-   * After it the caller gets the UNAVAILABLE error (retryable). Default 30000; 0 turns resending off.
-   */
-  unavailableDeadlineMs?: number;
-  /**
-   * A message that awaits an answer (a request before its acknowledgment or response, a subscribe
-   * before its snapshot, a system action) and gets none this long after it was sent rejects its
-   * caller with NO_ANSWER (retryable). Default 35000; null waits forever.
-   */
-  answerTimeoutMs?: number | null;
   logger?: { info(...args: unknown[]): void; warn(...args: unknown[]): void };
-  /** `info.attempt` while reconnecting, `info.error` when closed by a failure, `info.reconnected` when open again. */
-  onStateChange?: (state: ConnectionState, info: { attempt?: number; error?: StreamerError; reconnected?: boolean }) => void;
+  onStateChange?: (state: ConnectionState, change: StateChange) => void;
+  /** In a browser, follow `online`, `offline` and `visibilitychange` (default true). */
+  browserEvents?: boolean;
 }
 
 export interface CallOptions {
@@ -186,17 +187,40 @@ export interface CallOptions {
   metadata?: Record<string, string>;
 }
 
+export interface ClientEvents {
+  statechange: StateChange;
+  idle: StateChange;
+  connecting: StateChange;
+  connected: StateChange;
+  disconnected: StateChange;
+  suspended: StateChange;
+  closed: StateChange;
+  failed: StateChange;
+  /** Every notification that is news: a topic's, or one sent to the user. */
+  notification: Notification;
+  /** A connection was replaced before the gateway's limit or the token's expiry. */
+  rotated: { reason: "connection" | "token" };
+}
+
 export declare class StreamerClient {
-  constructor(url: string, token: string, options?: StreamerClientOptions);
+  constructor(url: string, token: TokenSource, options?: StreamerClientOptions);
   readonly url: string;
   readonly state: ConnectionState;
   readonly connected: boolean;
-  /** Open the connection (not retried: a wrong URL or token fails fast). */
+  /** The topics followed, restored after every reconnect. */
+  readonly topics: string[];
+  on<E extends keyof ClientEvents>(event: E, listener: (value: ClientEvents[E]) => void): () => void;
+  off<E extends keyof ClientEvents>(event: E, listener: (value: ClientEvents[E]) => void): void;
+  /** Open the first connection (not retried: a wrong URL or token fails fast). */
   connect(): Promise<void>;
   /** Close; everything still awaited rejects with CONNECTION_FAILED. */
   close(): void;
+  /** Ping now; a connection that answers nothing within `pongTimeoutMs` is replaced. */
+  check(): void;
   /** Run an action: a sync one's `data`, an async one's `result`. */
   call<T = unknown>(action: string, payload?: Record<string, unknown>, options?: CallOptions): Promise<T>;
+  /** Run a sync action; NOT_SYNCHRONOUS if the server runs it asynchronously. */
+  send<T = unknown>(action: string, payload?: Record<string, unknown>, options?: { id?: string; metadata?: Record<string, string> }): Promise<T>;
   /** Follow an existing request to its end (its result at once if it has ended). */
   subscribe<T = unknown>(requestId: string, options?: { onProgress?: (progress: Progress) => void }): Promise<T>;
   unsubscribe(requestId: string): Promise<void>;
@@ -205,8 +229,15 @@ export declare class StreamerClient {
   cancel<T = unknown>(requestId: string): Promise<Completion<T>>;
   /** Round trip in milliseconds. */
   ping(): Promise<number>;
+  /** Follow a topic of your tenant; its retained notification first, restored after every reconnect. */
+  subscribeTopic<T = unknown>(topic: string, onNotification?: (notification: Notification<T>) => void): Promise<void>;
+  unsubscribeTopic(topic: string): Promise<void>;
 }
 
 export declare function newRequestId(prefix?: string): string;
 export declare function isValidRequestId(value: unknown): value is string;
 export declare function urlWithToken(url: string, token: string): string;
+/** A JWT's `exp` in ms (read, not verified), or null. */
+export declare function tokenExpiry(token: string): number | null;
+/** When a connection opened at `openedAt` is rotated, or null. */
+export declare function rotationAt(args: { openedAt: number; maxConnectionMs: number | null; expiresAt: number | null; rotateBeforeMs: number }): number | null;

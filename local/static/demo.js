@@ -55,13 +55,15 @@ function showConnection(state, info = {}) {
   const text = {
     idle: "not connected",
     connecting: "connecting…",
-    open: "connected",
-    reconnecting: `connection lost: reconnecting (attempt ${info.attempt ?? 1})…`,
-    closed: info.error ? `disconnected: ${info.error.code}` : "disconnected",
+    connected: "connected",
+    disconnected: "connection lost: reconnecting…",
+    suspended: "connection lost for a while: retrying every 30 s or so…",
+    closed: "disconnected",
+    failed: `disconnected: ${info.code ?? info.error?.code ?? "failed"}`,
   }[state];
   ui.connection.textContent = text;
   ui.connection.dataset.state = state;
-  ui.start.disabled = !(state === "open" || state === "reconnecting");
+  ui.start.disabled = !["connected", "disconnected", "suspended"].includes(state);
 }
 
 async function connect() {
@@ -83,7 +85,7 @@ async function connect() {
   try {
     await current.connect();
   } catch (error) {
-    showConnection("closed", { error });
+    showConnection("failed", { error });
     showFormError(error.code === "CONNECTION_FAILED" ? `Could not connect (a wrong URL, or a refused token). ${error.reason}` : describe(error));
     return;
   }

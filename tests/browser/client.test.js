@@ -7,7 +7,7 @@ import WebSocket from "ws";
 import { ConnectionError, StreamerClient, StreamerError, newRequestId } from "../../client/js/streamer.js";
 import { eventually, startStack, uniqueUser } from "./stack.js";
 
-const FAST = { initialDelayMs: 50, maxDelayMs: 300, maxAttempts: 8 };
+const FAST = { initialDelayMs: 50, maxDelayMs: 300 };
 
 /** A client of a fresh user (so the test's connections are its own), with the sockets it opened. */
 async function connectClient(stack, options = {}) {
@@ -20,7 +20,7 @@ async function connectClient(stack, options = {}) {
       sockets.push(socket);
       return socket;
     },
-    reconnect: FAST,
+    ...FAST,
     onStateChange: (state) => states.push(state),
     ...options.clientOptions,
   });
@@ -85,6 +85,15 @@ describe("StreamerClient against python -m local", () => {
     assertInOrder(progress.map(([, seq, percentage]) => ({ seq, percentage })));
     assert.equal(progress[0][1], 1, "seq starts at 1");
     assert.match(progress.at(-1)[3], /^page \d+ of 8$/);
+  });
+
+  it("send() answers a sync action and refuses to wait for an async one (NOT_SYNCHRONOUS)", async () => {
+    const { client } = await open();
+    assert.deepEqual(await client.send("echo", { quick: true }), { echo: { quick: true } });
+    const id = newRequestId();
+    await assert.rejects(client.send("generate_report", { pages: 1, page_ms: 0 }, { id }), { code: "NOT_SYNCHRONOUS", requestId: id });
+    // It was accepted and runs: its result is there to subscribe to.
+    assert.equal((await client.subscribe(id)).pages, 1);
   });
 
   it("runs many requests at once on one connection", async () => {
@@ -207,7 +216,7 @@ describe("StreamerClient against python -m local", () => {
     const result = await running;
     assert.equal(result.pages, 12);
     assert.equal(sockets.length, 2, "one reconnect");
-    assert.deepEqual(states.slice(0, 4), ["connecting", "open", "reconnecting", "open"]);
+    assert.deepEqual(states.slice(0, 5), ["connecting", "connected", "disconnected", "connecting", "connected"]);
     assertInOrder(seen);
     assert.ok(seen.at(-1).seq > 2, "progress went on after the reconnect");
     // The same run, not a second one: its status has the same result.
@@ -223,8 +232,8 @@ describe("StreamerClient against python -m local", () => {
     assert.deepEqual(await echoed, { echo: { while: "down" } });
     assert.ok((await status) >= 0);
     assert.equal(sockets.length, 2);
-    assert.ok(states.includes("reconnecting"));
-    assert.equal(client.state, "open");
+    assert.ok(states.includes("disconnected"));
+    assert.equal(client.state, "connected");
   });
 
   it("resumes a request whose acknowledgment was lost in the drop, without a second run", async () => {
@@ -290,17 +299,21 @@ describe("StreamerClient against python -m local", () => {
 });
 
 describe("heartbeat and giving up", () => {
-  it("keeps a connection past the idle timeout with pings, and gives up with CONNECTION_LOST when the stack is gone", async () => {
+  it("keeps a connection past the idle timeout with pings, and gives up with CONNECTION_LOST when told to", async () => {
     // A short grace: the stack stops with a job running, and need not wait for it.
     const stack = await startStack("--idle-timeout", "1", "--shutdown-grace", "0.5");
     let stopped = false;
     try {
       const { client, sockets, states } = await connectClient(stack, {
-        clientOptions: { heartbeatMs: 300, reconnect: { initialDelayMs: 20, maxDelayMs: 100, maxAttempts: 3 } },
+        clientOptions: {
+          pingIntervalMs: 300,
+          ...{ initialDelayMs: 40, maxDelayMs: 100, suspendAfterMs: 100, suspendedRetryMs: 100, maxReconnectAttempts: 6 },
+          random: () => 1,
+        },
       });
       await new Promise((resolve) => setTimeout(resolve, 2500));
       assert.equal(sockets.length, 1, "no reconnect: the pings kept it open");
-      assert.deepEqual(states, ["connecting", "open"]);
+      assert.deepEqual(states, ["connecting", "connected"]);
       assert.deepEqual(await client.call("echo", { alive: true }), { echo: { alive: true } });
 
       const pending = client.call("generate_report", { pages: 500, page_ms: 100 });
@@ -315,7 +328,8 @@ describe("heartbeat and giving up", () => {
         assert.ok(error instanceof ConnectionError);
         return true;
       });
-      assert.equal(client.state, "closed");
+      assert.equal(client.state, "failed");
+      assert.ok(states.includes("suspended"), "suspended once the backoff's attempts were spent");
     } finally {
       if (!stopped) await stack.stop();
     }
@@ -324,9 +338,9 @@ describe("heartbeat and giving up", () => {
   it("without a heartbeat, the gateway's idle timeout drops it and the client reconnects", async () => {
     const stack = await startStack("--idle-timeout", "1");
     try {
-      const { client, sockets, states } = await connectClient(stack, { clientOptions: { heartbeatMs: null } });
-      await eventually(() => sockets.length === 2 && client.state === "open", Boolean, 5000);
-      assert.ok(states.includes("reconnecting"));
+      const { client, sockets, states } = await connectClient(stack, { clientOptions: { pingIntervalMs: null } });
+      await eventually(() => sockets.length === 2 && client.state === "connected", Boolean, 5000);
+      assert.ok(states.includes("disconnected"));
       assert.deepEqual(await client.call("echo", {}), { echo: {} });
       client.close();
     } finally {

@@ -9,7 +9,7 @@ import WebSocket from "ws";
 import { StreamerClient, StreamerError } from "../../client/js/streamer.js";
 import { startFakeServer } from "./fake_server.js";
 
-const FAST = { initialDelayMs: 1, maxDelayMs: 10, maxAttempts: 5 };
+const FAST = { initialDelayMs: 1, maxDelayMs: 10 };
 const OUTAGE = { retry_after_ms: 20 };
 
 /** An `onMessage` hook answering the first `times` messages of `action` UNAVAILABLE. */
@@ -32,7 +32,7 @@ describe("a server that answers badly never hangs a call", () => {
   let server;
   const clients = [];
   const open = async (options = {}) => {
-    const client = new StreamerClient(server.url, "token", { WebSocket, reconnect: FAST, heartbeatMs: null, ...options });
+    const client = new StreamerClient(server.url, "token", { WebSocket, ...FAST, pingIntervalMs: null, ...options });
     clients.push(client);
     await client.connect();
     return client;
@@ -187,5 +187,59 @@ describe("a server that answers badly never hangs a call", () => {
   it("refuses a negative deadline or a non-positive answer timeout", () => {
     assert.throws(() => new StreamerClient(server.url, "token", { WebSocket, unavailableDeadlineMs: -1 }), RangeError);
     assert.throws(() => new StreamerClient(server.url, "token", { WebSocket, answerTimeoutMs: 0 }), RangeError);
+  });
+});
+
+describe("a connection that goes silent", () => {
+  let server;
+
+  beforeEach(async () => {
+    server = await startFakeServer();
+  });
+
+  afterEach(async () => {
+    await server.close();
+  });
+
+  it("is found dead by the keepalive, replaced, and the held request still completes once", async () => {
+    const states = [];
+    const sockets = [];
+    const client = new StreamerClient(server.url, "token", {
+      createWebSocket: (url) => {
+        const socket = new WebSocket(url, { perMessageDeflate: false });
+        sockets.push(socket);
+        return socket;
+      },
+      ...FAST,
+      pingIntervalMs: 100,
+      pongTimeoutMs: 300,
+    });
+    client.on("statechange", (change) => states.push(change.current));
+    await client.connect();
+    let release;
+    server.holdReports = new Promise((resolve) => {
+      release = resolve;
+    });
+    const outcomes = [];
+    const done = client.call("generate_report", { pages: 3 }, { id: "silent-1" }).then((result) => outcomes.push(result));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The first socket goes quiet as a half-open TCP connection would: nothing
+    // it sends is answered, and it is never closed by the server.
+    const [first] = server.connections;
+    server.onMessage = (socket) => socket === first;
+    await new Promise((resolve) => {
+      const poll = setInterval(() => {
+        if (sockets.length >= 2 && client.state === "connected") {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 20);
+    });
+    assert.ok(states.includes("disconnected"), `dropped: ${states}`);
+    release();
+    await done;
+    assert.deepEqual(outcomes, [{ pages: 3, report_id: "rep-silent-1" }]);
+    assert.equal(server.runs.get("silent-1"), 1, "one run");
+    client.close();
   });
 });

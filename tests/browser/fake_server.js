@@ -6,7 +6,7 @@
 import { once } from "node:events";
 import { WebSocketServer } from "ws";
 
-/** Start a server; resolves with `{url, received, runs, onMessage, holdReports, close()}`. */
+/** Start a server; resolves with `{url, received, connections, runs, onMessage, holdReports, close()}`. */
 export async function startFakeServer() {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
   await once(wss, "listening");
@@ -15,6 +15,8 @@ export async function startFakeServer() {
     url: `ws://127.0.0.1:${wss.address().port}/`,
     /** Every client message, in arrival order. */
     received: [],
+    /** The server's side of every connection, in the order they opened. */
+    connections: [],
     /** How often each async request ran. */
     runs: new Map(),
     /** `(socket, message) => boolean | Promise<boolean>`: true swallows the message. */
@@ -77,6 +79,7 @@ export async function startFakeServer() {
   }
 
   wss.on("connection", (socket) => {
+    server.connections.push(socket);
     socket.on("message", async (raw) => {
       const message = JSON.parse(String(raw));
       server.received.push(message);

@@ -62,7 +62,7 @@ describe("the demo page", () => {
   it("fills in the dev token and connects", async () => {
     assert.equal(await page.inputValue("#token"), stack.ready.dev_token);
     assert.equal(await page.inputValue("#url"), stack.ready.websocket_url);
-    await page.waitForSelector('#connection[data-state="open"]', WAIT);
+    await page.waitForSelector('#connection[data-state="connected"]', WAIT);
     assert.equal(await page.textContent("#connection"), "connected");
   });
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up for the browser and JS client tests: Debian's chromium (only if missing) and the
-# pinned npm packages (playwright-core, which downloads no browser, and ws).
+# pinned npm packages (playwright-core, which downloads no browser; ws; typescript for the
+# type check) plus client/js itself, linked as @streamer/client to test its `exports`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
