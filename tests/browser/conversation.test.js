@@ -3,7 +3,7 @@
 // client/js/conversation.js; the Python client's suite runs the same files.
 // vectors/ here holds the JS client's own, in the same format: its
 // browser-life inputs (online, offline, visible), which Python has no use for,
-// and a race the JS client handles that the shared set does not pin yet.
+// and nothing else: what both clients do is in the shared set.
 
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
