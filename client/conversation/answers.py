@@ -245,6 +245,12 @@ class Answers(Topics, Refusals):
         tracked = self._requests.get(message.request_id)
         if tracked is None:
             return
+        late = tracked.again and tracked.pending_text is not None
+        if late and isinstance(message, Progress | Completion):
+            # The earlier tracking's `subscribe` snapshot: this request's answer
+            # is an acknowledgment (then a subscribe brings the run's news) or
+            # an error such as CONFLICT, which must not be pre-empted.
+            return
         tracked.wait.heard(conn)
         if isinstance(message, Progress | Completion) and not tracked.is_new(message.seq):
             return

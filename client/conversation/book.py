@@ -24,6 +24,9 @@ from client.messages import encode_system
 from client.reconnect import ReconnectPolicy
 from client.resend import ResendLimits
 
+# How many ended ids the application chose are remembered (see `_untrack_if_unwatched`).
+ENDED_IDS_KEPT = 256
+
 
 class Book:
     """The tracked requests, calls and topics, and how messages for them go out."""
@@ -46,6 +49,8 @@ class Book:
         self._requests: dict[str, TrackedRequest] = {}
         # Message id of a request's `subscribe` -> the request id.
         self._aliases: dict[str, str] = {}
+        # Ids the application chose whose tracking ended, oldest first.
+        self._ended_ids: dict[str, None] = {}
         self._calls: dict[str, SystemCall] = {}
         self._topics: dict[str, TopicSubscription] = {}
         # Message id of a topic's `subscribe` -> the topic.
@@ -126,8 +131,20 @@ class Book:
         self._untrack_if_unwatched(tracked)
 
     def _untrack_if_unwatched(self, tracked: TrackedRequest) -> None:
+        """No watcher left: the request is no longer tracked.
+
+        An id the application chose is remembered (the last few hundred): a
+        `subscribe` snapshot still on its way must not be taken for news
+        about a new request with the same id.
+        """
         if tracked.watchers or self._requests.get(tracked.request_id) is not tracked:
             return
         del self._requests[tracked.request_id]
         for message_id in tracked.message_ids:
             self._aliases.pop(message_id, None)
+        if tracked.fresh:
+            return
+        self._ended_ids.pop(tracked.request_id, None)
+        self._ended_ids[tracked.request_id] = None
+        if len(self._ended_ids) > ENDED_IDS_KEPT:
+            del self._ended_ids[next(iter(self._ended_ids))]

@@ -103,6 +103,7 @@ class Conversation(Answers):
                 return
             tracked = self._requests.setdefault(request_id, TrackedRequest(request_id))
             tracked.pending_text, tracked.fresh, tracked.fresh_on = text, fresh, None
+            tracked.again = not fresh and request_id in self._ended_ids
             tracked.watchers.append(Watcher(owner, "send" if sync_only else "call"))
             self._send_request(tracked)
 

@@ -54,6 +54,10 @@ class TrackedRequest:
     # Whether this client made the id (then its first connection is the owner).
     fresh: bool = False
     fresh_on: int | None = None
+    # An id the application chose that was tracked here before and ended:
+    # until the server answers this request, a `progress` or `complete` is
+    # the earlier tracking's `subscribe` snapshot arriving late.
+    again: bool = False
     sends: int = 0
     conflict_repeats: int = 0
     # `seq` starts at 1: a subscribe snapshot with seq 0 (nothing reported yet) is no news.
