@@ -126,15 +126,24 @@ def lambda_context(context: Any) -> Iterator[None]:
         _debug_draw.reset(draw)
 
 
-@contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
-    """Add `fields` to every record logged inside the block (this thread or task)."""
-    merged = {**_context.get({}), **{k: v for k, v in fields.items() if v is not None}}
-    token = _context.set(merged)
-    try:
-        yield
-    finally:
-        _context.reset(token)
+class log_context:  # used as a function: `with log_context(...):`
+    """Add `fields` to every record logged inside the block (this thread or task).
+
+    A class rather than a `@contextmanager` generator: the router enters several of
+    these per message, and a generator's setup cost more than the merge itself
+    (docs/benchmarks.md, section 8)."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        merged = {**_context.get({}), **{k: v for k, v in self._fields.items() if v is not None}}
+        self._token = _context.set(merged)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context.reset(self._token)
 
 
 def bind(**fields: Any) -> None:

@@ -109,13 +109,18 @@ def flush() -> None:
     try:
         with _provider_lock:
             provider = _provider()
+            lines = []
             for key, group in points.items():
                 dimensions = {**{name: _base[name] for name in BASE_DIMENSIONS}, **dict(key)}
                 for metric_set in documents(group):
                     document = provider.serialize_metric_set(
                         metrics=metric_set, dimensions=dimensions, metadata={}
                     )
-                    print(json.dumps(document, separators=(",", ":")))
+                    lines.append(json.dumps(document, separators=(",", ":")))
+            # One write for the invocation's documents, one per line as CloudWatch Logs reads
+            # them.
+            if lines:
+                print("\n".join(lines))
     except Exception:
         with _provider_lock:
             _discard_provider()
