@@ -51,6 +51,17 @@ def poll_partition(region: str, shard: int = 0) -> str:
     return f"{sweep_partition(region, shard)}#waiting"
 
 
+def shard_share(limit: int, shards: int) -> int:
+    """How many due requests a reader takes from each shard of a run of at most `limit`.
+
+    `limit` over the shards, rounded up. Read in turn up to the whole limit, a shard
+    with more due requests than the limit (a backlog after an outage) would fill every
+    run and the shards after it would never be read; with the keys spread over the
+    shards by hash, a backlog is spread alike and still drains `limit` a run.
+    """
+    return -(-limit // max(1, shards))
+
+
 def shards_read(shards: int, turn: int) -> tuple[int, ...]:
     """The shards a reader of the due index queries: all of `range(shards)`, and one more.
 

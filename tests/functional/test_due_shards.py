@@ -76,3 +76,23 @@ def test_after_the_shard_count_is_lowered_requests_on_dropped_shards_are_still_s
     assert set(redriven) == set(request_ids)
     partitions = {store.get_request(OWNER, r).due_region for r in request_ids}
     assert partitions <= {"us-east-1", "us-east-1#1"}
+
+
+def test_a_backlog_on_one_shard_does_not_starve_the_others(test_app, management, monkeypatch):
+    # GIVEN a backlog of six due requests on shard 0 and one on shard 1 (pending, never
+    # picked up: due at their pickup time)
+    on_zero, on_one, n = [], [], 0
+    while len(on_zero) < 6 or not on_one:
+        request_id = f"b-{n}"
+        shard = keys.due_shard(keys.request_key(OWNER, request_id), 2)
+        (on_zero if shard == 0 else on_one).append(request_id)
+        n += 1
+    queue([*on_zero[:6], on_one[0]], monkeypatch, shards=2)
+
+    # WHEN a sweep reads at most four of them
+    far_future = 10**13
+    found = store.due_items("us-east-1", far_future, limit=4, shards=[0, 1])
+
+    # THEN shard 1's request is among them: each shard gets its share of the limit
+    assert on_one[0] in {item.request_id for item in found}
+    assert len(found) <= 4

@@ -49,3 +49,11 @@ def test_a_reader_reads_every_shard_and_in_turn_each_one_above(shards):
 def test_at_the_most_shards_a_reader_reads_just_those():
     assert keys.shards_read(keys.MAX_DUE_SHARDS, 7) == tuple(range(keys.MAX_DUE_SHARDS))
     assert keys.shards_read(10**6, 0) == tuple(range(keys.MAX_DUE_SHARDS))
+
+
+def test_each_shard_gets_its_share_of_a_runs_limit() -> None:
+    assert keys.shard_share(500, 64) == 8
+    assert keys.shard_share(4, 2) == 2
+    assert keys.shard_share(5, 2) == 3
+    assert keys.shard_share(100, 1) == 100
+    assert keys.shard_share(3, 0) == 3

@@ -9,7 +9,7 @@ from typing import Any
 
 from streamer import aws, schema
 from streamer.config import Settings
-from streamer.keys import poll_partition, request_key, sweep_partition
+from streamer.keys import poll_partition, request_key, shard_share, sweep_partition
 from streamer.models import CANCELLED, RequestItem
 from streamer.store.conditions import Held, condition
 from streamer.store.errors import conditional, get_or_none, guard
@@ -59,16 +59,16 @@ def due_requests(
 
 
 def _on_shards(partitions: list[str], now_ms: int, limit: int, index: Any) -> list[RequestItem]:
-    """Up to `limit` requests due by `now_ms`, found in each partition in turn.
-
-    The index projects only keys, so each request found is then read from the
+    """Up to `limit` requests due by `now_ms`, each partition's share of them
+    (`keys.shard_share`). The index projects only keys, so each request found is then read from the
     table (consistently: what the caller decides on is the request as it is now).
     """
     keys: list[str] = []
+    share = shard_share(limit, len(partitions))
     for partition in partitions:
-        if len(keys) >= limit:
+        left = min(share, limit - len(keys))
+        if left <= 0:
             break
-        left = limit - len(keys)
         found = guard(
             lambda p=partition, n=left: list(index.query(p, RequestItem.due_at <= now_ms, limit=n))
         )
@@ -94,9 +94,10 @@ def due_items(
 ) -> list[RequestItem | Unreadable]:
     """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
 
-    Reads the sweeper's partition of each of `shards` in turn, up to `limit`
-    items in all; the index projects only keys, so the items are then read from
-    the table with consistent `BatchGetItem`s, and one that is gone meanwhile is
+    Reads the sweeper's partition of each of `shards`, each for its share of
+    `limit` (`keys.shard_share`, so no shard's backlog starves the others); the
+    index projects only keys, so the items are then read from the table with
+    consistent `BatchGetItem`s, and one that is gone meanwhile is
     left out. Paged with botocore's paginator (LastEvaluatedKey to ExclusiveStartKey:
     https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)
     rather than PynamoDB's iterator, which parses as it reads and gives no key
@@ -110,8 +111,10 @@ def due_items(
             endpoint_url=getattr(RequestItem.Meta, "host", None),
         )
         keys: list[dict[str, Any]] = []
+        share = shard_share(limit, len(shards))
         for shard in shards:
-            if len(keys) >= limit:
+            left = min(share, limit - len(keys))
+            if left <= 0:
                 break
             pages = client.get_paginator("query").paginate(
                 TableName=RequestItem.Meta.table_name,
@@ -122,7 +125,7 @@ def due_items(
                     ":partition": {"S": sweep_partition(region, shard)},
                     ":now": {"N": str(now_ms)},
                 },
-                PaginationConfig={"MaxItems": limit - len(keys)},
+                PaginationConfig={"MaxItems": left},
             )
             keys += [raw["request_key"] for page in pages for raw in page["Items"]]
         return [_parsed(raw) for raw in _read(client, keys)]
