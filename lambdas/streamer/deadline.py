@@ -20,7 +20,14 @@ hand-off, which was the largest share of a warm sync message's CPU
 (docs/benchmarks.md, section 8).
 
 `DeadlinePassed` derives from `BaseException`, so a handler's `except
-Exception` does not swallow it.
+Exception` does not swallow it. What an inline deadline cannot stop in time, a
+sync handler should not do (docs/protocol.md, "Sync handlers and their
+deadline"): catch `BaseException` or use a bare `except:` (the timer fires
+once), wait on a thread pool in a `with` block (its exit waits for the tasks),
+or block in a C extension that retries after a signal. An exception raised
+from a signal can land between any two bytecodes, so a handler should keep no
+half-built shared state between invocations. The router owns SIGALRM and the
+real-time interval timer.
 """
 
 from __future__ import annotations
@@ -59,7 +66,6 @@ def run_within(
 
 #: Whether a call runs inline under the timer now (the signal handler raises only then).
 _armed = False
-_installed = False
 
 
 def _expire(signum: int, frame: Any) -> None:
@@ -70,13 +76,12 @@ def _expire(signum: int, frame: Any) -> None:
 
 
 def _inline(call: Callable[[], Result], timeout_s: float) -> Result:
-    global _armed, _installed
-    if not _installed:
-        # Installed once per process and left in place: `signal.signal` costs more than
-        # the rest of the deadline (about 16 us a call here), so the router owns SIGALRM
-        # and the real-time interval timer; an app's handler must not use them.
+    global _armed
+    if signal.getsignal(signal.SIGALRM) is not _expire:
+        # Installed at the first call and left in place (`signal.signal` costs more than
+        # the rest of the deadline, about 16 us a call here); put back if something
+        # replaced it, since SIGALRM's default action would end the process.
         signal.signal(signal.SIGALRM, _expire)
-        _installed = True
     try:
         _armed = True
         signal.setitimer(signal.ITIMER_REAL, timeout_s)

@@ -81,3 +81,13 @@ def test_no_time_left_is_a_deadline_passed_without_running(pool):
     with pytest.raises(DeadlineExceeded):
         run_within(lambda: ran.append(1), 0, pool)
     assert ran == []
+
+
+def test_a_replaced_sigalrm_handler_is_put_back_before_the_next_deadline(pool):
+    # GIVEN something in the process set SIGALRM back to its default (which ends the process)
+    run_within(lambda: None, 1.0, pool)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    # WHEN the next call overruns, THEN it is stopped by the deadline, not by the signal
+    with pytest.raises(DeadlineExceeded):
+        run_within(lambda: time.sleep(5), 0.05, pool)
