@@ -26,7 +26,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 from streamer import circuit, metrics
@@ -96,7 +96,7 @@ class Breaker:
         view = self._view(action, now)
         if view is None:
             return Verdict(True)
-        verdict = circuit.admission(view.state, now, self.policy)
+        verdict = replace(circuit.admission(view.state, now, self.policy), epoch=view.state.epoch)
         if not verdict.admitted:
             refused(action, verdict)
         return verdict
@@ -124,7 +124,7 @@ class Breaker:
             trials=slot.trials_read + 1,
         )
         log.info("circuit trial", extra={"fields": {"action": action}})
-        return Verdict(True, trial=True, held=held)
+        return Verdict(True, trial=True, held=held, epoch=view.state.epoch)
 
     def permit_sync(self, action: str) -> Verdict:
         """`permit` for a run the caller waits on; a new instance trusts an unread circuit
@@ -149,15 +149,19 @@ class Breaker:
         if not self.policy.enabled:
             return
         now = self._clock()
-        # Counted under the epoch the run started in (the view it was let through on):
-        # runs from before a close must not count against the closed circuit. A run
-        # let through unread (`permit_sync`) counts under the first epoch; if the
-        # circuit has closed since, those counts are outside its window, never against it.
-        with self._lock:
-            view = self._views.get(action)
-        if view is None and circuit.reads_before_sync_run(now - self._started):
-            view = self._view(action, now)
-        key = (action, view.state.epoch if view else 0)
+        # Counted under the epoch the run was let through in (its verdict's): runs from
+        # before a close must not count against the closed circuit. A run let through
+        # unread (`permit_sync` on a new instance) counts under the epoch this instance
+        # knows, if any, else the first; counts under an epoch the circuit has left are
+        # outside its window, never against it.
+        epoch = verdict.epoch if verdict is not None else None
+        if epoch is None:
+            with self._lock:
+                view = self._views.get(action)
+            if view is None and circuit.reads_before_sync_run(now - self._started):
+                view = self._view(action, now)
+            epoch = view.state.epoch if view else 0
+        key = (action, epoch)
         with self._lock:
             self._pending[key] = self._pending.get(key, Counts()) + Counts(1, int(failed))
         if verdict is not None and verdict.trial and verdict.held is not None:

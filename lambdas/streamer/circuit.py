@@ -140,6 +140,9 @@ class Verdict:
     trial: bool = False
     #: For a trial that took its slot: the state it took it in, which its result's write checks.
     held: CircuitState | None = None
+    #: The circuit's epoch the request was let through in (None: not read); its run's
+    #: result counts under it, so runs from before a close never count against it.
+    epoch: int | None = None
 
 
 def admission(state: CircuitState, now: int, policy: Policy) -> Verdict:

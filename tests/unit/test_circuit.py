@@ -299,3 +299,23 @@ def test_a_new_instance_sees_an_open_circuit_for_async_admission_and_after_its_f
     assert later.permit_sync("report").admitted
     clock.now += circuit.VIEW_TTL_MS
     assert not later.permit_sync("report").admitted
+
+
+def test_a_run_counts_under_the_epoch_it_was_let_through_in_not_the_one_it_ends_in():
+    # GIVEN a run let through while the circuit is in its first epoch
+    store, clock = FakeStore(), Clock(T0)
+    b = breaker(store, clock)
+    verdict = b.permit("report")
+
+    # WHEN the circuit closes again meanwhile (a new epoch, seen by this instance)
+    closed_at = T0 + 500
+    store.states["report"] = CircuitState(epoch=closed_at)
+    clock.now += circuit.VIEW_TTL_MS
+    assert b.admission("report").admitted
+
+    # and the long run then fails
+    b.record("report", failed=True, verdict=verdict)
+    b.flush(force=True)
+
+    # THEN its failure counts under the epoch it started in, never against the closed circuit
+    assert {epoch for (_, epoch, _) in store.counts} == {0}
