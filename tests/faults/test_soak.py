@@ -65,7 +65,10 @@ def plan(users: list[str], rng: random.Random) -> list[Planned]:
         elif kind == 1:
             planned.append(Planned(user, request_id, "flaky", {"succeed_on": 2}, "COMPLETED"))
         elif kind == 2:
-            payload = {"pages": 20, "page_ms": 100}
+            # Five seconds of work: the cancel goes out at the first progress, and
+            # on a loaded machine (CI ran 9 of 20 two-second reports to the end
+            # before their cancel was seen) it must still land mid-run.
+            payload = {"pages": 50, "page_ms": 100}
             planned.append(
                 Planned(user, request_id, "generate_report", payload, "CANCELLED", cancel=True)
             )
