@@ -1,7 +1,7 @@
 """The application the fault-injection stack runs (`--app tests.faults.app`).
 
 The demo's actions plus handlers that fail on purpose. Every handler run is
-appended to a journal, one JSON line per run, at the path in
+appended to a journal, a JSON line when it starts and one when it returns, at the path in
 `STREAMER_TEST_RUN_LOG`: the stack runs handlers in its own worker
 processes, so the journal is how a test counts runs.
 """
@@ -23,9 +23,13 @@ BREAK_FILE = "STREAMER_TEST_BREAK_FILE"
 app = App()
 
 
-def record_run(request: Request) -> None:
-    """Append this run to the journal, if there is one: one `write` of one line, so runs
-    never interleave."""
+#: A run's journal lines: one when it starts, one when its handler returns.
+STARTED, FINISHED = "started", "finished"
+
+
+def record_run(request: Request, phase: str = STARTED) -> None:
+    """Append this run's `phase` to the journal, if there is one: one `write` of one
+    line, so runs never interleave."""
     line = json.dumps(
         {
             "request_id": request.request_id,
@@ -33,6 +37,7 @@ def record_run(request: Request) -> None:
             "attempt": request.attempt,
             "checkpoint": request.checkpoint,
             "pid": os.getpid(),
+            "phase": phase,
         }
     )
     path = os.environ.get(RUN_LOG)
@@ -58,7 +63,9 @@ class Journaled(Handler):
 
     def process(self, request: Request, progress: Progress) -> Any:
         record_run(request)
-        return self._inner.process(request, progress)
+        result = self._inner.process(request, progress)
+        record_run(request, FINISHED)
+        return result
 
 
 # The demo's actions and the unit tests' misbehaving ones (`explode`, `flaky`, ...).

@@ -24,7 +24,7 @@ from streamer import config
 from streamer.models import owner_key, request_key
 from tests.e2e.conftest import LocalStack, start_stack
 from tests.e2e.wire import ask, open_socket, receive, run
-from tests.faults.app import RUN_LOG
+from tests.faults.app import RUN_LOG, STARTED
 
 #: Seconds: the processor's timeout, and the margin a lease adds to it.
 PROCESSOR_TIMEOUT_S = 5
@@ -69,13 +69,10 @@ class FaultyStack:
         with urllib.request.urlopen(self.stack.ready["faults_url"], timeout=10) as answer:
             return json.load(answer)
 
-    def runs(self, request_ids: set[str] | str) -> list[dict]:
-        """Handler runs of these requests, in the order they started."""
-        wanted = {request_ids} if isinstance(request_ids, str) else request_ids
-        if not self.journal.exists():
-            return []
-        lines = self.journal.read_text().splitlines()
-        return [run for run in map(json.loads, lines) if run["request_id"] in wanted]
+    def runs(self, request_ids: set[str] | str, phase: str = STARTED) -> list[dict]:
+        """Handler runs of these requests, in the order they started (`FINISHED`: the
+        runs whose handler returned, in the order they did)."""
+        return journal_runs(self.journal, request_ids, phase)
 
     def request(self, tenant: str, user: str, request_id: str) -> dict | None:
         """The stored request item, read consistently, as Python values (numbers are Decimal)."""
@@ -122,6 +119,19 @@ class FaultyStack:
         return [
             item["connection_id"]["S"] for item in self.stack.items_of_user("connections", user)
         ]
+
+
+def journal_runs(journal: Path, request_ids: set[str] | str, phase: str = STARTED) -> list[dict]:
+    """The runs `tests.faults.app` journaled at `journal` for these requests, in one phase."""
+    wanted = {request_ids} if isinstance(request_ids, str) else request_ids
+    if not journal.exists():
+        return []
+    lines = journal.read_text().splitlines()
+    return [
+        run
+        for run in map(json.loads, lines)
+        if run["request_id"] in wanted and run.get("phase", STARTED) == phase
+    ]
 
 
 async def send_request(socket: Any, action: str, request_id: str, payload: dict) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from client import RequestTimeout, StreamerClient
 from tests.e2e.wire import eventually, run, unique
+from tests.faults.app import FINISHED
 from tests.faults.conftest import (
     TENANT,
     FaultyStack,
@@ -50,6 +51,8 @@ def test_a_killed_worker_is_replaced_and_the_request_resumes_from_its_checkpoint
     assert [r["attempt"] for r in runs] == [1, 2]
     assert runs[0]["checkpoint"] is None
     assert runs[1]["checkpoint"]["pages_done"] >= saved["pages_done"]
+    # and only the second ran to its end
+    assert [r["attempt"] for r in faulty_stack.runs(request_id, FINISHED)] == [2]
     item = faulty_stack.request(TENANT, user, request_id)
     assert item["status"] == "COMPLETED" and item["attempt"] == 2
 
