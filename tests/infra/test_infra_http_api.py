@@ -261,6 +261,31 @@ def test_the_http_url_of_every_region_is_exported(prod: Plan) -> None:
     }
 
 
+@pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
+def test_the_http_url_is_an_https_url_and_the_websocket_url_a_wss_one(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN one region's HTTP API and WebSocket API
+    plan: Plan = request.getfixturevalue(stack)
+    (http_api,) = of_type(plan, region, "aws:apigatewayv2/api:Api")
+    websocket = plan.named(f"{PROJECT}-{region}-websocket-api")
+
+    # WHEN the URLs the stack exports are read
+    http_url, websocket_url = (
+        plan.outputs["httpUrls"][region],
+        plan.outputs["websocketUrls"][region],
+    )
+
+    # THEN the HTTP API is called over https at its `$default` stage's root and the
+    # WebSocket API over wss at its named stage, as API Gateway gives them (and a browser
+    # fetches only the first)
+    host = f"execute-api.{region}.amazonaws.com"
+    assert http_url == f"https://{http_api.id}.{host}/"
+    assert http_api.outputs["apiEndpoint"] == f"https://{http_api.id}.{host}"
+    assert websocket_url == f"wss://{websocket.id}.{host}/{stack}"
+    assert websocket.outputs["apiEndpoint"] == f"wss://{websocket.id}.{host}"
+
+
 def test_with_a_pem_key_the_routes_keep_the_authorizer(artifacts_dir: Path) -> None:
     # GIVEN dev configured with a PEM public key (which a native JWT authorizer could not use)
     pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQY\n-----END PUBLIC KEY-----"
