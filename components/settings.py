@@ -56,6 +56,9 @@ _VPC, _ROUTE_TABLE = re.compile(r"^vpc-[0-9a-f]+$"), re.compile(r"^rtb-[0-9a-f]+
 #: A Lambda function takes at most 16 subnets and 5 security groups (API_VpcConfig.html).
 MAX_SUBNETS, MAX_SECURITY_GROUPS = 16, 5
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
+#: How often EventBridge runs each scheduled function (sweeper, poller): its shortest rate,
+#: one minute (ScheduleExpression rate()). The sweeper's heartbeat is written this often.
+SCHEDULE_INTERVAL_S = 60
 
 
 _Settings = TypeVar("_Settings")
@@ -258,6 +261,11 @@ class StackSettings:
     kms_key_arns: Mapping[str, str] = field(default_factory=dict)
     #: The functions' VPC, by region; none: Lambda's own network.
     vpc: Mapping[str, VpcSettings] = field(default_factory=dict)
+    #: Seconds after which a region whose sweeper wrote no heartbeat counts as stopped,
+    #: so the other regions may take over its requests (docs/guarantees.md, "Multi-region").
+    heartbeat_stale_s: int = 180
+    #: Seconds past a request's due time before another region takes it over.
+    takeover_grace_s: int = 30
 
     @property
     def rollout_settings(self) -> Rollout:
@@ -324,6 +332,8 @@ class StackSettings:
             customer_managed_key=bool(config.get_bool("customerManagedKey")),
             kms_key_arns=kms_key_arns(config.get("kmsKeyArn"), regions),
             vpc=vpc_settings(config.get_object("vpc"), regions),
+            heartbeat_stale_s=_int_or(config.get_int("heartbeatStaleS"), 180),
+            takeover_grace_s=_int_or(config.get_int("takeoverGraceS"), 30),
         )
         settings.check()
         return settings
@@ -376,6 +386,7 @@ class StackSettings:
                 f"[0, {HTTP_AUTHORIZER_CACHE_LIMIT_S}]"
             )
         self._check_processor()
+        self._check_takeover()
         self._check_limits()
         self._check_alarms()
         self._check_functions()
@@ -385,6 +396,20 @@ class StackSettings:
             raise ConfigError(
                 "streamer:customerManagedKey and streamer:kmsKeyArn: create keys or give them, "
                 "not both"
+            )
+
+    def _check_takeover(self) -> None:
+        # A live region's sweeper heartbeats once per run: a staleness not above the
+        # schedule's interval would take over from regions that are running (the
+        # runtime refuses it too: streamer.regions.TakeoverSettings).
+        if self.heartbeat_stale_s <= SCHEDULE_INTERVAL_S:
+            raise ConfigError(
+                f"streamer:heartbeatStaleS: {self.heartbeat_stale_s} must exceed the sweeper's "
+                f"schedule interval, {SCHEDULE_INTERVAL_S} s"
+            )
+        if not 0 <= self.takeover_grace_s <= 86_400:
+            raise ConfigError(
+                f"streamer:takeoverGraceS: {self.takeover_grace_s} is not in [0, 86400]"
             )
 
     def _check_rollout(self) -> None:
