@@ -182,7 +182,7 @@ def function_args(
         kms_key_arn=region.kms_key_arn,
         vpc=region.vpc,
         statements=[
-            *policies.table_statements(function, region.tables.arns),
+            *policies.table_statements(function, region.tables.arns_by_region),
             *policies.stream_statements(function, region.tables.requests_stream_arn),
             *statements,
             *(
