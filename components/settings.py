@@ -206,6 +206,9 @@ class VpcSettings:
     route_table_ids: tuple[str, ...]
     #: An EventBridge interface endpoint in the subnets (else events go through the NAT).
     event_bridge_endpoint: bool = False
+    #: The stack's statement that the subnets route to AWS's public regional endpoints
+    #: (a NAT gateway): required when the stack spans several regions (`_check_vpc_egress`).
+    egress: bool = False
 
 
 @dataclass(frozen=True)
@@ -387,6 +390,7 @@ class StackSettings:
             )
         self._check_processor()
         self._check_takeover()
+        self._check_vpc_egress()
         self._check_limits()
         self._check_alarms()
         self._check_functions()
@@ -397,6 +401,26 @@ class StackSettings:
                 "streamer:customerManagedKey and streamer:kmsKeyArn: create keys or give them, "
                 "not both"
             )
+
+    def _check_vpc_egress(self) -> None:
+        # In a multi-region stack a function writes to other regions' replicas (a
+        # request's decider). The VPC's DynamoDB gateway endpoint cannot carry those calls:
+        # "A gateway endpoint is available only in the Region where you created it", and
+        # it does not serve "peered VPCs in other AWS Regions" or a transit gateway
+        # (vpc/latest/privatelink/vpc-endpoints-ddb.html). They go to the other region's
+        # public endpoint, which subnets reach only through a NAT gateway. The program
+        # cannot see the subnets' routes, so the stack must state that they have one.
+        if len(self.regions) < 2:
+            return
+        for region, vpc in self.vpc.items():
+            if not vpc.egress:
+                raise ConfigError(
+                    f"streamer:vpc.{region}.egress: this stack spans {', '.join(self.regions)}, "
+                    "so its functions call the other regions' DynamoDB endpoints, which the "
+                    "VPC's DynamoDB gateway endpoint does not reach (it serves its own region "
+                    "only); route the subnets to a NAT gateway and set egress: true "
+                    '(docs/deploying.md, "Multi-region")'
+                )
 
     def _check_takeover(self) -> None:
         # A live region's sweeper heartbeats once per run: a staleness not above the
@@ -599,7 +623,7 @@ def kms_key_arns(value: str | None, regions: tuple[str, ...]) -> dict[str, str]:
 
 def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]:
     """`streamer:vpc`: by region, `{vpcId, subnetIds, securityGroupIds, routeTableIds,
-    eventBridgeEndpoint}`; every configured region or none."""
+    eventBridgeEndpoint, egress}`; every configured region or none."""
     if not given:
         return {}
     if not isinstance(given, dict) or set(given) != set(regions):
@@ -609,8 +633,8 @@ def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]
         key = f"streamer:vpc.{region}"
         fields = {"vpcId", "subnetIds", "securityGroupIds", "routeTableIds"}
         if not isinstance(entry, dict) or not fields <= set(entry):
-            raise ConfigError(f"{key}: give {sorted(fields)} (and eventBridgeEndpoint)")
-        unknown = set(entry) - fields - {"eventBridgeEndpoint"}
+            raise ConfigError(f"{key}: give {sorted(fields)} (and eventBridgeEndpoint, egress)")
+        unknown = set(entry) - fields - {"eventBridgeEndpoint", "egress"}
         if unknown:
             raise ConfigError(f"{key}: unknown keys {sorted(unknown)}")
         settings = VpcSettings(
@@ -621,6 +645,7 @@ def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]
             event_bridge_endpoint=config_value(
                 f"vpc.{region}.eventBridgeEndpoint", entry.get("eventBridgeEndpoint", False), False
             ),
+            egress=config_value(f"vpc.{region}.egress", entry.get("egress", False), False),
         )
         _check_vpc(key, settings)
         found[region] = settings
