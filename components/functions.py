@@ -18,7 +18,7 @@ import pulumi_aws as aws
 from components import policies
 from components.context import RegionalContext
 from components.rollout import LIVE_ALIAS
-from components.settings import FunctionSize, StackSettings, VpcSettings
+from components.settings import SCHEDULE_INTERVAL_S, FunctionSize, StackSettings, VpcSettings
 from streamer import catalog, config
 from streamer.schema import CONNECTIONS, REQUESTS, SUBSCRIPTIONS
 
@@ -35,6 +35,16 @@ ARCHITECTURE = "arm64"
 #: Variables whose value a component's resource gives: the WebSocket API's URL, the event
 #: bus (with lifecycle events on), the publish function's topic retention.
 RESOURCE_VARIABLES = frozenset({config.WEBSOCKET_URL, config.EVENT_BUS, config.TOPIC_RETENTION_S})
+#: Issue 16's variables, read by `streamer.config` (docs/guarantees.md, "Multi-region"):
+#: every function of every region gets them, so each knows the regions whose replicas it
+#: may write (a request's decider) and the times that bound a takeover.
+STACK_REGIONS = "STREAMER_REGIONS"
+SWEEP_INTERVAL_S = "STREAMER_SWEEP_INTERVAL_S"
+HEARTBEAT_STALE_S = "STREAMER_HEARTBEAT_STALE_S"
+TAKEOVER_GRACE_S = "STREAMER_TAKEOVER_GRACE_S"
+MULTI_REGION_VARIABLES = frozenset(
+    {STACK_REGIONS, SWEEP_INTERVAL_S, HEARTBEAT_STALE_S, TAKEOVER_GRACE_S}
+)
 _TABLE_VARIABLES = {
     config.CONNECTIONS_TABLE: CONNECTIONS,
     config.REQUESTS_TABLE: REQUESTS,
@@ -92,6 +102,12 @@ def _values(
         config.CIRCUIT_FAILURE_RATIO: str(tuning.circuit_failure_ratio),
         config.CIRCUIT_MINIMUM_CALLS: str(tuning.circuit_minimum_calls),
         config.CIRCUIT_OPEN_S: str(tuning.circuit_open_s),
+        # Every region of the stack in stack order, the function's own among them.
+        STACK_REGIONS: ",".join(settings.regions),
+        # The interval the sweeper's schedule runs at (components/regional.py).
+        SWEEP_INTERVAL_S: str(SCHEDULE_INTERVAL_S),
+        HEARTBEAT_STALE_S: str(settings.heartbeat_stale_s),
+        TAKEOVER_GRACE_S: str(settings.takeover_grace_s),
     }
 
 
@@ -101,14 +117,15 @@ def environment(
     table_names: Mapping[str, pulumi.Input[str]],
     resources: Mapping[str, pulumi.Input[str] | None] | None = None,
 ) -> dict[str, pulumi.Input[str]]:
-    """The environment variables `function` runs with: those the catalog gives it.
+    """The environment variables `function` runs with: those the catalog gives it, and
+    the multi-region ones (`MULTI_REGION_VARIABLES`) every function gets.
 
     Values come from the stack's settings, and from `resources` for those a component's
     resource gives (`RESOURCE_VARIABLES`); a None or absent one is left out. A variable
     the catalog names that neither can give is a `KeyError`, naming it.
     """
     values = {**_values(settings, table_names), **(resources or {})}
-    wanted = catalog.FUNCTIONS[function].environment
+    wanted = catalog.FUNCTIONS[function].environment | MULTI_REGION_VARIABLES
     unknown = sorted(wanted - values.keys() - RESOURCE_VARIABLES)
     if unknown:
         raise KeyError(f"{function} is given {unknown}, which nothing here has a value for")
@@ -165,7 +182,7 @@ def function_args(
         kms_key_arn=region.kms_key_arn,
         vpc=region.vpc,
         statements=[
-            *policies.table_statements(function, region.tables.arns),
+            *policies.table_statements(function, region.tables.arns_by_region),
             *policies.stream_statements(function, region.tables.requests_stream_arn),
             *statements,
             *(

@@ -1,8 +1,13 @@
 """The endpoints a region's functions need when they run in the stack's VPC (`streamer:vpc`).
 
 - DynamoDB: a gateway endpoint on the subnets' route tables (free; vpc/latest/privatelink/
-  gateway-endpoints.html). The tables and replicas are reached through it; the stream is
-  read by Lambda's event source mapping, outside the VPC.
+  gateway-endpoints.html). The region's own tables (or replicas) are reached through it;
+  the stream is read by Lambda's event source mapping, outside the VPC. Another region's
+  replica, which a multi-region stack's functions write to (a request's decider), is not:
+  "A gateway endpoint is available only in the Region where you created it"
+  (vpc/latest/privatelink/vpc-endpoints-ddb.html), so those calls take the subnets' NAT,
+  which such a stack must state it has (`streamer:vpc.<region>.egress`, checked in
+  components/settings.py).
 - EventBridge (lifecycle events, `events:PutEvents`): an interface endpoint
   (`com.amazonaws.<region>.events`, private DNS) when `eventBridgeEndpoint` is on; else
   through the subnets' NAT.

@@ -59,6 +59,14 @@ POWERTOOLS_PARAMETER = re.compile(r"^/aws/service/powertools/python/([^/]+)/(pyt
 #: The layer version the mocks' parameters name (AWS's counts up with each release).
 POWERTOOLS_LAYER_VERSION = 27
 
+#: The scheme of an API Gateway v2 API's endpoint by protocol type (pulumi_aws
+#: apigatewayv2 Api `api_endpoint`: "https://{api-id}.execute-api.{region}.amazonaws.com
+#: for HTTP APIs and wss://{api-id}.execute-api.{region}.amazonaws.com for WebSocket APIs").
+_API_SCHEMES = {"HTTP": "https", "WEBSOCKET": "wss"}
+#: The stage an HTTP API serves at its root (apigateway/latest/developerguide/
+#: http-api-stages.html).
+DEFAULT_STAGE = "$default"
+
 #: Inputs shown per resource type in the text plan (all inputs are in the JSON plan).
 KEY_INPUTS: Mapping[str, tuple[str, ...]] = {
     PROVIDER_TYPE: ("region",),
@@ -213,6 +221,8 @@ class PlanMocks(pulumi.runtime.Mocks):
         self.default_region: str | None = None
         #: The SSM parameters the program read: (the provider's region, name).
         self.parameters_read: list[tuple[str, str]] = []
+        #: Each API Gateway v2 API's protocol type (HTTP or WEBSOCKET), by API id.
+        self.api_protocols: dict[str, str] = {}
 
     def region_of(self, provider_ref: str | None) -> str | None:
         return self.provider_regions.get((provider_ref or "").split("::")[-1])
@@ -283,11 +293,14 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs.update(name=name, arn=service_arn.format("sns") + name)
         elif kind == "Api":
             resource_id = hashlib.sha1(args.name.encode()).hexdigest()[:10]
-            outputs["apiEndpoint"] = f"wss://{resource_id}.execute-api.{region}.amazonaws.com"
+            self.api_protocols[resource_id] = args.inputs["protocolType"]
+            scheme = _API_SCHEMES[args.inputs["protocolType"]]
+            outputs["apiEndpoint"] = f"{scheme}://{resource_id}.execute-api.{region}.amazonaws.com"
             outputs["executionArn"] = service_arn.format("execute-api") + resource_id
         elif kind == "Stage":
-            host = f"{args.inputs['apiId']}.execute-api.{region}.amazonaws.com"
-            outputs["invokeUrl"] = f"wss://{host}/{args.inputs['name']}"
+            outputs["invokeUrl"] = self._invoke_url(
+                args.inputs["apiId"], args.inputs["name"], region
+            )
         elif kind == "DomainName":
             # The regional host API Gateway gives the domain; its DNS record points here.
             target = f"d-{hashlib.sha1(args.name.encode()).hexdigest()[:10]}"
@@ -313,6 +326,16 @@ class PlanMocks(pulumi.runtime.Mocks):
         elif kind == "EventSourceMapping":
             outputs["uuid"] = f"{args.name}-uuid"
         return resource_id, outputs
+
+    def _invoke_url(self, api_id: str, stage: str, region: str) -> str:
+        """A stage's URL as the provider reports it (pulumi_aws apigatewayv2 Stage
+        `invoke_url`: "wss://z4675bid1j.execute-api.eu-west-2.amazonaws.com/example-stage,
+        or https://z4675bid1j.execute-api.eu-west-2.amazonaws.com/"): a WebSocket API's
+        is wss:// and names the stage, an HTTP API's https://, its `$default` stage served
+        at the root."""
+        protocol = self.api_protocols[api_id]
+        path = "" if protocol == "HTTP" and stage == DEFAULT_STAGE else stage
+        return f"{_API_SCHEMES[protocol]}://{api_id}.execute-api.{region}.amazonaws.com/{path}"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         """The functions the programs call: `aws.get_caller_identity` (the account, for key

@@ -42,16 +42,29 @@ def statement(actions: Sequence[str], resources: Sequence[pulumi.Input[str]]) ->
 
 
 def table_statements(
-    function: str, table_arns: Mapping[str, pulumi.Input[str]]
+    function: str, arns_by_region: Mapping[str, Mapping[str, pulumi.Input[str]]]
 ) -> list[dict[str, Any]]:
-    """Statements for `function`'s table access, with `table_arns` keyed by logical name."""
+    """Statements for `function`'s table access on the tables of every region of the stack,
+    `arns_by_region` giving each region's table ARNs by logical name.
+
+    A function writes a request at its decider's replica, which may be another region's
+    (issue 16), and IAM authorizes a call on the resource it is made to: each replica is
+    a table of its own region, whose ARN names that region (DynamoDB global tables
+    security, globaltables-security.html: "Global tables replicas are DynamoDB tables, so
+    you use the same methods for controlling access to replicas that you do for
+    single-Region tables, including IAM identity policies"; the table resource type
+    `arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}`, service
+    authorization reference, list_amazondynamodb.html). So each grant names the table (or
+    its index) in every region, with the same actions, and nothing more.
+    """
     return [
         statement(
             grant.actions,
             [
-                pulumi.Output.concat(table_arns[grant.table], "/index/", grant.index)
+                pulumi.Output.concat(arns[grant.table], "/index/", grant.index)
                 if grant.index
-                else table_arns[grant.table]
+                else arns[grant.table]
+                for arns in arns_by_region.values()
             ],
         )
         for grant in catalog.FUNCTIONS[function].tables

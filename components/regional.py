@@ -42,7 +42,7 @@ from components.notifications import Notifications, NotificationsArgs
 from components.package import Archive, Artifacts
 from components.processor import ProcessorMapping, ProcessorMappingArgs
 from components.service_alarms import ServiceAlarms, ServiceAlarmsArgs
-from components.settings import StackSettings
+from components.settings import SCHEDULE_INTERVAL_S, StackSettings
 from components.tables import RegionalTables
 from streamer import catalog
 from streamer.catalog import Trigger
@@ -50,8 +50,11 @@ from streamer.catalog import Trigger
 #: The functions made by the component that makes what invokes them: `HttpApi` (the HTTP
 #: API) and `Notifications` (the topic and the bus).
 MADE_BY_COMPONENTS = frozenset({"http", "publish"})
-#: The scheduled functions' rate: EventBridge's shortest.
-SCHEDULE_RATE = "rate(1 minute)"
+#: The scheduled functions' rate, every SCHEDULE_INTERVAL_S: "rate(1 minute)", EventBridge's
+#: shortest (a rate of more than one takes the plural unit, "rate(5 minutes)").
+SCHEDULE_RATE = (
+    f"rate({SCHEDULE_INTERVAL_S // 60} minute{'' if SCHEDULE_INTERVAL_S == 60 else 's'})"
+)
 #: Layers a function may have at most (Lambda quotas,
 #: docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): ours are four at most.
 MAX_LAYERS = 5

@@ -56,6 +56,9 @@ _VPC, _ROUTE_TABLE = re.compile(r"^vpc-[0-9a-f]+$"), re.compile(r"^rtb-[0-9a-f]+
 #: A Lambda function takes at most 16 subnets and 5 security groups (API_VpcConfig.html).
 MAX_SUBNETS, MAX_SECURITY_GROUPS = 16, 5
 _RUNTIME_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuntimeSettings)}
+#: How often EventBridge runs each scheduled function (sweeper, poller): its shortest rate,
+#: one minute (ScheduleExpression rate()). The sweeper's heartbeat is written this often.
+SCHEDULE_INTERVAL_S = 60
 
 
 _Settings = TypeVar("_Settings")
@@ -203,6 +206,9 @@ class VpcSettings:
     route_table_ids: tuple[str, ...]
     #: An EventBridge interface endpoint in the subnets (else events go through the NAT).
     event_bridge_endpoint: bool = False
+    #: The stack's statement that the subnets route to AWS's public regional endpoints
+    #: (a NAT gateway): required when the stack spans several regions (`_check_vpc_egress`).
+    egress: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,11 @@ class StackSettings:
     kms_key_arns: Mapping[str, str] = field(default_factory=dict)
     #: The functions' VPC, by region; none: Lambda's own network.
     vpc: Mapping[str, VpcSettings] = field(default_factory=dict)
+    #: Seconds after which a region whose sweeper wrote no heartbeat counts as stopped,
+    #: so the other regions may take over its requests (docs/guarantees.md, "Multi-region").
+    heartbeat_stale_s: int = 180
+    #: Seconds past a request's due time before another region takes it over.
+    takeover_grace_s: int = 30
 
     @property
     def rollout_settings(self) -> Rollout:
@@ -324,6 +335,8 @@ class StackSettings:
             customer_managed_key=bool(config.get_bool("customerManagedKey")),
             kms_key_arns=kms_key_arns(config.get("kmsKeyArn"), regions),
             vpc=vpc_settings(config.get_object("vpc"), regions),
+            heartbeat_stale_s=_int_or(config.get_int("heartbeatStaleS"), 180),
+            takeover_grace_s=_int_or(config.get_int("takeoverGraceS"), 30),
         )
         settings.check()
         return settings
@@ -376,6 +389,8 @@ class StackSettings:
                 f"[0, {HTTP_AUTHORIZER_CACHE_LIMIT_S}]"
             )
         self._check_processor()
+        self._check_takeover()
+        self._check_vpc_egress()
         self._check_limits()
         self._check_alarms()
         self._check_functions()
@@ -385,6 +400,40 @@ class StackSettings:
             raise ConfigError(
                 "streamer:customerManagedKey and streamer:kmsKeyArn: create keys or give them, "
                 "not both"
+            )
+
+    def _check_vpc_egress(self) -> None:
+        # In a multi-region stack a function writes to other regions' replicas (a
+        # request's decider). The VPC's DynamoDB gateway endpoint cannot carry those calls:
+        # "A gateway endpoint is available only in the Region where you created it", and
+        # it does not serve "peered VPCs in other AWS Regions" or a transit gateway
+        # (vpc/latest/privatelink/vpc-endpoints-ddb.html). They go to the other region's
+        # public endpoint, which subnets reach only through a NAT gateway. The program
+        # cannot see the subnets' routes, so the stack must state that they have one.
+        if len(self.regions) < 2:
+            return
+        for region, vpc in self.vpc.items():
+            if not vpc.egress:
+                raise ConfigError(
+                    f"streamer:vpc.{region}.egress: this stack spans {', '.join(self.regions)}, "
+                    "so its functions call the other regions' DynamoDB endpoints, which the "
+                    "VPC's DynamoDB gateway endpoint does not reach (it serves its own region "
+                    "only); route the subnets to a NAT gateway and set egress: true "
+                    '(docs/deploying.md, "Multi-region")'
+                )
+
+    def _check_takeover(self) -> None:
+        # A live region's sweeper heartbeats once per run: a staleness not above the
+        # schedule's interval would take over from regions that are running (the
+        # runtime refuses it too: streamer.regions.TakeoverSettings).
+        if self.heartbeat_stale_s <= SCHEDULE_INTERVAL_S:
+            raise ConfigError(
+                f"streamer:heartbeatStaleS: {self.heartbeat_stale_s} must exceed the sweeper's "
+                f"schedule interval, {SCHEDULE_INTERVAL_S} s"
+            )
+        if not 0 <= self.takeover_grace_s <= 86_400:
+            raise ConfigError(
+                f"streamer:takeoverGraceS: {self.takeover_grace_s} is not in [0, 86400]"
             )
 
     def _check_rollout(self) -> None:
@@ -574,7 +623,7 @@ def kms_key_arns(value: str | None, regions: tuple[str, ...]) -> dict[str, str]:
 
 def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]:
     """`streamer:vpc`: by region, `{vpcId, subnetIds, securityGroupIds, routeTableIds,
-    eventBridgeEndpoint}`; every configured region or none."""
+    eventBridgeEndpoint, egress}`; every configured region or none."""
     if not given:
         return {}
     if not isinstance(given, dict) or set(given) != set(regions):
@@ -584,8 +633,8 @@ def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]
         key = f"streamer:vpc.{region}"
         fields = {"vpcId", "subnetIds", "securityGroupIds", "routeTableIds"}
         if not isinstance(entry, dict) or not fields <= set(entry):
-            raise ConfigError(f"{key}: give {sorted(fields)} (and eventBridgeEndpoint)")
-        unknown = set(entry) - fields - {"eventBridgeEndpoint"}
+            raise ConfigError(f"{key}: give {sorted(fields)} (and eventBridgeEndpoint, egress)")
+        unknown = set(entry) - fields - {"eventBridgeEndpoint", "egress"}
         if unknown:
             raise ConfigError(f"{key}: unknown keys {sorted(unknown)}")
         settings = VpcSettings(
@@ -596,6 +645,7 @@ def vpc_settings(given: Any, regions: tuple[str, ...]) -> dict[str, VpcSettings]
             event_bridge_endpoint=config_value(
                 f"vpc.{region}.eventBridgeEndpoint", entry.get("eventBridgeEndpoint", False), False
             ),
+            egress=config_value(f"vpc.{region}.egress", entry.get("egress", False), False),
         )
         _check_vpc(key, settings)
         found[region] = settings

@@ -3,7 +3,8 @@
 Keys, indexes, TTL attribute and stream view come from `streamer.schema`, the same
 definitions the runtime's models use. Each table is created by the home region's
 provider with a 2019.11.21 replica in every other region; `in_region` gives the
-names and that region's ARNs (table and stream), which the region's functions use.
+names, the tables' ARNs in every region of the stack (a region's functions may write to
+any region's replica: a request's decider, issue 16) and that region's stream.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class RegionalTables:
     """The tables as one region's functions see them."""
 
     names: Mapping[str, pulumi.Output[str]]
-    arns: Mapping[str, pulumi.Output[str]]
+    #: By region of the stack, in stack order: the ARN of each table there (the home
+    #: table's own, a replica's elsewhere), by logical name.
+    arns_by_region: Mapping[str, Mapping[str, pulumi.Output[str]]]
+    #: The region's own replica's stream of the requests table.
     requests_stream_arn: pulumi.Output[str]
 
 
@@ -115,16 +119,25 @@ class Tables(pulumi.ComponentResource):
         )
 
     def in_region(self, region: str) -> RegionalTables:
-        """Names and `region`'s ARNs: the home table's own, or its replica's there."""
+        """Names, every region's ARNs, and `region`'s stream (the home table's own, or
+        its replica's there)."""
+        requests = self.tables[REQUESTS.logical_name]
         if region == self._home:
-            arns = {logical: table.arn for logical, table in self.tables.items()}
-            stream = self.tables[REQUESTS.logical_name].stream_arn
+            stream = requests.stream_arn
         else:
-            arns = {
-                logical: _replica(table, region, "arn") for logical, table in self.tables.items()
-            }
-            stream = _replica(self.tables[REQUESTS.logical_name], region, "stream_arn")
-        return RegionalTables(names=self.names, arns=arns, requests_stream_arn=stream)
+            stream = _replica(requests, region, "stream_arn")
+        return RegionalTables(
+            names=self.names,
+            arns_by_region={
+                each: self._arns(each) for each in (self._home, *self._replica_regions)
+            },
+            requests_stream_arn=stream,
+        )
+
+    def _arns(self, region: str) -> dict[str, pulumi.Output[str]]:
+        if region == self._home:
+            return {logical: table.arn for logical, table in self.tables.items()}
+        return {logical: _replica(table, region, "arn") for logical, table in self.tables.items()}
 
 
 def _replica(table: aws.dynamodb.Table, region: str, attribute: str) -> pulumi.Output[str]:

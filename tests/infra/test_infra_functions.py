@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from components.functions import (
+    HEARTBEAT_STALE_S,
+    MULTI_REGION_VARIABLES,
+    STACK_REGIONS,
+    SWEEP_INTERVAL_S,
+    TAKEOVER_GRACE_S,
+)
 from components.package import Artifacts
 from components.plan import SECRET, Plan, managed_powertools_arn
 from components.settings import ConfigError
@@ -20,8 +27,14 @@ from .graph import PROJECT, alias, environment, function, functions, grants
 
 pytestmark = pytest.mark.infra
 
-#: Variable groups, also read by the HTTP API's test.
-COMMON = {config.LOG_LEVEL, config.LOG_DEBUG_SAMPLE_RATE, config.STAGE, config.TRACING}
+#: Variable groups, also read by the HTTP API's test. Every function gets the log
+#: settings, and the regions and takeover times (issue 16).
+COMMON = {
+    config.LOG_LEVEL,
+    config.LOG_DEBUG_SAMPLE_RATE,
+    config.STAGE,
+    config.TRACING,
+} | MULTI_REGION_VARIABLES
 TABLES = {config.CONNECTIONS_TABLE, config.REQUESTS_TABLE, config.SUBSCRIPTIONS_TABLE}
 REQUEST_TUNING = {
     config.APP_MODULE,
@@ -116,9 +129,10 @@ def test_function_gets_the_variables_the_runtime_reads(
     env = environment(plan, region, name)
 
     # THEN it has exactly the names the catalog gives it that the stack has a value for,
-    # all from streamer.config, never the ones Lambda sets
-    assert set(env) == catalog.FUNCTIONS[name].environment - UNCONFIGURED == ENVIRONMENT[name]
-    assert set(env) <= set(config.ALL)
+    # and the multi-region ones, all read by streamer.config, never the ones Lambda sets
+    wanted = catalog.FUNCTIONS[name].environment | MULTI_REGION_VARIABLES
+    assert set(env) == wanted - UNCONFIGURED == ENVIRONMENT[name]
+    assert set(env) <= set(config.ALL) | MULTI_REGION_VARIABLES
     assert config.REGION not in env
     assert config.MANAGEMENT_ENDPOINT not in env
     assert env[config.TRACING] == "true"
@@ -180,9 +194,10 @@ def test_a_public_key_reaches_only_the_authorizer_and_stays_secret(artifacts_dir
     # (which makes the whole environment secret), with the tenants; no other function gets
     # either, and the plan never shows the key
     for name in verifiers:
-        assert set(envs[name]) == (
-            catalog.FUNCTIONS[name].environment - UNCONFIGURED - {config.JWT_JWKS_URL}
-        ) | {config.JWT_PUBLIC_KEY, config.ALLOWED_TENANTS}
+        assert set(envs[name]) == (ENVIRONMENT[name] - {config.JWT_JWKS_URL}) | {
+            config.JWT_PUBLIC_KEY,
+            config.ALLOWED_TENANTS,
+        }
     assert set(envs["authorizer"].values()) == {SECRET}
     for name, env in envs.items():
         if name not in verifiers:
@@ -262,8 +277,10 @@ def test_scheduled_functions_run_every_minute(
     permission = plan.named(f"{PROJECT}-{region}-{name}-invoke")
     scheduled = function(plan, region, name)
 
-    # WHEN it is read  THEN it invokes the function once a minute, and only it may
+    # WHEN it is read  THEN it invokes the function once a minute, and only it may; the
+    # function is told that interval
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
+    assert environment(plan, region, name)[SWEEP_INTERVAL_S] == "60"
     assert target.inputs["arn"] == alias(plan, region, name).outputs["arn"]
     assert target.inputs["rule"] == rule.outputs["name"]
     assert permission.inputs["function"] == scheduled.outputs["name"]
@@ -355,3 +372,54 @@ def test_a_reservation_of_zero_is_refused(artifacts_dir: Path) -> None:
         run_stack(
             "dev", artifacts_dir, overrides={"functions": {"sweeper": {"reservedConcurrency": 0}}}
         )
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
+@pytest.mark.parametrize("name", sorted(catalog.FUNCTIONS))
+def test_every_function_knows_the_stacks_regions_and_the_takeover_times(
+    request: pytest.FixtureRequest, stack: str, region: str, name: str
+) -> None:
+    # GIVEN one function of one region (dev has one region, prod two)
+    plan: Plan = request.getfixturevalue(stack)
+
+    # WHEN its environment is read
+    env = environment(plan, region, name)
+
+    # THEN it names every region of the stack in stack order, its own among them, so a
+    # write can go to any region's replica; the sweeper's interval as deployed; and the
+    # default takeover times
+    # (Pulumi.<stack>.yaml's streamer:regions)
+    assert env[STACK_REGIONS] == {"dev": "us-east-1", "prod": "us-east-1,eu-west-1"}[stack]
+    assert region in env[STACK_REGIONS].split(",")
+    sweeper = plan.named(f"{PROJECT}-{region}-sweeper-schedule")
+    assert sweeper.inputs["scheduleExpression"] == "rate(1 minute)"
+    assert env[SWEEP_INTERVAL_S] == "60"
+    assert (env[HEARTBEAT_STALE_S], env[TAKEOVER_GRACE_S]) == ("180", "30")
+
+
+def test_the_takeover_times_come_from_config(artifacts_dir: Path) -> None:
+    # GIVEN prod with a staleness of 5 minutes and no grace
+    plan = run_stack("prod", artifacts_dir, overrides={"heartbeatStaleS": 300, "takeoverGraceS": 0})
+
+    # WHEN the functions of both regions are read  THEN each has what was given
+    for region in ("us-east-1", "eu-west-1"):
+        for name in catalog.FUNCTIONS:
+            env = environment(plan, region, name)
+            assert (env[HEARTBEAT_STALE_S], env[TAKEOVER_GRACE_S]) == ("300", "0")
+
+
+@pytest.mark.parametrize(
+    ("given", "key"),
+    [
+        ({"heartbeatStaleS": 60}, "streamer:heartbeatStaleS"),
+        ({"takeoverGraceS": -1}, "streamer:takeoverGraceS"),
+    ],
+)
+def test_takeover_times_that_cannot_work_are_refused(
+    artifacts_dir: Path, given: dict, key: str
+) -> None:
+    # GIVEN a staleness no longer than the sweeper's interval (a running region would be
+    # taken over between two heartbeats) or a negative grace
+    # WHEN the program runs  THEN it stops, naming the key
+    with pytest.raises(ConfigError, match=key):
+        run_stack("prod", artifacts_dir, overrides=given)

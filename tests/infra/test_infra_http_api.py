@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from components.functions import MULTI_REGION_VARIABLES
 from components.plan import Plan
 from streamer import config, entry
 
@@ -227,7 +228,7 @@ def test_the_function_gets_the_variables_the_runtime_reads(
     plan: Plan = request.getfixturevalue(stack)
     env = environment(plan, region, "http")
     assert set(env) == ENVIRONMENT
-    assert set(env) <= set(config.ALL)
+    assert set(env) <= set(config.ALL) | MULTI_REGION_VARIABLES
 
 
 @pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
@@ -235,18 +236,24 @@ def test_the_role_reaches_the_requests_table_and_the_circuit_breaker_only(
     request: pytest.FixtureRequest, stack: str, region: str
 ) -> None:
     plan: Plan = request.getfixturevalue(stack)
-    requests = table_arns(plan, region)["requests"]
-    # The circuit breaker's items live in the connections table (streamer.store.circuits).
-    connections = table_arns(plan, region)["connections"]
     log_group = plan.named(f"{PROJECT}-{region}-http-logs").outputs["arn"]
+    # On the tables of every region of the stack: a request is written at its decider's
+    # replica, wherever that is (issue 16).
+    tables: set[tuple[str, str]] = set()
+    for each in REGIONS[stack]:
+        requests = table_arns(plan, each)["requests"]
+        # The circuit breaker's items live in the connections table (streamer.store.circuits).
+        connections = table_arns(plan, each)["connections"]
+        tables |= {
+            ("dynamodb:GetItem", requests),
+            ("dynamodb:PutItem", requests),
+            ("dynamodb:UpdateItem", requests),
+            ("dynamodb:Query", f"{requests}/index/by_active_owner"),
+            ("dynamodb:BatchGetItem", connections),
+            ("dynamodb:UpdateItem", connections),
+        }
 
-    assert grants(plan, region, "http") == {
-        ("dynamodb:GetItem", requests),
-        ("dynamodb:PutItem", requests),
-        ("dynamodb:UpdateItem", requests),
-        ("dynamodb:Query", f"{requests}/index/by_active_owner"),
-        ("dynamodb:BatchGetItem", connections),
-        ("dynamodb:UpdateItem", connections),
+    assert grants(plan, region, "http") == tables | {
         ("logs:CreateLogStream", f"{log_group}:*"),
         ("logs:PutLogEvents", f"{log_group}:*"),
         ("xray:PutTraceSegments", "*"),
@@ -259,6 +266,31 @@ def test_the_http_url_of_every_region_is_exported(prod: Plan) -> None:
         region: prod.named(f"{component(prod, region)}-stage").outputs["invokeUrl"]
         for region in REGIONS["prod"]
     }
+
+
+@pytest.mark.parametrize(("stack", "region"), stacks_and_regions())
+def test_the_http_url_is_an_https_url_and_the_websocket_url_a_wss_one(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN one region's HTTP API and WebSocket API
+    plan: Plan = request.getfixturevalue(stack)
+    (http_api,) = of_type(plan, region, "aws:apigatewayv2/api:Api")
+    websocket = plan.named(f"{PROJECT}-{region}-websocket-api")
+
+    # WHEN the URLs the stack exports are read
+    http_url, websocket_url = (
+        plan.outputs["httpUrls"][region],
+        plan.outputs["websocketUrls"][region],
+    )
+
+    # THEN the HTTP API is called over https at its `$default` stage's root and the
+    # WebSocket API over wss at its named stage, as API Gateway gives them (and a browser
+    # fetches only the first)
+    host = f"execute-api.{region}.amazonaws.com"
+    assert http_url == f"https://{http_api.id}.{host}/"
+    assert http_api.outputs["apiEndpoint"] == f"https://{http_api.id}.{host}"
+    assert websocket_url == f"wss://{websocket.id}.{host}/{stack}"
+    assert websocket.outputs["apiEndpoint"] == f"wss://{websocket.id}.{host}"
 
 
 def test_with_a_pem_key_the_routes_keep_the_authorizer(artifacts_dir: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from components.plan import Plan
+from components.plan import ACCOUNT, Plan
 
 from .graph import PROJECT, connections_arn, grants, requests_stream_arn, table_arns
 
@@ -21,6 +23,8 @@ PUT_EVENTS = "events:PutEvents"
 STREAM_READ = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
 #: Listing streams takes no resource-level permission: only "*" grants it.
 LIST_STREAMS = "dynamodb:ListStreams"
+#: A table's ARN or one of its indexes' (not a stream's): region, table name, index.
+TABLE_ARN = re.compile(rf"^arn:aws:dynamodb:([a-z0-9-]+):{ACCOUNT}:table/([^/]+)(/index/[^/]+)?$")
 
 #: What each function calls, on what (from streamer.store): written out here, not taken
 #: from the components. Forgetting a connection (disconnect, or a 410 on delivery) deletes
@@ -77,30 +81,52 @@ CALLS: dict[str, dict[str, set[str]]] = {
 SENDERS = {"router", "processor", "sweeper", "poller", "publish"}
 
 
-def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
+def stack_regions(plan: Plan) -> list[str]:
+    return [p.inputs["region"] for p in plan.of_type("pulumi:providers:aws")]
+
+
+def table_resources(plan: Plan, region: str) -> dict[str, str]:
+    """The tables and indexes of CALLS in one region (the home table or its replica)."""
     tables = table_arns(plan, region)
-    log_group = plan.named(f"{PROJECT}-{region}-{name}-logs").outputs["arn"]
-    resources = {
+    return {
         **tables,
         "subscriptions/index/by_connection": f"{tables['subscriptions']}/index/by_connection",
         "requests/index/by_due": f"{tables['requests']}/index/by_due",
         "requests/index/by_active_owner": f"{tables['requests']}/index/by_active_owner",
-        "requests stream": requests_stream_arn(plan, region),
-        "every stream": "*",
-        "dead letters": plan.named(f"{PROJECT}-{region}-processor-dead-letters").outputs["arn"],
         "connections/index/by_user": f"{tables['connections']}/index/by_user",
-        "bus": plan.named(f"{PROJECT}-{region}-notifications-bus").outputs["arn"],
-        "notification dead letters": plan.named(
-            f"{PROJECT}-{region}-notifications-dead-letters"
-        ).outputs["arn"],
     }
-    pairs = {(a, resources[key]) for key, actions in CALLS[name].items() for a in actions}
+
+
+def expected_grants(plan: Plan, region: str, name: str) -> set[tuple[str, str]]:
+    log_group = plan.named(f"{PROJECT}-{region}-{name}-logs").outputs["arn"]
+    # A table call may go to any region's replica (a request's decider, issue 16): the
+    # tables and indexes are granted in every region of the stack; the rest is the region's.
+    resources: dict[str, list[str]] = {
+        key: [table_resources(plan, each)[key] for each in stack_regions(plan)]
+        for key in table_resources(plan, region)
+    }
+    resources |= {
+        "requests stream": [requests_stream_arn(plan, region)],
+        "every stream": ["*"],
+        "dead letters": [plan.named(f"{PROJECT}-{region}-processor-dead-letters").outputs["arn"]],
+        "bus": [plan.named(f"{PROJECT}-{region}-notifications-bus").outputs["arn"]],
+        "notification dead letters": [
+            plan.named(f"{PROJECT}-{region}-notifications-dead-letters").outputs["arn"]
+        ],
+    }
+    pairs = {
+        (a, resource)
+        for key, actions in CALLS[name].items()
+        for a in actions
+        for resource in resources[key]
+    }
     pairs |= {("logs:CreateLogStream", f"{log_group}:*"), ("logs:PutLogEvents", f"{log_group}:*")}
     # Tracing is on in dev and prod; X-Ray's actions accept no narrower resource.
     pairs |= {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
     if name in SENDERS:
-        regions = [p.inputs["region"] for p in plan.of_type("pulumi:providers:aws")]
-        pairs |= {("execute-api:ManageConnections", connections_arn(plan, r)) for r in regions}
+        pairs |= {
+            ("execute-api:ManageConnections", connections_arn(plan, r)) for r in stack_regions(plan)
+        }
     return pairs
 
 
@@ -117,7 +143,8 @@ def test_role_allows_exactly_what_the_function_calls(
     # WHEN every policy attached to its role is read
     allowed = grants(plan, region, name)
 
-    # THEN it allows exactly the expected actions on exactly that region's resources
+    # THEN it allows exactly the expected actions on exactly that region's resources, and
+    # its table actions on the tables of every region of the stack
     assert allowed == expected_grants(plan, region, name)
 
 
@@ -165,3 +192,44 @@ def test_senders_may_post_through_every_regional_api_of_the_stack(prod: Plan) ->
             # THEN the senders reach both APIs (a subscriber may be connected to the
             # other region); the others reach none
             assert posting == (apis if name in SENDERS else set()), (region, name)
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_each_function_has_the_same_table_actions_on_every_regions_replica(
+    prod: Plan, region: str, name: str
+) -> None:
+    # GIVEN one function of prod (us-east-1 and eu-west-1) and the tables' names
+    names = prod.outputs["tableNames"]
+
+    # WHEN its DynamoDB grants on tables are grouped by the region their ARN names
+    by_region: dict[str, set[tuple[str, str]]] = {}
+    for action, resource in grants(prod, region, name):
+        match = TABLE_ARN.match(resource)
+        if action.startswith("dynamodb:") and match:
+            replica, table, index = match.groups()
+            by_region.setdefault(replica, set()).add((action, f"{table}{index or ''}"))
+
+    # THEN each is a replica's ARN (`arn:aws:dynamodb:<region>:<account>:table/<name>`,
+    # its indexes `/index/<name>`) in a region of the stack, with the same actions on the
+    # same tables in each: a write to the decider's replica in the other region is allowed
+    # exactly as one to its own, and no other table is
+    if not CALLS[name]:
+        assert by_region == {}
+        return
+    assert set(by_region) == {"us-east-1", "eu-west-1"}
+    assert by_region["us-east-1"] == by_region["eu-west-1"]
+    assert {table.split("/")[0] for _, table in by_region[region]} <= set(names.values())
+
+
+def test_a_single_region_stack_grants_its_own_tables_only(dev: Plan) -> None:
+    # GIVEN dev, one region  WHEN every function's table grants are read
+    regions = {
+        TABLE_ARN.match(resource).group(1)
+        for name in CALLS
+        for action, resource in grants(dev, "us-east-1", name)
+        if action.startswith("dynamodb:") and TABLE_ARN.match(resource)
+    }
+
+    # THEN they name us-east-1 only
+    assert regions == {"us-east-1"}

@@ -16,6 +16,7 @@ from components.settings import (
     ProcessorSettings,
     RuntimeTuning,
     StackSettings,
+    VpcSettings,
 )
 from streamer import config
 
@@ -32,6 +33,27 @@ VALID = StackSettings(
 
 def with_(**changes) -> StackSettings:
     return dataclasses.replace(VALID, **changes)
+
+
+#: A VPC whose subnets are stated to have a NAT route.
+IN_VPC = VpcSettings(
+    vpc_id="vpc-0a1",
+    subnet_ids=("subnet-0a1",),
+    security_group_ids=("sg-0a1",),
+    route_table_ids=("rtb-0a1",),
+    egress=True,
+)
+
+
+def test_a_multi_region_stack_in_a_vpc_with_stated_egress_and_the_default_times_passes() -> None:
+    # GIVEN two regions, each in a VPC stated to have a NAT route, and the default times
+    settings = with_(
+        regions=("us-east-1", "eu-west-1"), vpc={"us-east-1": IN_VPC, "eu-west-1": IN_VPC}
+    )
+
+    # WHEN they are checked  THEN nothing is refused, and the times are 180 s and 30 s
+    settings.check()
+    assert (settings.heartbeat_stale_s, settings.takeover_grace_s) == (180, 30)
 
 
 def test_runtime_defaults_are_the_runtimes_own() -> None:
@@ -76,6 +98,15 @@ def test_runtime_defaults_are_the_runtimes_own() -> None:
         (with_(runtime=RuntimeTuning(rate_limit_burst=-5)), "streamer:runtime.rateLimitBurst"),
         (with_(runtime=RuntimeTuning(poller_batch_size=0)), "streamer:runtime.pollerBatchSize"),
         (with_(bootstrap_stack="{org}/streamer-bootstrap/{region}"), "streamer:bootstrapStack"),
+        (with_(heartbeat_stale_s=60), "streamer:heartbeatStaleS"),
+        (with_(takeover_grace_s=-1), "streamer:takeoverGraceS"),
+        (
+            with_(
+                regions=("us-east-1", "eu-west-1"),
+                vpc={"us-east-1": IN_VPC, "eu-west-1": dataclasses.replace(IN_VPC, egress=False)},
+            ),
+            "streamer:vpc.eu-west-1.egress",
+        ),
     ],
 )
 def test_unworkable_settings_are_refused_naming_the_key(settings: StackSettings, key: str) -> None:

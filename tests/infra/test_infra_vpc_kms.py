@@ -120,6 +120,7 @@ def test_the_eventbridge_interface_endpoint_is_made_when_asked_for(artifacts_dir
             "securityGroupIds",
         ),
         ("dev", {"us-east-1": {**vpc_of("us-east-1"), "natGateway": True}}, "unknown keys"),
+        ("dev", {"us-east-1": vpc_of("us-east-1", egress="nat")}, "egress must be a boolean"),
     ],
 )
 def test_a_vpc_lambda_could_not_use_is_refused(
@@ -127,6 +128,55 @@ def test_a_vpc_lambda_could_not_use_is_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=key):
         run_stack(stack, artifacts_dir, overrides={"vpc": vpc})
+
+
+def test_a_multi_region_stack_in_a_vpc_without_stated_egress_is_refused(
+    artifacts_dir: Path,
+) -> None:
+    # GIVEN prod (two regions) in a VPC in each region, eu-west-1's without `egress`
+    vpc = {
+        "us-east-1": vpc_of("us-east-1", egress=True),
+        "eu-west-1": vpc_of("eu-west-1"),
+    }
+
+    # WHEN the program runs  THEN it stops before creating anything, naming the key and
+    # why: the DynamoDB gateway endpoint serves its own region only, and the functions
+    # write to the other region's replica
+    with pytest.raises(ConfigError, match=r"streamer:vpc\.eu-west-1\.egress: .*NAT gateway"):
+        run_stack("prod", artifacts_dir, overrides={"vpc": vpc})
+
+
+def test_a_multi_region_stack_in_a_vpc_with_egress_gets_each_regions_gateway_endpoint(
+    artifacts_dir: Path,
+) -> None:
+    # GIVEN prod in a VPC in each region, each stating its NAT egress
+    vpc = {region: vpc_of(region, egress=True) for region in ("us-east-1", "eu-west-1")}
+
+    # WHEN the program runs
+    plan = run_stack("prod", artifacts_dir, overrides={"vpc": vpc})
+
+    # THEN each region has its own region's DynamoDB gateway endpoint only (the other
+    # region's replica is reached through the NAT), and its functions run in the VPC
+    endpoints = {(e.region, e.inputs["serviceName"]) for e in plan.of_type(ENDPOINT)}
+    assert endpoints == {
+        ("us-east-1", "com.amazonaws.us-east-1.dynamodb"),
+        ("eu-west-1", "com.amazonaws.eu-west-1.dynamodb"),
+    }
+    for region in ("us-east-1", "eu-west-1"):
+        for function in functions(plan, region).values():
+            assert function.inputs["vpcConfig"]["subnetIds"] == ["subnet-0a1", "subnet-0b2"]
+
+
+def test_a_single_region_stack_in_a_vpc_needs_no_egress_statement(artifacts_dir: Path) -> None:
+    # GIVEN dev (one region) in a VPC without `egress`: its functions reach only their own
+    # region's tables, which the gateway endpoint serves
+    vpc = {"us-east-1": vpc_of("us-east-1", egress=False)}
+
+    # WHEN the program runs  THEN it plans the VPC's endpoint as without the key
+    plan = run_stack("dev", artifacts_dir, overrides={"vpc": vpc})
+    assert [e.inputs["serviceName"] for e in plan.of_type(ENDPOINT)] == [
+        "com.amazonaws.us-east-1.dynamodb"
+    ]
 
 
 def test_a_created_key_per_region_rotates_and_lets_each_service_use_it(with_key: Plan) -> None:
