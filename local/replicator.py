@@ -177,6 +177,12 @@ class Replicator:
         with self._lock:
             self._isolated.discard(self._known(region))
 
+    @property
+    def isolated(self) -> tuple[str, ...]:
+        """The regions cut off now, in the order of `regions`."""
+        with self._lock:
+            return tuple(r for r in self.regions if r in self._isolated)
+
     def start(self) -> None:
         for region in self.regions:
             for table in self.tables:
