@@ -26,20 +26,15 @@ same ports with the same API id.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import pickle
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +43,7 @@ from typing import Any
 from local import dynamodb, region_control, tokens
 from local.faults import PREFIX
 from local.management import HttpResponse, HttpServer
-from local.region_child import RegionLaunch
+from local.region_child import RegionLaunch, RegionProcess
 from local.region_control import RUNNING, STOPPED, RegionFailed
 from local.replicator import Replicator
 from local.stack import StackOptions, StartupError, write_ready_file
@@ -67,9 +62,6 @@ DEFAULT_REPLICATION_LAG_S = 0.5
 DEFAULT_TAKEOVER_GRACE_S = 1.0
 #: A region's heartbeat is stale after this many sweep intervals without one (by default).
 HEARTBEAT_STALE_SWEEPS = 3
-REGION_START_TIMEOUT_S = 90
-#: How long a region stopped with SIGTERM may take past its shutdown grace.
-REGION_STOP_MARGIN_S = 20
 #: The checkout root, where `python -m local.region_child` is found.
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,74 +142,6 @@ def region_environment(
         config.WATCH_TOKEN_SECRET: os.environ.get(config.WATCH_TOKEN_SECRET)
         or secrets.token_urlsafe(32),
     }
-
-
-class RegionProcess:
-    """One region's stack in a process (and process group) of its own; started again at will."""
-
-    def __init__(self, launch: RegionLaunch, environment: Mapping[str, str]) -> None:
-        self.region = launch.options.region
-        self._launch = launch
-        self._environment = dict(environment)
-        assert launch.options.ready_file is not None
-        self._ready_file = launch.options.ready_file
-        self._process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self.running else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self, timeout_s: float = REGION_START_TIMEOUT_S) -> dict:
-        """Start the region's stack; its ready file's content once it is ready."""
-        self._ready_file.unlink(missing_ok=True)
-        # Its own session: a terminal's Ctrl-C reaches only the multi-region stack, which
-        # stops the regions itself, and an outage kills the region's whole group.
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "local.region_child"],
-            stdin=subprocess.PIPE,
-            env=self._environment,
-            start_new_session=True,
-        )
-        assert self._process.stdin is not None
-        with self._process.stdin as stdin:
-            pickle.dump(self._launch, stdin)
-        deadline = time.monotonic() + timeout_s
-        while not self._ready_file.exists():
-            code = self._process.poll()
-            if code is not None:
-                raise RegionFailed(f"region {self.region} exited {code} before it was ready")
-            if time.monotonic() > deadline:
-                self.stop(graceful=False)
-                raise RegionFailed(f"region {self.region} was not ready in {timeout_s:g} s")
-            time.sleep(0.05)
-        return json.loads(self._ready_file.read_text())
-
-    def stop(self, graceful: bool) -> None:
-        """Gracefully: SIGTERM, as `python -m local` stops. Otherwise the region's process
-        group is killed at once, as an outage ends it: every worker mid-invocation too."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            if graceful:
-                process.terminate()
-                timeout = self._launch.options.shutdown_grace_s + REGION_STOP_MARGIN_S
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    log.error("region %s did not stop in %.0f s; killing it", self.region, timeout)
-            self._kill_group(process.pid)
-            process.wait()
-        self._ready_file.unlink(missing_ok=True)
-
-    @staticmethod
-    def _kill_group(pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 class _NoConnections:
@@ -433,10 +357,10 @@ class MultiRegionStack:
 
 def serve(options: RegionsOptions, announce) -> None:
     """Run until SIGINT or SIGTERM."""
+    stack = MultiRegionStack(options)
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
-    stack = MultiRegionStack(options)
     try:
         announce(stack.start())
         while not stop.wait(0.5):
