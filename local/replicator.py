@@ -61,6 +61,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.dynamodb import client
+from local.event_source_mapping import REOPEN_ITERATOR
 
 log = logging.getLogger("local.replicator")
 
@@ -263,7 +264,7 @@ class Replicator:
                 try:
                     answer = api.get_records(ShardIterator=shard.iterator, Limit=1000)
                 except ClientError as error:
-                    if error.response["Error"]["Code"] != "ExpiredIteratorException":
+                    if error.response["Error"]["Code"] not in REOPEN_ITERATOR:
                         raise
                     shard.iterator = self._open(api, stream.arn, shard)
                     continue
