@@ -9,7 +9,12 @@ gateway as a single-region stack in a process of its own
 (`local.region_child`): every function reads its environment once per
 process, and a region's functions must see that region. Each region's event
 source mapping reads its own replica's stream, where replicated writes
-appear as they do on AWS.
+appear as they do on AWS: a write to one replica is replicated to all the
+others ("Global tables core concepts", Amazon DynamoDB developer guide,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/globaltables-CoreConcepts.html),
+each replica has its own stream, and the `ReplicationLatency` metric is
+defined as the time between a change appearing in one replica's stream and
+in another replica (DynamoDB's CloudWatch metrics).
 
 Every function of every region gets the deployment's regions, each region's
 table endpoint, each region's API in its management endpoint overrides, and
