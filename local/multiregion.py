@@ -149,6 +149,36 @@ def region_environment(
     }
 
 
+#: What the ready file says of each region.
+READY_PER_REGION = (
+    "websocket_url",
+    "management_url",
+    "http_url",
+    "api_id",
+    "dynamodb_endpoint",
+    "batch_provider_url",
+    "faults_url",
+)
+
+
+def ready_file_content(
+    options: RegionsOptions, started: Mapping[str, dict], control_url: str | None
+) -> dict:
+    """The first region's ready file (`pid`: this process), with every region's URLs."""
+    ready = {
+        **started[options.regions[0]],
+        "pid": os.getpid(),
+        "regions": {
+            region: {name: content[name] for name in READY_PER_REGION if name in content}
+            for region, content in started.items()
+        },
+        "replication_lag_s": options.replication_lag_s,
+    }
+    if control_url is not None:
+        ready["control_url"] = control_url
+    return ready
+
+
 class _NoConnections:
     """The control server has no connections: `region_control.handle` answers every path."""
 
@@ -239,7 +269,8 @@ class MultiRegionStack:
                 )
         except RegionFailed as error:
             raise StartupError(str(error)) from None
-        self.ready = self._ready(started)
+        control_url = self._start_control() if stack.faults else None
+        self.ready = ready_file_content(options, started, control_url)
         if stack.ready_file is not None:
             write_ready_file(stack.ready_file, self.ready)
         log.info("ready: regions %s", ", ".join(options.regions))
@@ -265,39 +296,17 @@ class MultiRegionStack:
             raise StartupError(str(failure))
         return databases
 
-    def _ready(self, started: Mapping[str, dict]) -> dict:
-        """The first region's ready file, with every region's URLs, as one stack's."""
-        first = started[self.options.regions[0]]
-        per_region = (
-            "websocket_url",
-            "management_url",
-            "http_url",
-            "api_id",
-            "dynamodb_endpoint",
-            "batch_provider_url",
-            "faults_url",
+    def _start_control(self) -> str:
+        """The control API on a port of its own: it answers while any region is stopped."""
+        host = self.options.stack.host
+        self._control = HttpServer(
+            host,
+            0,
+            lambda method, path: HttpResponse(404),
+            intercept=lambda method, path, body: region_control.handle(self, method, path, body),
         )
-        ready = {
-            **first,
-            "pid": os.getpid(),
-            "regions": {
-                region: {name: content[name] for name in per_region if name in content}
-                for region, content in started.items()
-            },
-            "replication_lag_s": self.options.replication_lag_s,
-        }
-        if self.options.stack.faults:
-            self._control = HttpServer(
-                self.options.stack.host,
-                0,
-                lambda method, path: HttpResponse(404),
-                intercept=lambda method, path, body: region_control.handle(
-                    self, method, path, body
-                ),
-            )
-            self._control.start(_NoConnections())
-            ready["control_url"] = f"http://{self.options.stack.host}:{self._control.port}{PREFIX}"
-        return ready
+        self._control.start(_NoConnections())
+        return f"http://{host}:{self._control.port}{PREFIX}"
 
     # --- the control API (`region_control.Regions`) -----------------------------------
 
