@@ -4,8 +4,8 @@
 `start_stack`, waiting for its ready file), handed to each test with both
 regions running, the replication lag back at `LAG_S` and every replica
 connected. It runs the fault suite's app (`tests.faults.app`, which journals
-every handler run) with the fault suite's short timings, so takeovers and
-re-drives happen within seconds.
+every handler run, plus `environment`: `tests.regions.app`) with the fault
+suite's short timings, so takeovers and re-drives happen within seconds.
 
     def test_x(two_regions):
         us, eu = two_regions.region(US), two_regions.region(EU)  # a FaultyStack each
@@ -148,7 +148,7 @@ def start_regions(directory: Path, *args: str) -> Iterator[TwoRegions]:
                     str(LAG_S),
                     "--faults",
                     "--app",
-                    "tests.faults.app",
+                    "tests.regions.app",
                     "--processor-timeout",
                     str(PROCESSOR_TIMEOUT_S),
                     "--sweep-interval",

@@ -9,15 +9,18 @@ are gone while the other region goes on, and it answers again once started.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from local import multiregion
+from streamer.endpoints import parse_overrides
 from tests.e2e.wire import ask, eventually, open_socket, run, unique
 from tests.faults.conftest import TENANT, FaultRefused, FaultyStack
-from tests.regions.conftest import EU, REGIONS, US, TwoRegions
+from tests.regions.conftest import EU, REGIONS, SWEEP_INTERVAL_S, US, TwoRegions
 
 pytestmark = pytest.mark.regions
 
@@ -70,6 +73,30 @@ def test_one_dev_token_answers_in_every_region(two_regions: TwoRegions) -> None:
         answer = _echo(two_regions.region(name), token)
         assert answer["type"] == "response", (name, answer)
         assert answer["data"] == {"echo": {"n": 1}}
+
+
+def test_each_regions_functions_can_reach_every_region(two_regions: TwoRegions) -> None:
+    ready = two_regions.stack.ready
+    endpoints = {r: urls["dynamodb_endpoint"] for r, urls in ready["regions"].items()}
+    management = {urls["api_id"]: urls["management_url"] for urls in ready["regions"].values()}
+    for name in REGIONS:
+        region = two_regions.region(name)
+
+        async def ask_environment(region: FaultyStack = region) -> dict:
+            async with open_socket(region.stack.url(region.stack.dev_token)) as socket:
+                return await ask(socket, {"action": "environment", "id": unique("env")})
+
+        seen = run(ask_environment())["data"]
+        assert seen["AWS_REGION"] == name
+        assert seen["AWS_ENDPOINT_URL_DYNAMODB"] == endpoints[name]
+        assert seen["STREAMER_REGIONS"].split(",") == list(REGIONS)
+        assert json.loads(seen["STREAMER_TABLE_ENDPOINTS"]) == endpoints
+        assert parse_overrides(seen["STREAMER_MANAGEMENT_ENDPOINT"]) == management
+        assert float(seen["STREAMER_SWEEP_INTERVAL_S"]) == SWEEP_INTERVAL_S
+        stale = multiregion.HEARTBEAT_STALE_SWEEPS * SWEEP_INTERVAL_S
+        assert float(seen["STREAMER_HEARTBEAT_STALE_S"]) == stale
+        grace = multiregion.DEFAULT_TAKEOVER_GRACE_S
+        assert float(seen["STREAMER_TAKEOVER_GRACE_S"]) == grace
 
 
 def test_an_async_request_completes_in_each_region(two_regions: TwoRegions) -> None:
