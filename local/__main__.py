@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from local import dynamodb, ingress, tokens
+from local import dynamodb, ingress, logs, multiregion, tokens
 from local.event_source_mapping import MappingConfig
 from local.gateway import Limits
 from local.stack import INVOCATION_MODES, PROCESSES, Stack, StackOptions, StartupError
@@ -51,7 +51,40 @@ def _stack_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory of an app kept outside lambdas/, searched first for --app",
     )
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or "us-east-1")
+    parser.add_argument(
+        "--dynamodb-endpoint",
+        metavar="URL",
+        help="use this running DynamoDB (its missing tables are created) instead of starting one",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--region", default=os.environ.get("AWS_REGION") or "us-east-1")
+    where.add_argument(
+        "--regions",
+        metavar="R1,R2[,...]",
+        help="run one stack per region over tables replicated between them (global tables)",
+    )
+    regions = parser.add_argument_group("with --regions")
+    regions.add_argument(
+        "--replication-lag",
+        type=float,
+        metavar="S",
+        help="seconds before a write reaches the other regions "
+        f"(default: {multiregion.DEFAULT_REPLICATION_LAG_S:g})",
+    )
+    regions.add_argument(
+        "--heartbeat-stale",
+        type=float,
+        metavar="S",
+        help="seconds after which a region's sweeper heartbeat is stale "
+        f"(default: {multiregion.HEARTBEAT_STALE_SWEEPS} sweep intervals)",
+    )
+    regions.add_argument(
+        "--takeover-grace",
+        type=float,
+        metavar="S",
+        help="seconds past a request's due time before another region takes it over "
+        f"(default: {multiregion.DEFAULT_TAKEOVER_GRACE_S:g})",
+    )
     limits = parser.add_argument_group("API Gateway limits")
     limits.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout_s, metavar="S")
     limits.add_argument("--max-duration", type=float, default=Limits.max_duration_s, metavar="S")
@@ -162,6 +195,20 @@ def _options(args: argparse.Namespace) -> StackOptions:
         invocations=args.invocations,
         faults=args.faults,
         event_bus=args.event_bus,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+    )
+
+
+def _regions_options(args: argparse.Namespace) -> multiregion.RegionsOptions:
+    lag = args.replication_lag
+    grace = args.takeover_grace
+    return multiregion.RegionsOptions(
+        stack=_options(args),
+        regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
+        replication_lag_s=multiregion.DEFAULT_REPLICATION_LAG_S if lag is None else lag,
+        heartbeat_stale_s=args.heartbeat_stale,
+        takeover_grace_s=multiregion.DEFAULT_TAKEOVER_GRACE_S if grace is None else grace,
+        log_level=args.log_level,
     )
 
 
@@ -178,6 +225,19 @@ def _announce(ready: dict) -> None:
             f'  python -m client call echo --payload \'{{"hello": "world"}}\' '
             f"--url {ready['websocket_url']} --token {ready['dev_token']}",
         ]
+    lines.append("Stop with Ctrl-C.")
+    print("\n".join(lines), flush=True)
+
+
+def _announce_regions(ready: dict) -> None:
+    lines = [f"Streamer local stack is ready in {len(ready['regions'])} regions."]
+    for region, urls in ready["regions"].items():
+        lines.append(f"  {region}: WebSocket {urls['websocket_url']}  HTTP {urls['http_url']}")
+    lines.append(f"  Replication lag: {ready['replication_lag_s']:g} s")
+    if "control_url" in ready:
+        lines.append(f"  Regions' fault API: {ready['control_url']}")
+    if "dev_token" in ready:
+        lines.append(f"  Dev token (every region): {ready['dev_token']}")
     lines.append("Stop with Ctrl-C.")
     print("\n".join(lines), flush=True)
 
@@ -221,17 +281,33 @@ def main(argv: list[str]) -> int:
         parser.error("--app-path needs --app MODULE")
     if args.function_concurrency < 1:
         parser.error("--function-concurrency must be at least 1")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if logging.getLogger().level > logging.DEBUG:
-        # Per-request chatter of the libraries the stack is made of.
-        for noisy in ("botocore", "websockets", "pynamodb", "werkzeug"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.regions is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--replication-lag", args.replication_lag),
+                ("--heartbeat-stale", args.heartbeat_stale),
+                ("--takeover-grace", args.takeover_grace),
+            )
+            if value is not None
+        ]
+        if given:
+            parser.error(f"{given[0]} needs --regions")
+    elif args.dynamodb_endpoint is not None:
+        parser.error("--dynamodb-endpoint: with --regions each region starts its own DynamoDB")
+    for flag, value in (
+        ("--replication-lag", args.replication_lag),
+        ("--heartbeat-stale", args.heartbeat_stale),
+        ("--takeover-grace", args.takeover_grace),
+    ):
+        if value is not None and value < 0:
+            parser.error(f"{flag} must be at least 0")
+    logs.configure(args.log_level)
     try:
-        asyncio.run(_serve(_options(args)))
+        if args.regions is not None:
+            multiregion.serve(_regions_options(args), _announce_regions)
+        else:
+            asyncio.run(_serve(_options(args)))
     except StartupError as error:
         return _fail(str(error))
     return 0

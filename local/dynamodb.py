@@ -97,7 +97,8 @@ def require_dynamodb_local() -> tuple[str, Path]:
     return java, jars[-1]
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
+    """A port nothing listens on now (bound once, then released)."""
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
@@ -183,7 +184,7 @@ class DynamoDBLocal:
 
     def __init__(self, host: str, region: str, start_timeout_s: float = 60) -> None:
         java, jar = require_dynamodb_local()
-        port = _free_port(host)
+        port = free_port(host)
         self.endpoint_url = f"http://{host}:{port}"
         self._process = _ChildServer(
             "DynamoDB Local",
@@ -213,23 +214,32 @@ def start(engine: str, host: str, region: str) -> MotoServer | DynamoDBLocal:
 
 
 def create_tables(endpoint_url: str, region: str, names: dict[str, str]) -> dict[str, str]:
-    """Create every table of `streamer.schema.TABLES`; `names` maps logical to table name.
+    """Create every table of `streamer.schema.TABLES` the endpoint does not have yet;
+    `names` maps logical to table name.
 
-    Returns the requests table's stream ARN by table name, for the event source mapping.
+    Returns the stream ARN of each table with a stream, by table name, for the event source
+    mapping (tables already there, such as a multi-region stack's replicas, are kept).
     """
     dynamodb = client("dynamodb", endpoint_url, region)
+    pages = dynamodb.get_paginator("list_tables").paginate()
+    existing = {name for page in pages for name in page["TableNames"]}
     streams: dict[str, str] = {}
     for table in schema.TABLES:
         name = names[table.logical_name]
-        dynamodb.create_table(**schema.create_table_request(table, name))
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
-        )
-        dynamodb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-        )
+        if name not in existing:
+            _create_table(dynamodb, table, name)
         description = dynamodb.describe_table(TableName=name)["Table"]
         if "LatestStreamArn" in description:
             streams[name] = description["LatestStreamArn"]
     return streams
+
+
+def _create_table(dynamodb, table: schema.TableSchema, name: str) -> None:
+    dynamodb.create_table(**schema.create_table_request(table, name))
+    dynamodb.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+    )

@@ -26,7 +26,7 @@ log = logging.getLogger("local.streams")
 # Errors after which a shard is read again from a fresh iterator: iterators
 # expire after 15 minutes, and DynamoDB Local sometimes rejects an iterator it
 # handed out on an empty shard once the first record arrives.
-_REOPEN_ITERATOR = {"ExpiredIteratorException", "TrimmedDataAccessException"}
+REOPEN_ITERATOR = {"ExpiredIteratorException", "TrimmedDataAccessException"}
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class EventSourceMapping:
                 ShardIterator=shard.iterator, Limit=self._config.records_per_read
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] in _REOPEN_ITERATOR:
+            if error.response["Error"]["Code"] in REOPEN_ITERATOR:
                 shard.iterator = None
             else:
                 log.warning("reading shard %s failed: %s", shard.shard_id, error)

@@ -61,6 +61,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.dynamodb import client
+from local.event_source_mapping import REOPEN_ITERATOR
 
 log = logging.getLogger("local.replicator")
 
@@ -177,6 +178,12 @@ class Replicator:
         with self._lock:
             self._isolated.discard(self._known(region))
 
+    @property
+    def isolated(self) -> tuple[str, ...]:
+        """The regions cut off now, in the order of `regions`."""
+        with self._lock:
+            return tuple(r for r in self.regions if r in self._isolated)
+
     def start(self) -> None:
         for region in self.regions:
             for table in self.tables:
@@ -257,7 +264,7 @@ class Replicator:
                 try:
                     answer = api.get_records(ShardIterator=shard.iterator, Limit=1000)
                 except ClientError as error:
-                    if error.response["Error"]["Code"] != "ExpiredIteratorException":
+                    if error.response["Error"]["Code"] not in REOPEN_ITERATOR:
                         raise
                     shard.iterator = self._open(api, stream.arn, shard)
                     continue

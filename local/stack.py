@@ -17,6 +17,7 @@ import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,14 @@ class StackOptions:
     state_dir: Path = tokens.STATE_DIR
     #: Publish lifecycle events to this EventBridge bus (made on a moto server); None: off.
     event_bus: str | None = None
+    #: A DynamoDB already running (a region's replica of a multi-region stack): used as it
+    #: is, its missing tables created, never stopped by this stack. None: start `dynamodb`.
+    dynamodb_endpoint: str | None = None
+    #: This stack's WebSocket API id (in every requestContext and method ARN).
+    api_id: str = "local"
+    #: The `@connections` endpoints of other APIs by API id (the other regions' stacks),
+    #: added to this stack's own in the functions' management endpoint overrides.
+    management_endpoints: Mapping[str, str] = field(default_factory=dict)
 
 
 def schedule_intervals(options: StackOptions) -> dict[str, float]:
@@ -125,9 +134,11 @@ def lambda_environment(
 ) -> dict[str, str]:
     """The variables each function gets on AWS, pointed at the local endpoints.
 
-    The management endpoint is an override for this stack's API only
-    (`streamer.endpoints`): a connection of another API keeps its own.
+    The management endpoint is an override for this stack's API, and for the
+    other local APIs `options.management_endpoints` names (`streamer.endpoints`):
+    a connection of any other API keeps its own.
     """
+    overrides = {**options.management_endpoints, api_id: management_url}
     env = {
         config.REGION: options.region,
         "AWS_DEFAULT_REGION": options.region,
@@ -140,7 +151,7 @@ def lambda_environment(
         config.CONNECTIONS_TABLE: settings.connections_table,
         config.REQUESTS_TABLE: settings.requests_table,
         config.SUBSCRIPTIONS_TABLE: settings.subscriptions_table,
-        config.MANAGEMENT_ENDPOINT: f"{api_id}={management_url}",
+        config.MANAGEMENT_ENDPOINT: ",".join(f"{api}={url}" for api, url in overrides.items()),
         # Watch tokens die with the stack: a fresh secret per run.
         config.WATCH_TOKEN_SECRET: os.environ.get(config.WATCH_TOKEN_SECRET)
         or secrets.token_urlsafe(32),
@@ -213,7 +224,7 @@ class Stack:
 
     def __init__(self, options: StackOptions) -> None:
         self.options = options
-        self.api = Api(region=options.region)
+        self.api = Api(region=options.region, api_id=options.api_id)
         self.ready: dict = {}
         self._gateway = Gateway(self.api, options.limits)
         self._http: HttpServer | None = None
@@ -236,7 +247,7 @@ class Stack:
             cors_rules = CorsRules.from_env()
         except InvalidCorsRules as error:
             raise StartupError(f"{CORS_ENV}: {error}") from None
-        if options.dynamodb == dynamodb.DYNAMODB_LOCAL:
+        if options.dynamodb == dynamodb.DYNAMODB_LOCAL and options.dynamodb_endpoint is None:
             try:
                 dynamodb.require_dynamodb_local()
             except dynamodb.DynamoDBUnavailable as error:
@@ -259,13 +270,7 @@ class Stack:
         except OSError as error:
             raise _address_in_use(error, options.host, http_port) from None
 
-        try:
-            self._database = await asyncio.to_thread(
-                dynamodb.start, options.dynamodb, options.host, options.region
-            )
-        except dynamodb.DynamoDBUnavailable as error:
-            raise StartupError(str(error)) from None
-        endpoint = self._database.endpoint_url
+        endpoint = options.dynamodb_endpoint or await self._start_database()
         settings = config.Settings.from_env()
         tables = {
             "connections": settings.connections_table,
@@ -346,6 +351,7 @@ class Stack:
             "batch_provider_url": self._batch_provider.url,
             "pid": os.getpid(),
             "region": options.region,
+            "api_id": self.api.api_id,
             "dynamodb": options.dynamodb,
             "dynamodb_endpoint": endpoint,
             "tables": tables,
@@ -373,6 +379,16 @@ class Stack:
             write_ready_file(options.ready_file, self.ready)
         log.info("ready: %s", self.ready["websocket_url"])
         return self.ready
+
+    async def _start_database(self) -> str:
+        options = self.options
+        try:
+            self._database = await asyncio.to_thread(
+                dynamodb.start, options.dynamodb, options.host, options.region
+            )
+        except dynamodb.DynamoDBUnavailable as error:
+            raise StartupError(str(error)) from None
+        return self._database.endpoint_url
 
     def _make_functions(self) -> dict[str, LambdaFunction]:
         """The catalog's functions, in worker processes or threads as the options say; with
