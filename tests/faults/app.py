@@ -38,6 +38,8 @@ def record_run(request: Request, phase: str = STARTED) -> None:
             "checkpoint": request.checkpoint,
             "pid": os.getpid(),
             "phase": phase,
+            # The region whose processor ran it (the two-region stack's tests).
+            "region": os.environ.get("AWS_REGION"),
         }
     )
     path = os.environ.get(RUN_LOG)
