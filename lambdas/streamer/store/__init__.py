@@ -12,6 +12,7 @@ never as an exception. Anything else DynamoDB or the network does surfaces as
 from __future__ import annotations
 
 from streamer.keys import poll_partition, sweep_partition
+from streamer.models import decider_of
 from streamer.store.connections import (
     charge_bucket,
     connections_of_user,
@@ -67,6 +68,7 @@ __all__ = [
     "connections_of_user",
     "count_active",
     "create_request",
+    "decider_of",
     "defer_request",
     "due_items",
     "due_requests",

@@ -4,6 +4,11 @@ Which status a write goes from and to, and what else it checks, is the
 lifecycle table's (`streamer.transitions`, turned into conditions by
 `streamer.store.conditions`); each function here adds what the write stores.
 False means the condition failed: another writer won, or the request moved on.
+
+Each write goes to the request's decider (`streamer.models.decider_of`), the
+one table endpoint whose conditions decide the request in every region, and
+carries the epoch its writer read (`Held.epoch`): a region that lost the
+request to a takeover has its writes refused there.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamer.keys import poll_partition, sweep_partition
-from streamer.models import PROCESSING, RequestItem
+from streamer.models import PROCESSING, RequestItem, decider_of, requests_in
 from streamer.store.conditions import Held, condition, moves
 from streamer.store.errors import conditional
 from streamer.transitions import Event, claim_due_at, ending
@@ -37,8 +42,8 @@ def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool
             RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
             RequestItem.due_at.set(due_at),
         ]
-    written = condition(Event.CLAIM, Held(attempt=int(item.attempt)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.CLAIM, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
+    return _write(item, actions, written)
 
 
 def save_progress(
@@ -66,9 +71,10 @@ def save_progress(
     ]
     if checkpoint is not None:
         actions.append(RequestItem.checkpoint.set(checkpoint))
-    written = condition(Event.REPORT, Held(attempt=attempt, statuses=(status,)))
-    copy = RequestItem(item.request_key)
-    return conditional(lambda: copy.update(actions=actions, condition=written))
+    written = condition(
+        Event.REPORT, Held(epoch=item.fence_epoch, attempt=attempt, statuses=(status,))
+    )
+    return _write(item, actions, written, into_item=False)
 
 
 def finish_request(
@@ -114,21 +120,20 @@ def finish_request(
         actions.append(RequestItem.error.set(error))
     if progress is not None:
         actions.append(RequestItem.progress.set(progress))
-    held = Held(attempt=int(item.attempt) if attempt is None else attempt, statuses=from_statuses)
+    held = Held(
+        epoch=item.fence_epoch,
+        attempt=int(item.attempt) if attempt is None else attempt,
+        statuses=from_statuses,
+    )
     written = condition(event, held)
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    return _write(item, actions, written)
 
 
 def complete_sent(item: RequestItem) -> bool:
     """Take an ended request off the sweeper's index: its `complete` went out."""
-    written = condition(Event.COMPLETE_SENT, Held(seq=int(item.seq)))
-    copy = RequestItem(item.request_key)
-    return conditional(
-        lambda: copy.update(
-            actions=[RequestItem.due_region.remove(), RequestItem.due_at.remove()],
-            condition=written,
-        )
-    )
+    written = condition(Event.COMPLETE_SENT, Held(epoch=item.fence_epoch, seq=int(item.seq)))
+    actions = [RequestItem.due_region.remove(), RequestItem.due_at.remove()]
+    return _write(item, actions, written, into_item=False)
 
 
 def schedule_retry(
@@ -144,8 +149,8 @@ def schedule_retry(
         RequestItem.lease_expires_at.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.RETRY, Held(attempt=attempt))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.RETRY, Held(epoch=item.fence_epoch, attempt=attempt))
+    return _write(item, actions, written)
 
 
 def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
@@ -161,8 +166,8 @@ def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
         RequestItem.due_at.set(until),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.DEFER, Held(attempt=int(item.attempt)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.DEFER, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
+    return _write(item, actions, written)
 
 
 def redrive_request(
@@ -186,9 +191,14 @@ def redrive_request(
         RequestItem.retry_after.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    held = Held(attempt=int(item.attempt), due_at=_due_at(item), statuses=(item.status,))
+    held = Held(
+        epoch=item.fence_epoch,
+        attempt=int(item.attempt),
+        due_at=_due_at(item),
+        statuses=(item.status,),
+    )
     written = condition(Event.REDRIVE, held)
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    return _write(item, actions, written)
 
 
 def wait_request(
@@ -226,8 +236,10 @@ def wait_request(
         RequestItem.lease_expires_at.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.WAIT, Held(attempt=attempt, due_at=_due_at(item)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(
+        Event.WAIT, Held(epoch=item.fence_epoch, attempt=attempt, due_at=_due_at(item))
+    )
+    return _write(item, actions, written)
 
 
 def claim_poll(
@@ -247,8 +259,11 @@ def claim_poll(
         RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.CLAIM_POLL, Held(attempt=int(item.attempt), due_at=_due_at(item)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(
+        Event.CLAIM_POLL,
+        Held(epoch=item.fence_epoch, attempt=int(item.attempt), due_at=_due_at(item)),
+    )
+    return _write(item, actions, written)
 
 
 def postpone_request(item: RequestItem, *, until: int) -> bool:
@@ -258,8 +273,11 @@ def postpone_request(item: RequestItem, *, until: int) -> bool:
     at the same attempt and `due_at`.
     """
     actions = [*moves(Event.POSTPONE), RequestItem.due_at.set(until)]
-    written = condition(Event.POSTPONE, Held(attempt=int(item.attempt), due_at=_due_at(item)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(
+        Event.POSTPONE,
+        Held(epoch=item.fence_epoch, attempt=int(item.attempt), due_at=_due_at(item)),
+    )
+    return _write(item, actions, written)
 
 
 def request_cancel(item: RequestItem, now_ms: int) -> bool:
@@ -269,8 +287,24 @@ def request_cancel(item: RequestItem, now_ms: int) -> bool:
         RequestItem.cancel_requested.set(True),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.ASK_CANCEL, Held())
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.ASK_CANCEL, Held(epoch=item.fence_epoch))
+    return _write(item, actions, written)
+
+
+def _write(item: RequestItem, actions: list[Any], written: Any, *, into_item: bool = True) -> bool:
+    """One conditional update of the request at its decider's table; on success, `into_item`
+    makes `item` hold the state written (UpdateItem's ALL_NEW, as PynamoDB's `update` does).
+
+    An item read in the decider's region is written as it is: with one region,
+    every write, the calls made before regions existed.
+    """
+    model = requests_in(decider_of(item.owner))
+    target = item if into_item and type(item) is model else model(item.request_key)
+    if not conditional(lambda: target.update(actions=actions, condition=written)):
+        return False
+    if into_item and target is not item:
+        item.attribute_values = target.attribute_values
+    return True
 
 
 def _due_at(item: RequestItem) -> int | None:
