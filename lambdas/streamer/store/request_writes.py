@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamer.keys import poll_partition, sweep_partition
-from streamer.models import PROCESSING, RequestItem, decider_of, requests_in
+from streamer.models import PROCESSING, WAITING, RequestItem, decider_of, requests_in
+from streamer.regions import Fence
 from streamer.store.conditions import Held, condition, moves
 from streamer.store.errors import conditional
 from streamer.transitions import Event, claim_due_at, ending
@@ -181,24 +182,69 @@ def redrive_request(
     unchanged since the sweeper read it.
     """
     shard = item.shard if shard is None else shard
+    actions = _redriven(now_ms, next_due_at=next_due_at, seq=seq)
+    actions.append(RequestItem.due_shard.set(shard))
+    actions.append(RequestItem.due_region.set(sweep_partition(item.origin_region, shard)))
+    written = condition(Event.REDRIVE, _unchanged(item, item.fence_epoch))
+    return _write(item, actions, written)
+
+
+def take_over_request(
+    item: RequestItem,
+    fence: Fence,
+    *,
+    runner: str,
+    shard: int,
+    now_ms: int,
+    redrive_seq: int | None,
+    next_due_at: int,
+) -> bool:
+    """Another region takes over a stalled request: one write at its decider.
+
+    The request's runner (`origin_region`) becomes `runner`, keyed under
+    `runner`'s due partition (the poller's for a WAITING one), and its epoch
+    moves from `fence.expected` to `fence.epoch`, so the old runner's writes
+    are refused from now on. With `redrive_seq`, the same write re-drives it to
+    PENDING as `redrive_request` does: `runner`'s processor claims it from its
+    own stream and runs it from its checkpoint. Conditional on the request
+    being as the taker read it (status, attempt, due time, epoch). On success
+    `item` holds the new state.
+    """
+    partition = poll_partition if item.status == WAITING else sweep_partition
     actions = [
+        RequestItem.origin_region.set(runner),
+        RequestItem.epoch.set(fence.epoch),
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(partition(runner, shard)),
+    ]
+    event = Event.MOVE
+    if redrive_seq is not None:
+        event = Event.REDRIVE
+        actions += _redriven(now_ms, next_due_at=next_due_at, seq=redrive_seq)
+    written = condition(event, _unchanged(item, fence.expected))
+    return _write(item, actions, written)
+
+
+def _redriven(now_ms: int, *, next_due_at: int, seq: int) -> list[Any]:
+    """What a redrive writes besides the request's due partition."""
+    return [
         *moves(Event.REDRIVE),
         RequestItem.seq.set(seq),
-        RequestItem.due_shard.set(shard),
-        RequestItem.due_region.set(sweep_partition(item.origin_region, shard)),
         RequestItem.due_at.set(next_due_at),
         RequestItem.lease_expires_at.remove(),
         RequestItem.retry_after.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    held = Held(
-        epoch=item.fence_epoch,
+
+
+def _unchanged(item: RequestItem, epoch: int) -> Held:
+    """The request as the sweeper read it: same status, attempt, due time and epoch."""
+    return Held(
+        epoch=epoch,
         attempt=int(item.attempt),
         due_at=_due_at(item),
         statuses=(item.status,),
     )
-    written = condition(Event.REDRIVE, held)
-    return _write(item, actions, written)
 
 
 def wait_request(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +106,12 @@ class Unreadable:
 
 
 def due_items(
-    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+    region: str,
+    now_ms: int,
+    limit: int = 100,
+    *,
+    shards: Sequence[int] = EVERY_SHARD,
+    partition: Callable[[str, int], str] = sweep_partition,
 ) -> list[RequestItem | Unreadable]:
     """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
 
@@ -119,6 +124,9 @@ def due_items(
     rather than PynamoDB's iterator, which parses as it reads and gives no key
     for an item it could not parse. The same Query on the index, so the same grant,
     and the same call budget as the function's PynamoDB calls (`aws.dynamodb_client`).
+    `partition` (default the sweeper's, `keys.sweep_partition`) names the partition
+    of each shard read: a region taking over another's stalled requests reads both
+    kinds of that region's partitions in its own replica.
     """
 
     def query() -> list[RequestItem | Unreadable]:
@@ -138,7 +146,7 @@ def due_items(
                 KeyConditionExpression="#partition = :partition AND #due <= :now",
                 ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
                 ExpressionAttributeValues={
-                    ":partition": {"S": sweep_partition(region, shard)},
+                    ":partition": {"S": partition(region, shard)},
                     ":now": {"N": str(now_ms)},
                 },
                 PaginationConfig={"MaxItems": left},
