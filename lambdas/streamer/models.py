@@ -335,9 +335,10 @@ def requests_in(region: str) -> type[RequestItem]:
             if region in bound.endpoints:
                 meta["host"] = bound.endpoints[region]
             name = "RequestItemIn_" + "".join(c if c.isalnum() else "_" for c in region)
-            model = type(
-                name, (RequestItem,), {"Meta": type("Meta", (), meta), "__module__": __name__}
-            )
+            # Its own connection: PynamoDB keeps one in `_connection`, which a subclass
+            # would otherwise inherit from `RequestItem` once that one has made its own.
+            body = {"Meta": type("Meta", (), meta), "_connection": None, "__module__": __name__}
+            model = type(name, (RequestItem,), body)
             _remote[region] = model
         return model
 
