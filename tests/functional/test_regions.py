@@ -18,7 +18,7 @@ from streamer import config, runtime, schema, store
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.entry import authorizer as authorizer_entry
 from streamer.keys import owner_key, request_key
-from streamer.models import PENDING, decider_of
+from streamer.models import PENDING
 from streamer.regions import home_region
 from streamer.store import heartbeats
 from streamer.sweeper import sweep
@@ -249,3 +249,23 @@ def test_nothing_is_taken_over_before_its_due_time_and_the_grace(two_regions, mo
 
     assert report.taken_over == []
     assert stored(EAST, EAST_USER)["origin_region"] == {"S": EAST}
+
+
+def test_a_connection_in_another_region_is_reached_through_its_own_region_s_api(
+    two_regions, monkeypatch
+):
+    # GIVEN a request sent from a connection to us-east-1's API
+    in_region(monkeypatch, EAST)
+    owner = connected(EAST_USER)
+    owner.send(REPORT)
+
+    # WHEN the same user, connected to eu-west-1, cancels it there
+    api = in_region(monkeypatch, WEST)
+    other = Client("conn-west", user=EAST_USER, tenant="t1")
+    other.connect()
+    other.send({"action": "cancel", "request_id": "r-1"})
+
+    # THEN eu-west-1 posts the owner's `complete` to us-east-1's management API
+    [(endpoint, connection_id, complete)] = [p for p in api.posts if p[1] == owner.connection_id]
+    assert ".execute-api.us-east-1.amazonaws.com/" in endpoint
+    assert complete["type"] == "complete" and complete["status"] == "CANCELLED"
