@@ -266,6 +266,51 @@ def test_a_connection_in_another_region_is_reached_through_its_own_region_s_api(
     other.send({"action": "cancel", "request_id": "r-1"})
 
     # THEN eu-west-1 posts the owner's `complete` to us-east-1's management API
-    [(endpoint, connection_id, complete)] = [p for p in api.posts if p[1] == owner.connection_id]
+    [(endpoint, _, complete)] = [p for p in api.posts if p[1] == owner.connection_id]
     assert ".execute-api.us-east-1.amazonaws.com/" in endpoint
     assert complete["type"] == "complete" and complete["status"] == "CANCELLED"
+
+
+def test_a_stopped_region_s_waiting_request_moves_to_the_taker_s_poller(two_regions, monkeypatch):
+    # GIVEN a request us-east-1 handed to an external system, polled by us-east-1's poller
+    in_region(monkeypatch, EAST)
+    connected(EAST_USER).send(REPORT)
+    item = store.get_request(owner_key("t1", EAST_USER), "r-1")
+    assert store.claim_request(item, 1_000, 60_000)
+    poll_at = 2_000
+    assert store.wait_request(
+        item,
+        int(item.attempt),
+        state={"job": "j-1"},
+        poll_at=poll_at,
+        poll_interval_ms=1_000,
+        deadline_at=10_000_000,
+        seq=1,
+        now_ms=1_500,
+    )
+    replicate(EAST, WEST, EAST_USER)
+
+    # WHEN us-east-1 stopped and eu-west-1's sweeper runs past the poll time and the grace
+    in_region(monkeypatch, WEST)
+    grace_ms = int(runtime.current().settings.takeover_grace_s * 1000)
+    report = west_sweep(poll_at + grace_ms)
+
+    # THEN it stays WAITING, due at the same time in eu-west-1's poller partition, at epoch 1
+    assert report.taken_over == ["r-1"]
+    moved = stored(EAST, EAST_USER)
+    assert moved["status"] == {"S": "WAITING"} and moved["epoch"] == {"N": "1"}
+    assert moved["origin_region"] == {"S": WEST}
+    assert moved["due_region"]["S"].startswith(WEST) and moved["due_region"]["S"].endswith(
+        "#waiting"
+    )
+    assert int(moved["due_at"]["N"]) == poll_at
+
+
+def test_a_single_region_sweeper_writes_no_heartbeat(aws):
+    from streamer.entry import sweeper as sweeper_entry
+    from tests.functional.helpers import items
+
+    sweeper_entry.handler({}, None)
+
+    keys = [i["connection_id"]["S"] for i in items(config.CONNECTIONS_TABLE)]
+    assert not any(key.startswith(heartbeats.PREFIX) for key in keys)
