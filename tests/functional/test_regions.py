@@ -314,3 +314,45 @@ def test_a_single_region_sweeper_writes_no_heartbeat(aws):
 
     keys = [i["connection_id"]["S"] for i in items(config.CONNECTIONS_TABLE)]
     assert not any(key.startswith(heartbeats.PREFIX) for key in keys)
+
+
+def west_stream_event() -> dict[str, Any]:
+    """Every record of eu-west-1's requests stream, shaped as the event source mapping does."""
+    from local.streams import lambda_record
+
+    dynamodb = boto3.client("dynamodb", region_name=WEST)
+    arn = dynamodb.describe_table(TableName=TABLES[config.REQUESTS_TABLE])["Table"][
+        "LatestStreamArn"
+    ]
+    streams = boto3.client("dynamodbstreams", region_name=WEST)
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records += [
+            lambda_record(r, arn) for r in streams.get_records(ShardIterator=iterator)["Records"]
+        ]
+    return {"Records": records}
+
+
+def test_the_taker_s_processor_runs_the_request_from_its_own_stream_once(two_regions, monkeypatch):
+    from streamer.entry import processor
+    from tests.conftest import FakeContext
+
+    # GIVEN eu-west-1 took over a stalled us-east-1 request, and the takeover replicated
+    due_at, _ = stalled_in_east(monkeypatch)
+    api = in_region(monkeypatch, WEST)
+    west_sweep(due_at + int(runtime.current().settings.takeover_grace_s * 1000))
+    replicate(EAST, WEST, EAST_USER)
+
+    # WHEN eu-west-1's processor gets its stream: the first copy (us-east-1's) and the taken one
+    answer = processor.handler(west_stream_event(), FakeContext())
+
+    # THEN it runs the request once, deciding every write at us-east-1's table, at epoch 1
+    assert answer == {"batchItemFailures": []}
+    item = stored(EAST, EAST_USER)
+    assert item["status"] == {"S": "COMPLETED"} and item["epoch"] == {"N": "1"}
+    assert item["attempt"] == {"N": "1"}
+    completes = [m for _, _, m in api.posts if m["type"] == "complete"]
+    assert len(completes) == 1 and completes[0]["status"] == "COMPLETED"
