@@ -131,7 +131,8 @@ CONNECTION_TTL_S = 2 * 3600 + 600
 #: Time a PENDING request may wait for the stream processor before the
 #: sweeper nudges it again (its record was lost or the mapping was down).
 PICKUP_TIMEOUT_MS = 120_000
-#: The processor function's timeout: Lambda's longest, "900 seconds (15 minutes)"
+#: The processor function's timeout, the catalog's (`catalog.FUNCTIONS`, not imported here:
+#: every cold start would load it): Lambda's longest, "900 seconds (15 minutes)"
 #: (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). A claim's
 #: lease is the invocation's remaining time plus the lease margin (`entry.processor`), so
 #: a request's due time is at most this plus the margin after its last write.

@@ -195,3 +195,9 @@ def test_takeover_times_default_to_the_documented_recovery_bound() -> None:
     assert (takeover.lease_s, takeover.grace_s) == (930, 30.0)
     assert (takeover.heartbeat_stale_s, takeover.sweep_interval_s) == (180.0, 60.0)
     assert recovery_bound_s(takeover) == 1020
+
+
+def test_the_lease_of_the_recovery_bound_is_the_processor_s_timeout_in_the_catalog() -> None:
+    from streamer import catalog
+
+    assert catalog.FUNCTIONS["processor"].timeout_s == config.PROCESSOR_TIMEOUT_S
