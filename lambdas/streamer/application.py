@@ -287,7 +287,8 @@ class ApplicationActions:
             status=status,
             connection_id=caller.connection_id,
             endpoint=caller.endpoint,
-            origin_region=self.settings.region,
+            # Run where it is decided, whichever region received it (`streamer.regions`).
+            origin_region=store.decider_of(caller.owner),
             trace_header=tracing.trace_header() if kind == ASYNC else None,
             estimated_duration_ms=handler.estimated_duration_ms,
             created_at=now,
@@ -300,7 +301,7 @@ class ApplicationActions:
         )
         if kind == ASYNC:
             item.due_shard = due_shard(item.request_key, self.settings.due_shards)
-            item.due_region = sweep_partition(self.settings.region, item.due_shard)
+            item.due_region = sweep_partition(item.origin_region, item.due_shard)
             item.due_at = now + PICKUP_TIMEOUT_MS
             if self.settings.max_active_requests > 0:
                 # Only the per-user cap counts it: without the cap, no index write.

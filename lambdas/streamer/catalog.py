@@ -233,8 +233,11 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # due_requests.
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_DUE),
-                # due_requests' reads of what the index found; redrive_request, finish_request.
+                # due_requests' reads of what the index found; redrive_request, finish_request,
+                # take_over_request.
                 TableAccess(REQUESTS.logical_name, (_BATCH_GET, _UPDATE)),
+                # The regions' heartbeats (`streamer.store.heartbeats`): beat, last_beats.
+                TableAccess(CONNECTIONS.logical_name, (_PUT, _BATCH_GET)),
                 # subscribers.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
                 *_FORGET_CONNECTION,

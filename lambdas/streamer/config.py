@@ -6,12 +6,14 @@ sets them for the entry points it calls; both import them from here.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamer.keys import MAX_DUE_SHARDS
+from streamer.regions import TakeoverSettings
 
 CONNECTIONS_TABLE = "STREAMER_CONNECTIONS_TABLE"
 REQUESTS_TABLE = "STREAMER_REQUESTS_TABLE"
@@ -52,6 +54,16 @@ CIRCUIT_MINIMUM_CALLS = "STREAMER_CIRCUIT_MINIMUM_CALLS"
 CIRCUIT_OPEN_S = "STREAMER_CIRCUIT_OPEN_S"
 #: The EventBridge detail-type whose events the publish function delivers.
 NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
+#: The regions of the deployment, comma-separated (`streamer.regions`); default: the own only.
+REGIONS = "STREAMER_REGIONS"
+#: JSON object {region: DynamoDB endpoint URL} for regions whose endpoint is not the SDK's.
+TABLE_ENDPOINTS = "STREAMER_TABLE_ENDPOINTS"
+#: Seconds after which a region's sweeper heartbeat is stale: its requests may be taken over.
+HEARTBEAT_STALE_S = "STREAMER_HEARTBEAT_STALE_S"
+#: Seconds past a request's due time before another region takes it over.
+TAKEOVER_GRACE_S = "STREAMER_TAKEOVER_GRACE_S"
+#: The sweeper's schedule interval, in seconds (the recovery bound counts it).
+SWEEP_INTERVAL_S = "STREAMER_SWEEP_INTERVAL_S"
 TRACING = "STREAMER_TRACING"
 LOG_LEVEL = "STREAMER_LOG_LEVEL"
 #: The share of invocations (0 to 1) whose DEBUG lines are written, whatever LOG_LEVEL says.
@@ -101,6 +113,11 @@ ALL = (
     CIRCUIT_FAILURE_RATIO,
     CIRCUIT_MINIMUM_CALLS,
     CIRCUIT_OPEN_S,
+    REGIONS,
+    TABLE_ENDPOINTS,
+    HEARTBEAT_STALE_S,
+    TAKEOVER_GRACE_S,
+    SWEEP_INTERVAL_S,
 )
 
 DEFAULT_APP = "streamer.demo"
@@ -114,6 +131,12 @@ CONNECTION_TTL_S = 2 * 3600 + 600
 #: Time a PENDING request may wait for the stream processor before the
 #: sweeper nudges it again (its record was lost or the mapping was down).
 PICKUP_TIMEOUT_MS = 120_000
+#: The processor function's timeout, the catalog's (`catalog.FUNCTIONS`, not imported here:
+#: every cold start would load it): Lambda's longest, "900 seconds (15 minutes)"
+#: (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). A claim's
+#: lease is the invocation's remaining time plus the lease margin (`entry.processor`), so
+#: a request's due time is at most this plus the margin after its last write.
+PROCESSOR_TIMEOUT_S = 900
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -122,6 +145,31 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 class ConfigError(ValueError):
     """An environment variable holds a value of the wrong kind; the message names both."""
+
+
+def parse_regions(name: str, value: str | None, own: str) -> tuple[str, ...]:
+    """The comma-separated regions in `value` (None: `own` alone), which must include `own`."""
+    if value is None:
+        return (own,)
+    regions = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if own not in regions:
+        raise ConfigError(f"{name} must include the function's own region {own!r}, got {value!r}")
+    return regions
+
+
+def parse_endpoints(name: str, value: str | None) -> dict[str, str]:
+    """`value` as a JSON object of region to endpoint URL (None: none), or `ConfigError`."""
+    if value is None:
+        return {}
+    try:
+        endpoints = json.loads(value)
+    except ValueError:
+        endpoints = None
+    if not isinstance(endpoints, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in endpoints.items()
+    ):
+        raise ConfigError(f"{name} must be a JSON object of region to URL, got {value!r}")
+    return endpoints
 
 
 def parse_int(name: str, value: str) -> int:
@@ -212,6 +260,41 @@ class Settings:
     circuit_minimum_calls: int = 20
     #: Seconds an open circuit refuses requests before trial runs go through.
     circuit_open_s: int = 30
+    #: Every region of the deployment (`streamer.regions`), the own one included.
+    regions: tuple[str, ...] = ()
+    #: The DynamoDB endpoint of each region whose endpoint is not the SDK's default.
+    table_endpoints: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: Seconds after which another region's heartbeat is stale.
+    heartbeat_stale_s: float = 180.0
+    #: Seconds past a request's due time before another region takes it over.
+    takeover_grace_s: float = 30.0
+    #: The sweeper's schedule interval, in seconds.
+    sweep_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.regions:
+            object.__setattr__(self, "regions", (self.region,))
+
+    @property
+    def takeover(self) -> TakeoverSettings:
+        """The times that bound another region's takeover of this region's requests.
+
+        A request is due at most a lease after its last write: the processor's
+        timeout plus the lease margin, or the pickup timeout of a PENDING one.
+        """
+        lease_s = max(PROCESSOR_TIMEOUT_S + self.lease_margin_s, PICKUP_TIMEOUT_MS / 1000)
+        try:
+            return TakeoverSettings(
+                lease_s=lease_s,
+                sweep_interval_s=self.sweep_interval_s,
+                grace_s=self.takeover_grace_s,
+                heartbeat_stale_s=self.heartbeat_stale_s,
+            )
+        except ValueError as error:
+            raise ConfigError(
+                f"{HEARTBEAT_STALE_S}={self.heartbeat_stale_s} and "
+                f"{SWEEP_INTERVAL_S}={self.sweep_interval_s}: {error}"
+            ) from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,11 +319,12 @@ class Settings:
             return parse_bool(name, value) if value is not None else default
 
         tenants = text(ALLOWED_TENANTS)
-        return cls(
+        region = text(REGION) or text("AWS_DEFAULT_REGION") or "us-east-1"
+        settings = cls(
             connections_table=text(CONNECTIONS_TABLE) or "streamer-connections",
             requests_table=text(REQUESTS_TABLE) or "streamer-requests",
             subscriptions_table=text(SUBSCRIPTIONS_TABLE) or "streamer-subscriptions",
-            region=text(REGION) or text("AWS_DEFAULT_REGION") or "us-east-1",
+            region=region,
             app_module=text(APP_MODULE) or DEFAULT_APP,
             async_threshold_ms=number(ASYNC_THRESHOLD_MS, 5000),
             sync_timeout_ms=number(SYNC_TIMEOUT_MS, 25000),
@@ -278,4 +362,11 @@ class Settings:
             circuit_failure_ratio=min(max(0.0, decimal(CIRCUIT_FAILURE_RATIO, 0.5)), 1.0),
             circuit_minimum_calls=max(1, number(CIRCUIT_MINIMUM_CALLS, 20)),
             circuit_open_s=max(1, number(CIRCUIT_OPEN_S, 30)),
+            regions=parse_regions(REGIONS, text(REGIONS), region),
+            table_endpoints=parse_endpoints(TABLE_ENDPOINTS, text(TABLE_ENDPOINTS)),
+            heartbeat_stale_s=decimal(HEARTBEAT_STALE_S, 180.0),
+            takeover_grace_s=decimal(TAKEOVER_GRACE_S, 30.0),
+            sweep_interval_s=decimal(SWEEP_INTERVAL_S, 60.0),
         )
+        settings.takeover  # noqa: B018 (a malformed combination is refused at start, not mid-sweep)
+        return settings

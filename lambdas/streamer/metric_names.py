@@ -88,6 +88,9 @@ SWEEPER_REDRIVES = _count(
     "SweeperRedrives", (), "stuck requests the sweeper put back, timed out or cancelled"
 )
 SWEEPER_FAILURES = _count("SweeperItemFailures", (), "due items the sweeper could not handle")
+REGION_TAKEOVERS = _count(
+    "RegionTakeovers", (), "stalled requests of a stopped region this region's sweeper took over"
+)
 EXTERNAL_JOB_POLLS = _count(
     "ExternalJobPolls", ("action", "outcome"), "polls of external jobs, by outcome"
 )
@@ -117,6 +120,7 @@ METRICS: dict[str, Metric] = {
         GONE_CONNECTIONS,
         SWEEPER_REDRIVES,
         SWEEPER_FAILURES,
+        REGION_TAKEOVERS,
         EXTERNAL_JOB_POLLS,
         CIRCUIT_OPEN,
     )

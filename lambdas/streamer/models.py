@@ -10,6 +10,9 @@ import, so tests and the local stack can point them anywhere.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.attributes import (
@@ -28,6 +31,7 @@ from pynamodb.models import Model
 
 from streamer import aws, schema
 from streamer.keys import owner_key, request_key
+from streamer.regions import home_region
 from streamer.transitions import (
     CANCELLED,
     COMPLETED,
@@ -181,6 +185,11 @@ class RequestItem(Versioned):
     due_shard = NumberAttribute(null=True)
     # The owner while an async request has not ended: the per-user cap's index.
     active_owner = UnicodeAttribute(null=True)
+    #: Bumped by each takeover of the request by another region (`streamer.regions`);
+    #: absent: 0. Every conditional write checks the epoch its writer read
+    #: (`streamer.store.conditions`). A reader of format 2 before this attribute
+    #: ignores it, and an item without it is at epoch 0.
+    epoch = NumberAttribute(null=True)
     ttl = NumberAttribute()
 
     by_due = RequestsByDue()
@@ -189,6 +198,11 @@ class RequestItem(Versioned):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def fence_epoch(self) -> int:
+        """The epoch this item was read at (0 for one never taken over)."""
+        return int(self.epoch or 0)
 
     @property
     def shard(self) -> int:
@@ -237,13 +251,38 @@ class Subscription(Versioned):
     by_connection = SubscriptionsByConnection()
 
 
+@dataclass(frozen=True)
+class Regions:
+    """The regions of the deployment, seen from this function's own (`streamer.regions`)."""
+
+    own: str
+    all: tuple[str, ...]
+    #: DynamoDB endpoint URLs of the regions whose endpoint is not the SDK's default.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+_regions = Regions(own="us-east-1", all=("us-east-1",))
+#: The request model of each other region's table, made once per binding.
+_remote: dict[str, type[RequestItem]] = {}
+_remote_lock = threading.Lock()
+
+
 def bind_models(
-    connections_table: str, requests_table: str, subscriptions_table: str, region: str
+    connections_table: str,
+    requests_table: str,
+    subscriptions_table: str,
+    region: str,
+    *,
+    regions: Sequence[str] = (),
+    endpoints: Mapping[str, str] | None = None,
 ) -> None:
     """Point the models at these tables; drops any cached connection.
 
     The models' connections take their botocore session from `streamer.aws`.
+    `regions` (default: `region` alone) and `endpoints` say where the
+    requests table of each region of the deployment is (`requests_in`).
     """
+    global _regions
     aws.share_with_pynamodb()
     for model, table in (
         (Connection, connections_table),
@@ -253,6 +292,55 @@ def bind_models(
         model.Meta.table_name = table
         model.Meta.region = region
         model._connection = None
+    with _remote_lock:
+        _regions = Regions(
+            own=region, all=tuple(regions) or (region,), endpoints=dict(endpoints or {})
+        )
+        _remote.clear()
+
+
+def bound_regions() -> Regions:
+    """The regions the models were bound with."""
+    return _regions
+
+
+def decider_of(owner: str) -> str:
+    """The region whose table decides the requests of `owner`: its home (`regions.home_region`).
+
+    With one region, that region, without hashing: a single-region deployment
+    pays nothing for the rule.
+    """
+    bound = _regions
+    if len(bound.all) == 1:
+        return bound.own
+    return home_region(owner, bound.all)
+
+
+def requests_in(region: str) -> type[RequestItem]:
+    """The request model whose calls go to `region`'s replica of the requests table.
+
+    The own region's is `RequestItem`. Another's is a subclass made once per
+    binding, on the same table name (a global table has one name in every
+    region) with that region and, if configured, its endpoint: PynamoDB binds
+    one connection per model class, and `streamer.aws` gives each (budget,
+    region, endpoint) one client from the process's session.
+    """
+    bound = _regions
+    if region == bound.own:
+        return RequestItem
+    with _remote_lock:
+        model = _remote.get(region)
+        if model is None:
+            meta = {"table_name": RequestItem.Meta.table_name, "region": region}
+            if region in bound.endpoints:
+                meta["host"] = bound.endpoints[region]
+            name = "RequestItemIn_" + "".join(c if c.isalnum() else "_" for c in region)
+            # Its own connection: PynamoDB keeps one in `_connection`, which a subclass
+            # would otherwise inherit from `RequestItem` once that one has made its own.
+            body = {"Meta": type("Meta", (), meta), "_connection": None, "__module__": __name__}
+            model = type(name, (RequestItem,), body)
+            _remote[region] = model
+        return model
 
 
 __all__ = [
@@ -275,6 +363,9 @@ __all__ = [
     "Subscription",
     "Versioned",
     "bind_models",
+    "bound_regions",
+    "decider_of",
     "owner_key",
     "request_key",
+    "requests_in",
 ]

@@ -29,6 +29,8 @@ class Runtime:
             settings.requests_table,
             settings.subscriptions_table,
             settings.region,
+            regions=settings.regions,
+            endpoints=settings.table_endpoints,
         )
 
     @cached_property

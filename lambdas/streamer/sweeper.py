@@ -15,11 +15,16 @@ poller that ended it died between storing the outcome and sending the
 `complete`: the sweeper sends it. (A processor's attempt takes its request off
 the index as it ends it: a `complete` lost with that worker is sent when Lambda
 delivers the failed batch again, `streamer.outcomes.resend_lost_complete`.)
+
+In a deployment of several regions, each run also records its region's
+heartbeat and takes over the stalled requests of regions whose heartbeat is
+stale (`streamer.takeover`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +35,8 @@ from streamer.errors import ErrorCode, StreamerError
 from streamer.keys import due_shard, shards_read
 from streamer.models import CANCELLED, FAILED, PROCESSING, RequestItem
 from streamer.progress import MAX_UNPERSISTED_MESSAGES
+from streamer.regions import TakeoverSettings
+from streamer.takeover import stale_regions, take_over
 from streamer.transitions import SweepAction, sweep_action
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,8 @@ class SweepReport:
     timed_out: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
+    #: Taken over from a stopped region (`streamer.takeover`): ids.
+    taken_over: list[str] = field(default_factory=list)
     #: Keys of the requests that could not be parsed or written this time.
     failed: list[str] = field(default_factory=list)
 
@@ -57,6 +66,7 @@ class SweepReport:
             "timed_out": len(self.timed_out),
             "cancelled": len(self.cancelled),
             "resent": len(self.resent),
+            "taken_over": len(self.taken_over),
             "failed": len(self.failed),
         }
 
@@ -93,8 +103,14 @@ def sweep(
     *,
     max_items: int = 500,
     shards: int = Settings.due_shards,
+    regions: Sequence[str] = (),
+    takeover: TakeoverSettings | None = None,
 ) -> SweepReport:
     """Act on every due request of `region`; one that fails is logged, counted, and left.
+
+    With other `regions` and their `takeover` times, first record this region's
+    heartbeat and take over the stalled requests of those whose heartbeat is
+    stale (`streamer.takeover`).
 
     Reads every one of the due index's `shards` (and, in turn, one above them:
     `keys.shards_read`). Each item of the index is parsed and acted on by
@@ -102,6 +118,8 @@ def sweep(
     stays in the index and comes up again at the next sweep.
     """
     report = SweepReport()
+    if takeover is not None and len(regions) > 1:
+        _take_over(region, regions, delivery, now, report, takeover, shards, max_items)
     read = shards_read(shards, now // SWEEP_TURN_MS)
     for due in store.due_items(region, now, limit=max_items, shards=read):
         if isinstance(due, store.Unreadable):
@@ -118,6 +136,41 @@ def sweep(
     metrics.count(metric_names.SWEEPER_REDRIVES, redrives)
     metrics.count(metric_names.SWEEPER_FAILURES, len(report.failed))
     return report
+
+
+def _take_over(
+    region: str,
+    regions: Sequence[str],
+    delivery: Any,
+    now: int,
+    report: SweepReport,
+    settings: TakeoverSettings,
+    shards: int,
+    max_items: int,
+) -> None:
+    def redrive_seq(item: RequestItem) -> int | None:
+        redrives = sweep_decision(item, now) is SweepAction.REDRIVE
+        return last_seq_sent(item) if redrives else None
+
+    for stopped in stale_regions(region, regions, now, settings):
+        taken = take_over(
+            region,
+            stopped,
+            now,
+            settings,
+            redrive_seq=redrive_seq,
+            shards=shards,
+            max_items=max_items,
+            turn=now // SWEEP_TURN_MS,
+        )
+        report.taken_over += taken.redriven + [item.request_id for item in taken.moved]
+        for key, error in taken.failed:
+            _failed(report, key, error)
+        for item in taken.moved:
+            try:
+                _sweep_one(item, delivery, now, report, shards)
+            except Exception as error:
+                _failed(report, item.request_key, error)
 
 
 def _failed(report: SweepReport, key: str, error: Exception) -> None:

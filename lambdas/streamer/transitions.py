@@ -61,6 +61,10 @@ class Event(StrEnum):
     POSTPONE = "postpone"
     #: The sweeper puts a request back to PENDING (lease, retry or pickup time passed).
     REDRIVE = "redrive"
+    #: Another region takes over a stalled request of a stopped region (`streamer.regions`):
+    #: its runner moves, its status stays (a due PENDING one is re-driven instead, in the
+    #: same write). The write also bumps the request's epoch.
+    MOVE = "move"
     COMPLETE = "complete"
     FAIL = "fail"
     CANCEL = "cancel"
@@ -128,6 +132,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     *_rows((WAITING,), Event.CLAIM_POLL, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((PENDING, PROCESSING, RETRYING), Event.REDRIVE, PENDING, SAME_ATTEMPT, SAME_DUE_AT),
     *_rows((PROCESSING,), Event.POSTPONE, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT),
+    *_rows(
+        (PENDING, PROCESSING, RETRYING, WAITING), Event.MOVE, UNCHANGED, SAME_ATTEMPT, SAME_DUE_AT
+    ),
     *_rows((PROCESSING, WAITING), Event.COMPLETE, COMPLETED, SAME_ATTEMPT),
     *_rows((PROCESSING, WAITING), Event.FAIL, FAILED, SAME_ATTEMPT),
     *_rows((PENDING, PROCESSING, RETRYING, WAITING), Event.CANCEL, CANCELLED, SAME_ATTEMPT),

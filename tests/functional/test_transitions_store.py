@@ -18,6 +18,7 @@ import pytest
 from streamer import config, schema, store
 from streamer.keys import owner_key, request_key
 from streamer.models import RequestItem, bind_models
+from streamer.regions import Fence
 from streamer.transitions import TRANSITIONS, Event, Guard, Status, target, transition
 from tests.conftest import REGION, TABLES
 
@@ -134,6 +135,15 @@ WRITES: dict[Event, Callable[[RequestItem], bool]] = {
     Event.FAIL: finish(Status.FAILED),
     Event.CANCEL: finish(Status.CANCELLED),
     Event.COMPLETE_SENT: store.complete_sent,
+    Event.MOVE: lambda item: store.take_over_request(
+        item,
+        Fence(expected=0, epoch=1),
+        runner="eu-west-1",
+        shard=0,
+        now_ms=NOW,
+        redrive_seq=None,
+        next_due_at=NOW + 5,
+    ),
 }
 
 
@@ -236,3 +246,15 @@ def test_a_writer_acts_only_on_the_statuses_it_read(requests_table):
     item.status = "RETRYING"
     assert not store.redrive_request(item, now_ms=NOW, next_due_at=NOW + 5, seq=4)
     assert store.get_request(OWNER, "r-1").status == "WAITING"
+
+
+@pytest.mark.parametrize("status, event", [(r.source, r.event) for r in TRANSITIONS if r.source])
+def test_a_writer_that_read_the_request_before_a_takeover_is_refused(requests_table, status, event):
+    # GIVEN a request another region took over (epoch 0 -> 1) after this writer read it
+    item = stored_in(status)
+    RequestItem(KEY).update(actions=[RequestItem.epoch.set(1)])
+    assert item.fence_epoch == 0
+
+    # WHEN the writer writes what the table would otherwise allow, THEN it is refused
+    assert not WRITES[event](item)
+    assert store.get_request(OWNER, "r-1").status == status

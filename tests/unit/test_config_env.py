@@ -47,6 +47,11 @@ EVERY_VARIABLE = {
     config.CIRCUIT_FAILURE_RATIO: "0.4",
     config.CIRCUIT_MINIMUM_CALLS: "11",
     config.CIRCUIT_OPEN_S: "45",
+    config.REGIONS: "us-east-1, eu-west-1",
+    config.TABLE_ENDPOINTS: '{"us-east-1": "http://127.0.0.1:8000"}',
+    config.HEARTBEAT_STALE_S: "120",
+    config.TAKEOVER_GRACE_S: "15",
+    config.SWEEP_INTERVAL_S: "30",
 }
 
 
@@ -91,6 +96,11 @@ def test_every_variable_reaches_its_setting() -> None:
         circuit_failure_ratio=0.4,
         circuit_minimum_calls=11,
         circuit_open_s=45,
+        regions=("us-east-1", "eu-west-1"),
+        table_endpoints={"us-east-1": "http://127.0.0.1:8000"},
+        heartbeat_stale_s=120.0,
+        takeover_grace_s=15.0,
+        sweep_interval_s=30.0,
     )
 
 
@@ -150,3 +160,44 @@ def test_shares_are_kept_between_0_and_1_and_breaker_counts_at_least_1(
     name: str, given: str, field: str, expected: float
 ) -> None:
     assert getattr(Settings.from_env({name: given}), field) == expected
+
+
+def test_a_deployment_without_regions_runs_in_its_own_region_alone() -> None:
+    settings = Settings.from_env({config.REGION: "eu-west-1"})
+    assert settings.regions == ("eu-west-1",)
+    assert settings.table_endpoints == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (config.REGIONS, "us-east-1,us-west-2", "must include the function's own region"),
+        (config.TABLE_ENDPOINTS, "[1]", "must be a JSON object of region to URL"),
+        (config.TABLE_ENDPOINTS, "{not json", "must be a JSON object of region to URL"),
+        (config.HEARTBEAT_STALE_S, "soon", "must be a number"),
+        (config.HEARTBEAT_STALE_S, "45", "heartbeat_stale_s must exceed sweep_interval_s"),
+    ],
+)
+def test_a_malformed_region_setting_names_its_variable_and_value(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(config.ConfigError, match=message) as raised:
+        Settings.from_env({config.REGION: "eu-west-1", name: value})
+    assert name in str(raised.value) and value in str(raised.value)
+
+
+def test_takeover_times_default_to_the_documented_recovery_bound() -> None:
+    from streamer.regions import recovery_bound_s
+
+    takeover = Settings.from_env({}).takeover
+    # The processor's 900 s timeout plus the 30 s lease margin, 30 s of grace,
+    # a heartbeat stale after 180 s, a sweep every 60 s (docs/guarantees.md).
+    assert (takeover.lease_s, takeover.grace_s) == (930, 30.0)
+    assert (takeover.heartbeat_stale_s, takeover.sweep_interval_s) == (180.0, 60.0)
+    assert recovery_bound_s(takeover) == 1020
+
+
+def test_the_lease_of_the_recovery_bound_is_the_processor_s_timeout_in_the_catalog() -> None:
+    from streamer import catalog
+
+    assert catalog.FUNCTIONS["processor"].timeout_s == config.PROCESSOR_TIMEOUT_S

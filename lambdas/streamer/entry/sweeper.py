@@ -1,4 +1,5 @@
-"""Scheduled sweeper: re-drive requests whose lease or retry time passed."""
+"""Scheduled sweeper: re-drive requests whose lease or retry time passed, and take over
+those of a stopped region."""
 
 from __future__ import annotations
 
@@ -12,4 +13,12 @@ from streamer.sweeper import sweep
 @invocation.entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime.current()
-    return sweep(rt.settings.region, rt.delivery, now_ms(), shards=rt.settings.due_shards).to_dict()
+    settings = rt.settings
+    return sweep(
+        settings.region,
+        rt.delivery,
+        now_ms(),
+        shards=settings.due_shards,
+        regions=settings.regions,
+        takeover=settings.takeover,
+    ).to_dict()

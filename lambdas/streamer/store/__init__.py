@@ -12,6 +12,7 @@ never as an exception. Anything else DynamoDB or the network does surfaces as
 from __future__ import annotations
 
 from streamer.keys import poll_partition, sweep_partition
+from streamer.models import decider_of
 from streamer.store.connections import (
     charge_bucket,
     connections_of_user,
@@ -22,6 +23,7 @@ from streamer.store.connections import (
     touch_connection,
 )
 from streamer.store.errors import StoreUnavailable
+from streamer.store.heartbeats import beat, last_beats
 from streamer.store.request_writes import (
     claim_poll,
     claim_request,
@@ -33,6 +35,7 @@ from streamer.store.request_writes import (
     request_cancel,
     save_progress,
     schedule_retry,
+    take_over_request,
     wait_request,
 )
 from streamer.store.requests import (
@@ -59,6 +62,7 @@ from streamer.store.subscriptions import (
 __all__ = [
     "StoreUnavailable",
     "Unreadable",
+    "beat",
     "cancel_requested",
     "charge_bucket",
     "claim_poll",
@@ -67,6 +71,7 @@ __all__ = [
     "connections_of_user",
     "count_active",
     "create_request",
+    "decider_of",
     "defer_request",
     "due_items",
     "due_requests",
@@ -75,6 +80,7 @@ __all__ = [
     "get_connection",
     "get_request",
     "get_subscription",
+    "last_beats",
     "poll_partition",
     "postpone_request",
     "redrive_request",
@@ -89,6 +95,7 @@ __all__ = [
     "subscribers",
     "subscribers_of_key",
     "sweep_partition",
+    "take_over_request",
     "touch_connection",
     "unsubscribe",
     "unsubscribe_key",

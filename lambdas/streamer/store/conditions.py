@@ -29,13 +29,17 @@ class Held:
     stale_before: int | None = None
     #: The statuses the writer read the request in, if it acts only on those.
     statuses: tuple[str, ...] | None = None
+    #: The request's epoch the writer read (0: never taken over, no `epoch` stored).
+    epoch: int = 0
 
 
 def condition(event: Event, held: Held) -> Any:
     """The condition under which `event` may be written, for a writer holding `held`."""
     by_guards: dict[frozenset[Guard], set[Status | None]] = {}
+    sources_of_event: set[Status | None] = set()
     for row in rows(event):
         by_guards.setdefault(row.guards, set()).add(row.source)
+        sources_of_event.add(row.source)
     clauses = []
     for guards, sources in by_guards.items():
         clause = _in(sources)
@@ -45,7 +49,17 @@ def condition(event: Event, held: Held) -> Any:
     written = reduce(or_, clauses)
     if held.statuses is not None:
         written = written & RequestItem.status.is_in(*held.statuses)
-    return written
+    if sources_of_event == {None}:
+        # A write that creates the item: there is no epoch yet to check.
+        return written
+    return written & _at_epoch(held.epoch)
+
+
+def _at_epoch(epoch: int) -> Any:
+    """The item is at `epoch`: for 0, it has none (no takeover ever stored one)."""
+    if epoch == 0:
+        return RequestItem.epoch.does_not_exist()
+    return RequestItem.epoch == epoch
 
 
 def moves(event: Event) -> list[Any]:

@@ -4,6 +4,11 @@ Which status a write goes from and to, and what else it checks, is the
 lifecycle table's (`streamer.transitions`, turned into conditions by
 `streamer.store.conditions`); each function here adds what the write stores.
 False means the condition failed: another writer won, or the request moved on.
+
+Each write goes to the request's decider (`streamer.models.decider_of`), the
+one table endpoint whose conditions decide the request in every region, and
+carries the epoch its writer read (`Held.epoch`): a region that lost the
+request to a takeover has its writes refused there.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamer.keys import poll_partition, sweep_partition
-from streamer.models import PROCESSING, RequestItem
+from streamer.models import PROCESSING, WAITING, RequestItem, decider_of, requests_in
+from streamer.regions import Fence
 from streamer.store.conditions import Held, condition, moves
 from streamer.store.errors import conditional
 from streamer.transitions import Event, claim_due_at, ending
@@ -37,8 +43,8 @@ def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool
             RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
             RequestItem.due_at.set(due_at),
         ]
-    written = condition(Event.CLAIM, Held(attempt=int(item.attempt)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.CLAIM, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
+    return _write(item, actions, written)
 
 
 def save_progress(
@@ -66,9 +72,10 @@ def save_progress(
     ]
     if checkpoint is not None:
         actions.append(RequestItem.checkpoint.set(checkpoint))
-    written = condition(Event.REPORT, Held(attempt=attempt, statuses=(status,)))
-    copy = RequestItem(item.request_key)
-    return conditional(lambda: copy.update(actions=actions, condition=written))
+    written = condition(
+        Event.REPORT, Held(epoch=item.fence_epoch, attempt=attempt, statuses=(status,))
+    )
+    return _write(item, actions, written, into_item=False)
 
 
 def finish_request(
@@ -114,21 +121,20 @@ def finish_request(
         actions.append(RequestItem.error.set(error))
     if progress is not None:
         actions.append(RequestItem.progress.set(progress))
-    held = Held(attempt=int(item.attempt) if attempt is None else attempt, statuses=from_statuses)
+    held = Held(
+        epoch=item.fence_epoch,
+        attempt=int(item.attempt) if attempt is None else attempt,
+        statuses=from_statuses,
+    )
     written = condition(event, held)
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    return _write(item, actions, written)
 
 
 def complete_sent(item: RequestItem) -> bool:
     """Take an ended request off the sweeper's index: its `complete` went out."""
-    written = condition(Event.COMPLETE_SENT, Held(seq=int(item.seq)))
-    copy = RequestItem(item.request_key)
-    return conditional(
-        lambda: copy.update(
-            actions=[RequestItem.due_region.remove(), RequestItem.due_at.remove()],
-            condition=written,
-        )
-    )
+    written = condition(Event.COMPLETE_SENT, Held(epoch=item.fence_epoch, seq=int(item.seq)))
+    actions = [RequestItem.due_region.remove(), RequestItem.due_at.remove()]
+    return _write(item, actions, written, into_item=False)
 
 
 def schedule_retry(
@@ -144,8 +150,8 @@ def schedule_retry(
         RequestItem.lease_expires_at.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.RETRY, Held(attempt=attempt))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.RETRY, Held(epoch=item.fence_epoch, attempt=attempt))
+    return _write(item, actions, written)
 
 
 def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
@@ -161,8 +167,8 @@ def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
         RequestItem.due_at.set(until),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.DEFER, Held(attempt=int(item.attempt)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.DEFER, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
+    return _write(item, actions, written)
 
 
 def redrive_request(
@@ -176,19 +182,69 @@ def redrive_request(
     unchanged since the sweeper read it.
     """
     shard = item.shard if shard is None else shard
+    actions = _redriven(now_ms, next_due_at=next_due_at, seq=seq)
+    actions.append(RequestItem.due_shard.set(shard))
+    actions.append(RequestItem.due_region.set(sweep_partition(item.origin_region, shard)))
+    written = condition(Event.REDRIVE, _unchanged(item, item.fence_epoch))
+    return _write(item, actions, written)
+
+
+def take_over_request(
+    item: RequestItem,
+    fence: Fence,
+    *,
+    runner: str,
+    shard: int,
+    now_ms: int,
+    redrive_seq: int | None,
+    next_due_at: int,
+) -> bool:
+    """Another region takes over a stalled request: one write at its decider.
+
+    The request's runner (`origin_region`) becomes `runner`, keyed under
+    `runner`'s due partition (the poller's for a WAITING one), and its epoch
+    moves from `fence.expected` to `fence.epoch`, so the old runner's writes
+    are refused from now on. With `redrive_seq`, the same write re-drives it to
+    PENDING as `redrive_request` does: `runner`'s processor claims it from its
+    own stream and runs it from its checkpoint. Conditional on the request
+    being as the taker read it (status, attempt, due time, epoch). On success
+    `item` holds the new state.
+    """
+    partition = poll_partition if item.status == WAITING else sweep_partition
     actions = [
+        RequestItem.origin_region.set(runner),
+        RequestItem.epoch.set(fence.epoch),
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(partition(runner, shard)),
+    ]
+    event = Event.MOVE
+    if redrive_seq is not None:
+        event = Event.REDRIVE
+        actions += _redriven(now_ms, next_due_at=next_due_at, seq=redrive_seq)
+    written = condition(event, _unchanged(item, fence.expected))
+    return _write(item, actions, written)
+
+
+def _redriven(now_ms: int, *, next_due_at: int, seq: int) -> list[Any]:
+    """What a redrive writes besides the request's due partition."""
+    return [
         *moves(Event.REDRIVE),
         RequestItem.seq.set(seq),
-        RequestItem.due_shard.set(shard),
-        RequestItem.due_region.set(sweep_partition(item.origin_region, shard)),
         RequestItem.due_at.set(next_due_at),
         RequestItem.lease_expires_at.remove(),
         RequestItem.retry_after.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    held = Held(attempt=int(item.attempt), due_at=_due_at(item), statuses=(item.status,))
-    written = condition(Event.REDRIVE, held)
-    return conditional(lambda: item.update(actions=actions, condition=written))
+
+
+def _unchanged(item: RequestItem, epoch: int) -> Held:
+    """The request as the sweeper read it: same status, attempt, due time and epoch."""
+    return Held(
+        epoch=epoch,
+        attempt=int(item.attempt),
+        due_at=_due_at(item),
+        statuses=(item.status,),
+    )
 
 
 def wait_request(
@@ -226,8 +282,10 @@ def wait_request(
         RequestItem.lease_expires_at.remove(),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.WAIT, Held(attempt=attempt, due_at=_due_at(item)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(
+        Event.WAIT, Held(epoch=item.fence_epoch, attempt=attempt, due_at=_due_at(item))
+    )
+    return _write(item, actions, written)
 
 
 def claim_poll(
@@ -247,8 +305,11 @@ def claim_poll(
         RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.CLAIM_POLL, Held(attempt=int(item.attempt), due_at=_due_at(item)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(
+        Event.CLAIM_POLL,
+        Held(epoch=item.fence_epoch, attempt=int(item.attempt), due_at=_due_at(item)),
+    )
+    return _write(item, actions, written)
 
 
 def postpone_request(item: RequestItem, *, until: int) -> bool:
@@ -258,8 +319,11 @@ def postpone_request(item: RequestItem, *, until: int) -> bool:
     at the same attempt and `due_at`.
     """
     actions = [*moves(Event.POSTPONE), RequestItem.due_at.set(until)]
-    written = condition(Event.POSTPONE, Held(attempt=int(item.attempt), due_at=_due_at(item)))
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(
+        Event.POSTPONE,
+        Held(epoch=item.fence_epoch, attempt=int(item.attempt), due_at=_due_at(item)),
+    )
+    return _write(item, actions, written)
 
 
 def request_cancel(item: RequestItem, now_ms: int) -> bool:
@@ -269,8 +333,24 @@ def request_cancel(item: RequestItem, now_ms: int) -> bool:
         RequestItem.cancel_requested.set(True),
         RequestItem.updated_at.set(now_ms),
     ]
-    written = condition(Event.ASK_CANCEL, Held())
-    return conditional(lambda: item.update(actions=actions, condition=written))
+    written = condition(Event.ASK_CANCEL, Held(epoch=item.fence_epoch))
+    return _write(item, actions, written)
+
+
+def _write(item: RequestItem, actions: list[Any], written: Any, *, into_item: bool = True) -> bool:
+    """One conditional update of the request at its decider's table; on success, `into_item`
+    makes `item` hold the state written (UpdateItem's ALL_NEW, as PynamoDB's `update` does).
+
+    An item read in the decider's region is written as it is: with one region,
+    every write, the calls made before regions existed.
+    """
+    model = requests_in(decider_of(item.owner))
+    target = item if into_item and type(item) is model else model(item.request_key)
+    if not conditional(lambda: target.update(actions=actions, condition=written)):
+        return False
+    if into_item and target is not item:
+        item.attribute_values = target.attribute_values
+    return True
 
 
 def _due_at(item: RequestItem) -> int | None:

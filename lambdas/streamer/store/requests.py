@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from streamer import aws, schema
 from streamer.config import Settings
 from streamer.keys import poll_partition, request_key, shard_share, sweep_partition
-from streamer.models import CANCELLED, RequestItem
+from streamer.models import CANCELLED, RequestItem, decider_of, requests_in
 from streamer.store.conditions import Held, condition
 from streamer.store.errors import conditional, get_or_none, guard
 from streamer.transitions import Event, rows
@@ -25,22 +25,38 @@ BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY
 
 
 def get_request(owner: str, request_id: str, *, consistent: bool = True) -> RequestItem | None:
+    """The request, or None. A consistent read is made at the request's decider
+    (`models.decider_of`): it sees every write decided there, also one made from
+    another region that has not replicated here yet. An eventually consistent
+    read stays in this region's replica.
+    """
     key = request_key(owner, request_id)
-    return guard(lambda: get_or_none(RequestItem, key, consistent=consistent))
+    model = requests_in(decider_of(owner)) if consistent else RequestItem
+    return guard(lambda: get_or_none(model, key, consistent=consistent))
 
 
 def create_request(item: RequestItem, *, stale_sync_before_ms: int | None = None) -> bool:
-    """Insert a new request; False if its id is taken.
+    """Insert a new request at its decider's table; False if its id is taken.
 
-    With `stale_sync_before_ms`, a sync request still PROCESSING since before
-    that time (its router died mid-run) may be taken over.
+    The decider depends on the owner alone, so the same id sent to two regions
+    meets one conditional put at one table. With `stale_sync_before_ms`, a sync
+    request still PROCESSING since before that time (its router died mid-run)
+    may be taken over.
     """
     if item.status not in {row.target for row in rows(Event.CREATE)}:
         raise ValueError(f"a request is not created {item.status}")
     written = condition(Event.CREATE, Held())
     if stale_sync_before_ms is not None:
         written = written | condition(Event.TAKE_OVER, Held(stale_before=stale_sync_before_ms))
-    return conditional(lambda: item.save(condition=written))
+    model = requests_in(decider_of(item.owner))
+    if type(item) is model:
+        return conditional(lambda: item.save(condition=written))
+    placed = model()
+    placed.attribute_values = dict(item.attribute_values)
+    if not conditional(lambda: placed.save(condition=written)):
+        return False
+    item.attribute_values = placed.attribute_values
+    return True
 
 
 def cancel_requested(owner: str, request_id: str) -> bool:
@@ -90,7 +106,12 @@ class Unreadable:
 
 
 def due_items(
-    region: str, now_ms: int, limit: int = 100, *, shards: Sequence[int] = EVERY_SHARD
+    region: str,
+    now_ms: int,
+    limit: int = 100,
+    *,
+    shards: Sequence[int] = EVERY_SHARD,
+    partition: Callable[[str, int], str] = sweep_partition,
 ) -> list[RequestItem | Unreadable]:
     """`due_requests`, each item parsed on its own: one that cannot be read spoils no other.
 
@@ -103,6 +124,9 @@ def due_items(
     rather than PynamoDB's iterator, which parses as it reads and gives no key
     for an item it could not parse. The same Query on the index, so the same grant,
     and the same call budget as the function's PynamoDB calls (`aws.dynamodb_client`).
+    `partition` (default the sweeper's, `keys.sweep_partition`) names the partition
+    of each shard read: a region taking over another's stalled requests reads both
+    kinds of that region's partitions in its own replica.
     """
 
     def query() -> list[RequestItem | Unreadable]:
@@ -122,7 +146,7 @@ def due_items(
                 KeyConditionExpression="#partition = :partition AND #due <= :now",
                 ExpressionAttributeNames={"#partition": BY_DUE.hash_key, "#due": BY_DUE.range_key},
                 ExpressionAttributeValues={
-                    ":partition": {"S": sweep_partition(region, shard)},
+                    ":partition": {"S": partition(region, shard)},
                     ":now": {"N": str(now_ms)},
                 },
                 PaginationConfig={"MaxItems": left},
