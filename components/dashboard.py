@@ -123,8 +123,9 @@ def sections(where: Where) -> list[tuple[str, list[tuple[str, list[Line]]]]]:
                     ],
                 ),
                 (
-                    "Sweeper: re-drives and failures",
+                    "Sweeper: re-drives, takeovers of a stopped region's requests, failures",
                     declared(m.SWEEPER_REDRIVES, "Sum", where)
+                    + declared(m.REGION_TAKEOVERS, "Sum", where)
                     + declared(m.SWEEPER_FAILURES, "Sum", where),
                 ),
                 (

@@ -38,10 +38,10 @@ RESOURCE_VARIABLES = frozenset({config.WEBSOCKET_URL, config.EVENT_BUS, config.T
 #: Issue 16's variables, read by `streamer.config` (docs/guarantees.md, "Multi-region"):
 #: every function of every region gets them, so each knows the regions whose replicas it
 #: may write (a request's decider) and the times that bound a takeover.
-STACK_REGIONS = "STREAMER_REGIONS"
-SWEEP_INTERVAL_S = "STREAMER_SWEEP_INTERVAL_S"
-HEARTBEAT_STALE_S = "STREAMER_HEARTBEAT_STALE_S"
-TAKEOVER_GRACE_S = "STREAMER_TAKEOVER_GRACE_S"
+STACK_REGIONS = config.REGIONS
+SWEEP_INTERVAL_S = config.SWEEP_INTERVAL_S
+HEARTBEAT_STALE_S = config.HEARTBEAT_STALE_S
+TAKEOVER_GRACE_S = config.TAKEOVER_GRACE_S
 MULTI_REGION_VARIABLES = frozenset(
     {STACK_REGIONS, SWEEP_INTERVAL_S, HEARTBEAT_STALE_S, TAKEOVER_GRACE_S}
 )

@@ -58,6 +58,8 @@ CALLS: dict[str, dict[str, set[str]]] = {
     },
     "sweeper": {
         **FORGET,
+        # Its region's heartbeat, and every region's (issue 16: streamer.store.heartbeats).
+        "connections": FORGET["connections"] | {PUT, BATCH_GET},
         "requests/index/by_due": {QUERY},
         "requests": {BATCH_GET, UPDATE},
         "subscriptions": {QUERY, DELETE},
