@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -262,8 +262,9 @@ class Regions:
 
 
 _regions = Regions(own="us-east-1", all=("us-east-1",))
-#: The request model of each other region's table, made once per binding.
-_remote: dict[str, type[RequestItem]] = {}
+M = TypeVar("M", bound=Model)
+#: The request and subscription models of each other region's tables, made once per binding.
+_remote: dict[tuple[type, str], type] = {}
 _remote_lock = threading.Lock()
 
 
@@ -317,29 +318,39 @@ def decider_of(owner: str) -> str:
 
 
 def requests_in(region: str) -> type[RequestItem]:
-    """The request model whose calls go to `region`'s replica of the requests table.
+    """The request model whose calls go to `region`'s replica of the requests table."""
+    return _model_in(RequestItem, region)
 
-    The own region's is `RequestItem`. Another's is a subclass made once per
-    binding, on the same table name (a global table has one name in every
-    region) with that region and, if configured, its endpoint: PynamoDB binds
-    one connection per model class, and `streamer.aws` gives each (budget,
-    region, endpoint) one client from the process's session.
+
+def subscriptions_in(region: str) -> type[Subscription]:
+    """The subscription model whose calls go to `region`'s replica of the subscriptions table."""
+    return _model_in(Subscription, region)
+
+
+def _model_in(base: type[M], region: str) -> type[M]:
+    """`base`, or the subclass of it whose calls go to `region`'s replica of its table.
+
+    The own region's is `base`. Another's is a subclass made once per binding,
+    on the same table name (a global table has one name in every region) with
+    that region and, if configured, its endpoint: PynamoDB binds one connection
+    per model class, and `streamer.aws` gives each (budget, region, endpoint)
+    one client from the process's session.
     """
     bound = _regions
     if region == bound.own:
-        return RequestItem
+        return base
     with _remote_lock:
-        model = _remote.get(region)
+        model = _remote.get((base, region))
         if model is None:
-            meta = {"table_name": RequestItem.Meta.table_name, "region": region}
+            meta = {"table_name": base.Meta.table_name, "region": region}
             if region in bound.endpoints:
                 meta["host"] = bound.endpoints[region]
-            name = "RequestItemIn_" + "".join(c if c.isalnum() else "_" for c in region)
+            suffix = "".join(c if c.isalnum() else "_" for c in region)
             # Its own connection: PynamoDB keeps one in `_connection`, which a subclass
-            # would otherwise inherit from `RequestItem` once that one has made its own.
+            # would otherwise inherit from `base` once that one has made its own.
             body = {"Meta": type("Meta", (), meta), "_connection": None, "__module__": __name__}
-            model = type(name, (RequestItem,), body)
-            _remote[region] = model
+            model = type(f"{base.__name__}In_{suffix}", (base,), body)
+            _remote[(base, region)] = model
         return model
 
 
@@ -368,4 +379,5 @@ __all__ = [
     "owner_key",
     "request_key",
     "requests_in",
+    "subscriptions_in",
 ]

@@ -157,6 +157,44 @@ def test_status_and_cancel_from_another_region_see_the_request_before_replicatio
     assert stored(WEST, EAST_USER) is None
 
 
+def subscribers_in(region: str, user: str, request_id: str = "r-1") -> list[str]:
+    """The connections `region`'s replica of the subscriptions table has for a request."""
+    answer = boto3.client("dynamodb", region_name=region).query(
+        TableName=TABLES[config.SUBSCRIPTIONS_TABLE],
+        KeyConditionExpression="request_key = :key",
+        ExpressionAttributeValues={":key": {"S": request_key(owner_key("t1", user), request_id)}},
+        ConsistentRead=True,
+    )
+    return [item["connection_id"]["S"] for item in answer["Items"]]
+
+
+@pytest.mark.parametrize("subscribed_by", ["subscribe", "repeat"])
+def test_a_subscription_from_another_region_is_stored_where_the_request_is_decided(
+    two_regions, monkeypatch, subscribed_by
+):
+    # GIVEN a request created in us-east-1, not replicated to eu-west-1
+    in_region(monkeypatch, EAST)
+    connected(EAST_USER).send(REPORT)
+
+    # WHEN a connection in eu-west-1 subscribes to it, or sends the same request again
+    in_region(monkeypatch, WEST)
+    client = Client(f"conn-{EAST_USER}-west", user=EAST_USER, tenant="t1")
+    client.connect()
+    if subscribed_by == "subscribe":
+        client.send({"action": "subscribe", "request_id": "r-1"})
+    else:
+        assert client.send(REPORT)["type"] == "acknowledgment"
+
+    # THEN the subscription is in us-east-1's table, where the request's runner reads
+    # its subscribers after writing its end: a complete cannot slip past it while the
+    # subscription replicates
+    assert subscribers_in(EAST, EAST_USER) == [client.connection_id]
+    assert subscribers_in(WEST, EAST_USER) == []
+    in_region(monkeypatch, EAST)
+    found = store.subscribers(owner_key("t1", EAST_USER), "r-1")
+    assert [s.connection_id for s in found] == [client.connection_id]
+
+
 def stalled_in_east(monkeypatch: pytest.MonkeyPatch) -> tuple[int, Any]:
     """A request us-east-1 created and never picked up, replicated to eu-west-1; its due time."""
     in_region(monkeypatch, EAST)

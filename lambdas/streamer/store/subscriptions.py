@@ -1,28 +1,52 @@
-"""The subscriptions table: who follows a request or a topic, and a topic's retained message."""
+"""The subscriptions table: who follows a request or a topic, and a topic's retained message.
+
+A request's subscriptions are written, deleted and read at the request's
+decider (`models.decider_of`), its subscribers with a consistent read. So
+`subscribe` (write, then read the request again) and the runner's last read
+of the subscribers (after the request's end is written) meet at one table:
+either the subscribe's second read sees the end, or the runner's read sees
+the subscription. Written in the caller's region instead, a subscription
+would reach the runner's replica only after the replication lag ("How
+DynamoDB global tables work": replication is asynchronous), and a request
+ending within that lag would never reach the new subscriber. Topics are
+per tenant, not per request, and stay in the caller's region.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from streamer.keys import request_key
-from streamer.models import Subscription
+from streamer.models import Subscription, decider_of, subscriptions_in
 from streamer.store.errors import get_or_none, guard
 
 
 def subscribe(owner: str, request_id: str, connection_id: str, endpoint: str, ttl: int) -> None:
-    subscribe_key(request_key(owner, request_id), connection_id, endpoint, ttl)
+    """Subscribe a connection to a request, at the request's decider."""
+    model = subscriptions_in(decider_of(owner))
+    subscription = model(
+        request_key=request_key(owner, request_id),
+        connection_id=connection_id,
+        endpoint=endpoint,
+        ttl=ttl,
+    )
+    guard(subscription.save)
 
 
 def unsubscribe(owner: str, request_id: str, connection_id: str) -> None:
-    unsubscribe_key(request_key(owner, request_id), connection_id)
+    model = subscriptions_in(decider_of(owner))
+    guard(model(request_key=request_key(owner, request_id), connection_id=connection_id).delete)
 
 
 def subscribers(owner: str, request_id: str) -> list[Subscription]:
-    return subscribers_of_key(request_key(owner, request_id))
+    """A request's subscribers, read consistently at its decider."""
+    model = subscriptions_in(decider_of(owner))
+    key = request_key(owner, request_id)
+    return guard(lambda: list(model.query(key, consistent_read=True)))
 
 
 def subscribe_key(key: str, connection_id: str, endpoint: str, ttl: int) -> None:
-    """Subscribe a connection to a request's or a topic's key."""
+    """Subscribe a connection to a topic's key."""
     subscription = Subscription(
         request_key=key, connection_id=connection_id, endpoint=endpoint, ttl=ttl
     )
@@ -34,6 +58,7 @@ def unsubscribe_key(key: str, connection_id: str) -> None:
 
 
 def subscribers_of_key(key: str) -> list[Subscription]:
+    """A topic's subscribers (and its retained row)."""
     return guard(lambda: list(Subscription.query(key)))
 
 
