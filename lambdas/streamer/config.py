@@ -161,14 +161,16 @@ def parse_endpoints(name: str, value: str | None) -> dict[str, str]:
     """`value` as a JSON object of region to endpoint URL (None: none), or `ConfigError`."""
     if value is None:
         return {}
+    refused = ConfigError(f"{name} must be a JSON object of region to URL, got {value!r}")
     try:
         endpoints = json.loads(value)
     except ValueError:
-        endpoints = None
+        raise refused from None
+    # A JSON object's keys are strings; its values must be non-empty ones.
     if not isinstance(endpoints, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in endpoints.items()
+        isinstance(url, str) and url for url in endpoints.values()
     ):
-        raise ConfigError(f"{name} must be a JSON object of region to URL, got {value!r}")
+        raise refused
     return endpoints
 
 

@@ -168,12 +168,27 @@ def test_a_deployment_without_regions_runs_in_its_own_region_alone() -> None:
     assert settings.table_endpoints == {}
 
 
+def test_settings_made_without_regions_have_their_own_region_alone() -> None:
+    made = Settings(connections_table="c", requests_table="r", subscriptions_table="s", region="x")
+    assert made.regions == ("x",)
+    both = Settings(
+        connections_table="c",
+        requests_table="r",
+        subscriptions_table="s",
+        region="x",
+        regions=("y", "x"),
+    )
+    assert both.regions == ("y", "x")
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
         (config.REGIONS, "us-east-1,us-west-2", "must include the function's own region"),
         (config.TABLE_ENDPOINTS, "[1]", "must be a JSON object of region to URL"),
         (config.TABLE_ENDPOINTS, "{not json", "must be a JSON object of region to URL"),
+        (config.TABLE_ENDPOINTS, '{"us-east-1": 8000}', "must be a JSON object of region to URL"),
+        (config.TABLE_ENDPOINTS, '{"us-east-1": ""}', "must be a JSON object of region to URL"),
         (config.HEARTBEAT_STALE_S, "soon", "must be a number"),
         (config.HEARTBEAT_STALE_S, "45", "heartbeat_stale_s must exceed sweep_interval_s"),
     ],
