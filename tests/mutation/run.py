@@ -97,6 +97,10 @@ MODULES: dict[str, Module] = {
         ("tests/unit/test_token_claims.py",),
         functions=("TokenVerifier", "identity_of_claims", "algorithms_for", "tenant_allowed"),
     ),
+    "regions": Module(
+        "regions.py",
+        ("tests/unit/test_regions.py",),
+    ),
     "config": Module(
         "config.py",
         (

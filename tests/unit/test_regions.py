@@ -72,8 +72,25 @@ def test_owners_are_spread_over_the_regions() -> None:
 
 
 def test_no_configured_region_is_an_error() -> None:
-    with pytest.raises(UnknownRegion):
+    with pytest.raises(UnknownRegion, match=r"^no regions configured$"):
         home_region("tenant#user", [])
+
+
+def test_each_owner_without_a_stored_placement_is_placed_at_its_own_home() -> None:
+    # Two owners with different homes: the placement follows each owner.
+    owners_by_home = {home_region(f"acme#user-{n}", [US, EU]): f"acme#user-{n}" for n in range(20)}
+    assert set(owners_by_home) == {US, EU}
+    for home, owner in owners_by_home.items():
+        assert placement_of(owner, [US, EU]).decider == home
+
+
+def test_an_ordinary_write_keeps_the_epoch_it_read() -> None:
+    assert write_fence(Placement(decider=US, runner=EU, epoch=3)) == Fence(expected=3, epoch=3)
+
+
+def test_no_placement_read_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"^no placement read$"):
+        latest_placement([])
 
 
 def test_a_new_request_is_decided_and_run_in_its_owners_home() -> None:
@@ -94,7 +111,7 @@ def test_a_write_goes_to_the_deciders_endpoint_from_any_region() -> None:
     from_home = route_write(placement, US, ENDPOINTS)
     from_eu = route_write(placement, EU, ENDPOINTS)
     assert (from_home.endpoint, from_home.remote) == (ENDPOINTS[US], False)
-    assert (from_eu.endpoint, from_eu.remote) == (ENDPOINTS[US], True)
+    assert (from_eu.region, from_eu.endpoint, from_eu.remote) == (US, ENDPOINTS[US], True)
 
 
 def test_a_decider_without_an_endpoint_is_an_error() -> None:
@@ -145,6 +162,10 @@ def test_a_stalled_request_of_a_stopped_region_is_taken_over_at_its_decider() ->
 
 def test_a_request_within_its_lease_and_grace_is_not_taken_over() -> None:
     assert take(due_at=NOW - SETTINGS.grace_s + 1) is Refusal.NOT_DUE
+
+
+def test_a_request_due_exactly_a_grace_ago_is_taken_over() -> None:
+    assert isinstance(take(due_at=NOW - SETTINGS.grace_s), Takeover)
 
 
 def test_a_request_of_a_region_still_heartbeating_is_not_taken_over() -> None:
@@ -202,8 +223,24 @@ def test_a_rejoining_region_adopts_the_latest_takeover_it_reads() -> None:
     assert not acts_on(latest_placement([own, takers]), US)
 
 
+@pytest.mark.parametrize(
+    "negative", ["lease_s", "sweep_interval_s", "grace_s", "replication_lag_s"]
+)
+def test_a_negative_takeover_time_is_refused(negative: str) -> None:
+    times = {"lease_s": 0, "sweep_interval_s": 0, "grace_s": 0, "replication_lag_s": 0}
+    with pytest.raises(ValueError, match=r"^takeover times must not be negative$"):
+        TakeoverSettings(heartbeat_stale_s=1, **{**times, negative: -0.5})
+
+
+def test_zero_takeover_times_are_allowed() -> None:
+    zero = TakeoverSettings(
+        lease_s=0, sweep_interval_s=0, grace_s=0, heartbeat_stale_s=0.5, replication_lag_s=0
+    )
+    assert recovery_bound_s(zero) == 0.5
+
+
 def test_a_heartbeat_staleness_within_one_sweep_is_refused() -> None:
-    with pytest.raises(ValueError, match="heartbeat_stale_s"):
+    with pytest.raises(ValueError, match=r"^heartbeat_stale_s must exceed sweep_interval_s$"):
         TakeoverSettings(lease_s=930, sweep_interval_s=60, grace_s=30, heartbeat_stale_s=60)
 
 
