@@ -118,8 +118,11 @@ def sweep(
     stays in the index and comes up again at the next sweep.
     """
     report = SweepReport()
-    if takeover is not None and len(regions) > 1:
-        _take_over(region, regions, delivery, now, report, takeover, shards, max_items)
+    takes_over = takeover is not None and len(regions) > 1
+    if takes_over:
+        # First the heartbeat: a region whose own sweep fails or runs long still
+        # shows it is alive, and is not taken over while its workers run.
+        _beat(region, now, report)
     read = shards_read(shards, now // SWEEP_TURN_MS)
     for due in store.due_items(region, now, limit=max_items, shards=read):
         if isinstance(due, store.Unreadable):
@@ -130,6 +133,13 @@ def sweep(
         except Exception as error:
             # Whatever one request does wrong, the others are still swept.
             _failed(report, due.request_key, error)
+    if takes_over:
+        # Then the stopped regions' requests: their writes cross regions and may
+        # wait on a decider that does not answer, after this region's own work.
+        try:
+            _take_over(region, regions, delivery, now, report, takeover, shards, max_items)
+        except Exception as error:
+            _failed(report, "takeover", error)
     if any(report.to_dict().values()):
         log.info("sweep", extra={"fields": report.to_dict()})
     redrives = len(report.redriven) + len(report.timed_out) + len(report.cancelled)
@@ -171,6 +181,13 @@ def _take_over(
                 _sweep_one(item, delivery, now, report, shards)
             except Exception as error:
                 _failed(report, item.request_key, error)
+
+
+def _beat(region: str, now: int, report: SweepReport) -> None:
+    try:
+        store.beat(region, now)
+    except Exception as error:
+        _failed(report, "heartbeat", error)
 
 
 def _failed(report: SweepReport, key: str, error: Exception) -> None:

@@ -102,11 +102,22 @@ class SystemActions:
         return topics.unsubscribe(tenant_id, topic, caller.connection_id)
 
     def _cancel(self, item: RequestItem) -> dict[str, Any]:
+        # A write refused because the request moved since it was read (a worker
+        # claimed it, another region took it over) is tried once more on the
+        # request as it is now: the cancel is not lost to that move.
+        if not self._cancel_as_read(item):
+            item = store.get_request(item.owner, item.request_id) or item
+            self._cancel_as_read(item)
+        fresh = store.get_request(item.owner, item.request_id) or item
+        return status_message(fresh.snapshot())
+
+    def _cancel_as_read(self, item: RequestItem) -> bool:
+        """End or flag the request in the state `item` shows; False if that state was gone."""
         now = now_ms()
         if item.status in (PENDING, RETRYING, WAITING):
             from streamer.audience import end_request
 
-            end_request(
+            return end_request(
                 item,
                 CANCELLED,
                 StreamerError(ErrorCode.CANCELLED, "the request was cancelled"),
@@ -114,11 +125,10 @@ class SystemActions:
                 from_statuses=(PENDING, RETRYING, WAITING),
                 now=now,
             )
-        elif item.status == PROCESSING:
+        if item.status == PROCESSING:
             # The running worker sees the flag within a flush interval and ends it.
-            store.request_cancel(item, now)
-        fresh = store.get_request(item.owner, item.request_id) or item
-        return status_message(fresh.snapshot())
+            return store.request_cancel(item, now)
+        return True
 
     def _watch_token(self, item: RequestItem, caller: Caller) -> dict[str, Any]:
         secret = self.settings.watch_token_secret

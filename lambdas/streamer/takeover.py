@@ -1,11 +1,13 @@
 """A sweeper's takeover of the stalled requests of regions that stopped (`streamer.regions`).
 
 Each sweeper run of a multi-region deployment first records its own region's
-heartbeat (`store.beat`), then looks at every other region whose heartbeat is
-stale: in its own replica, it reads that region's due partitions (the
-sweeper's and the poller's, every shard) for requests due at least the
-takeover grace ago, and takes each over with one conditional write at the
-request's decider (`store.take_over_request`). The write bumps the epoch, so
+heartbeat (`store.beat`) and sweeps its own region; then it looks at every
+other region whose heartbeat is stale: in its own replica, it reads that
+region's due partitions (the sweeper's and the poller's, every shard) for
+requests due at least the takeover grace ago (a running one: its lease), and
+takes each over with one conditional write at the request's decider
+(`store.take_over_request`); a decider that does not answer is asked again at
+the next run. The write bumps the epoch, so
 the stopped region's processor, sweeper or poller, should it come back, has
 its writes refused there; it moves the request's runner (`origin_region`) and
 due partition to this region. A request the sweeper would re-drive is re-driven
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from streamer import metric_names, metrics, store
 from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.keys import due_shard, poll_partition, shards_read, sweep_partition
-from streamer.models import WAITING, RequestItem, decider_of
+from streamer.models import PROCESSING, WAITING, RequestItem, decider_of
 from streamer.regions import Placement, Refusal, TakeoverSettings, heartbeat_stale, takeover
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,7 @@ class Taken:
 def stale_regions(
     own: str, regions: Sequence[str], now_ms: int, settings: TakeoverSettings
 ) -> list[str]:
-    """Record `own`'s heartbeat; the other regions whose heartbeat this replica sees stale."""
-    store.beat(own, now_ms)
+    """The regions other than `own` whose heartbeat this replica sees stale."""
     others = [region for region in regions if region != own]
     if not others:
         return []
@@ -81,9 +82,19 @@ def take_over(
                 continue
             try:
                 _take_one(due, own, stopped, now_ms, settings, shards, redrive_seq, taken)
+            except store.StoreUnavailable as error:
+                # The decider does not answer (the stopped region's DynamoDB is down
+                # too): the next request would wait out the same call budget. Try
+                # again at the next run.
+                taken.failed.append((due.request_key, error))
+                return _counted(taken, stopped)
             except Exception as error:
                 # Whatever one request does wrong, the others are still taken.
                 taken.failed.append((due.request_key, error))
+    return _counted(taken, stopped)
+
+
+def _counted(taken: Taken, stopped: str) -> Taken:
     count = len(taken.redriven) + len(taken.moved)
     metrics.count(metric_names.REGION_TAKEOVERS, count)
     if count:
@@ -104,13 +115,16 @@ def _take_one(
     redrive_seq: Callable[[RequestItem], int | None],
     taken: Taken,
 ) -> None:
+    if item.due_at is None:
+        # Left the due index since the index was read (it ended, or moved): nothing to take.
+        return
     placement = Placement(
         decider=decider_of(item.owner), runner=item.origin_region, epoch=item.fence_epoch
     )
     decision = takeover(
         placement,
         ended=item.is_terminal,
-        due_at=int(item.due_at) / 1000,
+        due_at=_due_at(item) / 1000,
         taker=own,
         now=now_ms / 1000,
         # Only `stopped` was read stale; a runner other than it is not taken from.
@@ -137,3 +151,18 @@ def _take_one(
         taken.redriven.append(item.request_id)
     else:
         taken.moved.append(item)
+
+
+def _due_at(item: RequestItem) -> int:
+    """When the request is due for a takeover: a PROCESSING one not before its lease ends.
+
+    A claim may leave a request in the due index at its pickup time while its
+    worker's lease runs on (`transitions.claim_due_at`); that worker may be
+    alive in a region whose heartbeat only reads stale (its sweeper failing,
+    or the connections table replicating late). Taking the request then would
+    fence off a live run.
+    """
+    due_at = int(item.due_at)
+    if item.status == PROCESSING and item.lease_expires_at is not None:
+        return max(due_at, int(item.lease_expires_at))
+    return due_at

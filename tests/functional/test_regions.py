@@ -289,6 +289,97 @@ def test_nothing_is_taken_over_before_its_due_time_and_the_grace(two_regions, mo
     assert stored(EAST, EAST_USER)["origin_region"] == {"S": EAST}
 
 
+def test_a_running_request_is_not_taken_over_before_its_lease_ends(two_regions, monkeypatch):
+    # GIVEN a request us-east-1 claimed with a long lease: it stays due at its pickup
+    # time, but its worker runs on (us-east-1's heartbeat only reads stale: its
+    # sweeper fails, or the heartbeat replicates late)
+    in_region(monkeypatch, EAST)
+    connected(EAST_USER).send(REPORT)
+    item = store.get_request(owner_key("t1", EAST_USER), "r-1")
+    due_at = int(item.due_at)
+    lease_ends = due_at + 15 * 60_000
+    assert store.claim_request(item, due_at - 1_000, lease_ends)
+    replicate(EAST, WEST, EAST_USER)
+    in_region(monkeypatch, WEST)
+    grace_ms = int(runtime.current().settings.takeover_grace_s * 1000)
+
+    # WHEN eu-west-1's sweeper runs past the pickup time and the grace, within the lease
+    report = west_sweep(due_at + grace_ms + 60_000)
+
+    # THEN the run is left alone: no takeover fences off a live worker
+    assert report.taken_over == []
+    assert stored(EAST, EAST_USER)["status"] == {"S": "PROCESSING"}
+    assert "epoch" not in stored(EAST, EAST_USER)
+    # and once the lease and the grace have passed, it is taken over
+    assert west_sweep(lease_ends + grace_ms).taken_over == ["r-1"]
+
+
+def test_a_decider_that_does_not_answer_neither_stops_the_own_sweep_nor_is_asked_twice(
+    two_regions, monkeypatch
+):
+    # GIVEN two stalled requests of a stopped us-east-1, whose table does not answer
+    # either, and a stalled request of eu-west-1's own
+    due_at, _ = stalled_in_east(monkeypatch)
+    connected(EAST_USER).send({**REPORT, "id": "r-2"})
+    replicate(EAST, WEST, EAST_USER, "r-2")
+    in_region(monkeypatch, WEST)
+    connected(WEST_USER).send(REPORT)
+    asked: list[str] = []
+
+    def unreachable(item: Any, *args: Any, **kwargs: Any) -> bool:
+        asked.append(item.request_id)
+        raise store.StoreUnavailable("us-east-1 does not answer")
+
+    monkeypatch.setattr(store, "take_over_request", unreachable)
+    grace_ms = int(runtime.current().settings.takeover_grace_s * 1000)
+
+    # WHEN eu-west-1's sweeper runs past every due time
+    report = west_sweep(due_at + PICKUP_TIMEOUT_MS + grace_ms + 60_000)
+
+    # THEN its own request was swept, us-east-1 was asked once, and the run failed only that
+    assert report.redriven == ["r-1"]
+    assert len(asked) == 1
+    assert len(report.failed) == 1 and report.taken_over == []
+
+
+@pytest.mark.parametrize("moved_by", ["claim", "takeover"])
+def test_a_cancel_is_not_lost_to_a_move_between_its_read_and_its_write(
+    two_regions, monkeypatch, moved_by
+):
+    # GIVEN a pending request of us-east-1 (replicated to eu-west-1, us-east-1 stopped)
+    due_at, _ = stalled_in_east(monkeypatch)
+    region = EAST if moved_by == "claim" else WEST
+    in_region(monkeypatch, region)
+    client = Client(f"conn-{EAST_USER}-{region}", user=EAST_USER, tenant="t1")
+    client.connect()
+    read_request = store.get_request
+    moved: list[str] = []
+
+    def read_then_move(owner: str, request_id: str, **options: Any) -> Any:
+        item = read_request(owner, request_id, **options)
+        if not moved:
+            # just after the cancel read it, a worker claims it, or eu-west-1 takes it over
+            moved.append(moved_by)
+            if moved_by == "claim":
+                assert store.claim_request(read_request(owner, request_id), due_at, due_at + 60_000)
+            else:
+                grace_ms = int(runtime.current().settings.takeover_grace_s * 1000)
+                assert west_sweep(due_at + grace_ms).taken_over == ["r-1"]
+        return item
+
+    monkeypatch.setattr(store, "get_request", read_then_move)
+
+    # WHEN the user cancels it
+    answer = client.send({"action": "cancel", "request_id": "r-1"})
+
+    # THEN the cancel took effect on the request as it had become
+    item = stored(EAST, EAST_USER)
+    if moved_by == "claim":
+        assert item["status"] == {"S": "PROCESSING"} and item["cancel_requested"] == {"BOOL": True}
+    else:
+        assert item["status"] == {"S": "CANCELLED"} and answer["request"]["status"] == "CANCELLED"
+
+
 def test_a_connection_in_another_region_is_reached_through_its_own_region_s_api(
     two_regions, monkeypatch
 ):
