@@ -33,6 +33,11 @@ def request_key(owner: str, request_id: str) -> str:
     return f"{owner}#{request_id}"
 
 
+def owner_of_request_key(key: str) -> str:
+    """The owner part of a request's key: a request id has no `#` (PROTOCOL.md, `id`)."""
+    return key.rpartition("#")[0]
+
+
 def due_shard(key: str, shards: int) -> int:
     """The due-index shard of the request keyed `key`, one of `range(shards)`.
 

@@ -19,6 +19,7 @@ from streamer.config import PICKUP_TIMEOUT_MS
 from streamer.entry import authorizer as authorizer_entry
 from streamer.keys import owner_key, request_key
 from streamer.models import PENDING
+from streamer.progress_flusher import MAX_UNPERSISTED_MESSAGES
 from streamer.regions import home_region
 from streamer.store import heartbeats
 from streamer.sweeper import sweep
@@ -378,6 +379,37 @@ def test_a_cancel_is_not_lost_to_a_move_between_its_read_and_its_write(
         assert item["status"] == {"S": "PROCESSING"} and item["cancel_requested"] == {"BOOL": True}
     else:
         assert item["status"] == {"S": "CANCELLED"} and answer["request"]["status"] == "CANCELLED"
+
+
+def test_a_taker_s_sweeper_decides_on_the_request_as_its_decider_has_it(two_regions, monkeypatch):
+    # GIVEN a request eu-west-1 took over from us-east-1, claimed by eu-west-1's worker,
+    # which then persisted progress up to seq 10 at us-east-1 (its decider) before dying;
+    # eu-west-1's own replica has the claim but not that progress yet
+    due_at, _ = stalled_in_east(monkeypatch)
+    in_region(monkeypatch, WEST)
+    grace_ms = int(runtime.current().settings.takeover_grace_s * 1000)
+    assert west_sweep(due_at + grace_ms).taken_over == ["r-1"]
+    taken = store.get_request(owner_key("t1", EAST_USER), "r-1")
+    lease_ends = due_at + grace_ms + 1_000
+    assert store.claim_request(taken, due_at + grace_ms, lease_ends)
+    replicate(EAST, WEST, EAST_USER)
+    assert store.save_progress(
+        taken,
+        int(taken.attempt),
+        percentage=50.0,
+        message="half",
+        seq=10,
+        checkpoint=None,
+        now_ms=lease_ends - 500,
+    )
+
+    # WHEN eu-west-1's sweeper re-drives it after the lease
+    report = west_sweep(int(stored(WEST, EAST_USER)["due_at"]["N"]) + 1)
+
+    # THEN the next attempt goes on past the seq persisted at the decider, not the one
+    # eu-west-1's replica showed: no client sees a seq twice
+    assert report.redriven == ["r-1"]
+    assert int(stored(EAST, EAST_USER)["seq"]["N"]) == 10 + MAX_UNPERSISTED_MESSAGES
 
 
 def test_a_connection_in_another_region_is_reached_through_its_own_region_s_api(

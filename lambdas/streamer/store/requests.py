@@ -9,7 +9,13 @@ from typing import Any
 
 from streamer import aws, schema
 from streamer.config import Settings
-from streamer.keys import poll_partition, request_key, shard_share, sweep_partition
+from streamer.keys import (
+    owner_of_request_key,
+    poll_partition,
+    request_key,
+    shard_share,
+    sweep_partition,
+)
 from streamer.models import CANCELLED, RequestItem, decider_of, requests_in
 from streamer.store.conditions import Held, condition
 from streamer.store.errors import conditional, get_or_none, guard
@@ -91,10 +97,30 @@ def _on_shards(partitions: list[str], now_ms: int, limit: int, index: Any) -> li
         keys += [item.request_key for item in found]
     if not keys:
         return []
-    items = guard(
-        lambda: {i.request_key: i for i in RequestItem.batch_get(keys, consistent_read=True)}
-    )
+
+    def read() -> dict[str, RequestItem]:
+        items: dict[str, RequestItem] = {}
+        for region, group in _by_decider(keys).items():
+            for item in requests_in(region).batch_get(group, consistent_read=True):
+                items[item.request_key] = item
+        return items
+
+    items = guard(read)
     return [items[key] for key in keys if key in items]
+
+
+def _by_decider(keys: list[str]) -> dict[str, list[str]]:
+    """Request keys grouped by the region whose table decides each (`models.decider_of`).
+
+    The due index is read in this region's replica, but what is decided on a
+    request must be read where it is decided: after a takeover the runner is
+    not the decider, and its own replica may lag behind the progress (`seq`)
+    the run persisted there. With one region, one group: the own table.
+    """
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(decider_of(owner_of_request_key(key)), []).append(key)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -152,13 +178,23 @@ def due_items(
                 PaginationConfig={"MaxItems": left},
             )
             keys += [raw["request_key"] for page in pages for raw in page["Items"]]
-        return [_parsed(raw) for raw in _read(client, keys)]
+        found: dict[str, dict[str, Any]] = {}
+        for decider, group in _by_decider([key["S"] for key in keys]).items():
+            model = requests_in(decider)
+            reader = client
+            if model is not RequestItem:
+                reader = aws.dynamodb_client(
+                    region_name=model.Meta.region, endpoint_url=getattr(model.Meta, "host", None)
+                )
+            for raw in _read(reader, [{"S": key} for key in group]):
+                found[raw["request_key"]["S"]] = raw
+        return [_parsed(found[key["S"]]) for key in keys if key["S"] in found]
 
     return guard(query)
 
 
 def _read(client: Any, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The items of these request keys (raw), in the keys' order, consistently read.
+    """The items of these request keys (raw), consistently read.
 
     BatchGetItem takes at most 100 keys and may leave some unprocessed, to ask again
     after an exponential backoff:
