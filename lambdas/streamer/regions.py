@@ -62,8 +62,9 @@ def home_region(owner: str, regions: Sequence[str]) -> str:
 
     Rendezvous hashing: the region with the highest hash of (region, owner).
     It depends on the set of regions, not their order, and adding a region
-    moves only the owners whose new home is the added region; requests
-    already created keep the placement stored on their item.
+    moves only the owners whose new home is the added region (their requests
+    already created too, where the decider is computed and not stored: the
+    region set changes only with nothing running, docs/deploying.md).
     """
     if not regions:
         raise UnknownRegion("no regions configured")
