@@ -33,7 +33,7 @@ import pytest
 
 from streamer import config, keys, regions
 from tests.e2e.conftest import LocalStack, start_stack
-from tests.faults.app import RUN_LOG
+from tests.faults.app import RUN_LOG, STARTED
 from tests.faults.conftest import (
     LEASE_MARGIN_S,
     PROCESSOR_TIMEOUT_S,
@@ -124,9 +124,10 @@ class TwoRegions:
             self.reconnect(region)
         self.set_lag(LAG_S)
 
-    def runs(self, request_ids: set[str] | str) -> list[dict]:
-        """Handler runs of these requests in any region, in the order they started."""
-        return self.region(self.regions[0]).runs(request_ids)
+    def runs(self, request_ids: set[str] | str, phase: str = STARTED) -> list[dict]:
+        """Handler runs of these requests in any region, in the order they started
+        (`FINISHED`: those whose handler returned, in the order they did)."""
+        return self.region(self.regions[0]).runs(request_ids, phase)
 
 
 @contextlib.contextmanager
