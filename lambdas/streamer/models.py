@@ -317,6 +317,18 @@ def decider_of(owner: str) -> str:
     return home_region(owner, bound.all)
 
 
+def on_connections_table(model: type[M]) -> type[M]:
+    """`model`, a record kept in the connections table besides connections (circuit
+    counts, heartbeats), bound to the table and region `Connection` is bound to."""
+    table, region = Connection.Meta.table_name, getattr(Connection.Meta, "region", None)
+    meta = model.Meta
+    if meta.table_name != table or getattr(meta, "region", None) != region:
+        meta.table_name = table
+        meta.region = region  # type: ignore[attr-defined]
+        model._connection = None
+    return model
+
+
 def requests_in(region: str) -> type[RequestItem]:
     """The request model whose calls go to `region`'s replica of the requests table."""
     return _model_in(RequestItem, region)
@@ -376,6 +388,7 @@ __all__ = [
     "bind_models",
     "bound_regions",
     "decider_of",
+    "on_connections_table",
     "owner_key",
     "request_key",
     "requests_in",

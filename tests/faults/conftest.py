@@ -44,6 +44,21 @@ class FaultRefused(Exception):
         self.answer = answer
 
 
+def post_command(url: str, fields: dict[str, Any], *, timeout: float) -> dict:
+    """POST `fields` as JSON to a control API; its JSON answer, or `FaultRefused`."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(fields).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return json.load(answer)
+    except urllib.error.HTTPError as error:
+        raise FaultRefused(error.code, json.load(error)) from None
+
+
 @dataclass
 class FaultyStack:
     """A stack started with `--faults`, and ways to break it and look inside."""
@@ -53,17 +68,7 @@ class FaultyStack:
 
     def fault(self, command: str, **fields: Any) -> dict:
         """POST one command to `/_faults/{command}`; its JSON answer."""
-        request = urllib.request.Request(
-            f"{self.stack.ready['faults_url']}/{command}",
-            data=json.dumps(fields).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return json.load(answer)
-        except urllib.error.HTTPError as error:
-            raise FaultRefused(error.code, json.load(error)) from None
+        return post_command(f"{self.stack.ready['faults_url']}/{command}", fields, timeout=10)
 
     def state(self) -> dict:
         with urllib.request.urlopen(self.stack.ready["faults_url"], timeout=10) as answer:

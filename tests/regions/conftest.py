@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +37,8 @@ from tests.faults.conftest import (
     LEASE_MARGIN_S,
     PROCESSOR_TIMEOUT_S,
     TENANT,
-    FaultRefused,
     FaultyStack,
+    post_command,
 )
 
 US, EU = "us-east-1", "eu-west-1"
@@ -76,22 +75,11 @@ class TwoRegions:
     def control(self, command: str | None = None, **fields: Any) -> dict:
         """POST a command to the control API (`/_faults/{command}`), or GET its state."""
         url = self.stack.ready["control_url"]
-        request = (
-            urllib.request.Request(url)
-            if command is None
-            else urllib.request.Request(
-                f"{url}/{command}",
-                data=json.dumps(fields).encode(),
-                method="POST",
-                headers={"Content-Type": "application/json"},
-            )
-        )
-        try:
+        if command is not None:
             # Starting a region waits for it to be ready.
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                return json.load(answer)
-        except urllib.error.HTTPError as error:
-            raise FaultRefused(error.code, json.load(error)) from None
+            return post_command(f"{url}/{command}", fields, timeout=120)
+        with urllib.request.urlopen(url, timeout=120) as answer:
+            return json.load(answer)
 
     def state(self) -> dict:
         return self.control()

@@ -26,7 +26,7 @@ from __future__ import annotations
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
 from streamer.circuit import CircuitState, Counts, TrialSlot
-from streamer.models import Connection, Versioned
+from streamer.models import Versioned, on_connections_table
 from streamer.store.errors import conditional, guard
 
 PREFIX = "circuit#"
@@ -57,13 +57,7 @@ def counts_key(action: str, epoch: int, bucket: int) -> str:
 
 def _model() -> type[CircuitRecord]:
     """The model, on the table and region the connections model was bound to."""
-    table, region = Connection.Meta.table_name, getattr(Connection.Meta, "region", None)
-    meta = CircuitRecord.Meta
-    if meta.table_name != table or getattr(meta, "region", None) != region:
-        meta.table_name = table
-        meta.region = region  # type: ignore[attr-defined]
-        CircuitRecord._connection = None
-    return CircuitRecord
+    return on_connections_table(CircuitRecord)
 
 
 def _state(record: CircuitRecord | None) -> CircuitState:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
-from streamer.models import Connection, Versioned
+from streamer.models import Versioned, on_connections_table
 from streamer.store.errors import guard
 
 PREFIX = "heartbeat#"
@@ -39,13 +39,7 @@ def heartbeat_key(region: str) -> str:
 
 def _model() -> type[Heartbeat]:
     """The model, on the table and region the connections model was bound to."""
-    table, region = Connection.Meta.table_name, getattr(Connection.Meta, "region", None)
-    meta = Heartbeat.Meta
-    if meta.table_name != table or getattr(meta, "region", None) != region:
-        meta.table_name = table
-        meta.region = region  # type: ignore[attr-defined]
-        Heartbeat._connection = None
-    return Heartbeat
+    return on_connections_table(Heartbeat)
 
 
 def beat(region: str, now_ms: int) -> None:
