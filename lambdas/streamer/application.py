@@ -248,6 +248,7 @@ class ApplicationActions:
                 lambda: run_handler(handler, request, _SyncProgress()),
                 timeout_ms / 1000,
                 self._sync_pool,
+                inline=getattr(handler, "runs_inline", True),
             )
         except DeadlineExceeded:
             return Outcome(

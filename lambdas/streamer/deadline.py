@@ -50,12 +50,21 @@ class DeadlineExceeded(Exception):
 
 
 def run_within(
-    call: Callable[[], Result], timeout_s: float, pool: concurrent.futures.Executor
+    call: Callable[[], Result],
+    timeout_s: float,
+    pool: concurrent.futures.Executor,
+    *,
+    inline: bool = True,
 ) -> Result:
-    """`call()`'s result, or `DeadlineExceeded` if it has not returned after `timeout_s`."""
+    """`call()`'s result, or `DeadlineExceeded` if it has not returned after `timeout_s`.
+
+    `inline=False` runs it on `pool` even on the main thread: for a handler that
+    cannot be stopped by a signal (see above), at the price of a thread hand-off
+    and of a handler that runs on past its deadline.
+    """
     if timeout_s <= 0:
         raise DeadlineExceeded
-    if threading.current_thread() is threading.main_thread():
+    if inline and threading.current_thread() is threading.main_thread():
         return _inline(call, timeout_s)
     future = pool.submit(call)
     try:

@@ -91,6 +91,10 @@ class Handler:
 
     action: str = ""
     estimated_duration: float | timedelta = 0.0
+    #: Run sync on the invocation's thread, stopped at its deadline by a signal
+    #: (`streamer.deadline`). False: on a worker thread, for a handler a signal must
+    #: not interrupt (docs/protocol.md, "Sync handlers and their deadline").
+    runs_inline: bool = True
 
     def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Return the payload to run with (possibly normalised), or raise `ValidationError`."""
@@ -119,9 +123,12 @@ class FunctionHandler(Handler):
         function: Callable[[Request, Progress], Any],
         estimated_duration: float | timedelta,
         validator: Validator | None,
+        *,
+        inline: bool = True,
     ) -> None:
         self.action = action
         self.estimated_duration = estimated_duration
+        self.runs_inline = inline
         self._function = function
         self._validator = validator
 
@@ -157,11 +164,16 @@ class App:
         *,
         estimated_duration: float | timedelta,
         validate: Validator | None = None,
+        inline: bool = True,
     ) -> Callable[[Callable[[Request, Progress], Any]], FunctionHandler]:
-        """Decorator registering a function `(request, progress) -> result` as an action."""
+        """Decorator registering a function `(request, progress) -> result` as an action.
+
+        `inline=False`: run sync on a worker thread, not interrupted at its deadline
+        (`Handler.runs_inline`).
+        """
 
         def decorate(function: Callable[[Request, Progress], Any]) -> FunctionHandler:
-            handler = FunctionHandler(name, function, estimated_duration, validate)
+            handler = FunctionHandler(name, function, estimated_duration, validate, inline=inline)
             self.register(handler)
             return handler
 

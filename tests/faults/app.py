@@ -58,6 +58,7 @@ class Journaled(Handler):
     def __init__(self, inner: Handler) -> None:
         self.action = inner.action
         self.estimated_duration = inner.estimated_duration
+        self.runs_inline = inner.runs_inline
         self._inner = inner
 
     def validate(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -129,3 +129,14 @@ app.register(ExternalCount())
 @app.action("sync_wait", estimated_duration=0.1)
 def sync_wait(request: Request, progress: Progress) -> Any:
     return Waiting(poll_after_s=1)
+
+
+@app.action("off_main_thread", estimated_duration=1, inline=False)
+def off_main_thread(request: Request, progress: Progress) -> Any:
+    """Sync, opted out of running inline: where it ran, after `seconds` of work."""
+    started = time.monotonic()
+    time.sleep(float(request.payload.get("seconds", 0)))
+    return {
+        "main_thread": threading.current_thread() is threading.main_thread(),
+        "ran_s": time.monotonic() - started,
+    }

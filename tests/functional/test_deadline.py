@@ -76,6 +76,26 @@ def test_off_the_main_thread_it_runs_on_the_pool_and_the_caller_stops_waiting(po
     assert outcomes[1] != caller.name
 
 
+def test_a_call_opted_out_of_inline_runs_on_the_pool_and_runs_on_past_its_deadline(pool):
+    ended = threading.Event()
+    ran_on = []
+
+    def call():
+        ran_on.append(threading.current_thread())
+        time.sleep(0.2)
+        ended.set()
+
+    # WHEN a call from the main thread that must not be interrupted overruns its deadline
+    with pytest.raises(DeadlineExceeded):
+        run_within(call, 0.05, pool, inline=False)
+
+    # THEN the caller stopped waiting, while the call ran on a worker thread to its end
+    assert not ended.is_set()
+    assert ended.wait(2)
+    assert ran_on and ran_on[0] is not threading.main_thread()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 def test_no_time_left_is_a_deadline_passed_without_running(pool):
     ran = []
     with pytest.raises(DeadlineExceeded):

@@ -25,6 +25,21 @@ def test_a_sync_action_answers_with_a_response_and_stores_nothing(alice, managem
     assert management.posts == [] and helpers.requests() == []
 
 
+def test_a_sync_handler_runs_inline_unless_it_opts_out(alice):
+    # A sync handler runs on the invocation's thread (the router's test calls it on the
+    # main thread, as Lambda's runtime does); one registered with inline=False does not
+    answer = alice.send({"action": "off_main_thread", "id": "t-1", "payload": {}})
+    assert answer["data"]["main_thread"] is False
+
+    # and past its deadline its caller gets TIMEOUT while the handler is not interrupted
+    late = alice.send(
+        {"action": "off_main_thread", "id": "t-2", "payload": {"seconds": 1.5}},
+        remaining_ms=1100,
+    )
+    assert late["success"] is False and late["error"]["code"] == "TIMEOUT"
+    assert late["request_id"] == "t-2"
+
+
 def test_a_class_based_handler_runs_and_validates(alice):
     assert alice.send({"action": "count", "payload": {"to": 3}})["data"] == [0, 1, 2]
     refused = alice.send({"action": "count", "id": "c-1", "payload": {"to": "x"}})
