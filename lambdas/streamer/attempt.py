@@ -102,6 +102,7 @@ def _reporter(
         publish=audience.send,
         persist=persist,
         is_cancelled=lambda: store.cancel_requested(item.owner, item.request_id),
+        stop_asked=lambda: audience.stop_asked(within_s=settings.progress_flush_ms / 1000),
         flush_interval_s=settings.progress_flush_ms / 1000,
         immediate_percent=settings.progress_immediate_percent,
         persist_interval_s=settings.progress_persist_ms / 1000,

@@ -20,6 +20,8 @@ class Audience:
 
     Subscribers are re-read at most once per `refresh_s` (subscriptions made
     mid-run start receiving within that time) and always before `complete`.
+    That read also tells whether a cancel left its stop marker
+    (`store.watchers`), which `stop_asked` answers from it when it is recent.
     """
 
     def __init__(
@@ -42,6 +44,9 @@ class Audience:
         self._subscribers: list[tuple[str, str]] = []
         self._gone: set[str] = set()
         self._refreshed_at: float | None = None
+        # When the last subscriber read succeeded, and whether any read saw the stop marker.
+        self._read_at: float | None = None
+        self._stop_seen = False
         self._lock = threading.Lock()
 
     def _targets(self, refresh: bool) -> list[tuple[str, str]]:
@@ -50,14 +55,30 @@ class Audience:
             self._refreshed_at = now
             # On failure keep the last known subscribers; the owner still gets the message.
             with contextlib.suppress(store.StoreUnavailable):
-                fallback = self._owner_target[1] if self._owner_target else ""
-                self._subscribers = [
-                    (s.connection_id, s.endpoint or fallback)
-                    for s in store.subscribers(self._owner, self._request_id)
-                ]
+                self._read_watchers(now)
         owner = [self._owner_target] if self._owner_target else []
         targets = owner + [t for t in self._subscribers if t[0] not in (o[0] for o in owner)]
         return [t for t in targets if t[0] not in self._gone]
+
+    def _read_watchers(self, now: float) -> None:
+        watchers = store.watchers(self._owner, self._request_id)
+        fallback = self._owner_target[1] if self._owner_target else ""
+        self._subscribers = [
+            (s.connection_id, s.endpoint or fallback) for s in watchers.subscribers
+        ]
+        self._stop_seen = self._stop_seen or watchers.stop_asked
+        self._read_at = now
+
+    def stop_asked(self, within_s: float) -> bool:
+        """Whether a cancel asked the request to stop: from the subscriber read of the last
+        `within_s` seconds if there was one, else from one read of the stop marker."""
+        with self._lock:
+            now = self._clock()
+            if self._stop_seen:
+                return True
+            if self._read_at is not None and now - self._read_at <= within_s:
+                return False
+        return store.stop_asked(self._owner, self._request_id)
 
     def send(self, message: dict[str, Any], *, refresh: bool = False) -> int:
         """Send to every target; returns how many accepted it."""

@@ -197,7 +197,8 @@ FUNCTIONS: Mapping[str, Function] = {
                 # (refill_bucket, charge_bucket).
                 TableAccess(CONNECTIONS.logical_name, (_GET, _UPDATE)),
                 _CIRCUITS,
-                # subscribe, unsubscribe, subscribers; a topic's retained row.
+                # subscribe, unsubscribe, subscribers; ask_to_stop (a cancel's stop marker);
+                # a topic's retained row.
                 TableAccess(SUBSCRIPTIONS.logical_name, (_DELETE, _GET, _PUT, _QUERY)),
                 *_FORGET_CONNECTION,
             ),
@@ -216,8 +217,8 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # cancel_requested; claim, save_progress, schedule_retry, finish_request.
                 TableAccess(REQUESTS.logical_name, (_GET, _UPDATE)),
-                # subscribers.
-                TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
+                # watchers (subscribers and the stop marker); stop_asked.
+                TableAccess(SUBSCRIPTIONS.logical_name, (_GET, _QUERY)),
                 _CIRCUITS,
                 *_FORGET_CONNECTION,
             ),

@@ -33,6 +33,17 @@ def request_key(owner: str, request_id: str) -> str:
     return f"{owner}#{request_id}"
 
 
+def stop_marker_id(key: str) -> str:
+    """The connection id of the row, in a request's subscriptions partition, that asks its
+    worker to stop: the subscriber read the worker makes anyway also sees a cancel.
+
+    No API Gateway connection id starts with `~`, and the request's key in it makes each
+    marker its own partition key value of the `by_connection` index, which is keyed by
+    connection id (one constant would be one hot key for every cancel).
+    """
+    return f"~stop!{key}"
+
+
 def owner_of_request_key(key: str) -> str:
     """The owner part of a request's key: a request id has no `#` (PROTOCOL.md, `id`)."""
     return key.rpartition("#")[0]

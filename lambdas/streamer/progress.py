@@ -63,7 +63,7 @@ MAX_CHECKPOINT_BYTES = 32 * 1024
 class ProgressReporter:
     """The `Progress` a running async handler gets; see the module for its threads.
 
-    `publish`, `persist` and `is_cancelled` are called on the flusher thread
+    `publish`, `persist`, `is_cancelled` and `stop_asked` are called on the flusher thread
     only (`ProgressFlusher` says what each must do).
     """
 
@@ -74,6 +74,7 @@ class ProgressReporter:
         publish: Callable[[dict[str, Any]], None],
         persist: Callable[[Snapshot], bool],
         is_cancelled: Callable[[], bool],
+        stop_asked: Callable[[], bool] | None = None,
         flush_interval_s: float = 0.2,
         immediate_percent: float = 90.0,
         persist_interval_s: float = 1.0,
@@ -97,6 +98,7 @@ class ProgressReporter:
             publish=publish,
             persist=persist,
             is_cancelled=is_cancelled,
+            stop_asked=stop_asked,
             persist_interval_s=persist_interval_s,
             check_interval_s=flush_interval_s,
             start_seq=start_seq,

@@ -4,7 +4,13 @@ A `ProgressFlusher` belongs to the reporter's flusher thread: only that
 thread calls it (see `streamer.progress` for the threading model), so it
 holds no lock. It sends each update as a `progress` message with the next
 `seq`, persists the latest sent update and checkpoint at most once per
-persist interval, and checks for a cancel once per check interval. A failed
+persist interval, and checks for a cancel once per check interval. A check
+reads the request (a full check) at least once per persist interval, a
+persist standing for one, as it is conditional on no cancel; the checks in
+between may ask the lighter `stop_asked`, which the subscriber read of the
+request's audience answers for free when it is recent (`streamer.audience`).
+A cancel whose stop marker was not written is so still seen within a persist
+interval; one with its marker, within a check interval. A failed
 send, persist or check is logged and never reaches the handler: progress is
 best effort; only running too far ahead of the persisted `seq` is refused.
 """
@@ -45,7 +51,9 @@ class ProgressFlusher:
     `publish` sends one server message to the request's audience; `persist`
     stores a `Snapshot` and returns False once the attempt should stop
     (cancelled, or another worker owns the request); `is_cancelled` asks
-    the store. `cancelled` is set once any of them says the attempt is over.
+    the store (the full check), `stop_asked`, if given, only whether a cancel
+    left its stop marker. `cancelled` is set once any of them says the attempt
+    is over.
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class ProgressFlusher:
         publish: Callable[[dict[str, Any]], None],
         persist: Callable[[Snapshot], bool],
         is_cancelled: Callable[[], bool],
+        stop_asked: Callable[[], bool] | None = None,
         persist_interval_s: float,
         check_interval_s: float,
         start_seq: int,
@@ -66,6 +75,7 @@ class ProgressFlusher:
         self._publish = publish
         self._persist = persist
         self._is_cancelled = is_cancelled
+        self._stop_asked = stop_asked
         self._persist_interval_s = persist_interval_s
         self._check_interval_s = check_interval_s
         self._persisted_seq = start_seq
@@ -74,6 +84,8 @@ class ProgressFlusher:
         self._unsaved = False
         self._last_persist = now
         self._last_check = now
+        # The claim that started the attempt read the request: the first full check.
+        self._last_full_check = now
 
     def wake_at(self, pending_deadline: float | None) -> float:
         """When the flusher thread must act next, given when a pending update falls due."""
@@ -119,7 +131,7 @@ class ProgressFlusher:
             self._save(now)
         if now - self._last_check >= self._check_interval_s:
             self._last_check = now
-            self._check_cancelled()
+            self._check_cancelled(now)
 
     def _save(self, now: float) -> None:
         self._last_persist = now
@@ -136,15 +148,24 @@ class ProgressFlusher:
                 self._persisted_seq = snapshot.seq
                 # The persist is conditional on no cancel: it was this interval's check.
                 self._last_check = now
+                self._last_full_check = now
             else:
                 self.cancelled.set()
         except Exception:
             log.exception("progress not persisted")
             self._unsaved = True
 
-    def _check_cancelled(self) -> None:
+    def _check_cancelled(self, now: float) -> None:
+        light = (
+            self._stop_asked is not None and now - self._last_full_check < self._persist_interval_s
+        )
         try:
-            if self._is_cancelled():
+            if light:
+                asked = self._stop_asked()
+            else:
+                asked = self._is_cancelled()
+                self._last_full_check = now
+            if asked:
                 self.cancelled.set()
         except Exception:
             log.exception("could not check for cancellation")

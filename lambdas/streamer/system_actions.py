@@ -8,6 +8,7 @@ management API, to the request's audience.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,8 @@ from streamer.protocol import (
     unsubscribed_message,
     watch_token_message,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SystemActions:
@@ -126,9 +129,26 @@ class SystemActions:
                 now=now,
             )
         if item.status == PROCESSING:
-            # The running worker sees the flag within a flush interval and ends it.
-            return store.request_cancel(item, now)
+            if not store.request_cancel(item, now):
+                return False
+            self._ask_to_stop(item)
+            return True
         return True
+
+    @staticmethod
+    def _ask_to_stop(item: RequestItem) -> None:
+        """Leave the stop marker, which the running worker sees within a flush interval.
+
+        The flag just written is what decides: if the marker cannot be written the
+        worker still sees the flag with its next read of the request, within a
+        persist interval (`streamer.progress_flusher`).
+        """
+        try:
+            store.ask_to_stop(item.owner, item.request_id, int(item.ttl))
+        except store.StoreUnavailable:
+            log.warning(
+                "stop marker not written; the worker sees the cancel within a persist interval"
+            )
 
     def _watch_token(self, item: RequestItem, caller: Caller) -> dict[str, Any]:
         secret = self.settings.watch_token_secret

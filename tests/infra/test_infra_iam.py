@@ -51,7 +51,8 @@ CALLS: dict[str, dict[str, set[str]]] = {
         "requests": {GET, UPDATE},
         "requests stream": STREAM_READ,
         "every stream": {LIST_STREAMS},
-        "subscriptions": {QUERY, DELETE},
+        # GET: the stop marker a cancel leaves (`store.stop_asked`).
+        "subscriptions": {GET, QUERY, DELETE},
         "connections": {DELETE} | CIRCUITS,
         "dead letters": {"sqs:SendMessage"},
         "bus": {PUT_EVENTS},

@@ -88,3 +88,80 @@ def test_a_failed_persist_is_tried_again_and_sends_stop_at_the_unpersisted_bound
     store.down = False
     flush.tick(100.0)
     assert store.stored[-1].seq == 10 + MAX_UNPERSISTED_MESSAGES
+
+
+class Checks:
+    """Records which cancellation check the flusher made, and answers them."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+        self.flagged = False
+        self.marked = False
+
+    def full(self) -> bool:
+        self.made.append("request")
+        return self.flagged
+
+    def light(self) -> bool:
+        self.made.append("marker")
+        return self.marked
+
+
+def checked_flusher(store: FlakyStore, checks: Checks) -> ProgressFlusher:
+    return ProgressFlusher(
+        "r-1",
+        publish=lambda message: None,
+        persist=store.persist,
+        is_cancelled=checks.full,
+        stop_asked=checks.light,
+        persist_interval_s=1.0,
+        # Binary fractions: times add up exactly.
+        check_interval_s=0.25,
+        start_seq=0,
+        now=0.0,
+    )
+
+
+def test_between_persists_the_checks_ask_only_for_the_stop_marker():
+    # GIVEN a handler reporting steadily, so its progress is persisted every second
+    store, checks = FlakyStore(), Checks()
+    flush = checked_flusher(store, checks)
+
+    # WHEN two seconds go by, a report and a tick every 0.125 s
+    for step in range(1, 17):
+        now = step / 8
+        flush.send(update(step), now)
+        flush.tick(now)
+
+    # THEN the persists were the full checks and every other check read only the marker
+    assert len(store.stored) == 2
+    assert checks.made and set(checks.made) == {"marker"}
+
+
+def test_without_persists_the_request_is_read_once_a_persist_interval():
+    # GIVEN a handler that never reports (nothing to persist)
+    store, checks = FlakyStore(), Checks()
+    flush = checked_flusher(store, checks)
+
+    # WHEN two seconds go by
+    for step in range(1, 17):
+        flush.tick(step / 8)
+
+    # THEN one check a second is the full check: a cancel whose marker was never written
+    # (an older router, a failed write) is still seen within a persist interval
+    assert checks.made == ["marker", "marker", "marker", "request"] * 2
+
+
+@pytest.mark.parametrize("seen_by", ["marker", "request"])
+def test_either_check_stops_the_attempt(seen_by):
+    store, checks = FlakyStore(), Checks()
+    flush = checked_flusher(store, checks)
+    checks.marked = seen_by == "marker"
+    checks.flagged = seen_by == "request"
+
+    for step in range(1, 11):
+        flush.tick(step / 8)
+
+    assert flush.cancelled.is_set()
+    # the marker at the first check; a flag alone at the first full check, after a second
+    assert checks.made.index(seen_by) == (0 if seen_by == "marker" else 3)

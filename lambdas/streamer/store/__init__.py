@@ -49,19 +49,25 @@ from streamer.store.requests import (
     waiting_requests,
 )
 from streamer.store.subscriptions import (
+    Watchers,
+    ask_to_stop,
     get_subscription,
     retain,
+    stop_asked,
     subscribe,
     subscribe_key,
     subscribers,
     subscribers_of_key,
     unsubscribe,
     unsubscribe_key,
+    watchers,
 )
 
 __all__ = [
     "StoreUnavailable",
     "Unreadable",
+    "Watchers",
+    "ask_to_stop",
     "beat",
     "cancel_requested",
     "charge_bucket",
@@ -90,6 +96,7 @@ __all__ = [
     "save_connection",
     "save_progress",
     "schedule_retry",
+    "stop_asked",
     "subscribe",
     "subscribe_key",
     "subscribers",
@@ -101,4 +108,5 @@ __all__ = [
     "unsubscribe_key",
     "wait_request",
     "waiting_requests",
+    "watchers",
 ]

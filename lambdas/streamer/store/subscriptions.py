@@ -10,13 +10,20 @@ would reach the runner's replica only after the replication lag ("How
 DynamoDB global tables work": replication is asynchronous), and a request
 ending within that lag would never reach the new subscriber. Topics are
 per tenant, not per request, and stay in the caller's region.
+
+A cancel of a running request also leaves a stop marker in the request's
+partition (`keys.stop_marker_id`), so the worker's subscriber read, which it
+makes at most once a second to know its audience, is also a cancellation
+check: a reporting request needs one read a second less
+(docs/benchmarks.md, section 6).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from streamer.keys import request_key
+from streamer.keys import request_key, stop_marker_id
 from streamer.models import Subscription, decider_of, subscriptions_in
 from streamer.store.errors import get_or_none, guard
 
@@ -38,11 +45,45 @@ def unsubscribe(owner: str, request_id: str, connection_id: str) -> None:
     guard(model(request_key=request_key(owner, request_id), connection_id=connection_id).delete)
 
 
-def subscribers(owner: str, request_id: str) -> list[Subscription]:
-    """A request's subscribers, read consistently at its decider."""
+@dataclass(frozen=True)
+class Watchers:
+    """A request's subscriptions partition, read at once: who follows it, and whether a
+    cancel asked its worker to stop."""
+
+    subscribers: list[Subscription]
+    stop_asked: bool
+
+
+def watchers(owner: str, request_id: str) -> Watchers:
+    """A request's subscribers and stop marker, read consistently at its decider."""
     model = subscriptions_in(decider_of(owner))
     key = request_key(owner, request_id)
-    return guard(lambda: list(model.query(key, consistent_read=True)))
+    rows = guard(lambda: list(model.query(key, consistent_read=True)))
+    marker = stop_marker_id(key)
+    return Watchers(
+        subscribers=[row for row in rows if row.connection_id != marker],
+        stop_asked=any(row.connection_id == marker for row in rows),
+    )
+
+
+def subscribers(owner: str, request_id: str) -> list[Subscription]:
+    """A request's subscribers, read consistently at its decider."""
+    return watchers(owner, request_id).subscribers
+
+
+def ask_to_stop(owner: str, request_id: str, ttl: int) -> None:
+    """Leave the stop marker of a request a cancel flagged, at its decider, until `ttl`."""
+    model = subscriptions_in(decider_of(owner))
+    key = request_key(owner, request_id)
+    guard(model(request_key=key, connection_id=stop_marker_id(key), ttl=ttl).save)
+
+
+def stop_asked(owner: str, request_id: str) -> bool:
+    """Whether a request's stop marker is there (one consistent read of that row alone)."""
+    model = subscriptions_in(decider_of(owner))
+    key = request_key(owner, request_id)
+    marker = stop_marker_id(key)
+    return guard(lambda: get_or_none(model, key, marker, consistent=True)) is not None
 
 
 def subscribe_key(key: str, connection_id: str, endpoint: str, ttl: int) -> None:
