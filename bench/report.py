@@ -37,6 +37,9 @@ class Target:
     #: Why it is missed, and what would fix it (shown only when missed): text, or text
     #: made from the results.
     reason: str | Callable[[dict], str] = "No cause established; see the spread of the runs."
+    #: The later target that replaced this one for the same measure, if one did: the page
+    #: shows this one's figure beside it, not as a miss.
+    replaced_by: str = ""
 
     def explain(self, results: dict) -> str:
         return self.reason(results) if callable(self.reason) else self.reason
@@ -158,24 +161,40 @@ def table_writes(scenario: dict, table: str) -> float:
     )
 
 
+def per_request_writes(scenario: dict) -> float:
+    """A request's own writes: the requests table and the connection records (rate limit).
+
+    The circuit breaker's count items are not a request's: each Lambda instance that
+    runs an action writes its counts at most once a second, whatever the number of
+    requests (`streamer.breaker`), so they are shown apart (`circuit_writes`).
+    """
+    return table_writes(scenario, "requests") + table_writes(scenario, "connections")
+
+
+def circuit_writes(scenario: dict) -> float:
+    return table_writes(scenario, "(circuits)")
+
+
 def _worst_async(results: dict) -> dict | None:
     scenarios = _get(results, "cost", "scenarios")
     asyncs = [v for k, v in (scenarios or {}).items() if k.startswith("async")]
     if not asyncs:
         return None
-    return max(asyncs, key=lambda s: s["totals"]["dynamodb_writes"] - async_writes_allowed(s))
+    return max(asyncs, key=lambda s: per_request_writes(s) - async_writes_allowed(s))
 
 
 def _async_writes(results: dict):
     worst = _worst_async(results)
     if worst is None:
         return None
-    writes = worst["totals"]["dynamodb_writes"]
+    writes = per_request_writes(worst)
     allowed = async_writes_allowed(worst)
     text = (
         f"{writes:.1f} writes where {allowed:.0f} are allowed: requests table "
-        f"{table_writes(worst, 'requests'):.1f}, connections table "
-        f"{table_writes(worst, 'connections'):.1f}"
+        f"{table_writes(worst, 'requests'):.1f}, connection records "
+        f"{table_writes(worst, 'connections'):.1f}; besides, the circuit breaker's counts "
+        f"(once a second per Lambda instance, not per request) came to "
+        f"{circuit_writes(worst):.1f} a request here"
     )
     return text, writes <= allowed
 
@@ -366,16 +385,26 @@ def _layer_reason(results: dict) -> str:
     )
 
 
+#: Issue 15 set these for the measures issue 7 had set 50 % and 20 ms for, on this machine,
+#: with the local stack's functions in worker processes.
+_SYNC_1_ISSUE_15 = (
+    "sync echo throughput >= 30 % of bare echo, 1 client, worker processes (issue 15)"
+)
+_ACK_ISSUE_15 = (
+    "async acknowledgment p99 < 1 s, 100 clients, worker processes on DynamoDB Local (issue 15)"
+)
+
 TARGETS = (
     Target(
         "1",
         "sync echo throughput >= 50 % of bare echo, 1 client",
         _sync_ratio("clients_1", 0.5),
         _sync_reason,
+        replaced_by=_SYNC_1_ISSUE_15,
     ),
     Target(
         "1",
-        "sync echo throughput >= 30 % of bare echo, 1 client, worker processes (issue 15)",
+        _SYNC_1_ISSUE_15,
         _sync_ratio("clients_1", 0.3),
         _sync_reason,
     ),
@@ -389,11 +418,16 @@ TARGETS = (
         "invocation has its own CPU.",
     ),
     Target("1", "sync echo p99 < 5 ms, 1 client", _sync_p99),
-    Target("2", "async acknowledgment p99 < 20 ms, 100 clients", _ack_p99, _ack_reason),
     Target(
         "2",
-        "async acknowledgment p99 < 1 s, 100 clients, worker processes on DynamoDB Local "
-        "(issue 15)",
+        "async acknowledgment p99 < 20 ms, 100 clients",
+        _ack_p99,
+        _ack_reason,
+        replaced_by=_ACK_ISSUE_15,
+    ),
+    Target(
+        "2",
+        _ACK_ISSUE_15,
         _ack_p99_processes,
         _ack_processes_reason,
     ),
@@ -459,12 +493,15 @@ def verdicts(results: dict) -> list[dict]:
                 "measured": outcome[0] if outcome else "not measured",
                 "met": outcome[1] if outcome else None,
                 "reason": target.explain(results) if outcome and not outcome[1] else "",
+                "replaced_by": target.replaced_by,
             }
         )
     return rows
 
 
-def _mark(met: bool | None) -> str:
+def _mark(met: bool | None, replaced_by: str = "") -> str:
+    if met is False and replaced_by:
+        return "replaced"
     return {True: "met", False: "MISSED", None: "-"}[met]
 
 
@@ -472,7 +509,7 @@ def console(results: dict) -> str:
     """The table `python -m bench` prints at the end."""
     rows = [("section", "target", "measured", "verdict")]
     rows += [
-        (row["section"], row["target"], row["measured"], _mark(row["met"]))
+        (row["section"], row["target"], row["measured"], _mark(row["met"], row["replaced_by"]))
         for row in verdicts(results)
     ]
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(3)]
