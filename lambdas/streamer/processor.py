@@ -40,6 +40,7 @@ from streamer.config import Settings
 from streamer.events import StreamRecord
 from streamer.execution import run_handler, run_poll
 from streamer.handlers import App
+from streamer.keys import due_shard
 from streamer.logs import copy_context, current_fields, log_context
 from streamer.models import RequestItem
 from streamer.outcomes import resend_lost_complete
@@ -121,16 +122,19 @@ class Processor:
             tracing.annotate_request(current_fields())
             verdict = self.breaker.permit(item.action)
             now = now_ms()
+            # Today's shard: a request keyed under one dropped since is keyed again.
+            shard = due_shard(item.request_key, self.settings.due_shards)
             if not verdict.admitted:
                 # Its action's circuit is open: the request waits for the sweeper
                 # instead of running into the same failure.
-                if store.defer_request(item, until=now + self.breaker.wait_ms(verdict), now_ms=now):
+                until = now + self.breaker.wait_ms(verdict)
+                if store.defer_request(item, until=until, now_ms=now, shard=shard):
                     log.info("request deferred: its action's circuit is open")
                 elif resend_lost_complete(item, self.delivery):
                     log.info("record came again after its request ended; complete sent again")
                 return
             first_attempt = int(item.attempt or 0) == 0
-            if not store.claim_request(item, now, now + self.lease_ms()):
+            if not store.claim_request(item, now, now + self.lease_ms(), shard=shard):
                 if resend_lost_complete(item, self.delivery):
                     log.info("record came again after its request ended; complete sent again")
                 else:

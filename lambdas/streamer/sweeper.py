@@ -212,7 +212,8 @@ def _sweep_one(
         ):
             report.redriven.append(item.request_id)
     elif decision is SweepAction.POSTPONE:
-        if store.postpone_request(item, until=int(item.lease_expires_at)):
+        shard = due_shard(item.request_key, shards)
+        if store.postpone_request(item, until=int(item.lease_expires_at), shard=shard):
             report.postponed.append(item.request_id)
     elif decision is SweepAction.TIME_OUT:
         error = StreamerError(

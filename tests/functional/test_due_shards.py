@@ -96,3 +96,58 @@ def test_a_backlog_on_one_shard_does_not_starve_the_others(test_app, management,
     # THEN shard 1's request is among them: each shard gets its share of the limit
     assert on_one[0] in {item.request_id for item in found}
     assert len(found) <= 4
+
+
+TODAYS = {"us-east-1", "us-east-1#1"}
+
+
+def test_after_the_count_is_lowered_a_claim_keys_the_request_under_todays_shards(
+    test_app, management, monkeypatch
+):
+    # GIVEN a request on a dropped shard, whose handler fails with a retryable error
+    from streamer.entry import processor
+    from tests.conftest import FakeContext
+    from tests.functional.helpers import Stream
+
+    request_id = "f-0"
+    while keys.due_shard(keys.request_key(OWNER, request_id), 8) < 2:
+        request_id += "0"
+    monkeypatch.setenv(config.DUE_SHARDS, "8")
+    monkeypatch.setenv(config.MAX_ACTIVE_REQUESTS, "0")
+    runtime.reset()
+    alice = Client("conn-alice", user="alice", tenant="t1")
+    alice.connect()
+    alice.send({"action": "flaky", "id": request_id, "payload": {"succeed_on": 99}})
+    monkeypatch.setenv(config.DUE_SHARDS, "2")
+    runtime.reset()
+
+    # WHEN a worker claims and runs it, and it goes to RETRYING
+    processor.handler(Stream().next_event(), FakeContext())
+
+    # THEN its retry is due on one of today's shards, where the sweeper reads every minute
+    item = store.get_request(OWNER, request_id)
+    assert item.status == "RETRYING"
+    assert item.due_region in TODAYS and item.shard < 2
+
+
+def test_after_the_count_is_lowered_a_postponed_run_is_keyed_under_todays_shards(
+    test_app, management, monkeypatch
+):
+    # GIVEN a request on a dropped shard, claimed (before the change) with a lease that
+    # outlasts the sweep below
+    request_id = ids_covering(8)[7]
+    queue([request_id], monkeypatch, shards=8)
+    item = store.get_request(OWNER, request_id)
+    pickup = int(item.due_at)
+    assert store.claim_request(item, pickup - 1_000, pickup + 500 * SWEEP_TURN_MS)
+
+    # WHEN the sweeper, reading 2 shards and the dropped one this turn, finds it still running
+    first = pickup // SWEEP_TURN_MS + 1
+    turn = next(t for t in range(first, first + 200) if 7 in keys.shards_read(2, t))
+    now = turn * SWEEP_TURN_MS
+    report = sweep("us-east-1", runtime.current().delivery, now=now, shards=2)
+
+    # THEN it is postponed to its lease's end on one of today's shards, not left on the
+    # dropped one, which the sweeper reads again only many turns later
+    assert report.postponed == [request_id]
+    assert store.get_request(OWNER, request_id).due_region in TODAYS

@@ -23,9 +23,9 @@ def test_a_lease_ends_with_the_invocation_plus_the_margin(alice, monkeypatch):
     leases = []
     real_claim = store.claim_request
 
-    def claim(item, now_ms, lease_expires_at):
+    def claim(item, now_ms, lease_expires_at, **kwargs):
         leases.append(lease_expires_at - now_ms)
-        return real_claim(item, now_ms, lease_expires_at)
+        return real_claim(item, now_ms, lease_expires_at, **kwargs)
 
     monkeypatch.setattr(store, "claim_request", claim)
 

@@ -108,11 +108,11 @@ def test_throttling_on_the_claim_is_a_batch_item_failure_then_runs(alice, manage
     real_claim = store.claim_request
     throttled = {"x-1"}
 
-    def claim(item, *args):
+    def claim(item, *args, **kwargs):
         if item.request_id in throttled:
             throttled.discard(item.request_id)
             raise store.StoreUnavailable("ProvisionedThroughputExceededException")
-        return real_claim(item, *args)
+        return real_claim(item, *args, **kwargs)
 
     monkeypatch.setattr(store, "claim_request", claim)
 

@@ -23,14 +23,20 @@ from streamer.store.errors import conditional
 from streamer.transitions import Event, claim_due_at, ending
 
 
-def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool:
+def claim_request(
+    item: RequestItem, now_ms: int, lease_expires_at: int, shard: int | None = None
+) -> bool:
     """PENDING -> PROCESSING for the attempt after the one `item` shows.
 
     On success `item` holds the new state. False if another worker claimed it,
     it was cancelled, or it is not PENDING any more. The request is due next at
     `transitions.claim_due_at`; where that is the time it is due at already,
-    the claim leaves the due index alone.
+    and `shard` (today's shard of the request; default: its own) is the one it
+    is keyed under, the claim leaves the due index alone. Otherwise it keys the
+    request under `shard`: after the shard count was lowered, the retry or the
+    wait that follows is due where the sweeper and the poller read every run.
     """
+    shard = item.shard if shard is None else shard
     due_at = claim_due_at(_due_at(item), lease_expires_at)
     actions = [
         *moves(Event.CLAIM),
@@ -38,11 +44,8 @@ def claim_request(item: RequestItem, now_ms: int, lease_expires_at: int) -> bool
         RequestItem.lease_expires_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
-    if due_at != _due_at(item) or item.due_region is None:
-        actions += [
-            RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
-            RequestItem.due_at.set(due_at),
-        ]
+    if due_at != _due_at(item) or item.due_region is None or shard != item.shard:
+        actions += [*_keyed(item, shard), RequestItem.due_at.set(due_at)]
     written = condition(Event.CLAIM, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
     return _write(item, actions, written)
 
@@ -154,16 +157,17 @@ def schedule_retry(
     return _write(item, actions, written)
 
 
-def defer_request(item: RequestItem, *, until: int, now_ms: int) -> bool:
+def defer_request(item: RequestItem, *, until: int, now_ms: int, shard: int | None = None) -> bool:
     """PENDING -> RETRYING without a claim: the sweeper puts it back to PENDING at `until`.
 
     For a request whose action's circuit is open. False if it was claimed,
-    cancelled or deferred by another worker first.
+    cancelled or deferred by another worker first. Keyed under `shard` (today's
+    shard of the request; default: its own), as `claim_request` does.
     """
     actions = [
         *moves(Event.DEFER),
         RequestItem.retry_after.set(until),
-        RequestItem.due_region.set(sweep_partition(item.origin_region, item.shard)),
+        *_keyed(item, item.shard if shard is None else shard),
         RequestItem.due_at.set(until),
         RequestItem.updated_at.set(now_ms),
     ]
@@ -312,13 +316,15 @@ def claim_poll(
     return _write(item, actions, written)
 
 
-def postpone_request(item: RequestItem, *, until: int) -> bool:
+def postpone_request(item: RequestItem, *, until: int, shard: int | None = None) -> bool:
     """Make a running request due at `until` (its lease's end) instead of now.
 
     Conditional on the request being as the sweeper read it: still PROCESSING,
-    at the same attempt and `due_at`.
+    at the same attempt and `due_at`. Keyed under `shard` (today's shard of the
+    request; default: its own): the new `due_at` moves it in the index anyway.
     """
-    actions = [*moves(Event.POSTPONE), RequestItem.due_at.set(until)]
+    shard = item.shard if shard is None else shard
+    actions = [*moves(Event.POSTPONE), *_keyed(item, shard), RequestItem.due_at.set(until)]
     written = condition(
         Event.POSTPONE,
         Held(epoch=item.fence_epoch, attempt=int(item.attempt), due_at=_due_at(item)),
@@ -351,6 +357,14 @@ def _write(item: RequestItem, actions: list[Any], written: Any, *, into_item: bo
     if into_item and target is not item:
         item.attribute_values = target.attribute_values
     return True
+
+
+def _keyed(item: RequestItem, shard: int) -> list[Any]:
+    """Key `item` in the sweeper's partition of its runner's `shard` of the due index."""
+    return [
+        RequestItem.due_shard.set(shard),
+        RequestItem.due_region.set(sweep_partition(item.origin_region, shard)),
+    ]
 
 
 def _due_at(item: RequestItem) -> int | None:
