@@ -682,6 +682,9 @@ Every table and index, and why it is sharded or not:
   about 24 notifications a second reach the 3,000 RCU/s of one key); topics
   are not part of this load.
 - `subscriptions` index `by_connection`, key `connection_id`: one connection's.
+  The reserved rows carry ids of their own, so none shares a key: a topic's
+  retained row `~retained!{tenant}!{topic}`, a cancel's stop marker
+  `~stop!{request key}` (written once per cancel of a running request).
 """
 
 
