@@ -54,8 +54,8 @@ _points: _Points = {}
 _base: dict[str, str] = {"service": SERVICE, "stage": "unknown", "region": "unknown"}
 #: `_base` as the first (name, value) pairs of every document's dimensions.
 _base_items: tuple[tuple[str, str], ...] = tuple((name, _base[name]) for name in BASE_DIMENSIONS)
-#: A metric's name -> its declared dimensions, as declared and as a document key orders them.
-_declared: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+#: A metric's name -> its declared dimensions: as declared, as a set, in a document key's order.
+_declared: dict[str, tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]] = {}
 #: What `json.dumps(document, separators=(",", ":"))` wrote before, without a new encoder
 #: per call.
 _encoder = json.JSONEncoder(separators=(",", ":"))
@@ -81,12 +81,13 @@ def duration(metric: Metric, milliseconds: float, **dimensions: str) -> None:
 def _record(metric: Metric, value: float, dimensions: Mapping[str, str]) -> None:
     declared = _declared.get(metric.name)
     if declared is None or declared[0] != metric.dimensions:
-        declared = _declared[metric.name] = (metric.dimensions, tuple(sorted(metric.dimensions)))
-    if len(dimensions) != len(declared[1]) or any(name not in dimensions for name in declared[1]):
+        names = frozenset(metric.dimensions)
+        declared = _declared[metric.name] = (metric.dimensions, names, tuple(sorted(names)))
+    if dimensions.keys() != declared[1]:
         raise ValueError(
             f"{metric.name} takes dimensions {sorted(metric.dimensions)}, got {sorted(dimensions)}"
         )
-    key = tuple([(name, str(dimensions[name])) for name in declared[1]])
+    key = tuple([(name, str(dimensions[name])) for name in declared[2]])
     with _lock:
         group = _points.setdefault(key, {})
         unit, values = group.setdefault(metric.name, (metric.unit, []))

@@ -163,6 +163,14 @@ def test_a_flat_object_has_depth_one() -> None:
     assert protocol._depth([[1]], 32) == 2
 
 
+def test_depth_is_the_deepest_branch_of_objects_and_arrays_and_stops_past_the_limit() -> None:
+    value = {"a": 1, "b": [2, {"c": []}], "d": {"e": {}}}
+    assert protocol._depth(value, 32) == 4
+    assert protocol._depth([[], [[[]]], {}], 32) == 4
+    assert protocol._depth(value, 2) == 3
+    assert protocol._depth(value, 4) == 4
+
+
 def test_server_messages_are_compact_utf8_json_and_refuse_nan() -> None:
     assert protocol.encode({"a": "é", "b": [1, 2]}) == '{"a":"é","b":[1,2]}'
     with pytest.raises(ValueError):
