@@ -14,18 +14,20 @@ land in that invocation's documents. Lambda runs one invocation at a time per
 process; where one process runs several at once (the local stack), a flush
 writes every point recorded so far, so each point is still written exactly once.
 
-Points with the same dimension values make one EMF document (EMF gives every
-metric of a document the same dimension values); counts of one metric are summed,
-durations kept as a list of values, split into more documents past the EMF
-limits (`documents`). A document is written here (`emf_document`) in the layout
-Powertools for AWS Lambda's CloudWatch EMF provider gives it (`serialize_metric_set`
-of `AmazonCloudWatchEMFProvider`): tests/functional/test_observability.py checks
-every declared metric through Powertools' own checks and that the documents written
-here equal Powertools' for the same points. Going through Powertools cost a
-third of a warm sync message's CPU (docs/benchmarks.md, section 8), and its
-import a cold start's first flush; the part of a document fixed by its dimension
-values and metric names is encoded once and kept (`_head`), so a flush encodes
-only the timestamp and the values.
+Points with the same dimension values make one metric directive (EMF gives every
+metric of a directive the same dimension values); counts of one metric are summed,
+durations kept as a list of values, split into more directives past the EMF
+limits (`documents`). Directives whose values do not collide share a document
+(`_packed`): a message's count and its handler's duration are one line. A
+one-directive document is written in the layout Powertools for AWS Lambda's
+CloudWatch EMF provider gives it (`serialize_metric_set` of
+`AmazonCloudWatchEMFProvider`): tests/functional/test_observability.py checks every
+declared metric through Powertools' own checks and that the documents written here
+(`emf_document`) equal Powertools' for the same points. Going through Powertools cost
+a third of a warm sync message's CPU (docs/benchmarks.md, section 8), and its
+import a cold start's first flush; a directive, fixed by its dimension and metric
+names, is encoded once and kept (`_directive`), so a flush encodes only the root's
+values.
 """
 
 from __future__ import annotations
@@ -116,16 +118,56 @@ def flush() -> None:
         return
     try:
         timestamp_ms = int(time.time() * 1000)
-        lines = [
-            _document(_base_items + key, metric_set, timestamp_ms)
-            for key, group in points.items()
-            for metric_set in documents(group)
-        ]
+        lines = [_document(directives, timestamp_ms) for directives in _packed(points)]
         # One write for the invocation's documents, one per line as CloudWatch Logs reads
         # them (a `print` is two writes where stdout is unbuffered, as on Lambda).
         sys.stdout.write("\n".join(lines) + "\n")
     except Exception:
         log.exception("metrics not written", extra={"fields": {"dropped": _names(points)}})
+
+
+#: A metric directive of a document: its dimensions' (name, value) pairs and its metric set.
+_Directive = tuple[tuple[tuple[str, str], ...], dict[str, dict[str, Any]]]
+#: Marks a metric's name among a document's root values (`_packed`).
+_METRIC = object()
+
+
+def _packed(points: _Points) -> list[list[_Directive]]:
+    """The points as directives (one per metric set of a dimension set, `documents`),
+    as few documents as their root values allow.
+
+    The EMF specification lets a document carry several metric directives, each naming
+    its dimensions, all reading their values from the document's root. A directive
+    joins the first document whose root holds no other value under one of its
+    dimension names and none of its metric names; an invocation's points (a message's
+    count and its handler's duration) are then one document, not one per dimension set.
+    """
+    packed: list[tuple[dict[str, object], list[_Directive]]] = []
+    for key, group in points.items():
+        dimensions = _base_items + key
+        for metric_set in documents(group):
+            fitting = (entry for entry in packed if _fits(entry[0], dimensions, metric_set))
+            target = next(fitting, None)
+            if target is None:
+                target = ({}, [])
+                packed.append(target)
+            root, directives = target
+            root.update(dimensions)
+            root.update(dict.fromkeys(metric_set, _METRIC))
+            directives.append((dimensions, metric_set))
+    return [directives for _, directives in packed]
+
+
+def _fits(
+    root: Mapping[str, object],
+    dimensions: tuple[tuple[str, str], ...],
+    metric_set: Mapping[str, Any],
+) -> bool:
+    """Whether a directive can read its values from a document's `root`: no other value
+    under its dimension names, none of its metric names taken."""
+    return all(root.get(name, value) == value for name, value in dimensions) and not any(
+        name in root for name in metric_set
+    )
 
 
 def emf_document(
@@ -134,35 +176,47 @@ def emf_document(
     """One EMF document: `metric_set` (`documents`) under `dimensions`, at `timestamp_ms`.
 
     The layout of Powertools' `serialize_metric_set` (see the module's docstring):
-    `_aws` (timestamp, namespace, the dimension names, each metric's name and unit),
-    then the dimensions' values, then each metric's values. EMF specification:
-    docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+    `_aws` (timestamp, then the directive: namespace, the dimension names, each metric's
+    name and unit), then the dimensions' values, then each metric's values. EMF
+    specification: docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
     CloudWatch_Embedded_Metric_Format_Specification.html.
     """
-    return _document(tuple(dimensions.items()), metric_set, timestamp_ms)
+    return _document([(tuple(dimensions.items()), dict(metric_set))], timestamp_ms)
 
 
-def _document(
-    dimensions: tuple[tuple[str, str], ...],
-    metric_set: Mapping[str, Mapping[str, Any]],
-    timestamp_ms: int,
-) -> str:
-    head = _head(dimensions, tuple([(name, m["Unit"]) for name, m in metric_set.items()]))
-    values = _encoder.encode({name: m["Value"] for name, m in metric_set.items()})
-    return f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},{head}{values[1:]}'
+def _document(directives: list[_Directive], timestamp_ms: int) -> str:
+    """A document of one or more directives (`_packed`): each directive, then the root
+    values (every directive's dimensions, then every metric's values)."""
+    dimensions: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    heads = []
+    for names_values, metric_set in directives:
+        dimensions.update(names_values)
+        heads.append(
+            _directive(
+                tuple([name for name, _ in names_values]),
+                tuple([(name, m["Unit"]) for name, m in metric_set.items()]),
+            )
+        )
+        for name, metric in metric_set.items():
+            values[name] = metric["Value"]
+    root = _encoder.encode({**dimensions, **values})
+    return (
+        f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":[{",".join(heads)}]}},'
+        f"{root[1:]}"
+    )
 
 
 @functools.lru_cache(maxsize=1024)
-def _head(dimensions: tuple[tuple[str, str], ...], metrics: tuple[tuple[str, str], ...]) -> str:
-    """The part of a document after its timestamp and before its values, encoded once:
-    its dimension values and metric names are few (declared, bounded dimensions)."""
-    directive = {
-        "Namespace": NAMESPACE,
-        "Dimensions": [[name for name, _ in dimensions]],
-        "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics],
-    }
-    cloudwatch = _encoder.encode({"CloudWatchMetrics": [directive]})[1:-1]
-    return f"{cloudwatch}}},{_encoder.encode(dict(dimensions))[1:-1]},"
+def _directive(dimensions: tuple[str, ...], metrics: tuple[tuple[str, str], ...]) -> str:
+    """A metric directive, encoded once: its dimension and metric names are few (declared)."""
+    return _encoder.encode(
+        {
+            "Namespace": NAMESPACE,
+            "Dimensions": [list(dimensions)],
+            "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics],
+        }
+    )
 
 
 def documents(group: dict[str, tuple[Unit, list[float]]]) -> list[dict[str, dict[str, Any]]]:

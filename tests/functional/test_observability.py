@@ -365,23 +365,28 @@ def test_a_document_of_several_metrics_is_written_as_powertools_writes_it():
     assert written == json.dumps(reference.serialize_metric_set(), separators=(",", ":"))
 
 
-def test_a_flush_writes_each_dimension_set_as_one_document_line(capsys, monkeypatch):
+def test_a_flush_writes_as_few_documents_as_the_dimension_values_allow(capsys, monkeypatch):
     monkeypatch.setattr(metrics, "_base", dict(metrics._base))
     monkeypatch.setattr(metrics, "_base_items", metrics._base_items)
     metrics.configure("dev", "eu-west-1")
     metrics.pending()
     capsys.readouterr()
+    # GIVEN a message's count and its handler's durations (other dimensions), and a count
+    # of the same metric under another outcome
     metrics.count(METRICS["Messages"], route="$default", outcome="response")
     metrics.count(METRICS["Messages"], route="$default", outcome="response")
     metrics.duration(METRICS["SyncDuration"], 7, action="echo")
     metrics.duration(METRICS["SyncDuration"], 9, action="echo")
     metrics.count(METRICS["Messages"], route="$default", outcome="INVALID_MESSAGE")
 
+    # WHEN they are flushed
     metrics.flush()
 
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
-    found = emitted([json.loads(line) for line in lines])
+    # THEN the first two share a document (a directive each), the third has its own: one
+    # root holds one value per name
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [len(d["_aws"]["CloudWatchMetrics"]) for d in documents] == [2, 1]
+    found = emitted(documents)
     assert_declared(found)
     assert sorted((p["outcome"], p["value"]) for p in found["Messages"]) == [
         ("INVALID_MESSAGE", [1.0]),
