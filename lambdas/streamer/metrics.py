@@ -146,12 +146,12 @@ def _packed(points: _Points) -> list[list[_Directive]]:
     for key, group in points.items():
         dimensions = _base_items + key
         for metric_set in documents(group):
-            fitting = (entry for entry in packed if _fits(entry[0], dimensions, metric_set))
-            target = next(fitting, None)
-            if target is None:
-                target = ({}, [])
-                packed.append(target)
-            root, directives = target
+            for root, directives in packed:  # noqa: B007 - the entry found is used below
+                if _fits(root, dimensions, metric_set):
+                    break
+            else:
+                root, directives = {}, []
+                packed.append((root, directives))
             root.update(dimensions)
             root.update(dict.fromkeys(metric_set, _METRIC))
             directives.append((dimensions, metric_set))
@@ -165,9 +165,10 @@ def _fits(
 ) -> bool:
     """Whether a directive can read its values from a document's `root`: no other value
     under its dimension names, none of its metric names taken."""
-    return all(root.get(name, value) == value for name, value in dimensions) and not any(
-        name in root for name in metric_set
-    )
+    for name, value in dimensions:
+        if root.get(name, value) != value:
+            return False
+    return root.keys().isdisjoint(metric_set)
 
 
 def emf_document(
@@ -192,14 +193,11 @@ def _document(directives: list[_Directive], timestamp_ms: int) -> str:
     heads = []
     for names_values, metric_set in directives:
         dimensions.update(names_values)
-        heads.append(
-            _directive(
-                tuple([name for name, _ in names_values]),
-                tuple([(name, m["Unit"]) for name, m in metric_set.items()]),
-            )
-        )
+        units = []
         for name, metric in metric_set.items():
             values[name] = metric["Value"]
+            units.append((name, metric["Unit"]))
+        heads.append(_directive(names_values, tuple(units)))
     root = _encoder.encode({**dimensions, **values})
     return (
         f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":[{",".join(heads)}]}},'
@@ -208,12 +206,14 @@ def _document(directives: list[_Directive], timestamp_ms: int) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _directive(dimensions: tuple[str, ...], metrics: tuple[tuple[str, str], ...]) -> str:
-    """A metric directive, encoded once: its dimension and metric names are few (declared)."""
+def _directive(
+    dimensions: tuple[tuple[str, str], ...], metrics: tuple[tuple[str, str], ...]
+) -> str:
+    """A metric directive, encoded once: its dimensions (bounded values) and metrics are few."""
     return _encoder.encode(
         {
             "Namespace": NAMESPACE,
-            "Dimensions": [list(dimensions)],
+            "Dimensions": [[name for name, _ in dimensions]],
             "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics],
         }
     )
@@ -229,7 +229,9 @@ def documents(group: dict[str, tuple[Unit, list[float]]]) -> list[dict[str, dict
     The sets are in the form Powertools' `serialize_metric_set` takes.
     """
     names = list(group)
-    longest = max((len(values) for _, values in group.values()), default=0)
+    longest = 0
+    for _, values in group.values():
+        longest = max(longest, len(values))
     if len(names) <= MAX_METRICS_PER_DOCUMENT and 0 < longest <= MAX_VALUES_PER_METRIC:
         # One document: every invocation but the processor's largest batches.
         return [
