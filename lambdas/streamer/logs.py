@@ -137,12 +137,15 @@ class lambda_context:  # used as a function: `with lambda_context(context):`
         self._context = context
 
     def __enter__(self) -> None:
-        self._draw = _debug_draw.set(random.random())
+        # Drawn only where it decides something: `_DebugSampling` reads it only at a rate
+        # above 0 (at 0, no invocation is sampled, as with the default draw of 1.0).
+        self._draw = _debug_draw.set(random.random()) if _debug_sample_rate > 0 else None
         self._token = _context.set(_merged(invocation_fields(self._context)))
 
     def __exit__(self, *exc_info: object) -> None:
         _context.reset(self._token)
-        _debug_draw.reset(self._draw)
+        if self._draw is not None:
+            _debug_draw.reset(self._draw)
 
 
 class log_context:  # used as a function: `with log_context(...):`

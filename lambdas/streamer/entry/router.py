@@ -56,12 +56,14 @@ def _remaining_ms(context: Any) -> int:
     return int(remaining()) if callable(remaining) else 29_000
 
 
-def _answer(ws: WebSocketEvent, identity: Identity | None, context: Any) -> dict[str, Any]:
+def _answer(
+    ws: WebSocketEvent, connection_id: str, identity: Identity | None, context: Any
+) -> dict[str, Any]:
     router = current_router()
     if identity is None:
         raise StreamerError(ErrorCode.UNAUTHORIZED, "no identity on this connection")
     caller = Caller(
-        connection_id=ws.connection_id,
+        connection_id=connection_id,
         identity=identity,
         endpoint=router.connection_endpoint(ws.request_context),
     )
@@ -75,16 +77,16 @@ def _answer(ws: WebSocketEvent, identity: Identity | None, context: Any) -> dict
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ws = WebSocketEvent(event)
     timer = Timer()
-    identity = ws.identity
+    connection_id, identity = ws.connection_id, ws.identity
     # The answer's line carries the tenant too: the per-tenant Contributor Insights rules
     # count requests from it (components/insights.py).
     with log_context(
-        connection_id=ws.connection_id,
+        connection_id=connection_id,
         tenant_id=identity.tenant_id if identity else None,
         user_id=identity.user_id if identity else None,
     ):
         try:
-            answer = _answer(ws, identity, context)
+            answer = _answer(ws, connection_id, identity, context)
             body = encode(answer)
         except Exception as error:
             answer = failure_answer(error, _request_id_of(ws))
