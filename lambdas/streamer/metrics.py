@@ -137,7 +137,10 @@ def _packed(points: _Points) -> list[list[_Directive]]:
     as few documents as their root values allow.
 
     The EMF specification lets a document carry several metric directives, each naming
-    its dimensions, all reading their values from the document's root. A directive
+    its dimensions, all reading their values from the document's root ("CloudWatchMetrics"
+    is an array of MetricDirective objects; the root node holds every member their
+    references name: docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+    CloudWatch_Embedded_Metric_Format_Specification.html). A directive
     joins the first document whose root holds no other value under one of its
     dimension names and none of its metric names; an invocation's points (a message's
     count and its handler's duration) are then one document, not one per dimension set.
