@@ -11,8 +11,19 @@ under cProfile, and the functions with the most time of their own are
 reported: where the time goes.
 
 CPU time, not wall time: other work on a shared machine stretches wall time
-far more. The answer's log line and its EMF metrics are written (to
-/dev/null) as they are on Lambda: they are part of the message's cost.
+far more. The answer's log line and its EMF metrics are written as they are on
+Lambda, through the process's stdout, which is /dev/null (file descriptor 1,
+so the log handler made at the first invocation writes there too): they are
+part of the message's cost, a pipe to this process's parent is not. Every
+timed round's last answer is checked to be the echo's `response`.
+
+The router runs with its per-connection rate limit on, at a rate and burst
+(`RATE_LIMIT_PER_S`) the rounds never reach: each message is admitted by the
+limiter's in-memory decision, as a client within the limit is. With the
+default 20 a second, all but the first 20 messages would be refused and the
+section would time RATE_LIMITED errors, not the echo. The shared bucket's
+one DynamoDB write per burst of messages (`streamer.ratelimit`) is counted in
+section 6, not here: its CPU is botocore's and the emulator's.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from typing import Any
 
 from bench import stats
 from bench.machine import ROOT
+from streamer import config
 
 ROUNDS = 7
 INVOCATIONS = 2000
@@ -36,6 +48,8 @@ WARMUP = 300
 #: Functions listed from the profile.
 PROFILE_TOP = 12
 TARGET_US = 150
+#: The rate limit of the router under test: on, never reached (module docstring).
+RATE_LIMIT_PER_S = 1_000_000
 
 
 def bare_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -80,8 +94,17 @@ def _round_us(handler: Any, event: dict, invocations: int) -> float:
     context = _Context()
     started = time.process_time()
     for _ in range(invocations):
-        handler(event, context)
-    return (time.process_time() - started) / invocations * 1e6
+        answer = handler(event, context)
+    spent = time.process_time() - started
+    _check_echo(answer)
+    return spent / invocations * 1e6
+
+
+def _check_echo(answer: dict[str, Any]) -> None:
+    """Refuse to time anything but the echo's answer (a refusal or an error costs otherwise)."""
+    body = json.loads(answer["body"])
+    if body.get("type") != "response" or body.get("data") != {"echo": {"hello": "world"}}:
+        raise RuntimeError(f"the handler did not answer the echo: {body}")
 
 
 def _profile(handler: Any, event: dict, invocations: int) -> list[dict]:
@@ -115,21 +138,14 @@ def child(event_file: str, invocations: int) -> dict:
     if connect.handler(_sample("connect"), _Context())["statusCode"] != 200:
         raise RuntimeError("the connection was not opened")
 
-    answer = json.loads(router.handler(event, _Context())["body"])
-    if answer.get("type") != "response":
-        raise RuntimeError(f"the router did not answer the echo: {answer}")
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - the process's stdout until it ends
-    real_stdout, sys.stdout = sys.stdout, devnull
-    try:
-        for handler in (router.handler, bare_handler):
-            _round_us(handler, event, WARMUP)
-        router_us, bare_us = [], []
-        for _ in range(ROUNDS):
-            router_us.append(_round_us(router.handler, event, invocations))
-            bare_us.append(_round_us(bare_handler, event, invocations))
-        profile = _profile(router.handler, event, invocations)
-    finally:
-        sys.stdout = real_stdout
+    _check_echo(router.handler(event, _Context()))
+    for handler in (router.handler, bare_handler):
+        _round_us(handler, event, WARMUP)
+    router_us, bare_us = [], []
+    for _ in range(ROUNDS):
+        router_us.append(_round_us(router.handler, event, invocations))
+        bare_us.append(_round_us(bare_handler, event, invocations))
+    profile = _profile(router.handler, event, invocations)
     return {"router_us": router_us, "bare_us": bare_us, "profile": profile}
 
 
@@ -148,6 +164,7 @@ def run(workdir: Path, quick: bool = False) -> dict:
         dynamodb.create_tables(database.endpoint_url, cold_start.REGION, cold_start.TABLES)
         env = cold_start._environment(database.endpoint_url, "http://127.0.0.1:9", "unused")
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "lambdas"), str(ROOT)])
+        env[config.RATE_LIMIT_PER_S] = str(RATE_LIMIT_PER_S)
         count = QUICK_INVOCATIONS if quick else INVOCATIONS
         result = subprocess.run(
             [sys.executable, "-m", "bench.router_cpu", str(event_file), str(count)],
@@ -171,5 +188,17 @@ def run(workdir: Path, quick: bool = False) -> dict:
     }
 
 
+def _main(event_file: str, invocations: int) -> None:
+    """`child`, with stdout (descriptor 1) on /dev/null while it runs and its figures
+    written to the stdout it was started with."""
+    sys.stdout.flush()
+    figures_out = os.fdopen(os.dup(1), "w")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    with figures_out:
+        figures_out.write(json.dumps(child(event_file, invocations)) + "\n")
+
+
 if __name__ == "__main__":
-    print(json.dumps(child(sys.argv[1], int(sys.argv[2]))), flush=True)
+    _main(sys.argv[1], int(sys.argv[2]))

@@ -26,11 +26,10 @@ environment may change either (`configured_budget`); a malformed value is a
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -144,18 +143,24 @@ def _configured(default: CallBudget, values: tuple[str, ...]) -> CallBudget:
     return budget_from_env(default, dict(zip(ENVIRONMENT, values, strict=True)))
 
 
-@contextlib.contextmanager
-def dynamodb_budget(budget: CallBudget) -> Iterator[None]:
+class dynamodb_budget:  # used as a function: `with dynamodb_budget(budget):`
     """DynamoDB calls of this thread (and context) use `budget` until the block ends.
 
     A context, not a process setting: the local stack runs every function in
-    one process, each invocation on its own thread.
+    one process, each invocation on its own thread. A class rather than a
+    `@contextmanager` generator: the router enters one per message.
     """
-    token = _budget.set(budget)
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+
+    __slots__ = ("_token", "budget")
+
+    def __init__(self, budget: CallBudget) -> None:
+        self.budget = budget
+
+    def __enter__(self) -> None:
+        self._token = _budget.set(self.budget)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _budget.reset(self._token)
 
 
 def current_budget() -> CallBudget:

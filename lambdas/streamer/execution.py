@@ -38,10 +38,14 @@ def internal_error(message: str = "internal error") -> StreamerError:
     )
 
 
+#: `json.dumps(result, allow_nan=False, separators=(",", ":"))`, its encoder made once.
+_RESULT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def checked_result(result: Any) -> Outcome:
     """Accept a handler's result if it is JSON and fits in a WebSocket message."""
     try:
-        encoded = json.dumps(result, allow_nan=False, separators=(",", ":"))
+        encoded = _RESULT_ENCODER.encode(result)
     except (TypeError, ValueError):
         return Outcome(
             FAILED,

@@ -21,8 +21,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("streamer_log_context")
@@ -37,6 +36,9 @@ _cold_start = True
 #: Set by Lambda for each invocation: `Root=1-...;Parent=...;Sampled=1` (docs.aws.amazon.com/
 #: lambda/latest/dg/configuration-envvars.html, "Defined runtime environment variables").
 TRACE_HEADER_VARIABLE = "_X_AMZN_TRACE_ID"
+_NO_FIELDS: dict[str, Any] = {}
+#: `json.dumps(entry, default=str, separators=(",", ":"))` without a new encoder per line.
+_encoder = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,14 +48,14 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **_context.get(_NO_FIELDS),
         }
-        entry.update(_context.get({}))
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return _encoder.encode(entry)
 
 
 class _DebugSampling(logging.Filter):
@@ -115,15 +117,35 @@ def invocation_fields(context: Any, env: Mapping[str, str] | None = None) -> dic
     return fields
 
 
-@contextmanager
-def lambda_context(context: Any) -> Iterator[None]:
-    """Bind the invocation's fields (`invocation_fields`) and draw its debug sample."""
-    draw = _debug_draw.set(random.random())
-    try:
-        with log_context(**invocation_fields(context)):
-            yield
-    finally:
-        _debug_draw.reset(draw)
+def _merged(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The current context's fields with `fields` added (those that are not None)."""
+    merged = _context.get(_NO_FIELDS).copy()
+    for name, value in fields.items():
+        if value is not None:
+            merged[name] = value
+    return merged
+
+
+class lambda_context:  # used as a function: `with lambda_context(context):`
+    """Bind the invocation's fields (`invocation_fields`) and draw its debug sample.
+
+    A class, as `log_context` is: every invocation enters one."""
+
+    __slots__ = ("_context", "_draw", "_token")
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def __enter__(self) -> None:
+        # Drawn only where it decides something: `_DebugSampling` reads it only at a rate
+        # above 0 (at 0, no invocation is sampled, as with the default draw of 1.0).
+        self._draw = _debug_draw.set(random.random()) if _debug_sample_rate > 0 else None
+        self._token = _context.set(_merged(invocation_fields(self._context)))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context.reset(self._token)
+        if self._draw is not None:
+            _debug_draw.reset(self._draw)
 
 
 class log_context:  # used as a function: `with log_context(...):`
@@ -139,8 +161,7 @@ class log_context:  # used as a function: `with log_context(...):`
         self._fields = fields
 
     def __enter__(self) -> None:
-        merged = {**_context.get({}), **{k: v for k, v in self._fields.items() if v is not None}}
-        self._token = _context.set(merged)
+        self._token = _context.set(_merged(self._fields))
 
     def __exit__(self, *exc_info: object) -> None:
         _context.reset(self._token)
@@ -148,12 +169,12 @@ class log_context:  # used as a function: `with log_context(...):`
 
 def bind(**fields: Any) -> None:
     """Add fields to the current context until the enclosing `log_context` ends."""
-    _context.set({**_context.get({}), **{k: v for k, v in fields.items() if v is not None}})
+    _context.set(_merged(fields))
 
 
 def current_fields() -> dict[str, Any]:
     """The fields bound where this is called (read by `streamer.tracing` for annotations)."""
-    return dict(_context.get({}))
+    return dict(_context.get(_NO_FIELDS))
 
 
 def copy_context() -> contextvars.Context:

@@ -14,29 +14,30 @@ land in that invocation's documents. Lambda runs one invocation at a time per
 process; where one process runs several at once (the local stack), a flush
 writes every point recorded so far, so each point is still written exactly once.
 
-Points with the same dimension values make one EMF document (EMF gives every
-metric of a document the same dimension values); counts of one metric are summed,
-durations kept as a list of values, split into more documents past the EMF
-limits (`documents`). Serialising is Powertools for AWS Lambda's CloudWatch EMF
-provider (`AmazonCloudWatchEMFProvider`, the class its `Metrics` delegates to),
-given the whole metric set at once (`serialize_metric_set`): its per-point
-`add_metric` and `add_dimension` checked names and units on every call and were
-a third of a warm sync message's CPU (docs/benchmarks.md, section 8); the names,
-units and dimensions are checked once instead, where they are declared
-(`streamer.metric_names`, and tests/functional/test_observability.py runs every
-declared metric through Powertools' own checks). It is imported at the first
-flush, and without the package `__init__`, which imports Powertools' Logger and
-Tracer too: measured in docs/operations.md ("Metrics").
+Points with the same dimension values make one metric directive (EMF gives every
+metric of a directive the same dimension values); counts of one metric are summed,
+durations kept as a list of values, split into more directives past the EMF
+limits (`documents`). Directives whose values do not collide share a document
+(`_packed`): a message's count and its handler's duration are one line. A
+one-directive document is written in the layout Powertools for AWS Lambda's
+CloudWatch EMF provider gives it (`serialize_metric_set` of
+`AmazonCloudWatchEMFProvider`): tests/functional/test_observability.py checks every
+declared metric through Powertools' own checks and that the documents written here
+(`emf_document`) equal Powertools' for the same points. Going through Powertools cost
+a third of a warm sync message's CPU (docs/benchmarks.md, section 8), and its
+import a cold start's first flush; a directive, fixed by its dimension and metric
+names, is encoded once and kept (`_directive`), so a flush encodes only the root's
+values.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import logging
 import sys
 import threading
-import types
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,15 +54,20 @@ _Points = dict[tuple[tuple[str, str], ...], dict[str, tuple[Unit, list[float]]]]
 _lock = threading.Lock()
 _points: _Points = {}
 _base: dict[str, str] = {"service": SERVICE, "stage": "unknown", "region": "unknown"}
-_provider_class: Any = None
-#: Serialises flushes through the one provider (`_provider`).
-_provider_lock = threading.Lock()
-_shared_provider: Any = None
+#: `_base` as the first (name, value) pairs of every document's dimensions.
+_base_items: tuple[tuple[str, str], ...] = tuple((name, _base[name]) for name in BASE_DIMENSIONS)
+#: A metric's name -> its declared dimensions: as declared, as a set, in a document key's order.
+_declared: dict[str, tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]] = {}
+#: What `json.dumps(document, separators=(",", ":"))` wrote before, without a new encoder
+#: per call.
+_encoder = json.JSONEncoder(separators=(",", ":"))
 
 
 def configure(stage: str, region: str) -> None:
     """Set the base dimensions' values for this process (`streamer.runtime`)."""
+    global _base_items
     _base.update(service=SERVICE, stage=stage, region=region)
+    _base_items = tuple((name, _base[name]) for name in BASE_DIMENSIONS)
 
 
 def count(metric: Metric, value: int = 1, **dimensions: str) -> None:
@@ -75,11 +81,15 @@ def duration(metric: Metric, milliseconds: float, **dimensions: str) -> None:
 
 
 def _record(metric: Metric, value: float, dimensions: Mapping[str, str]) -> None:
-    if set(dimensions) != set(metric.dimensions):
+    declared = _declared.get(metric.name)
+    if declared is None or declared[0] != metric.dimensions:
+        names = frozenset(metric.dimensions)
+        declared = _declared[metric.name] = (metric.dimensions, names, tuple(sorted(names)))
+    if dimensions.keys() != declared[1]:
         raise ValueError(
             f"{metric.name} takes dimensions {sorted(metric.dimensions)}, got {sorted(dimensions)}"
         )
-    key = tuple(sorted((name, str(dimensions[name])) for name in metric.dimensions))
+    key = tuple([(name, str(dimensions[name])) for name in declared[2]])
     with _lock:
         group = _points.setdefault(key, {})
         unit, values = group.setdefault(metric.name, (metric.unit, []))
@@ -107,24 +117,109 @@ def flush() -> None:
     if not points:
         return
     try:
-        with _provider_lock:
-            provider = _provider()
-            lines = []
-            for key, group in points.items():
-                dimensions = {**{name: _base[name] for name in BASE_DIMENSIONS}, **dict(key)}
-                for metric_set in documents(group):
-                    document = provider.serialize_metric_set(
-                        metrics=metric_set, dimensions=dimensions, metadata={}
-                    )
-                    lines.append(json.dumps(document, separators=(",", ":")))
-            # One write for the invocation's documents, one per line as CloudWatch Logs reads
-            # them.
-            if lines:
-                print("\n".join(lines))
+        timestamp_ms = int(time.time() * 1000)
+        lines = [_document(directives, timestamp_ms) for directives in _packed(points)]
+        # One write for the invocation's documents, one per line as CloudWatch Logs reads
+        # them (a `print` is two writes where stdout is unbuffered, as on Lambda).
+        sys.stdout.write("\n".join(lines) + "\n")
     except Exception:
-        with _provider_lock:
-            _discard_provider()
         log.exception("metrics not written", extra={"fields": {"dropped": _names(points)}})
+
+
+#: A metric directive of a document: its dimensions' (name, value) pairs and its metric set.
+_Directive = tuple[tuple[tuple[str, str], ...], dict[str, dict[str, Any]]]
+#: Marks a metric's name among a document's root values (`_packed`).
+_METRIC = object()
+
+
+def _packed(points: _Points) -> list[list[_Directive]]:
+    """The points as directives (one per metric set of a dimension set, `documents`),
+    as few documents as their root values allow.
+
+    The EMF specification lets a document carry several metric directives, each naming
+    its dimensions, all reading their values from the document's root ("CloudWatchMetrics"
+    is an array of MetricDirective objects; the root node holds every member their
+    references name: docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+    CloudWatch_Embedded_Metric_Format_Specification.html). A directive
+    joins the first document whose root holds no other value under one of its
+    dimension names and none of its metric names; an invocation's points (a message's
+    count and its handler's duration) are then one document, not one per dimension set.
+    """
+    packed: list[tuple[dict[str, object], list[_Directive]]] = []
+    for key, group in points.items():
+        dimensions = _base_items + key
+        for metric_set in documents(group):
+            for root, directives in packed:  # noqa: B007 - the entry found is used below
+                if _fits(root, dimensions, metric_set):
+                    break
+            else:
+                root, directives = {}, []
+                packed.append((root, directives))
+            root.update(dimensions)
+            root.update(dict.fromkeys(metric_set, _METRIC))
+            directives.append((dimensions, metric_set))
+    return [directives for _, directives in packed]
+
+
+def _fits(
+    root: Mapping[str, object],
+    dimensions: tuple[tuple[str, str], ...],
+    metric_set: Mapping[str, Any],
+) -> bool:
+    """Whether a directive can read its values from a document's `root`: no other value
+    under its dimension names, none of its metric names taken."""
+    for name, value in dimensions:
+        if root.get(name, value) != value:
+            return False
+    return root.keys().isdisjoint(metric_set)
+
+
+def emf_document(
+    dimensions: Mapping[str, str], metric_set: Mapping[str, Mapping[str, Any]], timestamp_ms: int
+) -> str:
+    """One EMF document: `metric_set` (`documents`) under `dimensions`, at `timestamp_ms`.
+
+    The layout of Powertools' `serialize_metric_set` (see the module's docstring):
+    `_aws` (timestamp, then the directive: namespace, the dimension names, each metric's
+    name and unit), then the dimensions' values, then each metric's values. EMF
+    specification: docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+    CloudWatch_Embedded_Metric_Format_Specification.html.
+    """
+    return _document([(tuple(dimensions.items()), dict(metric_set))], timestamp_ms)
+
+
+def _document(directives: list[_Directive], timestamp_ms: int) -> str:
+    """A document of one or more directives (`_packed`): each directive, then the root
+    values (every directive's dimensions, then every metric's values)."""
+    dimensions: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    heads = []
+    for names_values, metric_set in directives:
+        dimensions.update(names_values)
+        units = []
+        for name, metric in metric_set.items():
+            values[name] = metric["Value"]
+            units.append((name, metric["Unit"]))
+        heads.append(_directive(names_values, tuple(units)))
+    root = _encoder.encode({**dimensions, **values})
+    return (
+        f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":[{",".join(heads)}]}},'
+        f"{root[1:]}"
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _directive(
+    dimensions: tuple[tuple[str, str], ...], metrics: tuple[tuple[str, str], ...]
+) -> str:
+    """A metric directive, encoded once: its dimensions (bounded values) and metrics are few."""
+    return _encoder.encode(
+        {
+            "Namespace": NAMESPACE,
+            "Dimensions": [[name for name, _ in dimensions]],
+            "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics],
+        }
+    )
 
 
 def documents(group: dict[str, tuple[Unit, list[float]]]) -> list[dict[str, dict[str, Any]]]:
@@ -137,7 +232,14 @@ def documents(group: dict[str, tuple[Unit, list[float]]]) -> list[dict[str, dict
     The sets are in the form Powertools' `serialize_metric_set` takes.
     """
     names = list(group)
-    longest = max((len(values) for _, values in group.values()), default=0)
+    longest = 0
+    for _, values in group.values():
+        longest = max(longest, len(values))
+    if len(names) <= MAX_METRICS_PER_DOCUMENT and 0 < longest <= MAX_VALUES_PER_METRIC:
+        # One document: every invocation but the processor's largest batches.
+        return [
+            {name: {"Unit": unit.value, "Value": values} for name, (unit, values) in group.items()}
+        ]
     sets = []
     for first_name in range(0, len(names), MAX_METRICS_PER_DOCUMENT):
         chunk = names[first_name : first_name + MAX_METRICS_PER_DOCUMENT]
@@ -153,59 +255,5 @@ def documents(group: dict[str, tuple[Unit, list[float]]]) -> list[dict[str, dict
     return sets
 
 
-def _provider() -> Any:
-    """The process's one provider, made at the first flush and reused by every flush.
-
-    `serialize_metric_set` reads only what it is given and the namespace; making a
-    provider per document cost more than the document (its constructor lists every unit
-    and resolution).
-    """
-    global _shared_provider
-    if _shared_provider is None:
-        _shared_provider = _emf_provider()(namespace=NAMESPACE)
-    return _shared_provider
-
-
-def _discard_provider() -> None:
-    """Drop a provider a failed flush may have left half-filled."""
-    global _shared_provider
-    _shared_provider = None
-
-
 def _names(points: _Points) -> list[str]:
     return sorted({name for group in points.values() for name in group})
-
-
-def _emf_provider() -> Any:
-    """Powertools' `AmazonCloudWatchEMFProvider`, imported once.
-
-    Importing `aws_lambda_powertools.metrics` runs the package's `__init__`,
-    which imports its Logger and Tracer as well (about 2.5 times the CPU time
-    of the provider alone, docs/operations.md). When nothing has imported the
-    package yet, a bare package module stands in while the provider's modules
-    load, and is taken out again, so that code importing `aws_lambda_powertools`
-    later (an app's handler) imports it whole, as if for the first time.
-    """
-    global _provider_class
-    if _provider_class is not None:
-        return _provider_class
-    package = "aws_lambda_powertools"
-    stand_in = None
-    if package not in sys.modules:
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.submodule_search_locations is None:
-            raise ModuleNotFoundError(f"No module named {package!r}", name=package)
-        stand_in = types.ModuleType(package)
-        stand_in.__path__ = list(spec.submodule_search_locations)
-        stand_in.__spec__ = spec
-        sys.modules[package] = stand_in
-    try:
-        from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
-            AmazonCloudWatchEMFProvider,
-        )
-    finally:
-        if stand_in is not None:
-            for name in [n for n in sys.modules if n == package or n.startswith(f"{package}.")]:
-                del sys.modules[name]
-    _provider_class = AmazonCloudWatchEMFProvider
-    return _provider_class

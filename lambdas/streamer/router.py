@@ -18,10 +18,10 @@ or HTTP integration off at 29 s, so a store outage must be answered before.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from streamer import aws, metric_names, metrics
+from streamer import aws, endpoints, metric_names, metrics
 from streamer.admission import Caller, admit, check_watch_scope, rate_limiter
 from streamer.answers import failure_answer
 from streamer.application import ApplicationActions, runs_async
@@ -54,6 +54,19 @@ class Router:
         self._delivery = delivery
         self._system_actions: SystemActions | None = None
         self._application = ApplicationActions(settings, app, sync_pool)
+        #: `STREAMER_MANAGEMENT_ENDPOINT` once read (`streamer.endpoints`).
+        self._endpoint_overrides: dict[str, str] | None = None
+
+    def connection_endpoint(self, request_context: Mapping[str, Any]) -> str:
+        """The `@connections` base URL of the API a WebSocket event came through.
+
+        The overrides are read at the first message that needs them and kept; a
+        malformed one fails each message, as when it was read per message."""
+        overrides = self._endpoint_overrides
+        if overrides is None:
+            overrides = endpoints.parse_overrides(self.settings.management_endpoint)
+            self._endpoint_overrides = overrides
+        return endpoints.connection_endpoint(request_context, self.settings.region, overrides)
 
     def handle(self, body: str | None, caller: Caller, remaining_ms: int) -> dict[str, Any]:
         """Answer one frame with the server message to return to the caller; never raises."""

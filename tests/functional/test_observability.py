@@ -245,14 +245,13 @@ def test_an_app_importing_powertools_after_a_flush_gets_the_whole_package(tmp_pa
 
 
 def test_a_flush_that_cannot_write_logs_what_it_dropped_and_does_not_raise(monkeypatch, caplog):
-    def missing() -> None:
-        raise ModuleNotFoundError("No module named 'aws_lambda_powertools'")
+    class BrokenStdout:
+        def write(self, text: str) -> int:
+            raise OSError("stdout is gone")
 
     metrics.pending()
-    # A process whose first flush finds no Powertools (no provider made yet).
-    monkeypatch.setattr(metrics, "_shared_provider", None)
-    monkeypatch.setattr(metrics, "_emf_provider", missing)
     metrics.count(METRICS["ConnectionsClosed"])
+    monkeypatch.setattr(sys, "stdout", BrokenStdout())
     with caplog.at_level(logging.ERROR, logger="streamer.metrics"):
         metrics.flush()
     (record,) = caplog.records
@@ -319,24 +318,83 @@ def test_a_poll_of_an_external_job_is_counted_by_action_and_outcome(
     ]
 
 
-def test_every_declared_metric_passes_powertools_own_checks_and_serialises_alike():
-    """The flush hands Powertools whole metric sets (`serialize_metric_set`); each name and
-    unit is checked here by Powertools' per-point `add_metric`, once, and the document the
-    flush writes equals the one Powertools' own path writes for the same points."""
-    provider_class = metrics._emf_provider()
-    for metric in METRICS.values():
-        reference = provider_class(namespace=NAMESPACE)
-        dimensions = {name: "x" for name in (*BASE_DIMENSIONS, *metric.dimensions)}
-        for name, value in dimensions.items():
-            reference.add_dimension(name, value)
-        reference.add_metric(name=metric.name, unit=metric.unit.value, value=2.0)
-        reference.timestamp = 1_700_000_000_000
-        expected = reference.serialize_metric_set()
+def _powertools_provider() -> Any:
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+        AmazonCloudWatchEMFProvider,
+    )
 
-        flushed = provider_class(namespace=NAMESPACE)
-        flushed.timestamp = 1_700_000_000_000
-        (metric_set,) = metrics.documents({metric.name: (metric.unit, [2.0])})
-        assert flushed.serialize_metric_set(metric_set, dimensions, {}) == expected
+    return AmazonCloudWatchEMFProvider
+
+
+def test_every_declared_metric_passes_powertools_own_checks_and_serialises_alike():
+    """Each declared name and unit is checked here by Powertools' per-point `add_metric`,
+    once, and the document the flush writes equals the one Powertools' own path writes
+    for the same points."""
+    provider_class = _powertools_provider()
+    for metric in METRICS.values():
+        for values in ([2.0], [2.0, 3.5, 1e-3]):
+            reference = provider_class(namespace=NAMESPACE)
+            dimensions = {name: f"{name}-x" for name in (*BASE_DIMENSIONS, *metric.dimensions)}
+            for name, value in dimensions.items():
+                reference.add_dimension(name, value)
+            for value in values:
+                reference.add_metric(name=metric.name, unit=metric.unit.value, value=value)
+            reference.timestamp = 1_700_000_000_123
+            expected = reference.serialize_metric_set()
+
+            (metric_set,) = metrics.documents({metric.name: (metric.unit, values)})
+            written = metrics.emf_document(dimensions, metric_set, 1_700_000_000_123)
+            assert json.loads(written) == expected
+            assert written == json.dumps(expected, separators=(",", ":"))
+
+
+def test_a_document_of_several_metrics_is_written_as_powertools_writes_it():
+    provider_class = _powertools_provider()
+    reference = provider_class(namespace=NAMESPACE)
+    dimensions = {"service": "streamer", "stage": "dev", "region": "eu-west-1", "action": "é"}
+    for name, value in dimensions.items():
+        reference.add_dimension(name, value)
+    reference.add_metric(name="RunDuration", unit="Milliseconds", value=12.0)
+    reference.add_metric(name="Outcomes", unit="Count", value=3.0)
+    reference.timestamp = 1_700_000_000_000
+    group = {"RunDuration": (Unit.MILLISECONDS, [12.0]), "Outcomes": (Unit.COUNT, [3.0])}
+
+    (metric_set,) = metrics.documents(group)
+
+    written = metrics.emf_document(dimensions, metric_set, 1_700_000_000_000)
+    assert written == json.dumps(reference.serialize_metric_set(), separators=(",", ":"))
+
+
+def test_a_flush_writes_as_few_documents_as_the_dimension_values_allow(capsys, monkeypatch):
+    monkeypatch.setattr(metrics, "_base", dict(metrics._base))
+    monkeypatch.setattr(metrics, "_base_items", metrics._base_items)
+    metrics.configure("dev", "eu-west-1")
+    metrics.pending()
+    capsys.readouterr()
+    # GIVEN a message's count and its handler's durations (other dimensions), and a count
+    # of the same metric under another outcome
+    metrics.count(METRICS["Messages"], route="$default", outcome="response")
+    metrics.count(METRICS["Messages"], route="$default", outcome="response")
+    metrics.duration(METRICS["SyncDuration"], 7, action="echo")
+    metrics.duration(METRICS["SyncDuration"], 9, action="echo")
+    metrics.count(METRICS["Messages"], route="$default", outcome="INVALID_MESSAGE")
+
+    # WHEN they are flushed
+    metrics.flush()
+
+    # THEN the first two share a document (a directive each), the third has its own: one
+    # root holds one value per name
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [len(d["_aws"]["CloudWatchMetrics"]) for d in documents] == [2, 1]
+    found = emitted(documents)
+    assert_declared(found)
+    assert sorted((p["outcome"], p["value"]) for p in found["Messages"]) == [
+        ("INVALID_MESSAGE", [1.0]),
+        ("response", [2.0]),
+    ]
+    assert [(p["action"], p["stage"], p["region"], p["value"]) for p in found["SyncDuration"]] == [
+        ("echo", "dev", "eu-west-1", [7.0, 9.0])
+    ]
 
 
 def test_points_past_the_emf_limits_make_more_documents():

@@ -115,6 +115,15 @@ def test_a_plain_frame_reads_as_an_action_with_empty_payload_and_metadata() -> N
     ) == ClientMessage(action="a", payload={}, metadata={})
 
 
+def test_a_frame_is_read_as_utf8_text_a_leading_byte_order_mark_ignored() -> None:
+    # RFC 8259 section 8.1: a parser MAY ignore a byte order mark rather than refuse it.
+    for body in (
+        '\ufeff{"action": "echo", "payload": {"s": "é"}}',
+        '{"action": "echo", "payload": {"s": "é"}}'.encode(),
+    ):
+        assert parse_client_message(body) == ClientMessage(action="echo", payload={"s": "é"})
+
+
 def test_a_topic_subscription_names_the_topic_and_no_request() -> None:
     for action in ("subscribe", "unsubscribe"):
         message = parse_client_message(json.dumps({"action": action, "topic": "news.eu"}))
@@ -152,6 +161,14 @@ def test_a_flat_object_has_depth_one() -> None:
     assert protocol._depth({}, 32) == 1
     assert protocol._depth(5, 32) == 0
     assert protocol._depth([[1]], 32) == 2
+
+
+def test_depth_is_the_deepest_branch_of_objects_and_arrays_and_stops_past_the_limit() -> None:
+    value = {"a": 1, "b": [2, {"c": []}], "d": {"e": {}}}
+    assert protocol._depth(value, 32) == 4
+    assert protocol._depth([[], [[[]]], {}], 32) == 4
+    assert protocol._depth(value, 2) == 3
+    assert protocol._depth(value, 4) == 4
 
 
 def test_server_messages_are_compact_utf8_json_and_refuse_nan() -> None:

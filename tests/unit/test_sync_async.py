@@ -7,12 +7,13 @@ and answered `acknowledgment`.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from streamer.application import replay_response, runs_async, sync_outcome
+from streamer.application import new_request_id, replay_response, runs_async, sync_outcome
 from streamer.errors import ErrorCode, StreamerError
 from streamer.execution import Outcome
 from streamer.handlers import Handler, Waiting
@@ -25,6 +26,17 @@ def estimated(duration: float | timedelta) -> Handler:
     handler = Handler()
     handler.estimated_duration = duration
     return handler
+
+
+def test_a_request_id_the_server_makes_is_a_random_version_4_uuid() -> None:
+    ids = {new_request_id() for _ in range(200)}
+
+    assert len(ids) == 200
+    for request_id in ids:
+        prefix, _, digits = request_id.partition("-")
+        parsed = uuid.UUID(hex=digits)
+        assert (prefix, len(digits), parsed.hex) == ("req", 32, digits)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
 
 
 def test_a_handler_estimated_at_exactly_the_threshold_runs_sync() -> None:

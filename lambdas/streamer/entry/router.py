@@ -19,7 +19,7 @@ from streamer import entry, invocation, metric_names, metrics, runtime, tracing
 from streamer.answers import failure_answer
 from streamer.budgets import budget_of
 from streamer.errors import ErrorCode, StreamerError
-from streamer.events import WebSocketEvent
+from streamer.events import Identity, WebSocketEvent
 from streamer.logs import Timer, current_fields, log_context
 from streamer.protocol import client_id_of, encode
 from streamer.router import Caller, Router
@@ -33,8 +33,11 @@ _lock = threading.Lock()
 
 def current_router() -> Router:
     global _router
+    rt = runtime.current()
+    router = _router
+    if router is not None and router.settings is rt.settings:
+        return router
     with _lock:
-        rt = runtime.current()
         if _router is None or _router.settings is not rt.settings:
             _router = Router(
                 rt.settings,
@@ -53,22 +56,18 @@ def _remaining_ms(context: Any) -> int:
     return int(remaining()) if callable(remaining) else 29_000
 
 
-def _answer(ws: WebSocketEvent, context: Any) -> dict[str, Any]:
+def _answer(
+    ws: WebSocketEvent, connection_id: str, identity: Identity | None, context: Any
+) -> dict[str, Any]:
     router = current_router()
-    identity = ws.identity
     if identity is None:
         raise StreamerError(ErrorCode.UNAUTHORIZED, "no identity on this connection")
     caller = Caller(
-        connection_id=ws.connection_id,
+        connection_id=connection_id,
         identity=identity,
-        endpoint=ws.management_endpoint(
-            router.settings.region, router.settings.management_endpoint
-        ),
+        endpoint=router.connection_endpoint(ws.request_context),
     )
-    with (
-        log_context(tenant_id=identity.tenant_id, user_id=identity.user_id),
-        tracing.subsegment("streamer.router"),
-    ):
+    with tracing.subsegment("streamer.router"):
         answer = router.handle(ws.body, caller, _remaining_ms(context))
         tracing.annotate_request(current_fields())
         return answer
@@ -78,16 +77,16 @@ def _answer(ws: WebSocketEvent, context: Any) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ws = WebSocketEvent(event)
     timer = Timer()
-    identity = ws.identity
+    connection_id, identity = ws.connection_id, ws.identity
     # The answer's line carries the tenant too: the per-tenant Contributor Insights rules
     # count requests from it (components/insights.py).
     with log_context(
-        connection_id=ws.connection_id,
+        connection_id=connection_id,
         tenant_id=identity.tenant_id if identity else None,
         user_id=identity.user_id if identity else None,
     ):
         try:
-            answer = _answer(ws, context)
+            answer = _answer(ws, connection_id, identity, context)
             body = encode(answer)
         except Exception as error:
             answer = failure_answer(error, _request_id_of(ws))
