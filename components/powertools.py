@@ -1,8 +1,9 @@
 """AWS's managed Powertools for AWS Lambda layer, which every function gets.
 
-`streamer.metrics` writes its EMF documents through Powertools' EMF provider. Powertools is
-not in the dependency layer (it would take that layer over its size target,
-docs/operations.md "Metrics"): each function gets the layer AWS publishes in every
+It is there for application handlers (Logger, Tracer, idempotency): Streamer itself does not
+import it (`streamer.metrics` writes EMF in Powertools' layout, and the tests hold the two
+equal). Powertools is not in the dependency layer (it would take that layer over its size
+target, docs/operations.md "Metrics"): each function gets the layer AWS publishes in every
 commercial region, at the version the dev requirements pin (`requirements.txt`), so the
 tests and Lambda run the same library. tests/infra/test_infra_powertools.py checks the pin
 and the installed version against `VERSION`.

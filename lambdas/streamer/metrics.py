@@ -24,10 +24,10 @@ CloudWatch EMF provider gives it (`serialize_metric_set` of
 `AmazonCloudWatchEMFProvider`): tests/functional/test_observability.py checks every
 declared metric through Powertools' own checks and that the documents written here
 (`emf_document`) equal Powertools' for the same points. Going through Powertools cost
-a third of a warm sync message's CPU (docs/benchmarks.md, section 8), and its
-import a cold start's first flush; a directive, fixed by its dimension and metric
-names, is encoded once and kept (`_directive`), so a flush encodes only the root's
-values.
+10 to 12 % of a warm sync message's CPU (docs/benchmarks.md, section 8), and its
+import a cold start's first flush (docs/operations.md, "Metrics"); a directive,
+fixed by its dimension and metric names, is encoded once and kept (`_directive`),
+so a flush encodes only the root's values.
 """
 
 from __future__ import annotations
