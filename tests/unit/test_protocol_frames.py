@@ -124,6 +124,16 @@ def test_a_frame_is_read_as_utf8_text_a_leading_byte_order_mark_ignored() -> Non
         assert parse_client_message(body) == ClientMessage(action="echo", payload={"s": "é"})
 
 
+def test_a_frame_of_bytes_is_read_as_json_loads_reads_bytes() -> None:
+    # json.loads decodes bytes with "surrogatepass": an escaped lone surrogate and the
+    # same code point sent UTF-8 encoded read alike, as they did before the frame had a
+    # decoder of its own.
+    escaped = parse_client_message(b'{"action": "echo", "payload": {"s": "\\ud800"}}')
+    encoded = parse_client_message(b'{"action": "echo", "payload": {"s": "\xed\xa0\x80"}}')
+    assert escaped == encoded == ClientMessage(action="echo", payload={"s": "\ud800"})
+    assert encoded.payload == json.loads(b'{"s": "\xed\xa0\x80"}')
+
+
 def test_a_topic_subscription_names_the_topic_and_no_request() -> None:
     for action in ("subscribe", "unsubscribe"):
         message = parse_client_message(json.dumps({"action": action, "topic": "news.eu"}))
