@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 import pytest
@@ -207,4 +208,30 @@ def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again
         function.close()
     assert after["pid"] == first["pid"]
     assert after["invocations"] == 3
+    assert function.cold_starts == 1
+
+
+def test_an_environment_serves_a_running_event_loop_and_threads_in_turn() -> None:
+    # GIVEN a function invoked from a long-running event loop (the gateway's) and from
+    # threads (the HTTP API's authorizer), its one environment watched by the loop
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def from_the_loop() -> dict:
+        return asyncio.run_coroutine_threadsafe(function.invoke_async({}), loop).result(10)
+
+    try:
+        # WHEN the loop, a thread and the loop again invoke it
+        answers = [from_the_loop(), function.invoke({}), from_the_loop()]
+    finally:
+        function.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    # THEN the same warm environment served all three, one after another
+    assert len({answer["pid"] for answer in answers}) == 1
+    assert [answer["invocations"] for answer in answers] == [1, 2, 3]
     assert function.cold_starts == 1
