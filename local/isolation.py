@@ -279,6 +279,8 @@ class IsolatedFunction(LambdaFunction):
         if idle:
             # A thread talks to it now, blocking: no loop may read its socket meanwhile.
             _unwatch(worker)
+            if self._ended(worker):
+                return self._checkout()
             return worker
         started = False
         try:
@@ -379,8 +381,23 @@ class IsolatedFunction(LambdaFunction):
             self._give_back(worker)
 
     def _idle_worker(self) -> _Worker | None:
-        with self._changed:
-            return self._idle.pop() if self._idle else None
+        while True:
+            with self._changed:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None or worker.loop is not None or not self._ended(worker):
+                # A watched worker is alive: its watch drops it when it ends.
+                return worker
+
+    def _ended(self, worker: _Worker) -> bool:
+        """Whether an idle worker's process ended (the zygote said so on its socket); if
+        so it is discarded, and the invocation gets another environment, as on Lambda."""
+        try:
+            ended = worker.connection.poll(0)
+        except OSError:
+            ended = True
+        if ended:
+            self._discard(worker)
+        return ended
 
     def _watch(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
         """Have `loop` watch the worker's socket from now on (see `_Worker`)."""
