@@ -74,12 +74,20 @@ def exit_message(aws_request_id: str, returncode: int | None) -> str:
     return f"RequestId: {aws_request_id} Error: Runtime exited with error: {cause}"
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
-    """One execution environment: its process (the zygote's child) and our end of its socket."""
+    """One execution environment: its process (the zygote's child) and our end of its socket.
+
+    An event loop that invokes it watches its socket from then on (`loop`), idle or busy,
+    so that an invocation from the loop costs no selector change: the watch callback
+    hands the reply to `reply`, the future the invocation awaits, or, when nothing waits,
+    learns that the idle environment ended.
+    """
 
     pid: int
     connection: Connection
+    loop: asyncio.AbstractEventLoop | None = None
+    reply: asyncio.Future | None = None
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -99,6 +107,50 @@ class Invocation:
     worker: _Worker
     #: Why its worker was stopped: "killed" (on command) or "timed out"; None while it runs.
     stopped: str | None = field(default=None)
+
+
+#: What an invocation's reply becomes when the function's timeout passes first.
+_TIMED_OUT = ("timed out", None)
+
+
+def _settle(future: asyncio.Future, result: object) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _unwatch(worker: _Worker) -> None:
+    """Stop the loop watching the worker's socket, if one does, from any thread.
+
+    On the loop's own thread, or while it runs nowhere, directly; from another thread
+    while it runs, on the loop, waiting for it. A closed loop watches nothing.
+    """
+    loop = worker.loop
+    if loop is None:
+        return
+    if loop.is_closed():
+        worker.loop = None
+        return
+    try:
+        on_its_thread = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        on_its_thread = False
+    if on_its_thread or not loop.is_running():
+        loop.remove_reader(worker.connection.fileno())
+        worker.loop = None
+        return
+    done = threading.Event()
+
+    def unwatch() -> None:
+        _unwatch(worker)
+        done.set()
+
+    try:
+        loop.call_soon_threadsafe(unwatch)
+    except RuntimeError:
+        # Closed since: it watches nothing any more.
+        worker.loop = None
+        return
+    done.wait()
 
 
 class IsolatedFunction(LambdaFunction):
@@ -218,9 +270,18 @@ class IsolatedFunction(LambdaFunction):
             ):
                 self._changed.wait()
             if self._idle:
-                return self._idle.pop()
-            self._starting += 1
-            self._workers += 1
+                worker = self._idle.pop()
+                idle = True
+            else:
+                idle = False
+                self._starting += 1
+                self._workers += 1
+        if idle:
+            # A thread talks to it now, blocking: no loop may read its socket meanwhile.
+            _unwatch(worker)
+            if self._ended(worker):
+                return self._checkout()
+            return worker
         started = False
         try:
             worker = self._start_worker()
@@ -235,6 +296,7 @@ class IsolatedFunction(LambdaFunction):
 
     def _discard(self, worker: _Worker) -> None:
         """Stop a worker for good; another may start in its place."""
+        _unwatch(worker)
         worker.discard()
         with self._changed:
             self._workers -= 1
@@ -280,9 +342,9 @@ class IsolatedFunction(LambdaFunction):
         """From the event loop: straight to an idle worker when there is one, else
         through a thread of the pool, which waits for a worker or starts one.
 
-        Straight means the loop sends the event on the worker's socket and reads the
-        reply when the socket is readable: no thread hand-off either way. Invocations
-        with fault instructions always go through the pool.
+        Straight means the loop writes the event on the worker's socket and the reply
+        comes to the loop's watch on that socket: no thread hand-off either way.
+        Invocations with fault instructions always go through the pool.
         """
         worker = self._idle_worker() if self._instructions is None else None
         if worker is None:
@@ -310,65 +372,107 @@ class IsolatedFunction(LambdaFunction):
             reply = worker.connection.recv() if answered else (EXITED, None)
         except (EOFError, OSError):
             reply = (EXITED, None)
+        self._after_abandoned(worker, reply)
+
+    def _after_abandoned(self, worker: _Worker, reply: tuple) -> None:
         if reply[0] == EXITED:
             self._discard(worker)
-            return
-        self._give_back(worker)
+        else:
+            self._give_back(worker)
 
     def _idle_worker(self) -> _Worker | None:
-        with self._changed:
-            return self._idle.pop() if self._idle else None
+        while True:
+            with self._changed:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None or worker.loop is not None or not self._ended(worker):
+                # A watched worker is alive: its watch drops it when it ends.
+                return worker
+
+    def _ended(self, worker: _Worker) -> bool:
+        """Whether an idle worker's process ended (the zygote said so on its socket); if
+        so it is discarded, and the invocation gets another environment, as on Lambda."""
+        try:
+            ended = worker.connection.poll(0)
+        except OSError:
+            ended = True
+        if ended:
+            self._discard(worker)
+        return ended
+
+    def _watch(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        """Have `loop` watch the worker's socket from now on (see `_Worker`)."""
+        if worker.loop is loop:
+            return
+        _unwatch(worker)
+        loop.add_reader(worker.connection.fileno(), self._readable, worker)
+        worker.loop = loop
+
+    def _readable(self, worker: _Worker) -> None:
+        """The worker's socket has something: the reply an invocation awaits, or, when
+        none does, the zygote's word that the idle environment ended."""
+        reply = worker.reply
+        if reply is None or reply.done():
+            _unwatch(worker)
+            with self._changed:
+                idle = worker in self._idle
+                if idle:
+                    self._idle.remove(worker)
+            if idle:
+                self._discard(worker)
+            return
+        try:
+            message = worker.connection.recv()
+        except (EOFError, OSError):
+            message = (EXITED, None)
+        reply.set_result(message)
 
     async def _exchange_on_loop(self, invocation: Invocation, event_json: str) -> tuple:
         """`_exchange` on the event loop; the worker goes back to the pool or is discarded."""
         loop = asyncio.get_running_loop()
         worker = invocation.worker
-        descriptor = worker.connection.fileno()
-        readable = loop.create_future()
-
-        def ready() -> None:
-            if not readable.done():
-                readable.set_result(None)
-
+        self._watch(worker, loop)
+        reply = worker.reply = loop.create_future()
         started = time.monotonic()
-        loop.add_reader(descriptor, ready)
-        timed_out = False
+        # Lambda stops a function at its timeout; so does this.
+        timer = loop.call_later(self.spec.timeout_s, _settle, reply, _TIMED_OUT)
         try:
             worker.connection.send(
                 (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {})
             )
-            try:
-                await asyncio.wait_for(readable, self.spec.timeout_s)
-                reply = worker.connection.recv()
-            except TimeoutError:
-                timed_out = True
-        except (EOFError, OSError):
-            reply = (EXITED, None)
+            message = await reply
+        except OSError:
+            message = (EXITED, None)
         except asyncio.CancelledError:
             # The caller gave up (a handshake past its timeout), not the function: as on
             # Lambda the invocation runs on, and its worker serves again once it answers.
-            loop.remove_reader(descriptor)
-            deadline = started + self.spec.timeout_s
-            threading.Thread(
-                target=self._finish_abandoned, args=(invocation, deadline), daemon=True
-            ).start()
+            timer.cancel()
+            worker.reply = None
+            if reply.done() and not reply.cancelled():
+                self._after_abandoned(worker, reply.result())
+            else:
+                _unwatch(worker)
+                deadline = started + self.spec.timeout_s
+                threading.Thread(
+                    target=self._finish_abandoned, args=(invocation, deadline), daemon=True
+                ).start()
             raise
         finally:
-            loop.remove_reader(descriptor)
-        if timed_out:
+            timer.cancel()
+            worker.reply = None
+        if message is _TIMED_OUT:
             self._stop(invocation, "timed out")
             self._discard(worker)
-            message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
-            log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
-            raise FunctionError(self.spec.name, "TimeoutError", message)
-        if reply[0] == EXITED:
+            timeout = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+            log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, timeout)
+            raise FunctionError(self.spec.name, "TimeoutError", timeout)
+        if message[0] == EXITED:
             self._discard(worker)
-            message = exit_message(invocation.aws_request_id, reply[1])
+            exited = exit_message(invocation.aws_request_id, message[1])
             elapsed_ms = (time.monotonic() - started) * 1000
-            log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, message)
-            raise FunctionError(self.spec.name, "Runtime.ExitError", message)
+            log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, exited)
+            raise FunctionError(self.spec.name, "Runtime.ExitError", exited)
         self._give_back(worker)
-        return reply
+        return message
 
     def _exchange(self, invocation: Invocation, event_json: str, instructions: dict) -> tuple:
         """Send one invocation and wait for its reply, within the function's timeout."""
@@ -401,6 +505,7 @@ class IsolatedFunction(LambdaFunction):
         with self._lock:
             idle, self._idle = self._idle, []
         for worker in idle:
+            _unwatch(worker)
             with contextlib.suppress(OSError):
                 worker.connection.send(None)
                 # It answers by ending: the zygote reports its exit.

@@ -148,6 +148,10 @@ class _Server(ThreadingHTTPServer):
     # connection holds a thread.
     daemon_threads = False
     block_on_close = True
+    # socketserver's listen backlog is 5: under a burst, the processors' posts past it
+    # were dropped by the kernel and failed with ConnectTimeoutError, a `complete` lost
+    # where API Gateway would have taken it. Connections now wait for the accepting thread.
+    request_queue_size = 1024
     connections: Connections
     fallback: Callable[[str, str], HttpResponse]
     intercept: Intercept | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 import pytest
@@ -208,3 +209,63 @@ def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again
     assert after["pid"] == first["pid"]
     assert after["invocations"] == 3
     assert function.cold_starts == 1
+
+
+def test_an_environment_serves_a_running_event_loop_and_threads_in_turn() -> None:
+    # GIVEN a function invoked from a long-running event loop (the gateway's) and from
+    # threads (the HTTP API's authorizer), its one environment watched by the loop
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def from_the_loop() -> dict:
+        return asyncio.run_coroutine_threadsafe(function.invoke_async({}), loop).result(10)
+
+    try:
+        # WHEN the loop, a thread and the loop again invoke it
+        answers = [from_the_loop(), function.invoke({}), from_the_loop()]
+    finally:
+        function.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    # THEN the same warm environment served all three, one after another
+    assert len({answer["pid"] for answer in answers}) == 1
+    assert [answer["invocations"] for answer in answers] == [1, 2, 3]
+    assert function.cold_starts == 1
+
+
+def test_an_idle_environment_that_ends_is_replaced_by_a_cold_start_not_a_failure() -> None:
+    # GIVEN a warm environment, idle, of a function a running event loop invokes
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def from_the_loop() -> dict:
+        return asyncio.run_coroutine_threadsafe(function.invoke_async({}), loop).result(10)
+
+    try:
+        first = from_the_loop()
+        warm = from_the_loop()
+
+        # WHEN its process ends between invocations (killed, as the OOM killer would)
+        os.kill(warm["pid"], 9)
+        for _ in range(500):
+            if warm["pid"] not in function.worker_pids():
+                break
+            time.sleep(0.01)
+        second = from_the_loop()
+    finally:
+        function.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    # THEN the next invocation runs in a new environment, as on Lambda
+    assert warm["pid"] == first["pid"]
+    assert second["pid"] != warm["pid"]
+    assert second["invocations"] == 1
+    assert function.cold_starts == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -89,3 +90,25 @@ def test_other_methods_are_forbidden_and_other_paths_are_not_the_apis() -> None:
     assert answer("GET", "/") is None
     assert answer("GET", "/@connections/") is None
     assert answer("GET", "/@connections/a/b") is None
+
+
+def test_a_burst_of_connections_waits_for_the_server_instead_of_being_refused() -> None:
+    # GIVEN the management port, listening while its one accepting thread is busy (here:
+    # not started yet), as when a burst's processors all post their `complete` at once
+    server = management.HttpServer("127.0.0.1", 0, lambda method, path: management.GONE)
+    clients = []
+    try:
+        # WHEN many more clients connect than a default listen backlog holds
+        for _ in range(64):
+            clients.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
+        server.start(Connections())
+        for client in clients:
+            client.sendall(b"POST /@connections/live%3D HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+
+        # THEN every one of them is served once the server gets to it
+        answers = [client.makefile("rb").readline() for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+    assert answers == [b"HTTP/1.0 200 OK\r\n"] * 64
