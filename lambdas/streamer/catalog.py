@@ -260,8 +260,9 @@ FUNCTIONS: Mapping[str, Function] = {
                 # cancel_requested; waiting_requests' reads of what the index found;
                 # claim_poll, save_progress, wait_request, finish_request.
                 TableAccess(REQUESTS.logical_name, (_BATCH_GET, _GET, _UPDATE)),
-                # subscribers.
-                TableAccess(SUBSCRIPTIONS.logical_name, (_QUERY,)),
+                # watchers (subscribers and the stop marker); stop_asked: a poll runs as an
+                # attempt, whose cancellation checks read the marker (`streamer.attempt`).
+                TableAccess(SUBSCRIPTIONS.logical_name, (_GET, _QUERY)),
                 _CIRCUITS,
                 *_FORGET_CONNECTION,
             ),

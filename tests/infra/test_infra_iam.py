@@ -70,7 +70,8 @@ CALLS: dict[str, dict[str, set[str]]] = {
         **FORGET,
         "requests/index/by_due": {QUERY},
         "requests": {BATCH_GET, GET, UPDATE},
-        "subscriptions": {QUERY, DELETE},
+        # GET: a poll runs as an attempt, whose checks read the stop marker.
+        "subscriptions": {GET, QUERY, DELETE},
         "connections": {DELETE} | CIRCUITS,
         "bus": {PUT_EVENTS},
     },
