@@ -22,7 +22,10 @@ def ids_in_two_lanes(owner: str) -> tuple[str, str]:
     """Two request ids whose records go to different lanes. The mapping hashes a record's
     partition key to one of `ParallelizationFactor` concurrent batches of its shard, one
     batch in flight each, on AWS as locally: two requests in one lane run one after the
-    other, whoever owns them (one pair in ten, with the factor at 10)."""
+    other, whoever owns them (one pair in ten, with the factor at 10). ParallelizationFactor:
+    "the number of batches to process concurrently from each shard", records of one
+    partition key in order (docs.aws.amazon.com/lambda/latest/dg/with-ddb.html, concurrent
+    reads of a shard)."""
     second = next(
         f"second-{n}" for n in range(100) if lane(owner, f"second-{n}") != lane(owner, "first")
     )
