@@ -17,8 +17,10 @@ from tests.functional.helpers import Client, Stream
 
 
 def status_of(request_id: str) -> str:
-    item = next(i for i in helpers.requests() if i["request_id"]["S"] == request_id)
-    return item["status"]["S"]
+    """The request's stored status, read as one item (a scan of in-process moto races the
+    worker thread's writes: "dictionary changed size during iteration")."""
+    item = store.get_request(owner_key("t1", "alice"), request_id)
+    return item.status if item is not None else ""
 
 
 def wait_for(condition, timeout: float = 5.0) -> None:
