@@ -106,12 +106,12 @@ SUBSCRIPTION_PROTOCOLS = frozenset(
 class ProcessorSettings:
     """The requests-stream event source mapping and the processor's fan-out."""
 
-    batch_size: int = 10
-    batch_window_s: int = 0
-    parallelization_factor: int = 10
+    batch_size: int = catalog.REQUESTS_STREAM_MAPPING.batch_size
+    batch_window_s: int = catalog.REQUESTS_STREAM_MAPPING.maximum_batching_window_s
+    parallelization_factor: int = catalog.REQUESTS_STREAM_MAPPING.parallelization_factor
     concurrency: int = _RUNTIME_DEFAULTS["processor_concurrency"]
-    max_retry_attempts: int = 5
-    max_record_age_s: int = 3600
+    max_retry_attempts: int = catalog.REQUESTS_STREAM_MAPPING.maximum_retry_attempts
+    max_record_age_s: int = catalog.REQUESTS_STREAM_MAPPING.maximum_record_age_s
     iterator_age_alarm_ms: int = 60_000
 
 

@@ -94,7 +94,9 @@ def _stack_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--batch-window", type=float, default=BatchPolicy.maximum_batching_window_s, metavar="S"
     )
-    stream.add_argument("--parallelization-factor", type=int, default=10)
+    stream.add_argument(
+        "--parallelization-factor", type=int, default=MappingConfig.parallelization_factor
+    )
     stream.add_argument("--max-retries", type=int, default=BatchPolicy.maximum_retry_attempts)
     parser.add_argument("--sweep-interval", type=float, default=5.0, metavar="S")
     parser.add_argument("--poll-jobs-interval", type=float, default=2.0, metavar="S")

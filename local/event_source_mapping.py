@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local import streams
 from local.functions import THROTTLED, FunctionError, LambdaFunction
+from streamer.catalog import REQUESTS_STREAM_MAPPING
 
 log = logging.getLogger("local.streams")
 
@@ -34,7 +35,7 @@ class MappingConfig:
     """The mapping's settings: Lambda's names, with local polling defaults."""
 
     policy: streams.BatchPolicy = field(default_factory=streams.BatchPolicy)
-    parallelization_factor: int = 10
+    parallelization_factor: int = REQUESTS_STREAM_MAPPING.parallelization_factor
     poll_interval_s: float = 0.1
     shard_discovery_s: float = 1.0
     records_per_read: int = 1000

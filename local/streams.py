@@ -27,6 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
+from streamer.catalog import REQUESTS_STREAM_MAPPING
+
 #: Which images a stream of each view type carries.
 _IMAGES = {
     "KEYS_ONLY": (),
@@ -211,11 +213,12 @@ def retry_from(batch: list[dict], answer: object, failed: bool) -> int | None:
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """The mapping's batching and retry settings, named as on `CreateEventSourceMapping`."""
+    """The mapping's batching and retry settings, named as on `CreateEventSourceMapping`;
+    by default the deployed stack's (`streamer.catalog.REQUESTS_STREAM_MAPPING`)."""
 
-    batch_size: int = 100
-    maximum_batching_window_s: float = 0.0
-    maximum_retry_attempts: int = 3
+    batch_size: int = REQUESTS_STREAM_MAPPING.batch_size
+    maximum_batching_window_s: float = REQUESTS_STREAM_MAPPING.maximum_batching_window_s
+    maximum_retry_attempts: int = REQUESTS_STREAM_MAPPING.maximum_retry_attempts
     retry_backoff_s: float = 0.2
     retry_backoff_max_s: float = 5.0
 

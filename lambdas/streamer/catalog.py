@@ -49,6 +49,26 @@ class Trigger(enum.Enum):
 
 
 @dataclass(frozen=True)
+class StreamMapping:
+    """The requests stream's event source mapping, named as on `CreateEventSourceMapping`.
+
+    One definition for both sides: the deployed mapping's defaults
+    (`components.settings.ProcessorSettings`, overridable per stack) and the local
+    stack's (`local.streams.BatchPolicy`, `local.event_source_mapping.MappingConfig`),
+    so that local batches and retries are the ones a deployed stack has.
+    """
+
+    batch_size: int = 10
+    maximum_batching_window_s: int = 0
+    parallelization_factor: int = 10
+    maximum_retry_attempts: int = 5
+    maximum_record_age_s: int = 3600
+
+
+REQUESTS_STREAM_MAPPING = StreamMapping()
+
+
+@dataclass(frozen=True)
 class TableAccess:
     """DynamoDB actions on one table, or on one of its indexes when `index` is set."""
 
