@@ -766,6 +766,18 @@ RECOMMENDATIONS = """\
      the user made within the items' 7-day retention (a user with a request a
      second: 600,000 entries a count), or only a window of them, which misses
      long runs: no longer a cap;
+   - the cap's index sorted by when a request may last be active (a copy of
+     its due time that the finish leaves alone), so that the finish writes
+     nothing to it and a count reads only the entries whose time has not
+     passed, checking them on the table only once they reach the cap: 1 WRU
+     saved, but a finished request stays in the count until its pickup time
+     (120 s) and the sweeper's minute have passed. A user with 5 short
+     requests a second then has about 900 entries in the count, so each of
+     their requests reads up to 900 items to learn how many still run (450
+     RRU eventually consistent, 90 times the write saved: a WRU costs what 10
+     such reads cost), and every later move of the due time (a lease kept by
+     the sweeper, each poll of a WAITING request) moves this key too, 2 WRU
+     more each: dearer for exactly the users the cap is for;
    - one index for both: the due index partitioned by a shard of the owner
      and sorted by owner then due time, so that the cap reads only the user's
      entries. It saves 1 WRU a request (10,000 WRU/s, about $540 a day at
