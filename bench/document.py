@@ -792,6 +792,22 @@ RECOMMENDATIONS = """\
      change with it. PynamoDB does not yet declare DynamoDB's multi-attribute
      index keys (pynamodb/PynamoDB#1293), so the sort key would be one string,
      `<owner>#<due time>`.
+   - the due index left by the finish instead: the finish keeps its due keys
+     (only keys projected, so it writes nothing to the index) and each
+     sweeper run reads only the window of due times since its last run (a
+     watermark per shard, kept with its heartbeat), checking each entry on the
+     table as it does today. 1 WRU saved for one eventually consistent item
+     read a request (0.5 RRU: a tenth of the write's price), and the index
+     keeps entries until the items' TTL removes them. But the sweeper then
+     reads every request once, after its pickup time: 600,000 a minute at
+     10,000 requests a second, where today it reads only the stuck ones and
+     at most 500 a run, so it must fan out over the shards; the watermark
+     must never pass an entry that failed or was not reached; ended requests
+     whose `complete` is still owed need a mark of their own; and the
+     takeover's read of a stopped region's partitions needs the same window.
+     The cheapest design, and the next step if 6 WRU with the cap is wanted;
+     not built in this release, because it rebuilds the safety net every
+     request relies on.
    Until then, a deployment that does not need the per-user cap can turn it
    off (`runtime.maxActiveRequests: 0`) and pays 5 WRU.
 """
