@@ -90,14 +90,14 @@ def _stack_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-duration", type=float, default=Limits.max_duration_s, metavar="S")
     stream = parser.add_argument_group("event source mapping")
     stream.add_argument("--poll-interval", type=float, default=0.1, metavar="S")
-    stream.add_argument("--batch-size", type=int, default=BatchPolicy.batch_size)
+    stream.add_argument("--batch-size", type=int, default=BatchPolicy().batch_size)
     stream.add_argument(
-        "--batch-window", type=float, default=BatchPolicy.maximum_batching_window_s, metavar="S"
+        "--batch-window", type=float, default=BatchPolicy().maximum_batching_window_s, metavar="S"
     )
     stream.add_argument(
         "--parallelization-factor", type=int, default=MappingConfig.parallelization_factor
     )
-    stream.add_argument("--max-retries", type=int, default=BatchPolicy.maximum_retry_attempts)
+    stream.add_argument("--max-retries", type=int, default=BatchPolicy().maximum_retry_attempts)
     parser.add_argument("--sweep-interval", type=float, default=5.0, metavar="S")
     parser.add_argument("--poll-jobs-interval", type=float, default=2.0, metavar="S")
     parser.add_argument(

@@ -24,10 +24,8 @@ import hashlib
 import json
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-
-from streamer.catalog import REQUESTS_STREAM_MAPPING
 
 #: Which images a stream of each view type carries.
 _IMAGES = {
@@ -211,14 +209,28 @@ def retry_from(batch: list[dict], answer: object, failed: bool) -> int | None:
     return min(positions[identifier] for identifier in identifiers)
 
 
+def _deployed(setting: str) -> int:
+    """One of the deployed mapping's settings (`streamer.catalog.REQUESTS_STREAM_MAPPING`).
+
+    Read when a policy is made, not when this module is imported: the record
+    shaping above also serves the previous release's runtime in the item-format
+    tests (tests/compat/scenario.py), whose `streamer` has no such setting.
+    """
+    from streamer.catalog import REQUESTS_STREAM_MAPPING
+
+    return getattr(REQUESTS_STREAM_MAPPING, setting)
+
+
 @dataclass(frozen=True)
 class BatchPolicy:
     """The mapping's batching and retry settings, named as on `CreateEventSourceMapping`;
     by default the deployed stack's (`streamer.catalog.REQUESTS_STREAM_MAPPING`)."""
 
-    batch_size: int = REQUESTS_STREAM_MAPPING.batch_size
-    maximum_batching_window_s: float = REQUESTS_STREAM_MAPPING.maximum_batching_window_s
-    maximum_retry_attempts: int = REQUESTS_STREAM_MAPPING.maximum_retry_attempts
+    batch_size: int = field(default_factory=lambda: _deployed("batch_size"))
+    maximum_batching_window_s: float = field(
+        default_factory=lambda: _deployed("maximum_batching_window_s")
+    )
+    maximum_retry_attempts: int = field(default_factory=lambda: _deployed("maximum_retry_attempts"))
     retry_backoff_s: float = 0.2
     retry_backoff_max_s: float = 5.0
 
