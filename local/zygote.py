@@ -49,6 +49,7 @@ PRELOAD = (
     "cryptography.hazmat.primitives.asymmetric.rsa",
     "cryptography.hazmat.primitives.asymmetric.ec",
     "local.functions",
+    "local.iam",
     "local.worker",
 )
 #: The length prefix of a fork request, and of the pid that answers it.
