@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -293,12 +294,8 @@ class _Enforcer:
         service = model.service_model.service_id.hyphenize()
         region = context.get("client_region") or ""
         if service == "apigatewaymanagementapi":
-            api_ids = {
-                url: api
-                for api, url in endpoints.parse_overrides(
-                    config.Settings.from_env().management_endpoint
-                ).items()
-            }
+            overrides = endpoints.parse_overrides(os.environ.get(config.MANAGEMENT_ENDPOINT))
+            api_ids = {url: api for api, url in overrides.items()}
             method = model.http.get("method", "POST")
             wanted = management_permissions(method, params["url"], region, role.account, api_ids)
         else:
