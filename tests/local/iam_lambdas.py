@@ -25,3 +25,17 @@ def call(event: dict[str, Any], context: Any) -> dict[str, Any]:
         }
     answer.pop("ResponseMetadata", None)
     return {"answer": answer}
+
+
+def store_call(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One call of the runtime's store (`streamer.store`), as a function's real work makes it;
+    a store failure answers as the runtime sees it (`StoreUnavailable` and DynamoDB's code)."""
+    from streamer import runtime, store
+
+    # What every entry point does first: the settings, and the models on their tables.
+    runtime.current()
+    try:
+        answer = getattr(store, event["call"])(*event["args"])
+    except store.StoreUnavailable as error:
+        return {"error": {"class": type(error).__name__, "code": str(error)}}
+    return {"answer": answer}

@@ -28,6 +28,7 @@ TABLES = {
 #: it refuses never leaves the process.
 MANAGEMENT_URL = "http://127.0.0.1:9"
 HANDLER = "tests.local.iam_lambdas.call"
+STORE_CALL = "tests.local.iam_lambdas.store_call"
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +63,11 @@ def tables() -> Iterator[str]:
         server.stop()
 
 
-def run_as(function: str, event: dict[str, Any], *, threads: bool = False) -> dict[str, Any]:
-    """Invoke the handler once as the local stack runs catalog function `function`."""
-    spec = FunctionSpec(f"streamer-{function}", HANDLER, timeout_s=30)
+def run_as(
+    function: str, event: dict[str, Any], *, threads: bool = False, handler: str = HANDLER
+) -> dict[str, Any]:
+    """Invoke `handler` once as the local stack runs catalog function `function`."""
+    spec = FunctionSpec(f"streamer-{function}", handler, timeout_s=30)
     kind = LambdaFunction if threads else IsolatedFunction
     lambda_function = kind(spec, REGION, ACCOUNT)
     try:
@@ -245,3 +248,16 @@ def test_threads_mode_refuses_the_same_calls(tables: str) -> None:
     # THEN it is refused and allowed as in its own execution environment
     assert refused == {"error": refusal("poller", "dynamodb:GetItem", table_arn("connections"))}
     assert allowed == {"answer": {}}
+
+
+@pytest.mark.parametrize("function", ["poller", "processor"])
+def test_an_attempt_of_a_function_that_runs_one_reads_the_stop_marker(
+    tables: str, function: str
+) -> None:
+    # GIVEN a function that runs attempts (the processor's requests, the poller's polls),
+    # whose cancellation checks read a request's stop marker (`streamer.attempt`)
+    # WHEN it asks the store whether a request was asked to stop, as those checks do
+    answer = run_as(function, {"call": "stop_asked", "args": ["t#u", "r1"]}, handler=STORE_CALL)
+
+    # THEN the store answers (no marker) instead of failing as the role would have it
+    assert answer == {"answer": False}
