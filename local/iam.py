@@ -251,17 +251,43 @@ def refused_answer(service: str, operation_model: Any, message: str) -> tuple[An
     return AWSResponse("", status, headers, None), parsed
 
 
+class _Caller:
+    """A function whose calls are checked; its role is read from the environment at its
+    first call (an environment the runtime cannot read fails the function before that)."""
+
+    def __init__(self, function: catalog.Function, local_name: str, account: str) -> None:
+        self._function = function
+        self._local_name = local_name
+        self._account = account
+        self._lock = threading.Lock()
+        self._role: Role | None = None
+
+    def role(self) -> Role:
+        with self._lock:
+            if self._role is None:
+                settings = config.Settings.from_env()
+                self._role = role_of(self._function, self._local_name, self._account, settings)
+            return self._role
+
+
+def _caller(local_name: str, account: str) -> _Caller | None:
+    """The catalog function the local stack runs as `local_name`; None for another name."""
+    from local.wiring import catalog_function
+
+    function = catalog_function(local_name)
+    return None if function is None else _Caller(function, local_name, account)
+
+
 class _Enforcer:
     """The `before-call` handler: the calling function's role, and its refusals."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._installed = False
-        #: The function this process serves (a worker process), built at its first call.
-        self._process: tuple[str, str] | None = None
-        self._process_role: Role | None = None
-        #: The function this thread serves (threads mode).
-        self._thread: ContextVar[Role | None] = ContextVar("local_iam_role", default=None)
+        #: The function this process serves (a worker process).
+        self._process: _Caller | None = None
+        #: The function this thread's invocation serves (threads mode).
+        self._thread: ContextVar[_Caller | None] = ContextVar("local_iam_caller", default=None)
 
     def install(self) -> None:
         """Have every botocore client of this process ask before calling; once."""
@@ -275,22 +301,15 @@ class _Enforcer:
             self._installed = True
 
     def serve(self, local_name: str, account: str) -> None:
-        self._process = (local_name, account)
-        self.install()
-
-    def role(self) -> Role | None:
-        role = self._thread.get()
-        if role is not None or self._process is None:
-            return role
-        with self._lock:
-            if self._process_role is None:
-                self._process_role = role_for(*self._process)
-            return self._process_role
+        self._process = _caller(local_name, account)
+        if self._process is not None:
+            self.install()
 
     def before_call(self, model: Any, params: dict, context: dict, **_: Any) -> Any:
-        role = self.role()
-        if role is None:
+        caller = self._thread.get() or self._process
+        if caller is None:
             return None
+        role = caller.role()
         service = model.service_model.service_id.hyphenize()
         region = context.get("client_region") or ""
         if service == "apigatewaymanagementapi":
@@ -311,27 +330,16 @@ class _Enforcer:
 
     @contextlib.contextmanager
     def acting_as(self, local_name: str, account: str) -> Iterator[None]:
-        role = role_for(local_name, account)
-        if role is None:
+        caller = _caller(local_name, account)
+        if caller is None:
             yield
             return
         self.install()
-        token = self._thread.set(role)
+        token = self._thread.set(caller)
         try:
             yield
         finally:
             self._thread.reset(token)
-
-
-def role_for(local_name: str, account: str) -> Role | None:
-    """The role of the catalog function the local stack runs as `local_name`, with the
-    resources of this process's environment; None for a function not in the catalog."""
-    from local.wiring import catalog_function
-
-    function = catalog_function(local_name)
-    if function is None:
-        return None
-    return role_of(function, local_name, account, config.Settings.from_env())
 
 
 _enforcer = _Enforcer()

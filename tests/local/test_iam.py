@@ -29,6 +29,7 @@ TABLES = {
 MANAGEMENT_URL = "http://127.0.0.1:9"
 HANDLER = "tests.local.iam_lambdas.call"
 STORE_CALL = "tests.local.iam_lambdas.store_call"
+REMEMBER = "tests.local.lambdas.remember"
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +262,17 @@ def test_an_attempt_of_a_function_that_runs_one_reads_the_stop_marker(
 
     # THEN the store answers (no marker) instead of failing as the role would have it
     assert answer == {"answer": False}
+
+
+def test_a_function_whose_settings_cannot_be_read_still_runs_its_handler(
+    tables: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the router with a malformed setting, in a thread of this process; its handler
+    # answers such a setting itself (an INTERNAL_ERROR with the message's id)
+    monkeypatch.setenv(config.ASYNC_THRESHOLD_MS, "soon")
+
+    # WHEN it is invoked with a handler that makes no AWS call
+    answer = run_as("router", {"hello": "world"}, threads=True, handler=REMEMBER)
+
+    # THEN the handler ran: the role is read at the first AWS call, not before the handler
+    assert answer["event"] == {"hello": "world"}
