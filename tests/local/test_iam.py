@@ -28,6 +28,7 @@ TABLES = {
 #: it refuses never leaves the process.
 MANAGEMENT_URL = "http://127.0.0.1:9"
 HANDLER = "tests.local.iam_lambdas.call"
+BUS = "iam-lifecycle"
 STORE_CALL = "tests.local.iam_lambdas.store_call"
 REMEMBER = "tests.local.lambdas.remember"
 
@@ -38,6 +39,7 @@ def tables() -> Iterator[str]:
     server = dynamodb.MotoServer("127.0.0.1", REGION)
     try:
         dynamodb.create_tables(server.endpoint_url, REGION, TABLES)
+        dynamodb.client("events", server.endpoint_url, REGION).create_event_bus(Name=BUS)
         with pytest.MonkeyPatch.context() as environment:
             for name, value in {
                 config.REGION: REGION,
@@ -50,11 +52,12 @@ def tables() -> Iterator[str]:
                 config.REQUESTS_TABLE: TABLES["requests"],
                 config.SUBSCRIPTIONS_TABLE: TABLES["subscriptions"],
                 config.MANAGEMENT_ENDPOINT: f"local={MANAGEMENT_URL}",
+                config.EVENT_BUS: BUS,
+                "AWS_ENDPOINT_URL_EVENTBRIDGE": server.endpoint_url,
             }.items():
                 environment.setenv(name, value)
             environment.delenv("AWS_SESSION_TOKEN", raising=False)
             environment.delenv(config.REGIONS, raising=False)
-            environment.delenv(config.EVENT_BUS, raising=False)
             # A zygote like the stack's: the runtime's botocore session made before the fork.
             zygote.stop_shared()
             zygote.shared(("streamer.aws",))
@@ -276,3 +279,28 @@ def test_a_function_whose_settings_cannot_be_read_still_runs_its_handler(
 
     # THEN the handler ran: the role is read at the first AWS call, not before the handler
     assert answer["event"] == {"hello": "world"}
+
+
+def test_only_the_lifecycle_publishers_put_events_on_the_bus(tables: str) -> None:
+    # GIVEN the sweeper (it puts lifecycle events) and the HTTP function (it does not)
+    event = {
+        "service": "events",
+        "operation": "put_events",
+        "params": {
+            "Entries": [
+                {"Source": "streamer", "DetailType": "Request Completed", "Detail": "{}"}
+                | {"EventBusName": BUS}
+            ]
+        },
+    }
+
+    # WHEN each puts an event on the stack's bus
+    published = run_as("sweeper", event)
+    refused = run_as("http", event)
+
+    # THEN the sweeper's is accepted, and the HTTP function's refused as EventBridge refuses
+    # it (its model names the error, so the SDK raises that class of ClientError)
+    assert published["answer"]["FailedEntryCount"] == 0
+    bus_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{BUS}"
+    expected = refusal("http", "events:PutEvents", bus_arn)
+    assert refused == {"error": {**expected, "class": "AccessDeniedException"}}
