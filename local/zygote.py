@@ -50,6 +50,7 @@ PRELOAD = (
     "cryptography.hazmat.primitives.asymmetric.ec",
     "local.functions",
     "local.iam",
+    "local.wiring",
     "local.worker",
 )
 #: The length prefix of a fork request, and of the pid that answers it.
