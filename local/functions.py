@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from local import iam
+
 log = logging.getLogger("local.functions")
 
 
@@ -132,7 +134,9 @@ class LambdaFunction:
         context = LambdaContext(self.spec, self._region, self._account_id)
         started = time.monotonic()
         try:
-            answer = self._resolved()(json.loads(event_json), context)
+            # Its calls on this thread are checked against its deployed role (`local.iam`).
+            with iam.acting_as(self.spec.name, self._account_id):
+                answer = self._resolved()(json.loads(event_json), context)
             answer_json = json.dumps(answer)
         except Exception as error:
             log.warning(

@@ -34,6 +34,16 @@ DEFAULT_PROCESSOR_CONCURRENCY = 100
 DEFAULT_FUNCTION_CONCURRENCY = 16
 
 
+def local_name(function: catalog.Function) -> str:
+    """The name the local stack runs a catalog function under (its Lambda function name)."""
+    return f"streamer-{function.name}"
+
+
+def catalog_function(name: str) -> catalog.Function | None:
+    """The catalog function the local stack runs as `name`; None for any other name."""
+    return next((f for f in catalog.FUNCTIONS.values() if local_name(f) == name), None)
+
+
 def function_specs(
     mapping: MappingConfig,
     processor_timeout_s: float | None = None,
@@ -64,7 +74,7 @@ def function_specs(
         elif Trigger.SCHEDULE in function.triggers:
             concurrency = 1
         specs[function.name] = FunctionSpec(
-            f"streamer-{function.name}",
+            local_name(function),
             function.handler,
             timeout_s=timeout_s,
             memory_mb=function.memory_mb,

@@ -54,6 +54,10 @@ def serve(connection: Connection, setup: dict) -> None:
     from local.functions import FunctionSpec, LambdaContext
 
     spec = FunctionSpec(**setup["spec"])
+    from local import iam
+
+    # Its calls are checked against its deployed role's grants, before any client is made.
+    iam.enforce(spec.name, setup["account_id"])
     faults = None
     if setup.get("faults"):
         from local.faults import CallFaults

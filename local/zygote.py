@@ -49,6 +49,8 @@ PRELOAD = (
     "cryptography.hazmat.primitives.asymmetric.rsa",
     "cryptography.hazmat.primitives.asymmetric.ec",
     "local.functions",
+    "local.iam",
+    "local.wiring",
     "local.worker",
 )
 #: The length prefix of a fork request, and of the pid that answers it.
