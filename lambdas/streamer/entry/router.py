@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any
 
-from streamer import entry, invocation, metric_names, metrics, runtime, tracing
+from streamer import entry, invocation, logs, metric_names, metrics, runtime, tracing
 from streamer.answers import failure_answer
 from streamer.budgets import budget_of
 from streamer.errors import ErrorCode, StreamerError
@@ -91,9 +91,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except Exception as error:
             answer = failure_answer(error, _request_id_of(ws))
             body = encode(answer)
-        log.info(
+        logs.info(
+            log,
             "message answered",
-            extra={"fields": {"answer": answer.get("type"), "duration_ms": timer.elapsed_ms}},
+            {"answer": answer.get("type"), "duration_ms": timer.elapsed_ms},
         )
         metrics.count(metric_names.MESSAGES, route=ROUTE, outcome=outcome_of(answer))
     return {"statusCode": 200, "body": body}
