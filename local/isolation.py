@@ -37,13 +37,12 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
 from local import zygote
-from local.functions import FunctionError, FunctionSpec, LambdaFunction
+from local.functions import FunctionError, FunctionSpec, LambdaFunction, new_request_id
 from local.worker import INIT_ERROR, READY
 from local.zygote import EXITED
 
@@ -313,7 +312,7 @@ class IsolatedFunction(LambdaFunction):
     def _run(self, event_json: str) -> object:
         event = json.loads(event_json) if self._instructions is not None else {}
         instructions = self._instructions(event) if self._instructions is not None else {}
-        invocation = Invocation(str(uuid.uuid4()), event, self._checkout())
+        invocation = Invocation(new_request_id(), event, self._checkout())
         worker = invocation.worker
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
@@ -352,7 +351,7 @@ class IsolatedFunction(LambdaFunction):
         if not self._admit():
             self._give_back(worker)
             raise self._throttled()
-        invocation = Invocation(str(uuid.uuid4()), {}, worker)
+        invocation = Invocation(new_request_id(), {}, worker)
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
