@@ -139,10 +139,10 @@ def _sole_handler(logger: logging.Logger) -> logging.StreamHandler | None:
         if current.filters:
             return None
         if current.handlers:
-            handlers = current.handlers
-            if current.propagate or len(handlers) != 1 or handlers[0] is not _handler:
+            handler = current.handlers[0]
+            if current.propagate or len(current.handlers) != 1 or handler is not _handler:
                 return None
-            if _handler.level > logging.INFO or len(_handler.filters) != 1:
+            if handler.level > logging.INFO or len(handler.filters) != 1:
                 return None
             return _handler
         current = current.parent if current.propagate else None
@@ -230,6 +230,11 @@ class log_context:  # used as a function: `with log_context(...):`
 def bind(**fields: Any) -> None:
     """Add fields to the current context until the enclosing `log_context` ends."""
     _context.set(_merged(fields))
+
+
+def bound_fields() -> Mapping[str, Any]:
+    """The fields bound where this is called, not copied: to read, never to change."""
+    return _context.get(_NO_FIELDS)
 
 
 def current_fields() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from streamer.answers import failure_answer
 from streamer.budgets import budget_of
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import Identity, WebSocketEvent
-from streamer.logs import Timer, current_fields, log_context
+from streamer.logs import Timer, log_context
 from streamer.protocol import client_id_of, encode
 from streamer.router import Caller, Router
 
@@ -69,7 +69,7 @@ def _answer(
     )
     with tracing.subsegment("streamer.router"):
         answer = router.handle(ws.body, caller, _remaining_ms(context))
-        tracing.annotate_request(current_fields())
+        tracing.annotate_request(logs.bound_fields())
         return answer
 
 
