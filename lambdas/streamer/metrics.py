@@ -80,7 +80,37 @@ def duration(metric: Metric, milliseconds: float, **dimensions: str) -> None:
     _record(metric, float(milliseconds), dimensions)
 
 
+#: A point's key by its metric's name and declared dimensions and the dimensions given, in
+#: the caller's order: what `_key` made of them, checked once.
+_keys: dict[tuple, tuple[tuple[str, str], ...]] = {}
+#: Keys kept at most (dimension values are bounded: few keys a process).
+MAX_KEYS = 4096
+
+
 def _record(metric: Metric, value: float, dimensions: Mapping[str, str]) -> None:
+    try:
+        given = (metric.name, metric.dimensions, *dimensions.items())
+        key = _keys.get(given)
+    except TypeError:  # a value that is not hashable: `_key` writes it as text
+        given, key = None, None
+    if key is None:
+        key = _key(metric, dimensions)
+        # Kept for text values only: 1, 1.0 and True are equal keys with other texts.
+        if given is not None and all(type(v) is str for v in dimensions.values()):
+            if len(_keys) >= MAX_KEYS:
+                _keys.clear()
+            _keys[given] = key
+    with _lock:
+        group = _points.setdefault(key, {})
+        unit, values = group.setdefault(metric.name, (metric.unit, []))
+        if unit is Unit.COUNT and values:
+            values[0] += value
+        else:
+            values.append(value)
+
+
+def _key(metric: Metric, dimensions: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A point's key: its declared dimensions' values, by name; ValueError for others."""
     declared = _declared.get(metric.name)
     if declared is None or declared[0] != metric.dimensions:
         names = frozenset(metric.dimensions)
@@ -89,14 +119,7 @@ def _record(metric: Metric, value: float, dimensions: Mapping[str, str]) -> None
         raise ValueError(
             f"{metric.name} takes dimensions {sorted(metric.dimensions)}, got {sorted(dimensions)}"
         )
-    key = tuple([(name, str(dimensions[name])) for name in declared[2]])
-    with _lock:
-        group = _points.setdefault(key, {})
-        unit, values = group.setdefault(metric.name, (metric.unit, []))
-        if unit is Unit.COUNT and values:
-            values[0] += value
-        else:
-            values.append(value)
+    return tuple([(name, str(dimensions[name])) for name in declared[2]])
 
 
 def pending() -> _Points:

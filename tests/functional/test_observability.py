@@ -478,3 +478,22 @@ def test_a_flush_writes_what_the_documents_of_its_points_are_whatever_their_shap
                 metrics._document(directives, 1_700_000_000_000)
                 for directives in metrics._packed(points)
             ]
+
+
+def test_a_point_is_keyed_by_its_dimension_values_as_text_whatever_was_recorded_before():
+    # GIVEN points recorded under values that are equal but not the same text
+    metrics.pending()
+    metrics.count(METRICS["Messages"], route="$default", outcome="response")
+    metrics.count(METRICS["Messages"], route="$default", outcome=1)  # type: ignore[arg-type]
+    metrics.count(METRICS["Messages"], route="$default", outcome=True)  # type: ignore[arg-type]
+    metrics.count(METRICS["Messages"], outcome="response", route="$default")
+    # WHEN they are taken THEN each text has its own count, whatever the order of the names
+    points = metrics.pending()
+    assert {dict(key)["outcome"]: group["Messages"][1] for key, group in points.items()} == {
+        "response": [2.0],
+        "1": [1.0],
+        "True": [1.0],
+    }
+    # AND a metric recorded with other dimensions than declared is still refused
+    with pytest.raises(ValueError, match="Messages takes dimensions"):
+        metrics.count(METRICS["Messages"], route="$default", outcome="response", extra="x")
