@@ -104,17 +104,18 @@ class Handshake:
 
 def _request_time(epoch_ms: int) -> str:
     """`requestTime`, to the second: formatted once a second, not once a message."""
+    global _last_request_time
     second = epoch_ms // 1000
-    if _last_request_time[0] != second:
-        _last_request_time[:] = [
-            second,
-            time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000)),
-        ]
-    return _last_request_time[1]
+    last = _last_request_time
+    if last[0] == second:
+        return last[1]
+    text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+    _last_request_time = (second, text)
+    return text
 
 
-#: The second `_request_time` formatted last, and its text.
-_last_request_time: list = [None, ""]
+#: The second `_request_time` formatted last, and its text (replaced whole: read by threads).
+_last_request_time: tuple[int | None, str] = (None, "")
 
 
 def _single_and_multi(pairs: list[tuple[str, str]]) -> tuple[dict, dict]:
