@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
+from local import worker as worker_side
 from local import zygote
 from local.functions import FunctionError, FunctionSpec, LambdaFunction, new_request_id
 from local.worker import INIT_ERROR, READY
@@ -435,8 +436,9 @@ class IsolatedFunction(LambdaFunction):
         # Lambda stops a function at its timeout; so does this.
         timer = loop.call_later(self.spec.timeout_s, _settle, reply, _TIMED_OUT)
         try:
-            worker.connection.send(
-                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {})
+            worker_side.send(
+                worker.connection,
+                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {}),
             )
             message = await reply
         except OSError:
@@ -479,7 +481,9 @@ class IsolatedFunction(LambdaFunction):
         started = time.monotonic()
         deadline = started + self.spec.timeout_s
         try:
-            connection.send((invocation.aws_request_id, deadline, event_json, instructions))
+            worker_side.send(
+                connection, (invocation.aws_request_id, deadline, event_json, instructions)
+            )
             if not connection.poll(self.spec.timeout_s):
                 # Lambda stops a function at its timeout; so does this.
                 self._stop(invocation, "timed out")
