@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import json
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -90,8 +92,9 @@ class Handshake:
         """The query string's parameters in order, blank values kept, as AWS decodes them."""
         return parse_qsl(urlsplit(self.path).query, keep_blank_values=True)
 
-    @property
+    @functools.cached_property
     def identity(self) -> dict:
+        """`requestContext.identity`, the same for every event of the connection (read-only)."""
         identity = {"sourceIp": self.source_ip}
         user_agent = self.header("User-Agent")
         if user_agent is not None:
@@ -100,7 +103,19 @@ class Handshake:
 
 
 def _request_time(epoch_ms: int) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+    """`requestTime`, to the second: formatted once a second, not once a message."""
+    global _last_request_time
+    second = epoch_ms // 1000
+    last = _last_request_time
+    if last[0] == second:
+        return last[1]
+    text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+    _last_request_time = (second, text)
+    return text
+
+
+#: The second `_request_time` formatted last, and its text (replaced whole: read by threads).
+_last_request_time: tuple[int | None, str] = (None, "")
 
 
 def _single_and_multi(pairs: list[tuple[str, str]]) -> tuple[dict, dict]:
@@ -257,7 +272,7 @@ def disconnect_event(
     }
 
 
-def select_route(body: str | bytes, routes: set[str]) -> str:
+def select_route(body: str | bytes, routes: Collection[str]) -> str:
     """Route selection by `$request.body.action`: a matching route key, else `$default`.
 
     "API Gateway calls the $default route if the route selection expression cannot be
@@ -266,7 +281,7 @@ def select_route(body: str | bytes, routes: set[str]) -> str:
     deeper than the decoder goes (RecursionError) all go to `$default`, whose function
     answers them.
     """
-    if isinstance(body, str):
+    if isinstance(body, str) and any(not route.startswith("$") for route in routes):
         try:
             message = json.loads(body)
         except (ValueError, RecursionError):

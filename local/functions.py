@@ -15,13 +15,14 @@ here too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import logging
+import os
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,30 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
 
 
+#: The bits a version 4 UUID fixes (RFC 9562 section 5.4): its variant, then its version.
+_UUID4_FIXED = (0xC000 << 48) | (0xF000 << 64)
+_UUID4_BITS = (0x8000 << 48) | (4 << 76)
+
+
+def new_request_id() -> str:
+    """An invocation's `aws_request_id`: a random version 4 UUID's text, as
+    `str(uuid.uuid4())` writes it, without making a `uuid.UUID` (most of its cost)."""
+    value = (int.from_bytes(os.urandom(16), "big") & ~_UUID4_FIXED) | _UUID4_BITS
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+@functools.cache
+def _names(function_name: str, region: str, account_id: str) -> tuple[str, str, str]:
+    """A function's ARN, log group and log stream, in this process. The stream is named
+    once, as an execution environment's is, by the day it started."""
+    return (
+        f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
+        f"/aws/lambda/{function_name}",
+        time.strftime("%Y/%m/%d/[$LATEST]local"),
+    )
+
+
 class LambdaContext:
     """The context object the Python runtime passes to a handler."""
 
@@ -79,14 +104,14 @@ class LambdaContext:
     ) -> None:
         """`deadline` is on `time.monotonic()`'s clock (one clock for every process of
         the machine); by default the function's timeout from now."""
-        self.aws_request_id = aws_request_id or str(uuid.uuid4())
+        self.aws_request_id = aws_request_id or new_request_id()
         self.function_name = spec.name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
+        self.invoked_function_arn, self.log_group_name, self.log_stream_name = _names(
+            spec.name, region, account_id
+        )
         # The Python runtime gives the memory size as text, read from its environment.
         self.memory_limit_in_mb = str(spec.memory_mb)
-        self.log_group_name = f"/aws/lambda/{spec.name}"
-        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]local")
         self.identity = None
         self.client_context = None
         self._deadline = time.monotonic() + spec.timeout_s if deadline is None else deadline

@@ -186,7 +186,7 @@ class Gateway:
     async def _route(self, session: Session, message: str | bytes) -> None:
         assert self._integrations is not None
         routes = self._integrations.routes
-        route_key = apigateway.select_route(message, set(routes))
+        route_key = apigateway.select_route(message, routes.keys())
         event = apigateway.message_event(
             self.api, session.handshake, session.authorizer, route_key, message
         )

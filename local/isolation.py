@@ -37,13 +37,13 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
+from local import worker as worker_side
 from local import zygote
-from local.functions import FunctionError, FunctionSpec, LambdaFunction
+from local.functions import FunctionError, FunctionSpec, LambdaFunction, new_request_id
 from local.worker import INIT_ERROR, READY
 from local.zygote import EXITED
 
@@ -313,7 +313,7 @@ class IsolatedFunction(LambdaFunction):
     def _run(self, event_json: str) -> object:
         event = json.loads(event_json) if self._instructions is not None else {}
         instructions = self._instructions(event) if self._instructions is not None else {}
-        invocation = Invocation(str(uuid.uuid4()), event, self._checkout())
+        invocation = Invocation(new_request_id(), event, self._checkout())
         worker = invocation.worker
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
@@ -352,7 +352,7 @@ class IsolatedFunction(LambdaFunction):
         if not self._admit():
             self._give_back(worker)
             raise self._throttled()
-        invocation = Invocation(str(uuid.uuid4()), {}, worker)
+        invocation = Invocation(new_request_id(), {}, worker)
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
@@ -436,8 +436,9 @@ class IsolatedFunction(LambdaFunction):
         # Lambda stops a function at its timeout; so does this.
         timer = loop.call_later(self.spec.timeout_s, _settle, reply, _TIMED_OUT)
         try:
-            worker.connection.send(
-                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {})
+            worker_side.send(
+                worker.connection,
+                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {}),
             )
             message = await reply
         except OSError:
@@ -480,7 +481,9 @@ class IsolatedFunction(LambdaFunction):
         started = time.monotonic()
         deadline = started + self.spec.timeout_s
         try:
-            connection.send((invocation.aws_request_id, deadline, event_json, instructions))
+            worker_side.send(
+                connection, (invocation.aws_request_id, deadline, event_json, instructions)
+            )
             if not connection.poll(self.spec.timeout_s):
                 # Lambda stops a function at its timeout; so does this.
                 self._stop(invocation, "timed out")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -24,6 +25,12 @@ from multiprocessing.connection import Connection
 READY = "ready"
 #: What it sends when the import failed: then (error type, message, traceback).
 INIT_ERROR = "init-error"
+
+
+def send(connection: Connection, message: object) -> None:
+    """`connection.send(message)`, which `recv` reads, pickled without `ForkingPickler`:
+    its per-call copy of the reducer table is for objects these messages never hold."""
+    connection.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
 def _import_handler(handler: str):
@@ -92,7 +99,7 @@ def serve(connection: Connection, setup: dict) -> None:
             reply: tuple = ("ok", answer_json)
         except Exception as error:
             reply = ("error", type(error).__name__, str(error), traceback.format_exc())
-        connection.send(reply)
+        send(connection, reply)
 
 
 def main(descriptor: int, setup: dict) -> None:

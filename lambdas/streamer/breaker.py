@@ -26,7 +26,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import ModuleType
 
 from streamer import circuit, metrics
@@ -96,7 +96,15 @@ class Breaker:
         view = self._view(action, now)
         if view is None:
             return Verdict(True)
-        verdict = replace(circuit.admission(view.state, now, self.policy), epoch=view.state.epoch)
+        decided = circuit.admission(view.state, now, self.policy)
+        # `replace(decided, epoch=...)`, without its per-call field walk (a sync message's).
+        verdict = Verdict(
+            admitted=decided.admitted,
+            retry_after_ms=decided.retry_after_ms,
+            trial=decided.trial,
+            held=decided.held,
+            epoch=view.state.epoch,
+        )
         if not verdict.admitted:
             refused(action, verdict)
         return verdict

@@ -30,6 +30,8 @@ _debug_draw: contextvars.ContextVar[float] = contextvars.ContextVar(
     "streamer_debug_draw", default=1.0
 )
 _configured = False
+#: The handler `configure_logging` installed (the `streamer` logger's), once it has.
+_handler: logging.StreamHandler | None = None
 _level = logging.INFO
 _debug_sample_rate = 0.0
 _cold_start = True
@@ -41,18 +43,31 @@ _NO_FIELDS: dict[str, Any] = {}
 _encoder = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
+def _line(
+    created: float, level: str, logger: str, message: str, fields: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A log line's object: when, level, logger, message, the bound context, then `fields`."""
+    entry: dict[str, Any] = {
+        "timestamp": int(created * 1000),
+        "level": level,
+        "logger": logger,
+        "message": message,
+        **_context.get(_NO_FIELDS),
+    }
+    if fields:
+        entry.update(fields)
+    return entry
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "timestamp": int(record.created * 1000),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **_context.get(_NO_FIELDS),
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(fields)
+        entry = _line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _encoder.encode(entry)
@@ -73,7 +88,7 @@ def configure_logging(level: str = "INFO", debug_sample_rate: float = 0.0) -> No
     With a `debug_sample_rate` above 0, DEBUG records are made and written for
     that share of invocations (`lambda_context`).
     """
-    global _configured, _level, _debug_sample_rate
+    global _configured, _handler, _level, _debug_sample_rate
     logger = logging.getLogger("streamer")
     logger.setLevel(level)
     _level, _debug_sample_rate = logger.level, debug_sample_rate
@@ -86,7 +101,52 @@ def configure_logging(level: str = "INFO", debug_sample_rate: float = 0.0) -> No
     handler.addFilter(_DebugSampling())
     logger.addHandler(handler)
     logger.propagate = False
-    _configured = True
+    _configured, _handler = True, handler
+
+
+def info(logger: logging.Logger, message: str, fields: Mapping[str, Any]) -> None:
+    """`logger.info(message, extra={"fields": fields})`, the same line written, for a line
+    logged on every message (the router's answer).
+
+    Where the record would reach only the handler `configure_logging` installed (no other
+    handler or filter on the way, INFO enabled), the line is written to it directly: the
+    logging module's record (the caller's frame looked up, the thread's and process's
+    names, a lock and a filter per handler) cost about a third of a warm sync message's CPU
+    (docs/benchmarks.md, section 8). Anywhere else (not configured, a handler added, a
+    test's capture) it goes through `logger.info`.
+    """
+    enabled = logger.isEnabledFor(logging.INFO) and not logger.disabled
+    handler = _sole_handler(logger) if enabled else None
+    if handler is None:
+        logger.info(message, extra={"fields": fields})
+        return
+    line = _encoder.encode(_line(time.time(), "INFO", logger.name, message, fields))
+    with handler.lock:  # type: ignore[union-attr]  # made by the handler's __init__
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:
+            handler.handleError(
+                logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
+            )
+
+
+def _sole_handler(logger: logging.Logger) -> logging.StreamHandler | None:
+    """The handler `configure_logging` installed, if a record of `logger` reaches it alone
+    and through no filter but its own (which lets every INFO record through)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        if current.handlers:
+            handler = current.handlers[0]
+            if current.propagate or len(current.handlers) != 1 or handler is not _handler:
+                return None
+            if handler.level > logging.INFO or len(handler.filters) != 1:
+                return None
+            return _handler
+        current = current.parent if current.propagate else None
+    return None
 
 
 def trace_id(header: str | None) -> str | None:
@@ -170,6 +230,11 @@ class log_context:  # used as a function: `with log_context(...):`
 def bind(**fields: Any) -> None:
     """Add fields to the current context until the enclosing `log_context` ends."""
     _context.set(_merged(fields))
+
+
+def bound_fields() -> Mapping[str, Any]:
+    """The fields bound where this is called, not copied: to read, never to change."""
+    return _context.get(_NO_FIELDS)
 
 
 def current_fields() -> dict[str, Any]:

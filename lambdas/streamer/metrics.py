@@ -80,7 +80,37 @@ def duration(metric: Metric, milliseconds: float, **dimensions: str) -> None:
     _record(metric, float(milliseconds), dimensions)
 
 
+#: A point's key by its metric's name and declared dimensions and the dimensions given, in
+#: the caller's order: what `_key` made of them, checked once.
+_keys: dict[tuple, tuple[tuple[str, str], ...]] = {}
+#: Keys kept at most (dimension values are bounded: few keys a process).
+MAX_KEYS = 4096
+
+
 def _record(metric: Metric, value: float, dimensions: Mapping[str, str]) -> None:
+    try:
+        given = (metric.name, metric.dimensions, *dimensions.items())
+        key = _keys.get(given)
+    except TypeError:  # a value that is not hashable: `_key` writes it as text
+        given, key = None, None
+    if key is None:
+        key = _key(metric, dimensions)
+        # Kept for text values only: 1, 1.0 and True are equal keys with other texts.
+        if given is not None and all(type(v) is str for v in dimensions.values()):
+            if len(_keys) >= MAX_KEYS:
+                _keys.clear()
+            _keys[given] = key
+    with _lock:
+        group = _points.setdefault(key, {})
+        unit, values = group.setdefault(metric.name, (metric.unit, []))
+        if unit is Unit.COUNT and values:
+            values[0] += value
+        else:
+            values.append(value)
+
+
+def _key(metric: Metric, dimensions: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A point's key: its declared dimensions' values, by name; ValueError for others."""
     declared = _declared.get(metric.name)
     if declared is None or declared[0] != metric.dimensions:
         names = frozenset(metric.dimensions)
@@ -89,14 +119,7 @@ def _record(metric: Metric, value: float, dimensions: Mapping[str, str]) -> None
         raise ValueError(
             f"{metric.name} takes dimensions {sorted(metric.dimensions)}, got {sorted(dimensions)}"
         )
-    key = tuple([(name, str(dimensions[name])) for name in declared[2]])
-    with _lock:
-        group = _points.setdefault(key, {})
-        unit, values = group.setdefault(metric.name, (metric.unit, []))
-        if unit is Unit.COUNT and values:
-            values[0] += value
-        else:
-            values.append(value)
+    return tuple([(name, str(dimensions[name])) for name in declared[2]])
 
 
 def pending() -> _Points:
@@ -117,13 +140,94 @@ def flush() -> None:
     if not points:
         return
     try:
-        timestamp_ms = int(time.time() * 1000)
-        lines = [_document(directives, timestamp_ms) for directives in _packed(points)]
+        lines = _lines(points, int(time.time() * 1000))
         # One write for the invocation's documents, one per line as CloudWatch Logs reads
         # them (a `print` is two writes where stdout is unbuffered, as on Lambda).
         sys.stdout.write("\n".join(lines) + "\n")
     except Exception:
         log.exception("metrics not written", extra={"fields": {"dropped": _names(points)}})
+
+
+#: A layout of documents (`_Layout`) by the shape of the points it writes: the base
+#: dimensions, then each dimension set's key with its metrics' names and units.
+_layouts: dict[tuple, list[_Layout]] = {}
+#: Shapes kept at most (a process's points take few: their dimension values are bounded).
+MAX_LAYOUTS = 1024
+
+
+def _lines(points: _Points, timestamp_ms: int) -> list[str]:
+    """The points' documents (`_packed`, `_document`), from the layout of points of the same
+    shape when one is known: an invocation records the same metrics under the same
+    dimension values as the last, and only their values and the time change."""
+    shape = (_base_items, *[(key, *_metrics_of(group)) for key, group in points.items()])
+    layouts = _layouts.get(shape) if _within_limits(points) else None
+    if layouts is None:
+        layouts = _layout(points)
+        if layouts is None:
+            return [_document(directives, timestamp_ms) for directives in _packed(points)]
+        if len(_layouts) >= MAX_LAYOUTS:
+            _layouts.clear()
+        _layouts[shape] = layouts
+    return [layout.document(points, timestamp_ms) for layout in layouts]
+
+
+def _within_limits(points: _Points) -> bool:
+    """Whether each metric's values fit in one document (the layouts' shapes say the rest)."""
+    for group in points.values():
+        for _, values in group.values():
+            if len(values) > MAX_VALUES_PER_METRIC:
+                return False
+    return True
+
+
+def _metrics_of(group: dict[str, tuple[Unit, list[float]]]) -> tuple[tuple[str, Unit], ...]:
+    return tuple([(name, unit) for name, (unit, _) in group.items()])
+
+
+class _Layout:
+    """One document of a shape of points: its directives' text and its root's dimension
+    values written once, the metrics' values filled in per flush."""
+
+    __slots__ = ("_dimensions", "_heads", "_values")
+
+    def __init__(self, directives: list[_Directive], keys: dict[int, tuple]) -> None:
+        dimensions: dict[str, str] = {}
+        heads = []
+        #: Where each of the root's metric values comes from: (its name, its points' key).
+        self._values: list[tuple[str, tuple]] = []
+        for names_values, metric_set in directives:
+            dimensions.update(names_values)
+            heads.append(
+                _directive(names_values, tuple((n, m["Unit"]) for n, m in metric_set.items()))
+            )
+            self._values.extend((name, keys[id(metric_set[name]["Value"])]) for name in metric_set)
+        self._heads = f',"CloudWatchMetrics":[{",".join(heads)}]}},'
+        #: The root's dimension values as `_encoder` writes them, without the closing brace.
+        self._dimensions = _encoder.encode(dimensions)[1:-1]
+
+    def document(self, points: _Points, timestamp_ms: int) -> str:
+        values = _encoder.encode({name: points[key][name][1] for name, key in self._values})
+        return f'{{"_aws":{{"Timestamp":{timestamp_ms}{self._heads}{self._dimensions},{values[1:]}'
+
+
+def _layout(points: _Points) -> list[_Layout] | None:
+    """The layouts of points of this shape; None where `_document` must write them (past
+    the EMF limits, which split a metric's values, or a name both a dimension and a metric)."""
+    keys: dict[int, tuple] = {}
+    for key, group in points.items():
+        if len(group) > MAX_METRICS_PER_DOCUMENT:
+            return None
+        for _, values in group.values():
+            if not 0 < len(values) <= MAX_VALUES_PER_METRIC:
+                return None
+            keys[id(values)] = key
+    layouts = []
+    for directives in _packed(points):
+        names = {name for names_values, _ in directives for name, _ in names_values}
+        if any(not names.isdisjoint(metric_set) for _, metric_set in directives):
+            return None
+        layouts.append(_Layout(directives, keys))
+    return layouts
 
 
 #: A metric directive of a document: its dimensions' (name, value) pairs and its metric set.

@@ -101,7 +101,10 @@ def parse_client_message(body: str | bytes | None) -> ClientMessage:
     """
     if body is None:
         raise _invalid("message is empty")
-    raw = body.encode("utf-8") if isinstance(body, str) else body
+    # ASCII text with no NUL where `json.detect_encoding` looks is its own UTF-8 and is
+    # read as UTF-8: the text itself, without encoding it and decoding it back.
+    plain = isinstance(body, str) and body.isascii() and "\x00" not in body[:4]
+    raw = body if plain else body.encode("utf-8") if isinstance(body, str) else body
     if len(raw) > MAX_MESSAGE_BYTES:
         raise StreamerError(
             ErrorCode.PAYLOAD_TOO_LARGE,
@@ -111,12 +114,19 @@ def parse_client_message(body: str | bytes | None) -> ClientMessage:
     try:
         # What `json.loads(raw, parse_constant=_reject_constant)` does, with one decoder
         # made once instead of one per frame (the larger part of a small frame's parse).
-        data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        text = (
+            raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "surrogatepass")
+        )
+        data = _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise _invalid("message is not valid JSON") from None
     if not isinstance(data, dict):
         raise _invalid("message must be a JSON object")
-    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    # Each level of nesting opens with a bracket of its own: text with few brackets is shallow.
+    if (
+        text.count("{") + text.count("[") > MAX_JSON_DEPTH
+        and _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+    ):
         raise _invalid(f"message nests deeper than {MAX_JSON_DEPTH} levels")
 
     action = data.get("action")

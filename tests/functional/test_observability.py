@@ -411,3 +411,89 @@ def test_points_past_the_emf_limits_make_more_documents():
     assert sorted(name for s in sets for name in s if name != "RunDuration") == sorted(
         f"M{n}" for n in range(150)
     )
+
+
+def test_a_line_logged_with_logs_info_is_the_line_logging_writes(tmp_path):
+    # GIVEN a configured process, a context bound and a line's fields (in a fresh process:
+    # configuring logging is for the whole process)
+    script = (
+        "import logging\n"
+        "from streamer import logs\n"
+        "logs.configure_logging('INFO', 0.0)\n"
+        "log = logging.getLogger('streamer.router')\n"
+        "fields = {'answer': 'response', 'duration_ms': 3, 'note': 'é\"'}\n"
+        "with logs.log_context(connection_id='c1', tenant_id='acme', user_id=None):\n"
+        # WHEN the same line is logged through logging, then through `logs.info`
+        "    log.info('message answered', extra={'fields': fields})\n"
+        "    logs.info(log, 'message answered', fields)\n"
+        # and once more with a handler of the caller's own on the way
+        "    captured = []\n"
+        "    class Capture(logging.Handler):\n"
+        "        def emit(self, record): captured.append(record.fields)\n"
+        "    log.addHandler(Capture())\n"
+        "    logs.info(log, 'message answered', fields)\n"
+        "    print(captured == [fields])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    # THEN both lines are the same object but for their timestamps, and a handler of one's
+    # own still gets the record
+    through_logging, direct, through_logging_again, captured = result.stdout.splitlines()
+    lines = [json.loads(line) for line in (through_logging, direct, through_logging_again)]
+    assert all(isinstance(line.pop("timestamp"), int) for line in lines)
+    assert lines[0] == lines[1] == lines[2]
+    assert list(json.loads(direct)) == list(json.loads(through_logging))
+    assert lines[0]["note"] == 'é"' and "user_id" not in lines[0]
+    assert captured == "True"
+
+
+def test_a_flush_writes_what_the_documents_of_its_points_are_whatever_their_shape():
+    # GIVEN points of many shapes: metrics, dimension values, several values, names of a
+    # dimension used as a metric's, past the EMF limits, and the same shape twice
+    import random
+
+    rng = random.Random(15)
+    metric_names, dimension_names = ["A", "B", "C"], ["A", "action", "route", "outcome"]
+    for _ in range(300):
+        points = {}
+        for _ in range(rng.randint(1, 3)):
+            key = tuple(
+                sorted(
+                    dict((rng.choice(dimension_names), rng.choice("xyé")) for _ in range(2)).items()
+                )
+            )
+            group = points.setdefault(key, {})
+            for name in rng.sample(metric_names, rng.randint(1, 3)):
+                unit = rng.choice([Unit.COUNT, Unit.MILLISECONDS])
+                group[name] = (
+                    unit,
+                    [float(rng.randint(0, 9)) for _ in range(rng.choice([1, 1, 1, 2, 3, 101]))],
+                )
+        for _ in range(2):
+            # WHEN they are written
+            written = metrics._lines(points, 1_700_000_000_000)
+            # THEN the lines are the documents they make, one by one
+            assert written == [
+                metrics._document(directives, 1_700_000_000_000)
+                for directives in metrics._packed(points)
+            ]
+
+
+def test_a_point_is_keyed_by_its_dimension_values_as_text_whatever_was_recorded_before():
+    # GIVEN points recorded under values that are equal but not the same text
+    metrics.pending()
+    metrics.count(METRICS["Messages"], route="$default", outcome="response")
+    metrics.count(METRICS["Messages"], route="$default", outcome=1)  # type: ignore[arg-type]
+    metrics.count(METRICS["Messages"], route="$default", outcome=True)  # type: ignore[arg-type]
+    metrics.count(METRICS["Messages"], outcome="response", route="$default")
+    # WHEN they are taken THEN each text has its own count, whatever the order of the names
+    points = metrics.pending()
+    assert {dict(key)["outcome"]: group["Messages"][1] for key, group in points.items()} == {
+        "response": [2.0],
+        "1": [1.0],
+        "True": [1.0],
+    }
+    # AND a metric recorded with other dimensions than declared is still refused
+    with pytest.raises(ValueError, match="Messages takes dimensions"):
+        metrics.count(METRICS["Messages"], route="$default", outcome="response", extra="x")

@@ -129,3 +129,54 @@ def test_unavailable_is_retryable_and_says_when_to_retry():
             "details": {"retry_after_ms": 2000},
         },
     }
+
+
+def _outcome(body: str | bytes) -> object:
+    try:
+        return parse_client_message(body)
+    except StreamerError as error:
+        return (error.code, str(error), error.details)
+
+
+def _nested(levels: int, opener: str = "[") -> str:
+    """An echo frame whose payload holds `levels - 1` nested arrays (or objects)."""
+    closer = "]" if opener == "[" else "}"
+    inner = ("[" if opener == "[" else '{"k":') * (levels - 1) + "1" + closer * (levels - 1)
+    return '{"action": "echo", "payload": {"x": ' + inner + "}}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"action": "echo", "id": "a1", "payload": {"hello": "world"}}',
+        '{"action": "echo", "payload": {"word": "café"}}',
+        '\ufeff{"action": "echo"}',
+        "{\x00}\x00",
+        "\x00{}",
+        '{"action"\x00: "echo"}',
+        '{"action": "echo", "payload": {"s": "' + "[{" * 40 + '"}}',
+        _nested(MAX_JSON_DEPTH - 2),
+        _nested(MAX_JSON_DEPTH - 1),
+        _nested(MAX_JSON_DEPTH - 1, "{"),
+        _nested(MAX_JSON_DEPTH, "{"),
+        "[" * 40 + "]" * 40,
+        "not json",
+    ],
+)
+def test_a_frame_reads_the_same_as_text_and_as_its_utf8_bytes(body: str) -> None:
+    # GIVEN a frame as API Gateway passes it (text) and as its UTF-8 bytes
+    # WHEN each is parsed THEN both give the same message or the same refusal
+    assert _outcome(body) == _outcome(body.encode("utf-8"))
+
+
+def test_brackets_in_strings_do_not_count_as_nesting() -> None:
+    body = '{"action": "echo", "payload": {"s": "' + "[{" * 40 + '"}}'
+    assert parse_client_message(body).payload == {"s": "[{" * 40}
+
+
+def test_nesting_at_the_limit_is_read_and_past_it_refused() -> None:
+    # The frame's object is level 1 and its payload level 2: `_nested(n)` nests n + 1 deep.
+    assert parse_client_message(_nested(MAX_JSON_DEPTH - 1)).action == "echo"
+    assert rejected(_nested(MAX_JSON_DEPTH)).code is ErrorCode.INVALID_MESSAGE
+    assert parse_client_message(_nested(MAX_JSON_DEPTH - 1, "{")).action == "echo"
+    assert rejected(_nested(MAX_JSON_DEPTH, "{")).code is ErrorCode.INVALID_MESSAGE

@@ -15,12 +15,12 @@ import logging
 import threading
 from typing import Any
 
-from streamer import entry, invocation, metric_names, metrics, runtime, tracing
+from streamer import entry, invocation, logs, metric_names, metrics, runtime, tracing
 from streamer.answers import failure_answer
 from streamer.budgets import budget_of
 from streamer.errors import ErrorCode, StreamerError
 from streamer.events import Identity, WebSocketEvent
-from streamer.logs import Timer, current_fields, log_context
+from streamer.logs import Timer, log_context
 from streamer.protocol import client_id_of, encode
 from streamer.router import Caller, Router
 
@@ -69,7 +69,7 @@ def _answer(
     )
     with tracing.subsegment("streamer.router"):
         answer = router.handle(ws.body, caller, _remaining_ms(context))
-        tracing.annotate_request(current_fields())
+        tracing.annotate_request(logs.bound_fields())
         return answer
 
 
@@ -91,9 +91,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except Exception as error:
             answer = failure_answer(error, _request_id_of(ws))
             body = encode(answer)
-        log.info(
+        logs.info(
+            log,
             "message answered",
-            extra={"fields": {"answer": answer.get("type"), "duration_ms": timer.elapsed_ms}},
+            {"answer": answer.get("type"), "duration_ms": timer.elapsed_ms},
         )
         metrics.count(metric_names.MESSAGES, route=ROUTE, outcome=outcome_of(answer))
     return {"statusCode": 200, "body": body}
