@@ -271,3 +271,44 @@ def test_the_processors_concurrency_limit_holds_and_throttled_batches_wait(moto)
     assert stats["throttles"] > 0 and function.throttles == stats["throttles"]
     assert sorted(delivered) == sorted(requests)
     assert stats["records_discarded"] == 0 and stats["function_errors"] == 0
+
+
+def test_a_read_that_found_less_than_a_full_page_waits_for_the_next_poll(moto) -> None:
+    endpoint, _ = moto
+    # Tables of its own: the stream holds this test's records only.
+    names = {"connections": "p-c", "requests": "p-requests", "subscriptions": "p-s"}
+    stream_arn = dynamodb.create_tables(endpoint, REGION, names)["p-requests"]
+    for request in ("a", "b", "c"):
+        put_request(endpoint, "p-requests", request)
+    interval = 5.0
+    function = LambdaFunction(
+        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=1),
+        REGION,
+        "123456789012",
+        handler=lambda event, context: {"batchItemFailures": []},
+    )
+    # GIVEN a mapping whose reads take at most two records
+    config = MappingConfig(poll_interval_s=interval, records_per_read=2)
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION), stream_arn, function, config
+    )
+    try:
+        mapping._discover_shards(time.monotonic())
+        [shard] = mapping._shards.values()
+
+        # WHEN a read fills its page, and the next one finds the last record
+        first_at = time.monotonic()
+        mapping._read(shard, first_at)
+        after_full_page = shard.next_read_at
+        second_at = time.monotonic()
+        mapping._read(shard, second_at)
+        after_last_record = shard.next_read_at
+    finally:
+        function.close()
+
+    # THEN more may be waiting after the full page: the shard is read again at once; after
+    # the short one it is read at the next poll, as when a read finds nothing (Lambda polls a
+    # shard a few times a second, not back to back while records trickle in)
+    assert after_full_page == first_at
+    assert after_last_record >= second_at + interval
+    assert sum(len(lane) for lane in mapping._lanes) == 3
