@@ -119,12 +119,12 @@ class GatewayConnections:
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
-    """One client connection, kept open across requests (HTTP/1.1) as API Gateway's endpoint
-    keeps it: botocore reuses a pooled connection for each call of a client
-    ("max_pool_connections": "The maximum number of connections to keep in a
-    connection pool", https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html).
-    Closing it after each request made every post open a TCP connection, and the
-    stack start a thread for it: about twice the CPU of a post (client and server).
+    """One client connection, kept open across requests: HTTP/1.1's persistent connections
+    (RFC 9112, section 9.3), which botocore relies on to reuse the pooled connection of a
+    client for its next call ("max_pool_connections": "The maximum number of connections
+    to keep in a connection pool", https://docs.aws.amazon.com/botocore/latest/reference/config.html).
+    Closing it after each request made every post open a TCP connection, and the stack
+    start a thread for it: about twice the CPU of a post (client and server).
     """
 
     server: _Server
@@ -195,11 +195,12 @@ class _Server(ThreadingHTTPServer):
                 self._open.discard(connection)
 
     def close_connections(self) -> None:
-        """End every open connection: its thread reads the end of it and returns."""
+        """End every open connection's reading side: an idle one's thread reads the end of
+        it and returns; one answering a request writes its answer first."""
         with self._open_lock:
             for connection in self._open:
                 with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
+                    connection.shutdown(socket.SHUT_RD)
 
 
 class HttpServer:
