@@ -131,6 +131,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     #: An idle connection is closed after this many seconds, and its thread ends.
     timeout = IDLE_TIMEOUT_S
+    # An answer is written as headers, then body: on a kept connection, Nagle's algorithm
+    # would hold the body back until the client acknowledged the headers, which it delays.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
