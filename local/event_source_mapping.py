@@ -212,14 +212,9 @@ class EventSourceMapping:
         if shard.iterator is None:
             log.info("shard %s read to its end", shard.shard_id)
             shard.read_to_end = True
-        # A full page may have left more: read again at once. Otherwise wait an interval
-        # from the read's end, so slow reads do not run back to back, and a shard that
-        # records trickle into is not read once per record or two: Lambda "polls shards in
-        # your DynamoDB stream for records at a base rate of 4 times per second"
-        # (https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html), and each
-        # GetRecords costs the stack and the emulator CPU that a burst needs for requests.
-        full_page = len(records) >= self._config.records_per_read
-        shard.next_read_at = now if full_page else time.monotonic() + self._config.poll_interval_s
+        # A read that found records may have left more: read again at once. Otherwise
+        # wait an interval from the read's end, so slow reads do not run back to back.
+        shard.next_read_at = now if records else time.monotonic() + self._config.poll_interval_s
 
     def _shard_iterator(self, shard: _Shard) -> str:
         if shard.last_sequence is None:
