@@ -14,9 +14,9 @@ batch; it waits for them all before it returns. What the pool's threads share
 is read-only once the `Processor` is built: its settings, the app's handlers
 (which must therefore be safe to call from several threads at once), the
 `Delivery` (thread-safe: one client per endpoint, made under its lock) and
-`lease_ms`. A batch whose records fit one thread (one item, or a concurrency of
-one) runs on the invocation's thread instead. Each group runs in a copy of the invocation's context
-(`logs.copy_context`), so `lease_ms` and the log fields it reads are the
+`lease_ms`. A batch whose records fit one thread (one item, or a concurrency
+of one) runs on the invocation's thread instead. Each group runs in a copy of
+the invocation's context (`logs.copy_context`), so `lease_ms` and the log fields it reads are the
 invocation's, and the fields a thread binds stay its own. Everything about
 one request (its `RequestItem`, `Audience`, `ProgressReporter`) belongs to the
 thread that claimed it; the reporter's background thread reaches the request
