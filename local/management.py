@@ -9,20 +9,24 @@ boto3's `apigatewaymanagementapi` client reaches it with nothing but
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 log = logging.getLogger("local.management")
 
 #: API Gateway's limit for PostToConnection data, the same as for a frame.
 MAX_POST_BYTES = 128 * 1024
+#: Seconds a kept-alive connection may stay idle before the server closes it.
+IDLE_TIMEOUT_S = 30
 
 # On AWS the path carries the stage (`/prod/@connections/{id}`); locally the
 # endpoint has none, and both forms are accepted.
@@ -115,7 +119,31 @@ class GatewayConnections:
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
+    """One client connection, kept open across requests: HTTP/1.1's persistent connections
+    (RFC 9112, section 9.3), which botocore relies on to reuse the pooled connection of a
+    client for its next call ("max_pool_connections": "The maximum number of connections
+    to keep in a connection pool", https://docs.aws.amazon.com/botocore/latest/reference/config.html).
+    Closing it after each request made every post open a TCP connection, and the stack
+    start a thread for it: about twice the CPU of a post (client and server).
+    """
+
     server: _Server
+    protocol_version = "HTTP/1.1"
+    #: An idle connection is closed after this many seconds, and its thread ends.
+    timeout = IDLE_TIMEOUT_S
+    # An answer is written as headers, then body: on a kept connection, Nagle's algorithm
+    # would hold the body back until the client acknowledged the headers, which it delays.
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, open_=False)
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -143,9 +171,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    # Request threads are joined on close, so none is left behind; each
-    # request closes its connection (HTTP/1.0), so no idle keep-alive
-    # connection holds a thread.
+    # Connection threads are joined on close, so none is left behind; the
+    # connections still open then (idle keep-alive ones) are shut down first
+    # (`close_connections`), so no thread waits out its idle timeout.
     daemon_threads = False
     block_on_close = True
     # socketserver's listen backlog is 5: under a burst, the processors' posts past it
@@ -156,6 +184,26 @@ class _Server(ThreadingHTTPServer):
     fallback: Callable[[str, str], HttpResponse]
     intercept: Intercept | None
     api: Api | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def track(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._open_lock:
+            if open_:
+                self._open.add(connection)
+            else:
+                self._open.discard(connection)
+
+    def close_connections(self) -> None:
+        """End every open connection's reading side: an idle one's thread reads the end of
+        it and returns; one answering a request writes its answer first."""
+        with self._open_lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RD)
 
 
 class HttpServer:
@@ -194,4 +242,5 @@ class HttpServer:
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
+        self._server.close_connections()
         self._server.server_close()

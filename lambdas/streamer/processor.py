@@ -14,8 +14,9 @@ batch; it waits for them all before it returns. What the pool's threads share
 is read-only once the `Processor` is built: its settings, the app's handlers
 (which must therefore be safe to call from several threads at once), the
 `Delivery` (thread-safe: one client per endpoint, made under its lock) and
-`lease_ms`. Each thread runs in a copy of the invocation's context
-(`logs.copy_context`), so `lease_ms` and the log fields it reads are the
+`lease_ms`. A batch whose records fit one thread (one item, or a concurrency
+of one) runs on the invocation's thread instead. Each group runs in a copy of
+the invocation's context (`logs.copy_context`), so `lease_ms` and the log fields it reads are the
 invocation's, and the fields a thread binds stay its own. Everything about
 one request (its `RequestItem`, `Audience`, `ProgressReporter`) belongs to the
 thread that claimed it; the reporter's background thread reaches the request
@@ -84,12 +85,19 @@ class Processor:
             groups.setdefault(record.item_key, []).append(record)
         failures: list[str] = []
         workers = max(1, min(self.settings.processor_concurrency, len(groups)))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [
-                pool.submit(copy_context().run, self._run_group, group) for group in groups.values()
-            ]
-            for future in futures:
-                failures.extend(future.result())
+        if workers == 1:
+            # One at a time anyway: on this thread, as a pool of one would run them, without
+            # starting a thread per batch (about 0.16 ms of CPU, the cost of a batch of one).
+            for group in groups.values():
+                failures.extend(copy_context().run(self._run_group, group))
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [
+                    pool.submit(copy_context().run, self._run_group, group)
+                    for group in groups.values()
+                ]
+                for future in futures:
+                    failures.extend(future.result())
         # Lambda retries from the lowest failed sequence number; report in stream order.
         order = {r.sequence_number: i for i, r in enumerate(records)}
         return sorted(failures, key=lambda s: order.get(s, 0))

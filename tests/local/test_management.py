@@ -111,4 +111,33 @@ def test_a_burst_of_connections_waits_for_the_server_instead_of_being_refused() 
         for client in clients:
             client.close()
         server.close()
-    assert answers == [b"HTTP/1.0 200 OK\r\n"] * 64
+    assert answers == [b"HTTP/1.1 200 OK\r\n"] * 64
+
+
+def test_posts_of_one_client_reuse_its_connection_and_close_ends_an_idle_one() -> None:
+    # GIVEN the management port and a client that keeps its connection, as botocore does
+    connections = Connections()
+    server = management.HttpServer("127.0.0.1", 0, lambda method, path: management.GONE)
+    server.start(connections)
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        replies = client.makefile("rb")
+        statuses = []
+        # WHEN it posts twice on that one connection
+        for data in (b'{"n":1}', b'{"n":2}'):
+            client.sendall(
+                b"POST /@connections/live%3D HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n"
+                + data
+            )
+            statuses.append(replies.readline())
+            while replies.readline() not in (b"\r\n", b""):
+                pass
+        # THEN both are answered and delivered, and closing the server with the connection
+        # still open and idle ends it (no thread waits out the idle timeout)
+        server.close()
+        ended = replies.read()
+    finally:
+        client.close()
+    assert statuses == [b"HTTP/1.1 200 OK\r\n"] * 2
+    assert connections.sent == [("live=", b'{"n":1}'), ("live=", b'{"n":2}')]
+    assert ended == b""
