@@ -180,3 +180,13 @@ def test_nesting_at_the_limit_is_read_and_past_it_refused() -> None:
     assert rejected(_nested(MAX_JSON_DEPTH)).code is ErrorCode.INVALID_MESSAGE
     assert parse_client_message(_nested(MAX_JSON_DEPTH - 1, "{")).action == "echo"
     assert rejected(_nested(MAX_JSON_DEPTH, "{")).code is ErrorCode.INVALID_MESSAGE
+
+
+def test_nesting_at_the_limit_is_read_when_the_frame_has_more_brackets_than_levels() -> None:
+    # More brackets than the limit make the parser measure the depth: a frame exactly at
+    # the limit, with a shallow sibling besides, is still read
+    at_limit = _nested(MAX_JSON_DEPTH - 1).replace('{"x": ', '{"y": [[]], "x": ', 1)
+    assert at_limit.count("[") + at_limit.count("{") > MAX_JSON_DEPTH
+    assert parse_client_message(at_limit).payload["y"] == [[]]
+    too_deep = _nested(MAX_JSON_DEPTH).replace('{"x": ', '{"y": [[]], "x": ', 1)
+    assert rejected(too_deep).code is ErrorCode.INVALID_MESSAGE
