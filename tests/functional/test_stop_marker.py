@@ -69,9 +69,11 @@ def test_a_reporting_request_never_reads_its_item_to_check_for_a_cancel(alice, m
     # checks between them read the stop marker or rode on the subscriber read; every check
     # read the request before (about six in this run). A request read is still right when
     # the handler's thread stalls for a second (a loaded machine) and no persist stood for
-    # that second's check, so one or two are allowed; the unit tests pin the rule exactly.
+    # that second's check: a quiet run here makes one, and
+    # CI made three under load (e081b5c), so up to three are allowed; the unit tests pin the
+    # rule exactly.
     assert status_of("r-1") == "COMPLETED"
-    assert reads["request"] <= 2
+    assert reads["request"] <= 3
     assert reads["marker"] >= 1 and reads["audience"] >= 2
 
 
