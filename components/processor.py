@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import ProcessorSettings
+from streamer import catalog
 from streamer.record_filter import processor_records
 
 
@@ -66,7 +67,9 @@ class ProcessorMapping(pulumi.ComponentResource):
             maximum_batching_window_in_seconds=s.batch_window_s,
             parallelization_factor=s.parallelization_factor,
             function_response_types=["ReportBatchItemFailures"],
-            bisect_batch_on_function_error=True,
+            bisect_batch_on_function_error=(
+                catalog.REQUESTS_STREAM_MAPPING.bisect_batch_on_function_error
+            ),
             maximum_retry_attempts=s.max_retry_attempts,
             maximum_record_age_in_seconds=s.max_record_age_s,
             destination_config=aws.lambda_.EventSourceMappingDestinationConfigArgs(

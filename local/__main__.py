@@ -98,6 +98,19 @@ def _stack_parser() -> argparse.ArgumentParser:
         "--parallelization-factor", type=int, default=MappingConfig.parallelization_factor
     )
     stream.add_argument("--max-retries", type=int, default=BatchPolicy().maximum_retry_attempts)
+    stream.add_argument(
+        "--max-record-age",
+        type=float,
+        default=BatchPolicy().maximum_record_age_s,
+        metavar="S",
+        help="records older than this are discarded, not sent (default: %(default)s)",
+    )
+    stream.add_argument(
+        "--bisect",
+        action=argparse.BooleanOptionalAction,
+        default=BatchPolicy().bisect_batch_on_function_error,
+        help="split a batch in two when the function fails (default: %(default)s)",
+    )
     parser.add_argument("--sweep-interval", type=float, default=5.0, metavar="S")
     parser.add_argument("--poll-jobs-interval", type=float, default=2.0, metavar="S")
     parser.add_argument(
@@ -184,6 +197,8 @@ def _options(args: argparse.Namespace) -> StackOptions:
                 batch_size=args.batch_size,
                 maximum_batching_window_s=args.batch_window,
                 maximum_retry_attempts=args.max_retries,
+                maximum_record_age_s=args.max_record_age,
+                bisect_batch_on_function_error=args.bisect,
             ),
             parallelization_factor=args.parallelization_factor,
             poll_interval_s=args.poll_interval,

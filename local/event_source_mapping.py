@@ -81,6 +81,7 @@ class EventSourceMapping:
             function_errors=0,
             batch_item_failures=0,
             records_discarded=0,
+            records_expired=0,
             throttles=0,
         )
         self._lanes = [streams.Lane(config.policy) for _ in range(config.parallelization_factor)]
@@ -234,6 +235,15 @@ class EventSourceMapping:
         if not self._enabled:
             return
         for index, lane in enumerate(self._lanes):
+            for record in lane.expire(now):
+                self._counts["records_discarded"] += 1
+                self._counts["records_expired"] += 1
+                log.error(
+                    "discarding record %s (%s): older than the maximum record age, %g s",
+                    streams.sequence_number(record),
+                    record["eventName"],
+                    self._config.policy.maximum_record_age_s,
+                )
             batch = lane.take(now)
             if batch is None:
                 continue
@@ -263,7 +273,8 @@ class EventSourceMapping:
                     streams.sequence_number(batch[retry_at]),
                     error or "batchItemFailures",
                 )
-            for record in self._lanes[index].settle(retry_at, now):
+            settled = self._lanes[index].settle(retry_at, now, function_error=error is not None)
+            for record in settled:
                 self._counts["records_discarded"] += 1
                 log.error(
                     "discarding record %s (%s) after %d retries",

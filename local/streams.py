@@ -12,9 +12,11 @@ what it does with the answer, the way Lambda does:
   batching window;
 - `batchItemFailures` retries from the lowest failed sequence number; a
   function error, or an identifier that is not in the batch, retries it all;
+- a function error first splits the batch in two (BisectBatchOnFunctionError),
+  which does not count as a retry;
 - after `max_retries` retries the batch's remaining records are discarded
   (and logged by the caller), as Lambda discards them to an on-failure
-  destination.
+  destination, and so is a record older than the maximum record age.
 """
 
 from __future__ import annotations
@@ -231,12 +233,27 @@ class BatchPolicy:
         default_factory=lambda: _deployed("maximum_batching_window_s")
     )
     maximum_retry_attempts: int = field(default_factory=lambda: _deployed("maximum_retry_attempts"))
+    maximum_record_age_s: float = field(default_factory=lambda: _deployed("maximum_record_age_s"))
+    bisect_batch_on_function_error: bool = field(
+        default_factory=lambda: bool(_deployed("bisect_batch_on_function_error"))
+    )
     retry_backoff_s: float = 0.2
     retry_backoff_max_s: float = 5.0
 
 
 class Lane:
-    """Records of some partition keys, in stream order, with at most one batch in flight."""
+    """Records of some partition keys, in stream order, with at most one batch in flight.
+
+    Lambda's stream error handling ("Using AWS Lambda with Amazon Kinesis", Error
+    handling and Bisecting a batch; the DynamoDB Streams page says the same): a function
+    error retries the batch until its records exceed the maximum age or the retry quota;
+    with `BisectBatchOnFunctionError` the failed batch is first split in two, each half
+    retried by itself, and "splitting a batch does not count towards the retry quota",
+    so only a batch of one record that fails counts; a partial batch response with
+    bisecting on is "bisected at the returned sequence number and Lambda retries only
+    the remaining records". A record older than `MaximumRecordAgeInSeconds` is never
+    sent again: it is discarded as after the last retry, throttled or not.
+    """
 
     def __init__(self, policy: BatchPolicy) -> None:
         self._policy = policy
@@ -244,6 +261,9 @@ class Lane:
         self._in_flight = 0
         self._attempts = 0
         self._not_before = 0.0
+        #: The batches a bisected batch was split into, by size, in stream order: they
+        #: cover the front of `_pending` and go out before any new batch is made.
+        self._splits: deque[int] = deque()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -251,6 +271,10 @@ class Lane:
     @property
     def busy(self) -> bool:
         return self._in_flight > 0
+
+    @property
+    def _retrying(self) -> bool:
+        return bool(self._attempts or self._splits)
 
     def add(self, record: dict, now: float) -> None:
         self._pending.append((now, record))
@@ -262,17 +286,39 @@ class Lane:
         oldest_at = self._pending[0][0]
         full = len(self._pending) >= self._policy.batch_size
         waited = now - oldest_at >= self._policy.maximum_batching_window_s
-        if not (full or waited or self._attempts):
+        if not (full or waited or self._retrying):
             return None
-        batch = [record for _, record in list(self._pending)[: self._policy.batch_size]]
+        size = self._splits[0] if self._splits else self._policy.batch_size
+        batch = [record for _, record in list(self._pending)[:size]]
         self._in_flight = len(batch)
         return batch
+
+    def expire(self, now: float) -> list[dict]:
+        """Take out the records that waited past the maximum record age; returns them.
+
+        The age counts from when the lane received the record (the stream's poll,
+        a poll interval at most after DynamoDB wrote it). A batch in flight is left
+        alone: its records are judged when it comes back.
+        """
+        expired: list[dict] = []
+        if self.busy:
+            return expired
+        while self._pending and now - self._pending[0][0] > self._policy.maximum_record_age_s:
+            expired.append(self._pending.popleft()[1])
+            if self._splits:
+                self._splits[0] -= 1
+                if not self._splits[0]:
+                    self._splits.popleft()
+        if expired and not self._splits:
+            # The batch that kept failing is gone: the next one starts its own count.
+            self._attempts = 0
+        return expired
 
     def next_due(self) -> float | None:
         """When `take` would next give a batch if nothing else changes; None: busy or empty."""
         if self.busy or not self._pending:
             return None
-        if len(self._pending) >= self._policy.batch_size or self._attempts:
+        if len(self._pending) >= self._policy.batch_size or self._retrying:
             return self._not_before
         return max(self._not_before, self._pending[0][0] + self._policy.maximum_batching_window_s)
 
@@ -287,28 +333,50 @@ class Lane:
         self._in_flight = 0
         self._not_before = now + self._policy.retry_backoff_s
 
-    def settle(self, retry_at: int | None, now: float) -> list[dict]:
+    def settle(
+        self, retry_at: int | None, now: float, *, function_error: bool = False
+    ) -> list[dict]:
         """Record the outcome of the batch in flight; returns the records given up on.
 
         `retry_at` is `retry_from`'s answer: the records before it are done.
+        `function_error`: the invocation failed (an error or a timeout), rather than
+        answering with `batchItemFailures`; only that bisects a batch.
         """
         batch_size, self._in_flight = self._in_flight, 0
+        if self._splits:
+            self._splits.popleft()
         done = batch_size if retry_at is None else retry_at
         for _ in range(done):
             self._pending.popleft()
         if retry_at is None:
             self._attempts = 0
             return []
+        remaining = batch_size - done
+        bisect = self._policy.bisect_batch_on_function_error
+        if bisect and function_error and remaining > 1:
+            # Split in two, not counted as a retry.
+            first = remaining // 2
+            self._splits.extendleft((remaining - first, first))
+            self._not_before = now + self._backoff(max(self._attempts, 1))
+            return []
         if done:
             # Progress was made: the first record that failed starts its own count.
             self._attempts = 0
+        if bisect:
+            # Bisected at the failed record: only the batch's remaining records go again.
+            self._splits.appendleft(remaining)
         self._attempts += 1
         if self._attempts > self._policy.maximum_retry_attempts:
             self._attempts = 0
-            return [self._pending.popleft()[1] for _ in range(batch_size - done)]
-        backoff = self._policy.retry_backoff_s * 2 ** (self._attempts - 1)
-        self._not_before = now + min(backoff, self._policy.retry_backoff_max_s)
+            if bisect:
+                self._splits.popleft()
+            return [self._pending.popleft()[1] for _ in range(remaining)]
+        self._not_before = now + self._backoff(self._attempts)
         return []
+
+    def _backoff(self, attempt: int) -> float:
+        backoff = self._policy.retry_backoff_s * 2 ** (attempt - 1)
+        return min(backoff, self._policy.retry_backoff_max_s)
 
 
 def matches_filter(pattern: dict, record: dict) -> bool:

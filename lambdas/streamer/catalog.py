@@ -63,6 +63,8 @@ class StreamMapping:
     parallelization_factor: int = 10
     maximum_retry_attempts: int = 5
     maximum_record_age_s: int = 3600
+    #: A function error splits the failed batch in two before it is retried.
+    bisect_batch_on_function_error: bool = True
 
 
 REQUESTS_STREAM_MAPPING = StreamMapping()

@@ -62,3 +62,8 @@ def test_local_stream_mapping_batches_and_retries_as_the_deployed_one(prod: Plan
             "parallelizationFactor",
         )
     )
+    # and gives up on a record at the same age, and splits a batch the function failed
+    assert local.policy.maximum_record_age_s == defaults.max_record_age_s
+    assert local.policy.maximum_record_age_s == mapping.inputs["maximumRecordAgeInSeconds"]
+    assert local.policy.bisect_batch_on_function_error is True
+    assert mapping.inputs["bisectBatchOnFunctionError"] is True

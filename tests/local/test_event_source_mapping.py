@@ -271,3 +271,54 @@ def test_the_processors_concurrency_limit_holds_and_throttled_batches_wait(moto)
     assert stats["throttles"] > 0 and function.throttles == stats["throttles"]
     assert sorted(delivered) == sorted(requests)
     assert stats["records_discarded"] == 0 and stats["function_errors"] == 0
+
+
+def test_a_record_that_fails_every_invocation_is_isolated_and_only_it_discarded(moto) -> None:
+    endpoint, _ = moto
+    names = {"connections": "b-c", "requests": "b-requests", "subscriptions": "b-s"}
+    stream_arn = dynamodb.create_tables(endpoint, REGION, names)["b-requests"]
+    batches: list[list[str]] = []
+    done: list[str] = []
+
+    def handler(event: dict, context) -> dict:
+        ids = [r["dynamodb"]["NewImage"]["request_id"]["S"] for r in event["Records"]]
+        batches.append(ids)
+        # GIVEN a processor whose every invocation with one poison record fails
+        if "poison" in ids:
+            raise RuntimeError("the worker crashed")
+        done.extend(ids)
+        return {"batchItemFailures": []}
+
+    requests = ["r0", "r1", "poison", "r3"]
+    for request in requests:
+        put_request(endpoint, "b-requests", request)
+    # WHEN the deployed mapping's error handling runs them, one lane, one batch of all
+    config = MappingConfig(
+        policy=BatchPolicy(batch_size=4, maximum_batching_window_s=1, retry_backoff_s=0.01),
+        poll_interval_s=0.02,
+        parallelization_factor=1,
+    )
+    function = LambdaFunction(
+        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=1),
+        REGION,
+        "123456789012",
+        handler=handler,
+    )
+    mapping = EventSourceMapping(
+        dynamodb.client("dynamodbstreams", endpoint, REGION), stream_arn, function, config
+    )
+    mapping.start()
+    try:
+        wait_until(lambda: mapping.stats()["records_discarded"] >= 1 and len(done) >= 3)
+        stats = mapping.stats()
+    finally:
+        mapping.stop()
+        function.close()
+
+    # THEN the others ran once each, in order, and only the poison record was given up on,
+    # after halving the batch and the retries the deployed mapping allows that one record
+    assert done == ["r0", "r1", "r3"]
+    assert batches[:3] == [requests, ["r0", "r1"], ["poison", "r3"]]
+    retries = config.policy.maximum_retry_attempts
+    assert batches[3:] == [["poison"]] * (1 + retries) + [["r3"]]
+    assert stats["records_discarded"] == 1

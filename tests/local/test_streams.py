@@ -286,6 +286,113 @@ def test_batch_is_discarded_after_the_last_retry() -> None:
     assert len(lane) == 0
 
 
+def _run_until_empty(lane: Lane, poison: set[int]) -> tuple[list[int], list[int], list[int]]:
+    """Invoke the lane's batches with a function that fails any batch holding a poison
+    record; the sizes of the batches sent, the records done and those discarded."""
+    sizes: list[int] = []
+    done: list[int] = []
+    discarded: list[int] = []
+    now = 0.0
+    while len(lane):
+        batch = lane.take(now)
+        if batch is None:
+            now += 1.0
+            continue
+        sizes.append(len(batch))
+        failed = bool(poison & set(sequences(batch)))
+        retry_at = streams.retry_from(batch, None, failed)
+        if retry_at is None:
+            done += sequences(batch)
+        discarded += sequences(lane.settle(retry_at, now, function_error=failed))
+    return sizes, done, discarded
+
+
+def test_a_function_error_splits_the_batch_in_two_and_the_split_is_not_a_retry() -> None:
+    # GIVEN a mapping that allows no retry at all, bisecting on function errors
+    lane = Lane(BatchPolicy(batch_size=4, maximum_retry_attempts=0, retry_backoff_s=0))
+    for n in (1, 2, 3, 4):
+        lane.add(record(n), now=0)
+    batch = lane.take(now=0)
+    # WHEN the function fails the whole batch
+    discarded = lane.settle(streams.retry_from(batch, None, True), now=0, function_error=True)
+    # THEN nothing is discarded: each half goes again by itself, the first first
+    assert discarded == []
+    assert sequences(lane.take(now=0)) == [1, 2]
+    assert lane.settle(None, now=0) == []
+    assert sequences(lane.take(now=0)) == [3, 4]
+
+
+def test_bisecting_isolates_the_record_that_fails_and_discards_only_it() -> None:
+    # GIVEN ten records, the seventh of which fails every batch it is in
+    lane = Lane(BatchPolicy(batch_size=10, maximum_retry_attempts=2, retry_backoff_s=0))
+    for n in range(1, 11):
+        lane.add(record(n), now=0)
+    # WHEN the lane runs until it is empty
+    sizes, done, discarded = _run_until_empty(lane, poison={7})
+    # THEN only the seventh is given up on, the others are done once each, in order
+    assert discarded == [7]
+    assert done == [1, 2, 3, 4, 5, 6, 8, 9, 10]
+    # after halving down to it, and the three tries its retry quota allows
+    assert sizes == [10, 5, 5, 2, 1, 1, 1, 1, 3]
+
+
+def test_without_bisecting_the_whole_batch_is_given_up_on() -> None:
+    policy = BatchPolicy(
+        batch_size=10,
+        maximum_retry_attempts=2,
+        retry_backoff_s=0,
+        bisect_batch_on_function_error=False,
+    )
+    lane = Lane(policy)
+    for n in range(1, 11):
+        lane.add(record(n), now=0)
+    sizes, done, discarded = _run_until_empty(lane, poison={7})
+    assert (sizes, done, discarded) == ([10, 10, 10], [], list(range(1, 11)))
+
+
+@pytest.mark.parametrize("bisect, retried", [(True, [2, 3]), (False, [2, 3, 4])])
+def test_a_partial_failure_bisects_at_the_failed_record(bisect: bool, retried: list[int]) -> None:
+    # GIVEN a batch of three whose second record fails, and a record that arrives meanwhile
+    policy = BatchPolicy(batch_size=3, retry_backoff_s=0, bisect_batch_on_function_error=bisect)
+    lane = Lane(policy)
+    for n in (1, 2, 3):
+        lane.add(record(n), now=0)
+    batch = lane.take(now=0)
+    lane.add(record(4), now=0)
+    lane.settle(streams.retry_from(batch, _failing(2), False), now=0)
+    # THEN with bisecting on, only the batch's remaining records go again
+    assert sequences(lane.take(now=0)) == retried
+
+
+def test_records_past_the_maximum_record_age_are_discarded_even_while_throttled() -> None:
+    # GIVEN records the function keeps being throttled for (a throttle is no retry)
+    lane = Lane(BatchPolicy(batch_size=10, maximum_record_age_s=60, retry_backoff_s=1))
+    lane.add(record(1), now=0)
+    lane.add(record(2), now=30)
+    for now in (0, 10, 20, 30, 40, 50, 60):
+        assert lane.expire(now) == []
+        if (batch := lane.take(now)) is not None:
+            lane.throttled(now)
+    assert sequences(batch) == [1, 2]
+    # WHEN the first is older than the maximum age
+    # THEN it is discarded, and the younger one is still sent
+    assert sequences(lane.expire(now=60.5)) == [1]
+    assert sequences(lane.take(now=61)) == [2]
+    # and a batch in flight is never cut short
+    assert lane.expire(now=1000) == []
+
+
+def test_an_expired_record_leaves_the_split_it_was_in() -> None:
+    lane = Lane(BatchPolicy(batch_size=4, maximum_record_age_s=5, retry_backoff_s=0))
+    for n, at in ((1, 0), (2, 0), (3, 4), (4, 4)):
+        lane.add(record(n), now=at)
+    batch = lane.take(now=4)
+    lane.settle(streams.retry_from(batch, None, True), now=4, function_error=True)
+    assert sequences(lane.expire(now=6)) == [1, 2]
+    # the first half is gone with them; the second half goes out as it was split
+    assert sequences(lane.take(now=6)) == [3, 4]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     owners=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=30),
@@ -294,10 +401,18 @@ def test_batch_is_discarded_after_the_last_retry() -> None:
         max_size=200,
     ),
     batch_size=st.integers(min_value=1, max_value=5),
+    bisect=st.booleans(),
 )
-def test_no_record_is_lost_or_reordered(owners: list[str], outcomes: list, batch_size: int) -> None:
+def test_no_record_is_lost_or_reordered(
+    owners: list[str], outcomes: list, batch_size: int, bisect: bool
+) -> None:
     # GIVEN records of a few items spread over lanes, and any mix of answers
-    policy = BatchPolicy(batch_size=batch_size, maximum_retry_attempts=3, retry_backoff_s=0)
+    policy = BatchPolicy(
+        batch_size=batch_size,
+        maximum_retry_attempts=3,
+        retry_backoff_s=0,
+        bisect_batch_on_function_error=bisect,
+    )
     lanes = [Lane(policy) for _ in range(2)]
     records = [record(n, owner=owner) for n, owner in enumerate(owners, start=1)]
     for r in records:
@@ -321,7 +436,7 @@ def test_no_record_is_lost_or_reordered(owners: list[str], outcomes: list, batch
                 retry_at = None
             finished = batch if retry_at is None else batch[:retry_at]
             done.extend(finished)
-            dropped.extend(lane.settle(retry_at, now=0))
+            dropped.extend(lane.settle(retry_at, now=0, function_error=outcome == "error"))
     # THEN every record was processed or discarded exactly once
     seen = sequences(done) + sequences(dropped)
     assert sorted(seen) == list(range(1, len(records) + 1))
