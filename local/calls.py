@@ -46,6 +46,9 @@ class CallLog:
         self._function_name = function_name
         #: The invocation being served (one at a time in an execution environment).
         self.invocation = ""
+        # Opened once for the process, appending: each line is one `write` at the end,
+        # whichever of the function's threads makes it.
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     @classmethod
     def from_env(cls, function_name: str) -> CallLog | None:
@@ -79,8 +82,4 @@ class CallLog:
             "body": call["body"],
         }
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-        descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, line)
-        finally:
-            os.close(descriptor)
+        os.write(self._descriptor, line)

@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -95,6 +95,12 @@ class Role:
     function: str
     account: str
     grants: tuple[Permission, ...]
+    #: The answers `allows` gave: a function asks the same few questions (its tables and
+    #: indexes, its APIs) on every call, and the stack's checking must not cost the
+    #: function's CPU what AWS's does not.
+    _answers: dict[Permission, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def principal(self) -> str:
@@ -103,10 +109,13 @@ class Role:
         return f"arn:aws:sts::{self.account}:assumed-role/{self.function}-role/{self.function}"
 
     def allows(self, wanted: Permission) -> bool:
-        return any(
-            grant.action == wanted.action and _pattern(grant.resource).match(wanted.resource)
-            for grant in self.grants
-        )
+        answer = self._answers.get(wanted)
+        if answer is None:
+            answer = self._answers[wanted] = any(
+                grant.action == wanted.action and _pattern(grant.resource).match(wanted.resource)
+                for grant in self.grants
+            )
+        return answer
 
     def first_refused(self, wanted: Sequence[Permission]) -> Permission | None:
         """The first permission of a call its policy does not allow; None if all are."""

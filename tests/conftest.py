@@ -17,6 +17,13 @@ from typing import Any
 
 import boto3
 import jwt
+
+# moto's in-process mock intercepts a call only in botocore sessions made after its
+# import (botocore copies the built-in handlers into a session when it makes it), and the
+# runtime keeps one session for the process (`streamer.aws`). Imported first, so a session
+# a test makes outside moto (a threads-mode function, the IAM tests) still lets later
+# tests' `mock_aws` intercept; while no mock is on, the handler lets every call through.
+import moto  # noqa: F401
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
