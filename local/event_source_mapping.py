@@ -236,14 +236,9 @@ class EventSourceMapping:
             return
         for index, lane in enumerate(self._lanes):
             for record in lane.expire(now):
-                self._counts["records_discarded"] += 1
                 self._counts["records_expired"] += 1
-                log.error(
-                    "discarding record %s (%s): older than the maximum record age, %g s",
-                    streams.sequence_number(record),
-                    record["eventName"],
-                    self._config.policy.maximum_record_age_s,
-                )
+                age = self._config.policy.maximum_record_age_s
+                self._discard(record, f"older than the maximum record age, {age:g} s")
             batch = lane.take(now)
             if batch is None:
                 continue
@@ -275,13 +270,18 @@ class EventSourceMapping:
                 )
             settled = self._lanes[index].settle(retry_at, now, function_error=error is not None)
             for record in settled:
-                self._counts["records_discarded"] += 1
-                log.error(
-                    "discarding record %s (%s) after %d retries",
-                    streams.sequence_number(record),
-                    record["eventName"],
-                    self._config.policy.maximum_retry_attempts,
-                )
+                retries = self._config.policy.maximum_retry_attempts
+                self._discard(record, f"after {retries} retries")
+
+    def _discard(self, record: dict, why: str) -> None:
+        """Give up on a record, as Lambda sends it to the on-failure destination."""
+        self._counts["records_discarded"] += 1
+        log.error(
+            "discarding record %s (%s) %s",
+            streams.sequence_number(record),
+            record["eventName"],
+            why,
+        )
 
     def _count(self, answer: object, error: BaseException | None) -> None:
         self._counts["invocations"] += 1

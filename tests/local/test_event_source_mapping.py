@@ -117,7 +117,9 @@ def test_every_record_arrives_once_in_item_order_despite_failures(moto) -> None:
 
 
 @contextmanager
-def polling(endpoint: str, stream_arn: str, handler, config: MappingConfig) -> Iterator[None]:
+def polling(
+    endpoint: str, stream_arn: str, handler, config: MappingConfig
+) -> Iterator[EventSourceMapping]:
     """A mapping from `stream_arn` to a processor running `handler`, for the `with` block."""
     function = LambdaFunction(
         FunctionSpec(
@@ -132,7 +134,7 @@ def polling(endpoint: str, stream_arn: str, handler, config: MappingConfig) -> I
     )
     mapping.start()
     try:
-        yield
+        yield mapping
     finally:
         mapping.stop()
         function.close()
@@ -298,22 +300,9 @@ def test_a_record_that_fails_every_invocation_is_isolated_and_only_it_discarded(
         poll_interval_s=0.02,
         parallelization_factor=1,
     )
-    function = LambdaFunction(
-        FunctionSpec("processor", "x.handler", timeout_s=30, concurrency=1),
-        REGION,
-        "123456789012",
-        handler=handler,
-    )
-    mapping = EventSourceMapping(
-        dynamodb.client("dynamodbstreams", endpoint, REGION), stream_arn, function, config
-    )
-    mapping.start()
-    try:
+    with polling(endpoint, stream_arn, handler, config) as mapping:
         wait_until(lambda: mapping.stats()["records_discarded"] >= 1 and len(done) >= 3)
         stats = mapping.stats()
-    finally:
-        mapping.stop()
-        function.close()
 
     # THEN the others ran once each, in order, and only the poison record was given up on,
     # after halving the batch and the retries the deployed mapping allows that one record
