@@ -232,7 +232,10 @@ class BatchPolicy:
     maximum_batching_window_s: float = field(
         default_factory=lambda: _deployed("maximum_batching_window_s")
     )
+    #: -1: no limit, as on `CreateEventSourceMapping` ("retries until the record expires").
     maximum_retry_attempts: int = field(default_factory=lambda: _deployed("maximum_retry_attempts"))
+    #: -1: no limit ("Lambda never discards old records"). AWS takes -1 or 60 to 604,800;
+    #: locally any age, so that tests need not wait a minute.
     maximum_record_age_s: float = field(default_factory=lambda: _deployed("maximum_record_age_s"))
     bisect_batch_on_function_error: bool = field(
         default_factory=lambda: bool(_deployed("bisect_batch_on_function_error"))
@@ -303,14 +306,18 @@ class Lane:
         expired: list[dict] = []
         if self.busy:
             return expired
-        while self._pending and now - self._pending[0][0] > self._policy.maximum_record_age_s:
+        limit = self._policy.maximum_record_age_s
+        if limit < 0:
+            return expired
+        while self._pending and now - self._pending[0][0] > limit:
             expired.append(self._pending.popleft()[1])
             if self._splits:
                 self._splits[0] -= 1
                 if not self._splits[0]:
                     self._splits.popleft()
-        if expired and not self._splits:
-            # The batch that kept failing is gone: the next one starts its own count.
+        if expired:
+            # The retries counted were the first record's, which a retry starts from: it is
+            # gone, so the records after it start their own count.
             self._attempts = 0
         return expired
 
@@ -366,7 +373,8 @@ class Lane:
             # Bisected at the failed record: only the batch's remaining records go again.
             self._splits.appendleft(remaining)
         self._attempts += 1
-        if self._attempts > self._policy.maximum_retry_attempts:
+        retries = self._policy.maximum_retry_attempts
+        if 0 <= retries < self._attempts:
             self._attempts = 0
             if bisect:
                 self._splits.popleft()

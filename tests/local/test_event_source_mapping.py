@@ -311,3 +311,37 @@ def test_a_record_that_fails_every_invocation_is_isolated_and_only_it_discarded(
     retries = config.policy.maximum_retry_attempts
     assert batches[3:] == [["poison"]] * (1 + retries) + [["r3"]]
     assert stats["records_discarded"] == 1
+
+
+def test_records_that_waited_past_the_maximum_age_are_discarded_not_sent(moto) -> None:
+    endpoint, _ = moto
+    names = {"connections": "a-c", "requests": "a-requests", "subscriptions": "a-s"}
+    stream_arn = dynamodb.create_tables(endpoint, REGION, names)["a-requests"]
+    delivered: list[dict] = []
+
+    def handler(event: dict, context) -> dict:
+        delivered.extend(event["Records"])
+        return {"batchItemFailures": []}
+
+    config = MappingConfig(
+        policy=BatchPolicy(maximum_record_age_s=0.5, retry_backoff_s=0.01),
+        poll_interval_s=0.02,
+        parallelization_factor=1,
+    )
+    with polling(endpoint, stream_arn, handler, config) as mapping:
+        # GIVEN records that wait in the mapping (disabled, as a throttled function's would)
+        mapping.set_enabled(False)
+        for request in ("old-1", "old-2"):
+            put_request(endpoint, "a-requests", request)
+        wait_until(lambda: mapping.stats()["records_waiting"] == 2)
+        # WHEN they are older than the maximum record age by the time they could go
+        time.sleep(0.6)
+        mapping.set_enabled(True)
+        wait_until(lambda: mapping.stats()["records_expired"] == 2)
+        put_request(endpoint, "a-requests", "young")
+        wait_until(lambda: len(delivered) == 1)
+        stats = mapping.stats()
+
+    # THEN they were discarded, never sent, and a younger record still goes out
+    assert stats["records_expired"] == 2 and stats["records_discarded"] == 2
+    assert [r["dynamodb"]["NewImage"]["request_id"]["S"] for r in delivered] == ["young"]

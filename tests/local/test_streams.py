@@ -393,6 +393,52 @@ def test_an_expired_record_leaves_the_split_it_was_in() -> None:
     assert sequences(lane.take(now=6)) == [3, 4]
 
 
+def test_a_record_that_follows_an_expired_one_gets_its_own_retries() -> None:
+    # GIVEN a failed batch of two, split; its first record failed alone twice (two retries)
+    policy = BatchPolicy(
+        batch_size=2, maximum_retry_attempts=2, maximum_record_age_s=10, retry_backoff_s=0
+    )
+    lane = Lane(policy)
+    lane.add(record(1), now=0)
+    lane.add(record(2), now=5)
+    lane.take(now=5)
+    lane.settle(0, now=5, function_error=True)
+    for now in (6, 7):
+        assert sequences(lane.take(now)) == [1]
+        assert lane.settle(0, now, function_error=True) == []
+    # WHEN it expires before its last retry, and the second fails once
+    assert sequences(lane.expire(now=10.5)) == [1]
+    assert sequences(lane.take(now=11)) == [2]
+    # THEN the second is not given up on: the first one's retries were not its own
+    assert lane.settle(0, now=11, function_error=True) == []
+
+
+def test_a_partial_failure_counts_as_a_retry_of_the_records_left() -> None:
+    lane = Lane(BatchPolicy(batch_size=3, maximum_retry_attempts=1, retry_backoff_s=0))
+    for n in (1, 2, 3):
+        lane.add(record(n), now=0)
+    batch = lane.take(now=0)
+    assert lane.settle(streams.retry_from(batch, _failing(2), False), now=0) == []
+    batch = lane.take(now=0)
+    assert sequences(batch) == [2, 3]
+    # the records left failed again, past the one retry allowed: they are given up on
+    assert sequences(lane.settle(streams.retry_from(batch, _failing(2), False), now=0)) == [2, 3]
+
+
+def test_minus_one_means_no_limit_as_on_aws() -> None:
+    # "The default value is -1, which sets the maximum age to infinite" (and the retries)
+    policy = BatchPolicy(
+        batch_size=1, maximum_retry_attempts=-1, maximum_record_age_s=-1, retry_backoff_s=0
+    )
+    lane = Lane(policy)
+    lane.add(record(1), now=0)
+    for now in range(50):
+        assert lane.expire(now=now * 1000.0) == []
+        batch = lane.take(now=now * 1000.0)
+        assert sequences(batch) == [1]
+        assert lane.settle(0, now=now * 1000.0, function_error=True) == []
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     owners=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=30),
@@ -444,3 +490,94 @@ def test_no_record_is_lost_or_reordered(
     for owner in set(owners):
         mine = [s for s in sequences(done) if owners[s - 1] == owner]
         assert mine == sorted(mine)
+
+
+RETRIES = 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    bisect=st.booleans(),
+    batch_size=st.integers(min_value=1, max_value=6),
+    window=st.sampled_from([0, 1, 5]),
+    age=st.sampled_from([3, 10, 1000]),
+)
+def test_a_lane_keeps_its_promises_over_any_history(
+    data: st.DataObject, bisect: bool, batch_size: int, window: int, age: int
+) -> None:
+    # GIVEN a lane, records arriving as time goes on, and any answers: success, a function
+    # error, a partial failure anywhere, an unreadable answer, a throttle
+    policy = BatchPolicy(
+        batch_size=batch_size,
+        maximum_batching_window_s=window,
+        maximum_retry_attempts=RETRIES,
+        maximum_record_age_s=age,
+        retry_backoff_s=0.5,
+        retry_backoff_max_s=2,
+        bisect_batch_on_function_error=bisect,
+    )
+    lane = Lane(policy)
+    now, added = 0.0, {}
+    done: list[int] = []
+    gone: list[int] = []
+    counted: dict[int, int] = {}
+    steps = data.draw(st.integers(min_value=5, max_value=60))
+    for step in range(steps + 400):
+        draining = step >= steps
+        # THEN it is never stuck: an idle lane with records says when it goes next
+        assert not len(lane) or lane.next_due() is not None
+        if not draining and data.draw(st.booleans()):
+            added[len(added) + 1] = now
+            lane.add(record(len(added)), now)
+            continue
+        if draining:
+            if not len(lane):
+                break
+            now = max(now, lane.next_due())
+        else:
+            now += data.draw(st.sampled_from([0, 0.25, 1, 3]))
+        expired = sequences(lane.expire(now))
+        # and gives up on a record for its age only once it is older than the maximum
+        assert all(now - added[s] > age for s in expired)
+        gone += expired
+        batch = lane.take(now)
+        if batch is None:
+            assert not draining or not len(lane) or lane.next_due() > now
+            continue
+        sent = sequences(batch)
+        # and never sends a record past the maximum age
+        assert all(now - added[s] <= age for s in sent)
+        answer = "ok" if draining else data.draw(st.sampled_from(["ok", "error", "partial", "bad"]))
+        if answer == "ok" and not draining and data.draw(st.booleans()):
+            lane.throttled(now)
+            continue
+        if answer == "ok":
+            retry_at = None
+        elif answer == "error":
+            retry_at = streams.retry_from(batch, None, True)
+        elif answer == "bad":
+            retry_at = streams.retry_from(batch, {"batchItemFailures": "all"}, False)
+        else:
+            failed = sent[data.draw(st.integers(min_value=0, max_value=len(sent) - 1))]
+            retry_at = streams.retry_from(batch, _failing(failed), False)
+        done += sent if retry_at is None else sent[:retry_at]
+        split = (
+            bisect and answer == "error" and len(sent) - retry_at > 1
+            if retry_at is not None
+            else False
+        )
+        first = None if retry_at is None else sent[retry_at]
+        if retry_at is not None and not split:
+            counted[first] = counted.get(first, 0) + 1
+        discarded = sequences(lane.settle(retry_at, now, function_error=answer == "error"))
+        if discarded:
+            # and gives up only after the retries allowed, counted on the record that failed
+            # first (a split is no retry), and with bisecting on, only on that batch's rest
+            assert discarded[0] == first
+            assert counted[first] == RETRIES + 1
+            assert not bisect or discarded == sent[retry_at:]
+        gone += discarded
+    # and every record was done or given up on exactly once, the done ones in order
+    assert sorted(done + gone) == list(range(1, len(added) + 1))
+    assert done == sorted(done)
