@@ -42,7 +42,6 @@ class CallLog:
     """Appends each DynamoDB call of this process to the log, one `write` per line."""
 
     def __init__(self, path: str, function_name: str) -> None:
-        self._path = path
         self._function_name = function_name
         #: The invocation being served (one at a time in an execution environment).
         self.invocation = ""

@@ -252,7 +252,8 @@ class Lane:
     error retries the batch until its records exceed the maximum age or the retry quota;
     with `BisectBatchOnFunctionError` the failed batch is first split in two, each half
     retried by itself, and "splitting a batch does not count towards the retry quota",
-    so only a batch of one record that fails counts; a partial batch response with
+    so only a batch of one record that fails, a partial batch response or an answer
+    Lambda cannot read counts; a partial batch response with
     bisecting on is "bisected at the returned sequence number and Lambda retries only
     the remaining records". A record older than `MaximumRecordAgeInSeconds` is never
     sent again: it is discarded as after the last retry, throttled or not.
