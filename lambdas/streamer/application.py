@@ -24,7 +24,7 @@ from streamer.deadline import DeadlineExceeded, run_within
 from streamer.errors import ErrorCode, StreamerError, Unavailable
 from streamer.execution import Outcome, run_handler
 from streamer.handlers import App, Handler, Request
-from streamer.keys import due_shard, sweep_partition
+from streamer.keys import due_shard, sweep_partition, watched_by
 from streamer.logs import Timer, bind
 from streamer.models import (
     ASYNC,
@@ -38,6 +38,7 @@ from streamer.models import (
     request_key,
 )
 from streamer.protocol import ClientMessage, acknowledgment_message, now_ms, response_message
+from streamer.schema import REQUESTS_BY_ACTIVE_OWNER
 
 log = logging.getLogger("streamer.router")
 
@@ -312,11 +313,12 @@ class ApplicationActions:
         )
         if kind == ASYNC:
             item.due_shard = due_shard(item.request_key, self.settings.due_shards)
-            item.due_region = sweep_partition(item.origin_region, item.due_shard)
             item.due_at = now + PICKUP_TIMEOUT_MS
-            if self.settings.max_active_requests > 0:
-                # Only the per-user cap counts it: without the cap, no index write.
+            if watched_by(self.settings.max_active_requests) == REQUESTS_BY_ACTIVE_OWNER:
+                # The per-user cap counts it, and its index is what finds it if it stalls.
                 item.active_owner = caller.owner
+            else:
+                item.due_region = sweep_partition(item.origin_region, item.due_shard)
         return item
 
     def _existing(self, message: ClientMessage, payload: dict, caller: Caller) -> RequestItem:

@@ -152,7 +152,7 @@ _ADMISSION = frozenset(
 )
 
 _GET, _PUT, _UPDATE = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
-_DELETE, _QUERY = "dynamodb:DeleteItem", "dynamodb:Query"
+_DELETE, _QUERY, _SCAN = "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:Scan"
 _BATCH_GET = "dynamodb:BatchGetItem"
 
 #: The circuit breaker's items in the connections table (`streamer.store.circuits`):
@@ -256,6 +256,8 @@ FUNCTIONS: Mapping[str, Function] = {
             tables=(
                 # due_requests.
                 TableAccess(REQUESTS.logical_name, (_QUERY,), index=REQUESTS_BY_DUE),
+                # unkeyed_due_items: the per-user cap's index, scanned.
+                TableAccess(REQUESTS.logical_name, (_SCAN,), index=REQUESTS_BY_ACTIVE_OWNER),
                 # due_requests' reads of what the index found; redrive_request, finish_request,
                 # take_over_request.
                 TableAccess(REQUESTS.logical_name, (_BATCH_GET, _UPDATE)),

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import zlib
 
+from streamer.schema import REQUESTS_BY_ACTIVE_OWNER, REQUESTS_BY_DUE
+
 #: The most shards the due index may be spread over (`STREAMER_DUE_SHARDS` is bounded by it).
 MAX_DUE_SHARDS = 128
 
@@ -91,3 +93,17 @@ def shards_read(shards: int, turn: int) -> tuple[int, ...]:
     dropped = MAX_DUE_SHARDS - shards
     extra = (shards + turn % dropped,) if dropped else ()
     return (*range(shards), *extra)
+
+
+def watched_by(cap: int) -> str:
+    """The index that finds a new async request should it stall, with the per-user cap `cap`.
+
+    Each index an item enters and leaves costs a write there each way
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes).
+    With the cap on (`cap` > 0) the request is in the cap's index (`by_active_owner`)
+    from its put to its finish anyway, so it is not put in the due index too: the
+    sweeper scans the cap's index for the requests in it alone whose time passed
+    (`store.unkeyed_due_items`), and the first write that moves one on by a time keys
+    it in the due index. With the cap off, the due index from the put, as the only one.
+    """
+    return REQUESTS_BY_ACTIVE_OWNER if cap > 0 else REQUESTS_BY_DUE

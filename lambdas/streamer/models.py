@@ -126,10 +126,13 @@ class RequestsByDue(GlobalSecondaryIndex):
     due_at = NumberAttribute(range_key=True)
 
 
+_ACTIVE_OWNER = schema.index_of(schema.REQUESTS, schema.REQUESTS_BY_ACTIVE_OWNER)
+
+
 class RequestsByActiveOwner(GlobalSecondaryIndex):
     class Meta:
         index_name = schema.REQUESTS_BY_ACTIVE_OWNER
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(list(_ACTIVE_OWNER.included))
 
     active_owner = UnicodeAttribute(hash_key=True)
 
@@ -203,6 +206,12 @@ class RequestItem(Versioned):
     def fence_epoch(self) -> int:
         """The epoch this item was read at (0 for one never taken over)."""
         return int(self.epoch or 0)
+
+    @property
+    def watched_by_cap(self) -> bool:
+        """Whether only the per-user cap's index would find the request if it stalled: it is
+        in that index and not (yet) in the due index (`keys.watched_by`)."""
+        return self.due_region is None and self.active_owner is not None
 
     @property
     def shard(self) -> int:

@@ -80,13 +80,24 @@ REQUESTS = TableSchema(
     # `due_region` (their origin region and shard, `streamer.keys`) and `due_at`
     # (pickup time, lease expiry or retry time).
     # Sparse index of the async requests not yet ended, per owner: counts them
-    # for the per-user cap on concurrent requests.
+    # for the per-user cap on concurrent requests. While the cap is on, a new
+    # request is in this index only, not in the due index: the sweeper finds the
+    # ones whose pickup time passed by scanning it (`store.requests.UNKEYED_DUE`), so
+    # each request enters and leaves one index, not two (`streamer.keys.watched_by`).
     indexes=(
         # Keys only: a write that changes neither key writes nothing to it (claims
         # aside, no progress persist or finish payload lands here), and what the
         # sweeper acts on it reads from the table.
         Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at", projection="KEYS_ONLY"),
-        Index(REQUESTS_BY_ACTIVE_OWNER, hash_key="active_owner", projection="KEYS_ONLY"),
+        # The three attributes the sweeper's scan filters on, none of which a put,
+        # a claim that keeps the pickup time or a progress persist changes: a write
+        # that changes none of them and not the key writes nothing here.
+        Index(
+            REQUESTS_BY_ACTIVE_OWNER,
+            hash_key="active_owner",
+            projection="INCLUDE",
+            included=("due_at", "due_region", "origin_region"),
+        ),
     ),
     stream_view_type="NEW_AND_OLD_IMAGES",
     numeric_keys=frozenset({"due_at"}),
@@ -139,3 +150,8 @@ def create_table_request(schema: TableSchema, table_name: str) -> dict:
             "StreamViewType": schema.stream_view_type,
         }
     return request
+
+
+def index_of(table: TableSchema, name: str) -> Index:
+    """The index of `table` called `name`."""
+    return next(index for index in table.indexes if index.name == name)

@@ -2,7 +2,10 @@
 
 Runs on a schedule. It reads the sparse `by_due` index (PENDING, PROCESSING
 and RETRYING requests, and those a poll ended until their `complete` is out),
-on every shard (`streamer.keys`), never scans the table; what it does with
+on every shard (`streamer.keys`), and scans the per-user cap's sparse index
+for the requests it alone watches (`keys.watched_by`: while the cap is on, a
+request enters the due index only once something moves it on by a time);
+it never scans the table. What it does with
 each request is the lifecycle table's decision
 (`streamer.transitions.sweep_action`). A PROCESSING request found
 before its lease ended (a claim leaves it due at its pickup time, which saves
@@ -41,6 +44,8 @@ from streamer.transitions import SweepAction, sweep_action
 
 log = logging.getLogger(__name__)
 
+#: What a failed scan of the per-user cap's index is reported as (`SweepReport.failed`).
+UNKEYED = "unkeyed"
 #: The sweeper and the poller read one more shard each turn of this length (`keys.shards_read`):
 #: their schedule's period, so each run reads another.
 SWEEP_TURN_MS = 60_000
@@ -124,15 +129,17 @@ def sweep(
         # shows it is alive, and is not taken over while its workers run.
         _beat(region, now, report)
     read = shards_read(shards, now // SWEEP_TURN_MS)
-    for due in store.due_items(region, now, limit=max_items, shards=read):
-        if isinstance(due, store.Unreadable):
-            _failed(report, due.request_key, due.error)
-            continue
-        try:
-            _sweep_one(due, delivery, now, report, shards)
-        except Exception as error:
-            # Whatever one request does wrong, the others are still swept.
-            _failed(report, due.request_key, error)
+    _sweep_all(
+        store.due_items(region, now, limit=max_items, shards=read), delivery, now, report, shards
+    )
+    # The requests the per-user cap's index alone watches (`keys.watched_by`): one whose
+    # time passed is keyed in the due index by the write that moves it on.
+    try:
+        unkeyed = store.unkeyed_due_items(region, now, limit=max_items, segments=shards)
+    except Exception as error:
+        _failed(report, UNKEYED, error)
+    else:
+        _sweep_all(unkeyed, delivery, now, report, shards)
     if takes_over:
         # Then the stopped regions' requests: their writes cross regions and may
         # wait on a decider that does not answer, after this region's own work.
@@ -146,6 +153,24 @@ def sweep(
     metrics.count(metric_names.SWEEPER_REDRIVES, redrives)
     metrics.count(metric_names.SWEEPER_FAILURES, len(report.failed))
     return report
+
+
+def _sweep_all(
+    found: list[RequestItem | store.Unreadable],
+    delivery: Any,
+    now: int,
+    report: SweepReport,
+    shards: int,
+) -> None:
+    for due in found:
+        if isinstance(due, store.Unreadable):
+            _failed(report, due.request_key, due.error)
+            continue
+        try:
+            _sweep_one(due, delivery, now, report, shards)
+        except Exception as error:
+            # Whatever one request does wrong, the others are still swept.
+            _failed(report, due.request_key, error)
 
 
 def _take_over(

@@ -3,8 +3,10 @@
 Each sweeper run of a multi-region deployment first records its own region's
 heartbeat (`store.beat`) and sweeps its own region; then it looks at every
 other region whose heartbeat is stale: in its own replica, it reads that
-region's due partitions (the sweeper's and the poller's, every shard) for
-requests due at least the takeover grace ago (a running one: its lease), and
+region's due partitions (the sweeper's and the poller's, every shard), and
+the per-user cap's index for the requests it alone watches
+(`keys.watched_by`), for requests due at least the takeover grace ago (a
+running one: its lease), and
 takes each over with one conditional write at the request's decider
 (`store.take_over_request`); a decider that does not answer is asked again at
 the next run. The write bumps the epoch, so
@@ -74,9 +76,18 @@ def take_over(
     taken = Taken()
     before = now_ms - int(settings.grace_s * 1000)
     read = shards_read(shards, turn)
-    for partition in (sweep_partition, poll_partition):
-        found = store.due_items(stopped, before, limit=max_items, shards=read, partition=partition)
-        for due in found:
+    readers = [
+        *(
+            lambda p=partition: store.due_items(
+                stopped, before, limit=max_items, shards=read, partition=p
+            )
+            for partition in (sweep_partition, poll_partition)
+        ),
+        # Those the per-user cap's index alone watches (`keys.watched_by`).
+        lambda: store.unkeyed_due_items(stopped, before, limit=max_items, segments=shards),
+    ]
+    for reader in readers:
+        for due in reader():
             if isinstance(due, store.Unreadable):
                 taken.failed.append((due.request_key, due.error))
                 continue

@@ -31,6 +31,7 @@ def test_table_follows_the_shared_schema(
         index["name"]: (
             {k["keyType"]: k["attributeName"] for k in index["keySchemas"]},
             index["projectionType"],
+            tuple(index.get("nonKeyAttributes") or ()),
         )
         for index in inputs.get("globalSecondaryIndexes", [])
     }
@@ -43,6 +44,7 @@ def test_table_follows_the_shared_schema(
         index.name: (
             {"HASH": index.hash_key, **({"RANGE": index.range_key} if index.range_key else {})},
             index.projection,
+            index.included,
         )
         for index in table.indexes
     }

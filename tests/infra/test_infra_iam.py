@@ -16,7 +16,7 @@ GET, PUT, UPDATE, DELETE, QUERY = (
     f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 )
 #: The circuit breaker's items in the connections table (streamer.store.circuits).
-BATCH_GET = "dynamodb:BatchGetItem"
+BATCH_GET, SCAN = "dynamodb:BatchGetItem", "dynamodb:Scan"
 CIRCUITS = {BATCH_GET, UPDATE}
 #: Lifecycle events, on the region's own bus only.
 PUT_EVENTS = "events:PutEvents"
@@ -62,6 +62,8 @@ CALLS: dict[str, dict[str, set[str]]] = {
         # Its region's heartbeat, and every region's (issue 16: streamer.store.heartbeats).
         "connections": FORGET["connections"] | {PUT, BATCH_GET},
         "requests/index/by_due": {QUERY},
+        # The requests the per-user cap's index alone watches (`store.unkeyed_due_items`).
+        "requests/index/by_active_owner": {SCAN},
         "requests": {BATCH_GET, UPDATE},
         "subscriptions": {QUERY, DELETE},
         "bus": {PUT_EVENTS},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer import keys
+from streamer import keys, schema
 
 
 def test_a_requests_shard_is_stable_and_in_range():
@@ -57,3 +57,9 @@ def test_each_shard_gets_its_share_of_a_runs_limit() -> None:
     assert keys.shard_share(5, 2) == 3
     assert keys.shard_share(100, 1) == 100
     assert keys.shard_share(3, 0) == 3
+
+
+def test_with_the_cap_on_a_request_is_watched_by_the_cap_s_index_and_otherwise_the_due_index():
+    assert keys.watched_by(20) == schema.REQUESTS_BY_ACTIVE_OWNER
+    assert keys.watched_by(1) == schema.REQUESTS_BY_ACTIVE_OWNER
+    assert keys.watched_by(0) == schema.REQUESTS_BY_DUE

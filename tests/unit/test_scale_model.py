@@ -180,8 +180,24 @@ def update(expression: str, names: dict[str, str], after: dict) -> tuple[dict, d
 @pytest.mark.parametrize(
     ("expression", "names", "after", "was_in", "expected"),
     [
-        # a claim moves due_at: the entry is deleted and put again
-        ("SET #0 = :0, #1 = :1", {"#0": "status", "#1": "due_at"}, IN_DUE, None, {"by_due": 2}),
+        # a claim moves due_at: the due entry is deleted and put again, and the cap's
+        # index, which projects due_at, has its entry updated
+        (
+            "SET #0 = :0, #1 = :1",
+            {"#0": "status", "#1": "due_at"},
+            IN_DUE,
+            None,
+            {"by_due": 2, "by_active_owner": 1},
+        ),
+        # a claim of a request the cap's index alone watches, due at its pickup time still:
+        # neither index is written
+        (
+            "SET #0 = :0, #1 = :1",
+            {"#0": "status", "#1": "lease_expires_at"},
+            {"due_at": {"N": "5"}, "active_owner": {"S": "t#u"}, "origin_region": {"S": "r"}},
+            frozenset({"by_active_owner"}),
+            {},
+        ),
         # a finish removes the due keys and the owner: one delete from each
         (
             "SET #0 = :0 REMOVE #1, #2, #3",
@@ -195,7 +211,7 @@ def update(expression: str, names: dict[str, str], after: dict) -> tuple[dict, d
         # a progress persist changes no key and nothing the indexes project
         ("SET #0 = :0", {"#0": "progress"}, IN_DUE, None, {}),
     ],
-    ids=["claim", "finish", "never in", "persist"],
+    ids=["claim", "claim watched by the cap", "finish", "never in", "persist"],
 )
 def test_an_update_writes_the_indexes_whose_key_or_projection_it_changes(
     expression, names, after, was_in, expected
@@ -223,3 +239,35 @@ def test_a_ledger_line_names_the_key_the_index_and_the_units():
 
     assert entry["table"] == "requests" and entry["index"] == "by_due"
     assert entry["key"] == "us-east-1#3" and entry["units"] == 0.5
+
+
+def test_a_scan_is_kept_out_of_the_per_key_projection():
+    # The sweeper's scan of the cap's index reads every partition, not one user's key.
+    scan = line("Scan", "requests", None, 40, index="by_active_owner")
+
+    assert scale_model.uses([scan], requests=1) == []
+
+
+def test_the_cap_index_entry_holds_what_the_index_holds_and_nothing_else():
+    index = schema.index_of(schema.REQUESTS, schema.REQUESTS_BY_ACTIVE_OWNER)
+    entry = scale_model.cap_index_entry()
+
+    # due_region is projected, but absent from every entry the scan keeps
+    assert set(entry) == {"request_key", index.hash_key, *index.included} - {"due_region"}
+
+
+def test_the_cap_index_scan_costs_half_a_read_unit_per_4_kb_of_entries_each_minute():
+    entry = counting.item_size(scale_model.cap_index_entry())
+
+    one = scale_model.cap_index_scan(100, 60)
+    two_regions = scale_model.cap_index_scan(100, 60, regions=2)
+
+    assert one.entries == 6_000 and one.entry_bytes == entry
+    assert one.rru_per_scan == pytest.approx(6_000 * entry / 4096 * 0.5)
+    assert one.rru_per_s == pytest.approx(one.rru_per_scan / 60)
+    assert one.pages == pytest.approx(6_000 * entry / (1 << 20))
+    # each replica holds every region's entries, and each region's sweeper reads them all
+    assert two_regions.rru_per_scan == pytest.approx(2 * one.rru_per_scan)
+    # the saving is the due index's entry: 2 WRU a request, a day
+    assert one.saved_usd_per_day == pytest.approx(100 * 2 * 86_400 * 0.625e-6)
+    assert one.usd_per_day == pytest.approx(one.rru_per_s * 86_400 * 0.125e-6)

@@ -46,6 +46,7 @@ from streamer.store.requests import (
     due_items,
     due_requests,
     get_request,
+    unkeyed_due_items,
     waiting_requests,
 )
 from streamer.store.subscriptions import (
@@ -104,6 +105,7 @@ __all__ = [
     "sweep_partition",
     "take_over_request",
     "touch_connection",
+    "unkeyed_due_items",
     "unsubscribe",
     "unsubscribe_key",
     "wait_request",

@@ -35,6 +35,8 @@ def claim_request(
     is keyed under, the claim leaves the due index alone. Otherwise it keys the
     request under `shard`: after the shard count was lowered, the retry or the
     wait that follows is due where the sweeper and the poller read every run.
+    A request the per-user cap's index watches alone (`keys.watched_by`) is
+    not keyed by its claim: it stays in that index, due at the same time.
     """
     shard = item.shard if shard is None else shard
     due_at = claim_due_at(_due_at(item), lease_expires_at)
@@ -44,7 +46,12 @@ def claim_request(
         RequestItem.lease_expires_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
-    if due_at != _due_at(item) or item.due_region is None or shard != item.shard:
+    if item.watched_by_cap:
+        # The cap's index finds it if it stalls (`keys.watched_by`): it stays there alone,
+        # its time moved only where the lease ends before it (a projected attribute: 1 WRU).
+        if due_at != _due_at(item):
+            actions.append(RequestItem.due_at.set(due_at))
+    elif due_at != _due_at(item) or item.due_region is None or shard != item.shard:
         actions += [*_keyed(item, shard), RequestItem.due_at.set(due_at)]
     written = condition(Event.CLAIM, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
     return _write(item, actions, written)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,15 @@ EVERY_SHARD = range(Settings.due_shards)
 BATCH_GET_MAX = 100
 UNPROCESSED_ROUNDS = 5
 UNPROCESSED_BACKOFF_S = 0.05
-BY_DUE = next(i for i in schema.REQUESTS.indexes if i.name == schema.REQUESTS_BY_DUE)
+BY_DUE = schema.index_of(schema.REQUESTS, schema.REQUESTS_BY_DUE)
+BY_ACTIVE_OWNER = schema.index_of(schema.REQUESTS, schema.REQUESTS_BY_ACTIVE_OWNER)
+#: What the sweeper's scan of the per-user cap's index keeps: the requests of one runner
+#: that index alone watches (not keyed in the due index: `keys.watched_by`) whose time
+#: passed. A scan of an index can filter on the attributes it projects and no others.
+UNKEYED_DUE = "attribute_not_exists(#keyed) AND #runner = :runner AND #due <= :now"
+UNKEYED_DUE_NAMES = {"#keyed": "due_region", "#runner": "origin_region", "#due": "due_at"}
+#: Segments of the parallel scan read at once.
+SCAN_THREADS = 8
 
 
 def get_request(owner: str, request_id: str, *, consistent: bool = True) -> RequestItem | None:
@@ -156,10 +165,7 @@ def due_items(
     """
 
     def query() -> list[RequestItem | Unreadable]:
-        client = aws.dynamodb_client(
-            region_name=RequestItem.Meta.region,
-            endpoint_url=getattr(RequestItem.Meta, "host", None),
-        )
+        client = _client()
         keys: list[dict[str, Any]] = []
         share = shard_share(limit, len(shards))
         for shard in shards:
@@ -177,20 +183,84 @@ def due_items(
                 },
                 PaginationConfig={"MaxItems": left},
             )
-            keys += [raw["request_key"] for page in pages for raw in page["Items"]]
-        found: dict[str, dict[str, Any]] = {}
-        for decider, group in _by_decider([key["S"] for key in keys]).items():
-            model = requests_in(decider)
-            reader = client
-            if model is not RequestItem:
-                reader = aws.dynamodb_client(
-                    region_name=model.Meta.region, endpoint_url=getattr(model.Meta, "host", None)
-                )
-            for raw in _read(reader, [{"S": key} for key in group]):
-                found[raw["request_key"]["S"]] = raw
-        return [_parsed(found[key["S"]]) for key in keys if key["S"] in found]
+            keys += [raw["request_key"]["S"] for page in pages for raw in page["Items"]]
+        return _items(client, keys)
 
     return guard(query)
+
+
+def unkeyed_due_items(
+    region: str, now_ms: int, limit: int = 100, *, segments: int = 1
+) -> list[RequestItem | Unreadable]:
+    """The requests `region` runs that only the per-user cap's index watches
+    (`keys.watched_by`) and whose time (`due_at`) passed by `now_ms`: `due_items`
+    for them, parsed one by one alike.
+
+    A parallel scan of that index in `segments` segments (`Segment`,
+    `TotalSegments`: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Scan.html#Scan.ParallelScan),
+    at most `SCAN_THREADS` at once, each taking its share of `limit`
+    (`keys.shard_share`). The index holds only requests that have not ended
+    and projects only what the filter reads; the filter is applied after the
+    read, so a scan costs the read of every entry it passes over, kept or not
+    (Scan.html, "Filter expressions for scan"). The items found are then read
+    from the table at their deciders, as `due_items` does.
+    """
+    segments = max(1, segments)
+    share = shard_share(limit, segments)
+
+    def scan() -> list[RequestItem | Unreadable]:
+        client = _client()
+
+        def segment(number: int) -> list[str]:
+            pages = client.get_paginator("scan").paginate(
+                TableName=RequestItem.Meta.table_name,
+                IndexName=BY_ACTIVE_OWNER.name,
+                FilterExpression=UNKEYED_DUE,
+                ExpressionAttributeNames=UNKEYED_DUE_NAMES,
+                ExpressionAttributeValues={
+                    ":runner": {"S": region},
+                    ":now": {"N": str(now_ms)},
+                },
+                Segment=number,
+                TotalSegments=segments,
+                PaginationConfig={"MaxItems": share},
+            )
+            return [raw["request_key"]["S"] for page in pages for raw in page["Items"]]
+
+        if segments == 1:
+            found = [segment(0)]
+        else:
+            threads = min(segments, SCAN_THREADS)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+                found = list(pool.map(segment, range(segments)))
+        keys = [key for part in found for key in part][:limit]
+        return _items(client, keys)
+
+    return guard(scan)
+
+
+def _client() -> Any:
+    """The DynamoDB client of this region's replica (the function's call budget)."""
+    return aws.dynamodb_client(
+        region_name=RequestItem.Meta.region,
+        endpoint_url=getattr(RequestItem.Meta, "host", None),
+    )
+
+
+def _items(client: Any, keys: list[str]) -> list[RequestItem | Unreadable]:
+    """The requests of `keys`, read consistently at their deciders and parsed one by one,
+    in the order of `keys`; one gone meanwhile is left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for decider, group in _by_decider(keys).items():
+        model = requests_in(decider)
+        reader = client
+        if model is not RequestItem:
+            reader = aws.dynamodb_client(
+                region_name=model.Meta.region, endpoint_url=getattr(model.Meta, "host", None)
+            )
+        for raw in _read(reader, [{"S": key} for key in group]):
+            found[raw["request_key"]["S"]] = raw
+    return [_parsed(found[key]) for key in keys if key in found]
 
 
 def _read(client: Any, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
