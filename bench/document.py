@@ -717,6 +717,15 @@ FIXED_SINCE = """\
 - **The call log opens its file once per worker process** (sections 1, 2,
   5). The meter behind the emulator's share opened and closed the log on
   every DynamoDB call it wrote down, CPU the measured burst paid for.
+- **One index a request with the per-user cap on** (section 7; issue 15,
+  point 3). A request with the cap on was in two sparse indexes from its put
+  to its finish, the due index and the cap's, 2 WRU each: 7 WRU. It is now in
+  the cap's alone until a write moves it on by a time, and the sweeper scans
+  that index (projecting `cap_due_at` and `origin_region`) for the requests
+  of its region whose time passed: 5 WRU, with the cap on or off
+  (`streamer.keys.watched_by`; `pytest tests/functional/test_bench_ledger.py
+  tests/functional/test_cap_index_sweep.py`). Recommendation 5 puts figures
+  on the scan.
 """
 
 
@@ -766,7 +775,7 @@ Every table and index, and why it is sharded or not:
 """
 
 
-RECOMMENDATIONS = """\
+RECOMMENDATIONS_TEMPLATE = """\
 1. **The local stack's DynamoDB under load.** moto's server works out, on
    every call, which AWS service a request is for from its headers
    (`DomainDispatcherApplication.get_application`) and answers a query on an
@@ -795,69 +804,74 @@ RECOMMENDATIONS = """\
    (1,000) bounds it at the limit; a stack whose quota is raised past it needs
    the count items sharded (say `circuit#{action}#{epoch}#{bucket}#{n}`, an
    instance writing one of them and the readers adding them up).
-5. **The per-user cap's index.** An async request costs 3 writes: 3 WRU on
-   the table (items under 1 KB), 2 on the due index (the put enters it, the
-   finish leaves it) and 2 on `by_active_owner` (the same), 7 in all while the
-   per-user cap is on (`runtime.maxActiveRequests`, 20); with it off (0) the
-   router sets no `active_owner`, and a request costs 5 (section 7 measures
-   both). An index that a request enters and leaves costs 2 WRU whatever its
-   key, so two of them and 3 table writes make 7; getting to 6 with the cap on
-   means counting a user's active requests without an index of their own.
-   The designs weighed, at 10,000 async requests a second per region:
-   - a counter item per user (a conditional add at the put, a subtract at the
-     finish): the same 2 WRU on another item, and 2 more writes a request;
-   - the put and the counter in one `TransactWriteItems`: a transactional
-     write costs 2 WRU an item, so the put alone would cost 4;
-   - leaving the cap's index entry after the finish (only keys projected, the
-     finish touching none): 1 WRU saved, but a count then reads every request
-     the user made within the items' 7-day retention (a user with a request a
-     second: 600,000 entries a count), or only a window of them, which misses
-     long runs: no longer a cap;
-   - the cap's index sorted by when a request may last be active (a copy of
-     its due time that the finish leaves alone), so that the finish writes
-     nothing to it and a count reads only the entries whose time has not
-     passed, checking them on the table only once they reach the cap: 1 WRU
-     saved, but a finished request stays in the count until its pickup time
-     (120 s) and the sweeper's minute have passed. A user with 5 short
-     requests a second then has about 900 entries in the count, so each of
-     their requests reads up to 900 items to learn how many still run (450
-     RRU eventually consistent, 90 times the write saved: a WRU costs what 10
-     such reads cost), and every later move of the due time (a lease kept by
-     the sweeper, each poll of a WAITING request) moves this key too, 2 WRU
-     more each: dearer for exactly the users the cap is for;
-   - one index for both: the due index partitioned by a shard of the owner
-     and sorted by owner then due time, so that the cap reads only the user's
-     entries. It saves 1 WRU a request (10,000 WRU/s, about $540 a day at
-     $0.625 per million), but the sweeper can then no longer ask a shard for
-     what is due before now across users: it must read every shard whole each
-     minute, 3 million entries (about 300 MB, some 37,500 RRU eventually
-     consistent) a sweep when requests run 5 minutes, so its time grows with
-     what runs and it must still finish within its minute (by fanning out over
-     the shards). Cheaper in dollars at this rate; not built in this release,
-     because the sweeper's and the poller's reads, the takeover's move of a
-     request's due partition (issue 16) and the key's migration would all
-     change with it. PynamoDB does not yet declare DynamoDB's multi-attribute
-     index keys (pynamodb/PynamoDB#1293), so the sort key would be one string,
-     `<owner>#<due time>`.
-   - the due index left by the finish instead: the finish keeps its due keys
-     (only keys projected, so it writes nothing to the index) and each
-     sweeper run reads only the window of due times since its last run (a
-     watermark per shard, kept with its heartbeat), checking each entry on the
-     table as it does today. 1 WRU saved for one eventually consistent item
-     read a request (0.5 RRU: a tenth of the write's price), and the index
-     keeps entries until the items' TTL removes them. But the sweeper then
-     reads every request once, after its pickup time: 600,000 a minute at
-     10,000 requests a second, where today it reads only the stuck ones and
-     at most 500 a run, so it must fan out over the shards; the watermark
-     must never pass an entry that failed or was not reached; ended requests
-     whose `complete` is still owed need a mark of their own; and the
-     takeover's read of a stopped region's partitions needs the same window.
-     The cheapest design, and the next step if 6 WRU with the cap is wanted;
-     not built in this release, because it rebuilds the safety net every
-     request relies on.
-   Until then, a deployment that does not need the per-user cap can turn it
-   off (`runtime.maxActiveRequests: 0`) and pays 5 WRU.
+{cap_index}"""
+
+
+def cap_index_recommendation() -> str:
+    """Recommendation 5: one index a request, and what the sweeper's scan costs."""
+    short = scale_model.cap_index_scan(scale_model.ASYNC_PER_S, 30)
+    long = scale_model.cap_index_scan(scale_model.ASYNC_PER_S, 300)
+    two = scale_model.cap_index_scan(scale_model.ASYNC_PER_S, 300, regions=2)
+    rate = f"{scale_model.ASYNC_PER_S:,}"
+    return f"""\
+5. **One index a request, and the sweeper's scan of the cap's.** An async
+   request costs 3 writes and 5 WRU with the per-user cap on or off (section
+   7 measures both): 3 on the table (items under 1 KB) and 2 on the one
+   sparse index it is in from its put to its finish. With the cap on
+   (`runtime.maxActiveRequests`, 20) that is the cap's `by_active_owner`,
+   which the router counts anyway; the due index gets the request only when
+   a write moves it on by a time (a redrive, a postponement, a deferral, a
+   wait, a takeover), and that write takes it off the scan's sight. With the
+   cap off, the due index from the put. Before this, a request with the cap
+   on was in both, 7 WRU.
+   The sweeper finds a stalled request of the first kind by scanning the
+   cap's index (`store.unkeyed_due_items`): a parallel scan, one segment per
+   due shard (`runtime.dueShards`, 64 on a deployed stack; 4 locally), 8
+   read at once, keeping this region's requests whose `cap_due_at` passed.
+   The index projects that and `origin_region` only. `cap_due_at` is the due
+   time while the cap's index alone watches the request, and the write that
+   keys it removes it (one update of the index, once): a put's claim within
+   the pickup time and its progress persists change neither, and neither do
+   the polls and moves of a request the due index has. A scan is billed for
+   every entry it reads, kept or not: an entry is {short.entry_bytes} bytes
+   (`bench.scale_model.cap_index_entry`), read at 0.5 RRU per 4 KB (without
+   the 100 bytes an entry adds to storage, which AWS documents for storage,
+   not reads; counted, they would make the figures below
+   {(short.entry_bytes + 100) / short.entry_bytes:.1f} times as large).
+   At {rate} async requests a second per region
+   (`bench.scale_model.cap_index_scan`):
+   - requests in the index 30 s each (pickup and run):
+     {short.entries:,.0f} entries, {short.rru_per_scan:,.0f} RRU a scan,
+     {short.rru_per_s:,.0f} RRU/s, ${short.usd_per_day:,.2f} a day, against
+     ${short.saved_usd_per_day:,.0f} a day for the 2 WRU of a due-index entry;
+   - 5 minutes each: {long.entries:,.0f} entries, {long.rru_per_scan:,.0f} RRU
+     a scan ({long.pages:,.0f} pages of 1 MB: with 64 segments, 8 at once,
+     about {long.pages / 8:,.0f} pages read one after another),
+     {long.rru_per_s:,.0f} RRU/s, ${long.usd_per_day:,.2f} a day;
+   - with two regions each replica holds both regions' entries and each
+     region's sweeper reads them all: ${two.usd_per_day:,.2f} a day a region.
+   - a region taking over a stopped one's requests scans once more for
+     them, each run while the other's heartbeat is stale.
+   The scan's cost grows with what runs, not with what is stuck, and each
+   page comes back with only the entries kept. Its time is the pages over
+   the 8 threads, within the sweeper's 60 s: more segments than 8 spread the
+   pages evenly but do not read more at once. A scan reads each partition of
+   the index once; no key value is read more than another.
+   Designs weighed before this one (at {rate} requests a second): a counter
+   item per user (the same 2 WRU on another item, and 2 more writes a
+   request); the put and a counter in one `TransactWriteItems` (2 WRU an
+   item); the cap's entry left after the finish (a count then reads every
+   request of the user's retention window); the due index sharded by owner
+   for both reads (each count reads a whole shard, about 10 RRU); the due
+   index left by the finish with a watermarked sweep (every request read
+   once by the sweeper, 0.5 RRU each, and a watermark that must never pass
+   an entry that failed).
 """
+
+
+def recommendations() -> str:
+    return RECOMMENDATIONS_TEMPLATE.replace("{cap_index}", cap_index_recommendation())
+
 
 METHOD = """\
 - Everything runs on this one machine: the servers, DynamoDB (moto's server
@@ -984,7 +998,7 @@ def render(results: dict, results_file: Path) -> str:
         "",
         "## Recommendations",
         "",
-        RECOMMENDATIONS,
+        recommendations(),
         "## Method",
         "",
         METHOD,

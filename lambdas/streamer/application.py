@@ -317,6 +317,7 @@ class ApplicationActions:
             if watched_by(self.settings.max_active_requests) == REQUESTS_BY_ACTIVE_OWNER:
                 # The per-user cap counts it, and its index is what finds it if it stalls.
                 item.active_owner = caller.owner
+                item.cap_due_at = item.due_at
             else:
                 item.due_region = sweep_partition(item.origin_region, item.due_shard)
         return item

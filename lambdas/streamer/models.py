@@ -188,6 +188,10 @@ class RequestItem(Versioned):
     due_shard = NumberAttribute(null=True)
     # The owner while an async request has not ended: the per-user cap's index.
     active_owner = UnicodeAttribute(null=True)
+    # `due_at` while the cap's index alone would find the request if it stalled (it is
+    # not keyed in the due index): what the sweeper's scan of that index reads
+    # (`keys.watched_by`). Absent once a write keys it, and on a request stored before.
+    cap_due_at = NumberAttribute(null=True)
     #: Bumped by each takeover of the request by another region (`streamer.regions`);
     #: absent: 0. Every conditional write checks the epoch its writer read
     #: (`streamer.store.conditions`). A reader of format 2 before this attribute
@@ -211,7 +215,7 @@ class RequestItem(Versioned):
     def watched_by_cap(self) -> bool:
         """Whether only the per-user cap's index would find the request if it stalled: it is
         in that index and not (yet) in the due index (`keys.watched_by`)."""
-        return self.due_region is None and self.active_owner is not None
+        return self.cap_due_at is not None and self.due_region is None
 
     @property
     def shard(self) -> int:

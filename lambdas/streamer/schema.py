@@ -82,21 +82,24 @@ REQUESTS = TableSchema(
     # Sparse index of the async requests not yet ended, per owner: counts them
     # for the per-user cap on concurrent requests. While the cap is on, a new
     # request is in this index only, not in the due index: the sweeper finds the
-    # ones whose pickup time passed by scanning it (`store.requests.UNKEYED_DUE`), so
+    # ones whose time passed by scanning it (`store.requests.UNKEYED_DUE`), so
     # each request enters and leaves one index, not two (`streamer.keys.watched_by`).
     indexes=(
         # Keys only: a write that changes neither key writes nothing to it (claims
         # aside, no progress persist or finish payload lands here), and what the
         # sweeper acts on it reads from the table.
         Index(REQUESTS_BY_DUE, hash_key="due_region", range_key="due_at", projection="KEYS_ONLY"),
-        # The three attributes the sweeper's scan filters on, none of which a put,
-        # a claim that keeps the pickup time or a progress persist changes: a write
-        # that changes none of them and not the key writes nothing here.
+        # The two attributes the sweeper's scan filters on. `cap_due_at` is the
+        # request's due time only while this index alone watches it, removed by the
+        # write that keys it in the due index: the polls and moves of a request
+        # the due index has change nothing here, and neither do a put's later
+        # writes within its pickup time (a claim, a progress persist): a write that
+        # changes neither them nor the key writes nothing to this index.
         Index(
             REQUESTS_BY_ACTIVE_OWNER,
             hash_key="active_owner",
             projection="INCLUDE",
-            included=("due_at", "due_region", "origin_region"),
+            included=("cap_due_at", "origin_region"),
         ),
     ),
     stream_view_type="NEW_AND_OLD_IMAGES",

@@ -33,6 +33,9 @@ from streamer.regions import Placement, Refusal, TakeoverSettings, heartbeat_sta
 
 log = logging.getLogger(__name__)
 
+#: What a read of a stopped region's requests that failed is reported as (`Taken.failed`).
+READ_FAILED = "takeover read"
+
 
 @dataclass
 class Taken:
@@ -87,7 +90,14 @@ def take_over(
         lambda: store.unkeyed_due_items(stopped, before, limit=max_items, segments=shards),
     ]
     for reader in readers:
-        for due in reader():
+        try:
+            found = reader()
+        except Exception as error:
+            # One reader that fails (the cap's index backfilling, a throttled scan) leaves
+            # the others to run; what it would have found is read again at the next run.
+            taken.failed.append((READ_FAILED, error))
+            continue
+        for due in found:
             if isinstance(due, store.Unreadable):
                 taken.failed.append((due.request_key, due.error))
                 continue

@@ -180,21 +180,29 @@ def update(expression: str, names: dict[str, str], after: dict) -> tuple[dict, d
 @pytest.mark.parametrize(
     ("expression", "names", "after", "was_in", "expected"),
     [
-        # a claim moves due_at: the due entry is deleted and put again, and the cap's
-        # index, which projects due_at, has its entry updated
+        # a claim of a keyed request moves due_at: the due entry is deleted and put again;
+        # the cap's index, which projects cap_due_at and not due_at, is left alone
+        ("SET #0 = :0, #1 = :1", {"#0": "status", "#1": "due_at"}, IN_DUE, None, {"by_due": 2}),
+        # a claim of a request the cap's index alone watches, whose lease ends first:
+        # its due time moves there (an update of the projected cap_due_at)
         (
-            "SET #0 = :0, #1 = :1",
-            {"#0": "status", "#1": "due_at"},
-            IN_DUE,
-            None,
-            {"by_due": 2, "by_active_owner": 1},
+            "SET #0 = :0, #1 = :1, #2 = :2",
+            {"#0": "status", "#1": "due_at", "#2": "cap_due_at"},
+            {"due_at": {"N": "4"}, "cap_due_at": {"N": "4"}, "active_owner": {"S": "t#u"}},
+            frozenset({"by_active_owner"}),
+            {"by_active_owner": 1},
         ),
         # a claim of a request the cap's index alone watches, due at its pickup time still:
         # neither index is written
         (
             "SET #0 = :0, #1 = :1",
             {"#0": "status", "#1": "lease_expires_at"},
-            {"due_at": {"N": "5"}, "active_owner": {"S": "t#u"}, "origin_region": {"S": "r"}},
+            {
+                "due_at": {"N": "5"},
+                "cap_due_at": {"N": "5"},
+                "active_owner": {"S": "t#u"},
+                "origin_region": {"S": "r"},
+            },
             frozenset({"by_active_owner"}),
             {},
         ),
@@ -211,7 +219,14 @@ def update(expression: str, names: dict[str, str], after: dict) -> tuple[dict, d
         # a progress persist changes no key and nothing the indexes project
         ("SET #0 = :0", {"#0": "progress"}, IN_DUE, None, {}),
     ],
-    ids=["claim", "claim watched by the cap", "finish", "never in", "persist"],
+    ids=[
+        "claim",
+        "claim watched by the cap, lease first",
+        "claim watched by the cap",
+        "finish",
+        "never in",
+        "persist",
+    ],
 )
 def test_an_update_writes_the_indexes_whose_key_or_projection_it_changes(
     expression, names, after, was_in, expected
@@ -252,8 +267,7 @@ def test_the_cap_index_entry_holds_what_the_index_holds_and_nothing_else():
     index = schema.index_of(schema.REQUESTS, schema.REQUESTS_BY_ACTIVE_OWNER)
     entry = scale_model.cap_index_entry()
 
-    # due_region is projected, but absent from every entry the scan keeps
-    assert set(entry) == {"request_key", index.hash_key, *index.included} - {"due_region"}
+    assert set(entry) == {"request_key", index.hash_key, *index.included}
 
 
 def test_the_cap_index_scan_costs_half_a_read_unit_per_4_kb_of_entries_each_minute():

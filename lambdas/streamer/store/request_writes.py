@@ -36,7 +36,8 @@ def claim_request(
     request under `shard`: after the shard count was lowered, the retry or the
     wait that follows is due where the sweeper and the poller read every run.
     A request the per-user cap's index watches alone (`keys.watched_by`) is
-    not keyed by its claim: it stays in that index, due at the same time.
+    not keyed by its claim: it stays in that index, due at the same time
+    (`shard` is stored for the write that keys it).
     """
     shard = item.shard if shard is None else shard
     due_at = claim_due_at(_due_at(item), lease_expires_at)
@@ -48,9 +49,12 @@ def claim_request(
     ]
     if item.watched_by_cap:
         # The cap's index finds it if it stalls (`keys.watched_by`): it stays there alone,
-        # its time moved only where the lease ends before it (a projected attribute: 1 WRU).
+        # its time moved only where the lease ends before it (a projected attribute: 1 WRU),
+        # its shard (not projected) today's, for the write that keys it later.
         if due_at != _due_at(item):
-            actions.append(RequestItem.due_at.set(due_at))
+            actions += [RequestItem.due_at.set(due_at), RequestItem.cap_due_at.set(due_at)]
+        if shard != item.shard:
+            actions.append(RequestItem.due_shard.set(shard))
     elif due_at != _due_at(item) or item.due_region is None or shard != item.shard:
         actions += [*_keyed(item, shard), RequestItem.due_at.set(due_at)]
     written = condition(Event.CLAIM, Held(epoch=item.fence_epoch, attempt=int(item.attempt)))
@@ -117,6 +121,7 @@ def finish_request(
         RequestItem.updated_at.set(now_ms),
         RequestItem.lease_expires_at.remove(),
         RequestItem.active_owner.remove(),
+        *_unwatched(item),
     ]
     if deliver_by is None:
         actions += [RequestItem.due_region.remove(), RequestItem.due_at.remove()]
@@ -150,11 +155,16 @@ def complete_sent(item: RequestItem) -> bool:
 def schedule_retry(
     item: RequestItem, attempt: int, *, retry_after: int, seq: int, error: dict, now_ms: int
 ) -> bool:
-    """PROCESSING -> RETRYING: the sweeper puts it back to PENDING at `retry_after`."""
+    """PROCESSING -> RETRYING: the sweeper puts it back to PENDING at `retry_after`.
+
+    It stays in the index that watches it (`keys.watched_by`), due at that time.
+    """
+    watched = [RequestItem.cap_due_at.set(retry_after)] if item.watched_by_cap else []
     actions = [
         *moves(Event.RETRY),
         RequestItem.retry_after.set(retry_after),
         RequestItem.due_at.set(retry_after),
+        *watched,
         RequestItem.seq.set(seq),
         RequestItem.error.set(error),
         RequestItem.lease_expires_at.remove(),
@@ -196,6 +206,7 @@ def redrive_request(
     actions = _redriven(now_ms, next_due_at=next_due_at, seq=seq)
     actions.append(RequestItem.due_shard.set(shard))
     actions.append(RequestItem.due_region.set(sweep_partition(item.origin_region, shard)))
+    actions += _unwatched(item)
     written = condition(Event.REDRIVE, _unchanged(item, item.fence_epoch))
     return _write(item, actions, written)
 
@@ -227,6 +238,7 @@ def take_over_request(
         RequestItem.epoch.set(fence.epoch),
         RequestItem.due_shard.set(shard),
         RequestItem.due_region.set(partition(runner, shard)),
+        *_unwatched(item),
     ]
     event = Event.MOVE
     if redrive_seq is not None:
@@ -288,6 +300,7 @@ def wait_request(
         RequestItem.deadline_at.set(deadline_at),
         failures,
         RequestItem.due_region.set(poll_partition(item.origin_region, item.shard)),
+        *_unwatched(item),
         RequestItem.due_at.set(poll_at),
         RequestItem.seq.set(seq),
         RequestItem.lease_expires_at.remove(),
@@ -313,6 +326,7 @@ def claim_poll(
         *moves(Event.CLAIM_POLL),
         RequestItem.due_shard.set(shard),
         RequestItem.due_region.set(poll_partition(item.origin_region, shard)),
+        *_unwatched(item),
         RequestItem.due_at.set(lease_expires_at),
         RequestItem.updated_at.set(now_ms),
     ]
@@ -371,7 +385,15 @@ def _keyed(item: RequestItem, shard: int) -> list[Any]:
     return [
         RequestItem.due_shard.set(shard),
         RequestItem.due_region.set(sweep_partition(item.origin_region, shard)),
+        *_unwatched(item),
     ]
+
+
+def _unwatched(item: RequestItem) -> list[Any]:
+    """What a write that keys `item` in the due index (or ends it) removes: `cap_due_at`,
+    the due time the cap's index read while it alone watched the request
+    (`keys.watched_by`). One write to that index, once; none for a request without it."""
+    return [RequestItem.cap_due_at.remove()] if item.cap_due_at is not None else []
 
 
 def _due_at(item: RequestItem) -> int | None:

@@ -33,8 +33,9 @@ BY_ACTIVE_OWNER = schema.index_of(schema.REQUESTS, schema.REQUESTS_BY_ACTIVE_OWN
 #: What the sweeper's scan of the per-user cap's index keeps: the requests of one runner
 #: that index alone watches (not keyed in the due index: `keys.watched_by`) whose time
 #: passed. A scan of an index can filter on the attributes it projects and no others.
-UNKEYED_DUE = "attribute_not_exists(#keyed) AND #runner = :runner AND #due <= :now"
-UNKEYED_DUE_NAMES = {"#keyed": "due_region", "#runner": "origin_region", "#due": "due_at"}
+#: A keyed request has no `cap_due_at`.
+UNKEYED_DUE = "attribute_exists(#due) AND #runner = :runner AND #due <= :now"
+UNKEYED_DUE_NAMES = {"#runner": "origin_region", "#due": "cap_due_at"}
 #: Segments of the parallel scan read at once.
 SCAN_THREADS = 8
 
