@@ -749,13 +749,18 @@ Every table and index, and why it is sharded or not:
 - `requests`, key `request_key`: one request's own key (its put, claim,
   finish, a persist a second). Not shared.
 - `requests` index `by_due`, key `due_region`: the region's, written by every
-  async request: sharded (`runtime.dueShards`). The poller's partitions
-  (`<region>#<shard>#waiting`) are sharded the same way.
+  async request with the per-user cap off (the table above with the cap off
+  projects it), and with the cap on by every request a redrive, a
+  postponement, a deferral, a wait or a takeover moves on: sharded
+  (`runtime.dueShards`). The poller's partitions (`<region>#<shard>#waiting`)
+  are sharded the same way.
 - `requests` index `by_active_owner`, key `active_owner`: one user's; a write
   at the put and the finish, a query per async request. One user would need
   about 500 async requests a second to reach 1,000 WCU/s; the per-user cap
   (`runtime.maxActiveRequests`, 20) and the per-connection rate limit keep a
-  user far below.
+  user far below. The sweeper's scan of it reads every partition in turn,
+  once a minute, whatever the rate (recommendation 5): kept out of this
+  projection, which is per key.
 - `connections`, key `connection_id`: one connection's (connect, rate limit,
   ping, disconnect). Bounded by the per-connection rate limit.
 - `connections` index `by_user`, key `user_key`: one user's, projecting only
