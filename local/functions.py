@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -225,9 +225,19 @@ class LambdaFunction:
         """Invoke and wait: for callers that are threads themselves (the stream poller)."""
         return self.submit(event).result()
 
+    def begin(self, event: dict) -> Awaitable[object]:
+        """Start one invocation now, from the event loop; await the result for its answer
+        (or its `FunctionError`).
+
+        The invocation is under way when this returns, before the caller's next await:
+        a caller that has more to do in this turn of the loop (the gateway reading the
+        next frame) does it while the function runs.
+        """
+        return asyncio.wrap_future(self.submit(event))
+
     async def invoke_async(self, event: dict) -> object:
         """Invoke from the event loop without blocking it."""
-        return await asyncio.wrap_future(self.submit(event))
+        return await self.begin(event)
 
     def close(self) -> None:
         """Wait for running invocations and release the pool's threads."""

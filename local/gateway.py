@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -170,7 +171,13 @@ class Gateway:
         try:
             async for message in socket:
                 session.touch()
-                self._track(asyncio.create_task(self._route(session, message)))
+                try:
+                    event, invocation = self._invoke(session, message)
+                except Exception:
+                    # A bug here, never a silent drop; the connection reads on.
+                    log.exception("routing a frame failed")
+                    continue
+                self._tasks.add(asyncio.create_task(self._route(session, event, invocation)))
         except ConnectionClosed:
             pass
         finally:
@@ -178,31 +185,44 @@ class Gateway:
             self._sessions.pop(connection_id, None)
         await self._disconnected(session)
 
-    def _track(self, task: asyncio.Task) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+    def _invoke(self, session: Session, message: str | bytes) -> tuple[dict, Awaitable[object]]:
+        """The frame's event, and its route's invocation, already started.
 
-    async def _route(self, session: Session, message: str | bytes) -> None:
+        Started here, in the turn of the loop that read the frame, rather than in the
+        task that answers it: the function runs while the loop gets to that task.
+        """
         assert self._integrations is not None
         routes = self._integrations.routes
         route_key = apigateway.select_route(message, routes.keys())
         event = apigateway.message_event(
             self.api, session.handshake, session.authorizer, route_key, message
         )
+        return event, routes[route_key].begin(event)
+
+    async def _route(self, session: Session, event: dict, invocation: Awaitable[object]) -> None:
+        """Send the route response, if any, when the invocation ends.
+
+        A failure of the gateway's own is logged, never a silent drop. The task leaves
+        `_tasks` itself: a done callback would cost the loop one more turn a frame.
+        """
         try:
-            answer = await routes[route_key].invoke_async(event)
-            reply = apigateway.route_response(answer)
-        except FunctionError:
-            reply = apigateway.integration_failure(
-                session.handshake, event["requestContext"]["requestId"]
-            )
-        if reply is not None:
             try:
-                await session.socket.send(reply)
-                session.touch()
-            except ConnectionClosed:
-                log.info("route response for gone %s dropped", session.handshake.connection_id)
+                answer = await invocation
+                reply = apigateway.route_response(answer)
+            except FunctionError:
+                reply = apigateway.integration_failure(
+                    session.handshake, event["requestContext"]["requestId"]
+                )
+            if reply is not None:
+                try:
+                    await session.socket.send(reply)
+                    session.touch()
+                except ConnectionClosed:
+                    log.info("route response for gone %s dropped", session.handshake.connection_id)
+        except Exception:
+            log.exception("routing a frame failed")
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _enforce_timeouts(self, session: Session) -> None:
         while True:
@@ -267,12 +287,6 @@ class Gateway:
             return False
         await session.socket.close(NORMAL_CLOSURE)
         return True
-
-
-def _log_failure(task: asyncio.Task) -> None:
-    """A routed frame the gateway itself failed on is a bug here, never a silent drop."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("routing a frame failed", exc_info=task.exception())
 
 
 def _refusal(socket: ServerConnection, status: int) -> Response:

@@ -37,7 +37,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
@@ -111,6 +111,16 @@ class Invocation:
 
 #: What an invocation's reply becomes when the function's timeout passes first.
 _TIMED_OUT = ("timed out", None)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """An invocation sent from the event loop: the future its worker's reply settles,
+    the timer that settles it at the function's timeout instead, and when it was sent."""
+
+    reply: asyncio.Future
+    timer: asyncio.TimerHandle
+    started: float
 
 
 def _settle(future: asyncio.Future, result: object) -> None:
@@ -338,30 +348,36 @@ class IsolatedFunction(LambdaFunction):
             raise FunctionError(self.spec.name, error_type, error_message)
         return json.loads(reply[1])
 
-    async def invoke_async(self, event: dict) -> object:
+    def begin(self, event: dict) -> Awaitable[object]:
         """From the event loop: straight to an idle worker when there is one, else
         through a thread of the pool, which waits for a worker or starts one.
 
-        Straight means the loop writes the event on the worker's socket and the reply
-        comes to the loop's watch on that socket: no thread hand-off either way.
+        Straight means the event is on the worker's socket when this returns, and the
+        reply comes to the loop's watch on that socket: no thread hand-off either way.
         Invocations with fault instructions always go through the pool.
         """
         worker = self._idle_worker() if self._instructions is None else None
         if worker is None:
-            return await super().invoke_async(event)
+            return super().begin(event)
         if not self._admit():
             self._give_back(worker)
-            raise self._throttled()
+            throttled = asyncio.get_running_loop().create_future()
+            throttled.set_exception(self._throttled())
+            return throttled
         invocation = Invocation(new_request_id(), {}, worker)
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
-            reply = await self._exchange_on_loop(invocation, json.dumps(event))
-        finally:
-            with self._lock:
-                self._running.pop(invocation.aws_request_id, None)
-            self._release()
-        return self._answer(invocation.aws_request_id, reply)
+            reply = self._send_on_loop(invocation, json.dumps(event))
+        except BaseException:
+            self._ended_on_loop(invocation)
+            raise
+        return self._reply_on_loop(invocation, reply)
+
+    def _ended_on_loop(self, invocation: Invocation) -> None:
+        with self._lock:
+            self._running.pop(invocation.aws_request_id, None)
+        self._release()
 
     def _finish_abandoned(self, invocation: Invocation, deadline: float) -> None:
         """Wait for the answer nobody reads; then give the worker back, or stop it at its
@@ -426,8 +442,9 @@ class IsolatedFunction(LambdaFunction):
             message = (EXITED, None)
         reply.set_result(message)
 
-    async def _exchange_on_loop(self, invocation: Invocation, event_json: str) -> tuple:
-        """`_exchange` on the event loop; the worker goes back to the pool or is discarded."""
+    def _send_on_loop(self, invocation: Invocation, event_json: str) -> _Reply:
+        """Send the invocation to its worker from the event loop; what `_reply_on_loop`
+        awaits (the reply future and when it was sent)."""
         loop = asyncio.get_running_loop()
         worker = invocation.worker
         self._watch(worker, loop)
@@ -440,9 +457,24 @@ class IsolatedFunction(LambdaFunction):
                 worker.connection,
                 (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {}),
             )
-            message = await reply
         except OSError:
-            message = (EXITED, None)
+            _settle(reply, (EXITED, None))
+        return _Reply(reply, timer, started)
+
+    async def _reply_on_loop(self, invocation: Invocation, sent: _Reply) -> object:
+        """The handler's answer from its worker's reply; the worker goes back to the pool
+        or is discarded."""
+        try:
+            message = await self._exchanged_on_loop(invocation, sent)
+        finally:
+            self._ended_on_loop(invocation)
+        return self._answer(invocation.aws_request_id, message)
+
+    async def _exchanged_on_loop(self, invocation: Invocation, sent: _Reply) -> tuple:
+        worker = invocation.worker
+        reply, timer, started = sent.reply, sent.timer, sent.started
+        try:
+            message = await reply
         except asyncio.CancelledError:
             # The caller gave up (a handshake past its timeout), not the function: as on
             # Lambda the invocation runs on, and its worker serves again once it answers.

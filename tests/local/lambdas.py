@@ -31,6 +31,13 @@ def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
 
 
+def mark_started(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Create the file the event names, then `remember`: the invocation has begun."""
+    with open(event["started"], "x"):
+        pass
+    return remember(event, context)
+
+
 def remember_or_exit(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """`exit_with` when the event has a status, else `remember`."""
     if "status" in event:

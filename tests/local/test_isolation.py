@@ -190,6 +190,33 @@ def test_a_warm_environment_invoked_from_the_event_loop_fails_as_lambda_reports_
     assert [i.stopped for i in function.stopped()] == ["timed out"]
 
 
+def test_a_warm_environment_has_its_event_before_the_event_loop_turns(tmp_path) -> None:
+    # GIVEN a warm environment of a function the event loop invokes (the gateway's path)
+    function = isolated("tests.local.lambdas.mark_started", concurrency=1)
+    started = tmp_path / "started"
+    try:
+        run(function.invoke_async({"started": str(tmp_path / "cold")}))
+
+        async def begin_then_block() -> tuple[bool, dict]:
+            # WHEN the invocation begins and the loop does not turn until the worker ran it
+            invocation = function.begin({"started": str(started)})
+            for _ in range(1000):
+                if started.exists():
+                    break
+                time.sleep(0.01)
+            ran_meanwhile = started.exists()
+            return ran_meanwhile, await invocation
+
+        ran_meanwhile, answer = run(begin_then_block())
+    finally:
+        function.close()
+
+    # THEN the worker had the event already: the loop's turn was not needed to send it
+    assert ran_meanwhile
+    assert answer["invocations"] == 2
+    assert function.cold_starts == 1
+
+
 def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again() -> None:
     function = isolated("tests.local.lambdas.remember", concurrency=1)
     try:
