@@ -5,6 +5,9 @@
 - a function throttled;
 - async requests slow: p99 of their total time, queued to ended, above a threshold;
 - requests stuck: the sweeper re-drives requests minute after minute;
+- the sweeper failing: minute after minute it cannot handle some due requests (a re-drive
+  or takeover refused, the per-user cap's queue unread), which then wait on; its Lambda
+  errors do not show this, since a sweep that fails on some requests still returns;
 - the processor's dead-letter queue holding stream batches it gave up on;
 - the processor's stream mapping falling behind (iterator age);
 - "service unhealthy", a composite alarm in ALARM while any of them is.
@@ -33,7 +36,12 @@ from components.alarms import (
 from components.observability import base_dimensions
 from components.settings import StackSettings
 from streamer import catalog
-from streamer.metric_names import ASYNC_TOTAL_DURATION, NAMESPACE, SWEEPER_REDRIVES
+from streamer.metric_names import (
+    ASYNC_TOTAL_DURATION,
+    NAMESPACE,
+    SWEEPER_FAILURES,
+    SWEEPER_REDRIVES,
+)
 
 
 @dataclass
@@ -137,6 +145,16 @@ class ServiceAlarms(pulumi.ComponentResource):
                 threshold=0,
                 description="The sweeper re-drives requests minute after minute. "
                 f"{RUNBOOK}, Requests stuck",
+                evaluation=Evaluation(tuning.stuck_periods, tuning.stuck_periods),
+            ),
+            "sweeper-failing": dict(
+                namespace=NAMESPACE,
+                metric_name=SWEEPER_FAILURES.name,
+                dimensions=base,
+                statistic="Sum",
+                threshold=0,
+                description="The sweeper fails on due requests minute after minute: they "
+                f"wait past their due time. {RUNBOOK}, Sweeper failing",
                 evaluation=Evaluation(tuning.stuck_periods, tuning.stuck_periods),
             ),
             "dead-letters": dict(

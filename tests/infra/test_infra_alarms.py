@@ -181,6 +181,30 @@ def test_async_slowness_and_stuck_requests_alarm_on_declared_streamer_metrics(
 
 
 @pytest.mark.parametrize(("stack", "region"), REGIONS)
+def test_a_sweeper_that_keeps_failing_on_due_requests_alarms(
+    request: pytest.FixtureRequest, stack: str, region: str
+) -> None:
+    # GIVEN the region's alarm on the sweeper's own failures (a due request it could not
+    # re-drive, a failed read of the per-user cap's queue, a failed takeover): each one
+    # leaves requests waiting past their due time, and the sweeper's Lambda errors do not
+    # show them, since a sweep that fails on some requests still returns
+    plan: Plan = request.getfixturevalue(stack)
+    stage = plan.named(f"{PROJECT}-{region}-websocket-stage").inputs["name"]
+    failing = alarm(plan, region, "sweeper-failing")
+
+    # THEN it watches the declared failure count, for this stage and region, above zero in
+    # as many consecutive minutes as the stuck alarm
+    assert failing["namespace"] == NAMESPACE
+    assert (failing["metricName"], failing["statistic"], failing["threshold"]) == (
+        "SweeperItemFailures",
+        "Sum",
+        0,
+    )
+    assert failing["dimensions"] == base_dimensions(stage, region)
+    assert failing["evaluationPeriods"] == failing["datapointsToAlarm"] == DEFAULTS.stuck_periods
+
+
+@pytest.mark.parametrize(("stack", "region"), REGIONS)
 def test_the_stream_backlog_and_dead_letters_alarm(
     request: pytest.FixtureRequest, stack: str, region: str
 ) -> None:
@@ -340,4 +364,5 @@ def test_every_alarm_names_a_runbook_that_docs_operations_md_has(dev: Plan) -> N
         assert match, each.name
         runbooks.add(match[1])
     assert runbooks <= headings, runbooks - headings
-    assert len(runbooks) == 8
+    # AND every runbook there is one an alarm names
+    assert headings == runbooks, headings - runbooks

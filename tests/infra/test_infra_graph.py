@@ -17,8 +17,9 @@ FUNCTIONS = 8
 
 #: What one region holds, by type (alarms, components/service_alarms.py: an error rate
 #: per function but the authorizer, which alarms on crashes, a throttle alarm per
-#: function, async p99, stuck requests, the processor's dead letters and iterator age,
-#: plus the notifications' undelivered messages; permissions: four routes/authorizer,
+#: function, async p99, stuck requests, the sweeper failing, the processor's dead letters
+#: and iterator age, plus the notifications' undelivered messages; permissions: four
+#: routes/authorizer,
 #: the sweeper, the poller, and SNS and EventBridge invoking the publish function).
 PER_REGION = Counter(
     {
@@ -40,7 +41,7 @@ PER_REGION = Counter(
         "aws:lambda/alias:Alias": FUNCTIONS,
         # The dependency layer, and the tracing layer (every stack file turns tracing on).
         "aws:lambda/layerVersion:LayerVersion": 2,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * (FUNCTIONS + 1) + 4 + 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * (FUNCTIONS + 1) + 5 + 1,
         "aws:cloudwatch/compositeAlarm:CompositeAlarm": 1,
         # Three rules (tenants by requests, failures, duration), four saved queries.
         "aws:cloudwatch/contributorInsightRule:ContributorInsightRule": 3,

@@ -26,7 +26,7 @@ def test_text_plan_prints_the_tree_and_outputs(
     lines = text.splitlines()
 
     # THEN it names the stack, nests children under their parents, and lists the outputs
-    assert lines[0] == "stack prod of streamer: 354 resources"
+    assert lines[0] == "stack prod of streamer: 356 resources"
     component = lines.index("streamer:components:RegionalStack  streamer-eu-west-1")
     assert lines[component + 1].startswith("  aws:")
     assert any(
@@ -52,7 +52,7 @@ def test_json_plan_is_complete_and_stable(
     # THEN every resource has its type, name, parent, region and inputs, and runs agree
     assert first == second
     assert (data["project"], data["stack"]) == ("streamer", "dev")
-    assert len(data["resources"]) == 157
+    assert len(data["resources"]) == 158
     for resource in data["resources"]:
         assert {"type", "name", "parent", "region", "inputs", "depends_on"} <= set(resource)
     by_name = {r["name"]: r for r in data["resources"]}
