@@ -19,8 +19,8 @@ FUNCTIONS = 8
 #: per function but the authorizer, which alarms on crashes, a throttle alarm per
 #: function, async p99, stuck requests, the sweeper failing, the processor's dead letters
 #: and iterator age, plus the notifications' undelivered messages; permissions: four
-#: routes/authorizer,
-#: the sweeper, the poller, and SNS and EventBridge invoking the publish function).
+#: routes/authorizer, the sweeper, the poller, and SNS and EventBridge invoking the
+#: publish function).
 PER_REGION = Counter(
     {
         "pulumi:providers:aws": 1,
