@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import select
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -31,6 +32,19 @@ def send(connection: Connection, message: object) -> None:
     """`connection.send(message)`, which `recv` reads, pickled without `ForkingPickler`:
     its per-call copy of the reducer table is for objects these messages never hold."""
     connection.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def _incoming(connection: Connection) -> select.poll:
+    """What the worker waits on for its next invocation: `poll` for input on its socket.
+
+    A read blocked on a Unix socket is woken whenever the socket's wait queue is, also
+    when the stack reads the reply just sent and frees room to write: it then finds
+    nothing and sleeps again, one more context switch an invocation. A `poll` waiter is
+    woken only for the events it asked for (input, hang-up, error).
+    """
+    incoming = select.poll()
+    incoming.register(connection.fileno(), select.POLLIN)
+    return incoming
 
 
 def _import_handler(handler: str):
@@ -79,8 +93,10 @@ def serve(connection: Connection, setup: dict) -> None:
         connection.send((INIT_ERROR, *failure, traceback.format_exc()))
         return
     connection.send((READY, (time.monotonic() - started) * 1000))
+    incoming = _incoming(connection)
     while True:
         try:
+            incoming.poll()
             message = connection.recv()
         except (EOFError, OSError):
             return  # the stack is gone

@@ -18,7 +18,8 @@ def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _lock:
         invocations += 1
         count = invocations
-    time.sleep(event.get("seconds", 0))
+    if "seconds" in event:
+        time.sleep(event["seconds"])
     return {
         "pid": os.getpid(),
         "invocations": count,

@@ -217,6 +217,38 @@ def test_a_warm_environment_has_its_event_before_the_event_loop_turns(tmp_path) 
     assert function.cold_starts == 1
 
 
+def _voluntary_switches(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no context switch count for {pid}")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_a_warm_environment_sleeps_once_an_invocation_not_again_when_its_reply_is_read() -> None:
+    # GIVEN a warm environment the event loop invokes, one invocation after another
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    invocations = 200
+
+    async def one_after_another() -> None:
+        for _ in range(invocations):
+            await function.invoke_async({})
+
+    try:
+        pid = function.invoke({})["pid"]
+        # WHEN it serves them
+        before = _voluntary_switches(pid)
+        run(one_after_another())
+        slept = _voluntary_switches(pid) - before
+    finally:
+        function.close()
+
+    # THEN it went to sleep about once an invocation, waiting for the next: not a second
+    # time, woken for nothing when the stack read its reply and freed room on the socket
+    assert slept < 1.5 * invocations, slept
+
+
 def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again() -> None:
     function = isolated("tests.local.lambdas.remember", concurrency=1)
     try:
