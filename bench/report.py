@@ -265,11 +265,12 @@ def _sync_reason(results: dict) -> str:
         )
     return text + (
         ". The rest is the local stack playing API Gateway and Lambda in Python: the "
-        "`$default` event and its answer JSON-encoded and decoded both ways, as Lambda does, "
-        "a thread hand-off to the function and the event's trip over a socket to the "
-        "router's worker process and back, and the router's own hand-off to its "
-        "sync-handler pool. On AWS these hops are network hops of milliseconds, so this "
-        "ratio says more about the emulation than about Streamer."
+        "gateway's WebSocket frame turned into the `$default` event, the event and its "
+        "answer JSON-encoded and decoded both ways, as Lambda does, and their trip over a "
+        "Unix socket to the router's worker process and back: two more processes woken "
+        "per round trip than the bare echo's two, each wake-up a context switch. On AWS "
+        "these hops are network hops of milliseconds, so this ratio says more about the "
+        "emulation than about Streamer."
     )
 
 
