@@ -821,9 +821,14 @@ RECOMMENDATIONS_TEMPLATE = """\
    instance that runs an action adds its counts to the action's bucket item
    once a second (`streamer.breaker`), so that item takes as many WCU/s as
    instances run at once (section 7). The region's default concurrency quota
-   (1,000) bounds it at the limit; a stack whose quota is raised past it needs
-   the count items sharded (say `circuit#{action}#{epoch}#{bucket}#{n}`, an
-   instance writing one of them and the readers adding them up).
+   (1,000) bounds it at the limit; a stack whose quota is raised past it sets
+   `runtime.circuitCountShards` to the instances that may run one action at
+   once over 1,000, rounded up: each bucket is then spread over that many
+   items (`circuit#{action}#{epoch}#{bucket}#{n}`), each instance adding to
+   the one it drew when it started and every read adding them all up
+   (`pytest tests/unit/test_circuit.py tests/functional/test_circuit_store.py
+   -k shard`). Each step adds two items (one read unit) to every instance's
+   read of the circuit, once a second per action, so the default stays 1.
 {cap_index}"""
 
 

@@ -131,14 +131,17 @@ def hottest_shard_share(shards: int, keys_per_s: int) -> float:
     return max(counts) / keys_per_s
 
 
-def hottest_per_s(use: Use, rate_per_s: float, shards: int, instances: float) -> float:
+def hottest_per_s(
+    use: Use, rate_per_s: float, shards: int, instances: float, count_shards: int = 1
+) -> float:
     """The units a second the hottest key value of `use` needs at `rate_per_s` requests.
 
     - a request's key: everything one request spends on it, as if within one second;
     - a connection's or a user's: one connection at the rate limit;
     - a region's: the whole region's, over the shards, the busiest shard's share;
-    - an action's (circuit breaker): one write a second per Lambda instance, and a read
-      of half a unit (eventually consistent).
+    - an action's (circuit breaker): one write a second per Lambda instance, spread over
+      the `count_shards` items of a bucket (`runtime.circuitCountShards`), and a read of
+      half a unit (eventually consistent) of every item by every instance.
     """
     if use.kind == REQUEST:
         return use.most_on_one_key
@@ -146,7 +149,9 @@ def hottest_per_s(use: Use, rate_per_s: float, shards: int, instances: float) ->
         return use.per_request * CONNECTION_PER_S
     if use.kind == REGION:
         return use.per_request * rate_per_s * hottest_shard_share(shards, int(rate_per_s))
-    return instances * (1.0 if use.capacity == "write" else 0.5)
+    if use.capacity == "write":
+        return instances / max(1, count_shards)
+    return instances * 0.5
 
 
 @dataclass(frozen=True)
@@ -475,8 +480,8 @@ def hot_keys_reason(section: dict) -> str:
             "Lambda instance that ran the action (`streamer.breaker`), so it needs as many "
             "WCU/s as instances run at once; the model counts them from this machine's "
             "invocation times (far longer than Lambda's), up to the region's default "
-            f"concurrency quota of {ACCOUNT_CONCURRENCY:,}. Past that quota the count items "
-            "need shards of their own."
+            f"concurrency quota of {ACCOUNT_CONCURRENCY:,}. Past that quota "
+            "`runtime.circuitCountShards` spreads them (recommendation 4)."
         )
     return text
 

@@ -102,6 +102,7 @@ def _values(
         config.CIRCUIT_FAILURE_RATIO: str(tuning.circuit_failure_ratio),
         config.CIRCUIT_MINIMUM_CALLS: str(tuning.circuit_minimum_calls),
         config.CIRCUIT_OPEN_S: str(tuning.circuit_open_s),
+        config.CIRCUIT_COUNT_SHARDS: str(tuning.circuit_count_shards),
         # Every region of the stack in stack order, the function's own among them.
         STACK_REGIONS: ",".join(settings.regions),
         # The interval the sweeper's schedule runs at (components/regional.py).

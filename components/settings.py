@@ -19,6 +19,7 @@ import pulumi
 
 from components.rollout import STRATEGIES, Rollout
 from streamer import catalog
+from streamer.circuit import MAX_COUNT_SHARDS as MAX_CIRCUIT_COUNT_SHARDS
 from streamer.config import Settings as RuntimeSettings
 from streamer.cors import CorsRules, InvalidCorsRules
 from streamer.keys import MAX_DUE_SHARDS
@@ -142,6 +143,10 @@ class RuntimeTuning:
     circuit_failure_ratio: float = _RUNTIME_DEFAULTS["circuit_failure_ratio"]
     circuit_minimum_calls: int = _RUNTIME_DEFAULTS["circuit_minimum_calls"]
     circuit_open_s: int = _RUNTIME_DEFAULTS["circuit_open_s"]
+    #: Items each bucket of an action's circuit counts is spread over: one takes a write a
+    #: second from each instance adding to it, so one item serves up to 1,000 instances
+    #: running the action at once, a region's default concurrency quota.
+    circuit_count_shards: int = _RUNTIME_DEFAULTS["circuit_count_shards"]
 
 
 @dataclass(frozen=True)
@@ -476,6 +481,7 @@ class StackSettings:
             "circuitFailureRatio": (r.circuit_failure_ratio, 0, 1),
             "circuitMinimumCalls": (r.circuit_minimum_calls, 1, 1_000_000),
             "circuitOpenS": (r.circuit_open_s, 1, 3600),
+            "circuitCountShards": (r.circuit_count_shards, 1, MAX_CIRCUIT_COUNT_SHARDS),
         }
         _check_bounds("runtime", bounds)
 

@@ -6,11 +6,13 @@ the calls and failures counted since the last write.
 
 Cost model. Per action and per instance, at most once a second: one
 UpdateItem adding the counts (only if runs ended meanwhile, and not in the
-instance's first second) and one BatchGetItem reading the state and two count
-items (only if the action is used, and for sync runs not in the instance's
-first second: `circuit.reads_before_sync_run`). So the writes a second per
-action are at most the number of running instances, whatever the request
-rate; reads likewise. Opening, each trial and closing are one conditional
+instance's first second) and one BatchGetItem reading the state and two
+buckets' count items (only if the action is used, and for sync runs not in
+the instance's first second: `circuit.reads_before_sync_run`). So the writes
+a second per action are at most the number of running instances, whatever
+the request rate, spread over `Policy.count_shards` items (each instance
+adds to the one it drew when it started); reads likewise, each of them
+reading every item. Opening, each trial and closing are one conditional
 write each, a few per outage. The counts are
 written when the instance next handles the action after a second has passed:
 an instance that goes idle keeps its last second's counts until its next
@@ -61,6 +63,7 @@ def policy_of(settings: Settings) -> Policy:
         failure_ratio=settings.circuit_failure_ratio,
         minimum_calls=settings.circuit_minimum_calls,
         open_s=settings.circuit_open_s,
+        count_shards=settings.circuit_count_shards,
     )
 
 
@@ -82,6 +85,8 @@ class Breaker:
         self._views: dict[str, _View] = {}
         self._pending: dict[tuple[str, int], Counts] = {}
         self._started = clock()
+        #: The count item of each bucket this instance adds to (`Policy.count_shards`).
+        self.count_shard = min(int(rng() * policy.count_shards), policy.count_shards - 1)
         # The first write waits a second like the others: a new instance's first message
         # does not pay for one.
         self._flushed_at = self._started
@@ -189,10 +194,13 @@ class Breaker:
         ttl = now // 1000 + 2 * self.policy.window_s + COUNTS_TTL_MARGIN_S
         for (action, epoch), counts in pending.items():
             try:
-                totals = self._store.add(action, epoch, bucket, counts, ttl)
+                totals = self._store.add(action, epoch, bucket, counts, ttl, shard=self.count_shard)
             except StoreUnavailable:
                 log.warning("circuit counts not written", extra={"fields": {"action": action}})
                 continue
+            if self.policy.count_shards > 1 and totals is not None:
+                # The item written is one of the bucket's: its totals are not the bucket's.
+                totals = self._with_own(action, epoch, bucket, counts)
             self._update_view(action, epoch, bucket, totals, now)
             self._open_if_tripped(action, now)
 
@@ -206,7 +214,9 @@ class Breaker:
         epoch = view.state.epoch if view else 0
         bucket = circuit.bucket_of(now, self.policy)
         try:
-            state, current, previous = self._store.read(action, epoch, bucket)
+            state, current, previous = self._store.read(
+                action, epoch, bucket, self.policy.count_shards
+            )
         except StoreUnavailable:
             log.warning("circuit state not read", extra={"fields": {"action": action}})
             # Kept for a second as if read, so an outage costs one read a second, not one
@@ -247,6 +257,17 @@ class Breaker:
             self._views[action] = _View(
                 view.read_at, view.state, counts, bucket, totals, view.previous
             )
+
+    def _with_own(self, action: str, epoch: int, bucket: int, added: Counts) -> Counts | None:
+        """The bucket's counts as last read plus the ones this instance just added, when
+        its counts are spread over items: what the view would read, short of the other
+        instances' adds since the read (which the next read, within a second, brings).
+        None when there is no view of that bucket and epoch to add to."""
+        with self._lock:
+            view = self._views.get(action)
+        if view is None or view.bucket != bucket or view.state.epoch != epoch:
+            return None
+        return view.current + added
 
     def _forget(self, action: str) -> None:
         with self._lock:

@@ -138,6 +138,7 @@ _REQUESTS = frozenset(
         config.CIRCUIT_FAILURE_RATIO,
         config.CIRCUIT_MINIMUM_CALLS,
         config.CIRCUIT_OPEN_S,
+        config.CIRCUIT_COUNT_SHARDS,
     }
 )
 #: What admits messages from clients: rate limit, per-user cap, watch tokens.

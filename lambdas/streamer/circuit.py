@@ -14,8 +14,8 @@ talks to the store (`streamer.store.circuits`).
 Counts are kept per action in buckets one window long; the failure ratio over
 the last window is the sliding-window estimate: the current bucket plus the
 previous one weighted by the part of it still inside the window (the
-"sliding window counter" of rate limiters). Two items per action, whatever
-the request rate.
+"sliding window counter" of rate limiters). Two buckets per action, whatever
+the request rate, each spread over `Policy.count_shards` items.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from streamer.transitions import RETRY, Status
 
 #: Trial runs let through per half-open period.
 HALF_OPEN_TRIALS = 3
+#: The most items one bucket's counts may be spread over: a read takes the state and two
+#: buckets' items in one BatchGetItem, which takes at most 100 keys (DynamoDB API
+#: reference, BatchGetItem), so 1 + 2 * 49.
+MAX_COUNT_SHARDS = 49
 #: What an in-process view of a circuit may lag behind the store (ms).
 VIEW_TTL_MS = 1000
 #: A new instance runs sync requests without reading their circuits for this long (ms):
@@ -57,6 +61,12 @@ class Policy:
     minimum_calls: int = 20
     open_s: int = 30
     half_open_trials: int = HALF_OPEN_TRIALS
+    #: Items one bucket's counts are spread over. Every instance adds its counts to one
+    #: of them (chosen when it starts) at most once a second, and reads them all: one
+    #: item takes a write a second from each instance that adds to it, and DynamoDB
+    #: serves at most 1,000 write units a second per partition key value, so an action
+    #: run by more than 1,000 instances at once needs more than one.
+    count_shards: int = 1
 
     @property
     def enabled(self) -> bool:

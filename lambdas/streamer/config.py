@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from streamer.circuit import MAX_COUNT_SHARDS as MAX_CIRCUIT_COUNT_SHARDS
 from streamer.keys import MAX_DUE_SHARDS
 from streamer.regions import TakeoverSettings
 
@@ -52,6 +53,7 @@ CIRCUIT_WINDOW_S = "STREAMER_CIRCUIT_WINDOW_S"
 CIRCUIT_FAILURE_RATIO = "STREAMER_CIRCUIT_FAILURE_RATIO"
 CIRCUIT_MINIMUM_CALLS = "STREAMER_CIRCUIT_MINIMUM_CALLS"
 CIRCUIT_OPEN_S = "STREAMER_CIRCUIT_OPEN_S"
+CIRCUIT_COUNT_SHARDS = "STREAMER_CIRCUIT_COUNT_SHARDS"
 #: The EventBridge detail-type whose events the publish function delivers.
 NOTIFICATION_DETAIL_TYPE = "Real-time Notification"
 #: The regions of the deployment, comma-separated (`streamer.regions`); default: the own only.
@@ -113,6 +115,7 @@ ALL = (
     CIRCUIT_FAILURE_RATIO,
     CIRCUIT_MINIMUM_CALLS,
     CIRCUIT_OPEN_S,
+    CIRCUIT_COUNT_SHARDS,
     REGIONS,
     TABLE_ENDPOINTS,
     HEARTBEAT_STALE_S,
@@ -262,6 +265,9 @@ class Settings:
     circuit_minimum_calls: int = 20
     #: Seconds an open circuit refuses requests before trial runs go through.
     circuit_open_s: int = 30
+    #: Items each bucket of an action's circuit counts is spread over, 1 to
+    #: `circuit.MAX_COUNT_SHARDS` (`circuit.Policy.count_shards`).
+    circuit_count_shards: int = 1
     #: Every region of the deployment (`streamer.regions`), the own one included.
     regions: tuple[str, ...] = ()
     #: The DynamoDB endpoint of each region whose endpoint is not the SDK's default.
@@ -364,6 +370,9 @@ class Settings:
             circuit_failure_ratio=min(max(0.0, decimal(CIRCUIT_FAILURE_RATIO, 0.5)), 1.0),
             circuit_minimum_calls=max(1, number(CIRCUIT_MINIMUM_CALLS, 20)),
             circuit_open_s=max(1, number(CIRCUIT_OPEN_S, 30)),
+            circuit_count_shards=min(
+                max(1, number(CIRCUIT_COUNT_SHARDS, 1)), MAX_CIRCUIT_COUNT_SHARDS
+            ),
             regions=parse_regions(REGIONS, text(REGIONS), region),
             table_endpoints=parse_endpoints(TABLE_ENDPOINTS, text(TABLE_ENDPOINTS)),
             heartbeat_stale_s=decimal(HEARTBEAT_STALE_S, 180.0),

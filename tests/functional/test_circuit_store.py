@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streamer import breaker, runtime
-from streamer.circuit import CircuitState, Counts, Policy, TrialSlot
+from streamer.circuit import MAX_COUNT_SHARDS, CircuitState, Counts, Policy, TrialSlot
 from streamer.store import circuits
 
 T0 = 1_000_000
@@ -27,6 +27,29 @@ def test_counts_add_up_per_bucket_and_are_read_with_the_state(bound):
     assert state == CircuitState()
     assert (current, previous) == (Counts(8, 5), Counts(1, 0))
     assert circuits.read("other", 0, 7) == (CircuitState(), Counts(), Counts())
+
+
+def test_sharded_counts_are_summed_and_shard_0_is_the_unsharded_key(bound):
+    # GIVEN a bucket's counts in three items, shard 0 written as an unsharded release does
+    circuits.add("report", 0, 7, Counts(5, 2), ttl=99)
+    assert circuits.add("report", 0, 7, Counts(3, 3), ttl=99, shard=1) == Counts(3, 3)
+    circuits.add("report", 0, 7, Counts(1, 1), ttl=99, shard=2)
+    circuits.add("report", 0, 6, Counts(4, 0), ttl=99, shard=2)
+
+    # THEN a read over the three shards sums each bucket, one over shard 0 alone does not
+    state, current, previous = circuits.read("report", 0, 7, shards=3)
+    assert (state, current, previous) == (CircuitState(), Counts(9, 6), Counts(4, 0))
+    assert circuits.read("report", 0, 7) == (CircuitState(), Counts(5, 2), Counts())
+    assert circuits.counts_key("report", 0, 7) == circuits.counts_key("report", 0, 7, 0)
+    assert circuits.counts_key("report", 0, 7, 2) == "circuit#report#0#7#2"
+
+
+def test_the_most_count_shards_fit_one_batch_get(bound):
+    # 1 state item and two buckets of MAX_COUNT_SHARDS items: BatchGetItem's 100 keys
+    shards = MAX_COUNT_SHARDS
+    circuits.add("report", 0, 7, Counts(1, 1), ttl=99, shard=shards - 1)
+    assert circuits.read("report", 0, 7, shards=shards)[1] == Counts(1, 1)
+    assert 1 + 2 * shards <= 100
 
 
 def test_only_one_writer_opens_a_closed_circuit(bound):
@@ -85,9 +108,9 @@ class _CountedReads:
     def __init__(self) -> None:
         self.reads = 0
 
-    def read(self, action: str, epoch: int, bucket: int) -> tuple:
+    def read(self, action: str, epoch: int, bucket: int, shards: int = 1) -> tuple:
         self.reads += 1
-        return circuits.read(action, epoch, bucket)
+        return circuits.read(action, epoch, bucket, shards)
 
     def __getattr__(self, name: str) -> object:
         return getattr(circuits, name)

@@ -50,6 +50,7 @@ REQUEST_TUNING = {
     config.CIRCUIT_FAILURE_RATIO,
     config.CIRCUIT_MINIMUM_CALLS,
     config.CIRCUIT_OPEN_S,
+    config.CIRCUIT_COUNT_SHARDS,
 }
 #: The variable names each function gets when the JWKS URL is configured.
 ENVIRONMENT = {

@@ -97,6 +97,11 @@ def test_runtime_defaults_are_the_runtimes_own() -> None:
         (with_(runtime=RuntimeTuning(rate_limit_per_s=-1)), "streamer:runtime.rateLimitPerS"),
         (with_(runtime=RuntimeTuning(rate_limit_burst=-5)), "streamer:runtime.rateLimitBurst"),
         (with_(runtime=RuntimeTuning(poller_batch_size=0)), "streamer:runtime.pollerBatchSize"),
+        (
+            # 1 state item and two buckets of 50 items: past BatchGetItem's 100 keys.
+            with_(runtime=RuntimeTuning(circuit_count_shards=50)),
+            "streamer:runtime.circuitCountShards",
+        ),
         (with_(bootstrap_stack="{org}/streamer-bootstrap/{region}"), "streamer:bootstrapStack"),
         (with_(heartbeat_stale_s=60), "streamer:heartbeatStaleS"),
         (with_(takeover_grace_s=-1), "streamer:takeoverGraceS"),

@@ -100,20 +100,23 @@ class FakeStore:
         if self.down:
             raise StoreUnavailable("ProvisionedThroughputExceededException")
 
-    def read(self, action, epoch, bucket):
+    def read(self, action, epoch, bucket, shards=1):
         self._check()
         self.reads += 1
         state = self.states.get(action, CircuitState())
-        return (
-            state,
-            self.counts.get((action, state.epoch, bucket), Counts()),
-            self.counts.get((action, state.epoch, bucket - 1), Counts()),
-        )
 
-    def add(self, action, epoch, bucket, counts, ttl):
+        def summed(bucket):
+            total = Counts()
+            for shard in range(shards):
+                total = total + self.counts.get((action, state.epoch, bucket, shard), Counts())
+            return total
+
+        return state, summed(bucket), summed(bucket - 1)
+
+    def add(self, action, epoch, bucket, counts, ttl, shard=0):
         self._check()
         self.adds += 1
-        key = (action, epoch, bucket)
+        key = (action, epoch, bucket, shard)
         self.counts[key] = self.counts.get(key, Counts()) + counts
 
     def open_circuit(self, action, read, open_until):
@@ -184,6 +187,37 @@ def test_counts_are_written_at_most_once_a_second_whatever_the_request_rate():
     assert store.reads <= 2 * 3
     b.flush(force=True)
     assert sum(c.calls for c in store.counts.values()) == 3_000
+
+
+def test_sharded_counts_each_instance_adds_to_its_own_item_and_all_are_summed():
+    # GIVEN an action's counts spread over 4 items, and 4 instances that drew each one
+    store, clock = FakeStore(), Clock(T0)
+    sharded = replace(POLICY, count_shards=4, minimum_calls=40)
+    instances = [
+        Breaker(sharded, store=store, clock=clock, rng=lambda n=n: n / 4 + 0.01) for n in range(4)
+    ]
+
+    # WHEN each one counts 10 failed runs a second (no single one reaches the minimum)
+    for _ in range(2):
+        for instance in instances:
+            for _ in range(10):
+                instance.record("report", failed=True)
+        clock.now += 1_000
+    for instance in instances:
+        instance.flush(force=True)
+
+    # THEN each wrote its own item of the bucket, one write a second, not the others'
+    assert {shard for (_, _, _, shard) in store.counts} == {0, 1, 2, 3}
+    assert [instance.count_shard for instance in instances] == [0, 1, 2, 3]
+    # AND a read adds the items up: 80 failures of 80 calls, and the circuit opened
+    _, current, _ = store.read("report", 0, clock.now // POLICY.window_ms, shards=4)
+    assert current == Counts(80, 80)
+    assert not instances[0].admission("report").admitted
+
+
+def test_a_draw_of_one_never_picks_a_shard_past_the_last():
+    policy = replace(POLICY, count_shards=3)
+    assert Breaker(policy, store=FakeStore(), clock=Clock(T0), rng=lambda: 1.0).count_shard == 2
 
 
 def test_an_action_failing_every_run_is_refused_within_the_window_and_others_are_not():
@@ -318,4 +352,4 @@ def test_a_run_counts_under_the_epoch_it_was_let_through_in_not_the_one_it_ends_
     b.flush(force=True)
 
     # THEN its failure counts under the epoch it started in, never against the closed circuit
-    assert {epoch for (_, epoch, _) in store.counts} == {0}
+    assert {epoch for (_, epoch, _, _) in store.counts} == {0}

@@ -47,6 +47,7 @@ EVERY_VARIABLE = {
     config.CIRCUIT_FAILURE_RATIO: "0.4",
     config.CIRCUIT_MINIMUM_CALLS: "11",
     config.CIRCUIT_OPEN_S: "45",
+    config.CIRCUIT_COUNT_SHARDS: "3",
     config.REGIONS: "us-east-1, eu-west-1",
     config.TABLE_ENDPOINTS: '{"us-east-1": "http://127.0.0.1:8000"}',
     config.HEARTBEAT_STALE_S: "120",
@@ -96,6 +97,7 @@ def test_every_variable_reaches_its_setting() -> None:
         circuit_failure_ratio=0.4,
         circuit_minimum_calls=11,
         circuit_open_s=45,
+        circuit_count_shards=3,
         regions=("us-east-1", "eu-west-1"),
         table_endpoints={"us-east-1": "http://127.0.0.1:8000"},
         heartbeat_stale_s=120.0,
@@ -134,8 +136,10 @@ def test_the_newer_settings_default_to_their_documented_values() -> None:
         settings.circuit_minimum_calls,
         settings.circuit_open_s,
     ) == (60, 0.5, 20, 30)
-    # and the due index is spread over 4 shards (a deployed stack sets 64)
+    # and the due index is spread over 4 shards (a deployed stack sets 64), each bucket of
+    # circuit counts over one item
     assert settings.due_shards == 4
+    assert settings.circuit_count_shards == 1
 
 
 @pytest.mark.parametrize(
@@ -154,6 +158,9 @@ def test_the_newer_settings_default_to_their_documented_values() -> None:
         (config.DUE_SHARDS, "0", "due_shards", 1),
         (config.DUE_SHARDS, "128", "due_shards", 128),
         (config.DUE_SHARDS, "129", "due_shards", 128),
+        (config.CIRCUIT_COUNT_SHARDS, "0", "circuit_count_shards", 1),
+        (config.CIRCUIT_COUNT_SHARDS, "49", "circuit_count_shards", 49),
+        (config.CIRCUIT_COUNT_SHARDS, "50", "circuit_count_shards", 49),
     ],
 )
 def test_shares_are_kept_between_0_and_1_and_breaker_counts_at_least_1(

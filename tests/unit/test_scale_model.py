@@ -81,6 +81,9 @@ def test_an_actions_key_takes_a_write_a_second_per_instance():
 
     assert scale_model.hottest_per_s(write, 10_000, 64, instances=300) == 300
     assert scale_model.hottest_per_s(read, 10_000, 64, instances=300) == 150
+    # Spread over count shards, each instance writes one item; every instance reads them all.
+    assert scale_model.hottest_per_s(write, 10_000, 64, instances=3_000, count_shards=4) == 750
+    assert scale_model.hottest_per_s(read, 10_000, 64, instances=3_000, count_shards=4) == 1_500
 
 
 def test_instances_follow_littles_law_under_the_reserved_and_the_account_concurrency():

@@ -9,16 +9,23 @@ table's by-user index:
   the circuit opens, takes a trial or closes: a few writes per outage.
 - `circuit#{action}#{epoch}#{bucket}`: `calls` and `failures` of one window
   long bucket, by atomic ADD. They expire (`ttl`) two windows after their bucket.
+  With `runtime.circuitCountShards` above 1, a bucket's counts are spread over
+  that many items, `circuit#{action}#{epoch}#{bucket}#{shard}` (shard 0 without
+  the suffix, the key an unsharded release writes), and a read adds them up.
 
 Why not a hot key: written per request, one count item would take every
 write of the action (10k req/s is ten times the 1,000 write units a second a
 single partition serves, and reads are capped at 3,000 read units a second:
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html).
 `streamer.breaker` adds up each instance's counts and writes them at most once
-a second, so an item takes one write a second per running Lambda instance,
-whatever the request rate; each instance also reads the three items of an
-action it uses at most once a second (eventually consistent, half a read unit
-each), so even 1,000 instances stay within a partition's limits.
+a second, so an item takes one write a second per running Lambda instance
+that adds to it, whatever the request rate: 1,000 instances (the default
+concurrency quota of a region) are as many writes a second as one partition
+key value takes, so past that the counts need shards, each instance adding to
+one. Each instance also reads the state and both buckets' items of an action
+it uses at most once a second (eventually consistent, half a read unit each):
+an item takes half a read unit a second per instance, within a key value's
+3,000 up to 6,000 instances.
 """
 
 from __future__ import annotations
@@ -51,8 +58,10 @@ def state_key(action: str) -> str:
     return f"{PREFIX}{action}"
 
 
-def counts_key(action: str, epoch: int, bucket: int) -> str:
-    return f"{PREFIX}{action}#{epoch}#{bucket}"
+def counts_key(action: str, epoch: int, bucket: int, shard: int = 0) -> str:
+    """A bucket's count item; shard 0's key is the one an unsharded release writes."""
+    key = f"{PREFIX}{action}#{epoch}#{bucket}"
+    return f"{key}#{shard}" if shard else key
 
 
 def _model() -> type[CircuitRecord]:
@@ -76,8 +85,11 @@ def _counts(record: CircuitRecord | None) -> Counts:
     return Counts(int(record.calls or 0), int(record.failures or 0))
 
 
-def read(action: str, epoch: int, bucket: int) -> tuple[CircuitState, Counts, Counts]:
-    """The circuit's state and its counts of `bucket` and the one before, in one BatchGetItem.
+def read(
+    action: str, epoch: int, bucket: int, shards: int = 1
+) -> tuple[CircuitState, Counts, Counts]:
+    """The circuit's state and its counts of `bucket` and the one before, each summed over
+    its `shards` items, in one BatchGetItem.
 
     The counts are read under `epoch` (the caller's last known); if the state
     shows a newer one, they are read again under it.
@@ -85,27 +97,39 @@ def read(action: str, epoch: int, bucket: int) -> tuple[CircuitState, Counts, Co
     model = _model()
 
     def get(epoch: int) -> dict[str, CircuitRecord]:
-        keys = [state_key(action), counts_key(action, epoch, bucket)]
-        keys.append(counts_key(action, epoch, bucket - 1))
+        keys = [state_key(action)]
+        for shard in range(shards):
+            keys.append(counts_key(action, epoch, bucket, shard))
+            keys.append(counts_key(action, epoch, bucket - 1, shard))
         return {record.key: record for record in model.batch_get(keys)}
+
+    def summed(records: dict[str, CircuitRecord], epoch: int, bucket: int) -> Counts:
+        total = Counts()
+        for shard in range(shards):
+            total = total + _counts(records.get(counts_key(action, epoch, bucket, shard)))
+        return total
 
     records = guard(lambda: get(epoch))
     state = _state(records.get(state_key(action)))
     if state.epoch != epoch:
         records = guard(lambda: get(state.epoch))
         state = _state(records.get(state_key(action)))
-    current = _counts(records.get(counts_key(action, state.epoch, bucket)))
-    previous = _counts(records.get(counts_key(action, state.epoch, bucket - 1)))
-    return state, current, previous
+    return (
+        state,
+        summed(records, state.epoch, bucket),
+        summed(records, state.epoch, bucket - 1),
+    )
 
 
-def add(action: str, epoch: int, bucket: int, counts: Counts, ttl: int) -> Counts:
-    """Add `counts` to a bucket's item (made by the first ADD); the bucket's totals after it.
+def add(action: str, epoch: int, bucket: int, counts: Counts, ttl: int, shard: int = 0) -> Counts:
+    """Add `counts` to one of a bucket's items (made by the first ADD); that item's totals
+    after it.
 
-    The totals are every instance's, as the UpdateItem returns them (PynamoDB's
-    `update` asks for ALL_NEW and reads the item from the answer).
+    The totals are every instance's that adds to the item, as the UpdateItem returns
+    them (PynamoDB's `update` asks for ALL_NEW and reads the item from the answer):
+    with one item a bucket, the bucket's.
     """
-    record = _model()(counts_key(action, epoch, bucket))
+    record = _model()(counts_key(action, epoch, bucket, shard))
     guard(
         lambda: record.update(
             actions=[
