@@ -194,7 +194,12 @@ class LambdaFunction:
             throttled: Future = Future()
             throttled.set_exception(self._throttled())
             return throttled
-        return self._pool.submit(self._counted, json.dumps(event))
+        try:
+            return self._pool.submit(self._counted, json.dumps(event))
+        except BaseException:
+            # Not started (a closed pool, an event that is not JSON): not running either.
+            self._release()
+            raise
 
     def _admit(self) -> bool:
         """Count one more invocation running, or False (throttled) at the reserved limit."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -37,9 +38,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
 from local import worker as worker_side
 from local import zygote
@@ -113,19 +115,52 @@ class Invocation:
 _TIMED_OUT = ("timed out", None)
 
 
-@dataclass(frozen=True)
-class _Reply:
-    """An invocation sent from the event loop: the future its worker's reply settles,
-    the timer that settles it at the function's timeout instead, and when it was sent."""
-
-    reply: asyncio.Future
-    timer: asyncio.TimerHandle
-    started: float
-
-
 def _settle(future: asyncio.Future, result: object) -> None:
     if not future.done():
         future.set_result(result)
+
+
+def _time_out(worker: _Worker) -> None:
+    """The function's timeout passed: settle the reply its worker owes, if it still does."""
+    if worker.reply is not None:
+        _settle(worker.reply, _TIMED_OUT)
+
+
+class _OnLoop:
+    """An invocation sent to its worker from the event loop; awaiting it gives the
+    handler's answer or its `FunctionError`.
+
+    The reply the worker owes is a future its socket's watch settles (`_readable`), or
+    the timer at the function's timeout; `IsolatedFunction._settled`, its first done
+    callback, ends the invocation then, in the same turn of the loop as the awaiting
+    task wakes. So the worker goes back, or is discarded, even if nothing awaits it: a
+    task cancelled before it ran. A caller that gave up cancels the future: a thread
+    then waits for the answer (`_finish_abandoned`), as the loop may end meanwhile.
+    An invocation whose loop closes before it is answered and never awaited (a task
+    cancelled unstarted as the loop shuts down) keeps its worker until the stack ends.
+    """
+
+    def __init__(
+        self,
+        function: IsolatedFunction,
+        invocation: Invocation,
+        timer: asyncio.TimerHandle,
+        started: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.function = function
+        self.invocation = invocation
+        self.timer = timer
+        self.started = started
+        #: The reply the worker owes, settled by its socket's watch or by the timer.
+
+        self.reply: asyncio.Future = loop.create_future()
+        invocation.worker.reply = self.reply
+        self.reply.add_done_callback(functools.partial(function._settled, self))
+
+    def __await__(self) -> Generator[Any, None, object]:
+        message = yield from self.reply.__await__()
+        return self.function._outcome(self.invocation, message)
 
 
 def _unwatch(worker: _Worker) -> None:
@@ -354,7 +389,9 @@ class IsolatedFunction(LambdaFunction):
 
         Straight means the event is on the worker's socket when this returns, and the
         reply comes to the loop's watch on that socket: no thread hand-off either way.
-        Invocations with fault instructions always go through the pool.
+        The invocation ends when its worker answers (or its timeout passes), whether or
+        not anything awaits it (`_OnLoop`). Invocations with fault instructions always go
+        through the pool.
         """
         worker = self._idle_worker() if self._instructions is None else None
         if worker is None:
@@ -368,33 +405,21 @@ class IsolatedFunction(LambdaFunction):
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
-            reply = self._send_on_loop(invocation, json.dumps(event))
+            return self._send_on_loop(invocation, json.dumps(event))
         except BaseException:
-            self._ended_on_loop(invocation)
+            # Nothing was sent (the worker's socket is sound, or the send's OSError would
+            # have settled the reply): the worker is in an unknown state, so it goes.
+            self._end_on_loop(invocation)
+            self._discard(worker)
             raise
-        return self._reply_on_loop(invocation, reply)
 
-    def _ended_on_loop(self, invocation: Invocation) -> None:
+    def _end_on_loop(self, invocation: Invocation) -> None:
+        """The invocation no longer runs: out of `running()`, not counted any more."""
+        worker = invocation.worker
+        worker.reply = None
         with self._lock:
             self._running.pop(invocation.aws_request_id, None)
         self._release()
-
-    def _finish_abandoned(self, invocation: Invocation, deadline: float) -> None:
-        """Wait for the answer nobody reads; then give the worker back, or stop it at its
-        timeout."""
-        worker = invocation.worker
-        try:
-            answered = worker.connection.poll(max(0.0, deadline - time.monotonic()))
-            reply = worker.connection.recv() if answered else (EXITED, None)
-        except (EOFError, OSError):
-            reply = (EXITED, None)
-        self._after_abandoned(worker, reply)
-
-    def _after_abandoned(self, worker: _Worker, reply: tuple) -> None:
-        if reply[0] == EXITED:
-            self._discard(worker)
-        else:
-            self._give_back(worker)
 
     def _idle_worker(self) -> _Worker | None:
         while True:
@@ -427,6 +452,9 @@ class IsolatedFunction(LambdaFunction):
         """The worker's socket has something: the reply an invocation awaits, or, when
         none does, the zygote's word that the idle environment ended."""
         reply = worker.reply
+        if reply is not None and reply.cancelled():
+            # Its caller gave up this turn; `_settled`, next, hands the reply to a thread.
+            return
         if reply is None or reply.done():
             _unwatch(worker)
             with self._changed:
@@ -442,70 +470,91 @@ class IsolatedFunction(LambdaFunction):
             message = (EXITED, None)
         reply.set_result(message)
 
-    def _send_on_loop(self, invocation: Invocation, event_json: str) -> _Reply:
-        """Send the invocation to its worker from the event loop; what `_reply_on_loop`
-        awaits (the reply future and when it was sent)."""
+    def _send_on_loop(self, invocation: Invocation, event_json: str) -> _OnLoop:
+        """Send the invocation to its worker from the event loop, which watches for the
+        reply; `_settled` ends the invocation when it comes."""
         loop = asyncio.get_running_loop()
         worker = invocation.worker
         self._watch(worker, loop)
-        reply = worker.reply = loop.create_future()
         started = time.monotonic()
         # Lambda stops a function at its timeout; so does this.
-        timer = loop.call_later(self.spec.timeout_s, _settle, reply, _TIMED_OUT)
+        timer = loop.call_later(self.spec.timeout_s, _time_out, worker)
+        on_loop = _OnLoop(self, invocation, timer, started, loop)
         try:
             worker_side.send(
                 worker.connection,
                 (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {}),
             )
         except OSError:
-            _settle(reply, (EXITED, None))
-        return _Reply(reply, timer, started)
+            _settle(on_loop.reply, (EXITED, None))
+        return on_loop
 
-    async def _reply_on_loop(self, invocation: Invocation, sent: _Reply) -> object:
-        """The handler's answer from its worker's reply; the worker goes back to the pool
-        or is discarded."""
-        try:
-            message = await self._exchanged_on_loop(invocation, sent)
-        finally:
-            self._ended_on_loop(invocation)
-        return self._answer(invocation.aws_request_id, message)
+    def _settled(self, on_loop: _OnLoop, reply: asyncio.Future) -> None:
+        """The worker answered, died, or outlived the timeout: the invocation ends, and the
+        worker goes back to the pool or is discarded, awaited or not.
 
-    async def _exchanged_on_loop(self, invocation: Invocation, sent: _Reply) -> tuple:
-        worker = invocation.worker
-        reply, timer, started = sent.reply, sent.timer, sent.started
-        try:
-            message = await reply
-        except asyncio.CancelledError:
-            # The caller gave up (a handshake past its timeout), not the function: as on
-            # Lambda the invocation runs on, and its worker serves again once it answers.
-            timer.cancel()
+        A reply cancelled by a caller that gave up (a handshake past its timeout) is not
+        the function's end: as on Lambda the invocation runs on, and the worker serves
+        again once it answers.
+        """
+        invocation, worker = on_loop.invocation, on_loop.invocation.worker
+        on_loop.timer.cancel()
+        if reply.cancelled():
+            # A thread waits for the answer, so that it is read even if this loop ends.
             worker.reply = None
-            if reply.done() and not reply.cancelled():
-                self._after_abandoned(worker, reply.result())
-            else:
-                _unwatch(worker)
-                deadline = started + self.spec.timeout_s
-                threading.Thread(
-                    target=self._finish_abandoned, args=(invocation, deadline), daemon=True
-                ).start()
-            raise
-        finally:
-            timer.cancel()
-            worker.reply = None
+            _unwatch(worker)
+            deadline = on_loop.started + self.spec.timeout_s
+            threading.Thread(
+                target=self._finish_abandoned, args=(invocation, deadline), daemon=True
+            ).start()
+            return
+        message = reply.result()
         if message is _TIMED_OUT:
+            # Recorded as stopped while it still counts as running (`stopped()`).
             self._stop(invocation, "timed out")
+        self._end_on_loop(invocation)
+        if message is _TIMED_OUT:
             self._discard(worker)
-            timeout = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
-            log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, timeout)
-            raise FunctionError(self.spec.name, "TimeoutError", timeout)
-        if message[0] == EXITED:
+            log.warning(
+                "%s %s: %s", self.spec.name, invocation.aws_request_id, self._timeout_message()
+            )
+        elif message[0] == EXITED:
             self._discard(worker)
+            elapsed_ms = (time.monotonic() - on_loop.started) * 1000
             exited = exit_message(invocation.aws_request_id, message[1])
-            elapsed_ms = (time.monotonic() - started) * 1000
             log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, exited)
+        else:
+            self._give_back(worker)
+
+    def _finish_abandoned(self, invocation: Invocation, deadline: float) -> None:
+        """Wait for the answer nobody reads; then end the invocation, and give the worker
+        back, or stop it at its timeout."""
+        worker = invocation.worker
+        try:
+            answered = worker.connection.poll(max(0.0, deadline - time.monotonic()))
+            reply = worker.connection.recv() if answered else _TIMED_OUT
+        except (EOFError, OSError):
+            reply = (EXITED, None)
+        if reply is _TIMED_OUT:
+            self._stop(invocation, "timed out")
+        self._end_on_loop(invocation)
+        if reply is _TIMED_OUT or reply[0] == EXITED:
+            self._discard(worker)
+        else:
+            self._give_back(worker)
+
+    def _timeout_message(self) -> str:
+        return f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+
+    def _outcome(self, invocation: Invocation, message: tuple) -> object:
+        """What awaiting an invocation sent from the loop gives: the handler's answer, or
+        Lambda's error for a timeout or a worker that ended."""
+        if message is _TIMED_OUT:
+            raise FunctionError(self.spec.name, "TimeoutError", self._timeout_message())
+        if message[0] == EXITED:
+            exited = exit_message(invocation.aws_request_id, message[1])
             raise FunctionError(self.spec.name, "Runtime.ExitError", exited)
-        self._give_back(worker)
-        return message
+        return self._answer(invocation.aws_request_id, message)
 
     def _exchange(self, invocation: Invocation, event_json: str, instructions: dict) -> tuple:
         """Send one invocation and wait for its reply, within the function's timeout."""
