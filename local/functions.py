@@ -195,11 +195,20 @@ class LambdaFunction:
             throttled.set_exception(self._throttled())
             return throttled
         try:
-            return self._pool.submit(self._counted, json.dumps(event))
+            future = self._pool.submit(self._counted, json.dumps(event))
         except BaseException:
             # Not started (a closed pool, an event that is not JSON): not running either.
             self._release()
             raise
+        # A queued invocation its caller cancelled (`asyncio.wrap_future` passes the
+        # cancel on) never runs `_counted`, which releases it: released here instead. A
+        # running one cannot be cancelled.
+        future.add_done_callback(self._release_if_cancelled)
+        return future
+
+    def _release_if_cancelled(self, future: Future) -> None:
+        if future.cancelled():
+            self._release()
 
     def _admit(self) -> bool:
         """Count one more invocation running, or False (throttled) at the reserved limit."""

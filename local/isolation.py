@@ -152,6 +152,8 @@ class _OnLoop:
         self.invocation = invocation
         self.timer = timer
         self.started = started
+        #: Whether `IsolatedFunction._settled` ended it (it ends once).
+        self.ended = False
         #: The reply the worker owes, settled by its socket's watch or by the timer.
 
         self.reply: asyncio.Future = loop.create_future()
@@ -160,6 +162,10 @@ class _OnLoop:
 
     def __await__(self) -> Generator[Any, None, object]:
         message = yield from self.reply.__await__()
+        # A reply settled before the await (a send that failed at once) returns here with
+        # its done callbacks still queued: the invocation ends now, before its caller
+        # goes on, and the callback then finds it ended.
+        self.function._settled(self, self.reply)
         return self.function._outcome(self.invocation, message)
 
 
@@ -393,7 +399,11 @@ class IsolatedFunction(LambdaFunction):
         not anything awaits it (`_OnLoop`). Invocations with fault instructions always go
         through the pool.
         """
-        worker = self._idle_worker() if self._instructions is None else None
+        if self._instructions is not None:
+            return super().begin(event)
+        # Before a worker is taken: an event that is not JSON costs none its environment.
+        event_json = json.dumps(event)
+        worker = self._idle_worker()
         if worker is None:
             return super().begin(event)
         if not self._admit():
@@ -405,7 +415,7 @@ class IsolatedFunction(LambdaFunction):
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
-            return self._send_on_loop(invocation, json.dumps(event))
+            return self._send_on_loop(invocation, event_json)
         except BaseException:
             # Nothing was sent (the worker's socket is sound, or the send's OSError would
             # have settled the reply): the worker is in an unknown state, so it goes.
@@ -498,6 +508,9 @@ class IsolatedFunction(LambdaFunction):
         again once it answers.
         """
         invocation, worker = on_loop.invocation, on_loop.invocation.worker
+        if on_loop.ended:
+            return
+        on_loop.ended = True
         on_loop.timer.cancel()
         if reply.cancelled():
             # A thread waits for the answer, so that it is read even if this loop ends.

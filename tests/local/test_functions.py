@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -137,3 +138,34 @@ def test_an_invocation_past_the_reserved_concurrency_is_throttled_not_queued() -
         release.set()
         lambda_function.close()
     assert lambda_function.throttles == 1 and lambda_function.peak_concurrency == 1
+
+
+def test_a_queued_invocation_its_caller_gave_up_on_no_longer_counts_as_running() -> None:
+    # GIVEN a function with one thread and a reserved concurrency of 2, one invocation
+    # running and a second queued behind it
+    release = threading.Event()
+
+    def handler(event, context):
+        release.wait(5)
+        return {"n": event["n"]}
+
+    spec = FunctionSpec("streamer-queued", "x.handler", timeout_s=10, concurrency=1)
+    lambda_function = function(handler, dataclasses.replace(spec, reserved_concurrency=2))
+
+    async def give_up_on_the_queued_one() -> list:
+        running = asyncio.ensure_future(lambda_function.invoke_async({"n": 1}))
+        # WHEN the caller of the queued one stops waiting before it ever ran
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(lambda_function.invoke_async({"n": 2}), 0.1)
+        release.set()
+        first = await running
+        # THEN it counts as running no more: two more at once are both let through
+        again = (lambda_function.invoke_async({"n": n}) for n in (3, 4))
+        return [first, *await asyncio.gather(*again)]
+
+    try:
+        answers = run(give_up_on_the_queued_one())
+    finally:
+        lambda_function.close()
+    assert answers == [{"n": 1}, {"n": 3}, {"n": 4}]
+    assert lambda_function.throttles == 0

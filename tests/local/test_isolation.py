@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable
@@ -283,6 +284,35 @@ def test_an_invocation_whose_task_is_cancelled_before_it_ran_ends_and_frees_its_
     assert second["pid"] == first["pid"]
     assert second["invocations"] == 3
     assert function.cold_starts == 1
+
+
+def test_an_invocation_whose_send_fails_has_ended_when_its_caller_gets_the_error() -> None:
+    # GIVEN a warm environment of a function with a reserved concurrency of 1, whose
+    # socket can no longer be written (its worker's end shut)
+    function = isolated("tests.local.lambdas.remember", concurrency=1, reserved_concurrency=1)
+    try:
+        run(function.invoke_async({}))
+        [pid] = function.worker_pids()
+        [worker] = function._idle
+        with socket.socket(fileno=os.dup(worker.connection.fileno())) as end:
+            end.shutdown(socket.SHUT_WR)
+
+        async def invoke_twice() -> tuple[FunctionError, list, dict]:
+            # WHEN an invocation is sent to it: the send fails at once
+            with pytest.raises(FunctionError) as failed:
+                await function.begin({})
+            # THEN by the time its caller has the error it no longer runs, and the next
+            # invocation gets a new environment instead of a throttle
+            running = function.running()
+            return failed.value, running, await function.invoke_async({})
+
+        error, running, after = run(invoke_twice())
+    finally:
+        function.close()
+    assert error.error_type == "Runtime.ExitError"
+    assert running == []
+    assert after["pid"] != pid
+    assert function.cold_starts == 2
 
 
 def test_an_invocation_its_caller_gave_up_on_runs_on_and_its_worker_serves_again() -> None:
