@@ -675,14 +675,17 @@ FIXED_SINCE = """\
   a loop turn later; it now writes the event in the turn that read the frame
   (`LambdaFunction.begin`), so the worker runs while the loop starts the task,
   and the task leaves the gateway's set itself instead of through two done
-  callbacks, one more turn a frame.
+  callbacks, one more turn a frame. The invocation ends (the worker back in
+  the pool, the concurrency count released) in a done callback of its reply,
+  whether or not a task awaits it (`pytest tests/local/test_isolation.py -k
+  "before_the_event_loop or cancelled_before or send_fails"`).
 - **A worker sleeps once an invocation** (section 1). perf's `sched_switch`
   stacks showed the router's worker going to sleep twice per invocation, both
   in a read of its Unix socket: a blocked reader is woken whenever the socket's
   wait queue is, also when the stack reads the reply and frees room to write,
   and sleeps again having found nothing. The worker now waits in `poll`, woken
   only for input (`tests/local/test_isolation.py` counts its voluntary context
-  switches: 397 for 200 invocations before, under 300 now). With the turn
+  switches: 315 to 397 for 200 invocations before, under 250 now). With the turn
   above, the 1-client echo went from 0.25 to 0.28 of the bare echo in
   `python -m bench --only sync` runs on one machine.
 - **The router's answer line without the logging module** (section 8). The
