@@ -206,23 +206,34 @@ class Gateway:
         `_tasks` itself: a done callback would cost the loop one more turn a frame.
         """
         try:
-            try:
-                answer = await invocation
-                reply = apigateway.route_response(answer)
-            except FunctionError:
-                reply = apigateway.integration_failure(
-                    session.handshake, event["requestContext"]["requestId"]
-                )
+            reply = await self._route_response(session, event, invocation)
             if reply is not None:
-                try:
-                    await session.socket.send(reply)
-                    session.touch()
-                except ConnectionClosed:
-                    log.info("route response for gone %s dropped", session.handshake.connection_id)
+                await self._respond(session, reply)
         except Exception:
             log.exception("routing a frame failed")
         finally:
             self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _route_response(
+        session: Session, event: dict, invocation: Awaitable[object]
+    ) -> str | None:
+        """What API Gateway sends back for the invocation: its route response, or its
+        integration failure."""
+        try:
+            return apigateway.route_response(await invocation)
+        except FunctionError:
+            return apigateway.integration_failure(
+                session.handshake, event["requestContext"]["requestId"]
+            )
+
+    @staticmethod
+    async def _respond(session: Session, reply: str) -> None:
+        try:
+            await session.socket.send(reply)
+            session.touch()
+        except ConnectionClosed:
+            log.info("route response for gone %s dropped", session.handshake.connection_id)
 
     async def _enforce_timeouts(self, session: Session) -> None:
         while True:

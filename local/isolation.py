@@ -155,7 +155,6 @@ class _OnLoop:
         #: Whether `IsolatedFunction._settled` ended it (it ends once).
         self.ended = False
         #: The reply the worker owes, settled by its socket's watch or by the timer.
-
         self.reply: asyncio.Future = loop.create_future()
         invocation.worker.reply = self.reply
         self.reply.add_done_callback(functools.partial(function._settled, self))
@@ -516,12 +515,27 @@ class IsolatedFunction(LambdaFunction):
             # A thread waits for the answer, so that it is read even if this loop ends.
             worker.reply = None
             _unwatch(worker)
-            deadline = on_loop.started + self.spec.timeout_s
             threading.Thread(
-                target=self._finish_abandoned, args=(invocation, deadline), daemon=True
+                target=self._finish_abandoned, args=(invocation, on_loop.started), daemon=True
             ).start()
             return
-        message = reply.result()
+        self._conclude(invocation, reply.result(), on_loop.started)
+
+    def _finish_abandoned(self, invocation: Invocation, started: float) -> None:
+        """Wait for the answer nobody reads, until the function's timeout; then conclude."""
+        connection = invocation.worker.connection
+        deadline = started + self.spec.timeout_s
+        try:
+            answered = connection.poll(max(0.0, deadline - time.monotonic()))
+            message = connection.recv() if answered else _TIMED_OUT
+        except (EOFError, OSError):
+            message = (EXITED, None)
+        self._conclude(invocation, message, started)
+
+    def _conclude(self, invocation: Invocation, message: tuple, started: float) -> None:
+        """End an invocation sent from the loop by its worker's reply: the worker goes back
+        to the pool, or, stopped at the timeout or ended, is discarded."""
+        worker = invocation.worker
         if message is _TIMED_OUT:
             # Recorded as stopped while it still counts as running (`stopped()`).
             self._stop(invocation, "timed out")
@@ -533,26 +547,9 @@ class IsolatedFunction(LambdaFunction):
             )
         elif message[0] == EXITED:
             self._discard(worker)
-            elapsed_ms = (time.monotonic() - on_loop.started) * 1000
+            elapsed_ms = (time.monotonic() - started) * 1000
             exited = exit_message(invocation.aws_request_id, message[1])
             log.warning("%s after %.0f ms: %s", self.spec.name, elapsed_ms, exited)
-        else:
-            self._give_back(worker)
-
-    def _finish_abandoned(self, invocation: Invocation, deadline: float) -> None:
-        """Wait for the answer nobody reads; then end the invocation, and give the worker
-        back, or stop it at its timeout."""
-        worker = invocation.worker
-        try:
-            answered = worker.connection.poll(max(0.0, deadline - time.monotonic()))
-            reply = worker.connection.recv() if answered else _TIMED_OUT
-        except (EOFError, OSError):
-            reply = (EXITED, None)
-        if reply is _TIMED_OUT:
-            self._stop(invocation, "timed out")
-        self._end_on_loop(invocation)
-        if reply is _TIMED_OUT or reply[0] == EXITED:
-            self._discard(worker)
         else:
             self._give_back(worker)
 
