@@ -23,11 +23,14 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from local import iam
+
+#: What `LambdaFunction.begin` calls with an invocation's settled future.
+OnEnd = Callable[[asyncio.Future], None]
 
 log = logging.getLogger("local.functions")
 
@@ -239,15 +242,20 @@ class LambdaFunction:
         """Invoke and wait: for callers that are threads themselves (the stream poller)."""
         return self.submit(event).result()
 
-    def begin(self, event: dict) -> Awaitable[object]:
-        """Start one invocation now, from the event loop; await the result for its answer
-        (or its `FunctionError`).
+    def begin(self, event: dict, on_end: OnEnd | None = None) -> asyncio.Future:
+        """Start one invocation now, from the event loop: a future of its answer (or its
+        `FunctionError`).
 
         The invocation is under way when this returns, before the caller's next await:
         a caller that has more to do in this turn of the loop (the gateway reading the
-        next frame) does it while the function runs.
+        next frame) does it while the function runs. `on_end`, when given, is called
+        on the loop with the future once it is settled, never before this returns: here
+        as its done callback, by `local.isolation` in the turn of the loop that settles it.
         """
-        return asyncio.wrap_future(self.submit(event))
+        future = asyncio.wrap_future(self.submit(event))
+        if on_end is not None:
+            future.add_done_callback(on_end)
+        return future
 
     async def invoke_async(self, event: dict) -> object:
         """Invoke from the event loop without blocking it."""

@@ -38,14 +38,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
 from local import worker as worker_side
 from local import zygote
-from local.functions import FunctionError, FunctionSpec, LambdaFunction, new_request_id
+from local.functions import FunctionError, FunctionSpec, LambdaFunction, OnEnd, new_request_id
 from local.worker import INIT_ERROR, READY
 from local.zygote import EXITED
 
@@ -82,14 +81,14 @@ class _Worker:
 
     An event loop that invokes it watches its socket from then on (`loop`), idle or busy,
     so that an invocation from the loop costs no selector change: the watch callback
-    hands the reply to `reply`, the future the invocation awaits, or, when nothing waits,
-    learns that the idle environment ended.
+    ends the invocation in `pending` with the reply, or, when none is pending, learns
+    that the idle environment ended.
     """
 
     pid: int
     connection: Connection
     loop: asyncio.AbstractEventLoop | None = None
-    reply: asyncio.Future | None = None
+    pending: _OnLoop | None = None
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -115,57 +114,46 @@ class Invocation:
 _TIMED_OUT = ("timed out", None)
 
 
-def _settle(future: asyncio.Future, result: object) -> None:
-    if not future.done():
-        future.set_result(result)
+class _Outcome(asyncio.Future):
+    """The future of an invocation sent from the loop. Cancelling it (its caller gave up)
+    tells the function at once (`on_cancel`): a done callback for that would be scheduled
+    for every outcome, whether cancelled or not, and cost the loop a turn an invocation."""
 
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_cancel: Callable[[], None]) -> None:
+        super().__init__(loop=loop)
+        self._on_cancel = on_cancel
 
-def _time_out(worker: _Worker) -> None:
-    """The function's timeout passed: settle the reply its worker owes, if it still does."""
-    if worker.reply is not None:
-        _settle(worker.reply, _TIMED_OUT)
+    def cancel(self, msg: object = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._on_cancel()
+        return True
 
 
 class _OnLoop:
-    """An invocation sent to its worker from the event loop; awaiting it gives the
-    handler's answer or its `FunctionError`.
+    """An invocation sent to its worker from the event loop.
 
-    The reply the worker owes is a future its socket's watch settles (`_readable`), or
-    the timer at the function's timeout; `IsolatedFunction._settled`, its first done
-    callback, ends the invocation then, in the same turn of the loop as the awaiting
-    task wakes. So the worker goes back, or is discarded, even if nothing awaits it: a
-    task cancelled before it ran. A caller that gave up cancels the future: a thread
-    then waits for the answer (`_finish_abandoned`), as the loop may end meanwhile.
-    An invocation whose loop closes before it is answered and never awaited (a task
-    cancelled unstarted as the loop shuts down) keeps its worker until the stack ends.
+    `outcome` is what its caller gets: a future of the handler's answer or its
+    `FunctionError`. What ends the invocation settles it, in the same call, and then
+    calls `on_end`: the worker's reply (`IsolatedFunction._readable`), the timer at the
+    function's timeout, or a send that failed. So the worker goes back, or is
+    discarded, before anything that awaits the outcome runs, and whether or not
+    anything does (a task cancelled before it ran). A caller that gave up cancels the
+    outcome: the invocation is then abandoned (`IsolatedFunction._abandoned`), and a
+    thread waits for the answer, as the loop may end meanwhile. An invocation whose loop
+    closes before it is answered keeps its worker until the stack ends.
     """
 
-    def __init__(
-        self,
-        function: IsolatedFunction,
-        invocation: Invocation,
-        timer: asyncio.TimerHandle,
-        started: float,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.function = function
+    __slots__ = ("ended", "invocation", "on_end", "outcome", "started", "timer")
+
+    def __init__(self, invocation: Invocation, timer: asyncio.TimerHandle, started: float) -> None:
         self.invocation = invocation
         self.timer = timer
         self.started = started
-        #: Whether `IsolatedFunction._settled` ended it (it ends once).
+        self.outcome: _Outcome | None = None
+        self.on_end: OnEnd | None = None
+        #: Whether it ended (it ends once: by its reply, its timeout, or its caller leaving).
         self.ended = False
-        #: The reply the worker owes, settled by its socket's watch or by the timer.
-        self.reply: asyncio.Future = loop.create_future()
-        invocation.worker.reply = self.reply
-        self.reply.add_done_callback(functools.partial(function._settled, self))
-
-    def __await__(self) -> Generator[Any, None, object]:
-        message = yield from self.reply.__await__()
-        # A reply settled before the await (a send that failed at once) returns here with
-        # its done callbacks still queued: the invocation ends now, before its caller
-        # goes on, and the callback then finds it ended.
-        self.function._settled(self, self.reply)
-        return self.function._outcome(self.invocation, message)
 
 
 def _unwatch(worker: _Worker) -> None:
@@ -388,36 +376,38 @@ class IsolatedFunction(LambdaFunction):
             raise FunctionError(self.spec.name, error_type, error_message)
         return json.loads(reply[1])
 
-    def begin(self, event: dict) -> Awaitable[object]:
+    def begin(self, event: dict, on_end: OnEnd | None = None) -> asyncio.Future:
         """From the event loop: straight to an idle worker when there is one, else
         through a thread of the pool, which waits for a worker or starts one.
 
         Straight means the event is on the worker's socket when this returns, and the
         reply comes to the loop's watch on that socket: no thread hand-off either way.
         The invocation ends when its worker answers (or its timeout passes), whether or
-        not anything awaits it (`_OnLoop`). Invocations with fault instructions always go
-        through the pool.
+        not anything awaits it (`_OnLoop`), and then `on_end` is called at once.
+        Invocations with fault instructions always go through the pool.
         """
         if self._instructions is not None:
-            return super().begin(event)
+            return super().begin(event, on_end)
         # Before a worker is taken: an event that is not JSON costs none its environment.
         event_json = json.dumps(event)
         worker = self._idle_worker()
         if worker is None:
-            return super().begin(event)
+            return super().begin(event, on_end)
         if not self._admit():
             self._give_back(worker)
             throttled = asyncio.get_running_loop().create_future()
             throttled.set_exception(self._throttled())
+            if on_end is not None:
+                throttled.add_done_callback(on_end)
             return throttled
         invocation = Invocation(new_request_id(), {}, worker)
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
-            return self._send_on_loop(invocation, event_json)
+            return self._send_on_loop(invocation, event_json, on_end)
         except BaseException:
             # Nothing was sent (the worker's socket is sound, or the send's OSError would
-            # have settled the reply): the worker is in an unknown state, so it goes.
+            # have ended the invocation): the worker is in an unknown state, so it goes.
             self._end_on_loop(invocation)
             self._discard(worker)
             raise
@@ -425,7 +415,7 @@ class IsolatedFunction(LambdaFunction):
     def _end_on_loop(self, invocation: Invocation) -> None:
         """The invocation no longer runs: out of `running()`, not counted any more."""
         worker = invocation.worker
-        worker.reply = None
+        worker.pending = None
         with self._lock:
             self._running.pop(invocation.aws_request_id, None)
         self._release()
@@ -458,13 +448,10 @@ class IsolatedFunction(LambdaFunction):
         worker.loop = loop
 
     def _readable(self, worker: _Worker) -> None:
-        """The worker's socket has something: the reply an invocation awaits, or, when
-        none does, the zygote's word that the idle environment ended."""
-        reply = worker.reply
-        if reply is not None and reply.cancelled():
-            # Its caller gave up this turn; `_settled`, next, hands the reply to a thread.
-            return
-        if reply is None or reply.done():
+        """The worker's socket has something: the reply the pending invocation awaits, or,
+        when none is pending, the zygote's word that the idle environment ended."""
+        pending = worker.pending
+        if pending is None:
             _unwatch(worker)
             with self._changed:
                 idle = worker in self._idle
@@ -477,49 +464,77 @@ class IsolatedFunction(LambdaFunction):
             message = worker.connection.recv()
         except (EOFError, OSError):
             message = (EXITED, None)
-        reply.set_result(message)
+        self._reply(pending, message)
 
-    def _send_on_loop(self, invocation: Invocation, event_json: str) -> _OnLoop:
+    def _send_on_loop(
+        self, invocation: Invocation, event_json: str, on_end: OnEnd | None
+    ) -> asyncio.Future:
         """Send the invocation to its worker from the event loop, which watches for the
-        reply; `_settled` ends the invocation when it comes."""
+        reply; `_reply` ends the invocation when it comes."""
         loop = asyncio.get_running_loop()
         worker = invocation.worker
         self._watch(worker, loop)
         started = time.monotonic()
         # Lambda stops a function at its timeout; so does this.
-        timer = loop.call_later(self.spec.timeout_s, _time_out, worker)
-        on_loop = _OnLoop(self, invocation, timer, started, loop)
+        timer = loop.call_later(self.spec.timeout_s, self._time_out, worker)
+        pending = worker.pending = _OnLoop(invocation, timer, started)
+        outcome = pending.outcome = _Outcome(loop, functools.partial(self._abandoned, pending))
         try:
             worker_side.send(
                 worker.connection,
                 (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {}),
             )
         except OSError:
-            _settle(on_loop.reply, (EXITED, None))
-        return on_loop
+            self._reply(pending, (EXITED, None))
+            # Ended already: `on_end` is called as a done callback, after this returns.
+            if on_end is not None:
+                outcome.add_done_callback(on_end)
+            return outcome
+        pending.on_end = on_end
+        return outcome
 
-    def _settled(self, on_loop: _OnLoop, reply: asyncio.Future) -> None:
-        """The worker answered, died, or outlived the timeout: the invocation ends, and the
-        worker goes back to the pool or is discarded, awaited or not.
+    def _time_out(self, worker: _Worker) -> None:
+        """The function's timeout passed: end the invocation its worker runs, if any."""
+        if worker.pending is not None:
+            self._reply(worker.pending, _TIMED_OUT)
 
-        A reply cancelled by a caller that gave up (a handshake past its timeout) is not
-        the function's end: as on Lambda the invocation runs on, and the worker serves
-        again once it answers.
-        """
-        invocation, worker = on_loop.invocation, on_loop.invocation.worker
-        if on_loop.ended:
+    def _reply(self, pending: _OnLoop, message: tuple) -> None:
+        """The worker answered, died, or outlived the timeout: the invocation ends (the
+        worker goes back to the pool or is discarded), its outcome is settled, and its
+        `on_end` called."""
+        if pending.ended:
             return
-        on_loop.ended = True
-        on_loop.timer.cancel()
-        if reply.cancelled():
-            # A thread waits for the answer, so that it is read even if this loop ends.
-            worker.reply = None
-            _unwatch(worker)
-            threading.Thread(
-                target=self._finish_abandoned, args=(invocation, on_loop.started), daemon=True
-            ).start()
+        pending.ended = True
+        pending.timer.cancel()
+        invocation, outcome = pending.invocation, pending.outcome
+        assert outcome is not None
+        self._conclude(invocation, message, pending.started)
+        try:
+            answer = self._outcome(invocation, message)
+        except FunctionError as error:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(answer)
+        if pending.on_end is not None:
+            pending.on_end(outcome)
+
+    def _abandoned(self, pending: _OnLoop) -> None:
+        """Its caller gave up (a handshake past its timeout) before the invocation ended:
+        the function runs on, as on Lambda. A thread waits for the answer nobody reads,
+        so that it is read even if this loop ends, and the worker serves again once it
+        answers."""
+        if pending.ended:
             return
-        self._conclude(invocation, reply.result(), on_loop.started)
+        pending.ended = True
+        pending.timer.cancel()
+        worker = pending.invocation.worker
+        worker.pending = None
+        _unwatch(worker)
+        threading.Thread(
+            target=self._finish_abandoned,
+            args=(pending.invocation, pending.started),
+            daemon=True,
+        ).start()
 
     def _finish_abandoned(self, invocation: Invocation, started: float) -> None:
         """Wait for the answer nobody reads, until the function's timeout; then conclude."""

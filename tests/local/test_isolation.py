@@ -394,3 +394,57 @@ def test_an_idle_environment_that_ends_is_replaced_by_a_cold_start_not_a_failure
     assert second["pid"] != warm["pid"]
     assert second["invocations"] == 1
     assert function.cold_starts == 2
+
+
+def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_returns() -> None:
+    # GIVEN a warm environment of a function with a reserved concurrency of 1
+    function = isolated("tests.local.lambdas.remember", concurrency=1, reserved_concurrency=1)
+    seen: list[tuple[str, object, list]] = []
+
+    def on_end(outcome: asyncio.Future) -> None:
+        # What the caller's callback finds: the outcome settled, the invocation over
+        result = outcome.exception() or outcome.result()
+        seen.append(("on_end", result, function.running()))
+
+    try:
+        first = run(function.invoke_async({}))
+
+        async def begin_with_on_end() -> asyncio.Future:
+            # WHEN an invocation begins with `on_end`, and nothing awaits it
+            outcome = function.begin({}, on_end)
+            seen.append(("returned", None, []))
+            for _ in range(500):
+                if outcome.done():
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+            return outcome
+
+        outcome = run(begin_with_on_end())
+
+        # AND one begins whose send fails at once (its worker's end of the socket shut)
+        [worker] = function._idle
+        with socket.socket(fileno=os.dup(worker.connection.fileno())) as end:
+            end.shutdown(socket.SHUT_WR)
+
+        async def begin_failing() -> None:
+            function.begin({}, on_end)
+            seen.append(("returned", None, []))
+            await asyncio.sleep(0)
+
+        run(begin_failing())
+    finally:
+        function.close()
+
+    # THEN `on_end` came once each, after `begin` returned, with the answer or the error,
+    # by when the invocation no longer ran
+    assert [(what, running) for what, _, running in seen] == [
+        ("returned", []),
+        ("on_end", []),
+        ("returned", []),
+        ("on_end", []),
+    ]
+    assert seen[1][1] == outcome.result()
+    assert seen[1][1]["pid"] == first["pid"]
+    assert isinstance(seen[3][1], FunctionError)
+    assert seen[3][1].error_type == "Runtime.ExitError"
