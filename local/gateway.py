@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event, State
 
 from local import apigateway
 from local.apigateway import Api, Handshake
@@ -79,7 +82,8 @@ class Gateway:
         self._accepted: dict[ServerConnection, tuple[Handshake, dict | None]] = {}
         self._handshake_headers: dict[ServerConnection, dict[str, str]] = {}
         self._sessions: dict[str, Session] = {}
-        self._tasks: set[asyncio.Task] = set()
+        #: What a routed frame still waits for: its invocation, or a route response's send.
+        self._routing: set[asyncio.Future] = set()
 
     async def bind(self, host: str, port: int) -> int:
         """Listen on `host:port` (0 picks a free port) without serving yet; returns the port.
@@ -98,6 +102,7 @@ class Gateway:
             ping_interval=None,
             close_timeout=2,
             start_serving=False,
+            create_connection=_Connection,
         )
         return self._server.sockets[0].getsockname()[1]
 
@@ -111,8 +116,8 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._routing:
+            await asyncio.gather(*self._routing, return_exceptions=True)
 
     # -- handshake -------------------------------------------------------------
 
@@ -161,7 +166,7 @@ class Gateway:
 
     # -- an open connection ----------------------------------------------------
 
-    async def _serve_connection(self, socket: ServerConnection) -> None:
+    async def _serve_connection(self, socket: _Connection) -> None:
         handshake, authorizer = self._accepted.pop(socket)
         session = Session(handshake, authorizer, socket)
         connection_id = handshake.connection_id
@@ -169,15 +174,11 @@ class Gateway:
         watchdog = asyncio.create_task(self._enforce_timeouts(session))
         log.info("connected %s from %s", connection_id, handshake.source_ip)
         try:
+            # Whole frames come to `_frame` as the connection parses them; this reads
+            # only what websockets joins from fragments.
+            socket.on_message = functools.partial(self._frame, session)
             async for message in socket:
-                session.touch()
-                try:
-                    event, invocation = self._invoke(session, message)
-                except Exception:
-                    # A bug here, never a silent drop; the connection reads on.
-                    log.exception("routing a frame failed")
-                    continue
-                self._tasks.add(asyncio.create_task(self._route(session, event, invocation)))
+                self._frame(session, message)
         except ConnectionClosed:
             pass
         finally:
@@ -185,11 +186,22 @@ class Gateway:
             self._sessions.pop(connection_id, None)
         await self._disconnected(session)
 
-    def _invoke(self, session: Session, message: str | bytes) -> tuple[dict, Awaitable[object]]:
-        """The frame's event, and its route's invocation, already started.
+    def _frame(self, session: Session, message: str | bytes) -> None:
+        """A message from the client: its route's invocation begins (`_Connection`)."""
+        session.touch()
+        try:
+            invocation = self._invoke(session, message)
+        except Exception:
+            # A bug here, never a silent drop; the connection reads on.
+            log.exception("routing a frame failed")
+            return
+        self._routing.add(invocation)
 
-        Started here, in the turn of the loop that read the frame, rather than in the
-        task that answers it: the function runs while the loop gets to that task.
+    def _invoke(self, session: Session, message: str | bytes) -> asyncio.Future:
+        """The frame's route's invocation, already started, answered by `_answered`.
+
+        Started here, in the turn of the loop that read the frame: the function runs
+        while the loop reads on.
         """
         assert self._integrations is not None
         routes = self._integrations.routes
@@ -197,43 +209,59 @@ class Gateway:
         event = apigateway.message_event(
             self.api, session.handshake, session.authorizer, route_key, message
         )
-        return event, routes[route_key].begin(event)
+        on_end = functools.partial(self._answered, session, event)
+        return routes[route_key].begin(event, on_end)
 
-    async def _route(self, session: Session, event: dict, invocation: Awaitable[object]) -> None:
-        """Send the route response, if any, when the invocation ends.
+    def _answered(self, session: Session, event: dict, invocation: asyncio.Future) -> None:
+        """The invocation ended: send its route response, if any, at once.
 
-        A failure of the gateway's own is logged, never a silent drop. The task leaves
-        `_tasks` itself: a done callback would cost the loop one more turn a frame.
+        Called by the function as the invocation ends, not a task per frame that awaits
+        it: a task costs the loop its creation and two more turns a frame (its first
+        step, and its wake-up when the invocation ends). A failure of
+        the gateway's own is logged, never a silent drop.
         """
+        self._routing.discard(invocation)
+        if invocation.cancelled():
+            return
         try:
-            reply = await self._route_response(session, event, invocation)
+            reply = self._route_response(session, event, invocation)
             if reply is not None:
-                await self._respond(session, reply)
+                self._respond(session, reply)
         except Exception:
             log.exception("routing a frame failed")
-        finally:
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     @staticmethod
-    async def _route_response(
-        session: Session, event: dict, invocation: Awaitable[object]
-    ) -> str | None:
+    def _route_response(session: Session, event: dict, invocation: asyncio.Future) -> str | None:
         """What API Gateway sends back for the invocation: its route response, or its
         integration failure."""
         try:
-            return apigateway.route_response(await invocation)
+            return apigateway.route_response(invocation.result())
         except FunctionError:
             return apigateway.integration_failure(
                 session.handshake, event["requestContext"]["requestId"]
             )
 
-    @staticmethod
-    async def _respond(session: Session, reply: str) -> None:
+    def _respond(self, session: Session, reply: str) -> None:
+        """Send the route response now, or, when the socket cannot take it now, from a task.
+
+        Route responses to different frames are not ordered among themselves, on AWS
+        either: each is sent when its own invocation ends.
+        """
+        if _send_now(session.socket, reply):
+            session.touch()
+            return
+        self._routing.add(asyncio.ensure_future(self._respond_later(session, reply)))
+
+    async def _respond_later(self, session: Session, reply: str) -> None:
         try:
             await session.socket.send(reply)
             session.touch()
         except ConnectionClosed:
             log.info("route response for gone %s dropped", session.handshake.connection_id)
+        except Exception:
+            log.exception("routing a frame failed")
+        finally:
+            self._routing.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _enforce_timeouts(self, session: Session) -> None:
         while True:
@@ -298,6 +326,61 @@ class Gateway:
             return False
         await session.socket.close(NORMAL_CLOSURE)
         return True
+
+
+class _Connection(ServerConnection):
+    """A connection whose whole data frames go to `on_message` as they are parsed.
+
+    Once the gateway sets `on_message`, a frame that is a whole message (text that is
+    UTF-8, or binary) is handed over in the turn of the loop that read it, rather than
+    queued for a task that reads the connection: that task would wake one turn later,
+    a loop turn and a task switch more a frame. Everything else takes websockets' own
+    path, unchanged: fragments (its assembler joins them, and the reading task hands
+    the message over), control frames, and a text frame that is not UTF-8 (which
+    websockets refuses, closing with 1007). A fragmented message may so be handed over
+    after a whole one read later; API Gateway does not order invocations either.
+
+    Relies on `process_event` (websockets 15 to 17, as requirements.txt pins; the
+    gateway tests fail if it changes).
+    """
+
+    on_message: Callable[[str | bytes], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        on_message = self.on_message
+        if on_message is None or type(event) is not Frame or not event.fin:
+            super().process_event(event)
+            return
+        if event.opcode is Opcode.TEXT:
+            try:
+                message: str | bytes = bytes(event.data).decode()
+            except UnicodeDecodeError:
+                super().process_event(event)
+                return
+        elif event.opcode is Opcode.BINARY:
+            message = bytes(event.data)
+        else:
+            super().process_event(event)
+            return
+        on_message(message)
+
+
+def _send_now(socket: ServerConnection, text: str) -> bool:
+    """Send a text frame without a coroutine when the connection can take it now: what
+    `socket.send` does when it would not wait (open, its transport not closing, not
+    paused by flow control), through the same Sans-I/O protocol and transport. False,
+    having sent nothing, when it would wait: then `socket.send` must.
+
+    Relies on `websockets.asyncio.connection.Connection`'s `protocol`, `transport`,
+    `paused` and `send_data` (websockets 15 to 17, as requirements.txt pins; the gateway
+    tests fail if they change). The gateway sends no fragmented messages, which `send`
+    would also wait for.
+    """
+    if socket.protocol.state is not State.OPEN or socket.paused or socket.transport.is_closing():
+        return False
+    socket.protocol.send_text(text.encode())
+    socket.send_data()
+    return True
 
 
 def _refusal(socket: ServerConnection, status: int) -> Response:

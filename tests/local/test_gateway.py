@@ -267,3 +267,69 @@ def test_a_subprotocol_is_agreed_only_when_connect_answers_with_it() -> None:
         "chat, v2",
         "v2",
     ]
+
+
+def test_frames_whole_fragmented_and_binary_each_invoke_the_route_once_in_order() -> None:
+    # GIVEN a route that answers each body, upper-cased (binary bodies arrive base64-encoded)
+    recorder = Recorder()
+
+    async def scenario() -> list[str]:
+        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+            # WHEN a client sends a whole text frame, a message in three fragments, and a
+            # binary frame, each waiting for its answer
+            replies = []
+            for message in ('{"a": 1}', ['{"b"', ": ", "2}"], b"\x00\x01"):
+                await socket.send(message)
+                replies.append(await asyncio.wait_for(socket.recv(), 5))
+            return replies
+
+    replies = run(scenario())
+    # THEN each message was one event, the fragments joined, as API Gateway joins them
+    bodies = [(e["body"], e["isBase64Encoded"]) for e in recorder.events["message"]]
+    assert bodies == [('{"a": 1}', False), ('{"b": 2}', False), ("AAE=", True)]
+    assert replies == ['{"A": 1}', '{"B": 2}', "AAE="]
+
+
+def test_a_text_frame_that_is_not_utf8_closes_the_connection_invoking_nothing() -> None:
+    # GIVEN a connected client
+    recorder = Recorder()
+
+    async def scenario() -> int | None:
+        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+            # WHEN it sends a text frame whose bytes are not UTF-8
+            await socket.send(b"\xff\xfe", text=True)
+            await asyncio.wait_for(socket.wait_closed(), 5)
+            await asyncio.wait_for(recorder.disconnected.wait(), 5)
+            return socket.close_code
+
+    # THEN the gateway closed it as invalid data (1007), and the route never ran
+    assert run(scenario()) == 1007
+    assert recorder.events["message"] == []
+
+
+def test_a_route_response_to_a_socket_that_cannot_take_it_now_waits_and_is_sent() -> None:
+    # GIVEN a connection whose socket's write buffer is full: asyncio's flow control has
+    # paused writing to it (`Protocol.pause_writing`)
+    recorder = Recorder()
+
+    async def scenario() -> tuple[int, int, str]:
+        async with serving(recorder) as (gateway, url), connect(url, compression=None) as socket:
+            (session,) = gateway._sessions.values()
+            server_side = session.socket
+            server_side.pause_writing()
+            # WHEN a frame's invocation ends while it is paused
+            await socket.send('{"a": 1}')
+            for _ in range(500):
+                if any(isinstance(f, asyncio.Task) for f in gateway._routing):
+                    break
+                await asyncio.sleep(0.01)
+            waiting = sum(isinstance(f, asyncio.Task) for f in gateway._routing)
+            buffered = server_side.transport.get_write_buffer_size()
+            # AND the socket can take data again
+            server_side.resume_writing()
+            return waiting, buffered, await asyncio.wait_for(socket.recv(), 5)
+
+    waiting, buffered, reply = run(scenario())
+    # THEN the response waited, unwritten, in a task of its own, and was sent on resuming
+    assert (waiting, buffered) == (1, 0)
+    assert reply == '{"A": 1}'
