@@ -55,6 +55,8 @@ Instructions = dict
 NO_INSTRUCTIONS: Instructions = {}
 #: Lambda's limit for a new environment's initialisation, which its timeout does not count.
 INIT_TIMEOUT_S = 10.0
+#: How often a thread waiting for a loop to stop watching a worker checks that it still runs.
+_UNWATCH_CHECK_S = 0.05
 #: How many environments of one function start at once (see `_checkout`).
 STARTS_AT_ONCE = 2
 
@@ -160,7 +162,8 @@ def _unwatch(worker: _Worker) -> None:
     """Stop the loop watching the worker's socket, if one does, from any thread.
 
     On the loop's own thread, or while it runs nowhere, directly; from another thread
-    while it runs, on the loop, waiting for it. A closed loop watches nothing.
+    while it runs, on the loop, waiting for it (or until it stops). A closed loop
+    watches nothing.
     """
     loop = worker.loop
     if loop is None:
@@ -188,7 +191,16 @@ def _unwatch(worker: _Worker) -> None:
         # Closed since: it watches nothing any more.
         worker.loop = None
         return
-    done.wait()
+    # A callback queued as the loop stops for the last time never runs (`close` drops
+    # it): stop waiting when the loop no longer runs.
+    while not done.wait(_UNWATCH_CHECK_S):
+        if loop.is_closed():
+            worker.loop = None
+            return
+        if not loop.is_running():
+            loop.remove_reader(worker.connection.fileno())
+            worker.loop = None
+            return
 
 
 class IsolatedFunction(LambdaFunction):

@@ -8,11 +8,12 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable
+from multiprocessing.connection import Connection
 
 import pytest
 
 from local.functions import FunctionError, FunctionSpec
-from local.isolation import IsolatedFunction
+from local.isolation import IsolatedFunction, _unwatch, _Worker
 from tests.e2e.wire import run
 
 REGION, ACCOUNT = "eu-west-1", "111122223333"
@@ -448,3 +449,49 @@ def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_ret
     assert seen[1][1]["pid"] == first["pid"]
     assert isinstance(seen[3][1], FunctionError)
     assert seen[3][1].error_type == "Runtime.ExitError"
+
+
+def test_unwatching_from_a_thread_ends_when_the_loop_stops_for_good_before_doing_it() -> None:
+    # GIVEN a worker's socket watched by an event loop running in a thread of its own
+    ours, theirs = socket.socketpair()
+    worker = _Worker(pid=0, connection=Connection(ours.detach()))
+    loop = asyncio.new_event_loop()
+    busy, gate, queued = threading.Event(), threading.Event(), threading.Event()
+    queue_for_the_loop = loop.call_soon_threadsafe
+
+    def queue_and_tell(*args: object) -> asyncio.Handle:
+        handle = queue_for_the_loop(*args)
+        queued.set()
+        return handle
+
+    def stop_when_let() -> None:
+        busy.set()
+        gate.wait(10)
+        loop.stop()
+
+    loop.add_reader(worker.connection.fileno(), lambda: None)
+    worker.loop = loop
+    loop.call_soon(stop_when_let)
+    loop.call_soon_threadsafe = queue_and_tell  # type: ignore[method-assign]
+    looping = threading.Thread(target=loop.run_forever, daemon=True)
+    looping.start()
+    try:
+        assert busy.wait(10)
+        # WHEN another thread asks the loop to stop watching, and waits for it
+        unwatching = threading.Thread(target=_unwatch, args=(worker,), daemon=True)
+        unwatching.start()
+        assert queued.wait(10)
+        # AND the loop, busy meanwhile, stops for the last time and closes, the request
+        # still queued (`close` drops it)
+        gate.set()
+        looping.join(10)
+        loop.close()
+        unwatching.join(10)
+    finally:
+        gate.set()
+        theirs.close()
+        worker.connection.close()
+
+    # THEN the thread stopped waiting: the closed loop watches nothing
+    assert not unwatching.is_alive()
+    assert worker.loop is None
