@@ -37,9 +37,11 @@ from pathlib import Path
 from bench import emulator, processes, stats, wire
 from bench.app import LOG_ENV
 from bench.emulator import Window
+from local.event_source_mapping import LAMBDA_POLL_INTERVAL_S
 
 WORK_MS = 20
-POLL_INTERVAL_S = 0.1
+#: The stack's own, Lambda's base rate (`local.event_source_mapping`).
+POLL_INTERVAL_S = LAMBDA_POLL_INTERVAL_S
 
 
 def handler_times(log_file: Path) -> dict[str, dict]:

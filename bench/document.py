@@ -702,6 +702,14 @@ FIXED_SINCE = """\
   -k on_end`). Five turns a frame went to two; the 1-client echo went from
   0.27 to 0.33-0.35 of the bare echo in alternating runs of the two trees on
   one machine.
+- **The local stream mapping reads an idle shard as often as Lambda does**
+  (section 2). It read one every 100 ms; Lambda "polls shards in your DynamoDB
+  stream for records at a base rate of 4 times per second" (Lambda developer
+  guide, "Using AWS Lambda with Amazon DynamoDB"), so locally an async request
+  was picked up sooner than on AWS. The default is now 250 ms
+  (`local.event_source_mapping.LAMBDA_POLL_INTERVAL_S`; `pytest
+  tests/local/test_event_source_mapping.py -k lambda_reads`), and section 2's
+  pickup target, the poll interval plus 15 ms, follows it.
 - **The router's answer line without the logging module** (section 8). The
   line logged for each answered message went through `logging`'s record,
   filters and formatter, about a third of a warm echo's CPU; when nothing but

@@ -89,7 +89,9 @@ def _stack_parser() -> argparse.ArgumentParser:
     limits.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout_s, metavar="S")
     limits.add_argument("--max-duration", type=float, default=Limits.max_duration_s, metavar="S")
     stream = parser.add_argument_group("event source mapping")
-    stream.add_argument("--poll-interval", type=float, default=0.1, metavar="S")
+    stream.add_argument(
+        "--poll-interval", type=float, default=MappingConfig.poll_interval_s, metavar="S"
+    )
     stream.add_argument("--batch-size", type=int, default=BatchPolicy().batch_size)
     stream.add_argument(
         "--batch-window", type=float, default=BatchPolicy().maximum_batching_window_s, metavar="S"

@@ -28,6 +28,13 @@ log = logging.getLogger("local.streams")
 # expire after 15 minutes, and DynamoDB Local sometimes rejects an iterator it
 # handed out on an empty shard once the first record arrives.
 REOPEN_ITERATOR = {"ExpiredIteratorException", "TrimmedDataAccessException"}
+#: How often an idle shard is read: "Lambda polls shards in your DynamoDB stream for
+#: records at a base rate of 4 times per second. When records are available, Lambda
+#: invokes your function and waits for the result. If processing succeeds, Lambda resumes
+#: polling until it receives more records" (Lambda developer guide, "Using AWS Lambda with
+#: Amazon DynamoDB", polling and batching streams). A shorter interval would pick requests
+#: up sooner than AWS does.
+LAMBDA_POLL_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class MappingConfig:
 
     policy: streams.BatchPolicy = field(default_factory=streams.BatchPolicy)
     parallelization_factor: int = REQUESTS_STREAM_MAPPING.parallelization_factor
-    poll_interval_s: float = 0.1
+    poll_interval_s: float = LAMBDA_POLL_INTERVAL_S
     shard_discovery_s: float = 1.0
     records_per_read: int = 1000
     #: Lambda event filter patterns; a record that matches none is dropped, as on AWS.

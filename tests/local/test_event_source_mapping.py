@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from local import dynamodb
+from local.__main__ import _stack_parser
 from local.event_source_mapping import EventSourceMapping, MappingConfig
 from local.functions import FunctionSpec, LambdaFunction
 from local.streams import BatchPolicy
@@ -345,3 +346,14 @@ def test_records_that_waited_past_the_maximum_age_are_discarded_not_sent(moto) -
     # THEN they were discarded, never sent, and a younger record still goes out
     assert stats["records_expired"] == 2 and stats["records_discarded"] == 2
     assert [r["dynamodb"]["NewImage"]["request_id"]["S"] for r in delivered] == ["young"]
+
+
+def test_an_idle_shard_is_read_no_more_often_than_lambda_reads_one() -> None:
+    # GIVEN Lambda's documented rate: it "polls shards in your DynamoDB stream for records
+    # at a base rate of 4 times per second" ("Using AWS Lambda with Amazon DynamoDB")
+    lambdas_interval_s = 1 / 4
+    # WHEN the local mapping is made with its defaults, in code and by `python -m local`
+    flag_default = _stack_parser().parse_args([]).poll_interval
+    # THEN it reads an idle shard no sooner: local pickup is not faster than AWS's
+    assert MappingConfig().poll_interval_s == lambdas_interval_s
+    assert flag_default == lambdas_interval_s
