@@ -217,8 +217,8 @@ class Gateway:
 
         Called by the function as the invocation ends, not a task per frame that awaits
         it: a task costs the loop its creation and two more turns a frame (its first
-        step, and its wake-up when the invocation ends). A failure of
-        the gateway's own is logged, never a silent drop.
+        step, and its wake-up when the invocation ends). A failure of the gateway's own
+        is logged, never a silent drop.
         """
         self._routing.discard(invocation)
         if invocation.cancelled():
