@@ -59,7 +59,8 @@ def _sync_ratio(clients: str, floor: float) -> Callable[[dict], tuple[str, bool]
         ratio = _get(results, "sync", clients, "throughput_ratio")
         if ratio is None:
             return None
-        return f"{ratio['median']:.0%} of baseline", ratio["median"] >= floor
+        # One decimal: a median of 0.295 against a floor of 0.30 must not read "30%".
+        return f"{ratio['median']:.1%} of baseline", ratio["median"] >= floor
 
     return check
 
