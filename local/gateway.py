@@ -118,6 +118,8 @@ class Gateway:
             await self._server.wait_closed()
         while self._routing:
             await asyncio.gather(*self._routing, return_exceptions=True)
+            # Each leaves the set as it ends; one that did not is not waited for again.
+            self._routing = {future for future in self._routing if not future.done()}
 
     # -- handshake -------------------------------------------------------------
 
@@ -337,7 +339,8 @@ class _Connection(ServerConnection):
     a loop turn and a task switch more a frame. Everything else takes websockets' own
     path, unchanged: fragments (its assembler joins them, and the reading task hands
     the message over), control frames, and a text frame that is not UTF-8 (which
-    websockets refuses, closing with 1007). A fragmented message may so be handed over
+    websockets refuses, closing with 1007, and after which nothing more is handed over
+    here). A fragmented message may so be handed over
     after a whole one read later; API Gateway does not order invocations either.
 
     Relies on `process_event` (websockets 15 to 17, as requirements.txt pins; the
@@ -355,6 +358,9 @@ class _Connection(ServerConnection):
             try:
                 message: str | bytes = bytes(event.data).decode()
             except UnicodeDecodeError:
+                # websockets fails the connection when its reader gets this frame; no
+                # frame after it is handed over meanwhile, as `recv` would not either.
+                self.on_message = None
                 super().process_event(event)
                 return
         elif event.opcode is Opcode.BINARY:

@@ -198,7 +198,10 @@ def _unwatch(worker: _Worker) -> None:
             worker.loop = None
             return
         if not loop.is_running():
-            loop.remove_reader(worker.connection.fileno())
+            # Racing the loop's own end (closing, or a last run that unwatches it): the
+            # watch goes either way, and the worker is not watched any more.
+            with contextlib.suppress(KeyError, RuntimeError, AttributeError, ValueError):
+                loop.remove_reader(worker.connection.fileno())
             worker.loop = None
             return
 
@@ -520,10 +523,12 @@ class IsolatedFunction(LambdaFunction):
         pending.timer.cancel()
         invocation, outcome = pending.invocation, pending.outcome
         assert outcome is not None
-        self._conclude(invocation, message, pending.started)
         try:
+            self._conclude(invocation, message, pending.started)
             answer = self._outcome(invocation, message)
-        except FunctionError as error:
+        except Exception as error:
+            # The function's error, or a fault of the stack's own (an answer too deep to
+            # decode): either way its caller gets it, never an outcome left pending.
             outcome.set_exception(error)
         else:
             outcome.set_result(answer)
@@ -547,6 +552,10 @@ class IsolatedFunction(LambdaFunction):
             args=(pending.invocation, pending.started),
             daemon=True,
         ).start()
+        if pending.on_end is not None and pending.outcome is not None:
+            # Called with the cancelled outcome too, as a done callback (not from within
+            # `cancel`): a caller that keeps its invocations until they end lets it go.
+            pending.outcome.add_done_callback(pending.on_end)
 
     def _finish_abandoned(self, invocation: Invocation, started: float) -> None:
         """Wait for the answer nobody reads, until the function's timeout; then conclude."""

@@ -296,13 +296,15 @@ def test_a_text_frame_that_is_not_utf8_closes_the_connection_invoking_nothing() 
 
     async def scenario() -> int | None:
         async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
-            # WHEN it sends a text frame whose bytes are not UTF-8
+            # WHEN it sends a text frame whose bytes are not UTF-8, and a valid one
             await socket.send(b"\xff\xfe", text=True)
+            await socket.send('{"after": "it"}')
             await asyncio.wait_for(socket.wait_closed(), 5)
             await asyncio.wait_for(recorder.disconnected.wait(), 5)
             return socket.close_code
 
-    # THEN the gateway closed it as invalid data (1007), and the route never ran
+    # THEN the gateway closed it as invalid data (1007), and the route never ran, not even
+    # for the frame after it
     assert run(scenario()) == 1007
     assert recorder.events["message"] == []
 

@@ -292,6 +292,10 @@ def test_an_invocation_whose_send_fails_has_ended_when_its_caller_gets_the_error
     # socket can no longer be written (its worker's end shut)
     function = isolated("tests.local.lambdas.remember", concurrency=1, reserved_concurrency=1)
     try:
+        # (twice: the cold start goes through the pool, the second is sent from the loop,
+        # which then watches the worker: the next invocation takes it without asking its
+        # socket whether it ended, which, shut, it soon has)
+        run(function.invoke_async({}))
         run(function.invoke_async({}))
         [pid] = function.worker_pids()
         [worker] = function._idle
@@ -495,3 +499,57 @@ def test_unwatching_from_a_thread_ends_when_the_loop_stops_for_good_before_doing
     # THEN the thread stopped waiting: the closed loop watches nothing
     assert not unwatching.is_alive()
     assert worker.loop is None
+
+
+def test_an_invocation_whose_answer_the_stack_cannot_read_ends_with_that_error() -> None:
+    # GIVEN a warm environment, and a stack that fails on its next answer (a fault of its
+    # own, not the function's: an answer nested too deep to decode)
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    ended: list[asyncio.Future] = []
+    try:
+        run(function.invoke_async({}))
+
+        def unreadable(aws_request_id: str, reply: tuple) -> object:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        function._answer = unreadable  # type: ignore[method-assign]
+
+        async def invoke() -> BaseException | None:
+            # WHEN the function answers
+            outcome = function.begin({}, ended.append)
+            await asyncio.wait({outcome}, timeout=10)
+            return outcome.exception() if outcome.done() else None
+
+        error = run(invoke())
+    finally:
+        function.close()
+
+    # THEN its caller gets that error, and on_end is called: nothing waits forever for
+    # it (a gateway closing); the invocation no longer runs
+    assert isinstance(error, RecursionError)
+    assert len(ended) == 1
+    assert function.running() == []
+
+
+def test_on_end_is_called_with_the_cancelled_outcome_of_an_invocation_given_up() -> None:
+    # GIVEN a warm environment
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    ended: list[asyncio.Future] = []
+    try:
+        first = run(function.invoke_async({}))
+
+        async def give_up() -> None:
+            # WHEN an invocation with on_end begins, and its caller gives up on it
+            outcome = function.begin({"seconds": 0.5}, ended.append)
+            outcome.cancel()
+            await asyncio.sleep(0)
+
+        run(give_up())
+        # THEN on_end was called with the cancelled outcome, so a caller that keeps its
+        # invocations until on_end (the gateway) lets it go
+        assert [outcome.cancelled() for outcome in ended] == [True]
+        # AND the invocation ran on, and its worker serves again
+        after = function.invoke({})
+    finally:
+        function.close()
+    assert after["pid"] == first["pid"]
