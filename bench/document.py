@@ -673,12 +673,12 @@ FIXED_SINCE = """\
 - **A frame's invocation starts in the turn that read it** (section 1). The
   gateway started a task per frame, and the task sent the event to the worker
   a loop turn later; it now writes the event in the turn that read the frame
-  (`LambdaFunction.begin`), so the worker runs while the loop starts the task,
-  and the task leaves the gateway's set itself instead of through two done
-  callbacks, one more turn a frame. The invocation ends (the worker back in
-  the pool, the concurrency count released) in a done callback of its reply,
-  whether or not a task awaits it (`pytest tests/local/test_isolation.py -k
-  "before_the_event_loop or cancelled_before or send_fails"`).
+  (`LambdaFunction.begin`), so the worker runs while the loop reads on. The
+  invocation ends (the worker back in the pool, the concurrency count
+  released) whether or not anything awaits it (`pytest
+  tests/local/test_isolation.py -k "before_the_event_loop or cancelled_before
+  or send_fails"`); since the entry below, in the call that reads its reply,
+  and no task answers the frame.
 - **A worker sleeps once an invocation** (section 1). perf's `sched_switch`
   stacks showed the router's worker going to sleep twice per invocation, both
   in a read of its Unix socket: a blocked reader is woken whenever the socket's
