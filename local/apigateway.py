@@ -235,18 +235,18 @@ def message_event(
     handshake: Handshake,
     authorizer: dict | None,
     route_key: str,
-    body: str | bytes,
+    body: str,
     epoch_ms: int | None = None,
 ) -> dict:
-    """A message's proxy integration event. Binary frames arrive base64-encoded."""
+    """A text message's proxy integration event (a binary frame closes the connection:
+    `local.gateway.UNSUPPORTED_DATA`)."""
     epoch_ms = now_ms() if epoch_ms is None else epoch_ms
     context = _request_context(api, handshake, route_key, "MESSAGE", epoch_ms)
     context["messageId"] = new_id()
-    is_binary = isinstance(body, bytes)
     return {
         "requestContext": _with_authorizer(context, authorizer),
-        "body": base64.b64encode(body).decode("ascii") if is_binary else body,
-        "isBase64Encoded": is_binary,
+        "body": body,
+        "isBase64Encoded": False,
     }
 
 
@@ -272,16 +272,15 @@ def disconnect_event(
     }
 
 
-def select_route(body: str | bytes, routes: Collection[str]) -> str:
+def select_route(body: str, routes: Collection[str]) -> str:
     """Route selection by `$request.body.action`: a matching route key, else `$default`.
 
     "API Gateway calls the $default route if the route selection expression cannot be
     evaluated against the message or if no matching route is found" (developer guide,
-    websocket-api-develop-routes): a binary frame, text that is not JSON, or JSON nested
-    deeper than the decoder goes (RecursionError) all go to `$default`, whose function
-    answers them.
+    websocket-api-develop-routes): text that is not JSON, or JSON nested deeper than
+    the decoder goes (RecursionError), goes to `$default`, whose function answers it.
     """
-    if isinstance(body, str) and any(not route.startswith("$") for route in routes):
+    if any(not route.startswith("$") for route in routes):
         try:
             message = json.loads(body)
         except (ValueError, RecursionError):

@@ -30,6 +30,10 @@ from local.functions import FunctionError, LambdaFunction
 log = logging.getLogger("local.gateway")
 
 GOING_AWAY = 1001
+#: "API Gateway WebSocket APIs don't currently support binary frames in incoming message
+#: payloads. If a client app sends a binary frame, API Gateway rejects it and disconnects
+#: the client with code 1003" (developer guide, "Binary media types for WebSocket APIs").
+UNSUPPORTED_DATA = 1003
 NORMAL_CLOSURE = 1000
 
 
@@ -61,6 +65,8 @@ class Session:
     socket: ServerConnection
     opened_at: float = field(default_factory=time.time)
     last_active_at: float = field(default_factory=time.time)
+    #: Closing for a binary frame: nothing more is routed.
+    refused: bool = False
 
     def touch(self) -> None:
         self.last_active_at = time.time()
@@ -189,7 +195,14 @@ class Gateway:
         await self._disconnected(session)
 
     def _frame(self, session: Session, message: str | bytes) -> None:
-        """A message from the client: its route's invocation begins (`_Connection`)."""
+        """A message from the client: its route's invocation begins (`_Connection`); a
+        binary one closes the connection, and nothing after it is routed."""
+        if session.refused:
+            return
+        if isinstance(message, bytes):
+            session.refused = True
+            self._routing.add(asyncio.ensure_future(self._refuse(session)))
+            return
         session.touch()
         try:
             invocation = self._invoke(session, message)
@@ -199,7 +212,13 @@ class Gateway:
             return
         self._routing.add(invocation)
 
-    def _invoke(self, session: Session, message: str | bytes) -> asyncio.Future:
+    async def _refuse(self, session: Session) -> None:
+        try:
+            await session.socket.close(UNSUPPORTED_DATA)
+        finally:
+            self._routing.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    def _invoke(self, session: Session, message: str) -> asyncio.Future:
         """The frame's route's invocation, already started, answered by `_answered`.
 
         Started here, in the turn of the loop that read the frame: the function runs

@@ -269,16 +269,16 @@ def test_a_subprotocol_is_agreed_only_when_connect_answers_with_it() -> None:
     ]
 
 
-def test_frames_whole_fragmented_and_binary_each_invoke_the_route_once_in_order() -> None:
-    # GIVEN a route that answers each body, upper-cased (binary bodies arrive base64-encoded)
+def test_frames_whole_and_fragmented_each_invoke_the_route_once_in_order() -> None:
+    # GIVEN a route that answers each body, upper-cased
     recorder = Recorder()
 
     async def scenario() -> list[str]:
         async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
-            # WHEN a client sends a whole text frame, a message in three fragments, and a
-            # binary frame, each waiting for its answer
+            # WHEN a client sends a whole text frame, then a message in three fragments,
+            # each waiting for its answer
             replies = []
-            for message in ('{"a": 1}', ['{"b"', ": ", "2}"], b"\x00\x01"):
+            for message in ('{"a": 1}', ['{"b"', ": ", "2}"]):
                 await socket.send(message)
                 replies.append(await asyncio.wait_for(socket.recv(), 5))
             return replies
@@ -286,8 +286,30 @@ def test_frames_whole_fragmented_and_binary_each_invoke_the_route_once_in_order(
     replies = run(scenario())
     # THEN each message was one event, the fragments joined, as API Gateway joins them
     bodies = [(e["body"], e["isBase64Encoded"]) for e in recorder.events["message"]]
-    assert bodies == [('{"a": 1}', False), ('{"b": 2}', False), ("AAE=", True)]
-    assert replies == ['{"A": 1}', '{"B": 2}', "AAE="]
+    assert bodies == [('{"a": 1}', False), ('{"b": 2}', False)]
+    assert replies == ['{"A": 1}', '{"B": 2}']
+
+
+def test_a_binary_frame_closes_the_connection_with_1003_invoking_nothing() -> None:
+    # GIVEN a connected client
+    recorder = Recorder()
+
+    async def scenario() -> int | None:
+        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+            # WHEN it sends a binary frame, then a text one
+            await socket.send(b"\x00\x01")
+            await socket.send('{"after": "it"}')
+            await asyncio.wait_for(socket.wait_closed(), 5)
+            await asyncio.wait_for(recorder.disconnected.wait(), 5)
+            return socket.close_code
+
+    # THEN API Gateway's answer: "If a client app sends a binary frame, API Gateway
+    # rejects it and disconnects the client with code 1003" (developer guide, "Binary
+    # media types for WebSocket APIs"); no route ran, not even for the frame after it
+    assert run(scenario()) == 1003
+    assert recorder.events["message"] == []
+    (disconnect,) = recorder.events["disconnect"]
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1003
 
 
 def test_a_text_frame_that_is_not_utf8_closes_the_connection_invoking_nothing() -> None:
