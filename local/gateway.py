@@ -265,8 +265,9 @@ class Gateway:
     def _respond(self, session: Session, reply: str) -> None:
         """Send the route response now, or, when the socket cannot take it now, from a task.
 
-        Route responses to different frames are not ordered among themselves, on AWS
-        either: each is sent when its own invocation ends.
+        Route responses to different frames are not ordered among themselves: each is
+        sent when its own invocation ends. API Gateway's guide promises no order
+        between them either (each frame is its own integration request).
         """
         if _send_now(session.socket, reply):
             session.touch()
@@ -359,8 +360,9 @@ class _Connection(ServerConnection):
     path, unchanged: fragments (its assembler joins them, and the reading task hands
     the message over), control frames, and a text frame that is not UTF-8 (which
     websockets refuses, closing with 1007, and after which nothing more is handed over
-    here). A fragmented message may so be handed over
-    after a whole one read later; API Gateway does not order invocations either.
+    here). A fragmented message may so be handed over after a whole one read later;
+    API Gateway's guide promises no order between the invocations of a connection's
+    frames either.
 
     Relies on `process_event` (websockets 15 to 17, as requirements.txt pins; the
     gateway tests fail if it changes).
