@@ -250,6 +250,71 @@ def message_event(
     }
 
 
+class MessageEvents:
+    """A connection's message events, written as JSON from the parts that never change.
+
+    Every message event of a connection carries the same stage, identity, connection
+    and authorizer; only the route key, the ids, the time and the body change. The
+    event is encoded once, from `message_event` itself with a mark in each changing
+    place, into a format; each message's text is that format filled with its own
+    values: the object `message_event` makes (`json.loads` of one equals the other), at
+    a fraction of the cost of building and encoding it per message. Should a mark not
+    be found exactly once (a header that happens to hold it), every event of the
+    connection is made by `message_event` instead.
+    """
+
+    #: What changes from one message event of a connection to the next.
+    SLOTS = ("routeKey", "extendedRequestId", "requestTime", "requestTimeEpoch")
+    SLOTS += ("requestId", "messageId", "body")
+
+    def __init__(self, api: Api, handshake: Handshake, authorizer: dict | None) -> None:
+        self._api, self._handshake, self._authorizer = api, handshake, authorizer
+        self._format = self._template()
+        #: Route keys as JSON strings: a connection's frames go to few routes.
+        self._route_keys: dict[str, str] = {}
+
+    def _template(self) -> str | None:
+        nonce = base64.b16encode(os.urandom(8)).decode()
+        marks = {slot: f"@{slot}-{nonce}@" for slot in self.SLOTS}
+        event = message_event(
+            self._api, self._handshake, self._authorizer, marks["routeKey"], marks["body"], 0
+        )
+        context = event["requestContext"]
+        for slot in self.SLOTS[1:-1]:
+            context[slot] = marks[slot]
+        text = json.dumps(event).replace("{", "{{").replace("}", "}}")
+        for slot, mark in marks.items():
+            if text.count(f'"{mark}"') != 1:
+                return None
+            text = text.replace(f'"{mark}"', "{" + slot + "}")
+        return text
+
+    def encode(self, route_key: str, body: str, epoch_ms: int | None = None) -> tuple[str, str]:
+        """A message event's request id and JSON text (`message_event`'s object)."""
+        epoch_ms = now_ms() if epoch_ms is None else epoch_ms
+        if self._format is None:
+            event = message_event(
+                self._api, self._handshake, self._authorizer, route_key, body, epoch_ms
+            )
+            return event["requestContext"]["requestId"], json.dumps(event)
+        route = self._route_keys.get(route_key)
+        if route is None:
+            route = self._route_keys[route_key] = json.dumps(route_key)
+        request_id = f'"{new_id()}"'
+        # The ids' URL-safe base64, and the time's digits, letters, "/", ":", "+" and
+        # space, need no escaping in JSON.
+        text = self._format.format(
+            routeKey=route,
+            extendedRequestId=request_id,
+            requestTime=f'"{_request_time(epoch_ms)}"',
+            requestTimeEpoch=epoch_ms,
+            requestId=request_id,
+            messageId=f'"{new_id()}"',
+            body=json.dumps(body),
+        )
+        return request_id[1:-1], text
+
+
 def disconnect_event(
     api: Api,
     handshake: Handshake,

@@ -32,6 +32,22 @@ from local import iam
 #: What `LambdaFunction.begin` calls with an invocation's settled future.
 OnEnd = Callable[[asyncio.Future], None]
 
+
+class EncodedEvent(str):
+    """An event already written as JSON, as Lambda's Invoke API takes it (its payload):
+    invoked as it is, not encoded again. The gateway writes each message event from its
+    connection's pre-encoded parts (`local.apigateway.MessageEvents`)."""
+
+
+#: An invocation's event: an object, or its JSON text.
+Event = dict | EncodedEvent
+
+
+def event_json(event: Event) -> str:
+    """The event's JSON text, what crosses to the function (encoded once)."""
+    return event if isinstance(event, EncodedEvent) else json.dumps(event)
+
+
 log = logging.getLogger("local.functions")
 
 
@@ -184,7 +200,7 @@ class LambdaFunction:
         log.debug("%s %s took %.0f ms", self.spec.name, context.aws_request_id, elapsed * 1000)
         return json.loads(answer_json)
 
-    def submit(self, event: dict) -> Future:
+    def submit(self, event: Event) -> Future:
         """Start one invocation; the future holds the answer or a `FunctionError`.
 
         At the function's reserved concurrency the invocation is throttled at
@@ -198,7 +214,7 @@ class LambdaFunction:
             throttled.set_exception(self._throttled())
             return throttled
         try:
-            future = self._pool.submit(self._counted, json.dumps(event))
+            future = self._pool.submit(self._counted, event_json(event))
         except BaseException:
             # Not started (a closed pool, an event that is not JSON): not running either.
             self._release()
@@ -238,11 +254,11 @@ class LambdaFunction:
         finally:
             self._release()
 
-    def invoke(self, event: dict) -> object:
+    def invoke(self, event: Event) -> object:
         """Invoke and wait: for callers that are threads themselves (the stream poller)."""
         return self.submit(event).result()
 
-    def begin(self, event: dict, on_end: OnEnd | None = None) -> asyncio.Future:
+    def begin(self, event: Event, on_end: OnEnd | None = None) -> asyncio.Future:
         """Start one invocation now, from the event loop: a future of its answer (or its
         `FunctionError`).
 
@@ -257,7 +273,7 @@ class LambdaFunction:
             future.add_done_callback(on_end)
         return future
 
-    async def invoke_async(self, event: dict) -> object:
+    async def invoke_async(self, event: Event) -> object:
         """Invoke from the event loop without blocking it."""
         return await self.begin(event)
 

@@ -25,7 +25,7 @@ from websockets.protocol import Event, State
 
 from local import apigateway
 from local.apigateway import Api, Handshake
-from local.functions import FunctionError, LambdaFunction
+from local.functions import EncodedEvent, FunctionError, LambdaFunction
 
 log = logging.getLogger("local.gateway")
 
@@ -63,6 +63,8 @@ class Session:
     handshake: Handshake
     authorizer: dict | None
     socket: ServerConnection
+    #: Its message events, written from its parts of them encoded once.
+    events: apigateway.MessageEvents
     opened_at: float = field(default_factory=time.time)
     last_active_at: float = field(default_factory=time.time)
     #: Closing for a binary frame: nothing more is routed.
@@ -176,7 +178,8 @@ class Gateway:
 
     async def _serve_connection(self, socket: _Connection) -> None:
         handshake, authorizer = self._accepted.pop(socket)
-        session = Session(handshake, authorizer, socket)
+        events = apigateway.MessageEvents(self.api, handshake, authorizer)
+        session = Session(handshake, authorizer, socket, events)
         connection_id = handshake.connection_id
         self._sessions[connection_id] = session
         watchdog = asyncio.create_task(self._enforce_timeouts(session))
@@ -227,13 +230,11 @@ class Gateway:
         assert self._integrations is not None
         routes = self._integrations.routes
         route_key = apigateway.select_route(message, routes.keys())
-        event = apigateway.message_event(
-            self.api, session.handshake, session.authorizer, route_key, message
-        )
-        on_end = functools.partial(self._answered, session, event)
-        return routes[route_key].begin(event, on_end)
+        request_id, event = session.events.encode(route_key, message)
+        on_end = functools.partial(self._answered, session, request_id)
+        return routes[route_key].begin(EncodedEvent(event), on_end)
 
-    def _answered(self, session: Session, event: dict, invocation: asyncio.Future) -> None:
+    def _answered(self, session: Session, request_id: str, invocation: asyncio.Future) -> None:
         """The invocation ended: send its route response, if any, at once.
 
         Called by the function as the invocation ends, not a task per frame that awaits
@@ -245,22 +246,22 @@ class Gateway:
         if invocation.cancelled():
             return
         try:
-            reply = self._route_response(session, event, invocation)
+            reply = self._route_response(session, request_id, invocation)
             if reply is not None:
                 self._respond(session, reply)
         except Exception:
             log.exception("routing a frame failed")
 
     @staticmethod
-    def _route_response(session: Session, event: dict, invocation: asyncio.Future) -> str | None:
-        """What API Gateway sends back for the invocation: its route response, or its
-        integration failure."""
+    def _route_response(
+        session: Session, request_id: str, invocation: asyncio.Future
+    ) -> str | None:
+        """What API Gateway sends back for the invocation (its event's `request_id`): its
+        route response, or its integration failure."""
         try:
             return apigateway.route_response(invocation.result())
         except FunctionError:
-            return apigateway.integration_failure(
-                session.handshake, event["requestContext"]["requestId"]
-            )
+            return apigateway.integration_failure(session.handshake, request_id)
 
     def _respond(self, session: Session, reply: str) -> None:
         """Send the route response now, or, when the socket cannot take it now, from a task.

@@ -44,7 +44,15 @@ from multiprocessing.connection import Connection
 
 from local import worker as worker_side
 from local import zygote
-from local.functions import FunctionError, FunctionSpec, LambdaFunction, OnEnd, new_request_id
+from local.functions import (
+    Event,
+    FunctionError,
+    FunctionSpec,
+    LambdaFunction,
+    OnEnd,
+    event_json,
+    new_request_id,
+)
 from local.worker import INIT_ERROR, READY
 from local.zygote import EXITED
 
@@ -391,7 +399,7 @@ class IsolatedFunction(LambdaFunction):
             raise FunctionError(self.spec.name, error_type, error_message)
         return json.loads(reply[1])
 
-    def begin(self, event: dict, on_end: OnEnd | None = None) -> asyncio.Future:
+    def begin(self, event: Event, on_end: OnEnd | None = None) -> asyncio.Future:
         """From the event loop: straight to an idle worker when there is one, else
         through a thread of the pool, which waits for a worker or starts one.
 
@@ -404,7 +412,7 @@ class IsolatedFunction(LambdaFunction):
         if self._instructions is not None:
             return super().begin(event, on_end)
         # Before a worker is taken: an event that is not JSON costs none its environment.
-        event_json = json.dumps(event)
+        encoded = event_json(event)
         worker = self._idle_worker()
         if worker is None:
             return super().begin(event, on_end)
@@ -419,7 +427,7 @@ class IsolatedFunction(LambdaFunction):
         with self._lock:
             self._running[invocation.aws_request_id] = invocation
         try:
-            return self._send_on_loop(invocation, event_json, on_end)
+            return self._send_on_loop(invocation, encoded, on_end)
         except BaseException:
             # Nothing was sent (the worker's socket is sound, or the send's OSError would
             # have ended the invocation): the worker is in an unknown state, so it goes.

@@ -79,6 +79,70 @@ def test_message_event_has_the_documented_shape() -> None:
     assert event["requestContext"]["messageId"] != event["requestContext"]["requestId"]
 
 
+def _as_message_event_with(event: dict, handshake: Handshake, authorizer: dict | None) -> dict:
+    """`message_event`'s object for the same route, body, time and ids as `event`."""
+    context = event["requestContext"]
+    expected = apigateway.message_event(
+        API, handshake, authorizer, context["routeKey"], event["body"], context["requestTimeEpoch"]
+    )
+    for name in ("requestId", "extendedRequestId", "messageId"):
+        expected["requestContext"][name] = context[name]
+    return expected
+
+
+@pytest.mark.parametrize("authorizer", [AUTHORIZER, None], ids=["authorized", "no-authorizer"])
+@pytest.mark.parametrize(
+    "body",
+    ['{"action": "echo"}', 'not json {"quote": "\\"}\n\u00e9\u2028', ""],
+    ids=["json", "escapes", "empty"],
+)
+def test_a_connections_encoded_message_event_is_the_message_event(
+    authorizer: dict | None, body: str
+) -> None:
+    # GIVEN a connection's message events, its handshake with JSON's special characters
+    handshake = Handshake(
+        "FDmBIeapIAMCIQg=",
+        "/?token=abc",
+        (("Host", "h"), ("User-Agent", 'ua {"x": "}\\"} \u00e9')),
+        "10.0.0.1",
+        "h",
+        connected_at=1737995987617,
+    )
+    events = apigateway.MessageEvents(API, handshake, authorizer)
+
+    # WHEN one is written for a frame
+    request_id, text = events.encode("sendmessage", body, epoch_ms=1737995987700)
+
+    # THEN it is the object message_event makes, with new ids, and its request id
+    event = json.loads(text)
+    assert event == _as_message_event_with(event, handshake, authorizer)
+    context = event["requestContext"]
+    assert context["requestId"] == context["extendedRequestId"] == request_id
+    assert context["messageId"] != request_id
+    assert context["requestTime"] == "27/Jan/2025:16:39:47 +0000"
+    assert context["routeKey"] == "sendmessage"
+    assert event["body"] == body
+    _, again = events.encode("$default", body)
+    assert json.loads(again)["requestContext"]["requestId"] != request_id
+
+
+def test_a_handshake_holding_a_mark_gets_its_message_events_made_whole(monkeypatch) -> None:
+    # GIVEN a header that holds the very mark the events' format would be cut at
+    monkeypatch.setattr(apigateway.os, "urandom", lambda n: bytes(n))
+    mark = f"@requestId-{'00' * 8}@"
+    handshake = Handshake("c1", "/", (("Host", "h"), ("User-Agent", mark)), "10.0.0.1", "h")
+    events = apigateway.MessageEvents(API, handshake, AUTHORIZER)
+
+    # WHEN an event is written
+    request_id, text = events.encode("$default", "{}", epoch_ms=1737995987700)
+
+    # THEN it is still message_event's object, the header untouched
+    event = json.loads(text)
+    assert event == _as_message_event_with(event, handshake, AUTHORIZER)
+    assert event["requestContext"]["identity"]["userAgent"] == mark
+    assert event["requestContext"]["requestId"] == request_id
+
+
 def test_disconnect_event_has_the_documented_shape() -> None:
     documented = load_event("disconnect")
     event = apigateway.disconnect_event(API, HANDSHAKE, AUTHORIZER, 1001, "Going away")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from local.functions import FunctionError, FunctionSpec, LambdaFunction
+from local.functions import EncodedEvent, FunctionError, FunctionSpec, LambdaFunction
 from tests.e2e.wire import run
 
 SPEC = FunctionSpec("streamer-test", "tests.local.unused.handler", timeout_s=5, memory_mb=256)
@@ -55,6 +55,18 @@ def test_event_and_answer_cross_as_json() -> None:
     finally:
         lambda_function.close()
     assert event == {"nested": {"n": 1}}
+
+
+def test_an_encoded_event_reaches_the_handler_decoded_once() -> None:
+    # GIVEN an event already written as JSON (the gateway's message events)
+    lambda_function = function(lambda event, context: {"event": event})
+    try:
+        # WHEN it is invoked
+        answer = lambda_function.invoke(EncodedEvent('{"body": "{\\"a\\": 1}"}'))
+    finally:
+        lambda_function.close()
+    # THEN the handler gets its object, not its text encoded once more
+    assert answer == {"event": {"body": '{"a": 1}'}}
 
 
 def refuse(event, context):

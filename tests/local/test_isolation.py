@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from local.functions import FunctionError, FunctionSpec
+from local.functions import EncodedEvent, FunctionError, FunctionSpec
 from local.isolation import IsolatedFunction, _unwatch, _Worker
 from tests.e2e.wire import run
 
@@ -42,6 +42,20 @@ def test_the_handler_gets_the_event_and_a_context_rebuilt_in_its_worker(remember
     assert answer["memory_limit_in_mb"] == "256"
     assert len(answer["aws_request_id"]) == 36
     assert 0 < answer["remaining_ms"] <= 10_000
+
+
+def test_an_encoded_event_reaches_the_worker_decoded_once(remember) -> None:
+    # GIVEN a warm environment the event loop sends to (the gateway's path), and one
+    # through the thread pool
+    remember.invoke({})
+    text = EncodedEvent('{"hello": ["world"]}')
+
+    # WHEN an event already written as JSON is invoked either way
+    from_loop = run(remember.invoke_async(text))
+    from_thread = remember.invoke(text)
+
+    # THEN the handler gets its object both times
+    assert from_loop["event"] == from_thread["event"] == {"hello": ["world"]}
 
 
 def test_a_warm_environment_serves_the_next_invocation_with_its_module_state(remember) -> None:
