@@ -97,6 +97,12 @@ def _sync(section: dict | None) -> str:
             threads = figure(data["threads_throughput_ratio"], 3)
             rows.append([clients, "ratio threads / baseline", threads, "", ""])
     text = _table(["clients", "server", "throughput (msg/s)", "p50 (ms)", "p99 (ms)"], rows)
+    runs = [section[f"clients_{n}"]["throughput_ratio"]["runs"] for n in ("1", "100")]
+    text += (
+        f"\n\nThe servers' runs alternate: {runs[0]} runs of each with one client, "
+        f"{runs[1]} with 100; a ratio is the median of the runs' ratios, each to the "
+        "baseline's run beside it."
+    )
     calls = section.get("router_dynamodb_calls_per_message")
     if calls is not None:
         environments = section["environments"]

@@ -90,8 +90,16 @@ def _router_calls(call_log: Path) -> int:
     return sum(1 for call in emulator.read_log(call_log) if call["function"] == "streamer-router")
 
 
+#: Runs of each server with one client: its ratio is a target (issue 15) that this
+#: machine's runs put within a few percent of it, and the median of five moved by more
+#: than that between whole runs of the section (0.26 to 0.33).
+ONE_CLIENT_RUNS = 9
+#: Runs of each server with 100 clients.
+RUNS = 5
+QUICK_RUNS = 3
+
+
 def run(workdir: Path, quick: bool = False) -> dict:
-    runs = 3 if quick else 5
     call_log = workdir / "sync-calls.jsonl"
     call_log.unlink(missing_ok=True)
     with (
@@ -106,8 +114,9 @@ def run(workdir: Path, quick: bool = False) -> dict:
             "stack": stack.url(stack.token("sync-user")),
             "threads": threads.url(threads.token("sync-user")),
         }
-        one = asyncio.run(_compare(urls, 1, runs, 1.0 if quick else 2.0))
-        hundred = asyncio.run(_compare(urls, 100, runs, 1.5 if quick else 2.5))
+        one_runs, hundred_runs = (QUICK_RUNS, QUICK_RUNS) if quick else (ONE_CLIENT_RUNS, RUNS)
+        one = asyncio.run(_compare(urls, 1, one_runs, 1.0 if quick else 2.0))
+        hundred = asyncio.run(_compare(urls, 100, hundred_runs, 1.5 if quick else 2.5))
         environments = processes.environments_memory(stack.pid)
     messages = sum(r["messages"] for sample in (one, hundred) for r in sample["stack"])
     return {
