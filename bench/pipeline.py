@@ -1,0 +1,184 @@
+"""Where a 1-client echo's round trip goes: each process's CPU per message, and pinning.
+
+`python -m bench.pipeline [--runs N] [--seconds S]` runs the bare echo server
+and the local stack (worker processes) as section 1 does, one client each,
+and alternates runs of both in three placements of the stack's processes:
+
+- `free`: the scheduler places every process (section 1's setting);
+- `one core`: the stack, the bare echo and this client all on CPU 0;
+- `apart`: the stack's process (the gateway) on CPU 0, its function workers
+  on CPU 1, the clients free.
+
+For each run it prints the messages a second of both servers and their
+ratio, and the CPU each process spent per message (user + system, read from
+`/proc`): the gateway (every thread of the stack's process), the function
+workers together, the DynamoDB emulator, the bare echo server, and this
+client. If the stack answers as fast on one core as on two, a frame's path is
+serial and its time is the sum of those CPU figures; if `apart` is faster,
+the processes' placement costs time. A diagnostic for section 1's target,
+not one of its figures: it writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench import processes, wire
+from bench.sync_round_trip import FRAME, UNLIMITED
+
+PLACEMENTS = ("free", "one core", "apart")
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in _children(pid):
+        pids += _tree(child)
+    return pids
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User plus system CPU of `pids` (every thread of each), 0 for one gone."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * _TICK_S
+    return total
+
+
+def _pin(pids: list[int], cpus: set[int]) -> None:
+    for pid in pids:
+        try:
+            threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                os.sched_setaffinity(thread, cpus)
+            except OSError:
+                continue
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Roles:
+    """The processes whose CPU is read, by role."""
+
+    def __init__(self, stack: processes.Server, bare: processes.Server) -> None:
+        children = _children(stack.pid)
+        commands = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children}
+        self.gateway = [stack.pid]
+        self.workers = [w for c in children if b"zygote" in commands[c] for w in _tree(c)]
+        self.emulator = [c for c in children if b"zygote" not in commands[c]]
+        self.bare = _tree(bare.pid)
+
+    def placed(self, placement: str) -> None:
+        everything = {0, 1}
+        for group in (self.gateway, self.workers, self.emulator, self.bare, [os.getpid()]):
+            _pin(group, everything)
+        if placement == "one core":
+            for group in (self.gateway, self.workers, self.emulator, self.bare, [os.getpid()]):
+                _pin(group, {0})
+        elif placement == "apart":
+            _pin(self.gateway, {0})
+            _pin(self.workers, {1})
+
+
+async def _run(socket, seconds: float, pids: list[int]) -> tuple[int, float, float]:
+    """Messages, CPU of `pids` and of this client, over one run."""
+    before, own_before = _cpu_s(pids), _own_cpu_s()
+    messages = len(await wire.round_trips(socket, FRAME, time.monotonic() + seconds))
+    return messages, _cpu_s(pids) - before, _own_cpu_s() - own_before
+
+
+async def _measure(stack: processes.Server, bare: processes.Server, runs: int, seconds: float):
+    roles = _Roles(stack, bare)
+    stack_socket = await wire.open_connection(stack.url(stack.token("pipeline")))
+    bare_socket = await wire.open_connection(bare.websocket_url)
+    await wire.round_trips(stack_socket, FRAME, time.monotonic() + 1)
+    # The first messages started the workers: read the roles again.
+    roles = _Roles(stack, bare)
+    rows: dict[str, list[dict]] = {p: [] for p in PLACEMENTS}
+    try:
+        for run in range(runs):
+            for placement in PLACEMENTS[run % 3 :] + PLACEMENTS[: run % 3]:
+                roles.placed(placement)
+                groups = (roles.gateway, roles.workers, roles.emulator)
+                before = [_cpu_s(g) for g in groups]
+                messages, _, client = await _run(stack_socket, seconds, [])
+                after = [_cpu_s(g) for g in groups]
+                bare_messages, bare_cpu, bare_client = await _run(bare_socket, seconds, roles.bare)
+                per = 1e6 / messages
+                rows[placement].append(
+                    {
+                        "stack": messages / seconds,
+                        "bare": bare_messages / seconds,
+                        "ratio": messages / bare_messages,
+                        "gateway": (after[0] - before[0]) * per,
+                        "workers": (after[1] - before[1]) * per,
+                        "emulator": (after[2] - before[2]) * per,
+                        "client": client * per,
+                        "bare server": bare_cpu * 1e6 / bare_messages,
+                        "bare client": bare_client * 1e6 / bare_messages,
+                    }
+                )
+    finally:
+        roles.placed("free")
+        await wire.close_all([stack_socket, bare_socket])
+    return rows
+
+
+def _print(rows: dict[str, list[dict]]) -> None:
+    columns = list(next(iter(rows.values()))[0])
+    print("medians of the runs; CPU in us per message")
+    print(f"{'placement':10s}" + "".join(f"{c:>13s}" for c in columns))
+    for placement, runs in rows.items():
+        medians = [statistics.median(r[c] for r in runs) for c in columns]
+        cells = "".join(
+            f"{m:13.3f}" if c == "ratio" else f"{m:13.0f}"
+            for c, m in zip(columns, medians, strict=True)
+        )
+        print(f"{placement:10s}{cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("needs two CPUs to compare placements")
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
+        directory = Path(work)
+        with (
+            processes.echo_server(directory / "echo-server") as bare,
+            processes.local_stack(directory / "stack", env=UNLIMITED) as stack,
+        ):
+            _print(asyncio.run(_measure(stack, bare, args.runs, args.seconds)))
+
+
+if __name__ == "__main__":
+    main()
