@@ -726,17 +726,17 @@ FIXED_SINCE = """\
   `pytest tests/local/test_apigateway.py -k "encoded or mark"`). The saving is
   a few microseconds a frame, below this machine's noise in the 1-client echo.
   Section 1 now takes nine runs of each server with one client (five before):
-  the median of five moved between 0.26 and 0.33 from one whole run of the
-  section to the next. With nine it was 0.28 at 7cf8a5c (runs 0.23 to 0.30);
-  five at df69f5e, before the change above, gave 0.305 the same day. The
-  target of 0.30 is missed, narrowly. `python -m bench.pipeline` shows where
-  the round trip goes. It alternates runs with the stack's processes placed
-  freely, all on one core, and the gateway on one core with its workers on the
-  other; one run's medians: 2,679, 2,694 and 2,656 messages a second. One core
-  answers as many as two, so a frame's path is serial and its time is the sum
-  of the CPU each process spends on it: 146 us in the gateway, 145 us in the
-  worker (the router's 58 us of section 8 among them), 67 us in the client,
-  against 60 us in the bare echo server and 44 us in its client.
+  two whole runs of the section on the same code (aba9a1d) gave medians of
+  five of 0.295 and 0.314. With nine it was 0.28 at 7cf8a5c (runs 0.23 to
+  0.30); five at df69f5e, before the change above, gave 0.305 the same day.
+  The target of 0.30 is missed, narrowly. `python -m bench.pipeline` shows
+  where the round trip goes. It alternates runs with the stack's processes
+  placed freely, all on one core, and the gateway on one core with its workers
+  on the other; one run's medians: 2,679, 2,694 and 2,656 messages a second.
+  One core answers as many as two, so a frame's path is serial and its time is
+  the sum of the CPU each process spends on it: 146 us in the gateway, 145 us
+  in the worker (the router's 58 us of section 8 among them), 67 us in the
+  client, against 60 us in the bare echo server and 44 us in its client.
 - **The router's answer line without the logging module** (section 8). The
   line logged for each answered message went through `logging`'s record,
   filters and formatter, about a third of a warm echo's CPU; when nothing but

@@ -85,7 +85,7 @@ def _own_cpu_s() -> float:
 
 
 class _Roles:
-    """The processes whose CPU is read, by role."""
+    """The processes whose CPU is read, by role, and where they are placed."""
 
     def __init__(self, stack: processes.Server, bare: processes.Server) -> None:
         children = _children(stack.pid)
@@ -94,55 +94,55 @@ class _Roles:
         self.workers = [w for c in children if b"zygote" in commands[c] for w in _tree(c)]
         self.emulator = [c for c in children if b"zygote" not in commands[c]]
         self.bare = _tree(bare.pid)
+        #: Where this process may run: every placement but `free` narrows it.
+        self._allowed = os.sched_getaffinity(0)
 
     def placed(self, placement: str) -> None:
-        everything = {0, 1}
-        for group in (self.gateway, self.workers, self.emulator, self.bare, [os.getpid()]):
-            _pin(group, everything)
-        if placement == "one core":
-            for group in (self.gateway, self.workers, self.emulator, self.bare, [os.getpid()]):
-                _pin(group, {0})
-        elif placement == "apart":
+        everyone = [self.gateway, self.workers, self.emulator, self.bare, [os.getpid()]]
+        for group in everyone:
+            _pin(group, {0} if placement == "one core" else self._allowed)
+        if placement == "apart":
             _pin(self.gateway, {0})
             _pin(self.workers, {1})
 
 
-async def _run(socket, seconds: float, pids: list[int]) -> tuple[int, float, float]:
-    """Messages, CPU of `pids` and of this client, over one run."""
-    before, own_before = _cpu_s(pids), _own_cpu_s()
+async def _run(socket, seconds: float, groups: list[list[int]]) -> tuple[int, list[float], float]:
+    """One run's messages, and the CPU seconds each group and this client spent on them."""
+    before, own_before = [_cpu_s(g) for g in groups], _own_cpu_s()
     messages = len(await wire.round_trips(socket, FRAME, time.monotonic() + seconds))
-    return messages, _cpu_s(pids) - before, _own_cpu_s() - own_before
+    spent = [_cpu_s(g) - b for g, b in zip(groups, before, strict=True)]
+    return messages, spent, _own_cpu_s() - own_before
 
 
 async def _measure(stack: processes.Server, bare: processes.Server, runs: int, seconds: float):
-    roles = _Roles(stack, bare)
     stack_socket = await wire.open_connection(stack.url(stack.token("pipeline")))
     bare_socket = await wire.open_connection(bare.websocket_url)
     await wire.round_trips(stack_socket, FRAME, time.monotonic() + 1)
-    # The first messages started the workers: read the roles again.
+    # Read once the first messages have started the workers.
     roles = _Roles(stack, bare)
     rows: dict[str, list[dict]] = {p: [] for p in PLACEMENTS}
     try:
         for run in range(runs):
             for placement in PLACEMENTS[run % 3 :] + PLACEMENTS[: run % 3]:
                 roles.placed(placement)
-                groups = (roles.gateway, roles.workers, roles.emulator)
-                before = [_cpu_s(g) for g in groups]
-                messages, _, client = await _run(stack_socket, seconds, [])
-                after = [_cpu_s(g) for g in groups]
-                bare_messages, bare_cpu, bare_client = await _run(bare_socket, seconds, roles.bare)
-                per = 1e6 / messages
+                messages, (gateway, workers, emulator), client = await _run(
+                    stack_socket, seconds, [roles.gateway, roles.workers, roles.emulator]
+                )
+                bare_messages, (bare_server,), bare_client = await _run(
+                    bare_socket, seconds, [roles.bare]
+                )
+                per, bare_per = 1e6 / messages, 1e6 / bare_messages
                 rows[placement].append(
                     {
                         "stack": messages / seconds,
                         "bare": bare_messages / seconds,
                         "ratio": messages / bare_messages,
-                        "gateway": (after[0] - before[0]) * per,
-                        "workers": (after[1] - before[1]) * per,
-                        "emulator": (after[2] - before[2]) * per,
+                        "gateway": gateway * per,
+                        "workers": workers * per,
+                        "emulator": emulator * per,
                         "client": client * per,
-                        "bare server": bare_cpu * 1e6 / bare_messages,
-                        "bare client": bare_client * 1e6 / bare_messages,
+                        "bare server": bare_server * bare_per,
+                        "bare client": bare_client * bare_per,
                     }
                 )
     finally:

@@ -92,7 +92,7 @@ def _router_calls(call_log: Path) -> int:
 
 #: Runs of each server with one client: its ratio is a target (issue 15) that this
 #: machine's runs put within a few percent of it, and the median of five moved by more
-#: than that between whole runs of the section (0.26 to 0.33).
+#: than that between whole runs of the section on the same code (0.295 and 0.314).
 ONE_CLIENT_RUNS = 9
 #: Runs of each server with 100 clients.
 RUNS = 5

@@ -290,23 +290,28 @@ def test_frames_whole_and_fragmented_each_invoke_the_route_once_in_order() -> No
     assert replies == ['{"A": 1}', '{"B": 2}']
 
 
+async def _close_code_after(recorder: Recorder, frame: bytes, *, text: bool) -> int | None:
+    """Send `frame` (as a text or binary frame), then a valid text one; the close code
+    once the gateway closed the connection and ran `$disconnect`."""
+    async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
+        await socket.send(frame, text=text)
+        await socket.send('{"after": "it"}')
+        await asyncio.wait_for(socket.wait_closed(), 5)
+        await asyncio.wait_for(recorder.disconnected.wait(), 5)
+        return socket.close_code
+
+
 def test_a_binary_frame_closes_the_connection_with_1003_invoking_nothing() -> None:
     # GIVEN a connected client
     recorder = Recorder()
 
-    async def scenario() -> int | None:
-        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
-            # WHEN it sends a binary frame, then a text one
-            await socket.send(b"\x00\x01")
-            await socket.send('{"after": "it"}')
-            await asyncio.wait_for(socket.wait_closed(), 5)
-            await asyncio.wait_for(recorder.disconnected.wait(), 5)
-            return socket.close_code
+    # WHEN it sends a binary frame, then a text one
+    close_code = run(_close_code_after(recorder, b"\x00\x01", text=False))
 
     # THEN API Gateway's answer: "If a client app sends a binary frame, API Gateway
     # rejects it and disconnects the client with code 1003" (developer guide, "Binary
     # media types for WebSocket APIs"); no route ran, not even for the frame after it
-    assert run(scenario()) == 1003
+    assert close_code == 1003
     assert recorder.events["message"] == []
     (disconnect,) = recorder.events["disconnect"]
     assert disconnect["requestContext"]["disconnectStatusCode"] == 1003
@@ -316,18 +321,12 @@ def test_a_text_frame_that_is_not_utf8_closes_the_connection_invoking_nothing() 
     # GIVEN a connected client
     recorder = Recorder()
 
-    async def scenario() -> int | None:
-        async with serving(recorder) as (_, url), connect(url, compression=None) as socket:
-            # WHEN it sends a text frame whose bytes are not UTF-8, and a valid one
-            await socket.send(b"\xff\xfe", text=True)
-            await socket.send('{"after": "it"}')
-            await asyncio.wait_for(socket.wait_closed(), 5)
-            await asyncio.wait_for(recorder.disconnected.wait(), 5)
-            return socket.close_code
+    # WHEN it sends a text frame whose bytes are not UTF-8, and a valid one
+    close_code = run(_close_code_after(recorder, b"\xff\xfe", text=True))
 
     # THEN the gateway closed it as invalid data (1007), and the route never ran, not even
     # for the frame after it
-    assert run(scenario()) == 1007
+    assert close_code == 1007
     assert recorder.events["message"] == []
 
 
