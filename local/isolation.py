@@ -40,10 +40,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 
-from local import worker as worker_side
 from local import zygote
+from local.channel import Channel
 from local.functions import (
     Event,
     FunctionError,
@@ -93,12 +92,16 @@ class _Worker:
     so that an invocation from the loop costs no selector change: the watch callback
     ends the invocation in `pending` with the reply, or, when none is pending, learns
     that the idle environment ended.
+
+    `deadline_check` is the timer on that loop that stops an invocation at its timeout
+    (`IsolatedFunction._check_deadline`): one an environment, not one an invocation.
     """
 
     pid: int
-    connection: Connection
+    channel: Channel
     loop: asyncio.AbstractEventLoop | None = None
     pending: _OnLoop | None = None
+    deadline_check: asyncio.TimerHandle | None = None
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -106,7 +109,7 @@ class _Worker:
 
     def discard(self) -> None:
         self.kill()
-        self.connection.close()
+        self.channel.close()
 
 
 @dataclass
@@ -145,8 +148,8 @@ class _OnLoop:
 
     `outcome` is what its caller gets: a future of the handler's answer or its
     `FunctionError`. What ends the invocation settles it, in the same call, and then
-    calls `on_end`: the worker's reply (`IsolatedFunction._readable`), the timer at the
-    function's timeout, or a send that failed. So the worker goes back, or is
+    calls `on_end`: the worker's reply (`IsolatedFunction._readable`), its worker's
+    deadline check past its `deadline`, or a send that failed. So the worker goes back, or is
     discarded, before anything that awaits the outcome runs, and whether or not
     anything does (a task cancelled before it ran). A caller that gave up cancels the
     outcome: the invocation is then abandoned (`IsolatedFunction._abandoned`), and a
@@ -154,12 +157,13 @@ class _OnLoop:
     closes before it is answered keeps its worker until the stack ends.
     """
 
-    __slots__ = ("ended", "invocation", "on_end", "outcome", "started", "timer")
+    __slots__ = ("deadline", "ended", "invocation", "on_end", "outcome", "started")
 
-    def __init__(self, invocation: Invocation, timer: asyncio.TimerHandle, started: float) -> None:
+    def __init__(self, invocation: Invocation, started: float, deadline: float) -> None:
         self.invocation = invocation
-        self.timer = timer
         self.started = started
+        #: When the function's timeout stops it (`time.monotonic()`, the loop's clock).
+        self.deadline = deadline
         self.outcome: _Outcome | None = None
         self.on_end: OnEnd | None = None
         #: Whether it ended (it ends once: by its reply, its timeout, or its caller leaving).
@@ -184,7 +188,7 @@ def _unwatch(worker: _Worker) -> None:
     except RuntimeError:
         on_its_thread = False
     if on_its_thread or not loop.is_running():
-        loop.remove_reader(worker.connection.fileno())
+        loop.remove_reader(worker.channel.fileno())
         worker.loop = None
         return
     done = threading.Event()
@@ -209,7 +213,7 @@ def _unwatch(worker: _Worker) -> None:
             # Racing the loop's own end (closing, or a last run that unwatches it): the
             # watch goes either way, and the worker is not watched any more.
             with contextlib.suppress(KeyError, RuntimeError, AttributeError, ValueError):
-                loop.remove_reader(worker.connection.fileno())
+                loop.remove_reader(worker.channel.fileno())
             worker.loop = None
             return
 
@@ -290,10 +294,10 @@ class IsolatedFunction(LambdaFunction):
             pid = zygote.shared().fork(self._setup(), theirs.fileno())
         finally:
             theirs.close()
-        worker = _Worker(pid, Connection(ours.detach()))
+        worker = _Worker(pid, Channel(ours))
         try:
-            ready = worker.connection.poll(INIT_TIMEOUT_S)
-            answer = worker.connection.recv() if ready else None
+            ready = worker.channel.poll(INIT_TIMEOUT_S)
+            answer = worker.channel.recv() if ready else None
         except (EOFError, OSError):
             answer = None
         if answer is not None and answer[0] == READY:
@@ -455,7 +459,7 @@ class IsolatedFunction(LambdaFunction):
         """Whether an idle worker's process ended (the zygote said so on its socket); if
         so it is discarded, and the invocation gets another environment, as on Lambda."""
         try:
-            ended = worker.connection.poll(0)
+            ended = worker.channel.poll(0)
         except OSError:
             ended = True
         if ended:
@@ -467,27 +471,52 @@ class IsolatedFunction(LambdaFunction):
         if worker.loop is loop:
             return
         _unwatch(worker)
-        loop.add_reader(worker.connection.fileno(), self._readable, worker)
+        loop.add_reader(worker.channel.fileno(), self._readable, worker)
         worker.loop = loop
+        # A check armed on another loop, or before, is not this loop's to rely on.
+        worker.deadline_check = None
 
     def _readable(self, worker: _Worker) -> None:
         """The worker's socket has something: the reply the pending invocation awaits, or,
-        when none is pending, the zygote's word that the idle environment ended."""
-        pending = worker.pending
-        if pending is None:
-            _unwatch(worker)
-            with self._changed:
-                idle = worker in self._idle
-                if idle:
-                    self._idle.remove(worker)
+        when none is pending, the zygote's word that the idle environment ended.
+
+        One read takes what the socket holds. The zygote's word may follow the reply in
+        it: once the reply has ended its invocation, that word is read from what was
+        read, in the same call, and the environment goes at once. No further readiness
+        would come for it if its end were not closed yet, and an invocation begun
+        meanwhile would be sent to an environment already gone.
+        """
+        channel = worker.channel
+        if not channel.buffered():
+            try:
+                more = channel.read()
+            except OSError:
+                more = False
+            if more and not channel.buffered():
+                return  # the start of a reply: its rest comes with the next readiness
+        while True:
+            pending = worker.pending
+            if pending is None:
+                self._idle_ended(worker)
+                return
+            try:
+                message = channel.recv() if channel.buffered() else (EXITED, None)
+            except Exception:
+                # Read, but not a message (cannot be unpickled): the environment is unsound.
+                message = (EXITED, None)
+            self._reply(pending, message)
+            if not channel.buffered():
+                return
+
+    def _idle_ended(self, worker: _Worker) -> None:
+        """An idle worker's socket said something: its environment ended; it goes."""
+        _unwatch(worker)
+        with self._changed:
+            idle = worker in self._idle
             if idle:
-                self._discard(worker)
-            return
-        try:
-            message = worker.connection.recv()
-        except (EOFError, OSError):
-            message = (EXITED, None)
-        self._reply(pending, message)
+                self._idle.remove(worker)
+        if idle:
+            self._discard(worker)
 
     def _send_on_loop(
         self, invocation: Invocation, event_json: str, on_end: OnEnd | None
@@ -498,15 +527,13 @@ class IsolatedFunction(LambdaFunction):
         worker = invocation.worker
         self._watch(worker, loop)
         started = time.monotonic()
-        # Lambda stops a function at its timeout; so does this.
-        timer = loop.call_later(self.spec.timeout_s, self._time_out, worker)
-        pending = worker.pending = _OnLoop(invocation, timer, started)
+        deadline = started + self.spec.timeout_s
+        pending = worker.pending = _OnLoop(invocation, started, deadline)
+        if worker.deadline_check is None:
+            worker.deadline_check = loop.call_at(deadline, self._check_deadline, worker, loop)
         outcome = pending.outcome = _Outcome(loop, functools.partial(self._abandoned, pending))
         try:
-            worker_side.send(
-                worker.connection,
-                (invocation.aws_request_id, started + self.spec.timeout_s, event_json, {}),
-            )
+            worker.channel.send((invocation.aws_request_id, deadline, event_json, {}))
         except OSError:
             self._reply(pending, (EXITED, None))
             # Ended already: `on_end` is called as a done callback, after this returns.
@@ -516,10 +543,26 @@ class IsolatedFunction(LambdaFunction):
         pending.on_end = on_end
         return outcome
 
-    def _time_out(self, worker: _Worker) -> None:
-        """The function's timeout passed: end the invocation its worker runs, if any."""
-        if worker.pending is not None:
-            self._reply(worker.pending, _TIMED_OUT)
+    def _check_deadline(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        """Lambda stops a function at its timeout; so does this, for the invocation the
+        worker runs, if its deadline passed; else it checks again at that deadline.
+
+        One timer an environment, armed when an invocation is sent and none is: every
+        invocation of a function has the same timeout, so a check armed for an earlier
+        one comes before the deadline of any later one, and moves on to it. A timer an
+        invocation would cost each one the timer's making and cancelling, in the loop's
+        heap of timers, for a timeout that almost never passes.
+        """
+        if worker.loop is not loop:
+            return  # watched by another loop since, or by none: not this check's to end
+        worker.deadline_check = None
+        pending = worker.pending
+        if pending is None:
+            return
+        if loop.time() >= pending.deadline:
+            self._reply(pending, _TIMED_OUT)
+            return
+        worker.deadline_check = loop.call_at(pending.deadline, self._check_deadline, worker, loop)
 
     def _reply(self, pending: _OnLoop, message: tuple) -> None:
         """The worker answered, died, or outlived the timeout: the invocation ends (the
@@ -528,7 +571,6 @@ class IsolatedFunction(LambdaFunction):
         if pending.ended:
             return
         pending.ended = True
-        pending.timer.cancel()
         invocation, outcome = pending.invocation, pending.outcome
         assert outcome is not None
         try:
@@ -551,7 +593,6 @@ class IsolatedFunction(LambdaFunction):
         if pending.ended:
             return
         pending.ended = True
-        pending.timer.cancel()
         worker = pending.invocation.worker
         worker.pending = None
         _unwatch(worker)
@@ -567,11 +608,11 @@ class IsolatedFunction(LambdaFunction):
 
     def _finish_abandoned(self, invocation: Invocation, started: float) -> None:
         """Wait for the answer nobody reads, until the function's timeout; then conclude."""
-        connection = invocation.worker.connection
+        channel = invocation.worker.channel
         deadline = started + self.spec.timeout_s
         try:
-            answered = connection.poll(max(0.0, deadline - time.monotonic()))
-            message = connection.recv() if answered else _TIMED_OUT
+            answered = channel.poll(max(0.0, deadline - time.monotonic()))
+            message = channel.recv() if answered else _TIMED_OUT
         except (EOFError, OSError):
             message = (EXITED, None)
         self._conclude(invocation, message, started)
@@ -612,20 +653,18 @@ class IsolatedFunction(LambdaFunction):
 
     def _exchange(self, invocation: Invocation, event_json: str, instructions: dict) -> tuple:
         """Send one invocation and wait for its reply, within the function's timeout."""
-        connection = invocation.worker.connection
+        channel = invocation.worker.channel
         started = time.monotonic()
         deadline = started + self.spec.timeout_s
         try:
-            worker_side.send(
-                connection, (invocation.aws_request_id, deadline, event_json, instructions)
-            )
-            if not connection.poll(self.spec.timeout_s):
+            channel.send((invocation.aws_request_id, deadline, event_json, instructions))
+            if not channel.poll(self.spec.timeout_s):
                 # Lambda stops a function at its timeout; so does this.
                 self._stop(invocation, "timed out")
                 message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
                 log.warning("%s %s: %s", self.spec.name, invocation.aws_request_id, message)
                 raise FunctionError(self.spec.name, "TimeoutError", message)
-            reply = connection.recv()
+            reply = channel.recv()
         except (EOFError, OSError):
             reply = (EXITED, None)
         if reply[0] != EXITED:
@@ -645,8 +684,8 @@ class IsolatedFunction(LambdaFunction):
         for worker in idle:
             _unwatch(worker)
             with contextlib.suppress(OSError):
-                worker.connection.send(None)
+                worker.channel.send(None)
                 # It answers by ending: the zygote reports its exit.
-                if worker.connection.poll(5):
-                    worker.connection.recv()
+                if worker.channel.poll(5):
+                    worker.channel.recv()
             self._discard(worker)

@@ -1,7 +1,7 @@
 """One Lambda execution environment: a process forked by `local.zygote` for `local.isolation`.
 
-It gets one end of a socket pair, over which the stack talks to it with
-`multiprocessing.connection`. As Lambda's runtime does, it first imports the
+It gets one end of a socket pair, over which the stack talks to it through a
+`local.channel.Channel`. As Lambda's runtime does, it first imports the
 handler (the init phase) and says whether that worked, then runs one
 invocation at a time, each with a context rebuilt from what the stack sent
 (request id, deadline), and answers with the handler's JSON or its error.
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import select
+import socket
 import time
 import traceback
-from multiprocessing.connection import Connection
+
+from local.channel import Channel
 
 #: What the environment sends once the handler is imported.
 READY = "ready"
@@ -28,13 +29,7 @@ READY = "ready"
 INIT_ERROR = "init-error"
 
 
-def send(connection: Connection, message: object) -> None:
-    """`connection.send(message)`, which `recv` reads, pickled without `ForkingPickler`:
-    its per-call copy of the reducer table is for objects these messages never hold."""
-    connection.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-
-
-def _incoming(connection: Connection) -> select.poll:
+def _incoming(channel: Channel) -> select.poll:
     """What the worker waits on for its next invocation: `poll` for input on its socket.
 
     A read blocked on a Unix socket is woken whenever the socket's wait queue is, also
@@ -43,7 +38,7 @@ def _incoming(connection: Connection) -> select.poll:
     woken only for the events it asked for (input, hang-up, error).
     """
     incoming = select.poll()
-    incoming.register(connection.fileno(), select.POLLIN)
+    incoming.register(channel.fileno(), select.POLLIN)
     return incoming
 
 
@@ -70,8 +65,8 @@ def _import_handler(handler: str):
         return None, (type(error).__name__, str(error))
 
 
-def serve(connection: Connection, setup: dict) -> None:
-    """Import the handler, then run invocations from `connection` until told to stop."""
+def serve(channel: Channel, setup: dict) -> None:
+    """Import the handler, then run invocations from `channel` until told to stop."""
     from local.functions import FunctionSpec, LambdaContext
 
     spec = FunctionSpec(**setup["spec"])
@@ -90,14 +85,15 @@ def serve(connection: Connection, setup: dict) -> None:
     started = time.monotonic()
     handler, failure = _import_handler(spec.handler)
     if failure is not None:
-        connection.send((INIT_ERROR, *failure, traceback.format_exc()))
+        channel.send((INIT_ERROR, *failure, traceback.format_exc()))
         return
-    connection.send((READY, (time.monotonic() - started) * 1000))
-    incoming = _incoming(connection)
+    channel.send((READY, (time.monotonic() - started) * 1000))
+    incoming = _incoming(channel)
     while True:
         try:
-            incoming.poll()
-            message = connection.recv()
+            if not channel.buffered():
+                incoming.poll()
+            message = channel.recv()
         except (EOFError, OSError):
             return  # the stack is gone
         if message is None:
@@ -115,7 +111,7 @@ def serve(connection: Connection, setup: dict) -> None:
             reply: tuple = ("ok", answer_json)
         except Exception as error:
             reply = ("error", type(error).__name__, str(error), traceback.format_exc())
-        send(connection, reply)
+        channel.send(reply)
 
 
 def main(descriptor: int, setup: dict) -> None:
@@ -127,8 +123,8 @@ def main(descriptor: int, setup: dict) -> None:
         # As in the stack's process: the libraries' per-call chatter only at DEBUG.
         for noisy in ("botocore", "pynamodb", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    connection = Connection(descriptor)
+    channel = Channel(socket.socket(fileno=descriptor))
     try:
-        serve(connection, setup)
+        serve(channel, setup)
     finally:
-        connection.close()
+        channel.close()

@@ -31,7 +31,8 @@ import socket
 import struct
 import sys
 import threading
-from multiprocessing.connection import Connection
+
+from local.channel import Channel
 
 #: What the zygote imports before forking: the libraries of the dependency layer and the
 #: runtime-provided SDK (lambdas/requirements.txt), and the stdlib modules the runtime uses.
@@ -48,6 +49,7 @@ PRELOAD = (
     "jwt",
     "cryptography.hazmat.primitives.asymmetric.rsa",
     "cryptography.hazmat.primitives.asymmetric.ec",
+    "local.channel",
     "local.functions",
     "local.iam",
     "local.wiring",
@@ -110,10 +112,10 @@ class _Children:
 
 
 def _report(descriptor: int, status: int) -> None:
-    connection = Connection(descriptor)
+    channel = Channel(socket.socket(fileno=descriptor))
     with contextlib.suppress(OSError):
-        connection.send((EXITED, os.waitstatus_to_exitcode(status)))
-    connection.close()
+        channel.send((EXITED, os.waitstatus_to_exitcode(status)))
+    channel.close()
 
 
 def _fork(children: _Children, control: socket.socket, request: dict, descriptor: int) -> int:

@@ -46,6 +46,18 @@ def remember_or_exit(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return remember(event, context)
 
 
+def remember_then_exit(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """`remember`, and end the process `exit_after` seconds after answering (if given)."""
+    if "exit_after" in event:
+
+        def exit_later() -> None:
+            time.sleep(event["exit_after"])
+            os._exit(0)
+
+        threading.Thread(target=exit_later, daemon=True).start()
+    return remember(event, context)
+
+
 def exit_with(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """End the process as a crashing runtime would, with the event's exit status."""
     os._exit(event["status"])

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pickle
 import threading
 import time
 
 import pytest
 
-from local.functions import EncodedEvent, FunctionError, FunctionSpec, LambdaFunction
+from local.functions import (
+    EncodedEvent,
+    FunctionError,
+    FunctionSpec,
+    LambdaFunction,
+    event_json,
+)
 from tests.e2e.wire import run
 
 SPEC = FunctionSpec("streamer-test", "tests.local.unused.handler", timeout_s=5, memory_mb=256)
@@ -181,3 +188,13 @@ def test_a_queued_invocation_its_caller_gave_up_on_no_longer_counts_as_running()
         lambda_function.close()
     assert answers == [{"n": 1}, {"n": 3}, {"n": 4}]
     assert lambda_function.throttles == 0
+
+
+def test_an_encoded_event_crosses_to_a_worker_as_plain_text() -> None:
+    # An `EncodedEvent` pickled would name its class, which the worker must look up and
+    # call to unpickle; its text is what the function needs.
+    text = event_json(EncodedEvent('{"a": 1}'))
+
+    assert type(text) is str
+    assert text == '{"a": 1}'
+    assert b"EncodedEvent" not in pickle.dumps(text, pickle.HIGHEST_PROTOCOL)

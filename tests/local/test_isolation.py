@@ -8,10 +8,10 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable
-from multiprocessing.connection import Connection
 
 import pytest
 
+from local.channel import Channel
 from local.functions import EncodedEvent, FunctionError, FunctionSpec
 from local.isolation import IsolatedFunction, _unwatch, _Worker
 from tests.e2e.wire import run
@@ -207,6 +207,39 @@ def test_a_warm_environment_invoked_from_the_event_loop_fails_as_lambda_reports_
     assert [i.stopped for i in function.stopped()] == ["timed out"]
 
 
+def test_each_invocation_from_the_loop_is_stopped_at_its_own_timeout() -> None:
+    # GIVEN a warm environment of a function with a 1 s timeout, invoked from one loop
+    function = isolated("tests.local.lambdas.remember", concurrency=1, timeout_s=1)
+    try:
+        run(function.invoke_async({}))
+
+        async def three_in_a_row() -> tuple[dict, dict, FunctionError, float]:
+            # WHEN one answers at once, the next begins half a second later and runs
+            # 0.8 s (past the first one's deadline, within its own), and a third runs on
+            first = await function.invoke_async({})
+            await asyncio.sleep(0.5)
+            second = await function.invoke_async({"seconds": 0.8})
+            started = time.monotonic()
+            with pytest.raises(FunctionError) as late:
+                await function.invoke_async({"seconds": 5})
+            return first, second, late.value, time.monotonic() - started
+
+        first, second, late, late_after_s = run(three_in_a_row())
+    finally:
+        function.close()
+
+    # THEN the second answered: the first one's deadline did not stop it; and the third
+    # was stopped at its own timeout, not before
+    assert second["pid"] == first["pid"]
+    assert second["invocations"] == first["invocations"] + 1
+    assert (late.error_type, late.error_message) == (
+        "TimeoutError",
+        "Task timed out after 1.00 seconds",
+    )
+    assert late_after_s >= 1.0
+    assert [i.stopped for i in function.stopped()] == ["timed out"]
+
+
 def test_a_warm_environment_has_its_event_before_the_event_loop_turns(tmp_path) -> None:
     # GIVEN a warm environment of a function the event loop invokes (the gateway's path)
     function = isolated("tests.local.lambdas.mark_started", concurrency=1)
@@ -313,7 +346,7 @@ def test_an_invocation_whose_send_fails_has_ended_when_its_caller_gets_the_error
         run(function.invoke_async({}))
         [pid] = function.worker_pids()
         [worker] = function._idle
-        with socket.socket(fileno=os.dup(worker.connection.fileno())) as end:
+        with socket.socket(fileno=os.dup(worker.channel.fileno())) as end:
             end.shutdown(socket.SHUT_WR)
 
         async def invoke_twice() -> tuple[FunctionError, list, dict]:
@@ -415,6 +448,33 @@ def test_an_idle_environment_that_ends_is_replaced_by_a_cold_start_not_a_failure
     assert function.cold_starts == 2
 
 
+def test_an_environment_that_ends_right_after_answering_is_replaced_not_failed() -> None:
+    # GIVEN a warm environment the event loop invokes, whose process ends just after it
+    # answers (the zygote's word that it ended follows its answer on the socket)
+    function = isolated("tests.local.lambdas.remember_then_exit", concurrency=1)
+    try:
+        first = run(function.invoke_async({}))
+
+        async def answered_then_invoke_again() -> tuple[dict, dict]:
+            last = function.begin({"exit_after": 0.1})
+            # WHEN the loop is busy until both are on the socket, so that it reads them at
+            # once, and the function is invoked again as soon as the answer is awaited
+            time.sleep(1.0)
+            answer = await last
+            return answer, await function.invoke_async({})
+
+        last, after = run(answered_then_invoke_again())
+    finally:
+        function.close()
+
+    # THEN the answer is the function's, and the next invocation gets a new environment,
+    # as on Lambda: it does not fail for the end of the one before it
+    assert last["pid"] == first["pid"]
+    assert after["pid"] != first["pid"]
+    assert after["invocations"] == 1
+    assert function.cold_starts == 2
+
+
 def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_returns() -> None:
     # GIVEN a warm environment of a function with a reserved concurrency of 1
     function = isolated("tests.local.lambdas.remember", concurrency=1, reserved_concurrency=1)
@@ -443,7 +503,7 @@ def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_ret
 
         # AND one begins whose send fails at once (its worker's end of the socket shut)
         [worker] = function._idle
-        with socket.socket(fileno=os.dup(worker.connection.fileno())) as end:
+        with socket.socket(fileno=os.dup(worker.channel.fileno())) as end:
             end.shutdown(socket.SHUT_WR)
 
         async def begin_failing() -> None:
@@ -472,7 +532,7 @@ def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_ret
 def test_unwatching_from_a_thread_ends_when_the_loop_stops_for_good_before_doing_it() -> None:
     # GIVEN a worker's socket watched by an event loop running in a thread of its own
     ours, theirs = socket.socketpair()
-    worker = _Worker(pid=0, connection=Connection(ours.detach()))
+    worker = _Worker(pid=0, channel=Channel(ours))
     loop = asyncio.new_event_loop()
     busy, gate, queued = threading.Event(), threading.Event(), threading.Event()
     queue_for_the_loop = loop.call_soon_threadsafe
@@ -487,7 +547,7 @@ def test_unwatching_from_a_thread_ends_when_the_loop_stops_for_good_before_doing
         gate.wait(10)
         loop.stop()
 
-    loop.add_reader(worker.connection.fileno(), lambda: None)
+    loop.add_reader(worker.channel.fileno(), lambda: None)
     worker.loop = loop
     loop.call_soon(stop_when_let)
     loop.call_soon_threadsafe = queue_and_tell  # type: ignore[method-assign]
@@ -508,7 +568,7 @@ def test_unwatching_from_a_thread_ends_when_the_loop_stops_for_good_before_doing
     finally:
         gate.set()
         theirs.close()
-        worker.connection.close()
+        worker.channel.close()
 
     # THEN the thread stopped waiting: the closed loop watches nothing
     assert not unwatching.is_alive()
