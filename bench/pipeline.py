@@ -17,6 +17,15 @@ client. If the stack answers as fast on one core as on two, a frame's path is
 serial and its time is the sum of those CPU figures; if `apart` is faster,
 the processes' placement costs time. A diagnostic for section 1's target,
 not one of its figures: it writes nothing.
+
+`python -m bench.pipeline --against DIR` compares two trees instead: this
+checkout's stack and the one in DIR (another checkout, such as `git worktree
+add DIR COMMIT`), placed freely, in alternating runs beside one bare echo. For
+each it prints the messages a second, the ratio to the bare echo's run beside
+it, and the CPU per message of its gateway, its workers and this client; then
+the median of the per-round ratios of this tree's messages a second to DIR's.
+A change of a few percent needs that: runs of one tree alone drift by more
+between hours on this machine.
 """
 
 from __future__ import annotations
@@ -151,24 +160,91 @@ async def _measure(stack: processes.Server, bare: processes.Server, runs: int, s
     return rows
 
 
-def _print(rows: dict[str, list[dict]]) -> None:
+async def _compare(
+    stacks: dict[str, processes.Server], bare: processes.Server, runs: int, seconds: float
+) -> dict[str, list[dict]]:
+    """Alternating runs of each stack, one client each, every run beside a bare one."""
+    sockets = {
+        name: await wire.open_connection(stack.url(stack.token("pipeline")))
+        for name, stack in stacks.items()
+    }
+    bare_socket = await wire.open_connection(bare.websocket_url)
+    for socket in sockets.values():
+        await wire.round_trips(socket, FRAME, time.monotonic() + 1)
+    roles = {name: _Roles(stack, bare) for name, stack in stacks.items()}
+    rows: dict[str, list[dict]] = {name: [] for name in stacks}
+    names = list(stacks)
+    try:
+        for run in range(runs):
+            for name in names[run % len(names) :] + names[: run % len(names)]:
+                messages, (gateway, workers), client = await _run(
+                    sockets[name], seconds, [roles[name].gateway, roles[name].workers]
+                )
+                bare_messages, _, _ = await _run(bare_socket, seconds, [])
+                per = 1e6 / messages
+                rows[name].append(
+                    {
+                        "stack": messages / seconds,
+                        "ratio": messages / bare_messages,
+                        "gateway": gateway * per,
+                        "workers": workers * per,
+                        "client": client * per,
+                    }
+                )
+    finally:
+        await wire.close_all([*sockets.values(), bare_socket])
+    return rows
+
+
+def _print(rows: dict[str, list[dict]], label: str = "placement") -> None:
     columns = list(next(iter(rows.values()))[0])
+    width = max(10, *(len(name) + 1 for name in rows))
     print("medians of the runs; CPU in us per message")
-    print(f"{'placement':10s}" + "".join(f"{c:>13s}" for c in columns))
-    for placement, runs in rows.items():
+    print(f"{label:{width}s}" + "".join(f"{c:>13s}" for c in columns))
+    for name, runs in rows.items():
         medians = [statistics.median(r[c] for r in runs) for c in columns]
         cells = "".join(
             f"{m:13.3f}" if c == "ratio" else f"{m:13.0f}"
             for c, m in zip(columns, medians, strict=True)
         )
-        print(f"{placement:10s}{cells}")
+        print(f"{name:{width}s}{cells}")
+
+
+def _print_comparison(rows: dict[str, list[dict]]) -> None:
+    _print(rows, "tree")
+    this, other = (rows[name] for name in rows)
+    rounds = [a["stack"] / b["stack"] for a, b in zip(this, other, strict=True)]
+    print(
+        f"this tree / the other, messages a second: median {statistics.median(rounds):.3f} "
+        f"over {len(rounds)} rounds (least {min(rounds):.3f}, most {max(rounds):.3f})"
+    )
+
+
+def _compare_trees(other: Path, runs: int, seconds: float) -> None:
+    if not (other / "local" / "__main__.py").exists():
+        raise SystemExit(f"{other} is not a checkout of this project")
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
+        directory = Path(work)
+        with (
+            processes.echo_server(directory / "echo-server") as bare,
+            processes.local_stack(directory / "this", env=UNLIMITED) as this,
+            processes.local_stack(directory / "other", env=UNLIMITED, tree=other) as that,
+        ):
+            stacks = {"this tree": this, str(other): that}
+            _print_comparison(asyncio.run(_compare(stacks, bare, runs, seconds)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--against", type=Path, metavar="DIR", help="compare with the stack of this checkout"
+    )
     args = parser.parse_args()
+    if args.against is not None:
+        _compare_trees(args.against.resolve(), args.runs, args.seconds)
+        return
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs two CPUs to compare placements")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:

@@ -71,9 +71,9 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 @contextmanager
 def running(
-    command: list[str], directory: Path, env: dict[str, str] | None = None
+    command: list[str], directory: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> Iterator[Server]:
-    """Run `command` (given `--ready-file PATH` last) until the block ends."""
+    """Run `command` (given `--ready-file PATH` last) in `cwd` until the block ends."""
     directory.mkdir(parents=True, exist_ok=True)
     ready_file = directory / "ready.json"
     log_file = directory / "server.log"
@@ -81,7 +81,7 @@ def running(
     with log_file.open("wb") as log:
         process = subprocess.Popen(
             [*command, "--ready-file", str(ready_file)],
-            cwd=ROOT,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -112,8 +112,12 @@ def local_stack(
     env: dict[str, str] | None = None,
     counts_file: Path | None = None,
     call_log: Path | None = None,
+    tree: Path = ROOT,
 ):
     """`python -m local --port 0 FLAGS` with the benchmark app, as a context manager.
+
+    `tree`: the checkout whose stack and runtime run (another one is put first on the
+    stack's `PYTHONPATH`, before this environment's install of the runtime).
 
     With `counts_file`, the stack runs under `bench.counting`, which keeps that
     file up to date with the AWS calls and Lambda invocations it made; its meters
@@ -127,7 +131,9 @@ def local_stack(
     command = [sys.executable, "-m", *launcher, "--port", "0", "--app", "bench.app", *flags]
     if call_log is not None:
         env = {**(env or {}), CALL_LOG_ENV: str(call_log)}
-    return running(command, directory, env)
+    if tree != ROOT:
+        env = {**(env or {}), "PYTHONPATH": os.pathsep.join([str(tree / "lambdas"), str(tree)])}
+    return running(command, directory, env, cwd=tree)
 
 
 def echo_server(directory: Path):
