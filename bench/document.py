@@ -751,8 +751,13 @@ FIXED_SINCE = """\
   word that the environment then ended, read together, left that word for a
   later turn of the loop, by which time the next invocation had gone to the
   dead environment and failed with `Runtime.ExitError`; it now gets a cold
-  start, as on Lambda (`pytest tests/local/test_isolation.py -k
-  right_after_answering`, which fails before the change). `python -m
+  start, as on Lambda, also when the answer's own callback begins it, and so
+  does one after the loop that watched the environment closed (`pytest
+  tests/local/test_isolation.py -k "right_after_answering or known_ended or
+  loop_closed"`, each failing before the change). When the word comes in a
+  later read than the answer, the next invocation can still be sent first and
+  fail so: Lambda's runtime asks for each event, so an environment that ended
+  is never handed one; this stack sends it. `python -m
   bench.pipeline --against DIR` (new) alternates 1-client runs of this tree's
   stack and another checkout's beside one bare echo: against cb546ae, in 14
   rounds, the gateway's CPU went from 118 to 103 us a message, the workers'

@@ -15,6 +15,7 @@ One thread at a time uses a channel (whoever holds its environment).
 
 from __future__ import annotations
 
+import math
 import pickle
 import select
 import socket
@@ -43,9 +44,15 @@ class Channel:
         self._socket.close()
 
     def send(self, message: object) -> None:
-        """Send `message` whole, in one write when the socket takes it (OSError if it cannot)."""
+        """Send `message` whole, in one write when the socket takes it and it is small
+        (a large one is not copied behind its header); OSError if it cannot."""
         data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        self._socket.sendall(_HEADER.pack(len(data)) + data)
+        header = _HEADER.pack(len(data))
+        if len(data) > READ_SIZE:
+            self._socket.sendall(header)
+            self._socket.sendall(data)
+            return
+        self._socket.sendall(header + data)
 
     def _size(self) -> int | None:
         """The length of the message at the buffer's start, once its header is read."""
@@ -81,9 +88,12 @@ class Channel:
             if not self.read():
                 raise EOFError("the channel's peer ended")
         end = _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
-        data = bytes(self._buffer[_HEADER.size : end])
+        # Unpickled where it was read, not from a copy (the views go before the buffer
+        # shrinks: a bytearray with a view of it cannot change size).
+        with memoryview(self._buffer) as whole, whole[_HEADER.size : end] as data:
+            message = pickle.loads(data)
         del self._buffer[:end]
-        return pickle.loads(data)
+        return message
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether `recv` has something to go on without waiting: a whole message read
@@ -95,5 +105,6 @@ class Channel:
             raise OSError("the channel is closed")
         waiting = select.poll()
         waiting.register(self._socket.fileno(), select.POLLIN)
-        milliseconds = None if timeout is None else max(0, int(timeout * 1000))
+        # Rounded up, as multiprocessing's `Connection.poll` does: never back before it.
+        milliseconds = None if timeout is None else max(0, math.ceil(timeout * 1000))
         return bool(waiting.poll(milliseconds))

@@ -368,6 +368,15 @@ class IsolatedFunction(LambdaFunction):
             self._changed.notify_all()
 
     def _give_back(self, worker: _Worker) -> None:
+        """Back to the idle ones after an invocation, unless its environment ended.
+
+        A worker sends one reply an invocation, so anything read after the reply is the
+        zygote's word that its process ended, read with the reply: then it goes now,
+        before anything the invocation's end calls could begin another in it.
+        """
+        if worker.channel.buffered():
+            self._discard(worker)
+            return
         with self._changed:
             if not self._closing:
                 self._idle.append(worker)
@@ -451,8 +460,11 @@ class IsolatedFunction(LambdaFunction):
         while True:
             with self._changed:
                 worker = self._idle.pop() if self._idle else None
-            if worker is None or worker.loop is not None or not self._ended(worker):
-                # A watched worker is alive: its watch drops it when it ends.
+            watched = worker is not None and worker.loop is not None
+            if worker is None or (watched and not worker.loop.is_closed()):
+                # A worker a running loop watches is alive: its watch drops it when it ends.
+                return worker
+            if not self._ended(worker):
                 return worker
 
     def _ended(self, worker: _Worker) -> bool:
@@ -480,11 +492,8 @@ class IsolatedFunction(LambdaFunction):
         """The worker's socket has something: the reply the pending invocation awaits, or,
         when none is pending, the zygote's word that the idle environment ended.
 
-        One read takes what the socket holds. The zygote's word may follow the reply in
-        it: once the reply has ended its invocation, that word is read from what was
-        read, in the same call, and the environment goes at once. No further readiness
-        would come for it if its end were not closed yet, and an invocation begun
-        meanwhile would be sent to an environment already gone.
+        One read takes what the socket holds: the start of a reply waits for its rest;
+        the zygote's word may come with the reply (`_give_back` then lets the worker go).
         """
         channel = worker.channel
         if not channel.buffered():
@@ -494,19 +503,16 @@ class IsolatedFunction(LambdaFunction):
                 more = False
             if more and not channel.buffered():
                 return  # the start of a reply: its rest comes with the next readiness
-        while True:
-            pending = worker.pending
-            if pending is None:
-                self._idle_ended(worker)
-                return
-            try:
-                message = channel.recv() if channel.buffered() else (EXITED, None)
-            except Exception:
-                # Read, but not a message (cannot be unpickled): the environment is unsound.
-                message = (EXITED, None)
-            self._reply(pending, message)
-            if not channel.buffered():
-                return
+        pending = worker.pending
+        if pending is None:
+            self._idle_ended(worker)
+            return
+        try:
+            message = channel.recv() if channel.buffered() else (EXITED, None)
+        except Exception:
+            # Read, but not a message (cannot be unpickled): the environment is unsound.
+            message = (EXITED, None)
+        self._reply(pending, message)
 
     def _idle_ended(self, worker: _Worker) -> None:
         """An idle worker's socket said something: its environment ended; it goes."""

@@ -126,3 +126,25 @@ def test_a_closed_channel_cannot_be_polled(pair) -> None:
 
     with pytest.raises(OSError):
         channel.poll(0)
+
+
+def test_a_poll_waits_its_whole_timeout_rounded_up_never_less(pair, monkeypatch) -> None:
+    # `select.poll` takes milliseconds: 0.9 ms must wait 1 ms, not 0 (an abandoned
+    # invocation's wait for its answer ends at its deadline, never before it).
+    channel, _, _ = pair
+    asked: list[int | None] = []
+
+    class _Poll:
+        def register(self, descriptor: int, events: int) -> None:
+            pass
+
+        def poll(self, milliseconds: int | None = None) -> list:
+            asked.append(milliseconds)
+            return []
+
+    monkeypatch.setattr("local.channel.select.poll", _Poll)
+
+    assert not channel.poll(0.0009)
+    assert not channel.poll(1.0001)
+    assert not channel.poll(0)
+    assert asked == [1, 1001, 0]

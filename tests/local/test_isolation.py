@@ -475,6 +475,54 @@ def test_an_environment_that_ends_right_after_answering_is_replaced_not_failed()
     assert function.cold_starts == 2
 
 
+def test_an_invocation_begun_from_on_end_does_not_go_to_an_environment_known_ended() -> None:
+    # GIVEN a warm environment the event loop invokes, whose process ends just after it
+    # answers, both read at once
+    function = isolated("tests.local.lambdas.remember_then_exit", concurrency=1)
+    try:
+        first = run(function.invoke_async({}))
+
+        async def next_from_on_end() -> tuple[dict, dict]:
+            begun: list[asyncio.Future] = []
+            # WHEN the answer's `on_end` begins the next invocation at once, as `begin`
+            # allows (the zygote's word that the environment ended read, not yet heeded)
+            last = function.begin({"exit_after": 0.1}, lambda _: begun.append(function.begin({})))
+            time.sleep(1.0)
+            return await last, await begun[0]
+
+        last, after = run(next_from_on_end())
+    finally:
+        function.close()
+
+    # THEN that invocation gets a new environment: the ended one was not given back
+    assert last["pid"] == first["pid"]
+    assert after["pid"] != first["pid"]
+    assert after["invocations"] == 1
+    assert function.cold_starts == 2
+
+
+def test_an_environment_that_ends_after_its_loop_closed_is_replaced_not_failed() -> None:
+    # GIVEN a warm environment last invoked from an event loop that has since closed
+    function = isolated("tests.local.lambdas.remember", concurrency=1)
+    try:
+        run(function.invoke_async({}))
+        warm = run(function.invoke_async({}))
+
+        # WHEN its process ends (the zygote's word of it comes to a loop that is gone)
+        os.kill(warm["pid"], 9)
+        [worker] = function._idle
+        assert worker.channel.poll(10)
+        # AND the function is invoked from a new loop
+        after = run(function.invoke_async({}))
+    finally:
+        function.close()
+
+    # THEN that invocation runs in a new environment, as on Lambda
+    assert after["pid"] != warm["pid"]
+    assert after["invocations"] == 1
+    assert function.cold_starts == 2
+
+
 def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_returns() -> None:
     # GIVEN a warm environment of a function with a reserved concurrency of 1
     function = isolated("tests.local.lambdas.remember", concurrency=1, reserved_concurrency=1)
