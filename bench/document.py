@@ -762,9 +762,11 @@ FIXED_SINCE = """\
   stack and another checkout's beside one bare echo: against cb546ae, in 14
   rounds, the gateway's CPU went from 118 to 103 us a message, the workers'
   from 121 to 113, and messages a second rose by a median of 8.5 % (0.283 to
-  0.305 of the bare echo). This run's 0.344 is more than that: the machine ran
+  0.305 of the bare echo). The whole section gave 0.344 (nine runs, 0.323 to
+  0.362) at be4aee4 and 0.321 (0.304 to 0.466) at 16845f0, this page's run,
+  half an hour apart: more than 8.5 % over 0.28, because the machine also ran
   faster than in the run at 7cf8a5c, as the threads stack, whose path the
-  change does not touch, shows (0.240 then, 0.277 now).
+  change does not touch, shows (0.240 then, 0.277 and 0.261 now).
 - **The router's answer line without the logging module** (section 8). The
   line logged for each answered message went through `logging`'s record,
   filters and formatter, about a third of a warm echo's CPU; when nothing but
