@@ -460,9 +460,10 @@ class IsolatedFunction(LambdaFunction):
         while True:
             with self._changed:
                 worker = self._idle.pop() if self._idle else None
-            watched = worker is not None and worker.loop is not None
-            if worker is None or (watched and not worker.loop.is_closed()):
-                # A worker a running loop watches is alive: its watch drops it when it ends.
+            if worker is None:
+                return None
+            if worker.loop is not None and not worker.loop.is_closed():
+                # A worker a loop watches is alive: its watch drops it when it ends.
                 return worker
             if not self._ended(worker):
                 return worker

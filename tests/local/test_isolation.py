@@ -338,12 +338,15 @@ def test_an_invocation_whose_send_fails_has_ended_when_its_caller_gets_the_error
     # GIVEN a warm environment of a function with a reserved concurrency of 1, whose
     # socket can no longer be written (its worker's end shut)
     function = isolated("tests.local.lambdas.remember", concurrency=1, reserved_concurrency=1)
+    # (one loop throughout, open: a worker that a loop which has closed watched is asked
+    # whether it ended, which, shut, it soon has, and would be replaced, not sent to)
+    runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
     try:
         # (twice: the cold start goes through the pool, the second is sent from the loop,
         # which then watches the worker: the next invocation takes it without asking its
-        # socket whether it ended, which, shut, it soon has)
-        run(function.invoke_async({}))
-        run(function.invoke_async({}))
+        # socket whether it ended)
+        runner.run(function.invoke_async({}))
+        runner.run(function.invoke_async({}))
         [pid] = function.worker_pids()
         [worker] = function._idle
         with socket.socket(fileno=os.dup(worker.channel.fileno())) as end:
@@ -358,9 +361,10 @@ def test_an_invocation_whose_send_fails_has_ended_when_its_caller_gets_the_error
             running = function.running()
             return failed.value, running, await function.invoke_async({})
 
-        error, running, after = run(invoke_twice())
+        error, running, after = runner.run(invoke_twice())
     finally:
         function.close()
+        runner.close()
     assert error.error_type == "Runtime.ExitError"
     assert running == []
     assert after["pid"] != pid
@@ -448,57 +452,51 @@ def test_an_idle_environment_that_ends_is_replaced_by_a_cold_start_not_a_failure
     assert function.cold_starts == 2
 
 
-def test_an_environment_that_ends_right_after_answering_is_replaced_not_failed() -> None:
-    # GIVEN a warm environment the event loop invokes, whose process ends just after it
-    # answers (the zygote's word that it ended follows its answer on the socket)
+def _replaced_after_answering_then_ending(invoke_next) -> None:
+    """GIVEN a warm environment the event loop invokes, whose process ends 0.1 s after
+    its answer, the loop busy until both the answer and the zygote's word that it ended
+    are on the socket (so that it reads them at once): `invoke_next(function)` begins
+    that last invocation, awaits its answer and one more invocation begun after it;
+    THEN the answer is the function's, and the next invocation gets a new environment,
+    as on Lambda: it does not fail for the end of the one before it."""
     function = isolated("tests.local.lambdas.remember_then_exit", concurrency=1)
     try:
         first = run(function.invoke_async({}))
 
-        async def answered_then_invoke_again() -> tuple[dict, dict]:
-            last = function.begin({"exit_after": 0.1})
-            # WHEN the loop is busy until both are on the socket, so that it reads them at
-            # once, and the function is invoked again as soon as the answer is awaited
-            time.sleep(1.0)
-            answer = await last
-            return answer, await function.invoke_async({})
+        async def answered_then_next() -> tuple[dict, dict]:
+            return await invoke_next(function)
 
-        last, after = run(answered_then_invoke_again())
+        last, after = run(answered_then_next())
     finally:
         function.close()
 
-    # THEN the answer is the function's, and the next invocation gets a new environment,
-    # as on Lambda: it does not fail for the end of the one before it
     assert last["pid"] == first["pid"]
     assert after["pid"] != first["pid"]
     assert after["invocations"] == 1
     assert function.cold_starts == 2
+
+
+def test_an_environment_that_ends_right_after_answering_is_replaced_not_failed() -> None:
+    async def next_once_answered(function: IsolatedFunction) -> tuple[dict, dict]:
+        # WHEN the function is invoked again as soon as the answer is awaited
+        last = function.begin({"exit_after": 0.1})
+        time.sleep(1.0)
+        answer = await last
+        return answer, await function.invoke_async({})
+
+    _replaced_after_answering_then_ending(next_once_answered)
 
 
 def test_an_invocation_begun_from_on_end_does_not_go_to_an_environment_known_ended() -> None:
-    # GIVEN a warm environment the event loop invokes, whose process ends just after it
-    # answers, both read at once
-    function = isolated("tests.local.lambdas.remember_then_exit", concurrency=1)
-    try:
-        first = run(function.invoke_async({}))
+    async def next_from_on_end(function: IsolatedFunction) -> tuple[dict, dict]:
+        # WHEN the answer's `on_end` begins the next invocation at once, as `begin`
+        # allows (the zygote's word that the environment ended read, not yet heeded)
+        begun: list[asyncio.Future] = []
+        last = function.begin({"exit_after": 0.1}, lambda _: begun.append(function.begin({})))
+        time.sleep(1.0)
+        return await last, await begun[0]
 
-        async def next_from_on_end() -> tuple[dict, dict]:
-            begun: list[asyncio.Future] = []
-            # WHEN the answer's `on_end` begins the next invocation at once, as `begin`
-            # allows (the zygote's word that the environment ended read, not yet heeded)
-            last = function.begin({"exit_after": 0.1}, lambda _: begun.append(function.begin({})))
-            time.sleep(1.0)
-            return await last, await begun[0]
-
-        last, after = run(next_from_on_end())
-    finally:
-        function.close()
-
-    # THEN that invocation gets a new environment: the ended one was not given back
-    assert last["pid"] == first["pid"]
-    assert after["pid"] != first["pid"]
-    assert after["invocations"] == 1
-    assert function.cold_starts == 2
+    _replaced_after_answering_then_ending(next_from_on_end)
 
 
 def test_an_environment_that_ends_after_its_loop_closed_is_replaced_not_failed() -> None:
@@ -533,8 +531,10 @@ def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_ret
         result = outcome.exception() or outcome.result()
         seen.append(("on_end", result, function.running()))
 
+    # (one loop throughout, open: see the test of a failed send above)
+    runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
     try:
-        first = run(function.invoke_async({}))
+        first = runner.run(function.invoke_async({}))
 
         async def begin_with_on_end() -> asyncio.Future:
             # WHEN an invocation begins with `on_end`, and nothing awaits it
@@ -547,7 +547,7 @@ def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_ret
             await asyncio.sleep(0)
             return outcome
 
-        outcome = run(begin_with_on_end())
+        outcome = runner.run(begin_with_on_end())
 
         # AND one begins whose send fails at once (its worker's end of the socket shut)
         [worker] = function._idle
@@ -559,9 +559,10 @@ def test_on_end_is_called_once_after_the_invocation_ended_never_before_begin_ret
             seen.append(("returned", None, []))
             await asyncio.sleep(0)
 
-        run(begin_failing())
+        runner.run(begin_failing())
     finally:
         function.close()
+        runner.close()
 
     # THEN `on_end` came once each, after `begin` returned, with the answer or the error,
     # by when the invocation no longer ran
