@@ -756,8 +756,11 @@ FIXED_SINCE = """\
   tests/local/test_isolation.py -k "right_after_answering or known_ended or
   loop_closed"`, each failing before the change). When the word comes in a
   later read than the answer, the next invocation can still be sent first and
-  fail so: Lambda's runtime asks for each event, so an environment that ended
-  is never handed one; this stack sends it. `python -m
+  fail so: on Lambda the runtime asks for each event ("The runtime sends this
+  message to Lambda to request an invocation event", `GET
+  /runtime/invocation/next`, Lambda developer guide, "Using the Lambda runtime
+  API for custom runtimes"), so an environment that ended is never handed one;
+  this stack sends it. `python -m
   bench.pipeline --against DIR` (new) alternates 1-client runs of this tree's
   stack and another checkout's beside one bare echo: against cb546ae, in 14
   rounds, the gateway's CPU went from 118 to 103 us a message, the workers'
